@@ -1,0 +1,121 @@
+"""The `integration-platform` command: the sandbox, the platform, the demo."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import click
+
+from integration_platform import environment
+from integration_platform.sandbox.chaos import PROFILES, ChaosConfigError, parse_chaos
+from integration_platform.sandbox.server import DEFAULT_BASE_PORT, Sandbox
+from integration_platform.sandbox.world import (
+    MissingCredentialError,
+    SandboxCredentials,
+    SandboxSettings,
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Integration Platform: API sources into one DuckDB warehouse, modelled with dbt."""
+
+
+@main.group()
+def sandbox() -> None:
+    """The local third-party APIs the demo, the tests and the benchmarks run against."""
+
+
+def sandbox_options(func: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option("--seed", default=42, show_default=True, help="Seed of the population."),
+        click.option("--customers", default=1000, show_default=True,
+                     type=click.IntRange(1, 5_000_000), help="Number of true customers."),
+        click.option("--chaos", "chaos_profile", default="none", show_default=True,
+                     type=click.Choice(list(PROFILES)), help="Chaos profile."),
+        click.option("--chaos-set", "chaos_overrides", multiple=True, metavar="KNOB=VALUE",
+                     help="Override one chaos knob, e.g. drop=0.1 or schema_drift_from=2025-07-01."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_settings(seed: int, customers: int, chaos_profile: str,
+                   chaos_overrides: tuple[str, ...], **extra: object) -> SandboxSettings:
+    try:
+        chaos = parse_chaos(chaos_profile, chaos_overrides)
+    except ChaosConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--chaos-set") from exc
+    return SandboxSettings(seed=seed, customers=customers, chaos=chaos, **extra)  # type: ignore[arg-type]
+
+
+@sandbox.command("up")
+@sandbox_options
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True,
+              help="CRM on this port, billing +1, support +2, analytics +3 (0: free ports).")
+@click.option("--token-ttl", default=3600.0, show_default=True,
+              help="Seconds a CRM access token lives.")
+@click.option("--billing-rate-limit", default=50, show_default=True,
+              help="Billing requests per second per API key.")
+@click.option("--webhook-url", default=None, help="Where billing sends signed webhooks.")
+@click.option("--webhook-rate", default=5.0, show_default=True,
+              help="Billing webhook events per second.")
+@click.option("--stream-rate", default=50.0, show_default=True,
+              help="Analytics SSE events per second (0: as fast as possible).")
+def sandbox_up(seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str, ...],
+               host: str, base_port: int, token_ttl: float, billing_rate_limit: int,
+               webhook_url: str | None, webhook_rate: float, stream_rate: float) -> None:
+    """Serve the four sandbox vendors until interrupted."""
+    settings = build_settings(
+        seed, customers, chaos_profile, chaos_overrides, token_ttl_seconds=token_ttl,
+        billing_requests_per_second=billing_rate_limit, webhook_url=webhook_url,
+        webhook_events_per_second=webhook_rate, stream_events_per_second=stream_rate)
+    try:
+        server = Sandbox(settings, _sandbox_credentials(), host=host, base_port=base_port)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"sandbox: seed={seed} customers={customers} chaos={chaos_profile}")
+    for vendor, url in server.urls.items():
+        click.echo(f"  {vendor:<10} {url}")
+    click.echo("Ctrl-C to stop.", err=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+
+
+@sandbox.command("ground-truth")
+@sandbox_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV file to write (default: stdout).")
+def sandbox_ground_truth(seed: int, customers: int, chaos_profile: str,
+                         chaos_overrides: tuple[str, ...], out: Path | None) -> None:
+    """Write which true customer every vendor record belongs to, as CSV."""
+    from integration_platform.sandbox.truth import ground_truth
+
+    settings = build_settings(seed, customers, chaos_profile, chaos_overrides)
+    handle = out.open("w", newline="") if out else sys.stdout
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(["vendor", "endpoint", "record_id", "entity_id"])
+        for vendor, row in ground_truth(settings, _sandbox_credentials()):
+            writer.writerow([vendor, row.endpoint, row.record_id, row.entity_id])
+    finally:
+        if out:
+            handle.close()
+
+
+def _sandbox_credentials() -> SandboxCredentials:
+    environment.load_sandbox_env()
+    try:
+        return SandboxCredentials.from_env()
+    except MissingCredentialError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""The ground truth of the sandbox without running it: which person each vendor record is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from integration_platform.sandbox.roster import VENDORS
+from integration_platform.sandbox.server import VENDOR_TRUTH
+from integration_platform.sandbox.vendors.common import TruthRow
+from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
+
+
+def ground_truth(settings: SandboxSettings,
+                 credentials: SandboxCredentials) -> Iterator[tuple[str, TruthRow]]:
+    world = World(settings, credentials)
+    for vendor in VENDORS:
+        for row in VENDOR_TRUTH[vendor](world):
+            yield vendor, row

@@ -1,0 +1,238 @@
+"""Sandbox CRM (REST): OAuth2 client credentials, opaque cursor pagination, mixed timestamps.
+
+GET /v2/contacts and /v2/companies take `cursor`, `limit` (1..500, default 100),
+`updated_since` and `updated_before` (ISO 8601 or epoch seconds) and answer
+`{"data": [...], "next_cursor": "..."}`; the last page has no `next_cursor`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from integration_platform.sandbox.chaos import ChaosEngine
+from integration_platform.sandbox.identity import noisy_identity
+from integration_platform.sandbox.population import rng_for
+from integration_platform.sandbox.roster import Timeline
+from integration_platform.sandbox.vendors.common import (
+    JSONResponse,
+    TruthRow,
+    VendorAdmin,
+    build_vendor_app,
+    error_response,
+    int_param,
+    iso,
+    parse_timestamp,
+)
+from integration_platform.sandbox.world import World
+
+VENDOR = "crm"
+CONTACT_PREFIX, COMPANY_PREFIX = "ct", "co"
+LIFECYCLE_STAGES = ("lead", "customer", "Customer", "CUSTOMER", "churned", "opportunity")
+_OFFSETS = tuple(timezone(timedelta(hours=h)) for h in (-8, -5, -4, 0, 1, 2, 5.5, 9))
+
+
+class TokenStore:
+    """Issued access tokens and when they expire."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._expiry: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.issued = 0
+
+    def issue(self) -> str:
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            now = time.monotonic()
+            self._expiry = {t: e for t, e in self._expiry.items() if e > now}
+            self._expiry[token] = now + self.ttl_seconds
+            self.issued += 1
+        return token
+
+    def valid(self, token: str) -> bool:
+        with self._lock:
+            expiry = self._expiry.get(token)
+        return expiry is not None and expiry > time.monotonic()
+
+
+def encode_cursor(position: int, since: datetime | None, until: datetime | None) -> str:
+    state = {"p": position, "s": since.timestamp() if since else None,
+             "u": until.timestamp() if until else None}
+    return base64.urlsafe_b64encode(orjson.dumps(state)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, datetime | None, datetime | None]:
+    try:
+        state = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        position = int(state["p"])
+        since = datetime.fromtimestamp(state["s"], UTC) if state["s"] is not None else None
+        until = datetime.fromtimestamp(state["u"], UTC) if state["u"] is not None else None
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise HTTPException(400, f"cursor {cursor!r} is not one this API issued") from None
+    return position, since, until
+
+
+def _mixed_timestamp(moment: datetime, style: int) -> str | int:
+    """Timestamps as this CRM stores them: whatever each integration wrote."""
+    if style == 0:
+        return int(moment.timestamp())
+    if style == 1:
+        return moment.astimezone(_OFFSETS[int(moment.timestamp()) % len(_OFFSETS)]).isoformat(
+            timespec="seconds")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class CRM:
+    def __init__(self, world: World, engine: ChaosEngine) -> None:
+        self.world = world
+        self.engine = engine
+        self.tokens = TokenStore(world.settings.token_ttl_seconds)
+        self.roster = world.roster(VENDOR)
+        self.company_timeline = Timeline(world.population.company_count, world.settings.seed,
+                                         0xC0C0)
+
+    # -- records ---------------------------------------------------------------------------
+
+    def contact(self, position: int) -> dict[str, Any]:
+        world = self.world
+        ident = noisy_identity(world.population, self.roster, position)
+        r = rng_for(world.settings.seed, self.roster.record_salt(position), 7)
+        updated = self.roster.timeline.at(position)
+        created = updated - timedelta(days=r.randrange(0, 400), seconds=r.randrange(86400))
+        record: dict[str, Any] = {
+            "id": world.record_id(CONTACT_PREFIX, position),
+            "first_name": ident.first_name,
+            "last_name": ident.last_name,
+            "email": ident.email,
+            "phone": ident.phone,
+            "company_id": (world.record_id(COMPANY_PREFIX, ident.company_id)
+                           if r.random() < 0.85 else None),
+            "address": None if ident.address is None else {
+                "street": ident.address.street, "city": ident.address.city,
+                "state": ident.address.state, "zip": ident.address.postcode,
+                "country": ident.address.country,
+            },
+            "birthday": ident.date_of_birth.isoformat() if ident.date_of_birth else None,
+            "lifecycle_stage": r.choice(LIFECYCLE_STAGES),
+            "lead_score": r.randrange(0, 100),
+            "created_at": _mixed_timestamp(created, r.randrange(3)),
+            "updated_at": _mixed_timestamp(updated, r.randrange(3)),
+        }
+        drift_from = self.engine.settings.schema_drift_from
+        if drift_from is not None and updated.date() >= drift_from:
+            # The vendor's v2.1 rollout: `email` renamed, `lead_score` now a string.
+            record["email_address"] = record.pop("email")
+            record["lead_score"] = f"{record['lead_score']}/100"
+        return record
+
+    def company(self, company_id: int) -> dict[str, Any]:
+        company = self.world.population.company(company_id)
+        return {
+            "id": self.world.record_id(COMPANY_PREFIX, company_id),
+            "name": company.name,
+            "domain": company.domain,
+            "industry": company.industry,
+            "employee_count": company.employee_count,
+            "updated_at": _mixed_timestamp(self.company_timeline.at(company_id), company_id % 3),
+        }
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def token(self, request: Request) -> Response:
+        # OAuth2 token requests are application/x-www-form-urlencoded (RFC 6749 §4.4.2).
+        form = dict(parse_qsl((await request.body()).decode("latin-1")))
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(auth[6:]).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return error_response(400, "invalid_request", "malformed Basic credentials")
+            client_id, _, client_secret = decoded.partition(":")
+        if form.get("grant_type") != "client_credentials":
+            return error_response(400, "unsupported_grant_type",
+                                  "only grant_type=client_credentials is supported")
+        creds = self.world.credentials
+        if not (secrets.compare_digest(str(client_id or ""), creds.crm_client_id)
+                and secrets.compare_digest(str(client_secret or ""), creds.crm_client_secret)):
+            return error_response(401, "invalid_client", "unknown client_id or wrong secret")
+        ttl = self.tokens.ttl_seconds
+        return JSONResponse({"access_token": self.tokens.issue(), "token_type": "Bearer",
+                             "expires_in": int(ttl) if ttl >= 1 else ttl})
+
+    def _authorized(self, request: Request) -> Response | None:
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer "):
+            return error_response(401, "invalid_token", "missing Bearer token",
+                                  {"www-authenticate": 'Bearer realm="crm"'})
+        if not self.tokens.valid(auth[7:]):
+            return error_response(401, "invalid_token", "the access token is invalid or expired",
+                                  {"www-authenticate": 'Bearer error="invalid_token"'})
+        return None
+
+    def _page(self, request: Request, timeline: Timeline,
+              make: Callable[[int], dict[str, Any]]) -> Response:
+        denied = self._authorized(request)
+        if denied:
+            return denied
+        limit = int_param(request, "limit", 100, lo=1, hi=500)
+        cursor = request.query_params.get("cursor")
+        if cursor:
+            start, since, until = decode_cursor(cursor)
+        else:
+            since = parse_timestamp(request.query_params.get("updated_since"), "updated_since")
+            until = parse_timestamp(request.query_params.get("updated_before"), "updated_before")
+            start = timeline.positions_between(since, until).start
+        window = timeline.positions_between(since, until)
+        end = min(window.stop, max(start, window.start) + limit)
+        body: dict[str, Any] = {"data": [make(p) for p in range(max(start, window.start), end)]}
+        page_number = (end - window.start + limit - 1) // limit
+        if self.engine.settings.repeat_cursor_at_page == page_number and cursor:
+            body["next_cursor"] = cursor  # a buggy API handing back the cursor it was given
+        elif end < window.stop:
+            body["next_cursor"] = encode_cursor(end, since, until)
+        return JSONResponse(body)
+
+    async def contacts(self, request: Request) -> Response:
+        return self._page(request, self.roster.timeline, self.contact)
+
+    async def companies(self, request: Request) -> Response:
+        return self._page(request, self.company_timeline, self.company)
+
+    def stats(self) -> dict[str, Any]:
+        return {"counts": {"contacts": len(self.roster),
+                           "companies": self.company_timeline.count},
+                "tokens_issued": self.tokens.issued}
+
+
+def create_app(world: World, engine: ChaosEngine) -> ASGIApp:
+    crm = CRM(world, engine)
+    routes = [
+        Route("/oauth/token", crm.token, methods=["POST"]),
+        Route("/v2/contacts", crm.contacts),
+        Route("/v2/companies", crm.companies),
+    ]
+    admin = VendorAdmin(VENDOR, lambda: ground_truth(world), crm.stats)
+    return build_vendor_app(world, engine, admin, routes)
+
+
+def ground_truth(world: World) -> Iterator[TruthRow]:
+    roster = world.roster(VENDOR)
+    for position in range(len(roster)):
+        yield TruthRow("contacts", world.record_id(CONTACT_PREFIX, position),
+                       roster.entity(position))

@@ -1,0 +1,112 @@
+"""Sandbox settings, the demo credentials it accepts, and the shared world every vendor serves."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from integration_platform.sandbox.chaos import PROFILES, ChaosSettings
+from integration_platform.sandbox.population import Population, mix64
+from integration_platform.sandbox.roster import VENDORS, Roster
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    seed: int = 42
+    customers: int = 1000
+    chaos: ChaosSettings = field(default_factory=lambda: PROFILES["none"])
+    token_ttl_seconds: float = 3600.0
+    # Billing's per-key limit: a fixed one-second window of this many requests.
+    billing_requests_per_second: int = 50
+    webhook_url: str | None = None
+    webhook_events_per_second: float = 5.0
+    stream_events_per_second: float = 50.0
+    signature_max_age_seconds: float = 300.0
+
+
+class MissingCredentialError(RuntimeError):
+    """The sandbox was started without one of the credentials it issues to clients."""
+
+
+@dataclass(frozen=True)
+class SandboxCredentials:
+    """The credentials the sandbox vendors accept: read from the environment like any secret.
+
+    The sandbox-only values live in `config/sandbox.env`, which the CLI loads for variables
+    that are not already set.
+    """
+
+    crm_client_id: str
+    crm_client_secret: str
+    billing_api_key: str
+    billing_webhook_secret: str
+    support_api_token: str
+    analytics_key_id: str
+    analytics_signing_secret: str
+
+    ENV = {
+        "crm_client_id": "CRM_CLIENT_ID",
+        "crm_client_secret": "CRM_CLIENT_SECRET",
+        "billing_api_key": "BILLING_API_KEY",
+        "billing_webhook_secret": "BILLING_WEBHOOK_SECRET",
+        "support_api_token": "SUPPORT_API_TOKEN",
+        "analytics_key_id": "ANALYTICS_KEY_ID",
+        "analytics_signing_secret": "ANALYTICS_SIGNING_SECRET",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SandboxCredentials:
+        env = os.environ if env is None else env
+        missing = [var for var in cls.ENV.values() if not env.get(var)]
+        if missing:
+            raise MissingCredentialError(
+                f"the sandbox needs these environment variables: {', '.join(missing)}. "
+                "Load config/sandbox.env (the CLI does this for you) or export them."
+            )
+        return cls(**{attr: env[var] for attr, var in cls.ENV.items()})
+
+
+class World:
+    """Population, rosters and id scheme shared by the four vendors of one sandbox."""
+
+    def __init__(self, settings: SandboxSettings, credentials: SandboxCredentials) -> None:
+        self.settings = settings
+        self.credentials = credentials
+        self.population = Population(settings.seed, settings.customers)
+        self._rosters: dict[str, Roster] = {}
+        self._lock = threading.Lock()
+
+    def roster(self, vendor: str) -> Roster:
+        if vendor not in VENDORS:
+            raise KeyError(f"no vendor {vendor!r}")
+        with self._lock:
+            if vendor not in self._rosters:
+                self._rosters[vendor] = Roster(self.population, vendor)
+            return self._rosters[vendor]
+
+    @cached_property
+    def _id_key(self) -> int:
+        return mix64(self.settings.seed, 0x1D) & 0xFFFFFFFF
+
+    def record_id(self, prefix: str, position: int) -> str:
+        """An opaque, unique, stable id: multiplying by an odd number is a bijection mod 2**32."""
+        scrambled = ((position * 2654435761) & 0xFFFFFFFF) ^ self._id_key
+        return f"{prefix}_{scrambled:08x}{position >> 32:x}" if position >> 32 else (
+            f"{prefix}_{scrambled:08x}"
+        )
+
+    def position_of(self, prefix: str, record_id: str) -> int | None:
+        """Inverse of `record_id`, or None when the id is not one of ours."""
+        head, _, digits = record_id.partition("_")
+        if head != prefix or len(digits) < 8:
+            return None
+        try:
+            scrambled = int(digits[:8], 16)
+            high = int(digits[8:], 16) if digits[8:] else 0
+        except ValueError:
+            return None
+        low = ((scrambled ^ self._id_key) * pow(2654435761, -1, 2**32)) & 0xFFFFFFFF
+        return (high << 32) | low

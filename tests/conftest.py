@@ -1,0 +1,64 @@
+"""Shared fixtures: the sandbox vendors as real HTTP servers on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from integration_platform import environment
+from integration_platform.sandbox.chaos import ChaosSettings, Fault
+from integration_platform.sandbox.server import Sandbox
+from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+
+TEST_SEED = 7
+TEST_CUSTOMERS = 300
+
+
+@pytest.fixture(scope="session")
+def sandbox_credentials() -> SandboxCredentials:
+    environment.load_sandbox_env()
+    return SandboxCredentials.from_env()
+
+
+@pytest.fixture(scope="session")
+def sandbox(sandbox_credentials: SandboxCredentials) -> Iterator[Sandbox]:
+    """One sandbox for the session, chaos off; tests switch chaos on through `chaos`."""
+    server = Sandbox(SandboxSettings(seed=TEST_SEED, customers=TEST_CUSTOMERS),
+                     sandbox_credentials, base_port=0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_sandbox(sandbox_credentials: SandboxCredentials) -> Iterator[Callable[..., Sandbox]]:
+    """Start a private sandbox with custom settings; it stops when the test ends."""
+    started: list[Sandbox] = []
+
+    def make(**settings: Any) -> Sandbox:
+        settings.setdefault("seed", TEST_SEED)
+        settings.setdefault("customers", TEST_CUSTOMERS)
+        server = Sandbox(SandboxSettings(**settings), sandbox_credentials, base_port=0).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+ChaosSwitch = Callable[..., None]
+
+
+@pytest.fixture
+def chaos(sandbox: Sandbox) -> Iterator[ChaosSwitch]:
+    """`chaos(vendor, settings=None, script=None)`: set one vendor's chaos; reset after the test."""
+
+    def switch(vendor: str, settings: ChaosSettings | None = None,
+               script: list[Fault | None] | None = None) -> None:
+        sandbox.engines[vendor].configure(settings or ChaosSettings(), script)
+
+    yield switch
+    for engine in sandbox.engines.values():
+        engine.configure(ChaosSettings())
