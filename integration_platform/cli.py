@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import sys
 from pathlib import Path
@@ -36,7 +37,8 @@ def sandbox_options(func: click.decorators.FC) -> click.decorators.FC:
         click.option("--chaos", "chaos_profile", default="none", show_default=True,
                      type=click.Choice(list(PROFILES)), help="Chaos profile."),
         click.option("--chaos-set", "chaos_overrides", multiple=True, metavar="KNOB=VALUE",
-                     help="Override one chaos knob, e.g. drop=0.1 or schema_drift_from=2025-07-01."),
+                     help="Override one chaos knob, e.g. drop=0.1 or "
+                          "schema_drift_from=2025-07-01."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -82,10 +84,8 @@ def sandbox_up(seed: int, customers: int, chaos_profile: str, chaos_overrides: t
     for vendor, url in server.urls.items():
         click.echo(f"  {vendor:<10} {url}")
     click.echo("Ctrl-C to stop.", err=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.run()
-    except KeyboardInterrupt:
-        pass
 
 
 @sandbox.command("ground-truth")
@@ -107,6 +107,101 @@ def sandbox_ground_truth(seed: int, customers: int, chaos_profile: str,
     finally:
         if out:
             handle.close()
+
+
+@main.command("up")
+@sandbox_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Sandbox host.")
+@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True,
+              help="First sandbox port (CRM); the other vendors follow.")
+@click.option("--ui-port", default=3000, show_default=True, help="Dagster UI port.")
+def up(seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str, ...],
+       host: str, base_port: int, ui_port: int) -> None:
+    """Run the platform: the sandbox vendors plus the Dagster UI."""
+    from integration_platform.launcher import run_platform
+
+    build_settings(seed, customers, chaos_profile, chaos_overrides)  # fail fast on bad knobs
+    sandbox_args = ["--seed", str(seed), "--customers", str(customers), "--chaos", chaos_profile]
+    for override in chaos_overrides:
+        sandbox_args += ["--chaos-set", override]
+    sys.exit(run_platform(host=host, base_port=base_port, ui_port=ui_port,
+                          sandbox_args=sandbox_args))
+
+
+@main.command("demo")
+@click.option("--seed", default=42, show_default=True)
+@click.option("--customers", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
+def demo(seed: int, customers: int) -> None:
+    """Headless end-to-end run against the sandbox, with a printed summary."""
+    from integration_platform.demo import run_demo
+
+    if not run_demo(SandboxSettings(seed=seed, customers=customers), echo=click.echo):
+        sys.exit(1)
+
+
+@main.command("validate")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
+    """Check source spec files (default: those SOURCES_PATH names, or sources/)."""
+    from integration_platform.specs.loader import SpecError, load_spec, spec_paths
+
+    try:
+        paths = list(files) or spec_paths()
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from exc
+    failures = 0
+    for path in paths:
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            failures += 1
+            click.echo(f"✗ {exc}", err=True)
+            continue
+        click.echo(f"✓ {path}: source {spec.source} ({spec.kind}), "
+                   f"endpoints: {', '.join(spec.endpoints)}")
+    if failures:
+        raise click.ClickException(f"{failures} of {len(paths)} spec file(s) are invalid")
+
+
+@main.command("extract")
+@click.argument("target", metavar="SOURCE.ENDPOINT")
+@click.option("--partition", default=None, metavar="KEY", help="Daily partition, YYYY-MM-DD.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the page files (default: data/extract/SOURCE/ENDPOINT[/KEY]).")
+@click.option("--full-refresh", is_flag=True, help="Ignore the incremental high-water mark.")
+def extract(target: str, partition: str | None, out_dir: Path | None, full_refresh: bool) -> None:
+    """Run one extraction outside Dagster; print a JSON summary."""
+    import asyncio
+    import json
+    import os
+
+    from integration_platform.extraction.to_files import extract_to_directory
+    from integration_platform.http.errors import ExtractionError
+    from integration_platform.specs.loader import SpecError, load_specs
+
+    source, _, endpoint = target.partition(".")
+    if not endpoint:
+        raise click.BadParameter("expected SOURCE.ENDPOINT, e.g. crm.contacts",
+                                 param_hint="SOURCE.ENDPOINT")
+    environment.load_sandbox_env()
+    try:
+        specs = load_specs(env=os.environ)
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if source not in specs:
+        raise click.ClickException(f"no source {source!r}; known: {', '.join(sorted(specs))}")
+    spec = specs[source]
+    if endpoint not in spec.endpoints:
+        raise click.ClickException(f"{source} has no endpoint {endpoint!r}; it has: "
+                                   f"{', '.join(spec.endpoints)}")
+    folder = out_dir or environment.data_dir() / "extract" / source / endpoint / (
+        partition or "all")
+    try:
+        summary = asyncio.run(extract_to_directory(spec, endpoint, folder, partition=partition,
+                                                   full_refresh=full_refresh))
+    except (ExtractionError, ValueError) as exc:
+        raise click.ClickException(f"{target}: {exc}") from exc
+    click.echo(json.dumps({**summary.as_dict(), "out": str(folder)}, indent=2))
 
 
 def _sandbox_credentials() -> SandboxCredentials:

@@ -23,3 +23,18 @@ def load_sandbox_env(path: Path = SANDBOX_ENV_FILE) -> dict[str, str]:
             os.environ[key] = value
             added[key] = value
     return added
+
+
+def data_dir() -> Path:
+    """Local state (warehouse, landing zone); `INTEGRATION_PLATFORM_DATA_DIR` moves it."""
+    return Path(os.environ.get("INTEGRATION_PLATFORM_DATA_DIR", PROJECT_ROOT / "data"))
+
+
+def warehouse_path() -> Path:
+    """The DuckDB warehouse file; `WAREHOUSE_PATH` overrides it (dbt's profile reads it too)."""
+    configured = os.environ.get("WAREHOUSE_PATH")
+    return Path(configured) if configured else data_dir() / "warehouse.duckdb"
+
+
+def dagster_home() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME", PROJECT_ROOT / ".dagster_home"))

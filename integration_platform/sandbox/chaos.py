@@ -35,8 +35,8 @@ class ChaosSettings(BaseModel):
     burst_length: int = Field(3, ge=1, description="requests in one 5xx burst")
     slow: float = Field(0.0, ge=0, le=1, description="response delayed by slow_seconds")
     slow_seconds: float = Field(3.0, ge=0, description="delay of a slow response")
-    drop: float = Field(0.0, ge=0, le=1, description="connection dropped half-way through the body")
-    malformed: float = Field(0.0, ge=0, le=1, description="body cut short: invalid JSON, valid HTTP")
+    drop: float = Field(0.0, ge=0, le=1, description="connection dropped mid-body")
+    malformed: float = Field(0.0, ge=0, le=1, description="body cut short: bad JSON, valid HTTP")
     retry_after_seconds: float = Field(1.0, ge=0, description="Retry-After on chaos 429s")
     retry_after_http_date: float = Field(
         0.0, ge=0, le=1, description="share of chaos 429s that give Retry-After as an HTTP date"

@@ -192,7 +192,8 @@ class Population:
             email=_email(first, last, entity_id, r, self.company(company_id).domain),
             phone_country_code=COUNTRIES[country][2],
             # Multiplying by a prime coprime to 10 keeps national numbers unique per person.
-            phone_national=f"{r.randint(2, 9)}{r.randint(0, 99):02d}{(entity_id * 7919 + 1234567) % 10**7:07d}",
+            phone_national=(f"{r.randint(2, 9)}{r.randint(0, 99):02d}"
+                            f"{(entity_id * 7919 + 1234567) % 10**7:07d}"),
             date_of_birth=date(1950, 1, 1) + timedelta(days=r.randrange(365 * 55)),
             company_id=company_id,
             address=address,
@@ -221,7 +222,8 @@ def _email(first: str, last: str, entity_id: int, r: random.Random, work_domain:
 def _ascii(text: str) -> str:
     table = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "é": "e", "è": "e",
                            "ë": "e", "ï": "i", "ç": "c", "'": "", " ": "", "-": ""})
-    return "".join(ch for ch in text.lower().translate(table) if ch.isascii() and ch.isalnum()) or "x"
+    kept = (ch for ch in text.lower().translate(table) if ch.isascii() and ch.isalnum())
+    return "".join(kept) or "x"
 
 
 def _region(fake: Faker, country: str) -> str:

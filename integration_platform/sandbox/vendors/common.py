@@ -6,7 +6,7 @@ person each record belongs to, record counts, and the chaos switchboard tests us
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,10 +83,11 @@ class VendorAdmin:
     stats: Callable[[], dict[str, Any]]
 
 
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
+
+
 def build_vendor_app(world: World, engine: ChaosEngine, admin: VendorAdmin,
-                     routes: list[BaseRoute],
-                     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
-                     ) -> ASGIApp:
+                     routes: Sequence[BaseRoute], lifespan: Lifespan | None = None) -> ASGIApp:
     """A vendor's Starlette app with the admin routes added and chaos wrapped around it."""
 
     async def health(_: Request) -> Response:
@@ -127,7 +128,7 @@ def build_vendor_app(world: World, engine: ChaosEngine, admin: VendorAdmin,
         return error_response(exc.status_code, "bad_request" if exc.status_code == 400 else
                               "error", exc.detail, headers=exc.headers)
 
-    app = Starlette(routes=routes + admin_routes, lifespan=lifespan,
+    app = Starlette(routes=[*routes, *admin_routes], lifespan=lifespan,
                     exception_handlers={HTTPException: http_error})
     return ChaosMiddleware(app, engine)
 

@@ -35,7 +35,6 @@ from integration_platform.sandbox.vendors.common import (
     build_vendor_app,
     error_response,
     int_param,
-    iso,
     parse_timestamp,
 )
 from integration_platform.sandbox.world import World

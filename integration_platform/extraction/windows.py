@@ -1,0 +1,67 @@
+"""Partition keys as time windows, and those windows as request parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from integration_platform.specs.models import PartitionSpec
+
+
+class PartitionKeyError(ValueError):
+    """A partition key that does not name a day the endpoint is partitioned by."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """[start, end) in UTC."""
+
+    start: datetime
+    end: datetime
+
+
+def daily_window(partition_key: str) -> Window:
+    try:
+        day = date.fromisoformat(partition_key)
+    except ValueError:
+        raise PartitionKeyError(
+            f"partition {partition_key!r} is not a day: daily partitions are YYYY-MM-DD"
+        ) from None
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return Window(start, start + timedelta(days=1))
+
+
+def format_instant(moment: datetime, style: str) -> str | int:
+    if style == "epoch":
+        return int(moment.timestamp())
+    if style == "date":
+        return moment.date().isoformat()
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def window_params(spec: PartitionSpec, window: Window) -> dict[str, str | int]:
+    params: dict[str, str | int] = {}
+    if spec.start_param:
+        params[spec.start_param] = format_instant(window.start, spec.format)
+    if spec.end_param:
+        params[spec.end_param] = format_instant(window.end, spec.format)
+    return params
+
+
+def parse_instant(value: object) -> datetime | None:
+    """A cursor value as a UTC instant: ISO 8601 with any offset, or epoch (s or ms)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        seconds = value / 1000 if value > 1e11 else value
+        return datetime.fromtimestamp(seconds, UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.replace(".", "", 1).isdigit():
+            return parse_instant(float(text))
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None

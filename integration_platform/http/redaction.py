@@ -1,0 +1,51 @@
+"""Keeps secrets out of anything a person or a log can read: URLs, messages, metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import httpx
+
+from integration_platform.specs.models import ApiKeyAuth, SourceSpec
+
+REDACTED = "***"
+# Query parameters that carry credentials in the wild, whatever the spec calls them.
+ALWAYS_SECRET_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token",
+                                  "client_secret", "signature", "sig", "password"})
+
+
+def secret_query_params(spec: SourceSpec) -> frozenset[str]:
+    names = set(ALWAYS_SECRET_PARAMS)
+    if isinstance(spec.auth, ApiKeyAuth) and spec.auth.location == "query":
+        names.add(spec.auth.name.lower())
+    return frozenset(names)
+
+
+def redact_url(url: httpx.URL | str, secret_params: Iterable[str] = ALWAYS_SECRET_PARAMS) -> str:
+    """The URL with secret query values replaced and any userinfo dropped."""
+    parsed = httpx.URL(str(url))
+    hidden = {name.lower() for name in secret_params}
+    params = [(k, REDACTED if k.lower() in hidden else v) for k, v in parsed.params.multi_items()]
+    cleaned = parsed.copy_with(params=params) if params else parsed
+    if cleaned.userinfo:
+        cleaned = cleaned.copy_with(username=None, password=None)
+    return str(cleaned)
+
+
+def secret_values(spec: SourceSpec) -> list[str]:
+    """Every secret value the spec resolved, for scrubbing free text."""
+    values = []
+    for name in type(spec.auth).model_fields:
+        value = getattr(spec.auth, name)
+        if hasattr(value, "get_secret_value"):
+            secret = value.get_secret_value()
+            if secret and not secret.startswith("${"):
+                values.append(secret)
+    return values
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return text

@@ -1,0 +1,125 @@
+"""Finds and loads source spec files, turning every problem into an error naming file and key.
+
+`SOURCES_PATH` (default: `sources/` in the repository) lists the spec files or folders to load,
+separated by the OS path separator. With `env=None` references stay unresolved (`${VAR}`), so
+definitions load without secrets; extraction loads with the real environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from integration_platform import environment
+from integration_platform.specs.models import SourceSpec
+
+SOURCES_PATH_VARIABLE = "SOURCES_PATH"
+
+
+class SpecError(ValueError):
+    """A source spec that cannot be used, with the file, key path and what was expected."""
+
+    def __init__(self, file: Path, problems: list[str]) -> None:
+        self.file = file
+        self.problems = problems
+        super().__init__(f"{file}: " + ("\n  " if len(problems) > 1 else "") +
+                         "\n  ".join(problems))
+
+
+class _KeepReferences(dict[str, str]):
+    """An environment in which every variable resolves to its own reference."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return f"${{{key}}}"
+
+
+def spec_paths(value: str | None = None) -> list[Path]:
+    """The spec files named by `SOURCES_PATH` (files or folders of *.yaml / *.yml)."""
+    raw = value if value is not None else os.environ.get(SOURCES_PATH_VARIABLE)
+    entries = raw.split(os.pathsep) if raw else [str(environment.PROJECT_ROOT / "sources")]
+    files: list[Path] = []
+    for entry in filter(None, entries):
+        path = Path(entry)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SpecError(path, [f"no such file or folder (from {SOURCES_PATH_VARIABLE})"])
+    return files
+
+
+def load_spec(file: Path, env: Mapping[str, str] | None = None) -> SourceSpec:
+    """Parse and validate one spec file. `env=None` leaves `${VAR}` references as they are."""
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except OSError as exc:
+        raise SpecError(file, [f"cannot read the file: {exc.strerror}"]) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(file, [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
+    if not isinstance(raw, dict):
+        raise SpecError(file, ["expected a mapping at the top (source:, kind:, endpoints:, ...)"])
+    context = {"env": _KeepReferences() if env is None else env}
+    try:
+        spec = SourceSpec.model_validate(raw, context=context)
+    except ValidationError as exc:
+        raise SpecError(file, [_describe(error) for error in exc.errors()]) from exc
+    spec._file = file.resolve()
+    _check_query_files(spec, file)
+    return spec
+
+
+def load_specs(files: Iterable[Path] | None = None,
+               env: Mapping[str, str] | None = None) -> dict[str, SourceSpec]:
+    """Every spec, keyed by source name; two files declaring one source is an error."""
+    specs: dict[str, SourceSpec] = {}
+    for file in spec_paths() if files is None else files:
+        spec = load_spec(file, env)
+        if spec.source in specs:
+            raise SpecError(file, [f"source: {spec.source!r} is already declared in "
+                                   f"{specs[spec.source]._file}"])
+        specs[spec.source] = spec
+    return specs
+
+
+def _check_query_files(spec: SourceSpec, file: Path) -> None:
+    problems = []
+    for name, endpoint in spec.endpoints.items():
+        if endpoint.query_file and not (file.parent / endpoint.query_file).is_file():
+            problems.append(f"endpoints.{name}.query_file: {endpoint.query_file!r} not found "
+                            f"next to the spec (looked in {file.parent})")
+    if problems:
+        raise SpecError(file, problems)
+
+
+def _describe(error: Any) -> str:
+    """`endpoints.contacts.pagination.cursor_param: <message>` from a pydantic error."""
+    location = [str(part) for part in error["loc"]]
+    value = error.get("input")
+    path = ".".join(location)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key (check the spelling; see the docs for allowed keys)"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        return (f"{path}: unknown type {ctx.get('tag', value)!r}; expected one of "
+                f"{ctx.get('expected_tags', '')}")
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{path}: {message}" + (f" (got {value!r})" if _shows(value, kind) else "")
+
+
+def _shows(value: Any, kind: str) -> bool:
+    return isinstance(value, str | int | float) and not kind.startswith("value_error") and (
+        not isinstance(value, str) or "${" not in value)

@@ -1,0 +1,387 @@
+"""The source spec: everything a connector needs, declared in YAML and validated here.
+
+Unknown keys are errors (a typo never passes silently). String values may hold `${VAR}` or
+`${VAR:-default}` references, resolved from the environment given in the validation context;
+secret fields must be references, so a secret can only ever come from the environment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _environment(info: ValidationInfo) -> Mapping[str, str]:
+    context = info.context or {}
+    env = context.get("env")
+    if env is None:
+        raise ValueError("internal: specs must be validated with an environment in context")
+    return env  # type: ignore[no-any-return]
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """Replace each `${VAR}` / `${VAR:-default}`; a missing variable without default is an error."""
+
+    def resolve(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        raise ValueError(
+            f"environment variable {name} is not set: export it, or put it in a .env file "
+            "(see config/sandbox.env for the sandbox's)"
+        )
+
+    return _REFERENCE.sub(resolve, value)
+
+
+def _env_str(value: Any, info: ValidationInfo) -> Any:
+    return interpolate(value, _environment(info)) if isinstance(value, str) else value
+
+
+def _secret_ref(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, str) or not _REFERENCE.fullmatch(value.strip()):
+        raise ValueError(
+            "secrets must come from the environment: write a reference such as "
+            "${MY_API_SECRET}, never the secret itself"
+        )
+    return interpolate(value.strip(), _environment(info))
+
+
+EnvStr = Annotated[str, BeforeValidator(_env_str)]
+SecretRef = Annotated[SecretStr, BeforeValidator(_secret_ref)]
+JsonPath = Annotated[str, Field(pattern=r"^$|^[A-Za-z0-9_\-\[\]*]+(\.[A-Za-z0-9_\-\[\]*]+)*$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- auth -------------------------------------------------------------------------------------
+
+
+class NoAuth(Strict):
+    type: Literal["none"]
+
+
+class ApiKeyAuth(Strict):
+    type: Literal["api_key"]
+    name: EnvStr = Field(description="header or query parameter name")
+    value: SecretRef
+    location: Literal["header", "query"] = Field("header", alias="in")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class BearerAuth(Strict):
+    type: Literal["bearer"]
+    token: SecretRef
+
+
+class BasicAuth(Strict):
+    type: Literal["basic"]
+    username: EnvStr
+    password: SecretRef
+
+
+class OAuth2ClientCredentials(Strict):
+    type: Literal["oauth2_client_credentials"]
+    token_url: EnvStr = Field(description="absolute, or relative to base_url")
+    client_id: EnvStr
+    client_secret: SecretRef
+    scope: EnvStr | None = None
+    client_auth: Literal["body", "basic"] = "body"
+    refresh_margin_seconds: float = Field(30.0, ge=0,
+                                          description="renew this long before expiry")
+
+
+class HmacAuth(Strict):
+    """Signs each request: HMAC over a canonical string built from a template."""
+
+    type: Literal["hmac"]
+    key_id: EnvStr
+    secret: SecretRef
+    algorithm: Literal["sha256", "sha512", "sha1"] = "sha256"
+    canonical: str = Field(
+        "{method}\n{path_query}\n{timestamp}\n{body_sha256}",
+        description="placeholders: method, path, query, path_query, timestamp, body_sha256, key_id",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=lambda: {"X-Key-Id": "{key_id}", "X-Timestamp": "{timestamp}",
+                                 "X-Signature": "{signature}"},
+        description="headers to send; placeholders as in canonical, plus signature",
+    )
+    encoding: Literal["hex", "base64"] = "hex"
+
+
+class CustomAuth(Strict):
+    """A Python class `module:Name` implementing httpx.Auth, built with `options`."""
+
+    type: Literal["custom"]
+    class_path: str = Field(alias="class", pattern=r"^[\w.]+:\w+$")
+    options: dict[str, EnvStr] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+AuthSpec = Annotated[
+    NoAuth | ApiKeyAuth | BearerAuth | BasicAuth | OAuth2ClientCredentials | HmacAuth | CustomAuth,
+    Field(discriminator="type"),
+]
+
+
+# -- pagination -------------------------------------------------------------------------------
+
+
+class SinglePage(Strict):
+    type: Literal["single"]
+
+
+class OffsetPagination(Strict):
+    type: Literal["offset"]
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    page_size: int = Field(100, ge=1)
+    total_path: JsonPath | None = Field(None, description="where the response says the total")
+
+
+class PageNumberPagination(Strict):
+    type: Literal["page_number"]
+    page_param: str = "page"
+    size_param: str = "per_page"
+    page_size: int = Field(100, ge=1)
+    first_page: int = 1
+    total_pages_path: JsonPath | None = None
+
+
+class CursorPagination(Strict):
+    type: Literal["cursor"]
+    cursor_path: JsonPath = Field(description="where the response holds the next cursor")
+    cursor_param: str = "cursor"
+    page_size: int | None = Field(None, ge=1)
+    size_param: str = "limit"
+
+
+class NextUrlPagination(Strict):
+    type: Literal["next_url"]
+    next_url_path: JsonPath
+    page_size: int | None = Field(None, ge=1)
+    size_param: str = "limit"
+
+
+class LinkHeaderPagination(Strict):
+    """RFC 8288 `Link: <...>; rel="next"`."""
+
+    type: Literal["link_header"]
+    rel: str = "next"
+    page_size: int | None = Field(None, ge=1)
+    size_param: str = "per_page"
+
+
+class RelayPagination(Strict):
+    """GraphQL Relay connections: `connection_path` may point into nested objects."""
+
+    type: Literal["relay"]
+    connection_path: JsonPath = Field(description="e.g. customers, or customer.tickets")
+    page_size: int = Field(50, ge=1)
+    size_variable: str = "first"
+    cursor_variable: str = "after"
+
+
+PaginationSpec = Annotated[
+    SinglePage | OffsetPagination | PageNumberPagination | CursorPagination | NextUrlPagination
+    | LinkHeaderPagination | RelayPagination,
+    Field(discriminator="type"),
+]
+
+
+# -- policies ---------------------------------------------------------------------------------
+
+
+class RateLimitSpec(Strict):
+    requests_per_second: float = Field(gt=0)
+    burst: int = Field(1, ge=1, description="requests allowed back to back")
+    respect_headers: bool = Field(True, description="slow down on X-RateLimit/RateLimit headers")
+
+
+class RetrySpec(Strict):
+    max_attempts: int = Field(6, ge=1)
+    initial_delay_seconds: float = Field(0.5, gt=0)
+    max_delay_seconds: float = Field(30.0, gt=0)
+    max_elapsed_seconds: float = Field(300.0, gt=0)
+    retry_statuses: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504])
+
+
+class TimeoutSpec(Strict):
+    connect_seconds: float = Field(5.0, gt=0)
+    read_seconds: float = Field(30.0, gt=0)
+    write_seconds: float = Field(30.0, gt=0)
+    total_seconds: float = Field(120.0, gt=0, description="one request, all attempts excluded")
+
+
+class CircuitBreakerSpec(Strict):
+    failure_threshold: int = Field(10, ge=1, description="consecutive failed attempts to open")
+    cooldown_seconds: float = Field(30.0, gt=0)
+
+
+class IncrementalSpec(Strict):
+    """High-water mark of `cursor_field`, sent as `param` on the next run."""
+
+    cursor_field: JsonPath
+    param: str
+    initial_value: EnvStr | None = None
+
+
+class PartitionSpec(Strict):
+    type: Literal["daily", "none"] = "daily"
+    start: date | None = None
+    end: date | None = None
+    start_param: str | None = Field(None, description="request parameter for the window start")
+    end_param: str | None = Field(None, description="request parameter for the window end")
+    format: Literal["iso", "epoch", "date"] = "iso"
+
+    @model_validator(mode="after")
+    def _daily_needs_a_start(self) -> PartitionSpec:
+        if self.type == "daily" and (self.start is None or self.start_param is None):
+            raise ValueError("daily partitions need `start` (a date) and `start_param`")
+        return self
+
+
+class ParentSpec(Strict):
+    """A child endpoint runs once per record of `endpoint` (tickets per customer, ...)."""
+
+    endpoint: str
+    fields: dict[str, JsonPath] = Field(description="placeholder name → parent field path")
+    concurrency: int = Field(4, ge=1, le=64)
+
+
+FieldType = Literal["string", "integer", "number", "boolean", "object", "array", "any"]
+
+
+class ContractField(Strict):
+    type: FieldType | list[FieldType] = "any"
+    required: bool = True
+
+
+class SchemaContract(Strict):
+    """The fields each record must have. `infer` learns them on the first load."""
+
+    mode: Literal["declared", "infer"] = "infer"
+    fields: dict[str, ContractField | FieldType] = Field(default_factory=dict)
+
+
+CANONICAL_CUSTOMER_FIELDS = frozenset({
+    "email", "phone", "first_name", "last_name", "full_name", "date_of_birth", "company",
+    "address_line", "city", "postcode", "state", "country", "updated_at",
+})
+ENTITIES = frozenset({"customer", "subscription", "invoice", "payment", "ticket", "usage_event",
+                      "company"})
+
+
+class EndpointSpec(Strict):
+    description: str | None = None
+    path: EnvStr = Field("", description="REST path, relative to base_url")
+    method: Literal["GET", "POST"] = "GET"
+    params: dict[str, EnvStr | int | float | bool] = Field(default_factory=dict)
+    headers: dict[str, EnvStr] = Field(default_factory=dict)
+    records: JsonPath = Field("", description="where the records are; empty for the root")
+    primary_key: str | list[str]
+    pagination: PaginationSpec = Field(default_factory=lambda: SinglePage(type="single"))
+    max_pages: int | None = Field(None, ge=1)
+    incremental: IncrementalSpec | None = None
+    partitions: PartitionSpec = Field(default_factory=lambda: PartitionSpec(type="none"))
+    parent: ParentSpec | None = None
+    contract: SchemaContract = Field(default_factory=SchemaContract)
+    entity: dict[str, dict[str, JsonPath]] = Field(default_factory=dict)
+    # GraphQL
+    query_file: str | None = Field(None, description=".graphql file, relative to the spec")
+    variables: dict[str, Any] = Field(default_factory=dict)
+    graphql_errors: Literal["fail", "record"] = Field(
+        "fail", description="an errors array with HTTP 200: fail the run, or keep data and record"
+    )
+
+    @field_validator("entity")
+    @classmethod
+    def _known_entities(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for name, mapping in value.items():
+            if name not in ENTITIES:
+                raise ValueError(f"unknown entity {name!r}: expected one of {sorted(ENTITIES)}")
+            if name == "customer":
+                unknown = set(mapping) - CANONICAL_CUSTOMER_FIELDS - {"external_id"}
+                if unknown:
+                    raise ValueError(
+                        f"unknown customer field(s) {sorted(unknown)}: canonical fields are "
+                        f"{sorted(CANONICAL_CUSTOMER_FIELDS | {'external_id'})}"
+                    )
+        return value
+
+    @property
+    def primary_keys(self) -> list[str]:
+        return [self.primary_key] if isinstance(self.primary_key, str) else list(self.primary_key)
+
+    @property
+    def is_partitioned(self) -> bool:
+        return self.partitions.type == "daily"
+
+
+class SourceSpec(Strict):
+    source: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: Literal["rest", "graphql"]
+    description: str | None = None
+    base_url: EnvStr
+    graphql_path: str = Field("/graphql", description="for kind: graphql")
+    auth: AuthSpec = Field(default_factory=lambda: NoAuth(type="none"))
+    headers: dict[str, EnvStr] = Field(default_factory=dict)
+    rate_limit: RateLimitSpec | None = None
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    timeout: TimeoutSpec = Field(default_factory=TimeoutSpec)
+    circuit_breaker: CircuitBreakerSpec = Field(default_factory=CircuitBreakerSpec)
+    concurrency: int = Field(4, ge=1, le=64, description="requests in flight at once")
+    schedule: str | None = Field(None, description="cron (UTC) for scheduled extraction")
+    endpoints: dict[str, EndpointSpec] = Field(min_length=1)
+
+    _file: Path | None = PrivateAttr(None)
+
+    @property
+    def file(self) -> Path | None:
+        """The YAML file this spec came from (set by the loader)."""
+        return self._file
+
+    def query_text(self, endpoint: str) -> str:
+        """The GraphQL document of an endpoint, read from its .graphql file beside the spec."""
+        query_file = self.endpoints[endpoint].query_file
+        if query_file is None or self._file is None:
+            raise ValueError(f"{self.source}.{endpoint} has no query file")
+        return (self._file.parent / query_file).read_text()
+
+    @model_validator(mode="after")
+    def _endpoints_fit_the_kind(self) -> SourceSpec:
+        for name, endpoint in self.endpoints.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"endpoint name {name!r}: use lowercase letters, digits and _")
+            if self.kind == "graphql" and endpoint.query_file is None:
+                raise ValueError(f"endpoint {name!r}: graphql endpoints need query_file")
+            if self.kind == "rest" and endpoint.query_file is not None:
+                raise ValueError(f"endpoint {name!r}: query_file is only for kind: graphql")
+            if endpoint.parent and endpoint.parent.endpoint not in self.endpoints:
+                raise ValueError(f"endpoint {name!r}: parent {endpoint.parent.endpoint!r} "
+                                 "is not an endpoint of this source")
+        return self

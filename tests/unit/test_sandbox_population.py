@@ -1,0 +1,84 @@
+"""The population and its projections are deterministic, noisy in the documented ways, and lazy."""
+
+from __future__ import annotations
+
+import pytest
+
+from integration_platform.sandbox.chaos import ChaosConfigError, parse_chaos
+from integration_platform.sandbox.identity import noisy_identity
+from integration_platform.sandbox.population import Population
+from integration_platform.sandbox.roster import VENDORS, ChildIndex, Roster, Timeline
+
+
+def test_same_seed_gives_identical_people_when_built_twice() -> None:
+    a, b = Population(11, 500), Population(11, 500)
+    assert [a.person(i) for i in range(0, 500, 7)] == [b.person(i) for i in range(0, 500, 7)]
+
+
+def test_different_seeds_give_different_people_when_built() -> None:
+    a, b = Population(11, 100), Population(12, 100)
+    assert sum(a.person(i) == b.person(i) for i in range(100)) == 0
+
+
+def test_true_emails_and_phones_are_unique_when_people_share_names() -> None:
+    population = Population(3, 3000)
+    people = [population.person(i) for i in range(3000)]
+    assert len({p.email for p in people}) == 3000
+    assert len({p.phone_e164 for p in people}) == 3000
+    assert len({p.full_name for p in people}) < 3000, "common names should collide"
+
+
+def test_every_person_lives_in_at_least_one_vendor_when_rosters_are_built() -> None:
+    population = Population(5, 2000)
+    rosters = {v: Roster(population, v) for v in VENDORS}
+    members = {v: {r.entity(p) for p in range(len(r))} for v, r in rosters.items()}
+    everyone = set().union(*members.values())
+    assert everyone == set(range(2000))
+    only_one = [e for e in everyone if sum(e in m for m in members.values()) == 1]
+    assert only_one, "some customers should exist in exactly one vendor"
+
+
+def test_noise_damages_identities_in_each_documented_way_when_projected() -> None:
+    population = Population(9, 2000)
+    roster = Roster(population, "crm")
+    seen = {"nickname": 0, "email_changed": 0, "email_missing": 0, "moved": 0, "phone_format": 0}
+    for position in range(len(roster)):
+        ident = noisy_identity(population, roster, position)
+        person = population.person(ident.entity_id)
+        seen["nickname"] += ident.first_name not in (None, person.first_name) and bool(
+            ident.first_name and ident.first_name.lower() != person.first_name.lower())
+        seen["email_changed"] += ident.email is not None and ident.email != person.email
+        seen["email_missing"] += ident.email is None
+        seen["moved"] += ident.address is not None and ident.address.city not in (
+            person.address.city, person.address.city.upper(), person.address.city.lower(),
+            person.address.city.title())
+        seen["phone_format"] += ident.phone is not None and ident.phone != person.phone_e164
+    assert all(count > 10 for count in seen.values()), seen
+
+
+def test_timeline_filters_are_exact_position_ranges_when_asked_for_a_window() -> None:
+    timeline = Timeline(1000, seed=1, salt=2)
+    stamps = [timeline.at(p) for p in range(1000)]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 1000
+    window = timeline.positions_between(stamps[100], stamps[200])
+    assert window == range(100, 200)
+
+
+def test_children_are_found_from_their_parent_when_indexed() -> None:
+    index = ChildIndex(children=500, parents=40, seed=1, salt=3)
+    rebuilt = sorted(child for parent in range(40) for child in index.children_of(parent))
+    assert rebuilt == list(range(500))
+    assert all(index.parent_of(c) == 5 for c in index.children_of(5))
+
+
+def test_a_million_people_cost_no_memory_until_asked_for_when_the_population_is_large() -> None:
+    population = Population(1, 1_000_000)
+    assert population.person(999_999).entity_id == 999_999
+
+
+def test_unknown_chaos_knob_is_named_when_parsing_settings() -> None:
+    with pytest.raises(ChaosConfigError, match="dropp"):
+        parse_chaos("light", ["dropp=0.1"])
+    with pytest.raises(ChaosConfigError, match="unknown chaos profile"):
+        parse_chaos("apocalypse")
+    assert parse_chaos("heavy", ["drop=0.5"]).drop == 0.5

@@ -1,0 +1,117 @@
+"""Source specs: bad ones fail at load time naming the file, the key path and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from integration_platform.cli import main
+from integration_platform.specs.loader import SpecError, load_spec, load_specs, spec_paths
+
+GOOD = """
+source: shop
+kind: rest
+base_url: ${SHOP_URL}
+auth: {type: api_key, in: header, name: X-Key, value: "${SHOP_KEY}"}
+endpoints:
+  orders:
+    path: /orders
+    records: data
+    primary_key: id
+    pagination: {type: offset, page_size: 50, total_path: total}
+"""
+
+ENV = {"SHOP_URL": "http://127.0.0.1:9", "SHOP_KEY": "k-123"}
+
+
+def write(tmp_path: Path, text: str, name: str = "shop.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_valid_spec_loads_with_secrets_resolved_when_variables_are_set(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, GOOD), env=ENV)
+    assert spec.base_url == "http://127.0.0.1:9"
+    assert spec.auth.value.get_secret_value() == "k-123"  # type: ignore[union-attr]
+    assert "k-123" not in repr(spec)
+
+
+def test_unknown_key_is_named_with_its_path_when_a_typo_slips_in(tmp_path: Path) -> None:
+    typo = GOOD.replace("page_size: 50", "page_sise: 50")
+    with pytest.raises(SpecError) as caught:
+        load_spec(write(tmp_path, typo), env=ENV)
+    message = str(caught.value)
+    assert "shop.yaml" in message
+    assert "endpoints.orders.pagination.offset.page_sise: unknown key" in message
+
+
+def test_missing_variable_is_named_when_the_environment_lacks_it(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"base_url: environment variable SHOP_URL is not set"):
+        load_spec(write(tmp_path, GOOD), env={"SHOP_KEY": "x"})
+
+
+def test_literal_secret_is_refused_when_written_into_the_spec(tmp_path: Path) -> None:
+    leaked = GOOD.replace('"${SHOP_KEY}"', "sk_live_123")
+    with pytest.raises(SpecError) as caught:
+        load_spec(write(tmp_path, leaked), env=ENV)
+    assert "auth.api_key.value: secrets must come from the environment" in str(caught.value)
+    assert "sk_live_123" not in str(caught.value)
+
+
+def test_unknown_pagination_type_lists_the_choices_when_misspelt(tmp_path: Path) -> None:
+    wrong = GOOD.replace("type: offset", "type: offsett")
+    with pytest.raises(SpecError, match=r"pagination: unknown type 'offsett'; expected one of"):
+        load_spec(write(tmp_path, wrong), env=ENV)
+
+
+def test_missing_required_key_is_reported_when_primary_key_is_absent(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"endpoints.orders.primary_key: required key is missing"):
+        load_spec(write(tmp_path, GOOD.replace("    primary_key: id\n", "")), env=ENV)
+
+
+def test_unknown_customer_field_is_refused_when_mapping_entities(tmp_path: Path) -> None:
+    mapped = GOOD + "    entity:\n      customer: {e_mail: email}\n"
+    with pytest.raises(SpecError, match=r"unknown customer field\(s\) \['e_mail'\]"):
+        load_spec(write(tmp_path, mapped), env=ENV)
+
+
+def test_yaml_syntax_error_gives_the_line_when_the_file_is_broken(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"line \d+, column \d+: not valid YAML"):
+        load_spec(write(tmp_path, "source: [unclosed\n"), env=ENV)
+
+
+def test_references_stay_unresolved_when_loading_without_an_environment(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, GOOD))
+    assert spec.base_url == "${SHOP_URL}"
+
+
+def test_same_source_twice_is_an_error_when_two_files_declare_it(tmp_path: Path) -> None:
+    files = [write(tmp_path, GOOD, "a.yaml"), write(tmp_path, GOOD, "b.yaml")]
+    with pytest.raises(SpecError, match="already declared"):
+        load_specs(files, env=ENV)
+
+
+def test_sources_path_lists_files_and_folders_when_set(tmp_path: Path) -> None:
+    folder = tmp_path / "more"
+    folder.mkdir()
+    one, two = write(tmp_path, GOOD, "one.yaml"), write(folder, GOOD, "two.yml")
+    assert spec_paths(f"{one}:{folder}") == [one, two]
+    with pytest.raises(SpecError, match="no such file"):
+        spec_paths(str(tmp_path / "absent"))
+
+
+def test_shipped_sandbox_specs_all_validate_when_checked_by_the_cli() -> None:
+    result = CliRunner().invoke(main, ["validate"])
+    assert result.exit_code == 0, result.output
+    for source in ("crm", "billing", "support", "analytics"):
+        assert f"source {source}" in result.output
+
+
+def test_cli_validate_fails_naming_the_problem_when_a_spec_is_bad(tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.replace("kind: rest", "kind: soap"))
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code != 0
+    assert "kind" in result.output
