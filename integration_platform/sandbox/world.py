@@ -6,7 +6,6 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from integration_platform.sandbox.chaos import PROFILES, ChaosSettings
 from integration_platform.sandbox.population import Population, mix64
@@ -77,6 +76,7 @@ class World:
         self.credentials = credentials
         self.population = Population(settings.seed, settings.customers)
         self._rosters: dict[str, Roster] = {}
+        self._id_keys: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def roster(self, vendor: str) -> Roster:
@@ -87,13 +87,17 @@ class World:
                 self._rosters[vendor] = Roster(self.population, vendor)
             return self._rosters[vendor]
 
-    @cached_property
-    def _id_key(self) -> int:
-        return mix64(self.settings.seed, 0x1D) & 0xFFFFFFFF
+    def _id_key(self, prefix: str) -> int:
+        """Each prefix scrambles differently, so ids of one position never look related."""
+        key = self._id_keys.get(prefix)
+        if key is None:
+            key = mix64(self.settings.seed, 0x1D, *prefix.encode()) & 0xFFFFFFFF
+            self._id_keys[prefix] = key
+        return key
 
     def record_id(self, prefix: str, position: int) -> str:
         """An opaque, unique, stable id: multiplying by an odd number is a bijection mod 2**32."""
-        scrambled = ((position * 2654435761) & 0xFFFFFFFF) ^ self._id_key
+        scrambled = ((position * 2654435761) & 0xFFFFFFFF) ^ self._id_key(prefix)
         return f"{prefix}_{scrambled:08x}{position >> 32:x}" if position >> 32 else (
             f"{prefix}_{scrambled:08x}"
         )
@@ -108,5 +112,5 @@ class World:
             high = int(digits[8:], 16) if digits[8:] else 0
         except ValueError:
             return None
-        low = ((scrambled ^ self._id_key) * pow(2654435761, -1, 2**32)) & 0xFFFFFFFF
+        low = ((scrambled ^ self._id_key(prefix)) * pow(2654435761, -1, 2**32)) & 0xFFFFFFFF
         return (high << 32) | low
