@@ -56,7 +56,14 @@ def prepare_dagster_home() -> Path:
     return home
 
 
+def _stop_on_terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[str]) -> int:
+    # Ctrl-C and `kill` both stop everything; SIGINT may arrive ignored from a parent shell.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop_on_terminate)
     environment.load_sandbox_env()
     urls = sandbox_urls(host, base_port)
     env = dict(os.environ)
@@ -86,9 +93,9 @@ def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[
     finally:
         for child in reversed(children):
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.send_signal(signal.SIGTERM)
         for child in reversed(children):
             try:
-                child.wait(timeout=15)
+                child.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 child.kill()

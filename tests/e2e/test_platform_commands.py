@@ -1,0 +1,126 @@
+"""The commands a new user runs: the platform comes up, the demo passes, definitions validate."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+
+from integration_platform.cli import main
+from integration_platform.environment import PROJECT_ROOT
+from integration_platform.sandbox.server import Sandbox
+from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+
+BIN = Path(sys.executable).parent
+
+
+def free_port_block(size: int) -> int:
+    """A base port with `size` consecutive free ports after it."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + size < 65535 and all(_free(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_definitions_validate_when_run_in_the_repository_root(tmp_path: Path) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    result = subprocess.run([str(BIN / "dagster"), "definitions", "validate"], cwd=PROJECT_ROOT,
+                            env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_run_command_serves_the_dagster_ui_and_the_sandbox_when_started(tmp_path: Path) -> None:
+    base, ui = free_port_block(4), free_port_block(1)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+           "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen(
+        [str(BIN / "integration-platform"), "up", "--base-port", str(base), "--ui-port", str(ui)],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{ui}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "the platform exited while starting"
+            time.sleep(1)
+        else:
+            raise AssertionError("the Dagster UI did not answer within 150 s")
+        for offset in range(4):
+            health = httpx.get(f"http://127.0.0.1:{base + offset}/_sandbox/health", timeout=5)
+            assert health.json()["status"] == "ok"
+        assert (tmp_path / "dagster_home" / "dagster.yaml").exists()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert all(_free(base + i) for i in range(4)), "the sandbox kept its ports after stopping"
+
+
+def test_demo_reports_every_endpoint_answering_when_run_headless(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(BIN / "integration-platform"), "demo", "--customers", "200"], cwd=PROJECT_ROOT,
+        env={**os.environ, "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "10 of 10 endpoints answered" in result.stdout
+    for endpoint in ("crm.contacts", "billing.payments", "support.tickets", "analytics.events"):
+        assert endpoint in result.stdout
+
+
+def test_sandbox_starts_within_three_seconds_when_at_the_default_size(
+    sandbox_credentials: SandboxCredentials,
+) -> None:
+    started = time.monotonic()
+    server = Sandbox(SandboxSettings(), sandbox_credentials, base_port=0).start()
+    try:
+        for url in server.urls.values():
+            httpx.get(f"{url}/_sandbox/ground-truth", timeout=10).raise_for_status()
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert elapsed < 3.0, f"start-up and first answers took {elapsed:.2f} s"
+
+
+def test_ground_truth_command_writes_every_vendor_record_when_asked(tmp_path: Path) -> None:
+    out = tmp_path / "truth.csv"
+    result = CliRunner().invoke(main, ["sandbox", "ground-truth", "--customers", "150",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert {r["vendor"] for r in rows} == {"crm", "billing", "support", "analytics"}
+    assert {int(r["entity_id"]) for r in rows} == set(range(150))
+    assert len({(r["vendor"], r["record_id"]) for r in rows}) == len(rows)
+
+
+def test_sandbox_up_refuses_a_busy_port_with_a_clear_message_when_one_is_taken() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(main, ["sandbox", "up", "--base-port", str(port)])
+    assert result.exit_code != 0
+    assert "another sandbox running" in result.output
