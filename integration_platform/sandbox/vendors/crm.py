@@ -2,7 +2,8 @@
 
 GET /v2/contacts and /v2/companies take `cursor`, `limit` (1..500, default 100),
 `updated_since` and `updated_before` (ISO 8601 or epoch seconds) and answer
-`{"data": [...], "next_cursor": "..."}`; the last page has no `next_cursor`.
+`{"data": [...], "next_cursor": "...", "links": {"next": URL}}` with a `Link: <URL>; rel="next"`
+header; the last page has none of the three.
 """
 
 from __future__ import annotations
@@ -205,7 +206,16 @@ class CRM:
             body["next_cursor"] = cursor  # a buggy API handing back the cursor it was given
         elif end < window.stop:
             body["next_cursor"] = encode_cursor(end, since, until)
-        return JSONResponse(body)
+        headers = {}
+        if "next_cursor" in body:
+            # The same next page as a URL, in the body and as an RFC 8288 Link header, as
+            # many APIs offer it: clients may follow whichever they prefer.
+            following = str(request.url.remove_query_params(
+                ["cursor", "updated_since", "updated_before"]).include_query_params(
+                cursor=body["next_cursor"], limit=limit))
+            body["links"] = {"next": following}
+            headers["link"] = f'<{following}>; rel="next"'
+        return JSONResponse(body, headers=headers)
 
     async def contacts(self, request: Request) -> Response:
         return self._page(request, self.roster.timeline, self.contact)
