@@ -40,6 +40,7 @@ from pydantic import SecretStr
 
 from integration_platform.http.clock import Clock, SystemClock
 from integration_platform.http.errors import AuthError, TransientHTTPError
+from integration_platform.http.ratelimit import parse_retry_after
 from integration_platform.specs import models as spec_models
 from integration_platform.specs.models import AuthSpec
 
@@ -263,7 +264,9 @@ class ClientCredentials(httpx.Auth):
             raise TransientHTTPError(
                 f"the token endpoint {self.token_url} answered HTTP {status}"
                 f"{self._server_error(response)}; it will be retried",
-                status_code=status, retry_after=_retry_after(response),
+                status_code=status,
+                retry_after=parse_retry_after(response.headers.get("retry-after"),
+                                              self._clock.now()),
             )
         if not response.is_success:
             raise AuthError(
@@ -275,7 +278,13 @@ class ClientCredentials(httpx.Auth):
         try:
             body = response.json()
         except ValueError:
-            body = None
+            # A success whose body does not parse was cut off on the way (a dropped or
+            # truncated response), not a refusal: worth another try.
+            raise TransientHTTPError(
+                f"the token endpoint {self.token_url} answered HTTP {status} with a body that is "
+                f"not JSON ({len(response.content)} bytes; probably cut off); it will be "
+                "retried. If this persists, check that token_url points at the OAuth2 token "
+                "endpoint", status_code=status) from None
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError(f"the token endpoint {self.token_url} answered HTTP {status} without "
@@ -314,14 +323,6 @@ class ClientCredentials(httpx.Auth):
 def _without_query(url: httpx.URL) -> str:
     """The URL to name in messages: the query may carry keys, so it is left out."""
     return str(url.copy_with(query=None, fragment=None))
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: leave the wait to the retry policy
 
 
 # -- HMAC request signing ---------------------------------------------------------------------

@@ -117,6 +117,10 @@ class GraphQLClient:
                 result = await self._session.execute(
                     GraphQLRequest(document, variable_values=variables),
                     get_execution_result=True)
+                data, errors = result.data, list(result.errors or [])
+            except TransportQueryError as exc:
+                # gql raises on any `errors` array, even next to data: the policy decides.
+                data, errors = exc.data, list(exc.errors or [])
             except Exception as exc:
                 if isinstance(exc, GraphQLError):
                     raise ResponseShapeError(
@@ -124,7 +128,7 @@ class GraphQLClient:
                         "Update the .graphql file to the current schema.") from exc
                 raise self._classify(exc, "query") from exc
             self.source.breaker.record_success()
-            return self._page(request, result.data, list(result.errors or []), errors_policy)
+            return self._page(request, data, errors, errors_policy)
 
         page: FetchedPage = await self.source.retrying(
             attempt, f"{self.source.spec.source}: POST {self.url}")

@@ -1,0 +1,1 @@
+"""Reproducible performance runs against the sandbox; figures go to benchmarks/README.md."""

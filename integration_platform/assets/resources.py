@@ -1,0 +1,102 @@
+"""Dagster resources of the raw layer: one API resource per source, the warehouse, the landing zone.
+
+Each source's resource is a ConfigurableResource whose fields are the environment variables
+its spec references, bound with `EnvVar`: values are read when a run starts, never stored in
+definitions, config or metadata.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource, EnvVar
+from pydantic import create_model
+
+from integration_platform import environment
+from integration_platform.extraction.state import IncrementalState
+from integration_platform.landing.warehouse import Warehouse
+from integration_platform.landing.zone import LandingZone
+from integration_platform.specs.loader import load_spec
+from integration_platform.specs.models import SourceSpec
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
+
+
+class ApiSourceResource(ConfigurableResource["ApiSourceResource"]):
+    """Base of the per-source API resources; subclasses add one field per variable."""
+
+    source: str
+    spec_file: str
+
+    def spec(self) -> SourceSpec:
+        """The source's spec with its references resolved from this resource's fields."""
+        env = {name.upper(): str(value) for name, value in self._variables().items()
+               if value is not None}
+        return load_spec(Path(self.spec_file), env=env)
+
+    def _variables(self) -> dict[str, Any]:
+        base = set(ApiSourceResource.model_fields)
+        return {name: getattr(self, name) for name in type(self).model_fields
+                if name not in base}
+
+
+def referenced_variables(spec_file: Path) -> dict[str, bool]:
+    """Variables a spec file references → whether the reference carries a default."""
+    found: dict[str, bool] = {}
+    for match in _REFERENCE.finditer(spec_file.read_text()):
+        found[match.group(1)] = found.get(match.group(1), False) or bool(match.group(2))
+    return found
+
+
+def api_resource(spec: SourceSpec) -> ApiSourceResource:
+    """An ApiSourceResource subclass for this spec, its variables bound through EnvVar."""
+    assert spec.file is not None
+    variables = referenced_variables(spec.file)
+    fields: dict[str, Any] = {
+        name.lower(): ((str | None, None) if has_default else (str, ...))
+        for name, has_default in variables.items()
+    }
+    model = create_model(f"{spec.source.title()}ApiResource",
+                         __base__=ApiSourceResource, **fields)
+    values = {name.lower(): EnvVar(name) for name, has_default in variables.items()
+              if not has_default}
+    resource: ApiSourceResource = model(source=spec.source, spec_file=str(spec.file), **values)
+    return resource
+
+
+class WarehouseResource(ConfigurableResource["WarehouseResource"]):
+    """The DuckDB warehouse file, its write lock and its published read-only copy."""
+
+    path: str
+    lock_timeout_seconds: float = 300.0
+    publish: bool = True
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse(Path(self.path), lock_timeout_seconds=self.lock_timeout_seconds)
+
+
+class LandingZoneResource(ConfigurableResource["LandingZoneResource"]):
+    """Where raw pages land, plus the engine's state (incremental marks, shared rate limits)."""
+
+    root: str
+    state_root: str
+    keep_attempts: int = 2
+
+    def zone(self) -> LandingZone:
+        return LandingZone(Path(self.root))
+
+    def incremental_state(self) -> IncrementalState:
+        return IncrementalState(Path(self.state_root) / "incremental")
+
+    def rate_limit_dir(self) -> Path:
+        return Path(self.state_root) / "ratelimit"
+
+
+def default_resources() -> dict[str, ConfigurableResource[Any]]:
+    data = environment.data_dir()
+    return {
+        "warehouse": WarehouseResource(path=str(environment.warehouse_path())),
+        "landing": LandingZoneResource(root=str(data / "landing"), state_root=str(data / "state")),
+    }
