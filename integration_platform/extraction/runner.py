@@ -9,6 +9,7 @@ Each yielded page carries the request that would continue after it: that is the 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -37,6 +38,8 @@ from integration_platform.http.pagination import (
     select,
 )
 from integration_platform.specs.models import EndpointSpec, SourceSpec
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 @dataclass
@@ -126,12 +129,12 @@ class EndpointExtractor:
             elif incremental.initial_value and incremental.param not in values:
                 values[incremental.param] = incremental.initial_value
         if placeholders:
-            values = {k: v.format(**placeholders) if isinstance(v, str) else v
-                      for k, v in values.items()}
+            values = {k: _fill(v, placeholders) for k, v in values.items()}
         path = endpoint.path.format(**placeholders) if placeholders else endpoint.path
         if self.spec.kind == "graphql":
-            variables = {**endpoint.variables, **values}
-            return PageRequest(path=self.spec.graphql_path, variables=variables)
+            variables = {k: _fill(v, placeholders) if placeholders else v
+                         for k, v in endpoint.variables.items()}
+            return PageRequest(path=self.spec.graphql_path, variables={**variables, **values})
         return PageRequest(path=path, params=values)
 
     def _stored_mark(self) -> str | None:
@@ -316,3 +319,17 @@ class EndpointExtractor:
         self.state.set(self.spec.source, self.name, self.partition, str(mark))
         self.summary.high_water_mark = str(mark)
         return str(mark)
+
+
+def _fill(value: Any, placeholders: Mapping[str, Any]) -> Any:
+    """`{name}` placeholders of a param or GraphQL variable filled from the parent record.
+
+    A value that is exactly one placeholder takes the parent's value as it is (an Int stays
+    an Int for GraphQL); placeholders inside a longer string are formatted into it.
+    """
+    if not isinstance(value, str):
+        return value
+    whole = _PLACEHOLDER.fullmatch(value)
+    if whole is not None and whole.group(1) in placeholders:
+        return placeholders[whole.group(1)]
+    return value.format(**placeholders)

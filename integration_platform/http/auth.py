@@ -278,13 +278,13 @@ class ClientCredentials(httpx.Auth):
         try:
             body = response.json()
         except ValueError:
-            # A success whose body does not parse was cut off on the way (a dropped or
-            # truncated response), not a refusal: worth another try.
-            raise TransientHTTPError(
-                f"the token endpoint {self.token_url} answered HTTP {status} with a body that is "
-                f"not JSON ({len(response.content)} bytes; probably cut off); it will be "
-                "retried. If this persists, check that token_url points at the OAuth2 token "
-                "endpoint", status_code=status) from None
+            if "json" in response.headers.get("content-type", ""):
+                # Announced as JSON but does not parse: cut off on the way, worth another try.
+                raise TransientHTTPError(
+                    f"the token endpoint {self.token_url} answered HTTP {status} with a JSON "
+                    f"body that does not parse ({len(response.content)} bytes; probably cut "
+                    "off); it will be retried", status_code=status) from None
+            body = None  # an HTML login page or the like: token_url is wrong (below)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError(f"the token endpoint {self.token_url} answered HTTP {status} without "

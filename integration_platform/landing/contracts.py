@@ -86,7 +86,7 @@ class DriftReport:
 def declared(spec: SchemaContract) -> Contract:
     contract: Contract = {}
     for name, rule in spec.fields.items():
-        rule = rule if isinstance(rule, ContractField) else ContractField(type=rule)
+        rule = rule if isinstance(rule, ContractField) else ContractField(type=rule)  # shorthand
         kinds = [rule.type] if isinstance(rule.type, str) else list(rule.type)
         types: set[str] = set()
         for kind in kinds:

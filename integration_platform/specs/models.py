@@ -285,7 +285,8 @@ class SchemaContract(Strict):
     """The fields each record must have. `infer` learns them on the first load."""
 
     mode: Literal["declared", "infer"] = "infer"
-    fields: dict[str, ContractField | FieldType] = Field(default_factory=dict)
+    fields: dict[str, ContractField | FieldType | list[FieldType]] = Field(
+        default_factory=dict, description="name → type, [types], or {type, required}")
 
 
 CANONICAL_CUSTOMER_FIELDS = frozenset({
