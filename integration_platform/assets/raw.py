@@ -9,6 +9,7 @@ copy, and reports a schema-drift check that blocks downstream assets on breaking
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    BackfillPolicy,
     Backoff,
     Config,
     DailyPartitionsDefinition,
@@ -33,9 +35,9 @@ from dagster import (
 
 from integration_platform.assets.resources import LandingZoneResource, WarehouseResource
 from integration_platform.http.errors import ExtractionError, RetriesExhausted
-from integration_platform.landing.ingest import extract_to_landing
+from integration_platform.landing.ingest import Landed, extract_to_landing
 from integration_platform.landing.loader import LoadResult, ensure_schema, load_attempt
-from integration_platform.landing.zone import UNPARTITIONED
+from integration_platform.landing.zone import UNPARTITIONED, Attempt
 from integration_platform.specs.models import EndpointSpec, SourceSpec
 
 DRIFT_CHECK = "schema_drift"
@@ -82,6 +84,9 @@ def build_raw_asset(spec: SourceSpec, endpoint: str) -> AssetsDefinition:
         partitions_def=partitions_for(config),
         retry_policy=RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL,
                                  jitter=Jitter.PLUS_MINUS),
+        # One run per backfill range: partitions extract concurrently inside it, and
+        # `dagster asset materialize --partition-range` works.
+        backfill_policy=BackfillPolicy.single_run() if config.is_partitioned else None,
         pool=f"api_{spec.source}",
         required_resource_keys={api_key, "warehouse", "landing"},
         check_specs=[AssetCheckSpec(
@@ -98,88 +103,146 @@ def build_raw_asset(spec: SourceSpec, endpoint: str) -> AssetsDefinition:
     return _raw
 
 
+@dataclass
+class PartitionOutcome:
+    partition: str | None
+    landed: Landed
+    result: LoadResult
+    attempt: Attempt
+    mode: str
+    lock_wait: float
+
+
+class _RawRun:
+    """One run of one raw asset: its partitions extract concurrently, load one at a time."""
+
+    def __init__(self, context: AssetExecutionContext, run_config: RawLoadConfig, source: str,
+                 endpoint: str) -> None:
+        self.context = context
+        self.config = run_config
+        self.source, self.endpoint = source, endpoint
+        self.spec: SourceSpec = getattr(context.resources, api_resource_key(source)).spec()
+        self.landing: LandingZoneResource = context.resources.landing
+        self.warehouse_resource: WarehouseResource = context.resources.warehouse
+        self.warehouse = self.warehouse_resource.warehouse()
+        self.zone, self.state = self.landing.zone(), self.landing.incremental_state()
+        self.run_id = context.run.run_id
+
+    def partitions(self) -> list[str | None]:
+        if self.context.assets_def.partitions_def is None:
+            return [None]
+        return list(self.context.partition_keys)
+
+    async def run(self) -> list[PartitionOutcome]:
+        slots = asyncio.Semaphore(PARTITIONS_IN_FLIGHT)
+
+        async def one(partition: str | None) -> PartitionOutcome:
+            async with slots:
+                attempt, landed, mode = await self.extract(partition)
+            # DuckDB work is blocking: keep it off the event loop so extractions go on.
+            return await asyncio.to_thread(self.load, partition, attempt, landed, mode)
+
+        return list(await asyncio.gather(*(one(p) for p in self.partitions())))
+
+    async def extract(self, partition: str | None) -> tuple[Attempt, Landed, str]:
+        endpoint_spec = self.spec.endpoints[self.endpoint]
+        resume = self.config.resume and endpoint_spec.parent is None
+        attempt = self.zone.open_attempt(self.source, self.endpoint, partition, self.run_id,
+                                         resume=resume)
+        incremental = (endpoint_spec.incremental is not None and not self.config.full_refresh
+                       and self.state.get(self.source, self.endpoint, partition) is not None)
+        try:
+            landed = await extract_to_landing(
+                self.spec, self.endpoint, attempt, partition=partition, run_id=self.run_id,
+                state=self.state, full_refresh=self.config.full_refresh,
+                rate_limit_dir=self.landing.rate_limit_dir())
+        except ExtractionError as exc:
+            await asyncio.to_thread(_record_failed_request, self.warehouse, self.source,
+                                    self.endpoint, partition, self.run_id, exc)
+            raise Failure(
+                description=f"{self.source}.{self.endpoint}"
+                            f"{f' [{partition}]' if partition else ''}: {exc}",
+                metadata={"landing_attempt": MetadataValue.path(str(attempt.folder)),
+                          "pages_landed": len(attempt.entries())},
+            ) from exc
+        if landed.resumed_after_pages:
+            self.context.log.info(f"resumed {attempt.folder.name} after "
+                                  f"{landed.resumed_after_pages} landed page(s)")
+        return attempt, landed, "merge" if incremental else "replace"
+
+    def load(self, partition: str | None, attempt: Attempt, landed: Landed,
+             mode: str) -> PartitionOutcome:
+        with self.warehouse.locked() as lock_wait:
+            connection = duckdb.connect(str(self.warehouse.path))
+            try:
+                result = load_attempt(connection, spec=self.spec, endpoint=self.endpoint,
+                                      attempt=attempt, partition=partition, run_id=self.run_id,
+                                      mode="merge" if mode == "merge" else "replace")
+            finally:
+                connection.close()
+        if landed.extractor is not None:
+            landed.extractor.commit_state()
+        self.zone.prune(self.source, self.endpoint, partition, keep=self.landing.keep_attempts)
+        return PartitionOutcome(partition, landed, result, attempt, mode, lock_wait)
+
+    def publish(self) -> None:
+        if self.warehouse_resource.publish:
+            with self.warehouse.locked():
+                self.warehouse.publish()
+
+
+# Partitions of one run extracting at once; the source's shared rate limit still applies.
+PARTITIONS_IN_FLIGHT = 3
+
+
 def materialize_raw(context: AssetExecutionContext, run_config: RawLoadConfig, *, source: str,
                     endpoint: str) -> Iterator[Any]:
-    spec: SourceSpec = getattr(context.resources, api_resource_key(source)).spec()
-    endpoint_spec = spec.endpoints[endpoint]
-    landing: LandingZoneResource = context.resources.landing
-    warehouse_resource: WarehouseResource = context.resources.warehouse
-    warehouse = warehouse_resource.warehouse()
-    zone, state = landing.zone(), landing.incremental_state()
-    partition = context.partition_key if context.has_partition_key else None
-    run_id = context.run.run_id
-
-    resume = run_config.resume and endpoint_spec.parent is None
-    attempt = zone.open_attempt(source, endpoint, partition, run_id, resume=resume)
-    incremental = (endpoint_spec.incremental is not None and not run_config.full_refresh
-                   and state.get(source, endpoint, partition) is not None)
-    try:
-        landed = asyncio.run(extract_to_landing(
-            spec, endpoint, attempt, partition=partition, run_id=run_id, state=state,
-            full_refresh=run_config.full_refresh, rate_limit_dir=landing.rate_limit_dir()))
-    except ExtractionError as exc:
-        _record_failed_request(warehouse, source, endpoint, partition, run_id, exc)
-        raise Failure(
-            description=f"{source}.{endpoint}: {exc}",
-            metadata={"landing_attempt": MetadataValue.path(str(attempt.folder)),
-                      "pages_landed": len(attempt.entries())},
-        ) from exc
-    if landed.resumed_after_pages:
-        context.log.info(f"resumed {attempt.folder.name} after "
-                         f"{landed.resumed_after_pages} landed page(s)")
-
-    with warehouse.locked() as lock_wait:
-        connection = duckdb.connect(str(warehouse.path))
-        try:
-            result = load_attempt(connection, spec=spec, endpoint=endpoint, attempt=attempt,
-                                  partition=partition, run_id=run_id,
-                                  mode="merge" if incremental else "replace")
-        finally:
-            connection.close()
-        if warehouse_resource.publish:
-            warehouse.publish()
-    if landed.extractor is not None:
-        landed.extractor.commit_state()
-    zone.prune(source, endpoint, partition, keep=landing.keep_attempts)
-
-    summary = landed.summary
-    yield MaterializeResult(
-        metadata={
-            "records": summary.records,
-            "rows_loaded": result.rows,
-            "dagster/row_count": result.rows,
-            "dead_letters": result.dead_letters,
-            "pages": summary.pages,
-            "requests": summary.requests,
-            "retries": summary.retries,
-            "429s": summary.throttled,
-            "bytes": summary.bytes,
-            "extract_seconds": summary.seconds,
-            "load_seconds": result.seconds,
-            "lock_wait_seconds": round(lock_wait, 3),
-            "schema_hash": result.schema_hash,
-            "table": result.table,
-            "load_mode": "merge" if incremental else "replace",
-            "resumed_after_pages": landed.resumed_after_pages,
-            "landing_attempt": MetadataValue.path(str(attempt.folder)),
-            "preview": MetadataValue.md(_preview_markdown(result)),
-        },
-        check_results=[_drift_check(result)],
-    )
+    raw_run = _RawRun(context, run_config, source, endpoint)
+    outcomes = asyncio.run(raw_run.run())
+    raw_run.publish()
+    summaries = [o.landed.summary for o in outcomes]
+    results = [o.result for o in outcomes]
+    last = outcomes[-1]
+    metadata: dict[str, Any] = {
+        "records": sum(s.records for s in summaries),
+        "rows_loaded": sum(r.rows for r in results),
+        "dagster/row_count": sum(r.rows for r in results),
+        "dead_letters": sum(r.dead_letters for r in results),
+        "pages": sum(s.pages for s in summaries),
+        "requests": sum(s.requests for s in summaries),
+        "retries": sum(s.retries for s in summaries),
+        "429s": sum(s.throttled for s in summaries),
+        "bytes": sum(s.bytes for s in summaries),
+        "extract_seconds": round(sum(s.seconds for s in summaries), 3),
+        "load_seconds": round(sum(r.seconds for r in results), 3),
+        "lock_wait_seconds": round(sum(o.lock_wait for o in outcomes), 3),
+        "schema_hash": last.result.schema_hash,
+        "table": last.result.table,
+        "load_mode": last.mode,
+        "resumed_after_pages": sum(o.landed.resumed_after_pages for o in outcomes),
+        "landing_attempt": MetadataValue.path(str(last.attempt.folder)),
+        "preview": MetadataValue.md(_preview_markdown(last.result)),
+    }
+    if len(outcomes) > 1:
+        metadata["partitions"] = len(outcomes)
+        metadata["rows_per_partition"] = MetadataValue.json(
+            {str(o.partition): o.result.rows for o in outcomes})
+    yield MaterializeResult(metadata=metadata, check_results=[_drift_check(results)])
 
 
-def _drift_check(result: LoadResult) -> AssetCheckResult:
-    report = result.drift
-    breaking = report.breaking
+def _drift_check(results: list[LoadResult]) -> AssetCheckResult:
+    """One check result for the run: the worst drift any of its partitions showed."""
+    worst = max(results, key=lambda r: (r.drift.breaking, bool(r.drift.new_fields)))
+    report = worst.drift
     return AssetCheckResult(
         check_name=DRIFT_CHECK,
-        passed=not breaking and not report.new_fields,
-        severity=AssetCheckSeverity.ERROR if breaking else AssetCheckSeverity.WARN,
+        passed=not report.breaking and not report.new_fields,
+        severity=AssetCheckSeverity.ERROR if report.breaking else AssetCheckSeverity.WARN,
         description=report.summary(),
         metadata={"difference": MetadataValue.json(report.as_dict()),
-                  "dead_letters": result.dead_letters,
-                  "schema_hash": result.schema_hash,
-                  "contract_created": result.contract_created},
+                  "dead_letters": sum(r.dead_letters for r in results),
+                  "schema_hash": worst.schema_hash,
+                  "contract_created": any(r.contract_created for r in results)},
     )
 
 

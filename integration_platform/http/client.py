@@ -39,7 +39,12 @@ from integration_platform.http.errors import (
 )
 from integration_platform.http.pagination import PageRequest
 from integration_platform.http.ratelimit import SharedRateLimiter, parse_retry_after
-from integration_platform.http.redaction import redact_url, secret_query_params
+from integration_platform.http.redaction import (
+    redact_url,
+    scrub,
+    secret_query_params,
+    secret_values,
+)
 from integration_platform.specs.models import SourceSpec
 
 
@@ -104,6 +109,7 @@ class SourceClient:
         self.clock = clock or SystemClock()
         self.stats = RequestStats()
         self.secret_params = secret_query_params(spec)
+        self.secrets = secret_values(spec)
         rate = spec.rate_limit
         self.limiter = None if rate is None else SharedRateLimiter(
             spec.source, rate.requests_per_second, burst=rate.burst, state_dir=state_dir,
@@ -220,7 +226,8 @@ class SourceClient:
         status = response.status_code
         if status < 400:
             return
-        snippet = response.text[:300].replace("\n", " ")
+        # Scrub before cutting: APIs echo the request (key included) in their error bodies.
+        snippet = scrub(response.text, self.secrets)[:300].replace("\n", " ")
         if status in self.spec.retry.retry_statuses:
             self._failed()
             if status == 429:
