@@ -1,0 +1,47 @@
+{#- Normalizers shared by every staging model. Each takes a SQL expression and returns one. -#}
+
+{% macro normalize_email(expr) -%}
+{#- Lower-cased and trimmed, plus-alias dropped, dots in Gmail local parts removed: the same
+    mailbox however it was typed. Anything that is not an address becomes null. -#}
+case when trim({{ expr }}) similar to '[^@\s]+@[^@\s]+\.[^@\s]+' then
+    (case
+        when split_part(lower(trim({{ expr }})), '@', 2) in ('gmail.com', 'googlemail.com')
+        then replace(regexp_replace(split_part(lower(trim({{ expr }})), '@', 1), '\+.*$', ''), '.', '')
+        else regexp_replace(split_part(lower(trim({{ expr }})), '@', 1), '\+.*$', '')
+     end) || '@' || split_part(lower(trim({{ expr }})), '@', 2)
+end
+{%- endmacro %}
+
+{% macro normalize_phone(expr) -%}
+{#- Digits only, international prefix (00 / +) and country code dropped: the last ten digits
+    identify a line within its country in every source we have. Too short: null. -#}
+case when length(regexp_replace(coalesce({{ expr }}, ''), '[^0-9]', '', 'g')) >= 10
+     then right(regexp_replace({{ expr }}, '[^0-9]', '', 'g'), 10) end
+{%- endmacro %}
+
+{% macro normalize_name(expr) -%}
+{#- Lower case, accents folded, only letters, spaces and hyphens kept, spaces squeezed. -#}
+nullif(trim(regexp_replace(regexp_replace(lower(strip_accents(coalesce({{ expr }}, ''))),
+    '[^a-z\s\-]', '', 'g'), '\s+', ' ', 'g')), '')
+{%- endmacro %}
+
+{% macro normalize_postcode(expr) -%}
+{#- Upper case without spaces; a US ZIP+4 keeps its five-digit ZIP. -#}
+nullif(case
+    when regexp_full_match(trim(coalesce({{ expr }}, '')), '[0-9]{5}-[0-9]{4}')
+    then left(trim({{ expr }}), 5)
+    else upper(regexp_replace(coalesce({{ expr }}, ''), '\s', '', 'g'))
+end, '')
+{%- endmacro %}
+
+{% macro parse_timestamp_utc(expr) -%}
+{#- A UTC timestamp from ISO 8601 (any offset, or none = UTC) or epoch seconds/milliseconds. -#}
+case
+    when {{ expr }} is null then null
+    when regexp_full_match(trim({{ expr }}), '[0-9]{9,10}(\.[0-9]+)?')
+        then to_timestamp(cast(trim({{ expr }}) as double))
+    when regexp_full_match(trim({{ expr }}), '[0-9]{12,13}')
+        then to_timestamp(cast(trim({{ expr }}) as double) / 1000)
+    else try_cast(replace(trim({{ expr }}), 'Z', '+00:00') as timestamptz)
+end
+{%- endmacro %}

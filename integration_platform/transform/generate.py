@@ -1,0 +1,102 @@
+"""dbt files derived from the source specs, so a source declared only in YAML reaches the marts.
+
+For every spec: a dbt source whose tables are keyed to the raw assets. For every endpoint that
+maps `customer`: a staging model `stg_<source>__<endpoint>` calling the
+`stage_customer_identity` macro with the mapping, unless a hand-written model of that name
+exists. And a macro listing those models, which `int_customer_identities` unions. The files go
+to `models/generated/` and `macros/generated/` (not committed) and are rewritten only when
+their content changes, so dbt's partial parsing stays warm.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from integration_platform.specs.models import SourceSpec
+
+GENERATED_MODELS = Path("models") / "generated"
+GENERATED_MACROS = Path("macros") / "generated"
+HEADER = "# Generated from the source specs (integration_platform.transform.generate): do not edit.\n"
+
+
+def generate(specs: dict[str, SourceSpec], project_dir: Path) -> list[Path]:
+    """Write the generated dbt files; return those that changed."""
+    models, macros = project_dir / GENERATED_MODELS, project_dir / GENERATED_MACROS
+    handwritten = {p.stem for p in (project_dir / "models").rglob("*.sql")
+                   if GENERATED_MODELS not in p.relative_to(project_dir).parents}
+    files: dict[Path, str] = {models / "_sources.yml": _sources_yaml(specs)}
+    identity_models: list[str] = []
+    for source, spec in sorted(specs.items()):
+        for endpoint, config in sorted(spec.endpoints.items()):
+            mapping = config.entity.get("customer")
+            if not mapping:
+                continue
+            name = f"stg_{source}__{endpoint}"
+            identity_models.append(name)
+            if name not in handwritten:
+                files[models / f"{name}.sql"] = _identity_model(source, endpoint, mapping)
+    files[models / "_generated.yml"] = _models_yaml(identity_models, specs)
+    files[macros / "customer_identity_models.sql"] = (
+        "{# Generated from the source specs: the staging models holding customer identities. #}\n"
+        "{% macro customer_identity_models() %}{{ return("
+        + repr(identity_models) + ") }}{% endmacro %}\n")
+    changed = [path for path, text in files.items() if _write_if_changed(path, text)]
+    for stale in [*models.glob("stg_*.sql")]:
+        if stale not in files:
+            stale.unlink()
+            changed.append(stale)
+    return changed
+
+
+def _sources_yaml(specs: dict[str, SourceSpec]) -> str:
+    sources = []
+    for source, spec in sorted(specs.items()):
+        tables = [{
+            "name": endpoint,
+            "identifier": f"{source}__{endpoint}",
+            "description": config.description or f"{source} {endpoint}, one row per record.",
+            "meta": {"dagster": {"asset_key": ["raw", source, endpoint]}},
+            "columns": [{"name": "record", "description": "The record exactly as the API sent it."},
+                        {"name": "_primary_key", "description": "The record's primary key.",
+                         "data_tests": ["not_null"]}],
+        } for endpoint, config in sorted(spec.endpoints.items())]
+        sources.append({"name": source, "schema": "raw",
+                        "description": spec.description or f"The {source} API.",
+                        "tables": tables})
+    return HEADER + yaml.safe_dump({"version": 2, "sources": sources}, sort_keys=False)
+
+
+def _identity_model(source: str, endpoint: str, mapping: dict[str, str]) -> str:
+    pairs = ", ".join(f"{field!r}: {path!r}" for field, path in sorted(mapping.items()))
+    return ("-- Generated from the source spec's entity mapping: do not edit.\n"
+            f"{{{{ stage_customer_identity({source!r}, {endpoint!r}, {{{pairs}}}) }}}}\n")
+
+
+def _models_yaml(names: list[str], specs: dict[str, SourceSpec]) -> str:
+    models = []
+    for name in names:
+        source, endpoint = name.removeprefix("stg_").split("__", 1)
+        mapping = specs[source].endpoints[endpoint].entity["customer"]
+        models.append({
+            "name": name,
+            "description": f"Customer identities of {source}.{endpoint}, normalized for entity "
+                           "resolution (generated from the spec's entity mapping).",
+            "config": {"tags": ["customer_identity"]},
+            "columns": [
+                {"name": "record_key", "description": "source:endpoint:primary key",
+                 "data_tests": ["unique", "not_null"]},
+                *({"name": f, "description": f"From `{path}` of raw.{source}__{endpoint}.record"}
+                  for f, path in sorted(mapping.items())),
+            ],
+        })
+    return HEADER + yaml.safe_dump({"version": 2, "models": models}, sort_keys=False)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
