@@ -257,6 +257,8 @@ class PartitionSpec(Strict):
     start_param: str | None = Field(None, description="request parameter for the window start")
     end_param: str | None = Field(None, description="request parameter for the window end")
     format: Literal["iso", "epoch", "date"] = "iso"
+    field: JsonPath | None = Field(
+        None, description="record field whose UTC day is the partition (for pushed records)")
 
     @model_validator(mode="after")
     def _daily_needs_a_start(self) -> PartitionSpec:
@@ -343,6 +345,32 @@ class EndpointSpec(Strict):
         return self.partitions.type == "daily"
 
 
+class WebhookSpec(Strict):
+    """Events the API pushes: verified, deduplicated, landed into the endpoints they update."""
+
+    path: str = Field(pattern=r"^/[A-Za-z0-9_\-/]*$", description="receiver route, e.g. /billing")
+    signature: Literal["standard_webhooks", "stripe"]
+    secret: SecretRef
+    tolerance_seconds: float = Field(300.0, gt=0, description="reject older or newer timestamps")
+    max_body_bytes: int = Field(1_000_000, gt=0)
+    event_id_path: JsonPath = "id"
+    event_type_path: JsonPath = "type"
+    object_path: JsonPath = Field("data.object", description="where the API object is")
+    routes: dict[str, str] = Field(
+        min_length=1, description="event type → endpoint whose raw table receives the object")
+
+
+class StreamSpec(Strict):
+    """A Server-Sent Events stream whose events are records of one endpoint."""
+
+    path: str
+    endpoint: str = Field(description="endpoint whose raw table receives the events")
+    event_types: list[str] = Field(default_factory=list, description="SSE `event:` names to keep")
+    batch_size: int = Field(1000, ge=1, description="events per micro-batch written to raw")
+    batch_seconds: float = Field(1.0, gt=0, description="longest wait before a partial batch")
+    buffer_events: int = Field(10_000, ge=1, description="bounded buffer: backpressure beyond")
+
+
 class SourceSpec(Strict):
     source: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     kind: Literal["rest", "graphql"]
@@ -358,6 +386,8 @@ class SourceSpec(Strict):
     concurrency: int = Field(4, ge=1, le=64, description="requests in flight at once")
     schedule: str | None = Field(None, description="cron (UTC) for scheduled extraction")
     endpoints: dict[str, EndpointSpec] = Field(min_length=1)
+    webhooks: WebhookSpec | None = None
+    streams: dict[str, StreamSpec] = Field(default_factory=dict)
 
     _file: Path | None = PrivateAttr(None)
 
@@ -385,4 +415,10 @@ class SourceSpec(Strict):
             if endpoint.parent and endpoint.parent.endpoint not in self.endpoints:
                 raise ValueError(f"endpoint {name!r}: parent {endpoint.parent.endpoint!r} "
                                  "is not an endpoint of this source")
+        routed = list(self.webhooks.routes.values()) if self.webhooks else []
+        routed += [stream.endpoint for stream in self.streams.values()]
+        for target in routed:
+            if target not in self.endpoints:
+                raise ValueError(f"push target {target!r} is not an endpoint of this source; "
+                                 f"endpoints: {', '.join(self.endpoints)}")
         return self
