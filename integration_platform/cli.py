@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from integration_platform import environment
+from integration_platform.logs import configure_logging
 from integration_platform.sandbox.chaos import PROFILES, ChaosConfigError, parse_chaos
 from integration_platform.sandbox.server import DEFAULT_BASE_PORT, Sandbox
 from integration_platform.sandbox.world import (
@@ -22,6 +24,8 @@ from integration_platform.sandbox.world import (
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Integration Platform: API sources into one DuckDB warehouse, modelled with dbt."""
+    environment.load_sandbox_env()
+    configure_logging()
 
 
 @main.group()
@@ -135,6 +139,8 @@ def demo(seed: int, customers: int) -> None:
     """Headless end-to-end run against the sandbox, with a printed summary."""
     from integration_platform.demo import run_demo
 
+    if "LOG_LEVEL" not in os.environ:
+        configure_logging("WARNING")  # the summary is the output; logs only when asked
     if not run_demo(SandboxSettings(seed=seed, customers=customers), echo=click.echo):
         sys.exit(1)
 

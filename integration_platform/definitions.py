@@ -11,6 +11,7 @@ from dagster_dbt import DbtCliResource
 
 from integration_platform.assets.raw import api_resource_key, raw_assets
 from integration_platform.assets.resources import api_resource, default_resources
+from integration_platform.logs import configure_logging
 from integration_platform.specs.loader import load_specs
 from integration_platform.transform.dbt_assets import (
     build_dbt_assets,
@@ -18,6 +19,7 @@ from integration_platform.transform.dbt_assets import (
     prepare_dbt_project,
 )
 
+configure_logging()
 specs = load_specs()
 dbt_project = prepare_dbt_project(specs)
 

@@ -37,7 +37,10 @@ from integration_platform.http.pagination import (
     build_paginator,
     select,
 )
+from integration_platform.logs import bind_context, get_logger
 from integration_platform.specs.models import EndpointSpec, SourceSpec
+
+_log = get_logger("integration_platform.extraction")
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -145,6 +148,13 @@ class EndpointExtractor:
     # -- running ---------------------------------------------------------------------------
 
     async def pages(self) -> AsyncIterator[ExtractedPage]:
+        with bind_context(source=self.spec.source, endpoint=self.name,
+                          partition=self.partition):
+            async for page in self._pages():
+                yield page
+        _log.info("extraction_finished", **self.summary.as_dict())
+
+    async def _pages(self) -> AsyncIterator[ExtractedPage]:
         started = time.monotonic()
         before = self.client.stats.as_dict()
         try:

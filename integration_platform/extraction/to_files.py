@@ -11,6 +11,7 @@ from integration_platform.extraction.state import IncrementalState
 from integration_platform.http.client import SourceClient
 from integration_platform.http.clock import Clock
 from integration_platform.http.graphql import GraphQLClient
+from integration_platform.logs import bind_context
 from integration_platform.specs.models import SourceSpec
 
 
@@ -25,6 +26,13 @@ async def extract_to_directory(spec: SourceSpec, endpoint: str, out_dir: Path, *
     """Pages land as `page-000001.json` (raw bodies); marks advance only at the end."""
     out_dir.mkdir(parents=True, exist_ok=True)
     state = state or IncrementalState(state_root() / "incremental")
+    with bind_context(source=spec.source, endpoint=endpoint, partition=partition):
+        return await _extract(spec, endpoint, out_dir, partition, full_refresh, clock, state)
+
+
+async def _extract(spec: SourceSpec, endpoint: str, out_dir: Path, partition: str | None,
+                   full_refresh: bool, clock: Clock | None,
+                   state: IncrementalState) -> ExtractionSummary:
     async with SourceClient(spec, state_dir=state_root() / "ratelimit", clock=clock) as client:
         graphql = GraphQLClient(client) if spec.kind == "graphql" else None
         if graphql is not None:

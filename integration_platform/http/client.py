@@ -8,7 +8,9 @@ exponential backoff, or Retry-After when the API gives one. Permanent failures r
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,7 +47,12 @@ from integration_platform.http.redaction import (
     secret_query_params,
     secret_values,
 )
+from integration_platform.logs import get_logger
 from integration_platform.specs.models import SourceSpec
+
+_log = get_logger("integration_platform.http")
+# Which try of a request is on the wire, for the request log line.
+CURRENT_ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("attempt", default=1)
 
 
 @dataclass
@@ -87,10 +94,23 @@ class GovernedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         stats, limiter = self._client.stats, self._client.limiter
-        if limiter is not None:
-            stats.rate_limit_wait_seconds += await limiter.acquire()
+        waited = await limiter.acquire() if limiter is not None else 0.0
+        stats.rate_limit_wait_seconds += waited
         stats.requests += 1
-        response = await self._inner.handle_async_request(request)
+        request_id = uuid.uuid4().hex[:12]
+        started = time.monotonic()
+        fields = {"request_id": request_id, "source": self._client.spec.source,
+                  "method": request.method, "attempt": CURRENT_ATTEMPT.get(),
+                  "url": redact_url(request.url, self._client.secret_params)}
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.TransportError as exc:
+            _log.warning("http_request", **fields, error=type(exc).__name__,
+                         latency_ms=round((time.monotonic() - started) * 1000, 1))
+            raise
+        _log.info("http_request", **fields, status=response.status_code,
+                  latency_ms=round((time.monotonic() - started) * 1000, 1),
+                  rate_limit_wait_ms=round(waited * 1000, 1))
         if limiter is not None:
             limiter.observe(response.headers, response.status_code)
         return response
@@ -171,13 +191,21 @@ class SourceClient:
                                    time.monotonic() - started, waited))
             self.stats.retries += 1
 
+        attempts = 0
+
+        async def numbered() -> Any:
+            nonlocal attempts
+            attempts += 1
+            CURRENT_ATTEMPT.set(attempts)
+            return await attempt()
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.max_attempts)
             | stop_after_delay(policy.max_elapsed_seconds),
             wait=wait, retry=retry_if_exception_type(TransientHTTPError),
             sleep=self.clock.sleep, before_sleep=record)
         try:
-            return await retrying(attempt)
+            return await retrying(numbered)
         except RetryError as exc:
             last = exc.last_attempt.exception()
             history.append(Attempt(exc.last_attempt.attempt_number, str(last),

@@ -11,6 +11,7 @@ from integration_platform.http.client import SourceClient
 from integration_platform.http.clock import Clock
 from integration_platform.http.graphql import GraphQLClient
 from integration_platform.landing.zone import Attempt
+from integration_platform.logs import bind_context
 from integration_platform.specs.models import SourceSpec
 
 
@@ -26,6 +27,17 @@ async def extract_to_landing(spec: SourceSpec, endpoint: str, attempt: Attempt, 
                              full_refresh: bool, rate_limit_dir: Path | None = None,
                              clock: Clock | None = None) -> Landed:
     """Fetch the endpoint's pages into `attempt`, continuing it if an earlier run died."""
+    with bind_context(source=spec.source, endpoint=endpoint, partition=partition,
+                      run_id=run_id):
+        return await _extract(spec, endpoint, attempt, partition=partition, run_id=run_id,
+                              state=state, full_refresh=full_refresh,
+                              rate_limit_dir=rate_limit_dir, clock=clock)
+
+
+async def _extract(spec: SourceSpec, endpoint: str, attempt: Attempt, *,
+                   partition: str | None, run_id: str, state: IncrementalState,
+                   full_refresh: bool, rate_limit_dir: Path | None,
+                   clock: Clock | None) -> Landed:
     landed, resume_from, finished = attempt.resume_point()
     if finished:
         attempt.mark_complete()

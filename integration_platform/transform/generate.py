@@ -18,7 +18,7 @@ from integration_platform.specs.models import SourceSpec
 
 GENERATED_MODELS = Path("models") / "generated"
 GENERATED_MACROS = Path("macros") / "generated"
-HEADER = "# Generated from the source specs (integration_platform.transform.generate): do not edit.\n"
+HEADER = "# Generated from the source specs (transform/generate.py): do not edit.\n"
 
 
 def generate(specs: dict[str, SourceSpec], project_dir: Path) -> list[Path]:

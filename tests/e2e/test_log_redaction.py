@@ -1,0 +1,41 @@
+"""Logs are structured JSON and never carry a secret, whatever the log level."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from integration_platform.environment import PROJECT_ROOT, SANDBOX_ENV_FILE
+from integration_platform.logs import SECRET_VARIABLE
+
+BIN = Path(sys.executable).parent
+
+
+def test_no_configured_secret_appears_in_any_log_line_when_a_full_run_logs_at_debug(
+    tmp_path: Path,
+) -> None:
+    secrets = {name: value for name, value in dotenv_values(SANDBOX_ENV_FILE).items()
+               if value and SECRET_VARIABLE.search(name)}
+    assert len(secrets) >= 6, "the sandbox's credentials should all count as secrets"
+    env = {**os.environ, "LOG_LEVEL": "DEBUG", "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([str(BIN / "integration-platform"), "demo", "--customers", "150"],
+                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    leaked = [name for name, value in secrets.items() if value in output]
+    assert not leaked, f"secret values of {leaked} appear in the logs"
+
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line.get("event") == "http_request"]
+    assert requests, "every HTTP attempt should be logged"
+    for field in ("request_id", "source", "endpoint", "attempt", "status", "latency_ms", "url"):
+        assert all(field in line for line in requests), f"{field} missing from request logs"
+    assert {line["source"] for line in requests} == {"crm", "billing", "support", "analytics"}
+    finished = [line for line in lines if line.get("event") == "extraction_finished"]
+    assert len(finished) == 10
