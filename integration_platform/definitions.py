@@ -6,11 +6,21 @@ source's API resource binds its variables with EnvVar and resolves them when a r
 
 from __future__ import annotations
 
-from dagster import Definitions
+import os
+
+from dagster import Definitions, EnvVar
 from dagster_dbt import DbtCliResource
 
 from integration_platform.assets.raw import api_resource_key, raw_assets
 from integration_platform.assets.resources import api_resource, default_resources
+from integration_platform.automation.alerts import AlertWebhookResource, build_alert_sensor
+from integration_platform.automation.reconciliation import build_reconciliation
+from integration_platform.automation.schedules import source_automation
+from integration_platform.automation.webhook_sensor import (
+    build_drain_job,
+    build_webhook_sensor,
+    default_inbox_resource,
+)
 from integration_platform.logs import configure_logging
 from integration_platform.specs.loader import load_specs
 from integration_platform.transform.dbt_assets import (
@@ -22,12 +32,22 @@ from integration_platform.transform.dbt_assets import (
 configure_logging()
 specs = load_specs()
 dbt_project = prepare_dbt_project(specs)
+jobs, schedules = source_automation(specs)
+# Webhooks: the sensor drains the receiver's inbox into raw; a daily pull reconciles.
+drain_job = build_drain_job(specs)
+reconciliation_jobs, reconciliation_schedules = build_reconciliation(specs)
 
 defs = Definitions(
     assets=[*raw_assets(specs), build_dbt_assets(dbt_project)],
+    jobs=[*jobs, drain_job, *reconciliation_jobs],
+    schedules=[*schedules, *reconciliation_schedules],
+    sensors=[build_alert_sensor(), build_webhook_sensor(specs, drain_job)],
     resources={
         **default_resources(),
         **{api_resource_key(name): api_resource(spec) for name, spec in specs.items()},
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
+        "alerts": AlertWebhookResource(
+            url=EnvVar("ALERT_WEBHOOK_URL") if os.environ.get("ALERT_WEBHOOK_URL") else ""),
+        "webhook_inbox": default_inbox_resource(),
     },
 )

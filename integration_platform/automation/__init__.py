@@ -1,0 +1,1 @@
+"""What runs without a person: schedules, sensors (webhook inbox, alerts) and reconciliation."""

@@ -1,0 +1,80 @@
+"""Schedules from the specs: each source's cron (UTC) fills the day that just ended.
+
+A source with `schedule:` gets a job over its daily-partitioned raw assets, run for the last
+complete partition at the cron's time, and (if it has any) a job over its reference endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from dagster import (
+    AssetSelection,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    schedule,
+)
+
+from integration_platform.assets.raw import raw_asset_key
+from integration_platform.specs.models import SourceSpec
+
+if TYPE_CHECKING:  # not exported at dagster's top level
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
+
+
+def source_automation(
+    specs: dict[str, SourceSpec],
+) -> tuple[list[UnresolvedAssetJobDefinition], list[ScheduleDefinition]]:
+    jobs: list[UnresolvedAssetJobDefinition] = []
+    schedules: list[ScheduleDefinition] = []
+    for source, spec in sorted(specs.items()):
+        if not spec.schedule:
+            continue
+        daily = [e for e, c in spec.endpoints.items() if c.is_partitioned]
+        reference = [e for e, c in spec.endpoints.items() if not c.is_partitioned]
+        if daily:
+            first_day = spec.endpoints[daily[0]].partitions.start
+            job = define_asset_job(
+                f"{source}_daily",
+                selection=AssetSelection.assets(*(raw_asset_key(source, e) for e in daily)),
+                description=f"Pull one day of every partitioned {source} endpoint.")
+            jobs.append(job)
+            assert first_day is not None
+            schedules.append(_daily_schedule(source, spec.schedule, job, first_day))
+        if reference:
+            job = define_asset_job(
+                f"{source}_reference",
+                selection=AssetSelection.assets(*(raw_asset_key(source, e) for e in reference)),
+                description=f"Reload the {source} reference endpoints (not partitioned).")
+            jobs.append(job)
+            schedules.append(ScheduleDefinition(
+                name=f"{source}_reference_schedule", cron_schedule=spec.schedule, job=job,
+                execution_timezone="UTC"))
+    return jobs, schedules
+
+
+def last_complete_day(source: str, when: datetime, first_day: date) -> RunRequest | SkipReason:
+    """The run that fills the UTC day before `when` (the day that just ended)."""
+    day = (when.astimezone(UTC) - timedelta(days=1)).date()
+    if day < first_day:
+        return SkipReason(f"{day} is before the first partition ({first_day})")
+    key = day.isoformat()
+    return RunRequest(run_key=f"{source}:{key}", partition_key=key)
+
+
+def _daily_schedule(source: str, cron: str, job: UnresolvedAssetJobDefinition,
+                    first_day: date) -> ScheduleDefinition:
+    @schedule(name=f"{source}_daily_schedule", cron_schedule=cron, job=job,
+              execution_timezone="UTC",
+              description=f"At {cron} (UTC), pull the {source} day that just ended.")
+    def _fill_last_day(context: ScheduleEvaluationContext) -> Iterator[RunRequest | SkipReason]:
+        yield last_complete_day(source, context.scheduled_execution_time, first_day)
+
+    return _fill_last_day

@@ -1,0 +1,137 @@
+"""Schedules come from the specs and fill the day that ended; failed runs post an alert."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+from dagster import (
+    DagsterInstance,
+    RunRequest,
+    SkipReason,
+    build_run_status_sensor_context,
+    build_schedule_context,
+    job,
+    op,
+)
+
+from integration_platform.automation.alerts import AlertWebhookResource, build_alert_sensor
+from integration_platform.automation.schedules import source_automation
+from integration_platform.specs.loader import load_specs
+
+
+class Receiver:
+    """A real HTTP server on loopback that records the alerts posted to it."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.fail_first = fail_first
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                if outer.fail_first > 0:
+                    outer.fail_first -= 1
+                    self.send_response(503)
+                else:
+                    outer.received.append(json.loads(body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def failed_run() -> Iterator[tuple[DagsterInstance, Any]]:
+    @op
+    def fetch_partition() -> None:
+        raise RuntimeError("billing answered 503 five times in a row")
+
+    @job
+    def billing_daily_demo() -> None:
+        fetch_partition()
+
+    with DagsterInstance.ephemeral() as instance:
+        result = billing_daily_demo.execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        yield instance, result
+
+
+def test_every_scheduled_source_gets_a_daily_schedule_when_specs_declare_a_cron() -> None:
+    jobs, schedules = source_automation(load_specs())
+    names = {s.name for s in schedules}
+    assert {"crm_daily_schedule", "billing_daily_schedule", "support_daily_schedule",
+            "analytics_daily_schedule", "crm_reference_schedule"} <= names
+    crm = next(s for s in schedules if s.name == "crm_daily_schedule")
+    assert crm.cron_schedule == "15 2 * * *"
+    assert crm.execution_timezone == "UTC"
+    assert "crm_daily" in {j.name for j in jobs}
+
+
+def test_schedule_fills_the_day_that_just_ended_when_it_ticks() -> None:
+    from integration_platform.definitions import defs
+
+    repository = defs.get_repository_def()
+    billing = repository.get_schedule_def("billing_daily_schedule")
+    tick = datetime(2025, 3, 8, 2, 30, tzinfo=UTC)
+    requests = list(billing.evaluate_tick(build_schedule_context(
+        scheduled_execution_time=tick, repository_def=repository)).run_requests or [])
+    assert len(requests) == 1
+    assert isinstance(requests[0], RunRequest)
+    assert requests[0].partition_key == "2025-03-07"
+
+
+def test_schedule_skips_when_the_day_is_before_the_first_partition() -> None:
+    from integration_platform.automation.schedules import last_complete_day
+
+    outcome = last_complete_day("crm", datetime(2025, 1, 1, 2, 15, tzinfo=UTC),
+                                datetime(2025, 1, 1).date())
+    assert isinstance(outcome, SkipReason)
+
+
+def test_failed_run_posts_an_alert_naming_the_job_and_error_when_a_url_is_set(
+    failed_run: tuple[DagsterInstance, Any],
+) -> None:
+    instance, result = failed_run
+    with Receiver(fail_first=1) as receiver:
+        context = build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure", dagster_instance=instance,
+            dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
+            resources={"alerts": AlertWebhookResource(url=receiver.url)},
+        ).for_run_failure()
+        build_alert_sensor()(context)
+    assert len(receiver.received) == 1, "one alert, delivered after one retry"
+    alert = receiver.received[0]
+    assert alert["job"] == "billing_daily_demo"
+    assert alert["run_id"] == result.run_id
+    assert "503 five times" in alert["error"]
+
+
+def test_no_alert_is_posted_and_nothing_fails_when_no_url_is_configured(
+    failed_run: tuple[DagsterInstance, Any],
+) -> None:
+    instance, result = failed_run
+    context = build_run_status_sensor_context(
+        sensor_name="alert_on_run_failure", dagster_instance=instance,
+        dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
+        resources={"alerts": AlertWebhookResource(url="")},
+    ).for_run_failure()
+    build_alert_sensor()(context)
