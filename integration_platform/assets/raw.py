@@ -10,7 +10,7 @@ copy, and reports a schema-drift check that blocks downstream assets on breaking
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -26,6 +26,7 @@ from dagster import (
     Config,
     DailyPartitionsDefinition,
     Failure,
+    FreshnessPolicy,
     Jitter,
     MaterializeResult,
     MetadataValue,
@@ -34,13 +35,17 @@ from dagster import (
 )
 
 from integration_platform.assets.resources import LandingZoneResource, WarehouseResource
-from integration_platform.http.errors import ExtractionError, RetriesExhausted
+from integration_platform.http.errors import CircuitOpenError, ExtractionError, RetriesExhausted
 from integration_platform.landing.ingest import Landed, extract_to_landing
 from integration_platform.landing.loader import LoadResult, ensure_schema, load_attempt
 from integration_platform.landing.zone import UNPARTITIONED, Attempt
 from integration_platform.specs.models import EndpointSpec, SourceSpec
 
 DRIFT_CHECK = "schema_drift"
+# A whole-step retry for what outlasts the HTTP engine's own retries (an API down for a
+# minute, a long load holding the write lock).
+RAW_RETRY_POLICY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL,
+                               jitter=Jitter.PLUS_MINUS)
 
 
 class RawLoadConfig(Config):
@@ -68,7 +73,8 @@ def partitions_for(endpoint: EndpointSpec) -> DailyPartitionsDefinition | None:
                                      timezone="UTC")
 
 
-def build_raw_asset(spec: SourceSpec, endpoint: str) -> AssetsDefinition:
+def build_raw_asset(spec: SourceSpec, endpoint: str, *,
+                    retry_policy: RetryPolicy | None = RAW_RETRY_POLICY) -> AssetsDefinition:
     config = spec.endpoints[endpoint]
     key = raw_asset_key(spec.source, endpoint)
     api_key = api_resource_key(spec.source)
@@ -82,11 +88,14 @@ def build_raw_asset(spec: SourceSpec, endpoint: str) -> AssetsDefinition:
         kinds={spec.kind, "duckdb"},
         description=description,
         partitions_def=partitions_for(config),
-        retry_policy=RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL,
-                                 jitter=Jitter.PLUS_MINUS),
+        retry_policy=retry_policy,
         # One run per backfill range: partitions extract concurrently inside it, and
         # `dagster asset materialize --partition-range` works.
         backfill_policy=BackfillPolicy.single_run() if config.is_partitioned else None,
+        # A scheduled source should have loaded yesterday by the end of today.
+        freshness_policy=FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=48), warn_window=timedelta(hours=30),
+        ) if spec.schedule and config.is_partitioned else None,
         pool=f"api_{spec.source}",
         required_resource_keys={api_key, "warehouse", "landing"},
         check_specs=[AssetCheckSpec(
@@ -146,7 +155,10 @@ class _RawRun:
 
     async def extract(self, partition: str | None) -> tuple[Attempt, Landed, str]:
         endpoint_spec = self.spec.endpoints[self.endpoint]
-        resume = self.config.resume and endpoint_spec.parent is None
+        # A full refresh must not continue an unfinished incremental attempt: those pages
+        # hold only the changes since the mark, and a full refresh replaces the partition.
+        resume = (self.config.resume and endpoint_spec.parent is None
+                  and not (self.config.full_refresh and endpoint_spec.incremental is not None))
         attempt = self.zone.open_attempt(self.source, self.endpoint, partition, self.run_id,
                                          resume=resume)
         incremental = (endpoint_spec.incremental is not None and not self.config.full_refresh
@@ -164,6 +176,8 @@ class _RawRun:
                             f"{f' [{partition}]' if partition else ''}: {exc}",
                 metadata={"landing_attempt": MetadataValue.path(str(attempt.folder)),
                           "pages_landed": len(attempt.entries())},
+                # A later try can succeed only when the API was failing, not when it refused.
+                allow_retries=isinstance(exc, RetriesExhausted | CircuitOpenError),
             ) from exc
         if landed.resumed_after_pages:
             self.context.log.info(f"resumed {attempt.folder.name} after "
@@ -270,7 +284,8 @@ def _record_failed_request(warehouse: Any, source: str, endpoint: str, partition
              attempts, datetime.now(UTC)])
 
 
-def raw_assets(specs: dict[str, SourceSpec]) -> list[AssetsDefinition]:
-    return [build_raw_asset(spec, endpoint)
+def raw_assets(specs: dict[str, SourceSpec], *,
+               retry_policy: RetryPolicy | None = RAW_RETRY_POLICY) -> list[AssetsDefinition]:
+    return [build_raw_asset(spec, endpoint, retry_policy=retry_policy)
             for spec in specs.values() for endpoint in spec.endpoints]
 

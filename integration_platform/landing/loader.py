@@ -2,6 +2,8 @@
 
 DuckDB reads the gzipped pages itself (`read_json_objects`), unnests the records at the
 endpoint's path and joins the manifest for lineage; Python never touches rows one by one.
+Each record's JSON is parsed as few times as possible (it dominates the cost): the schema is
+observed per distinct shape of record, and the contract checks read every field in one call.
 `replace` deletes the partition's rows and inserts the new ones; `merge` (incremental runs)
 replaces only the rows whose primary keys arrived again. Records that break the schema
 contract go to `raw._dead_letters` with the reason, the page and the run.
@@ -10,6 +12,7 @@ contract go to `raw._dead_letters` with the reason, the page and the run.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -21,7 +24,10 @@ import pyarrow as pa
 from integration_platform.landing import contracts
 from integration_platform.landing.contracts import Contract, DriftReport, Observed, ObservedField
 from integration_platform.landing.zone import UNPARTITIONED, Attempt
+from integration_platform.logs import get_logger
 from integration_platform.specs.models import RelayPagination, SourceSpec
+
+_log = get_logger("integration_platform.loader")
 
 LoadMode = Literal["replace", "merge"]
 _DUCKDB_NAMES: dict[str, list[str]] = {}
@@ -102,7 +108,14 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
 
 def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: str,
                  attempt: Attempt, partition: str | None, run_id: str,
-                 mode: LoadMode = "replace") -> LoadResult:
+                 mode: LoadMode = "replace",
+                 extra_statements: Sequence[tuple[str, Sequence[object]]] = ()) -> LoadResult:
+    """Load one attempt's pages into the partition, in one transaction.
+
+    `extra_statements` (SQL, parameters) run inside that transaction, just before COMMIT: a push
+    source records its checkpoint there, so the rows and the checkpoint commit together or not
+    at all.
+    """
     started = time.monotonic()
     config = spec.endpoints[endpoint]
     table = table_name(spec.source, endpoint)
@@ -110,7 +123,9 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
     ensure_schema(connection)
     connection.execute(_table_sql(table))
 
-    _stage(connection, spec, endpoint, attempt)
+    pk = " || '|' || ".join(f"coalesce(record ->> {_sql_string(k)}, '')"
+                             for k in config.primary_keys)
+    _stage(connection, spec, endpoint, attempt, pk)
     observed = _observe(connection)
     stored = connection.execute(
         "SELECT contract FROM raw._contracts WHERE source = ? AND endpoint = ?",
@@ -121,8 +136,6 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
     report = contracts.compare(contract, observed)
     _mark_violations(connection, contract, config.primary_keys)
 
-    pk = " || '|' || ".join(f"coalesce(record ->> {_sql_string(k)}, '')"
-                             for k in config.primary_keys)
     now = datetime.now(UTC)
     connection.execute("BEGIN TRANSACTION")
     try:
@@ -135,25 +148,36 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
         else:
             replaced = connection.execute(
                 f"DELETE FROM {table} WHERE _partition_key = ? AND _primary_key IN "
-                f"(SELECT {pk} FROM _staged WHERE _reason IS NULL)", [partition_key]).fetchall()
+                f"(SELECT _pk FROM _staged WHERE _reason IS NULL)", [partition_key]).fetchall()
+        # A key that arrived twice keeps its latest record. The window runs over the narrow
+        # (key, position) columns only, so the insert below streams instead of sorting records.
+        connection.execute("""
+            CREATE OR REPLACE TEMP TABLE _superseded AS
+            SELECT _page, _page_index FROM _staged WHERE _reason IS NULL
+            QUALIFY row_number() OVER (PARTITION BY _pk
+                                       ORDER BY _page DESC, _page_index DESC) > 1
+        """)
         inserted = connection.execute(f"""
             INSERT INTO {table}
-            SELECT record, ?, ?, ?, ?, _fetched_at, _request_url, md5(record::VARCHAR),
-                   {pk}, _page, _page_index, ?
-            FROM _staged WHERE _reason IS NULL
-            QUALIFY row_number() OVER (PARTITION BY {pk}
-                                       ORDER BY _page DESC, _page_index DESC) = 1
+            SELECT s.record, ?, ?, ?, ?, m._fetched_at, m._request_url, md5(s.record::VARCHAR),
+                   s._pk, s._page, s._page_index, ?
+            FROM _staged AS s JOIN _manifest AS m USING (_page)
+            ANTI JOIN _superseded AS d USING (_page, _page_index)
+            WHERE s._reason IS NULL
         """, [spec.source, endpoint, partition_key, run_id, now]).fetchall()
         dead = connection.execute("""
             INSERT INTO raw._dead_letters
-            SELECT ?, ?, ?, ?, _page, _file, _page_index, record, _reason, ?
-            FROM _staged WHERE _reason IS NOT NULL
+            SELECT ?, ?, ?, ?, s._page, m._file, s._page_index, s.record, s._reason, ?
+            FROM _staged AS s JOIN _manifest AS m USING (_page)
+            WHERE s._reason IS NOT NULL
         """, [spec.source, endpoint, partition_key, run_id, now]).fetchall()
         if observed.records:
             evolved = contracts.evolve(contract, report)
             connection.execute(
                 "INSERT OR REPLACE INTO raw._contracts VALUES (?, ?, ?, ?)",
                 [spec.source, endpoint, contracts.to_json(evolved), now])
+        for sql, parameters in extra_statements:
+            connection.execute(sql, parameters)
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")
@@ -161,8 +185,11 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
     preview_rows = connection.execute(
         "SELECT record FROM _staged WHERE _reason IS NULL ORDER BY _page, _page_index LIMIT 5"
     ).fetchall()
-    connection.execute("DROP TABLE IF EXISTS _staged")
-    connection.execute("DROP TABLE IF EXISTS _pages")
+    for temp in ("_staged", "_manifest", "_superseded"):
+        connection.execute(f"DROP TABLE IF EXISTS {temp}")
+    _log.info("partition_loaded", source=spec.source, endpoint=endpoint, partition=partition_key,
+              run_id=run_id, table=table, rows=int(inserted[0][0]), dead_letters=int(dead[0][0]),
+              mode=mode, drift=report.summary(), seconds=round(time.monotonic() - started, 3))
     return LoadResult(
         table=table, rows=int(inserted[0][0]), dead_letters=int(dead[0][0]),
         rows_replaced=int(replaced[0][0]), schema_hash=observed.schema_hash(), drift=report,
@@ -172,7 +199,8 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
 
 
 def _stage(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: str,
-           attempt: Attempt) -> None:
+           attempt: Attempt, pk: str) -> None:
+    """`_manifest` (one row per page) and `_staged` (one row per record, with its key)."""
     entries = attempt.entries()
     manifest = pa.table({
         "_file": [e.file for e in entries],
@@ -181,31 +209,71 @@ def _stage(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: st
         "_fetched_at": pa.array([datetime.fromisoformat(e.fetched_at) for e in entries],
                                 pa.timestamp("us", tz="UTC")),
     })
-    connection.register("_manifest", manifest)
+    connection.register("_manifest_arrow", manifest)
+    connection.execute("CREATE OR REPLACE TEMP TABLE _manifest AS SELECT * FROM _manifest_arrow")
+    connection.unregister("_manifest_arrow")
     path = _sql_string(records_json_path(spec, endpoint))
     if entries:
         files = ", ".join(_sql_string(str(attempt.folder / e.file)) for e in entries)
-        pages = (f"SELECT regexp_extract(filename, '[^/]+$') AS _file, json "
+        pages = (f"SELECT regexp_extract(filename, '[^/]+$') AS _file, "
+                 f"json_extract(json, {path}) AS records "
                  f"FROM read_json_objects([{files}], format = 'auto', filename = true, "
                  f"compression = 'gzip')")
     else:
-        pages = "SELECT NULL::VARCHAR AS _file, NULL::JSON AS json WHERE false"
-    connection.execute(f"CREATE OR REPLACE TEMP TABLE _pages AS {pages}")
+        pages = "SELECT NULL::VARCHAR AS _file, NULL::JSON[] AS records WHERE false"
+    # One pass over the files, each page parsed once; no table of whole pages is kept.
     connection.execute(f"""
         CREATE OR REPLACE TEMP TABLE _staged AS
-        SELECT m._file, m._page, r._page_index, r.record, m._request_url, m._fetched_at,
-               NULL::VARCHAR AS _reason
-        FROM (SELECT _file, unnest(json_extract(json, {path})) AS record,
-                     generate_subscripts(json_extract(json, {path}), 1) AS _page_index
-              FROM _pages) AS r
+        SELECT m._page, r._page_index, r.record, {pk} AS _pk, NULL::VARCHAR AS _reason
+        FROM (SELECT _file, unnest(records) AS record,
+                     generate_subscripts(records, 1) AS _page_index
+              FROM ({pages})) AS r
         JOIN _manifest AS m USING (_file)
     """)
-    connection.unregister("_manifest")
+
+
+# Above this many distinct keys, one call per record for all their types costs more than
+# looking each key up separately (wide, sparse records).
+_MAX_KEYS_AT_ONCE = 256
 
 
 def _observe(connection: duckdb.DuckDBPyConnection) -> Observed:
-    total = connection.execute(
-        "SELECT count(*) FROM _staged WHERE json_type(record) = 'OBJECT'").fetchall()[0][0]
+    """Which keys the object records carry, how often, and their non-null JSON types.
+
+    Records are grouped by shape (their keys, then the type of each key) so that Python only
+    sees one row per distinct shape, whatever the number of records.
+    """
+    key_sets = connection.execute("""
+        SELECT json_keys(record) AS keys, count(*) FROM _staged
+        WHERE json_type(record) = 'OBJECT' GROUP BY ALL
+    """).fetchall()
+    names = sorted({key for keys, _ in key_sets for key in keys})
+    if not names or len(names) > _MAX_KEYS_AT_ONCE:
+        return _observe_key_by_key(connection, int(sum(n for _, n in key_sets)))
+    index = {name: position for position, name in enumerate(names)}
+    # JSON pointers (RFC 6901) address any key exactly, dots and quotes included.
+    pointers = ", ".join(_sql_string("/" + n.replace("~", "~0").replace("/", "~1"))
+                         for n in names)
+    shapes = connection.execute(f"""
+        SELECT json_keys(record) AS keys, json_type(record, [{pointers}]) AS kinds, count(*)
+        FROM _staged WHERE json_type(record) = 'OBJECT' GROUP BY ALL
+    """).fetchall()
+    total = 0
+    present: dict[str, int] = dict.fromkeys(names, 0)
+    kinds_seen: dict[str, set[str]] = {name: set() for name in names}
+    for keys, kinds, count in shapes:
+        total += count
+        for key in keys:
+            present[key] += count
+            kind = kinds[index[key]]
+            if kind is not None and kind != "NULL":
+                kinds_seen[key].add(contracts.JSON_TYPES.get(kind, kind.lower()))
+    fields = {name: ObservedField(present[name], frozenset(kinds_seen[name]))
+              for name in names}
+    return Observed(total, fields)
+
+
+def _observe_key_by_key(connection: duckdb.DuckDBPyConnection, total: int) -> Observed:
     rows = connection.execute("""
         SELECT key, count(*) AS present,
                list(DISTINCT json_type(record -> key))
@@ -217,7 +285,7 @@ def _observe(connection: duckdb.DuckDBPyConnection) -> Observed:
     fields = {key: ObservedField(int(present), frozenset(
         contracts.JSON_TYPES.get(t, t.lower()) for t in (types or [])))
         for key, present, types in rows}
-    return Observed(int(total), fields)
+    return Observed(total, fields)
 
 
 def _mark_violations(connection: duckdb.DuckDBPyConnection, contract: Contract,
@@ -226,18 +294,19 @@ def _mark_violations(connection: duckdb.DuckDBPyConnection, contract: Contract,
     for key in primary_keys:
         checks.append(f"CASE WHEN (record ->> {_sql_string(key)}) IS NULL "
                       f"THEN {_sql_string(f'primary key {key!r} is missing')} END")
-    for name, rule in contract.items():
-        path = _sql_string(f'$."{name}"')
+    # The type of every contract field in one call (one parse of the record): NULL when the
+    # field is absent, 'NULL' when it is null. DuckDB computes the repeated call only once.
+    paths = ", ".join(_sql_string(f'$."{name}"') for name in contract)
+    for position, (name, rule) in enumerate(contract.items(), start=1):
+        kind = f"json_type(record, [{paths}])[{position}]"
         if rule.required:
-            checks.append(f"CASE WHEN NOT json_exists(record, {path}) THEN "
+            checks.append(f"CASE WHEN {kind} IS NULL THEN "
                           f"{_sql_string(f'required field {name!r} is missing')} END")
         allowed = sorted({d for t in rule.types for d in _DUCKDB_NAMES.get(t, [])} | {"NULL"})
         allowed_sql = ", ".join(_sql_string(a) for a in allowed)
         expected = "/".join(sorted(rule.types))
         checks.append(
-            f"CASE WHEN json_exists(record, {path}) AND json_type(record, {path}) "
-            f"NOT IN ({allowed_sql}) THEN {_sql_string(f'field {name!r} is ')} || "
-            f"lower(json_type(record, {path})) || {_sql_string(f', contract says {expected}')}"
-            " END")
+            f"CASE WHEN {kind} NOT IN ({allowed_sql}) THEN {_sql_string(f'field {name!r} is ')}"
+            f" || lower({kind}) || {_sql_string(f', contract says {expected}')} END")
     connection.execute(
         f"UPDATE _staged SET _reason = nullif(concat_ws('; ', {', '.join(checks)}), '')")

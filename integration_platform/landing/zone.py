@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,19 +65,31 @@ class Attempt:
 
     def entries(self) -> list[PageEntry]:
         """Every page whose manifest line was written whole (a torn last line is ignored)."""
+        return self._whole_lines()[0]
+
+    def _whole_lines(self) -> tuple[list[PageEntry], int]:
+        """The entries of the manifest's whole lines, and how many bytes those lines take."""
         if not self.manifest_path.exists():
-            return []
-        entries = []
-        for line in self.manifest_path.read_bytes().splitlines():
+            return [], 0
+        entries, size = [], 0
+        for line in self.manifest_path.read_bytes().split(b"\n")[:-1]:  # each ends in \n
             try:
                 entries.append(PageEntry.from_line(line))
             except (orjson.JSONDecodeError, TypeError):
                 break  # the process died while appending this line: the page did not land
-        return entries
+            size += len(line) + 1
+        return entries, size
 
     def resume_point(self) -> tuple[int, PageRequest | None, bool]:
-        """(pages already landed, request to continue with, whether nothing is left to fetch)."""
-        entries = self.entries()
+        """(pages already landed, request to continue with, whether nothing is left to fetch).
+
+        A torn last line (the process died appending it) is cut off first: the pages landed
+        next must follow the whole lines, or the tear would hide them from every reader.
+        """
+        entries, size = self._whole_lines()
+        if self.manifest_path.exists() and self.manifest_path.stat().st_size > size:
+            with self.manifest_path.open("r+b") as manifest:
+                manifest.truncate(size)
         if not entries:
             return 0, None, False
         last = entries[-1]
@@ -133,13 +144,18 @@ class LandingZone:
 
     def open_attempt(self, source: str, endpoint: str, partition: str | None,
                      run_id: str, *, resume: bool = True) -> Attempt:
-        """The unfinished attempt of this partition to continue, or a new one."""
+        """The unfinished attempt of this partition to continue, or a new one.
+
+        Only the newest attempt is ever continued: an unfinished one that a later attempt
+        superseded (a run with `resume=False` went on to finish) holds stale pages.
+        """
         if resume:
-            unfinished = [a for a in self.attempts(source, endpoint, partition) if not a.complete]
-            if unfinished:
-                return unfinished[-1]
-        # Attempt names sort by start time, so the newest attempt is always the last.
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            attempts = list(self.attempts(source, endpoint, partition))
+            if attempts and not attempts[-1].complete:
+                return attempts[-1]
+        # Attempt names sort by start time, so the newest attempt is always the last; the
+        # microseconds keep two attempts of one second (and one run) apart and in order.
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         folder = self.partition_folder(source, endpoint, partition) / f"{stamp}-{run_id[:8]}"
         folder.mkdir(parents=True, exist_ok=True)
         return Attempt(folder)

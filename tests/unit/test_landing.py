@@ -1,0 +1,438 @@
+"""The landing zone, schema contracts and the DuckDB loader, on tiny hand-made pages."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from integration_platform.http.pagination import PageRequest
+from integration_platform.landing import contracts
+from integration_platform.landing.contracts import FieldRule, Observed, ObservedField
+from integration_platform.landing.loader import load_attempt, records_json_path
+from integration_platform.landing.zone import MANIFEST, UNPARTITIONED, Attempt, LandingZone
+from integration_platform.specs.loader import load_spec
+from integration_platform.specs.models import SchemaContract, SourceSpec
+
+SHOP = """
+source: shop
+kind: rest
+base_url: http://127.0.0.1:9
+endpoints:
+  orders:
+    path: /orders
+    records: data
+    primary_key: id
+    pagination: {type: offset, page_size: 2, total_path: total}
+    partitions: {type: daily, start: "2025-01-01", start_param: since}
+    contract: {fields: {id: integer, amount: number}}
+  lines:
+    path: /lines
+    records: result.items
+    primary_key: [order_id, line]
+    pagination: {type: single}
+"""
+
+SHOP_GRAPHQL = """
+source: desk
+kind: graphql
+base_url: http://127.0.0.1:9
+endpoints:
+  tickets:
+    query_file: tickets.graphql
+    primary_key: id
+    pagination: {type: relay, connection_path: viewer.tickets, page_size: 2}
+"""
+
+FETCHED_AT = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
+RUN = "run-0001-aaaa"
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> SourceSpec:
+    (tmp_path / "shop.yaml").write_text(SHOP)
+    return load_spec(tmp_path / "shop.yaml", env={})
+
+
+@pytest.fixture
+def zone(tmp_path: Path) -> LandingZone:
+    return LandingZone(tmp_path / "landing")
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    yield connection
+    connection.close()
+
+
+def land(zone: LandingZone, pages: list[Any], *, partition: str | None = "2025-03-01",
+         endpoint: str = "orders", run_id: str = RUN, complete: bool = True) -> Attempt:
+    """A new attempt holding these response bodies as pages 1..n."""
+    attempt = zone.open_attempt("shop", endpoint, partition, run_id, resume=False)
+    for number, body in enumerate(pages, start=1):
+        attempt.write_page(
+            number, json.dumps(body).encode(), records=len(body.get("data", [])), run_id=run_id,
+            url=f"http://127.0.0.1:9/{endpoint}?offset={number - 1}", fetched_at=FETCHED_AT,
+            request=PageRequest(f"/{endpoint}", {"offset": number - 1}),
+            next_request=(PageRequest(f"/{endpoint}", {"offset": number})
+                          if number < len(pages) else None))
+    if complete:
+        attempt.mark_complete()
+    return attempt
+
+
+def rows(connection: duckdb.DuckDBPyConnection, table: str = 'raw."shop__orders"',
+         where: str = "true") -> dict[str, Any]:
+    found = connection.execute(
+        f"SELECT _primary_key, record FROM {table} WHERE {where}").fetchall()  # noqa: S608
+    return {pk: json.loads(record) for pk, record in found}
+
+
+# -- landing zone ----------------------------------------------------------------------------
+
+
+def test_page_lands_gzipped_with_a_manifest_line_when_written(zone: LandingZone) -> None:
+    attempt = land(zone, [{"data": [{"id": 1}]}], complete=False)
+    [entry] = attempt.entries()
+    body = gzip.decompress((attempt.folder / entry.file).read_bytes())
+    assert json.loads(body) == {"data": [{"id": 1}]}
+    assert entry.sha256 == hashlib.sha256(body).hexdigest()
+    assert entry.fetched_at == "2025-03-01T12:30:00+00:00"
+    assert attempt.folder.parent == zone.root / "shop" / "orders" / "2025-03-01"
+    assert not attempt.complete
+
+
+def test_unpartitioned_pages_land_under_all_when_there_is_no_partition(
+    zone: LandingZone,
+) -> None:
+    attempt = land(zone, [{"data": []}], partition=None)
+    assert attempt.folder.parent.name == UNPARTITIONED
+
+
+def test_resume_continues_after_the_last_page_when_a_run_died_mid_extraction(
+    zone: LandingZone,
+) -> None:
+    died = land(zone, [{"data": [{"id": 1}]}, {"data": [{"id": 2}]}, {"data": []}],
+                complete=False)
+    resumed = zone.open_attempt("shop", "orders", "2025-03-01", "run-0002-bbbb")
+    assert resumed.folder == died.folder
+    landed, request, finished = resumed.resume_point()
+    assert landed == 3
+    assert finished, "the last page had no next request: nothing is left to fetch"
+    assert request is None
+
+
+def test_resume_point_is_the_next_request_of_the_last_page_when_pages_remain(
+    zone: LandingZone,
+) -> None:
+    attempt = land(zone, [{"data": [{"id": 1}]}, {"data": [{"id": 2}]}], complete=False)
+    lines = attempt.manifest_path.read_bytes().splitlines(keepends=True)
+    attempt.manifest_path.write_bytes(lines[0])  # the run died before page 2's line
+    landed, request, finished = attempt.resume_point()
+    assert (landed, finished) == (1, False)
+    assert request == PageRequest("/orders", {"offset": 1})
+
+
+def test_pages_after_a_torn_manifest_line_are_kept_when_the_resumed_run_lands_them(
+    zone: LandingZone,
+) -> None:
+    attempt = land(zone, [{"data": [{"id": 1}]}, {"data": [{"id": 2}]}], complete=False)
+    whole, torn = attempt.manifest_path.read_bytes().splitlines(keepends=True)
+    attempt.manifest_path.write_bytes(whole + torn[: len(torn) // 2])  # killed mid-append
+    assert [e.page for e in attempt.entries()] == [1]
+
+    landed, request, _ = attempt.resume_point()
+    assert request is not None
+    attempt.write_page(landed + 1, b'{"data": [{"id": 2}]}', records=1, url="u",
+                       fetched_at=FETCHED_AT, run_id="run-2", request=request, next_request=None)
+    assert [e.page for e in attempt.entries()] == [1, 2], "page 2 must not vanish behind the tear"
+    assert attempt.resume_point() == (2, None, True)
+
+
+def test_a_new_attempt_starts_when_the_last_one_completed(zone: LandingZone) -> None:
+    first = land(zone, [{"data": [{"id": 1}]}])
+    second = zone.open_attempt("shop", "orders", "2025-03-01", RUN)
+    assert second.folder != first.folder
+    assert second.entries() == []
+    assert list(zone.attempts("shop", "orders", "2025-03-01"))[-1].folder == second.folder
+
+
+def test_a_new_attempt_starts_when_resume_is_off_even_if_one_is_unfinished(
+    zone: LandingZone,
+) -> None:
+    unfinished = land(zone, [{"data": [{"id": 1}]}], complete=False)
+    fresh = zone.open_attempt("shop", "orders", "2025-03-01", "run-2", resume=False)
+    assert fresh.folder != unfinished.folder
+    assert fresh.entries() == []
+
+
+def test_a_stale_unfinished_attempt_is_not_continued_when_a_later_attempt_finished(
+    zone: LandingZone,
+) -> None:
+    land(zone, [{"data": [{"id": 1}]}], complete=False)  # died; then a fresh run finished
+    land(zone, [{"data": [{"id": 1}, {"id": 2}]}])
+    following = zone.open_attempt("shop", "orders", "2025-03-01", "run-3")
+    assert following.entries() == [], "the stale pages must not be continued"
+
+
+def test_prune_keeps_only_the_newest_complete_attempts_when_attempts_pile_up(
+    zone: LandingZone,
+) -> None:
+    attempts = [land(zone, [{"data": [{"id": n}]}]) for n in range(4)]
+    unfinished = land(zone, [{"data": []}], complete=False)
+    assert zone.prune("shop", "orders", "2025-03-01", keep=2) == 2
+    left = [a.folder for a in zone.attempts("shop", "orders", "2025-03-01")]
+    assert left == [attempts[2].folder, attempts[3].folder, unfinished.folder]
+
+
+# -- contracts ------------------------------------------------------------------------------
+
+
+def observed(records: int, **fields: tuple[int, set[str]]) -> Observed:
+    return Observed(records, {name: ObservedField(present, frozenset(types))
+                              for name, (present, types) in fields.items()})
+
+
+def test_declared_types_expand_when_written_as_shorthand_or_lists() -> None:
+    contract = contracts.declared(SchemaContract(fields={
+        "amount": "number", "created": ["string", "integer"], "note": {"type": "string",
+                                                                       "required": False}}))
+    assert contract["amount"] == FieldRule(frozenset({"number", "integer"}), True)
+    assert contract["created"].types == {"string", "integer"}
+    assert contract["note"] == FieldRule(frozenset({"string"}), False)
+
+
+def test_declared_fields_win_over_inferred_ones_when_both_describe_a_field() -> None:
+    seen = observed(2, id=(2, {"string"}), score=(2, {"string"}), extra=(1, {"boolean"}))
+    contract = contracts.initial_contract(
+        SchemaContract(mode="infer", fields={"score": "integer"}), seen)
+    assert contract["score"].types == {"integer"}
+    assert contract["id"] == FieldRule(frozenset({"string"}), True)
+    assert contract["extra"] == FieldRule(frozenset({"boolean"}), False), "not in every record"
+    declared_only = contracts.initial_contract(SchemaContract(mode="declared",
+                                                              fields={"id": "string"}), seen)
+    assert set(declared_only) == {"id"}
+
+
+def test_drift_names_the_missing_renamed_and_retyped_fields_when_the_api_changed() -> None:
+    contract = {"id": FieldRule(frozenset({"string"}), True),
+                "email": FieldRule(frozenset({"string"}), True),
+                "score": FieldRule(frozenset({"integer"}), True)}
+    drift = contracts.compare(contract, observed(
+        3, id=(3, {"string"}), email_address=(3, {"string"}), score=(3, {"string"})))
+    assert drift.breaking
+    assert drift.disappeared == {"email": 3}
+    assert drift.renamed == {"email": "email_address"}
+    assert drift.retyped == {"score": {"expected": ["integer"], "observed": ["string"]}}
+    assert drift.new_fields == {"email_address": ["string"]}
+    assert "'email' missing from 3 record(s) (renamed to 'email_address'?)" in drift.summary()
+
+
+def test_new_fields_and_nulls_do_not_break_the_contract_when_types_still_match() -> None:
+    contract = {"id": FieldRule(frozenset({"integer"}), True),
+                "note": FieldRule(frozenset({"string"}), True)}
+    drift = contracts.compare(contract, observed(
+        2, id=(2, {"integer"}), note=(2, set()), coupon=(1, {"string"})))
+    assert not drift.breaking
+    assert drift.new_fields == {"coupon": ["string"]}
+    evolved = contracts.evolve(contract, drift)
+    assert evolved["coupon"] == FieldRule(frozenset({"string"}), False)
+    assert contracts.from_json(contracts.to_json(evolved)) == evolved
+
+
+# -- loader ---------------------------------------------------------------------------------
+
+
+def test_records_load_unchanged_with_lineage_when_an_attempt_is_loaded(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    records: list[dict[str, Any]] = [{"id": 1, "amount": 9.5, "tags": ["a"]},
+                                     {"id": 2, "amount": 3},
+                                     {"id": 3, "amount": 1, "nested": {"x": None}}]
+    attempt = land(zone, [{"data": records[:2], "total": 3}, {"data": records[2:], "total": 3}])
+    result = load_attempt(warehouse, spec=shop, endpoint="orders", attempt=attempt,
+                          partition="2025-03-01", run_id=RUN)
+    assert (result.rows, result.dead_letters, result.table) == (3, 0, 'raw."shop__orders"')
+    assert result.contract_created and not result.drift.breaking
+    assert rows(warehouse) == {str(r["id"]): r for r in records}
+    lineage = warehouse.execute("""
+        SELECT _source, _endpoint, _partition_key, _run_id, _fetched_at, _request_url,
+               _page, _page_index, _record_hash, record::VARCHAR
+        FROM raw."shop__orders" ORDER BY _primary_key""").fetchall()
+    assert [row[:4] for row in lineage] == [("shop", "orders", "2025-03-01", RUN)] * 3
+    assert {row[4] for row in lineage} == {FETCHED_AT}
+    assert [(row[5], row[6], row[7]) for row in lineage] == [
+        ("http://127.0.0.1:9/orders?offset=0", 1, 1), ("http://127.0.0.1:9/orders?offset=0", 1, 2),
+        ("http://127.0.0.1:9/orders?offset=1", 2, 1)]
+    assert all(row[8] == hashlib.md5(row[9].encode()).hexdigest() for row in lineage)  # noqa: S324
+
+
+def test_the_latest_page_wins_when_a_record_arrives_twice_in_one_attempt(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    attempt = land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 1}]},
+                          {"data": [{"id": 2, "amount": 5}]}])
+    result = load_attempt(warehouse, spec=shop, endpoint="orders", attempt=attempt,
+                          partition="2025-03-01", run_id=RUN)
+    assert result.rows == 2
+    assert rows(warehouse) == {"1": {"id": 1, "amount": 1}, "2": {"id": 2, "amount": 5}}
+
+
+def test_reloading_a_partition_replaces_only_that_partition_when_run_again(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    for day, ids in (("2025-03-01", [1, 2, 3]), ("2025-03-02", [4, 5])):
+        load_attempt(warehouse, spec=shop, endpoint="orders", partition=day, run_id=RUN,
+                     attempt=land(zone, [{"data": [{"id": i, "amount": i} for i in ids]}],
+                                  partition=day))
+    before = warehouse.execute(
+        "SELECT * FROM raw.\"shop__orders\" WHERE _partition_key = '2025-03-02' ORDER BY ALL"
+    ).fetchall()
+    again = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
+                         run_id="run-2", attempt=land(zone, [{"data": [{"id": 1, "amount": 7}]}],
+                                                      partition="2025-03-01"))
+    assert (again.rows, again.rows_replaced) == (1, 3)
+    assert rows(warehouse, where="_partition_key = '2025-03-01'") == {"1": {"id": 1, "amount": 7}}
+    assert warehouse.execute(
+        "SELECT * FROM raw.\"shop__orders\" WHERE _partition_key = '2025-03-02' ORDER BY ALL"
+    ).fetchall() == before
+
+
+def test_merge_replaces_only_the_keys_that_arrived_when_loading_incrementally(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id=RUN,
+                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}]}]))
+    merged = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
+                          run_id="run-2", mode="merge",
+                          attempt=land(zone, [{"data": [{"id": 2, "amount": 20},
+                                                        {"id": 3, "amount": 3}]}]))
+    assert (merged.rows, merged.rows_replaced) == (2, 1)
+    assert rows(warehouse) == {"1": {"id": 1, "amount": 1}, "2": {"id": 2, "amount": 20},
+                               "3": {"id": 3, "amount": 3}}
+
+
+def test_records_that_break_the_contract_become_dead_letters_when_loaded(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    attempt = land(zone, [{"data": [{"id": 1, "amount": 1}]},
+                          {"data": [{"amount": 2}, "not a record", {"id": 4, "amount": "3.50"},
+                                    {"id": 5}]}])
+    result = load_attempt(warehouse, spec=shop, endpoint="orders", attempt=attempt,
+                          partition="2025-03-01", run_id=RUN)
+    assert (result.rows, result.dead_letters) == (1, 4)
+    assert result.drift.breaking
+    dead = warehouse.execute("""
+        SELECT page, page_file, page_index, record, reason, run_id, partition_key
+        FROM raw._dead_letters ORDER BY page_index""").fetchall()
+    assert [(d[0], d[1], d[2]) for d in dead] == [(2, "page-000002.json.gz", i)
+                                                  for i in (1, 2, 3, 4)]
+    reasons = [d[4] for d in dead]
+    assert "primary key 'id' is missing" in reasons[0]
+    assert "required field 'id' is missing" in reasons[0]
+    assert reasons[1].startswith("record is not a JSON object")
+    assert reasons[2] == "field 'amount' is varchar, contract says integer/number"
+    assert reasons[3] == "required field 'amount' is missing"
+    assert json.loads(dead[2][3]) == {"id": 4, "amount": "3.50"}
+    assert {(d[5], d[6]) for d in dead} == {(RUN, "2025-03-01")}
+
+
+def test_reload_clears_the_partitions_dead_letters_when_the_data_is_fixed(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id=RUN,
+                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2}]}]))
+    assert warehouse.execute("SELECT count(*) FROM raw._dead_letters").fetchone() == (1,)
+    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id="r2",
+                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}]}]))
+    assert warehouse.execute("SELECT count(*) FROM raw._dead_letters").fetchone() == (0,)
+
+
+def test_new_fields_load_and_join_the_contract_when_records_gain_a_field(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id=RUN,
+                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}]}]))
+    gained = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-02",
+                          run_id=RUN, attempt=land(zone, [{"data": [
+                              {"id": 2, "amount": 2, "coupon": "SPRING"}]}],
+                              partition="2025-03-02"))
+    assert (gained.rows, gained.dead_letters) == (1, 0)
+    assert not gained.drift.breaking and not gained.contract_created
+    assert gained.drift.new_fields == {"coupon": ["string"]}
+    later = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-03",
+                         run_id=RUN, attempt=land(zone, [{"data": [{"id": 3, "amount": 3}]}],
+                                                  partition="2025-03-03"))
+    assert later.drift.summary() == "matches the contract", "the new field is optional now"
+
+
+def test_an_empty_partition_loads_nothing_and_learns_no_contract_when_no_records_came(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    empty = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
+                         run_id=RUN, attempt=land(zone, [{"data": []}]))
+    assert (empty.rows, empty.contract_created) == (0, False)
+    assert warehouse.execute("SELECT count(*) FROM raw._contracts").fetchone() == (0,)
+    nothing = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-02",
+                           run_id=RUN, attempt=land(zone, [], partition="2025-03-02"))
+    assert nothing.rows == 0
+    first = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-03",
+                         run_id=RUN, attempt=land(zone, [{"data": [{"id": 1, "amount": 2}]}],
+                                                  partition="2025-03-03"))
+    assert first.contract_created
+
+
+def test_nested_records_and_composite_keys_load_when_the_spec_says_where_they_are(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    attempt = land(zone, [{"result": {"items": [{"order_id": 1, "line": 1},
+                                                {"order_id": 1, "line": 2}]}}],
+                   endpoint="lines", partition=None)
+    result = load_attempt(warehouse, spec=shop, endpoint="lines", attempt=attempt,
+                          partition=None, run_id=RUN)
+    assert result.rows == 2
+    assert set(rows(warehouse, 'raw."shop__lines"')) == {"1|1", "1|2"}
+    assert warehouse.execute(
+        'SELECT DISTINCT _partition_key FROM raw."shop__lines"').fetchall() == [(UNPARTITIONED,)]
+
+
+def test_relay_nodes_load_as_records_when_the_source_is_graphql(
+    tmp_path: Path, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    (tmp_path / "tickets.graphql").write_text("query T { viewer { tickets { edges { node "
+                                              "{ id } } } } }")
+    (tmp_path / "desk.yaml").write_text(SHOP_GRAPHQL)
+    desk = load_spec(tmp_path / "desk.yaml", env={})
+    assert records_json_path(desk, "tickets") == '$."data"."viewer"."tickets"."edges"[*]."node"'
+    page = {"data": {"viewer": {"tickets": {"edges": [{"node": {"id": "t1", "tags": []}},
+                                                      {"node": {"id": "t2", "tags": ["x"]}}],
+                                            "pageInfo": {"hasNextPage": False}}}}}
+    attempt = zone.open_attempt("desk", "tickets", None, RUN)
+    attempt.write_page(1, json.dumps(page).encode(), records=2, url="u", fetched_at=FETCHED_AT,
+                       run_id=RUN, request=PageRequest("/graphql"), next_request=None)
+    result = load_attempt(warehouse, spec=desk, endpoint="tickets", attempt=attempt,
+                          partition=None, run_id=RUN)
+    assert result.rows == 2
+    assert rows(warehouse, 'raw."desk__tickets"') == {"t1": {"id": "t1", "tags": []},
+                                                      "t2": {"id": "t2", "tags": ["x"]}}
+
+
+def test_manifest_is_the_only_checkpoint_when_a_page_file_exists_without_its_line(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    attempt = land(zone, [{"data": [{"id": 1, "amount": 1}]}, {"data": [{"id": 2, "amount": 2}]}],
+                   complete=False)
+    lines = attempt.manifest_path.read_bytes().splitlines(keepends=True)
+    (attempt.folder / MANIFEST).write_bytes(lines[0])  # page 2's file landed, its line did not
+    result = load_attempt(warehouse, spec=shop, endpoint="orders", attempt=attempt,
+                          partition="2025-03-01", run_id=RUN)
+    assert result.rows == 1
+    assert set(rows(warehouse)) == {"1"}
