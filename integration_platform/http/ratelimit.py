@@ -1,11 +1,13 @@
 """One request budget per source, shared by every task and process that calls that source.
 
 Pacing is GCRA (evenly spaced requests, bursts up to `burst`); the API's own rate-limit headers
-and Retry-After can only make the limiter slower, never faster.
+and Retry-After can only make the limiter slower, never faster. A quota reading is discounted by
+the requests the source sent after the one it answers: they are on their way and will spend it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import math
 import os
@@ -58,10 +60,19 @@ class QuotaReading:
 
 @dataclass(frozen=True)
 class LimiterState:
-    """What every process of a source shares: the GCRA theoretical arrival time and a hard block."""
+    """What every process of a source shares: the GCRA theoretical arrival time, a hard block,
+    and how many requests the source has sent (numbering them, so a response can tell how many
+    went out after its own request)."""
 
     tat: float = 0.0
     blocked_until: float = 0.0
+    sent: int = 0
+
+
+# The number acquire() gave the request the current task is making, for observe() to read back:
+# GovernedTransport acquires and observes inside one task, around one request.
+_TICKET: contextvars.ContextVar[tuple[SharedRateLimiter, int] | None] = contextvars.ContextVar(
+    "rate_limit_ticket", default=None)
 
 
 # --- header parsing: small pure functions --------------------------------------------------------
@@ -205,17 +216,20 @@ class _FileStore:
 
     @classmethod
     def _decode(cls, raw: bytes) -> LimiterState:
+        fields = raw.split()
         try:
-            tat, blocked_until = (float(x) for x in raw.split())
-        except ValueError:  # new, empty or damaged file: start afresh rather than fail the run
+            tat, blocked_until = float(fields[0]), float(fields[1])
+            sent = int(fields[2]) if len(fields) > 2 else 0  # files written before `sent`
+        except (ValueError, IndexError):  # new, empty or damaged: start afresh, do not fail
             return LimiterState()
-        if not (math.isfinite(tat) and math.isfinite(blocked_until)):
+        if not (math.isfinite(tat) and math.isfinite(blocked_until)) or sent < 0:
             return LimiterState()
-        return LimiterState(tat, blocked_until)
+        return LimiterState(tat, blocked_until, sent)
 
     @classmethod
     def _encode(cls, state: LimiterState) -> bytes:
-        return f"{state.tat!r} {state.blocked_until!r}".ljust(cls._WIDTH - 1).encode() + b"\n"
+        text = f"{state.tat!r} {state.blocked_until!r} {state.sent}"
+        return text.ljust(cls._WIDTH - 1).encode() + b"\n"
 
     def update(self, change: Callable[[LimiterState], tuple[LimiterState, T]]) -> T:
         try:
@@ -288,9 +302,20 @@ class SharedRateLimiter:
         return cls(source, spec.requests_per_second, burst=spec.burst, state_dir=state_dir,
                    clock=clock, respect_headers=spec.respect_headers)
 
-    def _reserve(self, state: LimiterState, *, now: float) -> tuple[LimiterState, float]:
+    def _reserve(self, state: LimiterState, *,
+                 now: float) -> tuple[LimiterState, tuple[float, int | None]]:
+        """Book the next slot; a slot that starts now is also a send, and gets its number."""
         start = max(now, state.tat - (self.burst - 1) * self.interval, state.blocked_until)
-        return LimiterState(max(state.tat, start) + self.interval, state.blocked_until), start
+        tat = max(state.tat, start) + self.interval
+        if start > now:
+            return LimiterState(tat, state.blocked_until, state.sent), (start, None)
+        return LimiterState(tat, state.blocked_until, state.sent + 1), (start, state.sent + 1)
+
+    def _release(self, state: LimiterState, *, now: float) -> tuple[LimiterState, int | None]:
+        """Send on a slot booked earlier, unless a block arrived meanwhile: its number, or None."""
+        if state.blocked_until > now:
+            return state, None
+        return LimiterState(state.tat, state.blocked_until, state.sent + 1), state.sent + 1
 
     def blocked_until(self) -> float:
         """The epoch second before which no request of this source may start (0.0: none)."""
@@ -305,17 +330,19 @@ class SharedRateLimiter:
         waited = 0.0
         while True:
             now = self.clock.now()
-            start = self._store.update(partial(self._reserve, now=now))
-            wait = start - now
-            if wait <= 0:
+            start, number = self._store.update(partial(self._reserve, now=now))
+            if number is not None:
                 break
+            wait = start - now
             await self.clock.sleep(wait)
             waited += wait
             # A Retry-After that arrived while we slept outranks the slot reserved before it.
-            if self.blocked_until() <= self.clock.now():
+            number = self._store.update(partial(self._release, now=self.clock.now()))
+            if number is not None:
                 break
         self.waited_seconds += waited
         self.acquired += 1
+        _TICKET.set((self, number))
         return waited
 
     def block_until(self, epoch: float) -> bool:
@@ -325,7 +352,7 @@ class SharedRateLimiter:
         def extend(state: LimiterState) -> tuple[LimiterState, bool]:
             if epoch <= state.blocked_until:
                 return state, False
-            return LimiterState(state.tat, epoch), True
+            return LimiterState(state.tat, epoch, state.sent), True
 
         extended = self._store.update(extend)
         if extended:
@@ -336,6 +363,11 @@ class SharedRateLimiter:
                 status_code: int) -> float | None:
         """Learn from a response's rate-limit headers; returns its Retry-After delay, if any.
 
+        Call it in the task that acquired the slot for this request: a quota reading then counts
+        as `remaining` minus the requests the source sent after this one (any process), which
+        the API has not counted yet or is about to. Without that, a source with requests in
+        flight only stops once the quota is gone, and the requests in flight get 429s.
+
         Malformed header values are ignored: a bad header must not fail an extraction.
         """
         now = self.clock.now()
@@ -345,9 +377,20 @@ class SharedRateLimiter:
             retry_after = parse_retry_after(lowered.get("retry-after"), now)
             if retry_after is not None:
                 self.block_until(now + retry_after)
+        ticket = _TICKET.get()
+        _TICKET.set(None)  # one response per acquired slot
         if self.respect_headers:
-            resets = [q.reset_seconds for q in read_quotas(lowered, now)
-                      if q.remaining <= self.low_water_mark and q.reset_seconds is not None]
+            readings = [(q.remaining, q.reset_seconds) for q in read_quotas(lowered, now)
+                        if q.reset_seconds is not None]
+            in_flight = 0
+            if readings and ticket is not None and ticket[0] is self:
+                in_flight = self._sent_after(ticket[1])
+            resets = [reset for remaining, reset in readings
+                      if reset is not None and remaining - in_flight <= self.low_water_mark]
             if resets:
                 self.block_until(now + max(resets))
         return retry_after
+
+    def _sent_after(self, number: int) -> int:
+        """How many requests the source has sent since request `number`."""
+        return self._store.update(lambda state: (state, max(0, state.sent - number)))
