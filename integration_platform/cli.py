@@ -119,9 +119,11 @@ def sandbox_ground_truth(seed: int, customers: int, chaos_profile: str,
 @click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True,
               help="First sandbox port (CRM); the other vendors follow.")
 @click.option("--ui-port", default=3000, show_default=True, help="Dagster UI port.")
+@click.option("--webhook-port", default=None, type=int,
+              help="Webhook receiver port (default: base port + 10, i.e. 8710).")
 def up(seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str, ...],
-       host: str, base_port: int, ui_port: int) -> None:
-    """Run the platform: the sandbox vendors plus the Dagster UI."""
+       host: str, base_port: int, ui_port: int, webhook_port: int | None) -> None:
+    """Run the platform: the webhook receiver, the sandbox vendors and the Dagster UI."""
     from integration_platform.launcher import run_platform
 
     build_settings(seed, customers, chaos_profile, chaos_overrides)  # fail fast on bad knobs
@@ -129,7 +131,7 @@ def up(seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str
     for override in chaos_overrides:
         sandbox_args += ["--chaos-set", override]
     sys.exit(run_platform(host=host, base_port=base_port, ui_port=ui_port,
-                          sandbox_args=sandbox_args))
+                          sandbox_args=sandbox_args, webhook_port=webhook_port))
 
 
 @main.command("demo")
@@ -208,6 +210,86 @@ def extract(target: str, partition: str | None, out_dir: Path | None, full_refre
     except (ExtractionError, ValueError) as exc:
         raise click.ClickException(f"{target}: {exc}") from exc
     click.echo(json.dumps({**summary.as_dict(), "out": str(folder)}, indent=2))
+
+
+@main.group()
+def streams() -> None:
+    """Event streams (SSE) consumed into raw by a long-lived process."""
+
+
+@streams.command("consume")
+@click.option("--source", default=None, help="Only this source's streams (default: every spec's).")
+@click.option("--stream", "stream_name", default=None, help="Only the streams with this name.")
+@click.option("--max-events", type=click.IntRange(min=1), default=None,
+              help="Stop cleanly once this many events per stream are in raw.")
+@click.option("--idle-timeout", default=60.0, show_default=True,
+              help="Reconnect after this many seconds without a byte from the server.")
+@click.option("--publish-every", default=60.0, show_default=True,
+              help="Seconds between refreshes of the read-only copy (and one at the end).")
+def streams_consume(source: str | None, stream_name: str | None, max_events: int | None,
+                    idle_timeout: float, publish_every: float) -> None:
+    """Consume event streams into raw until SIGTERM or Ctrl-C, which flush the open batch.
+
+    Resumes after each stream's checkpoint in the warehouse; prints a JSON summary on exit.
+    """
+    import json
+
+    from integration_platform.http.errors import ExtractionError
+    from integration_platform.specs.loader import SpecError, load_specs
+    from integration_platform.streams.service import Locations, run_streams, select_streams
+
+    try:
+        chosen = select_streams(load_specs(env=os.environ), source, stream_name)
+        where = Locations.under(environment.data_dir(), environment.warehouse_path())
+        stats = run_streams(chosen, where, max_events=max_events,
+                            idle_timeout_seconds=idle_timeout,
+                            publish_every_seconds=publish_every)
+    except (SpecError, ValueError, ExtractionError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps([s.as_dict() for s in stats], indent=2))
+
+
+@main.group()
+def webhooks() -> None:
+    """The webhook receiver: signed pushes acknowledged into a durable inbox."""
+
+
+@webhooks.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8710, show_default=True, help="Port (0: a free one, printed).")
+@click.option("--inbox", "inbox_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None,
+              help="SQLite inbox (default: $WEBHOOK_INBOX_PATH or data/inbox/webhooks.sqlite).")
+@click.option("--synchronous", type=click.Choice(["NORMAL", "FULL"]), default="NORMAL",
+              show_default=True,
+              help="NORMAL survives a receiver crash; FULL also a power cut (an fsync per "
+                   "group commit).")
+def webhooks_serve(host: str, port: int, inbox_file: Path | None, synchronous: str) -> None:
+    """Receive signed webhooks at POST /webhooks<path> for every spec with `webhooks:`."""
+    from integration_platform.specs.loader import SpecError
+    from integration_platform.webhooks.app import create_receiver_app, route_path, webhook_specs
+    from integration_platform.webhooks.inbox import inbox_path
+    from integration_platform.webhooks.routing import WebhookConfigError
+    from integration_platform.webhooks.server import ReceiverServer
+
+    inbox = inbox_file or inbox_path()
+    try:
+        specs = webhook_specs(os.environ)
+        app = create_receiver_app(specs, inbox,
+                                  synchronous="FULL" if synchronous == "FULL" else "NORMAL")
+        server = ReceiverServer(app, host=host, port=port)
+    except (SpecError, WebhookConfigError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"webhooks: listening on {server.url}")
+    for spec in specs.values():
+        assert spec.webhooks is not None
+        click.echo(f"  POST {server.url}{route_path(spec)}  "
+                   f"({spec.source}, {spec.webhooks.signature})")
+    click.echo(f"  inbox: {inbox}")
+    sys.stdout.flush()
+    click.echo("Ctrl-C to stop.", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
 
 
 def _sandbox_credentials() -> SandboxCredentials:

@@ -21,6 +21,7 @@ from integration_platform.automation.webhook_sensor import (
     build_webhook_sensor,
     default_inbox_resource,
 )
+from integration_platform.checks.entity_resolution import build_entity_resolution_check
 from integration_platform.logs import configure_logging
 from integration_platform.specs.loader import load_specs
 from integration_platform.transform.dbt_assets import (
@@ -39,6 +40,7 @@ reconciliation_jobs, reconciliation_schedules = build_reconciliation(specs)
 
 defs = Definitions(
     assets=[*raw_assets(specs), build_dbt_assets(dbt_project)],
+    asset_checks=[build_entity_resolution_check(specs)],
     jobs=[*jobs, drain_job, *reconciliation_jobs],
     schedules=[*schedules, *reconciliation_schedules],
     sensors=[build_alert_sensor(), build_webhook_sensor(specs, drain_job)],

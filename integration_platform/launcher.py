@@ -1,8 +1,9 @@
-"""Brings the whole platform up locally: the sandbox vendors, then the Dagster UI beside them.
+"""Brings the whole platform up locally: the webhook receiver, the sandbox vendors, the Dagster UI.
 
-Both run as child processes; the launcher waits for the sandbox to answer before starting
-Dagster, passes the vendors' base URLs and credentials through the environment, and stops
-both when interrupted.
+All three run as child processes. The receiver starts first and the sandbox's billing is told
+to send its webhooks there (`--webhook-url`); the launcher waits for each to answer before
+starting the next, passes the vendors' base URLs and credentials through the environment, and
+stops them all when interrupted.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import httpx
 
 from integration_platform import environment
 from integration_platform.sandbox.roster import VENDORS
+from integration_platform.specs.loader import load_specs
+from integration_platform.webhooks.app import route_path
 
 VENDOR_URL_VARIABLES = {vendor: f"{vendor.upper()}_BASE_URL" for vendor in VENDORS}
 
@@ -48,6 +51,29 @@ def wait_until_healthy(urls: Mapping[str, str], timeout: float,
             time.sleep(0.1)
 
 
+def wait_until_receiving(url: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    """Block until the webhook receiver's health route answers 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the webhook receiver exited with code {process.returncode} "
+                               "while starting")
+        try:
+            if httpx.get(f"{url}/_health", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the webhook receiver did not answer within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def billing_webhook_path() -> str | None:
+    """Where the sandbox's billing should POST: the billing spec's route, if it has webhooks."""
+    spec = load_specs().get("billing")
+    return route_path(spec) if spec is not None and spec.webhooks is not None else None
+
+
 def prepare_dagster_home() -> Path:
     """$DAGSTER_HOME holds the instance; dagster.yaml there comes from the repository's copy."""
     home = environment.dagster_home()
@@ -60,7 +86,8 @@ def _stop_on_terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[str]) -> int:
+def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[str],
+                 webhook_port: int | None = None) -> int:
     # Ctrl-C and `kill` both stop everything; SIGINT may arrive ignored from a parent shell.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
@@ -72,12 +99,28 @@ def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # dbt must be on PATH
 
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "integration_platform.cli", "sandbox", "up", "--host", host,
-         "--base-port", str(base_port), *sandbox_args], env=env)
-    children: list[subprocess.Popen[bytes]] = [sandbox]
+    receiver_port = webhook_port or base_port + 10
+    receiver_url = f"http://{host}:{receiver_port}"
+    children: list[subprocess.Popen[bytes]] = []
     try:
+        webhook_path = billing_webhook_path()
+        if webhook_path is not None:
+            receiver = subprocess.Popen(
+                [sys.executable, "-m", "integration_platform.cli", "webhooks", "serve",
+                 "--host", host, "--port", str(receiver_port)], env=env)
+            children.append(receiver)
+            wait_until_receiving(receiver_url, timeout=60, process=receiver)
+            sandbox_args = [*sandbox_args, "--webhook-url", receiver_url + webhook_path]
+        sandbox = subprocess.Popen(
+            [sys.executable, "-m", "integration_platform.cli", "sandbox", "up", "--host", host,
+             "--base-port", str(base_port), *sandbox_args], env=env)
+        children.append(sandbox)
         wait_until_healthy(urls, timeout=60, process=sandbox)
+        if any(spec.streams for spec in load_specs().values()):
+            # Event streams (SSE) into raw: a long-lived consumer; SIGTERM flushes its batch.
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "integration_platform.cli", "streams", "consume"],
+                env=env))
         dagster = subprocess.Popen(
             [str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(ui_port),
              "-w", str(environment.PROJECT_ROOT / "workspace.yaml")],
