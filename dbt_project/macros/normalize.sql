@@ -19,10 +19,32 @@ case when length(regexp_replace(coalesce({{ expr }}, ''), '[^0-9]', '', 'g')) >=
      then right(regexp_replace({{ expr }}, '[^0-9]', '', 'g'), 10) end
 {%- endmacro %}
 
+{% macro fold_letters(expr) -%}
+{#- Lower case with accents folded; also the letters strip_accents leaves alone (ß, ø, ł, æ). -#}
+lower(strip_accents(replace(replace(replace(replace(replace(replace(lower(coalesce({{ expr }}, '')),
+    'ß', 'ss'), 'ø', 'o'), 'ł', 'l'), 'æ', 'ae'), 'œ', 'oe'), 'đ', 'd')))
+{%- endmacro %}
+
 {% macro normalize_name(expr) -%}
 {#- Lower case, accents folded, only letters, spaces and hyphens kept, spaces squeezed. -#}
-nullif(trim(regexp_replace(regexp_replace(lower(strip_accents(coalesce({{ expr }}, ''))),
+nullif(trim(regexp_replace(regexp_replace({{ fold_letters(expr) }},
     '[^a-z\s\-]', '', 'g'), '\s+', ' ', 'g')), '')
+{%- endmacro %}
+
+{% macro normalize_address(expr) -%}
+{#- A street address comparable across systems: folded like a name but keeping house numbers,
+    punctuation gone, and street types in one short form ("Main Street" = "Main St",
+    "Hauptstraße" = "Hauptstr."). -#}
+{%- set street_types = [
+    ('street', 'st'), ('avenue', 'ave'), ('road', 'rd'), ('drive', 'dr'), ('lane', 'ln'),
+    ('boulevard', 'blvd'), ('court', 'ct'), ('place', 'pl'), ('square', 'sq'),
+    ('terrace', 'ter'), ('crescent', 'cres'), ('apartment', 'apt'), ('suite', 'ste')] -%}
+{%- set folded = namespace(sql="regexp_replace(regexp_replace(" ~ fold_letters(expr)
+    ~ ", '[^a-z0-9]+', ' ', 'g'), 'strasse\\b', 'str', 'g')") -%}
+{%- for long, short in street_types -%}
+{%- set folded.sql = "regexp_replace(" ~ folded.sql ~ ", '\\b" ~ long ~ "\\b', '" ~ short ~ "', 'g')" -%}
+{%- endfor -%}
+nullif(trim({{ folded.sql }}), '')
 {%- endmacro %}
 
 {% macro normalize_postcode(expr) -%}

@@ -21,6 +21,23 @@ deduped as (
 
 ),
 
+{%- set mapped = [] %}
+{%- for field in text_fields if field in mapping %}{% do mapped.append(field) %}{% endfor %}
+
+values_extracted as (
+
+    -- every mapped path in one pass over the JSON (one parse per record, not one per field)
+    select
+        *,
+        {% if mapped -%}
+        json_extract_string(record, [
+            {%- for field in mapped %}'$.{{ mapping[field] }}'{% if not loop.last %}, {% endif %}{% endfor -%}
+        ])
+        {%- else %}[]::varchar[]{% endif %} as mapped_values
+    from deduped
+
+),
+
 extracted as (
 
     select
@@ -29,15 +46,15 @@ extracted as (
         '{{ endpoint }}' as source_endpoint,
         _primary_key as source_record_id,
         {%- for field in text_fields %}
-        {%- if field in mapping %}
-        record ->> '$.{{ mapping[field] }}' as raw_{{ field }},
+        {%- if field in mapped %}
+        mapped_values[{{ mapped.index(field) + 1 }}] as raw_{{ field }},
         {%- else %}
         null::varchar as raw_{{ field }},
         {%- endif %}
         {%- endfor %}
         _fetched_at as fetched_at,
         _run_id as run_id
-    from deduped
+    from values_extracted
 
 ),
 
@@ -62,19 +79,31 @@ final as (
         source_system,
         source_endpoint,
         source_record_id,
-        {{ normalize_email('raw_email') }} as email,
-        {{ normalize_phone('raw_phone') }} as phone,
-        {{ normalize_name('coalesce(raw_first_name, full_first)') }} as first_name,
-        {{ normalize_name('coalesce(raw_last_name, full_last)') }} as last_name,
-        try_cast(raw_date_of_birth as date) as date_of_birth,
-        nullif(trim(raw_company), '') as company,
-        {{ normalize_name('raw_address_line') }} as address_line,
-        {{ normalize_name('raw_city') }} as city,
-        {{ normalize_postcode('raw_postcode') }} as postcode,
-        upper(nullif(trim(raw_state), '')) as state,
-        upper(nullif(trim(raw_country), '')) as country,
-        nullif(trim(raw_external_id), '') as external_id,
-        {{ parse_timestamp_utc('raw_updated_at') }} as source_updated_at,
+        {#- An unmapped field is a typed null, not a normalizer applied to null: less work,
+            and DuckDB 2.0 fails to bind some normalizers over a constant null. #}
+        {%- set normalized = {
+            'email': normalize_email('raw_email'),
+            'phone': normalize_phone('raw_phone'),
+            'first_name': normalize_name('coalesce(raw_first_name, full_first)'),
+            'last_name': normalize_name('coalesce(raw_last_name, full_last)'),
+            'date_of_birth': 'try_cast(raw_date_of_birth as date)',
+            'company': "nullif(trim(raw_company), '')",
+            'address_line': normalize_address('raw_address_line'),
+            'city': normalize_name('raw_city'),
+            'postcode': normalize_postcode('raw_postcode'),
+            'state': "upper(nullif(trim(raw_state), ''))",
+            'country': "upper(nullif(trim(raw_country), ''))",
+            'external_id': "nullif(trim(raw_external_id), '')",
+            'source_updated_at': parse_timestamp_utc('raw_updated_at'),
+        } %}
+        {%- set inputs = {'first_name': ['first_name', 'full_name'],
+                          'last_name': ['last_name', 'full_name'],
+                          'source_updated_at': ['updated_at']} %}
+        {%- set types = {'date_of_birth': 'date', 'source_updated_at': 'timestamptz'} %}
+        {%- for column, expression in normalized.items() %}
+        {%- set is_mapped = inputs.get(column, [column]) | select('in', mapping) | list %}
+        {{ expression if is_mapped else 'null::' ~ types.get(column, 'varchar') }} as {{ column }},
+        {%- endfor %}
         raw_email,
         raw_phone,
         raw_first_name,

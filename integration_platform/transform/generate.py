@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from integration_platform.specs.models import SourceSpec
+from integration_platform.transform.identity_unit_tests import normalizer_unit_test
 
 GENERATED_MODELS = Path("models") / "generated"
 GENERATED_MACROS = Path("macros") / "generated"
@@ -75,7 +76,7 @@ def _identity_model(source: str, endpoint: str, mapping: dict[str, str]) -> str:
 
 
 def _models_yaml(names: list[str], specs: dict[str, SourceSpec]) -> str:
-    models = []
+    models, unit_tests = [], []
     for name in names:
         source, endpoint = name.removeprefix("stg_").split("__", 1)
         mapping = specs[source].endpoints[endpoint].entity["customer"]
@@ -91,7 +92,11 @@ def _models_yaml(names: list[str], specs: dict[str, SourceSpec]) -> str:
                   for f, path in sorted(mapping.items())),
             ],
         })
-    return HEADER + yaml.safe_dump({"version": 2, "models": models}, sort_keys=False)
+        unit_tests.append(normalizer_unit_test(source, endpoint, mapping))
+    document: dict[str, object] = {"version": 2, "models": models}
+    if unit_tests:
+        document["unit_tests"] = unit_tests
+    return HEADER + yaml.safe_dump(document, sort_keys=False)
 
 
 def _write_if_changed(path: Path, text: str) -> bool:

@@ -1,0 +1,74 @@
+{#- Building blocks of customer entity resolution (int_customer_* models, analyses). -#}
+
+{% macro customer_comparison_levels(l, r) -%}
+{#- The comparison level of every field for a pair of enriched identities aliased `l` and
+    `r`: one column `<field>_level` each, null when either side lacks the field. The weights
+    of the levels are in the seed er_comparison_levels. -#}
+{%- set shared = var('er_shared_identifier_max_records', 10) %}
+    case
+        when {{ l }}.email is null or {{ r }}.email is null then null
+        when {{ l }}.email = {{ r }}.email and {{ l }}.email_record_count > {{ shared }}
+        then 'shared'
+        when {{ l }}.email = {{ r }}.email then 'exact'
+        when {{ l }}.email_domain = {{ r }}.email_domain
+             and damerau_levenshtein({{ l }}.email_local, {{ r }}.email_local) <= 1
+        then 'fuzzy'
+        when {{ l }}.email_local = {{ r }}.email_local then 'local_part'
+        else 'different'
+    end as email_level,
+    case
+        when {{ l }}.phone is null or {{ r }}.phone is null then null
+        when {{ l }}.phone = {{ r }}.phone and {{ l }}.phone_record_count > {{ shared }}
+        then 'shared'
+        when {{ l }}.phone = {{ r }}.phone then 'exact'
+        else 'different'
+    end as phone_level,
+    case
+        when {{ l }}.first_name is null or {{ r }}.first_name is null then null
+        -- a lone name ("Smith" typed into a one-field form) that is the other's last name
+        when {{ l }}.is_lone_name and {{ l }}.first_name = {{ r }}.last_name
+          or {{ r }}.is_lone_name and {{ r }}.first_name = {{ l }}.last_name then null
+        when {{ l }}.first_name = {{ r }}.first_name then 'exact'
+        when len(list_intersect({{ l }}.first_name_forms, {{ r }}.first_name_forms)) > 0
+        then 'nickname'
+        when jaro_winkler_similarity({{ l }}.first_name, {{ r }}.first_name) >= 0.9
+          or least(length({{ l }}.first_name), length({{ r }}.first_name)) >= 4
+             and damerau_levenshtein({{ l }}.first_name, {{ r }}.first_name) <= 1 then 'fuzzy'
+        else 'different'
+    end as first_name_level,
+    case
+        when {{ l }}.is_lone_name and {{ l }}.first_name = {{ r }}.last_name
+          or {{ r }}.is_lone_name and {{ r }}.first_name = {{ l }}.last_name then 'exact'
+        when {{ l }}.last_name is null or {{ r }}.last_name is null then null
+        when {{ l }}.last_name = {{ r }}.last_name then 'exact'
+        when jaro_winkler_similarity({{ l }}.last_name, {{ r }}.last_name) >= 0.9
+          or least(length({{ l }}.last_name), length({{ r }}.last_name)) >= 4
+             and damerau_levenshtein({{ l }}.last_name, {{ r }}.last_name) <= 1 then 'fuzzy'
+        else 'different'
+    end as last_name_level,
+    case
+        when {{ l }}.date_of_birth is null or {{ r }}.date_of_birth is null then null
+        when {{ l }}.date_of_birth = {{ r }}.date_of_birth then 'exact'
+        else 'different'
+    end as date_of_birth_level,
+    case
+        when coalesce({{ l }}.postcode, {{ l }}.city) is null
+          or coalesce({{ r }}.postcode, {{ r }}.city) is null then null
+        when {{ l }}.postcode = {{ r }}.postcode and {{ l }}.address_number = {{ r }}.address_number
+             and jaro_winkler_similarity({{ l }}.address_street, {{ r }}.address_street) >= 0.8
+        then 'street'
+        when {{ l }}.postcode = {{ r }}.postcode then 'postcode'
+        when {{ l }}.city = {{ r }}.city then 'city'
+        else 'different'
+    end as address_level,
+    case
+        when {{ l }}.country is null or {{ r }}.country is null then null
+        when {{ l }}.country = {{ r }}.country then 'exact'
+        else 'different'
+    end as country_level,
+    case
+        when {{ l }}.company_key is null or {{ r }}.company_key is null then null
+        when {{ l }}.company_key = {{ r }}.company_key then 'exact'
+        else 'different'
+    end as company_level
+{%- endmacro %}

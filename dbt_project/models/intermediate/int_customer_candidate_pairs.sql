@@ -1,0 +1,67 @@
+-- Pairs of customer records worth comparing: the union of blocking rules, never a cross join.
+-- Each rule pairs the records that share a key; a record lacking the rule's fields (a source
+-- without email or phone) simply takes no part in that rule and is reached by the others.
+-- Keys shared by more than `er_max_block_size` records (a shared inbox, a placeholder phone)
+-- are skipped: they say little and would add pairs quadratically.
+{%- set blocking_rules = [
+    ('email', "email"),
+    ('phone', "phone"),
+    ('email_local_part', "case when length(email_local) >= 4 then email_local end"),
+    ('last_name_key_first_name', "last_name_key || ':' || unnest(first_name_forms)"),
+    ('first_name_date_of_birth', "unnest(first_name_forms) || ':' || date_of_birth"),
+    ('postcode_last_name_start', "postcode || ':' || left(last_name, 3)"),
+] %}
+{%- set max_block_size = var('er_max_block_size', 200) %}
+
+with identities as (
+
+    select * from {{ ref('int_customer_identities_enriched') }}
+
+),
+
+block_keys as (
+
+    {%- for rule, key in blocking_rules %}
+    select '{{ rule }}' as blocking_rule, record_key, block_key
+    from (select record_key, {{ key }} as block_key from identities)
+    where block_key is not null
+    {%- if not loop.last %}
+    union
+    {%- endif %}
+    {%- endfor %}
+
+),
+
+usable_keys as (
+
+    select * from block_keys
+    qualify count(*) over (partition by blocking_rule, block_key) <= {{ max_block_size }}
+
+),
+
+blocked as (
+
+    select
+        left_side.record_key as left_key,
+        right_side.record_key as right_key,
+        left_side.blocking_rule
+    from usable_keys as left_side
+    join usable_keys as right_side
+      on left_side.blocking_rule = right_side.blocking_rule
+     and left_side.block_key = right_side.block_key
+     and left_side.record_key < right_side.record_key
+
+),
+
+final as (
+
+    select
+        left_key,
+        right_key,
+        list(distinct blocking_rule order by blocking_rule) as blocking_rules
+    from blocked
+    group by left_key, right_key
+
+)
+
+select * from final

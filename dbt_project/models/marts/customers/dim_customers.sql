@@ -1,0 +1,166 @@
+{#-
+    The golden record: one row per customer_id, each field taken from one source record by
+    the survivorship rules in `customer_survivorship` (dbt_project.yml):
+      1. records that have the field (for name and address: the whole group) come first;
+      2. then the field's source priority list (sources not listed come after the listed);
+      3. then the most recent record (source_updated_at, else fetched_at);
+      4. then the smallest record_key, so the choice is deterministic.
+    Fields of a group (name, address) come from the same record. Every field says which record
+    it came from; conflicts stay visible (all distinct emails and phones, conflict flags).
+-#}
+{%- set rules = var('customer_survivorship') %}
+{%- set groups = {
+    'email': {'fields': ['email'], 'present': 'email is not null'},
+    'phone': {'fields': ['phone'], 'present': 'phone is not null'},
+    'name': {'fields': ['first_name', 'last_name'],
+             'present': 'coalesce(first_name, last_name) is not null',
+             'complete': 'first_name is not null and last_name is not null'},
+    'date_of_birth': {'fields': ['date_of_birth'], 'present': 'date_of_birth is not null'},
+    'company': {'fields': ['company'], 'present': 'company is not null'},
+    'address': {'fields': ['address_line', 'city', 'postcode', 'state'],
+                'present': 'coalesce(address_line, postcode, city) is not null',
+                'complete': 'address_line is not null and postcode is not null'},
+    'country': {'fields': ['country'], 'present': 'country is not null'},
+} %}
+
+{#- per group: a record's rank as the survivor, as one sortable string (cheaper to aggregate
+    than a struct): completeness, source priority, staleness, then the record_key itself, so
+    the smallest rank names the surviving record. Null: the record lacks the group. -#}
+{%- set rank_prefix_length = 24 %}
+{%- set survivor_rank = {} %}
+{%- for group, spec in groups.items() %}
+{%- set priority = rules.get(group, rules['default']) %}
+{%- set rank -%}
+case when {{ spec.present }} then
+    {{ "case when " ~ spec.complete ~ " then '0' else '1' end" if spec.get('complete') else "'0'" }}
+    || case source_system
+        {%- for source in priority %} when '{{ source }}' then '{{ '%03d' % loop.index }}'{% endfor %}
+        else '{{ '%03d' % (priority | length + 1) }}' end
+    || lpad((4102444800000000 - coalesce(epoch_us(recency_at), 0))::varchar, 20, '0')
+    || record_key
+end
+{%- endset %}
+{%- do survivor_rank.update({group: rank}) %}
+{%- endfor %}
+
+with clusters as (
+
+    select record_key, customer_id from {{ ref('int_customer_clusters') }}
+
+),
+
+identities as (
+
+    select * from {{ ref('int_customer_identities_enriched') }}
+
+),
+
+clustered as (
+
+    select clusters.customer_id, identities.*
+    from clusters
+    join identities using (record_key)
+
+),
+
+ranked as (
+
+    select
+        *,
+        {%- for group in groups %}
+        {{ survivor_rank[group] }} as {{ group }}_rank{% if not loop.last %},{% endif %}
+        {%- endfor %}
+    from clustered
+
+),
+
+survived as (
+
+    select
+        customer_id,
+        {%- for group in groups %}
+        substr(min({{ group }}_rank), {{ rank_prefix_length + 1 }})
+            as {{ group }}_source_record_key,
+        {%- endfor %}
+        coalesce(list_sort(list_distinct(list(email))), []) as emails,
+        coalesce(list_sort(list_distinct(list(phone))), []) as phones,
+        count(distinct email) > 1 as email_conflict,
+        count(distinct phone) > 1 as phone_conflict,
+        count(distinct last_name) > 1
+            or count(distinct first_name_canonical) filter (where last_name is not null) > 1
+            as name_conflict,
+        count(distinct date_of_birth) > 1 as date_of_birth_conflict,
+        count(distinct postcode) > 1 as address_conflict,
+        list_sort(list(record_key)) as record_keys,
+        list_sort(list_distinct(list(source_system))) as source_systems,
+        count(*) as record_count,
+        min(recency_at) as first_seen_at,
+        max(recency_at) as last_updated_at
+    from ranked
+    group by customer_id
+
+),
+
+with_survivors as (
+
+    -- each group's fields from its surviving record
+    select
+        survived.*,
+        {%- for group, spec in groups.items() %}
+        {%- for field in spec.fields %}
+        {{ group }}_record.{{ field }}{% if not loop.last %},{% endif %}
+        {%- endfor %}{% if not loop.last %},{% endif %}
+        {%- endfor %}
+    from survived
+    {%- for group in groups %}
+    left join identities as {{ group }}_record
+        on {{ group }}_record.record_key = survived.{{ group }}_source_record_key
+    {%- endfor %}
+
+),
+
+final as (
+
+    select
+        customer_id,
+        email,
+        email_source_record_key,
+        phone,
+        phone_source_record_key,
+        first_name,
+        last_name,
+        nullif(concat_ws(' ',
+            {%- for part in ['first_name', 'last_name'] %}
+            array_to_string(list_transform(string_split({{ part }}, ' '),
+                lambda word: upper(left(word, 1)) || substr(word, 2)), ' ')
+            {%- if not loop.last %},{% endif %}
+            {%- endfor %}), '') as full_name,
+        name_source_record_key,
+        date_of_birth,
+        date_of_birth_source_record_key,
+        company,
+        company_source_record_key,
+        address_line,
+        city,
+        postcode,
+        state,
+        address_source_record_key,
+        country,
+        country_source_record_key,
+        emails,
+        phones,
+        email_conflict,
+        phone_conflict,
+        name_conflict,
+        date_of_birth_conflict,
+        address_conflict,
+        record_keys,
+        source_systems,
+        record_count,
+        first_seen_at,
+        last_updated_at
+    from with_survivors
+
+)
+
+select * from final

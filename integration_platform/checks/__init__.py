@@ -1,0 +1,1 @@
+"""Python asset checks: data-quality judgements that dbt tests cannot express."""

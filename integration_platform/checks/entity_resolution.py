@@ -1,0 +1,176 @@
+"""Entity-resolution quality: pairwise precision, recall and F1 against the sandbox's truth.
+
+The sandbox knows which person every vendor record is (`/_sandbox/ground-truth` on each
+vendor's base URL). The check reads the resolved clusters from the warehouse's published copy
+and compares: a *predicted* pair is two records in one cluster, a *true* pair two records of
+one person; counts come from group sizes per (cluster, person), never from pair lists. Real
+sources have no ground truth: the check then passes as skipped and says why.
+(No `from __future__ import annotations`: Dagster reads the check's signature at runtime.)
+"""
+
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+
+import duckdb
+import httpx
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetKey,
+    asset_check,
+)
+
+from integration_platform.assets.raw import api_resource_key
+from integration_platform.assets.resources import ApiSourceResource, WarehouseResource
+from integration_platform.specs.models import SourceSpec
+
+CLUSTERS_ASSET = AssetKey(["intermediate", "int_customer_clusters"])
+CLUSTERS_QUERY = "select record_key, customer_id from intermediate.int_customer_clusters"
+MIN_F1 = 0.97
+MIN_PRECISION = 0.99
+TRUTH_PATH = "/_sandbox/ground-truth"
+HEALTH_PATH = "/_sandbox/health"
+TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+
+class GroundTruthUnavailable(Exception):
+    """The sources are not (all) the sandbox, so there is nothing to compare against."""
+
+
+@dataclass(frozen=True)
+class PairwiseScores:
+    precision: float
+    recall: float
+    f1: float
+    true_positive_pairs: int
+    predicted_pairs: int
+    true_pairs: int
+    records_compared: int
+    clusters: int
+    entities: int
+
+
+def pairwise_scores(clusters: Mapping[str, str], truth: Mapping[str, str]) -> PairwiseScores:
+    """Scores over the records present in both: record_key → cluster, record_key → entity."""
+    common = clusters.keys() & truth.keys()
+    by_cluster = Counter(clusters[key] for key in common)
+    by_entity = Counter(truth[key] for key in common)
+    by_both = Counter((clusters[key], truth[key]) for key in common)
+    true_positive = _pairs(by_both.values())
+    predicted, actual = _pairs(by_cluster.values()), _pairs(by_entity.values())
+    precision = true_positive / predicted if predicted else 1.0
+    recall = true_positive / actual if actual else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return PairwiseScores(precision, recall, f1, true_positive, predicted, actual, len(common),
+                          len(by_cluster), len(by_entity))
+
+
+def _pairs(group_sizes: Iterable[int]) -> int:
+    return sum(n * (n - 1) // 2 for n in group_sizes)
+
+
+def ground_truth(base_urls: Mapping[str, str], customer_endpoints: Mapping[str, set[str]],
+                 client: httpx.Client) -> dict[str, str]:
+    """record_key → sandbox entity id, for every customer endpoint of every source.
+
+    Raises GroundTruthUnavailable when a source does not serve a ground truth (not the
+    sandbox) or the sources are different sandboxes (their entity ids would not compare).
+    """
+    worlds: dict[str, tuple[object, object]] = {}
+    truth: dict[str, str] = {}
+    for source, base_url in sorted(base_urls.items()):
+        try:
+            health = client.get(base_url.rstrip("/") + HEALTH_PATH)
+            response = client.get(base_url.rstrip("/") + TRUTH_PATH)
+        except httpx.HTTPError as exc:
+            raise GroundTruthUnavailable(
+                f"{source} ({base_url}) did not answer {TRUTH_PATH}: {exc}") from exc
+        if response.status_code != 200 or health.status_code != 200:
+            raise GroundTruthUnavailable(
+                f"{source} ({base_url}) has no {TRUTH_PATH} (HTTP {response.status_code}): "
+                "not the sandbox, so there is no ground truth to score against")
+        about = health.json()
+        worlds[source] = (about.get("seed"), about.get("customers"))
+        for row in csv.DictReader(io.StringIO(response.text)):
+            if row["endpoint"] in customer_endpoints[source]:
+                truth[f"{source}:{row['endpoint']}:{row['record_id']}"] = row["entity_id"]
+    if len(set(worlds.values())) > 1:
+        raise GroundTruthUnavailable(
+            f"the sources are different sandboxes (seed, customers): {worlds}")
+    return truth
+
+
+def read_clusters(warehouse: WarehouseResource) -> dict[str, str]:
+    """record_key → customer_id from the published copy (or, unpublished, under the lock)."""
+    store = warehouse.warehouse()
+    if warehouse.publish and store.published_path.exists():
+        return _clusters(store.read_only())
+    with store.locked():
+        return _clusters(duckdb.connect(str(store.path), read_only=True))
+
+
+def _clusters(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    try:
+        rows = connection.execute(CLUSTERS_QUERY).fetchall()
+    finally:
+        connection.close()
+    return {str(key): str(customer) for key, customer in rows}
+
+
+def customer_endpoints(specs: Mapping[str, SourceSpec]) -> dict[str, set[str]]:
+    """source → its endpoints that map `customer` (the records entity resolution sees)."""
+    found: dict[str, set[str]] = {}
+    for source, spec in specs.items():
+        endpoints = {name for name, config in spec.endpoints.items()
+                     if config.entity.get("customer")}
+        if endpoints:
+            found[source] = endpoints
+    return found
+
+
+def build_entity_resolution_check(specs: Mapping[str, SourceSpec]) -> AssetChecksDefinition:
+    """The `entity_resolution_quality` check on int_customer_clusters."""
+    endpoints = customer_endpoints(specs)
+    resource_keys = {api_resource_key(source) for source in endpoints}
+
+    @asset_check(
+        asset=CLUSTERS_ASSET,
+        name="entity_resolution_quality",
+        description=(
+            f"Pairwise precision, recall and F1 of the customer clusters against the sandbox's "
+            f"ground truth; fails below F1 {MIN_F1} or precision {MIN_PRECISION}. Skipped "
+            "(passes, saying why) when the sources are not the sandbox."),
+        required_resource_keys={"warehouse", *resource_keys},
+    )
+    def entity_resolution_quality(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        base_urls = {}
+        for source in endpoints:
+            resource: ApiSourceResource = getattr(context.resources, api_resource_key(source))
+            base_urls[source] = resource.spec().base_url
+        try:
+            with httpx.Client(timeout=TIMEOUT) as client:
+                truth = ground_truth(base_urls, endpoints, client)
+        except GroundTruthUnavailable as exc:
+            return AssetCheckResult(
+                passed=True, severity=AssetCheckSeverity.WARN,
+                description=f"Skipped: {exc}.", metadata={"skipped": True, "reason": str(exc)})
+        scores = pairwise_scores(read_clusters(context.resources.warehouse), truth)
+        passed = scores.f1 >= MIN_F1 and scores.precision >= MIN_PRECISION
+        return AssetCheckResult(
+            passed=passed,
+            severity=AssetCheckSeverity.ERROR,
+            description=(f"precision {scores.precision:.4f}, recall {scores.recall:.4f}, "
+                         f"F1 {scores.f1:.4f} over {scores.records_compared} records "
+                         f"(need F1 ≥ {MIN_F1}, precision ≥ {MIN_PRECISION})"),
+            metadata={**{name: round(value, 6) if isinstance(value, float) else value
+                         for name, value in asdict(scores).items()},
+                      "min_f1": MIN_F1, "min_precision": MIN_PRECISION, "skipped": False},
+        )
+
+    return entity_resolution_quality
