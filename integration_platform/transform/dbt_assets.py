@@ -62,10 +62,21 @@ def prepare_dbt_project(specs: dict[str, SourceSpec]) -> DbtProject:
     project_dir = dbt_project_dir()
     changed = generate(specs, project_dir)
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
-    if changed or not project.manifest_path.exists():
+    if changed or _manifest_is_stale(project.manifest_path, project_dir):
         DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
             ["parse", "--quiet"], target_path=project.target_path).wait()
     return project
+
+
+def _manifest_is_stale(manifest: Path, project_dir: Path) -> bool:
+    """Missing, or older than any model, macro, seed, test or project file it was parsed from."""
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [project_dir / "dbt_project.yml", project_dir / "profiles.yml"]
+    for folder in ("models", "macros", "seeds", "tests", "analyses"):
+        sources += [p for p in (project_dir / folder).rglob("*") if p.is_file()]
+    return any(p.stat().st_mtime > built for p in sources if p.exists())
 
 
 def build_dbt_assets(project: DbtProject) -> Any:

@@ -10,10 +10,12 @@
         (tie: the smaller id); the other id is retired;
       - when a cluster splits, the part holding most of the old records keeps the id and the
         other parts get new ids;
-      - a new id never reuses an earlier one (on a clash it is md5 of all the cluster's keys).
+      - a new id is never one another cluster still carries (on such a clash it is md5 of
+        all the cluster's keys joined, with a trailing '|').
     Limits: ids follow records, not people: a cluster made only of new records gets a new id
-    even if it is a person seen before under records since deleted; `dbt build --full-refresh`
-    forgets the history and recomputes every id by the first rule.
+    even if it is a person seen before under records since deleted; changing the weights or
+    the threshold can merge or split clusters (the rules above then apply); `dbt build
+    --full-refresh` forgets the history and recomputes every id by the first rule.
 -#}
 {{ config(
     materialized='incremental',
@@ -103,7 +105,7 @@ kept as (
 component_sizes as (
 
     select component_key, count(*) as cluster_size,
-           md5(string_agg(record_key, '|' order by record_key)) as members_hash
+           md5(string_agg(record_key, '|' order by record_key) || '|') as members_hash
     from components
     group by component_key
 
