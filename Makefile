@@ -5,7 +5,7 @@ BIN    := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DAGSTER_HOME ?= $(abspath .dagster_home)
 
-.PHONY: install run test demo lint sandbox bench-extract clean
+.PHONY: install run test demo lint sandbox bench-extract bench-raw clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ demo: install
 sandbox: install
 	$(BIN)/integration-platform sandbox up
 
+## bench-extract: engine vs bare httpx at 1M records, RSS at 100k vs 1M, shared rate limit
+## (about 5 minutes; writes benchmarks/README.md; not part of `make test`)
+bench-extract: install
+	$(BIN)/python -m benchmarks.extract_benchmark
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -40,3 +45,33 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .dagster_home data dbt_project/target dbt_project/logs .pytest_cache .mypy_cache .ruff_cache
+
+## bench-webhooks: receiver vs a bare ASGI endpoint on loopback, verified events/s and p99 ack
+## (about 1 minute; rewrites its section of benchmarks/README.md; not part of `make test`)
+.PHONY: bench-webhooks
+bench-webhooks: install
+	$(BIN)/python -m benchmarks.webhook_benchmark --write-readme
+
+## bench-raw: extract + load of 1M billing invoices into the raw table, ours vs dlt's rest_api,
+## peak RSS at 100k vs 1M (about 10 minutes; installs the `bench` extra, i.e. dlt; rewrites its
+## section of benchmarks/README.md; not part of `make test`)
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev,bench]"
+	touch $@
+
+bench-raw: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.raw_load_benchmark --readme
+
+## bench-sse: the analytics SSE stream into raw at 200k events, events/s and peak RSS (about
+## 2 minutes; rewrites its section of benchmarks/README.md; not part of `make test`)
+.PHONY: bench-sse
+bench-sse: install
+	$(BIN)/python -m benchmarks.sse_benchmark
+
+## bench-er: entity resolution (dbt, blocking → scores → clusters → golden records) of 50k,
+## 100k and 200k customer records on 2 cores, with precision/recall/F1 against the sandbox's
+## ground truth (about 4 minutes; rewrites its section of benchmarks/README.md; not part of
+## `make test`)
+.PHONY: bench-er
+bench-er: install
+	$(BIN)/python -m benchmarks.entity_resolution_benchmark --readme

@@ -167,11 +167,15 @@ class SourceClient:
         async def attempt() -> FetchedPage:
             return await self._attempt(request, method, json_body)
 
-        page: FetchedPage = await self.retrying(attempt, self.describe(method, self._url(request)))
+        page: FetchedPage = await self.retrying(
+            attempt, lambda: self.describe(method, self._url(request)))
         return page
 
-    async def retrying(self, attempt: Callable[[], Any], description: str) -> Any:
-        """Run `attempt` under the source's retry policy; raise RetriesExhausted with history."""
+    async def retrying(self, attempt: Callable[[], Any],
+                       description: str | Callable[[], str]) -> Any:
+        """Run `attempt` under the source's retry policy; raise RetriesExhausted with history.
+
+        `description` may be a function: it is called only if every attempt fails."""
         policy = self.spec.retry
         history: list[Attempt] = []
         started = time.monotonic()
@@ -210,7 +214,8 @@ class SourceClient:
             last = exc.last_attempt.exception()
             history.append(Attempt(exc.last_attempt.attempt_number, str(last),
                                    time.monotonic() - started))
-            raise RetriesExhausted(description, history) from last
+            described = description if isinstance(description, str) else description()
+            raise RetriesExhausted(described, history) from last
 
     def _url(self, request: PageRequest) -> httpx.URL:
         return self.http.build_request("GET", request.path,
@@ -218,7 +223,12 @@ class SourceClient:
 
     async def _attempt(self, request: PageRequest, method: str, json_body: Any) -> FetchedPage:
         self.breaker.check()
-        description = self.describe(method, self._url(request))
+
+        def description() -> str:
+            # Only failures need it: building and redacting the URL up front cost every
+            # successful request about a third of this client's CPU (benchmarks/).
+            return self.describe(method, self._url(request))
+
         try:
             async with asyncio.timeout(self.spec.timeout.total_seconds):
                 # `params=None` when empty: httpx drops a URL's own query whenever params is given.
@@ -227,20 +237,22 @@ class SourceClient:
         except (httpx.TimeoutException, TimeoutError) as exc:
             self._failed()
             self.stats.transport_errors += 1
-            raise TransientHTTPError(f"{description}: timed out ({type(exc).__name__})") from exc
+            raise TransientHTTPError(
+                f"{description()}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             self._failed()
             self.stats.transport_errors += 1
             raise TransientHTTPError(
-                f"{description}: connection failed ({type(exc).__name__}: {exc})") from exc
+                f"{description()}: connection failed ({type(exc).__name__}: {exc})") from exc
         self.stats.bytes += len(response.content)
-        self._check_status(response, description)
+        if response.status_code >= 400:
+            self._check_status(response, description())
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
             self._failed()
             raise TransientHTTPError(
-                f"{description}: the body is not valid JSON ({len(response.content)} bytes, "
+                f"{description()}: the body is not valid JSON ({len(response.content)} bytes, "
                 f"{exc}); it was probably cut off") from exc
         self.breaker.record_success()
         return FetchedPage(request=request, url=redact_url(response.url, self.secret_params),

@@ -1,0 +1,686 @@
+"""Raw-load benchmark: 1,000,000 billing invoices, API to DuckDB table, ours against dlt's.
+
+In one run, against one sandbox in its own process:
+
+- **ours**: the real raw path of `materialize_raw` — `extract_to_landing` into a `LandingZone`
+  in a temporary folder, then `load_attempt` (replace mode, unpartitioned) into a temporary
+  DuckDB file — with `sources/billing.yaml` read through `SourceSpec.model_validate` and
+  edited in memory: no client rate limit, page size 500 (the sandbox's largest).
+- **dlt**: `dlt.sources.rest_api.rest_api_source` on the same endpoint (same base URL, API key
+  header, offset paginator with limit 500 and `total_path: total`, `data_selector: data`),
+  `write_disposition: replace`, pipeline into a temporary DuckDB file.
+
+Each measured run is a fresh child process of this module (`ours` / `dlt` sub-commands) so its
+peak RSS is its own; the parent also samples the RSS of the child's whole process tree. Our
+side runs at ~100k records as well, to show memory stays flat. Every run's row count is checked
+against the sandbox's `/_sandbox/stats`.
+
+Run `.venv/bin/python -m benchmarks.raw_load_benchmark` (or `make bench-raw`); dlt comes from the
+`bench` extra (`uv pip install -c constraints.txt -e ".[dev,bench]"`, which `make bench-raw`
+does). It prints a summary, writes benchmarks/results/raw_load.json and, with `--readme`,
+rewrites its marked section of benchmarks/README.md (appended at the end the first time).
+`--from-results` reports the last results again without measuring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import queue
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import yaml
+
+if TYPE_CHECKING:
+    from integration_platform.specs.models import SourceSpec
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "benchmarks" / "README.md"
+RESULTS = REPO / "benchmarks" / "results" / "raw_load.json"
+BILLING_SPEC = REPO / "sources" / "billing.yaml"
+SOURCE, ENDPOINT, INVOICES_PATH = "billing", "invoices", "/v1/invoices"
+COMMAND = ".venv/bin/python -m benchmarks.raw_load_benchmark --readme"
+SECTION_TITLE = "## Raw load: 1M billing invoices into DuckDB, ours vs dlt"
+
+# Seed 42: 405,197 people give 250,000 billing customers, hence 1,000,000 invoices (4 each);
+# the run reads the exact count from /_sandbox/stats and checks every table against it.
+MILLION_CUSTOMERS = 405_197
+PAGE_SIZE = 500  # the sandbox's largest `limit`, on both sides
+SMALL_PAGES = 200  # x 500 = the ~100k-record run of our side
+UNLIMITED_QUOTA = 1_000_000  # requests/s: the sandbox's per-key quota never binds
+
+SPEED_TARGET = 3.0  # ours >= 3x dlt's records/s
+RSS_TARGET = 1.25  # our peak RSS at 1M <= 1.25x at 100k
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its reaped children so far."""
+    own, children = (resource.getrusage(resource.RUSAGE_SELF),
+                     resource.getrusage(resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def peak_rss_mb() -> dict[str, float]:
+    """ru_maxrss of this process and of its largest reaped child (Linux: kilobytes)."""
+    return {"self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def api_key() -> str:
+    from integration_platform.environment import load_sandbox_env
+
+    load_sandbox_env()  # the real environment wins; only unset variables come from the file
+    return os.environ["BILLING_API_KEY"]
+
+
+def count_rows(database: Path, table: str) -> int:
+    import duckdb
+
+    with duckdb.connect(str(database), read_only=True) as connection:
+        row = connection.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+    assert row is not None
+    return int(row[0])
+
+
+# --- our side ------------------------------------------------------------------------------------
+
+
+def billing_spec(url: str, max_pages: int | None) -> SourceSpec:
+    """sources/billing.yaml edited in memory: no rate limit, pages of 500, unpartitioned."""
+    from integration_platform.specs.models import SourceSpec
+
+    raw = yaml.safe_load(BILLING_SPEC.read_text())
+    raw.pop("rate_limit", None)
+    endpoint = raw["endpoints"][ENDPOINT]
+    endpoint["pagination"]["page_size"] = PAGE_SIZE
+    endpoint.pop("partitions", None)
+    if max_pages is not None:
+        endpoint["max_pages"] = max_pages
+    api_key()  # loads config/sandbox.env into the environment (unset variables only)
+    env = {**os.environ, "BILLING_BASE_URL": url}
+    return SourceSpec.model_validate(raw, context={"env": env})
+
+
+def ours_run(url: str, workdir: Path, max_pages: int | None) -> dict[str, Any]:
+    """What `materialize_raw` does for one unpartitioned endpoint, minus Dagster and publish."""
+    import duckdb
+
+    from integration_platform.extraction.state import IncrementalState
+    from integration_platform.landing.ingest import extract_to_landing
+    from integration_platform.landing.loader import load_attempt, table_name
+    from integration_platform.landing.zone import LandingZone
+
+    spec = billing_spec(url, max_pages)
+    run_id = uuid.uuid4().hex
+    zone = LandingZone(workdir / "landing")
+    state = IncrementalState(workdir / "state")
+    database = workdir / "warehouse.duckdb"
+    started, cpu_started = time.perf_counter(), cpu_seconds()
+    attempt = zone.open_attempt(SOURCE, ENDPOINT, None, run_id, resume=False)
+    landed = asyncio.run(extract_to_landing(
+        spec, ENDPOINT, attempt, partition=None, run_id=run_id, state=state,
+        full_refresh=True))
+    extracted, cpu_extracted = time.perf_counter(), cpu_seconds()
+    extract_rss = peak_rss_mb()["self"]
+    connection = duckdb.connect(str(database))
+    try:
+        result = load_attempt(connection, spec=spec, endpoint=ENDPOINT, attempt=attempt,
+                              partition=None, run_id=run_id, mode="replace")
+    finally:
+        connection.close()
+    finished = time.perf_counter()
+    summary = landed.summary
+    return {
+        "side": "ours", "records": summary.records, "pages": summary.pages,
+        "requests": summary.requests, "retries": summary.retries, "bytes": summary.bytes,
+        "seconds": finished - started, "extract_seconds": extracted - started,
+        "load_seconds": finished - extracted, "rows_loaded": result.rows,
+        "cpu_seconds": cpu_seconds() - cpu_started,
+        "extract_cpu_seconds": cpu_extracted - cpu_started,
+        "dead_letters": result.dead_letters,
+        "rows_in_table": count_rows(database, table_name(SOURCE, ENDPOINT)),
+        "landing_bytes": sum(p.stat().st_size for p in attempt.folder.iterdir()),
+        "extract_peak_rss_mb": extract_rss, "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+# --- dlt's side ----------------------------------------------------------------------------------
+
+
+def dlt_config(url: str) -> dict[str, Any]:
+    return {
+        "client": {
+            "base_url": url,
+            "auth": {"type": "api_key", "name": "X-API-Key", "api_key": api_key(),
+                     "location": "header"},
+            "paginator": {"type": "offset", "limit": PAGE_SIZE, "offset_param": "offset",
+                          "limit_param": "limit", "total_path": "total"},
+        },
+        "resource_defaults": {"write_disposition": "replace",
+                              "endpoint": {"data_selector": "data"}},
+        "resources": [{"name": ENDPOINT, "primary_key": "id",
+                       "endpoint": {"path": INVOICES_PATH}}],
+    }
+
+
+# dlt's knobs, tried on 100k invoices of this sandbox (see README): the loader file format is
+# the one that matters. Its default for DuckDB (insert_values) took 97 s and 4.1 GB for 100k
+# records, jsonl 35 s, parquet 26-29 s; a bigger writer buffer, or two normalize workers over
+# rotated files, changed nothing measurable. rest_api follows an offset paginator one page
+# after the other (one resource, so `parallelized` has nothing to run alongside it).
+DLT_SETTINGS = {"RUNTIME__LOG_LEVEL": "WARNING"}
+DLT_FILE_FORMAT = "parquet"
+
+
+def dlt_run(url: str, workdir: Path, file_format: str | None) -> dict[str, Any]:
+    import dlt
+    from dlt.sources.rest_api import rest_api_source
+
+    database = workdir / "dlt.duckdb"
+    started, cpu_started = time.perf_counter(), cpu_seconds()
+    pipeline = dlt.pipeline(pipeline_name="raw_load_benchmark",
+                            destination=dlt.destinations.duckdb(str(database)),
+                            dataset_name="raw", pipelines_dir=str(workdir / "pipelines"))
+    source = rest_api_source(dlt_config(url))  # type: ignore[arg-type]
+    pipeline.extract(source, loader_file_format=file_format)  # type: ignore[arg-type]
+    extracted, cpu_extracted = time.perf_counter(), cpu_seconds()
+    pipeline.normalize()
+    normalized = time.perf_counter()
+    pipeline.load()
+    finished = time.perf_counter()
+    trace = pipeline.last_trace
+    rows = count_rows(database, f"raw.{ENDPOINT}")
+    return {
+        "side": "dlt", "version": dlt.__version__, "file_format": file_format or "default",
+        "records": rows, "seconds": finished - started,
+        "extract_seconds": extracted - started, "normalize_seconds": normalized - extracted,
+        "load_seconds": finished - normalized, "rows_in_table": rows,
+        "cpu_seconds": cpu_seconds() - cpu_started,
+        "extract_cpu_seconds": cpu_extracted - cpu_started,
+        "steps": [step.step for step in trace.steps] if trace else [],
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+# --- the sandbox, in its own process -------------------------------------------------------------
+
+
+class SandboxProcess:
+    """`integration-platform sandbox up` as a child process on free ports, stopped on exit."""
+
+    def __init__(self, customers: int) -> None:
+        self.customers = customers
+        self.url = ""
+        self._process: subprocess.Popen[str] | None = None
+        self._http: httpx.Client | None = None
+
+    def __enter__(self) -> SandboxProcess:
+        script = Path(sys.executable).with_name("integration-platform")
+        command = [str(script), "sandbox", "up", "--customers", str(self.customers),
+                   "--base-port", "0", "--billing-rate-limit", str(UNLIMITED_QUOTA)]
+        log(f"starting the sandbox: {' '.join(command[1:])}")
+        self._process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            self.url = self._billing_url(timeout=120)
+            self._http = httpx.Client(base_url=self.url, timeout=120,
+                                      headers={"X-API-Key": api_key()})
+            deadline = time.monotonic() + 120
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if self._http.get("/_sandbox/health").status_code == 200:
+                        break
+                if time.monotonic() > deadline or self._process.poll() is not None:
+                    raise RuntimeError("the sandbox did not become healthy")
+                time.sleep(0.1)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _billing_url(self, timeout: float) -> str:
+        assert self._process is not None and self._process.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = self._process.stdout
+
+        def pump() -> None:  # drains stdout for the sandbox's whole life
+            for line in stdout:
+                lines.put(line)
+            lines.put("")
+
+        threading.Thread(target=pump, name="sandbox-stdout", daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while True:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            if not line:
+                raise RuntimeError("the sandbox exited while starting")
+            match = re.match(r"\s+billing\s+(http://\S+)", line)
+            if match:
+                return match.group(1)
+
+    def stats(self) -> dict[str, Any]:
+        assert self._http is not None
+        response = self._http.get("/_sandbox/stats")
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()
+        return stats
+
+    def cpu_seconds(self) -> float:
+        """CPU the sandbox process has used so far: it serves pages from one thread."""
+        import psutil
+
+        assert self._process is not None
+        times = psutil.Process(self._process.pid).cpu_times()
+        return float(times.user + times.system)
+
+    def run(self, side: str, *args: str) -> dict[str, Any]:
+        """One measured child run, with the sandbox's CPU and the machine's load around it."""
+        cpu, load = self.cpu_seconds(), os.getloadavg()[0]
+        run = run_child(side, "--url", self.url, *args)
+        run["sandbox_cpu_seconds"] = self.cpu_seconds() - cpu
+        run["loadavg"] = f"{load:.1f}->{os.getloadavg()[0]:.1f}"
+        return run
+
+    def warm_up(self) -> float:
+        """The first page and the first stats call build lazy indexes: not part of any run."""
+        assert self._http is not None
+        started = time.monotonic()
+        self._http.get(INVOICES_PATH, params={"offset": 0, "limit": 1}).raise_for_status()
+        self.stats()
+        return time.monotonic() - started
+
+    def __exit__(self, *exc: object) -> None:
+        if self._http is not None:
+            self._http.close()
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+# --- children: one fresh process per measured run ------------------------------------------------
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB (0 once it is gone)."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        processes = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += process.memory_info().rss
+    return total / 2**20
+
+
+def run_child(side: str, *args: str, timeout: float = 900) -> dict[str, Any]:
+    """`python -m benchmarks.raw_load_benchmark <side> ...` in a fresh temporary folder; its
+    last stdout line is JSON. The parent samples the child tree's RSS every 100 ms as well."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"raw-bench-{side}-"))
+    command = [sys.executable, "-m", "benchmarks.raw_load_benchmark", side, "--workdir",
+               str(workdir), *args]
+    started = time.perf_counter()
+    try:
+        with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) as child:
+            peak = 0.0
+            sampler_done = threading.Event()
+
+            def sample() -> None:
+                nonlocal peak
+                while not sampler_done.wait(0.1):
+                    peak = max(peak, tree_rss_mb(child.pid))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            try:
+                stdout, stderr = child.communicate(timeout=timeout)
+            finally:
+                sampler_done.set()
+                sampler.join()
+        if child.returncode != 0:
+            raise RuntimeError(f"{side} run failed ({child.returncode}): {stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result["process_seconds"] = time.perf_counter() - started
+    result["sampled_tree_rss_mb"] = peak
+    result["rate"] = result["records"] / result["seconds"]
+    return result
+
+
+def describe(run: dict[str, Any]) -> str:
+    rss = run["peak_rss_mb"]
+    return (f"{run['side']:<4} {run['records']:>9,} records in {run['seconds']:6.1f} s = "
+            f"{run['rate']:>8,.0f} rec/s, peak RSS {rss['self']:.0f} MB "
+            f"(tree {run['sampled_tree_rss_mb']:.0f} MB), CPU {run['cpu_seconds']:.0f} s, "
+            f"sandbox CPU {run.get('sandbox_cpu_seconds', 0):.0f} s, load {run['loadavg']}")
+
+
+# --- the orchestrating run -----------------------------------------------------------------------
+
+
+def measure(repeats: int, customers: int, dlt_format: str | None) -> dict[str, Any]:
+    with SandboxProcess(customers) as sandbox:
+        warm = sandbox.warm_up()
+        before = sandbox.stats()
+        invoices = int(before["counts"]["invoices"])
+        log(f"sandbox at {sandbox.url} holds {invoices:,} invoices (warm-up {warm:.1f} s)")
+        runs: list[dict[str, Any]] = []
+        small: list[dict[str, Any]] = []
+        fmt = ["--file-format", dlt_format] if dlt_format else []
+        # Alternate which side goes first, so drift hits both alike.
+        for round_number in range(repeats):
+            order = ["ours", "dlt"] if round_number % 2 == 0 else ["dlt", "ours"]
+            for side in order:
+                run = sandbox.run(side, *(fmt if side == "dlt" else []))
+                runs.append(run)
+                log(f"1M   round {round_number + 1}: {describe(run)}")
+        for round_number in range(repeats):
+            run = sandbox.run("ours", "--max-pages", str(SMALL_PAGES))
+            small.append(run)
+            log(f"100k round {round_number + 1}: {describe(run)}")
+        after = sandbox.stats()
+    return {"invoices": invoices, "customers": customers, "page_size": PAGE_SIZE,
+            "warm_up_seconds": warm, "runs": runs, "small_runs": small,
+            "sandbox_requests": after["requests"][ENDPOINT] - before["requests"][ENDPOINT],
+            "sandbox_rate_limited": after["rate_limited"] - before["rate_limited"],
+            "dlt_settings": DLT_SETTINGS, "dlt_file_format": dlt_format or "default",
+            "machine": machine()}
+
+
+def machine() -> dict[str, Any]:
+    import duckdb
+
+    try:
+        import dlt
+
+        dlt_version = dlt.__version__
+    except ImportError:
+        dlt_version = "not installed"
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "os": f"{platform.system()} {platform.release()}", "duckdb": duckdb.__version__,
+            "dlt": dlt_version, "date": datetime.now().strftime("%Y-%m-%d")}
+
+
+def analyse(result: dict[str, Any]) -> dict[str, Any]:
+    invoices = result["invoices"]
+    ours = [r for r in result["runs"] if r["side"] == "ours"]
+    theirs = [r for r in result["runs"] if r["side"] == "dlt"]
+    small = result["small_runs"]
+    small_expected = min(invoices, SMALL_PAGES * PAGE_SIZE)
+
+    def median(runs: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(float(r[key]) for r in runs)
+
+    def median_rss(runs: list[dict[str, Any]], key: str = "self") -> float:
+        return statistics.median(float(r["peak_rss_mb"][key] if key == "self"
+                                       else r[key]) for r in runs)
+
+    counts_ok = (all(r["rows_in_table"] == invoices and r["records"] == invoices
+                     for r in ours + theirs)
+                 and all(r["rows_in_table"] == small_expected for r in small))
+    speedup = median(ours, "rate") / median(theirs, "rate")
+    rss_ratio = median_rss(ours) / median_rss(small)
+    sandbox_cpu = median(ours, "sandbox_cpu_seconds")
+    return {
+        "ours_rate": median(ours, "rate"), "dlt_rate": median(theirs, "rate"),
+        "ours_seconds": median(ours, "seconds"), "dlt_seconds": median(theirs, "seconds"),
+        "ours_cpu": median(ours, "cpu_seconds"), "dlt_cpu": median(theirs, "cpu_seconds"),
+        "ours_rss": median_rss(ours), "dlt_rss": median_rss(theirs),
+        "small_rss": median_rss(small),
+        "ours_extract_rss": median_rss(ours, "extract_peak_rss_mb"),
+        "small_extract_rss": median_rss(small, "extract_peak_rss_mb"),
+        "small_records": small_expected, "sandbox_cpu": sandbox_cpu,
+        "ceiling_rate": invoices / sandbox_cpu,
+        "speedup": speedup, "rss_ratio": rss_ratio, "counts_ok": counts_ok,
+        "speed_met": speedup >= SPEED_TARGET, "rss_met": rss_ratio <= RSS_TARGET,
+    }
+
+
+NOTES = """\
+**Our side** is `materialize_raw`'s path without Dagster: `extract_to_landing` (the engine,
+4 requests in flight, every page gzipped into the landing zone with its manifest line fsynced)
+then `load_attempt` in replace mode (one transaction: stage, observe the schema, check the
+contract, dedupe on the primary key, insert with lineage columns and an md5 per record).
+**dlt's side** is `rest_api_source` with the same URL, `X-API-Key` header, offset paginator
+(limit 500, `total_path: total`), `data_selector: data`, `write_disposition: replace`, into
+DuckDB, parquet loader files. Its knobs were tried on 100k invoices first: the default file
+format for DuckDB (insert_values) took 97 s and 4.1 GB for 100k records, jsonl 35 s, parquet
+26-29 s; a bigger writer buffer and two normalize workers over rotated files changed nothing
+measurable, so the run uses parquet and dlt's defaults otherwise. rest_api follows the
+paginator one page after the other (one resource: `parallelized` has nothing to overlap).
+
+**Memory.** The extraction streams: its peak RSS is the same at 100k and 1M (the figure in
+brackets). The whole run's peak comes from DuckDB during the load, which stages the partition
+in memory (to check the contract and dedupe in one transaction) and keeps what it wrote
+cached, up to its default limit of 80% of RAM; it therefore grows with the partition. dlt
+peaks lower because it streams records into parquet files and DuckDB reads those at the end.
+Capping DuckDB's `memory_limit` makes it spill instead, but its gzip JSON reader alone needs
+130-250 MB, so a cap tight enough to keep 1M within 1.25x of 100k (160 MB: 305 vs 266 MB in
+the load alone) is one step from out-of-memory (128 MB fails even at 100k): too close to the
+edge to ship as a default, so the loader keeps DuckDB's default.
+
+**Loader changes made for this benchmark** (`integration_platform/landing/loader.py`; same
+rows, dead letters, reasons, contracts, drift reports and previews as before on a set of
+awkward inputs; the landing/raw-layer tests pass). Measured on the 1M landing zone under
+the same load: 48 s and 2.5 GB before, 20 s and 0.9 GB after.
+- Staging reads each gzipped page once (`json_extract` once per page, records unnested with
+  their index in the same pass) instead of first copying every page into a `_pages` table and
+  then extracting the records twice; the key is computed once here.
+- Schema observation groups records by shape: their keys, then the JSON type of every key in
+  one `json_type(record, [pointers])` call, so each record is parsed twice instead of three
+  times per key (more than 256 distinct keys falls back to the key-by-key query).
+- Contract checks read all contract fields with one `json_type(record, [paths])` call (DuckDB
+  evaluates the repeated expression once) instead of two or three JSON parses per field.
+- Deduplication on the primary key runs the window over the narrow (key, page, index) columns
+  and anti-joins the losers, so the insert streams records instead of sorting them; the
+  manifest's lineage columns are joined at insert time instead of being copied per record.
+"""
+
+
+def ceiling(result: dict[str, Any], a: dict[str, Any]) -> str:
+    """Why the speed target is what it is: the sandbox renders pages from one thread."""
+    theirs = [r for r in result["runs"] if r["side"] == "dlt"]
+    ours = [r for r in result["runs"] if r["side"] == "ours"]
+    dlt_sandbox = statistics.median(r["sandbox_cpu_seconds"] for r in theirs)
+    our_load = statistics.median(r["load_seconds"] for r in ours)
+    bound = (dlt_sandbox + a["dlt_cpu"]) / a["sandbox_cpu"]
+    return (
+        "**The sandbox sets the pace.** It renders every page from one Python thread: "
+        f"{a['sandbox_cpu']:.0f} s of CPU for the million (the *sandbox CPU* column), i.e. "
+        f"at most {a['ceiling_rate']:,.0f} records/s for any client. dlt asks for one page at "
+        "a time, so the sandbox's rendering and dlt's own work happen one after the other: "
+        f"its wall time cannot drop below {dlt_sandbox:.0f} + {a['dlt_cpu']:.0f} s. Ours "
+        "overlaps its work with the rendering but cannot finish before the sandbox has "
+        f"rendered everything, and the load follows ({our_load:.0f} s here). Even with a load "
+        "that took no time, on an idle machine the ratio could not exceed about "
+        f"({dlt_sandbox:.0f} + {a['dlt_cpu']:.0f}) / {a['sandbox_cpu']:.0f} = {bound:.1f}x, "
+        "whatever our client does; what no sandbox bounds is the CPU each side spends on the "
+        f"same million records: {a['ours_cpu']:.0f} s ours, {a['dlt_cpu']:.0f} s dlt's "
+        f"({a['dlt_cpu'] / a['ours_cpu']:.1f}x). On a shared machine the wall times also "
+        "depend on what else runs at the time (the load average column): compare runs of "
+        "similar load, or the CPU figures.")
+
+
+def report(result: dict[str, Any]) -> str:
+    a = analyse(result)
+    m = result["machine"]
+    yes = {True: "**met**", False: "**not met**"}
+    lines = [
+        SECTION_TITLE, "",
+        f"Command: `{COMMAND}` (or `make bench-raw`), {len(result['small_runs'])} round(s), "
+        f"about {result['elapsed_minutes']:.0f} minutes. Machine: {m['cpu']}, {m['cores']} "
+        f"cores, Python {m['python']}, {m['os']}, DuckDB {m['duckdb']}, dlt {m['dlt']}; "
+        f"{m['date']}. The machine was shared with other work during the run: the load "
+        "average (1 minute, before->after each run) is in the table.",
+        "",
+        f"Workload: `GET /v1/invoices` of the billing sandbox (`--customers "
+        f"{result['customers']:,}`, seed 42, `--billing-rate-limit {UNLIMITED_QUOTA:,}`, in "
+        f"its own process): **{result['invoices']:,} invoices** per `/_sandbox/stats`, pages "
+        f"of {result['page_size']}, no client rate limit. Each run is a fresh child process; "
+        "wall time runs from the first request to the committed load (imports excluded); "
+        "peak RSS is the child's `ru_maxrss` (its extraction phase alone in brackets); the "
+        "row count is read back from each DuckDB file.",
+        "",
+        "| run | records | wall s | records/s | client CPU s | sandbox CPU s | "
+        "peak RSS MB | rows in DuckDB | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in result["runs"] + result["small_runs"]:
+        label = "ours" if run["side"] == "ours" else f"dlt ({run['file_format']})"
+        rss = f"{run['peak_rss_mb']['self']:.0f}"
+        if run["side"] == "ours":
+            rss += f" ({run['extract_peak_rss_mb']:.0f})"
+        lines.append(
+            f"| {label} | {run['records']:,} | {run['seconds']:.1f} | {run['rate']:,.0f} | "
+            f"{run['cpu_seconds']:.1f} | {run['sandbox_cpu_seconds']:.1f} | {rss} | "
+            f"{run['rows_in_table']:,} | {run['loadavg']} |")
+    ours = [r for r in result["runs"] if r["side"] == "ours"]
+    theirs = [r for r in result["runs"] if r["side"] == "dlt"]
+
+    def phase(runs: list[dict[str, Any]], key: str) -> str:
+        return f"{statistics.median(r[key] for r in runs):.1f}"
+
+    lines += [
+        "",
+        f"Phases (medians, s): ours extract+land {phase(ours, 'extract_seconds')}, load "
+        f"{phase(ours, 'load_seconds')}; dlt extract {phase(theirs, 'extract_seconds')}, "
+        f"normalize {phase(theirs, 'normalize_seconds')}, load {phase(theirs, 'load_seconds')}."
+        f" Records per client CPU-second: ours {result['invoices'] / a['ours_cpu']:,.0f}, "
+        f"dlt {result['invoices'] / a['dlt_cpu']:,.0f} "
+        f"({a['dlt_cpu'] / a['ours_cpu']:.1f}x). The sandbox spent {a['sandbox_cpu']:.0f} s "
+        f"of CPU rendering the pages of our 1M run: a ceiling of about "
+        f"{a['ceiling_rate']:,.0f} records/s for any client.",
+        "",
+        "| target | result | |",
+        "|---|---|---|",
+        f"| ours >= {SPEED_TARGET:g}x dlt's records/s | {a['ours_rate']:,.0f} vs "
+        f"{a['dlt_rate']:,.0f} rec/s = {a['speedup']:.2f}x | {yes[a['speed_met']]} |",
+        f"| our peak RSS at 1M <= {RSS_TARGET:g}x at {a['small_records']:,} | "
+        f"{a['ours_rss']:.0f} vs {a['small_rss']:.0f} MB = {a['rss_ratio']:.2f}x "
+        f"(extraction alone: {a['ours_extract_rss']:.0f} vs {a['small_extract_rss']:.0f} MB)"
+        f" | {yes[a['rss_met']]} |",
+        f"| every table holds exactly the expected rows | "
+        f"{'all equal' if a['counts_ok'] else 'MISMATCH'} | {yes[a['counts_ok']]} |",
+        "",
+        f"Sandbox: {result['sandbox_requests']:,} invoice requests served, "
+        f"{result['sandbox_rate_limited']} rate-limited.",
+        "",
+        ceiling(result, a),
+        "",
+        NOTES,
+    ]
+    return "\n".join(lines)
+
+
+MARKERS = ("<!-- raw-load:start -->", "<!-- raw-load:end -->")
+README_INTRO = ("# Benchmarks\n\nPerformance runs against the sandbox, kept out of the test "
+                "suite; each section is rewritten by the command it names.\n")
+
+
+def write_readme(section: str) -> None:
+    """Replace this benchmark's marked section of benchmarks/README.md, or append it at the
+    end; the other benchmarks' sections are left as they are."""
+    current = README.read_text() if README.exists() else README_INTRO
+    block = f"{MARKERS[0]}\n{section.rstrip()}\n{MARKERS[1]}\n"
+    if MARKERS[0] in current and MARKERS[1] in current:
+        head, _, rest = current.partition(MARKERS[0])
+        _, _, tail = rest.partition(MARKERS[1])
+        updated = head + block.rstrip("\n") + tail
+    else:
+        updated = current.rstrip("\n") + "\n\n" + block
+    README.write_text(updated)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.raw_load_benchmark",
+                                     description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode")
+    bench = sub.add_parser("bench", help="the whole benchmark (the default)")
+    bench.add_argument("--repeats", type=int, default=2)
+    bench.add_argument("--customers", type=int, default=MILLION_CUSTOMERS)
+    bench.add_argument("--dlt-file-format", default=DLT_FILE_FORMAT)
+    bench.add_argument("--readme", action="store_true",
+                       help="rewrite this benchmark's section of benchmarks/README.md")
+    bench.add_argument("--from-results", action="store_true",
+                       help=f"measure nothing: report {RESULTS.relative_to(REPO)} again")
+    for side in ("ours", "dlt"):
+        child = sub.add_parser(side, help=f"one measured {side} run (used by `bench`)")
+        child.add_argument("--url", required=True)
+        child.add_argument("--workdir", type=Path, required=True)
+        if side == "ours":
+            child.add_argument("--max-pages", type=int, default=None)
+        else:
+            child.add_argument("--file-format", default=None)
+    arguments = sys.argv[1:] if argv is None else argv
+    if not arguments or arguments[0].startswith("-"):
+        arguments = ["bench", *arguments]  # `bench` is the default sub-command
+    args = parser.parse_args(arguments)
+
+    if args.mode == "ours":
+        print(json.dumps(ours_run(args.url, args.workdir, args.max_pages)))
+        return 0
+    if args.mode == "dlt":
+        os.environ.update({k: v for k, v in DLT_SETTINGS.items() if k not in os.environ})
+        print(json.dumps(dlt_run(args.url, args.workdir, args.file_format)))
+        return 0
+
+    started = time.monotonic()
+    if args.from_results:
+        result = json.loads(RESULTS.read_text())
+    else:
+        result = measure(args.repeats, args.customers, args.dlt_file_format)
+        result["elapsed_minutes"] = (time.monotonic() - started) / 60
+        result["analysis"] = analyse(result)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2))
+    section = report(result)
+    print(section)
+    if args.readme:
+        write_readme(section)
+        log(f"rewrote the raw-load section of {README.relative_to(REPO)}")
+    log(f"done in {time.monotonic() - started:.0f} s; results in {RESULTS.relative_to(REPO)}")
+    a = result["analysis"]
+    return 0 if a["counts_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
