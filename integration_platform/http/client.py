@@ -225,8 +225,8 @@ class SourceClient:
         self.breaker.check()
 
         def description() -> str:
-            # Only failures need it: building and redacting the URL up front cost every
-            # successful request about a third of this client's CPU (benchmarks/).
+            # Only failures need it: building and redacting the URL up front cost each
+            # successful request about a fifth of this client's CPU (benchmarks/README.md).
             return self.describe(method, self._url(request))
 
         try:
