@@ -546,8 +546,8 @@ def report(result: dict[str, Any]) -> str:
         f"Command: `{COMMAND}` (or `make bench-raw`), {len(result['small_runs'])} round(s), "
         f"about {result['elapsed_minutes']:.0f} minutes. Machine: {m['cpu']}, {m['cores']} "
         f"cores, Python {m['python']}, {m['os']}, DuckDB {m['duckdb']}, dlt {m['dlt']}; "
-        f"{m['date']}. The machine was shared with other work during the run: the load "
-        "average (1 minute, before->after each run) is in the table.",
+        f"{m['date']}. The machine may be shared with other work: the load average (1 "
+        "minute, before->after each run) is in the table.",
         "",
         f"Workload: `GET /v1/invoices` of the billing sandbox (`--customers "
         f"{result['customers']:,}`, seed 42, `--billing-rate-limit {UNLIMITED_QUOTA:,}`, in "
@@ -576,7 +576,17 @@ def report(result: dict[str, Any]) -> str:
     def phase(runs: list[dict[str, Any]], key: str) -> str:
         return f"{statistics.median(r[key] for r in runs):.1f}"
 
+    pairs = [result["runs"][i:i + 2] for i in range(0, len(result["runs"]), 2)]
+    rounds = []
+    for number, pair in enumerate(pairs, start=1):
+        by_side = {run["side"]: run for run in pair}
+        if {"ours", "dlt"} <= set(by_side):
+            rounds.append(f"round {number} {by_side['ours']['rate'] / by_side['dlt']['rate']:.2f}x"
+                          f" (load {pair[0]['loadavg'].split('->')[0]}->"
+                          f"{pair[-1]['loadavg'].split('->')[1]})")
     lines += [
+        "",
+        f"Ours / dlt within each round (the two runs back to back): {'; '.join(rounds)}.",
         "",
         f"Phases (medians, s): ours extract+land {phase(ours, 'extract_seconds')}, load "
         f"{phase(ours, 'load_seconds')}; dlt extract {phase(theirs, 'extract_seconds')}, "
