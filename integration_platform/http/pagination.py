@@ -509,17 +509,27 @@ class PageNumberPaginator(Paginator):
                 for number in range(page + 1, last + 1)]
 
 
-class CursorPaginator(Paginator):
+class _ChainPaginator(Paginator):
+    """Follows a chain (cursor, next URL, Link header); sends the page size only if one is set."""
+
+    def __init__(self, records_path: str, page_size: int | None, size_param: str) -> None:
+        super().__init__(records_path)
+        self._page_size = page_size
+        self._size_param = size_param
+
+    def first_request(self, base: PageRequest) -> PageRequest:
+        if self._page_size is None:
+            return base
+        return base.with_params(**{self._size_param: self._page_size})
+
+
+class CursorPaginator(_ChainPaginator):
     """An opaque cursor from the body, sent back as `cursor_param`; absent, null or "" ends."""
 
     def __init__(self, spec: CursorPagination, records_path: str) -> None:
-        super().__init__(records_path)
+        super().__init__(records_path, spec.page_size, spec.size_param)
         self.spec = spec
 
-    def first_request(self, base: PageRequest) -> PageRequest:
-        if self.spec.page_size is None:
-            return base
-        return base.with_params(**{self.spec.size_param: self.spec.page_size})
 
     def next_request(self, request: PageRequest, response: PageResponse) -> PageRequest | None:
         if not self.records(response):
@@ -535,17 +545,13 @@ class CursorPaginator(Paginator):
         return request.with_params(**{self.spec.cursor_param: cursor})
 
 
-class NextUrlPaginator(Paginator):
+class NextUrlPaginator(_ChainPaginator):
     """The body holds the next page's URL, absolute or relative; absent, null or "" ends."""
 
     def __init__(self, spec: NextUrlPagination, records_path: str) -> None:
-        super().__init__(records_path)
+        super().__init__(records_path, spec.page_size, spec.size_param)
         self.spec = spec
 
-    def first_request(self, base: PageRequest) -> PageRequest:
-        if self.spec.page_size is None:
-            return base
-        return base.with_params(**{self.spec.size_param: self.spec.page_size})
 
     def next_request(self, request: PageRequest, response: PageResponse) -> PageRequest | None:
         if not self.records(response):
@@ -561,17 +567,13 @@ class NextUrlPaginator(Paginator):
         return _follow(url, request, response)
 
 
-class LinkHeaderPaginator(Paginator):
+class LinkHeaderPaginator(_ChainPaginator):
     """RFC 8288 `Link: <url>; rel="next"`: follows the link whose rel includes spec.rel."""
 
     def __init__(self, spec: LinkHeaderPagination, records_path: str) -> None:
-        super().__init__(records_path)
+        super().__init__(records_path, spec.page_size, spec.size_param)
         self.spec = spec
 
-    def first_request(self, base: PageRequest) -> PageRequest:
-        if self.spec.page_size is None:
-            return base
-        return base.with_params(**{self.spec.size_param: self.spec.page_size})
 
     def next_request(self, request: PageRequest, response: PageResponse) -> PageRequest | None:
         if not self.records(response):
