@@ -4,10 +4,11 @@ The sandbox runs in its own process at `--stream-rate 0` (as fast as it can send
 measured run is a fresh `integration-platform streams consume --max-events N` process on a
 fresh data dir: the real consumer (httpx-sse reader, bounded buffer, micro-batches landed and
 loaded with `load_attempt(mode="merge")` and the checkpoint in the same transaction), with
-`sources/analytics.yaml` copied and its stream's `batch_size` / `buffer_events` set. The rate
-is the consumer's own figure, from its first event to its last commit (start-up excluded; the
-wall time with start-up is reported beside it); peak RSS is the child's `ru_maxrss`. Every run
-is checked: raw holds exactly N rows, consecutive event ids, once each.
+`sources/analytics.yaml` copied (its stream's own `batch_size` / `buffer_events` unless
+given). The rate is the consumer's own figure, from its first event to its last commit
+(start-up excluded; the wall time with start-up is reported beside it); peak RSS is the
+child's `ru_maxrss`. Every run is checked: raw holds exactly N rows,
+consecutive event ids, once each.
 
 Run `.venv/bin/python -m benchmarks.sse_benchmark` (or `make bench-sse`); it prints a summary and
 rewrites its section at the end of benchmarks/README.md (`--no-readme` to skip).
@@ -42,7 +43,11 @@ TARGET = 20_000  # events/s
 # and goes (sampled: 205-380 MB over 600k events, no trend); 4x the events must not mean much more.
 RSS_RATIO = 1.5
 EVENTS = 200_000
-BATCH_SIZE, BUFFER_EVENTS = 10_000, 20_000
+_SHIPPED = yaml.safe_load((PROJECT_ROOT / "sources" / "analytics.yaml").read_text())
+BATCH_SIZE = int(_SHIPPED["streams"]["usage"]["batch_size"])
+BUFFER_EVENTS = int(_SHIPPED["streams"]["usage"]["buffer_events"])
+# The extra run: StreamSpec's defaults, for a stream that does not set its own.
+SMALL_BATCH_SIZE, SMALL_BUFFER_EVENTS = 1000, 10_000
 COMMAND = "make bench-sse  # or: .venv/bin/python -m benchmarks.sse_benchmark"
 
 
@@ -130,14 +135,22 @@ def measure(events: int, repeats: int, batch_size: int, buffer_events: int,
         small = one_run(url, events // 4, batch_size, buffer_events, process)
         default = None
         if default_batch_events:
-            log(f"the spec's own batch_size (1,000): {default_batch_events:,} events")
-            default = one_run(url, default_batch_events, 1000, 10_000, process)
+            log(f"StreamSpec's default batch_size ({SMALL_BATCH_SIZE:,}): "
+                f"{default_batch_events:,} events")
+            default = one_run(url, default_batch_events, SMALL_BATCH_SIZE,
+                              SMALL_BUFFER_EVENTS, process)
         return {"runs": runs, "small": small, "default_batch": default, "load": [load_before[0],
                 os.getloadavg()[0]], "machine": machine(),
                 "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=30)
+
+
+def busy(load: list[float]) -> str:
+    if max(load) < 1.5:
+        return "a quiet machine: the benchmark's own processes only"
+    return "other work shared the machine"
 
 
 def report(result: dict[str, Any]) -> str:
@@ -155,12 +168,13 @@ def report(result: dict[str, Any]) -> str:
         for i, r in enumerate(runs, start=1))
     default = result["default_batch"]
     default_line = "" if default is None else (
-        f"\nWith the spec's own `batch_size: 1000` (`buffer_events: 10000`), "
+        f"\nWith StreamSpec's defaults (`batch_size: {SMALL_BATCH_SIZE}`, `buffer_events: "
+        f"{SMALL_BUFFER_EVENTS}`, for a stream that sets neither), "
         f"{default['events']:,} events: {default['events_per_second']:,.0f} events/s, peak RSS "
         f"{default['peak_rss_mb']:.0f} MB. A batch is one landing attempt, one transaction and "
         "one attach of the warehouse, so a stream whose rate is in the tens of thousands a "
-        "second wants a larger `batch_size`; `batch_seconds` still bounds the latency of a "
-        "quiet stream.\n")
+        "second wants a larger `batch_size` (the shipped usage stream sets 10,000); "
+        "`batch_seconds` still bounds the latency of a quiet stream.\n")
     return f"""## SSE consumption into raw (`benchmarks/sse_benchmark.py`)
 
 The sandbox streams usage events as fast as it can (`--stream-rate 0`, its own process);
@@ -174,7 +188,7 @@ to last commit; wall time includes process start-up. Peak RSS is the consumer's 
 **Command:** `{COMMAND}`; {result['when']}.
 
 **Machine:** {result['machine']}. Load average {result['load'][0]:.1f} at the start,
-{result['load'][1]:.1f} at the end (other work shared the machine).
+{result['load'][1]:.1f} at the end ({busy(result['load'])}).
 
 | run | events | events/s | s (first event → last commit) | wall s | batches | peak RSS MB | \
 consumer CPU s | sandbox CPU s | rows exact |

@@ -337,6 +337,14 @@ def _benchmark(work: Path, seconds: float, connections: int, rate: float) -> dic
             "load": (load_before, os.getloadavg()[0])}
 
 
+def busy(load: tuple[float, float]) -> str:
+    """What the load average says about the wall-clock figures (2 cores)."""
+    if max(load) < 1.5:
+        return "a quiet machine: the benchmark's own processes only"
+    return ("other work was running on the machine: wall-clock figures include it, the "
+            "server's CPU per event does not")
+
+
 def section(run: dict[str, Any], command: str) -> str:
     results: dict[str, dict[str, LoadResult]] = run["results"]
     receiver, bare = results["receiver"], results["bare"]
@@ -348,8 +356,7 @@ def section(run: dict[str, Any], command: str) -> str:
         "",
         f"`{command}` (`make bench-webhooks`), {run['at']}, {run['cpus']} CPUs, Python "
         f"{run['python']}, load average {run['load'][0]:.1f} before and {run['load'][1]:.1f} "
-        "after (other work was running on the machine: wall-clock figures include it, the "
-        "server's CPU per event does not). Loopback; servers and the load generator are "
+        f"after ({busy(run['load'])}). Loopback; servers and the load generator are "
         "separate processes. Every request is a distinct, freshly signed "
         "Standard Webhooks event; the receiver verifies it, routes it and commits it to the "
         "SQLite inbox (WAL, `synchronous=NORMAL`, group commit) before answering. The bare "

@@ -67,6 +67,9 @@ def build_settings(seed: int, customers: int, chaos_profile: str,
               help="Seconds a CRM access token lives.")
 @click.option("--billing-rate-limit", default=50, show_default=True,
               help="Billing requests per second per API key.")
+@click.option("--billing-page-cache-mb", default=0, show_default=True,
+              help="Keep up to this many MB of rendered billing list pages in memory and "
+                   "serve repeats from it (benchmarks: measure the client, not the sandbox).")
 @click.option("--webhook-url", default=None, help="Where billing sends signed webhooks.")
 @click.option("--webhook-rate", default=5.0, show_default=True,
               help="Billing webhook events per second.")
@@ -74,11 +77,13 @@ def build_settings(seed: int, customers: int, chaos_profile: str,
               help="Analytics SSE events per second (0: as fast as possible).")
 def sandbox_up(seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str, ...],
                host: str, base_port: int, token_ttl: float, billing_rate_limit: int,
-               webhook_url: str | None, webhook_rate: float, stream_rate: float) -> None:
+               billing_page_cache_mb: int, webhook_url: str | None, webhook_rate: float,
+               stream_rate: float) -> None:
     """Serve the four sandbox vendors until interrupted."""
     settings = build_settings(
         seed, customers, chaos_profile, chaos_overrides, token_ttl_seconds=token_ttl,
-        billing_requests_per_second=billing_rate_limit, webhook_url=webhook_url,
+        billing_requests_per_second=billing_rate_limit,
+        billing_page_cache_mb=billing_page_cache_mb, webhook_url=webhook_url,
         webhook_events_per_second=webhook_rate, stream_events_per_second=stream_rate)
     try:
         server = Sandbox(settings, _sandbox_credentials(), host=host, base_port=base_port)

@@ -191,7 +191,8 @@ class _RawRun:
             try:
                 result = load_attempt(connection, spec=self.spec, endpoint=self.endpoint,
                                       attempt=attempt, partition=partition, run_id=self.run_id,
-                                      mode="merge" if mode == "merge" else "replace")
+                                      mode="merge" if mode == "merge" else "replace",
+                                      memory_limit_mb=self.warehouse.load_memory_mb)
             finally:
                 connection.close()
         if landed.extractor is not None:

@@ -16,6 +16,7 @@ from pydantic import create_model
 
 from integration_platform import environment
 from integration_platform.extraction.state import IncrementalState
+from integration_platform.landing.loader import DEFAULT_LOAD_MEMORY_MB
 from integration_platform.landing.warehouse import Warehouse
 from integration_platform.landing.zone import LandingZone
 from integration_platform.specs.loader import load_spec
@@ -72,9 +73,13 @@ class WarehouseResource(ConfigurableResource["WarehouseResource"]):
     path: str
     lock_timeout_seconds: float = 300.0
     publish: bool = True
+    # DuckDB's memory limit during a load: the staged partition spills beyond it, so memory
+    # stays flat however large a partition is; more is faster where memory allows.
+    load_memory_mb: int = DEFAULT_LOAD_MEMORY_MB
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(Path(self.path), lock_timeout_seconds=self.lock_timeout_seconds)
+        return Warehouse(Path(self.path), lock_timeout_seconds=self.lock_timeout_seconds,
+                         load_memory_mb=self.load_memory_mb)
 
 
 class LandingZoneResource(ConfigurableResource["LandingZoneResource"]):

@@ -12,7 +12,8 @@ contract go to `raw._dead_letters` with the reason, the page and the run.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -30,6 +31,15 @@ from integration_platform.specs.models import RelayPagination, SourceSpec
 _log = get_logger("integration_platform.loader")
 
 LoadMode = Literal["replace", "merge"]
+# A load holds DuckDB to this much memory and spills the rest of the staged partition to the
+# database's temp directory, so peak memory stays flat however large the partition (1M records
+# in 128 MB: benchmarks/README.md, raw load). Raise it for speed, where memory allows.
+DEFAULT_LOAD_MEMORY_MB = 128
+# DuckDB's JSON reader gives each thread a buffer of twice `maximum_object_size`, which cannot
+# be set below its 16 MB default, and reads ahead: about 64 MB per reading thread, measured
+# (2 threads fail in 128 MB, 1 thread reads in 64 MB). Staging reads with one thread per this
+# many MB of the load's memory, so the reader never runs out.
+_READER_MB_PER_THREAD = 128
 _DUCKDB_NAMES: dict[str, list[str]] = {}
 for _duck, _kind in contracts.JSON_TYPES.items():
     _DUCKDB_NAMES.setdefault(_kind, []).append(_duck)
@@ -89,6 +99,10 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+class LoadMemoryError(RuntimeError):
+    """A load needed more memory than it was given; it rolled back and can simply be re-run."""
+
+
 @dataclass
 class LoadResult:
     table: str
@@ -109,13 +123,47 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
 def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: str,
                  attempt: Attempt, partition: str | None, run_id: str,
                  mode: LoadMode = "replace",
-                 extra_statements: Sequence[tuple[str, Sequence[object]]] = ()) -> LoadResult:
+                 extra_statements: Sequence[tuple[str, Sequence[object]]] = (),
+                 memory_limit_mb: int = DEFAULT_LOAD_MEMORY_MB) -> LoadResult:
     """Load one attempt's pages into the partition, in one transaction.
 
     `extra_statements` (SQL, parameters) run inside that transaction, just before COMMIT: a push
     source records its checkpoint there, so the rows and the checkpoint commit together or not
-    at all.
+    at all. DuckDB works within `memory_limit_mb` for the load (the connection's own settings
+    come back afterwards).
     """
+    with _settings(connection, memory_limit=f"{memory_limit_mb}MB"):
+        try:
+            return _load(connection, spec=spec, endpoint=endpoint, attempt=attempt,
+                         partition=partition, run_id=run_id, mode=mode,
+                         extra_statements=extra_statements,
+                         reading_threads=max(1, memory_limit_mb // _READER_MB_PER_THREAD))
+        except duckdb.OutOfMemoryException as exc:
+            raise LoadMemoryError(
+                f"loading {spec.source}/{endpoint} partition {partition or UNPARTITIONED} ran "
+                f"out of its {memory_limit_mb} MB memory limit ({str(exc).splitlines()[0]}). "
+                "Nothing was written; the landed pages are kept. Raise the warehouse "
+                "resource's load_memory_mb and run it again.") from exc
+
+
+@contextmanager
+def _settings(connection: duckdb.DuckDBPyConnection, **values: object) -> Iterator[None]:
+    """DuckDB settings for a while, then the values they had before."""
+    before = {name: connection.execute(f"SELECT current_setting('{name}')").fetchall()[0][0]
+              for name in values}
+    for name, value in values.items():
+        connection.execute(f"SET {name} = {_sql_string(str(value))}")
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            connection.execute(f"SET {name} = {_sql_string(str(value))}")
+
+
+def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: str,
+          attempt: Attempt, partition: str | None, run_id: str, mode: LoadMode,
+          extra_statements: Sequence[tuple[str, Sequence[object]]],
+          reading_threads: int) -> LoadResult:
     started = time.monotonic()
     config = spec.endpoints[endpoint]
     table = table_name(spec.source, endpoint)
@@ -125,7 +173,9 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
 
     pk = " || '|' || ".join(f"coalesce(record ->> {_sql_string(k)}, '')"
                              for k in config.primary_keys)
-    _stage(connection, spec, endpoint, attempt, pk)
+    threads = int(connection.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    with _settings(connection, threads=min(threads, reading_threads)):
+        _stage(connection, spec, endpoint, attempt, pk)
     observed = _observe(connection)
     stored = connection.execute(
         "SELECT contract FROM raw._contracts WHERE source = ? AND endpoint = ?",
@@ -148,12 +198,12 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
         else:
             replaced = connection.execute(
                 f"DELETE FROM {table} WHERE _partition_key = ? AND _primary_key IN "
-                f"(SELECT _pk FROM _staged WHERE _reason IS NULL)", [partition_key]).fetchall()
+                f"(SELECT _pk FROM _accepted)", [partition_key]).fetchall()
         # A key that arrived twice keeps its latest record. The window runs over the narrow
         # (key, position) columns only, so the insert below streams instead of sorting records.
         connection.execute("""
             CREATE OR REPLACE TEMP TABLE _superseded AS
-            SELECT _page, _page_index FROM _staged WHERE _reason IS NULL
+            SELECT _page, _page_index FROM _accepted
             QUALIFY row_number() OVER (PARTITION BY _pk
                                        ORDER BY _page DESC, _page_index DESC) > 1
         """)
@@ -161,15 +211,14 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
             INSERT INTO {table}
             SELECT s.record, ?, ?, ?, ?, m._fetched_at, m._request_url, md5(s.record::VARCHAR),
                    s._pk, s._page, s._page_index, ?
-            FROM _staged AS s JOIN _manifest AS m USING (_page)
+            FROM _accepted AS s JOIN _manifest AS m USING (_page)
             ANTI JOIN _superseded AS d USING (_page, _page_index)
-            WHERE s._reason IS NULL
         """, [spec.source, endpoint, partition_key, run_id, now]).fetchall()
         dead = connection.execute("""
             INSERT INTO raw._dead_letters
-            SELECT ?, ?, ?, ?, s._page, m._file, s._page_index, s.record, s._reason, ?
+            SELECT ?, ?, ?, ?, s._page, m._file, s._page_index, s.record, v._reason, ?
             FROM _staged AS s JOIN _manifest AS m USING (_page)
-            WHERE s._reason IS NOT NULL
+            JOIN _violations AS v USING (_page, _page_index)
         """, [spec.source, endpoint, partition_key, run_id, now]).fetchall()
         if observed.records:
             evolved = contracts.evolve(contract, report)
@@ -183,9 +232,10 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
         connection.execute("ROLLBACK")
         raise
     preview_rows = connection.execute(
-        "SELECT record FROM _staged WHERE _reason IS NULL ORDER BY _page, _page_index LIMIT 5"
+        "SELECT record FROM _accepted ORDER BY _page, _page_index LIMIT 5"
     ).fetchall()
-    for temp in ("_staged", "_manifest", "_superseded"):
+    connection.execute("DROP VIEW IF EXISTS _accepted")
+    for temp in ("_staged", "_manifest", "_superseded", "_violations"):
         connection.execute(f"DROP TABLE IF EXISTS {temp}")
     _log.info("partition_loaded", source=spec.source, endpoint=endpoint, partition=partition_key,
               run_id=run_id, table=table, rows=int(inserted[0][0]), dead_letters=int(dead[0][0]),
@@ -224,7 +274,7 @@ def _stage(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: st
     # One pass over the files, each page parsed once; no table of whole pages is kept.
     connection.execute(f"""
         CREATE OR REPLACE TEMP TABLE _staged AS
-        SELECT m._page, r._page_index, r.record, {pk} AS _pk, NULL::VARCHAR AS _reason
+        SELECT m._page, r._page_index, r.record, {pk} AS _pk
         FROM (SELECT _file, unnest(records) AS record,
                      generate_subscripts(records, 1) AS _page_index
               FROM ({pages})) AS r
@@ -295,10 +345,11 @@ def _mark_violations(connection: duckdb.DuckDBPyConnection, contract: Contract,
         checks.append(f"CASE WHEN (record ->> {_sql_string(key)}) IS NULL "
                       f"THEN {_sql_string(f'primary key {key!r} is missing')} END")
     # The type of every contract field in one call (one parse of the record): NULL when the
-    # field is absent, 'NULL' when it is null. DuckDB computes the repeated call only once.
+    # field is absent, 'NULL' when it is null.
     paths = ", ".join(_sql_string(f'$."{name}"') for name in contract)
+    kinds = f"json_type(record, [{paths}])" if contract else "[]::VARCHAR[]"
     for position, (name, rule) in enumerate(contract.items(), start=1):
-        kind = f"json_type(record, [{paths}])[{position}]"
+        kind = f"_kinds[{position}]"
         if rule.required:
             checks.append(f"CASE WHEN {kind} IS NULL THEN "
                           f"{_sql_string(f'required field {name!r} is missing')} END")
@@ -308,5 +359,16 @@ def _mark_violations(connection: duckdb.DuckDBPyConnection, contract: Contract,
         checks.append(
             f"CASE WHEN {kind} NOT IN ({allowed_sql}) THEN {_sql_string(f'field {name!r} is ')}"
             f" || lower({kind}) || {_sql_string(f', contract says {expected}')} END")
-    connection.execute(
-        f"UPDATE _staged SET _reason = nullif(concat_ws('; ', {', '.join(checks)}), '')")
+    # Only the few records that break the contract are written down (an UPDATE of every staged
+    # row would rewrite the partition, in memory); `_accepted` is everything else.
+    connection.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _violations AS
+        SELECT _page, _page_index, _reason
+        FROM (SELECT _page, _page_index, nullif(concat_ws('; ', {', '.join(checks)}), '') AS _reason
+              FROM (SELECT _page, _page_index, record, {kinds} AS _kinds FROM _staged))
+        WHERE _reason IS NOT NULL
+    """)
+    connection.execute("""
+        CREATE OR REPLACE TEMP VIEW _accepted AS
+        SELECT * FROM _staged ANTI JOIN _violations USING (_page, _page_index)
+    """)

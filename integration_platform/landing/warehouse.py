@@ -17,6 +17,8 @@ from pathlib import Path
 import duckdb
 from filelock import FileLock, Timeout
 
+from integration_platform.landing.loader import DEFAULT_LOAD_MEMORY_MB
+
 
 class WarehouseBusyError(RuntimeError):
     """Another process held the warehouse write lock for longer than we were willing to wait."""
@@ -24,9 +26,11 @@ class WarehouseBusyError(RuntimeError):
 
 class Warehouse:
     def __init__(self, path: Path, *, lock_timeout_seconds: float = 300.0,
-                 published_path: Path | None = None) -> None:
+                 published_path: Path | None = None,
+                 load_memory_mb: int = DEFAULT_LOAD_MEMORY_MB) -> None:
         self.path = path
         self.lock_timeout_seconds = lock_timeout_seconds
+        self.load_memory_mb = load_memory_mb  # DuckDB's memory limit while a load runs
         self.published_path = published_path or path.with_name(f"{path.stem}.published.duckdb")
         self._lock = FileLock(f"{path}.lock")
 

@@ -20,6 +20,10 @@ class SandboxSettings:
     token_ttl_seconds: float = 3600.0
     # Billing's per-key limit: a fixed one-second window of this many requests.
     billing_requests_per_second: int = 50
+    # Billing keeps rendered list pages up to this many MB (0: render every request). Pages
+    # are pure functions of the seed and the query, so a benchmark can warm the cache once
+    # and then measure its clients rather than the sandbox's Python rendering.
+    billing_page_cache_mb: int = 0
     webhook_url: str | None = None
     webhook_events_per_second: float = 5.0
     stream_events_per_second: float = 50.0

@@ -122,7 +122,8 @@ class RawStreamSink:
                 result = load_attempt(
                     connection, spec=self.spec, endpoint=self.endpoint, attempt=attempt,
                     partition=partition, run_id=self.run_id, mode="merge",
-                    extra_statements=self._advance(plan[step]) + (dead if last else []))
+                    extra_statements=self._advance(plan[step]) + (dead if last else []),
+                    memory_limit_mb=self.warehouse.load_memory_mb)
                 rows += result.rows
         for partition in groups:
             self.zone.prune(self.spec.source, self.stream, partition, keep=self.keep_attempts)
@@ -162,7 +163,10 @@ class RawStreamSink:
         """
         with self.warehouse.locked():
             if self._instance is None:
-                self._instance = duckdb.connect(":memory:")
+                # A load may spill (its memory is bounded): next to the warehouse, as a
+                # file database would, not in whatever folder the consumer started in.
+                self._instance = duckdb.connect(
+                    ":memory:", config={"temp_directory": f"{self.warehouse.path}.tmp"})
             instance = self._instance
             path = str(self.warehouse.path).replace("'", "''")
             try:

@@ -352,6 +352,27 @@ def test_invoices_change_schema_only_from_the_drift_date_when_drift_is_on(
     assert all("status" in p for p in payments)
 
 
+def test_cached_pages_are_the_rendered_ones_and_follow_the_drift_switch_when_caching_is_on(
+    make_sandbox: MakeSandbox, sandbox_credentials: SandboxCredentials
+) -> None:
+    plain_server = make_sandbox(customers=60, billing_requests_per_second=1000)
+    cached_server = make_sandbox(customers=60, billing_requests_per_second=1000,
+                                 billing_page_cache_mb=4)
+    with billing_client(plain_server, sandbox_credentials) as plain, \
+            billing_client(cached_server, sandbox_credentials) as cached:
+        expected = all_pages(plain, "invoices", limit=50)
+        first, second = (all_pages(cached, "invoices", limit=50) for _ in range(2))
+        stats = cached.get("/_sandbox/stats").json()["page_cache"]
+        uncached = plain.get("/_sandbox/stats").json()["page_cache"]
+        cached_server.engines["billing"].configure(
+            ChaosSettings(schema_drift_from=date(2025, 1, 1)))
+        drifted = all_pages(cached, "invoices", limit=50)
+    assert first == second == expected
+    assert stats["pages"] == len(expected) and stats["hits"] == len(expected)
+    assert all("state" in r and "status" not in r for page in drifted for r in page["data"])
+    assert uncached == {"pages": 0, "bytes": 0, "hits": 0}  # off unless asked for
+
+
 def test_statuses_and_money_are_messy_when_reading_raw_records(
     sandbox: Sandbox, sandbox_credentials: SandboxCredentials
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import json
@@ -16,7 +17,7 @@ import pytest
 from integration_platform.http.pagination import PageRequest
 from integration_platform.landing import contracts
 from integration_platform.landing.contracts import FieldRule, Observed, ObservedField
-from integration_platform.landing.loader import load_attempt, records_json_path
+from integration_platform.landing.loader import LoadMemoryError, load_attempt, records_json_path
 from integration_platform.landing.zone import MANIFEST, UNPARTITIONED, Attempt, LandingZone
 from integration_platform.specs.loader import load_spec
 from integration_platform.specs.models import SchemaContract, SourceSpec
@@ -306,6 +307,37 @@ def test_reloading_a_partition_replaces_only_that_partition_when_run_again(
     ).fetchall() == before
 
 
+def test_a_partition_larger_than_the_load_memory_loads_whole_and_settings_come_back(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    # ~135 MB of records against a 128 MB load: DuckDB must spill, not fail or drop rows.
+    pad = "x" * 400
+    pages = [{"data": [{"id": page * 1000 + i, "amount": i, "pad": pad} for i in range(1000)]}
+             for page in range(300)]
+    warehouse.execute("SET memory_limit = '2GiB'")
+    warehouse.execute("SET threads = 2")
+    settings = "SELECT current_setting('memory_limit'), current_setting('threads')"
+    result = load_attempt(warehouse, spec=shop, endpoint="orders", attempt=land(zone, pages),
+                          partition="2025-03-01", run_id=RUN, memory_limit_mb=128)
+    assert (result.rows, result.dead_letters) == (300_000, 0)
+    assert warehouse.execute(
+        'SELECT count(DISTINCT _primary_key), sum((record ->> \'amount\')::INT) '
+        'FROM raw."shop__orders"').fetchall() == [(300_000, 300 * sum(range(1000)))]
+    assert warehouse.execute(settings).fetchall() == [("2.0 GiB", 2)]  # the caller's, again
+
+
+def test_a_load_starved_of_memory_says_which_setting_to_raise_and_writes_nothing(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    pages = [{"data": [{"id": page * 100 + i, "amount": i} for i in range(100)]}
+             for page in range(20)]
+    with pytest.raises(LoadMemoryError, match=r"shop/orders partition 2025-03-01 ran out of "
+                                              r"its 8 MB memory limit.*load_memory_mb"):
+        load_attempt(warehouse, spec=shop, endpoint="orders", attempt=land(zone, pages),
+                     partition="2025-03-01", run_id=RUN, memory_limit_mb=8)
+    assert rows(warehouse) == {}
+
+
 def test_merge_replaces_only_the_keys_that_arrived_when_loading_incrementally(
     shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -436,3 +468,34 @@ def test_manifest_is_the_only_checkpoint_when_a_page_file_exists_without_its_lin
                           partition="2025-03-01", run_id=RUN)
     assert result.rows == 1
     assert set(rows(warehouse)) == {"1"}
+
+
+def test_pages_land_in_order_and_a_failed_write_stops_the_extraction_when_written_in_a_thread(
+    zone: LandingZone,
+) -> None:
+    from integration_platform.landing.ingest import _PageWriter
+
+    attempt = zone.open_attempt("shop", "orders", "2025-03-01", RUN, resume=False)
+
+    def write(number: int) -> None:
+        if number == 5:
+            raise OSError("disk full")
+        attempt.write_page(number, json.dumps({"data": [{"id": number}]}).encode(), records=1,
+                           url=f"http://127.0.0.1:9/orders?offset={number}",
+                           fetched_at=FETCHED_AT, run_id=RUN,
+                           request=PageRequest("/orders", {"offset": number}),
+                           next_request=PageRequest("/orders", {"offset": number + 1}))
+
+    async def extract() -> int:
+        submitted = 0
+        with _PageWriter(backlog=2) as writer:
+            for number in range(1, 40):
+                await writer.submit(write, number)
+                submitted = number
+            await writer.drain()
+        return submitted
+
+    with pytest.raises(OSError, match="disk full"):
+        asyncio.run(extract())
+    assert [entry.page for entry in attempt.entries()] == [1, 2, 3, 4]
+    assert attempt.resume_point()[1] == PageRequest("/orders", {"offset": 5})

@@ -16,8 +16,8 @@ import random
 import secrets
 import time
 from array import array
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -128,6 +128,34 @@ class WebhookCounts:
     duplicated: int = 0
 
 
+class PageCache:
+    """Rendered list pages, least recently used first out, bounded in bytes (0: off)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self._pages: OrderedDict[Hashable, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def get(self, key: Hashable) -> bytes | None:
+        body = self._pages.get(key)
+        if body is not None:
+            self._pages.move_to_end(key)
+            self.hits += 1
+        return body
+
+    def put(self, key: Hashable, body: bytes) -> None:
+        if len(body) > self.max_bytes:
+            return
+        self._pages[key] = body
+        self.bytes += len(body)
+        while self.bytes > self.max_bytes:
+            self.bytes -= len(self._pages.popitem(last=False)[1])
+
+
 class Billing:
     """The vendor's state: rosters and timelines (indexes, not data), quota, counters, webhooks."""
 
@@ -148,6 +176,7 @@ class Billing:
                                                 lead_seconds=PAYMENT_DELAY_SECONDS)
         self.quota = WindowQuota(world.settings.billing_requests_per_second, 1.0)
         self.requests: Counter[str] = Counter()
+        self.pages = PageCache(world.settings.billing_page_cache_mb * 1024 * 1024)
         self.webhook_counts = WebhookCounts()
         self.sender = None if world.settings.webhook_url is None else WebhookSender(
             world.settings.webhook_url, world.credentials.billing_webhook_secret,
@@ -297,9 +326,14 @@ class Billing:
             start -= limit  # a buggy API serving the previous page again
         end = min(window.stop, start + limit)
         self.requests[endpoint] += 1
-        return JSONResponse({"data": [make(p) for p in range(start, end)],
-                             "total": len(window), "offset": offset, "limit": limit},
-                            headers=headers)
+        key = (endpoint, start, end, len(window), offset, limit,
+               self.engine.settings.schema_drift_from)
+        body = self.pages.get(key)
+        if body is None:
+            body = orjson.dumps({"data": [make(p) for p in range(start, end)],
+                                 "total": len(window), "offset": offset, "limit": limit})
+            self.pages.put(key, body)
+        return Response(body, media_type="application/json", headers=headers)
 
     async def customers(self, request: Request) -> Response:
         return self._page(request, "customers", self.roster.timeline, self.customer)
@@ -431,6 +465,8 @@ class Billing:
                        "invoices": self.invoice_count, "payments": self.invoice_count},
             "requests": {endpoint: self.requests[endpoint] for endpoint in ENDPOINTS},
             "rate_limited": self.quota.rejected,
+            "page_cache": {"pages": len(self.pages), "bytes": self.pages.bytes,
+                           "hits": self.pages.hits},
             "webhooks": {**vars(self.webhook_counts),
                          "attempts": sender.attempts if sender else 0,
                          "retries": sender.retries if sender else 0},
