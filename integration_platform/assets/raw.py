@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import duckdb
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -37,7 +36,7 @@ from dagster import (
 from integration_platform.assets.resources import LandingZoneResource, WarehouseResource
 from integration_platform.http.errors import CircuitOpenError, ExtractionError, RetriesExhausted
 from integration_platform.landing.ingest import Landed, extract_to_landing
-from integration_platform.landing.loader import LoadResult, ensure_schema, load_attempt
+from integration_platform.landing.loader import LoadResult, Stager, ensure_schema
 from integration_platform.landing.zone import UNPARTITIONED, Attempt
 from integration_platform.specs.models import EndpointSpec, SourceSpec
 
@@ -147,13 +146,15 @@ class _RawRun:
 
         async def one(partition: str | None) -> PartitionOutcome:
             async with slots:
-                attempt, landed, mode = await self.extract(partition)
+                attempt, landed, mode, stager = await self.extract(partition)
             # DuckDB work is blocking: keep it off the event loop so extractions go on.
-            return await asyncio.to_thread(self.load, partition, attempt, landed, mode)
+            with stager:
+                return await asyncio.to_thread(self.load, partition, attempt, landed, mode,
+                                               stager)
 
         return list(await asyncio.gather(*(one(p) for p in self.partitions())))
 
-    async def extract(self, partition: str | None) -> tuple[Attempt, Landed, str]:
+    async def extract(self, partition: str | None) -> tuple[Attempt, Landed, str, Stager]:
         endpoint_spec = self.spec.endpoints[self.endpoint]
         # A full refresh must not continue an unfinished incremental attempt: those pages
         # hold only the changes since the mark, and a full refresh replaces the partition.
@@ -163,12 +164,19 @@ class _RawRun:
                                          resume=resume)
         incremental = (endpoint_spec.incremental is not None and not self.config.full_refresh
                        and self.state.get(self.source, self.endpoint, partition) is not None)
+        # DuckDB stages the pages on another core while they land (its temp files, if it
+        # spills, go with the attempt).
+        stager = Stager(self.spec, self.endpoint, attempt, temp_directory=attempt.folder / ".tmp",
+                        memory_limit_mb=self.warehouse.load_memory_mb)
         try:
             landed = await extract_to_landing(
                 self.spec, self.endpoint, attempt, partition=partition, run_id=self.run_id,
                 state=self.state, full_refresh=self.config.full_refresh,
                 rate_limit_dir=self.landing.rate_limit_dir())
-        except ExtractionError as exc:
+        except BaseException as exc:
+            stager.close()
+            if not isinstance(exc, ExtractionError):
+                raise
             await asyncio.to_thread(_record_failed_request, self.warehouse, self.source,
                                     self.endpoint, partition, self.run_id, exc)
             raise Failure(
@@ -182,19 +190,14 @@ class _RawRun:
         if landed.resumed_after_pages:
             self.context.log.info(f"resumed {attempt.folder.name} after "
                                   f"{landed.resumed_after_pages} landed page(s)")
-        return attempt, landed, "merge" if incremental else "replace"
+        return attempt, landed, "merge" if incremental else "replace", stager
 
     def load(self, partition: str | None, attempt: Attempt, landed: Landed,
-             mode: str) -> PartitionOutcome:
+             mode: str, stager: Stager) -> PartitionOutcome:
+        stager.finish()  # the last pages, before taking the lock
         with self.warehouse.locked() as lock_wait:
-            connection = duckdb.connect(str(self.warehouse.path))
-            try:
-                result = load_attempt(connection, spec=self.spec, endpoint=self.endpoint,
-                                      attempt=attempt, partition=partition, run_id=self.run_id,
-                                      mode="merge" if mode == "merge" else "replace",
-                                      memory_limit_mb=self.warehouse.load_memory_mb)
-            finally:
-                connection.close()
+            result = stager.load(self.warehouse.path, partition=partition, run_id=self.run_id,
+                                 mode="merge" if mode == "merge" else "replace")
         if landed.extractor is not None:
             landed.extractor.commit_state()
         self.zone.prune(self.source, self.endpoint, partition, keep=self.landing.keep_attempts)

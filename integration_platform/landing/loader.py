@@ -11,11 +11,13 @@ contract go to `raw._dead_letters` with the reason, the page and the run.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
@@ -24,7 +26,7 @@ import pyarrow as pa
 
 from integration_platform.landing import contracts
 from integration_platform.landing.contracts import Contract, DriftReport, Observed, ObservedField
-from integration_platform.landing.zone import UNPARTITIONED, Attempt
+from integration_platform.landing.zone import UNPARTITIONED, Attempt, PageEntry
 from integration_platform.logs import get_logger
 from integration_platform.specs.models import RelayPagination, SourceSpec
 
@@ -124,8 +126,12 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
                  attempt: Attempt, partition: str | None, run_id: str,
                  mode: LoadMode = "replace",
                  extra_statements: Sequence[tuple[str, Sequence[object]]] = (),
-                 memory_limit_mb: int = DEFAULT_LOAD_MEMORY_MB) -> LoadResult:
+                 memory_limit_mb: int = DEFAULT_LOAD_MEMORY_MB,
+                 staged: Observed | None = None) -> LoadResult:
     """Load one attempt's pages into the partition, in one transaction.
+
+    `staged`: the connection already holds the attempt's `_manifest` and `_staged` tables and
+    this is what they hold (a `Stager` staged them while the pages landed).
 
     `extra_statements` (SQL, parameters) run inside that transaction, just before COMMIT: a push
     source records its checkpoint there, so the rows and the checkpoint commit together or not
@@ -137,7 +143,8 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
             return _load(connection, spec=spec, endpoint=endpoint, attempt=attempt,
                          partition=partition, run_id=run_id, mode=mode,
                          extra_statements=extra_statements,
-                         reading_threads=max(1, memory_limit_mb // _READER_MB_PER_THREAD))
+                         reading_threads=max(1, memory_limit_mb // _READER_MB_PER_THREAD),
+                         observed=staged)
         except duckdb.OutOfMemoryException as exc:
             raise LoadMemoryError(
                 f"loading {spec.source}/{endpoint} partition {partition or UNPARTITIONED} ran "
@@ -163,7 +170,7 @@ def _settings(connection: duckdb.DuckDBPyConnection, **values: object) -> Iterat
 def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: str,
           attempt: Attempt, partition: str | None, run_id: str, mode: LoadMode,
           extra_statements: Sequence[tuple[str, Sequence[object]]],
-          reading_threads: int) -> LoadResult:
+          reading_threads: int, observed: Observed | None) -> LoadResult:
     started = time.monotonic()
     config = spec.endpoints[endpoint]
     table = table_name(spec.source, endpoint)
@@ -171,12 +178,11 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
     ensure_schema(connection)
     connection.execute(_table_sql(table))
 
-    pk = " || '|' || ".join(f"coalesce(record ->> {_sql_string(k)}, '')"
-                             for k in config.primary_keys)
-    threads = int(connection.execute("SELECT current_setting('threads')").fetchall()[0][0])
-    with _settings(connection, threads=min(threads, reading_threads)):
-        _stage(connection, spec, endpoint, attempt, pk)
-    observed = _observe(connection)
+    if observed is None:
+        threads = int(connection.execute("SELECT current_setting('threads')").fetchall()[0][0])
+        with _settings(connection, threads=min(threads, reading_threads)):
+            _stage(connection, spec, endpoint, attempt)
+        observed = _observe(connection)
     stored = connection.execute(
         "SELECT contract FROM raw._contracts WHERE source = ? AND endpoint = ?",
         [spec.source, endpoint]).fetchall()
@@ -249,19 +255,18 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
 
 
 def _stage(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: str,
-           attempt: Attempt, pk: str) -> None:
-    """`_manifest` (one row per page) and `_staged` (one row per record, with its key)."""
-    entries = attempt.entries()
-    manifest = pa.table({
-        "_file": [e.file for e in entries],
+           attempt: Attempt, entries: Sequence[PageEntry] | None = None, *,
+           append: bool = False) -> None:
+    """`_manifest` (one row per page) and `_staged` (one row per record, with its key), made
+    from `entries` (all the attempt's pages by default), or added to with `append`."""
+    entries = attempt.entries() if entries is None else entries
+    chunk = pa.table({
+        "_file": pa.array([e.file for e in entries], pa.string()),
         "_page": pa.array([e.page for e in entries], pa.int32()),
-        "_request_url": [e.url for e in entries],
+        "_request_url": pa.array([e.url for e in entries], pa.string()),
         "_fetched_at": pa.array([datetime.fromisoformat(e.fetched_at) for e in entries],
                                 pa.timestamp("us", tz="UTC")),
     })
-    connection.register("_manifest_arrow", manifest)
-    connection.execute("CREATE OR REPLACE TEMP TABLE _manifest AS SELECT * FROM _manifest_arrow")
-    connection.unregister("_manifest_arrow")
     path = _sql_string(records_json_path(spec, endpoint))
     if entries:
         files = ", ".join(_sql_string(str(attempt.folder / e.file)) for e in entries)
@@ -272,14 +277,29 @@ def _stage(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: st
     else:
         pages = "SELECT NULL::VARCHAR AS _file, NULL::JSON[] AS records WHERE false"
     # One pass over the files, each page parsed once; no table of whole pages is kept.
-    connection.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _staged AS
-        SELECT m._page, r._page_index, r.record, {pk} AS _pk
+    staged = f"""
+        SELECT m._page, r._page_index, r.record, {_pk_sql(spec, endpoint)} AS _pk
         FROM (SELECT _file, unnest(records) AS record,
                      generate_subscripts(records, 1) AS _page_index
               FROM ({pages})) AS r
-        JOIN _manifest AS m USING (_file)
-    """)
+        JOIN _manifest_chunk AS m USING (_file)
+    """
+    connection.register("_manifest_chunk", chunk)
+    try:
+        if append:
+            connection.execute("INSERT INTO _manifest SELECT * FROM _manifest_chunk")
+            connection.execute(f"INSERT INTO _staged {staged}")
+        else:
+            connection.execute(
+                "CREATE OR REPLACE TEMP TABLE _manifest AS SELECT * FROM _manifest_chunk")
+            connection.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {staged}")
+    finally:
+        connection.unregister("_manifest_chunk")
+
+
+def _pk_sql(spec: SourceSpec, endpoint: str) -> str:
+    return " || '|' || ".join(f"coalesce(record ->> {_sql_string(k)}, '')"
+                              for k in spec.endpoints[endpoint].primary_keys)
 
 
 # Above this many distinct keys, one call per record for all their types costs more than
@@ -287,26 +307,29 @@ def _stage(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: st
 _MAX_KEYS_AT_ONCE = 256
 
 
-def _observe(connection: duckdb.DuckDBPyConnection) -> Observed:
-    """Which keys the object records carry, how often, and their non-null JSON types.
+def _observe(connection: duckdb.DuckDBPyConnection, pages: tuple[int, int] | None = None,
+             ) -> Observed:
+    """Which keys the object records carry, how often, and their non-null JSON types (of the
+    pages numbered first..last when given, else of everything staged).
 
     Records are grouped by shape (their keys, then the type of each key) so that Python only
     sees one row per distinct shape, whatever the number of records.
     """
-    key_sets = connection.execute("""
+    where = "true" if pages is None else f"_page BETWEEN {int(pages[0])} AND {int(pages[1])}"
+    key_sets = connection.execute(f"""
         SELECT json_keys(record) AS keys, count(*) FROM _staged
-        WHERE json_type(record) = 'OBJECT' GROUP BY ALL
+        WHERE {where} AND json_type(record) = 'OBJECT' GROUP BY ALL
     """).fetchall()
     names = sorted({key for keys, _ in key_sets for key in keys})
     if not names or len(names) > _MAX_KEYS_AT_ONCE:
-        return _observe_key_by_key(connection, int(sum(n for _, n in key_sets)))
+        return _observe_key_by_key(connection, int(sum(n for _, n in key_sets)), where)
     index = {name: position for position, name in enumerate(names)}
     # JSON pointers (RFC 6901) address any key exactly, dots and quotes included.
     pointers = ", ".join(_sql_string("/" + n.replace("~", "~0").replace("/", "~1"))
                          for n in names)
     shapes = connection.execute(f"""
         SELECT json_keys(record) AS keys, json_type(record, [{pointers}]) AS kinds, count(*)
-        FROM _staged WHERE json_type(record) = 'OBJECT' GROUP BY ALL
+        FROM _staged WHERE {where} AND json_type(record) = 'OBJECT' GROUP BY ALL
     """).fetchall()
     total = 0
     present: dict[str, int] = dict.fromkeys(names, 0)
@@ -323,19 +346,30 @@ def _observe(connection: duckdb.DuckDBPyConnection) -> Observed:
     return Observed(total, fields)
 
 
-def _observe_key_by_key(connection: duckdb.DuckDBPyConnection, total: int) -> Observed:
-    rows = connection.execute("""
+def _observe_key_by_key(connection: duckdb.DuckDBPyConnection, total: int,
+                        where: str) -> Observed:
+    rows = connection.execute(f"""
         SELECT key, count(*) AS present,
                list(DISTINCT json_type(record -> key))
                    FILTER (WHERE json_type(record -> key) <> 'NULL') AS types
         FROM (SELECT record, unnest(json_keys(record)) AS key FROM _staged
-              WHERE json_type(record) = 'OBJECT')
+              WHERE {where} AND json_type(record) = 'OBJECT')
         GROUP BY key
     """).fetchall()
     fields = {key: ObservedField(int(present), frozenset(
         contracts.JSON_TYPES.get(t, t.lower()) for t in (types or [])))
         for key, present, types in rows}
     return Observed(total, fields)
+
+
+def merge_observed(first: Observed, second: Observed) -> Observed:
+    """What two batches of records carry together."""
+    fields = dict(first.fields)
+    for name, seen in second.fields.items():
+        earlier = fields.get(name)
+        fields[name] = seen if earlier is None else ObservedField(
+            earlier.present + seen.present, earlier.types | seen.types)
+    return Observed(first.records + second.records, fields)
 
 
 def _mark_violations(connection: duckdb.DuckDBPyConnection, contract: Contract,
@@ -372,3 +406,97 @@ def _mark_violations(connection: duckdb.DuckDBPyConnection, contract: Contract,
         CREATE OR REPLACE TEMP VIEW _accepted AS
         SELECT * FROM _staged ANTI JOIN _violations USING (_page, _page_index)
     """)
+
+
+class Stager:
+    """Stages an attempt's pages in a DuckDB instance of its own while they are still landing.
+
+    Extraction keeps one core busy in Python; DuckDB reads the landed pages on another (it
+    releases the GIL), so when the last page lands most of the partition is already staged
+    and its schema observed, and `load()` has only the contract check and the transaction
+    left. `load()` attaches the warehouse to this instance for that and detaches it after; a
+    staging failure is not an error, the load then stages everything itself. Staging holds
+    the same `memory_limit_mb` as a load and spills beyond it. Close it when done.
+    """
+
+    def __init__(self, spec: SourceSpec, endpoint: str, attempt: Attempt, *, temp_directory: Path,
+                 memory_limit_mb: int = DEFAULT_LOAD_MEMORY_MB, chunk_pages: int = 100,
+                 poll_seconds: float = 0.05) -> None:
+        self.spec, self.endpoint, self.attempt = spec, endpoint, attempt
+        self.memory_limit_mb = memory_limit_mb
+        self._chunk_pages, self._poll_seconds = chunk_pages, poll_seconds
+        self._threads = max(1, memory_limit_mb // _READER_MB_PER_THREAD)
+        self.connection = duckdb.connect(":memory:", config={
+            "memory_limit": f"{memory_limit_mb}MB", "threads": self._threads,
+            "temp_directory": str(temp_directory)})
+        self._staged_entries = 0
+        self._observed = Observed(0, {})
+        self._error: BaseException | None = None
+        self._landing = threading.Event()  # set: the extraction has finished landing
+        self._thread = threading.Thread(target=self._follow, name="stager", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        try:
+            while not self._landing.wait(self._poll_seconds):
+                self._stage_new(minimum=self._chunk_pages)
+        except BaseException as exc:  # handed to load(), which stages from scratch instead
+            self._error = exc
+
+    def _stage_new(self, minimum: int) -> None:
+        entries = self.attempt.entries()[self._staged_entries:]
+        if len(entries) < max(1, minimum) and not (minimum == 0 and self._staged_entries == 0):
+            return
+        _stage(self.connection, self.spec, self.endpoint, self.attempt, entries,
+               append=self._staged_entries > 0)
+        if entries:
+            self._observed = merge_observed(
+                self._observed, _observe(self.connection, (entries[0].page, entries[-1].page)))
+        self._staged_entries += len(entries)
+
+    @property
+    def staged_pages(self) -> int:
+        return self._staged_entries
+
+    def finish(self) -> Observed | None:
+        """Stage what is left once landing has finished; None when staging failed."""
+        self._landing.set()
+        self._thread.join()
+        if self._error is None:
+            try:
+                self._stage_new(minimum=0)
+            except duckdb.Error as exc:
+                self._error = exc
+        if self._error is not None:
+            _log.warning("staging_failed", source=self.spec.source, endpoint=self.endpoint,
+                         error=str(self._error)[:500])
+            return None
+        return self._observed
+
+    def load(self, warehouse: Path, *, partition: str | None, run_id: str,
+             mode: LoadMode = "replace") -> LoadResult:
+        """`load_attempt` into the warehouse file from what was staged; call under its lock."""
+        observed = self.finish()
+        connection = self.connection
+        connection.execute(f"ATTACH {_sql_string(str(warehouse))} AS warehouse")
+        try:
+            connection.execute("USE warehouse")
+            connection.execute("RESET threads")  # staging is done: every core again
+            return load_attempt(connection, spec=self.spec, endpoint=self.endpoint,
+                                attempt=self.attempt, partition=partition, run_id=run_id,
+                                mode=mode, memory_limit_mb=self.memory_limit_mb,
+                                staged=observed)
+        finally:
+            connection.execute("USE memory")
+            connection.execute("DETACH warehouse")
+
+    def close(self) -> None:
+        self._landing.set()
+        self._thread.join()
+        self.connection.close()
+
+    def __enter__(self) -> Stager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

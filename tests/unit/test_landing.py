@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,12 @@ import pytest
 from integration_platform.http.pagination import PageRequest
 from integration_platform.landing import contracts
 from integration_platform.landing.contracts import FieldRule, Observed, ObservedField
-from integration_platform.landing.loader import LoadMemoryError, load_attempt, records_json_path
+from integration_platform.landing.loader import (
+    LoadMemoryError,
+    Stager,
+    load_attempt,
+    records_json_path,
+)
 from integration_platform.landing.zone import MANIFEST, UNPARTITIONED, Attempt, LandingZone
 from integration_platform.specs.loader import load_spec
 from integration_platform.specs.models import SchemaContract, SourceSpec
@@ -499,3 +505,72 @@ def test_pages_land_in_order_and_a_failed_write_stops_the_extraction_when_writte
         asyncio.run(extract())
     assert [entry.page for entry in attempt.entries()] == [1, 2, 3, 4]
     assert attempt.resume_point()[1] == PageRequest("/orders", {"offset": 5})
+
+
+def _shop_table(path: Path) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return connection.execute(
+            'SELECT _primary_key, record::VARCHAR, _page, _page_index, _partition_key, '
+            '_request_url, _record_hash FROM raw."shop__orders" ORDER BY ALL').fetchall()
+
+
+def _dead_letters(path: Path) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return connection.execute(
+            "SELECT page, page_index, reason FROM raw._dead_letters ORDER BY ALL").fetchall()
+
+
+def test_a_partition_staged_while_its_pages_land_loads_exactly_like_a_plain_load(
+    shop: SourceSpec, zone: LandingZone, tmp_path: Path,
+) -> None:
+    pages: list[Any] = [{"data": [{"id": page * 10 + i, "amount": i} for i in range(10)]}
+                        for page in range(7)]
+    pages[3]["data"][4] = {"id": 34, "amount": "lots"}  # breaks the contract: a dead letter
+    pages[5]["data"][0] = {"id": 2, "amount": 99}  # a key seen on page 1: the later one wins
+    plain = land(zone, pages)
+    with duckdb.connect(str(tmp_path / "plain.duckdb")) as connection:
+        expected = load_attempt(connection, spec=shop, endpoint="orders", attempt=plain,
+                                partition="2025-03-01", run_id=RUN)
+
+    attempt = zone.open_attempt("shop", "orders", "2025-03-01", RUN, resume=False)
+    with Stager(shop, "orders", attempt, temp_directory=tmp_path / "spill", chunk_pages=2,
+                poll_seconds=0.01) as stager:
+        for number, body in enumerate(pages, start=1):  # pages land while the stager follows
+            attempt.write_page(
+                number, json.dumps(body).encode(), records=len(body["data"]), run_id=RUN,
+                url=f"http://127.0.0.1:9/orders?offset={number - 1}", fetched_at=FETCHED_AT,
+                request=PageRequest("/orders", {"offset": number - 1}), next_request=None)
+            time.sleep(0.03)
+        staged_while_landing = stager.staged_pages
+        attempt.mark_complete()
+        result = stager.load(tmp_path / "staged.duckdb", partition="2025-03-01", run_id=RUN)
+
+    assert staged_while_landing >= 2  # in chunks, before the last page landed
+    assert (result.rows, result.dead_letters) == (expected.rows, expected.dead_letters) == (68, 1)
+    assert result.schema_hash == expected.schema_hash and result.preview == expected.preview
+    assert result.drift.as_dict() == expected.drift.as_dict()
+    assert _shop_table(tmp_path / "staged.duckdb") == _shop_table(tmp_path / "plain.duckdb")
+    assert _dead_letters(tmp_path / "staged.duckdb") == [(4, 5, "field 'amount' is varchar, "
+                                                          "contract says integer/number")]
+
+
+def test_the_load_stages_everything_itself_when_staging_alongside_failed(
+    shop: SourceSpec, zone: LandingZone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from integration_platform.landing import loader
+
+    pages = [{"data": [{"id": page * 10 + i, "amount": i} for i in range(10)]}
+             for page in range(4)]
+    attempt = land(zone, pages)
+    real_observe = loader._observe
+
+    def observe_fails_on_chunks(connection: Any, pages: Any = None) -> Any:
+        if pages is not None:
+            raise duckdb.IOException("temp directory is full")
+        return real_observe(connection)
+
+    monkeypatch.setattr(loader, "_observe", observe_fails_on_chunks)
+    with Stager(shop, "orders", attempt, temp_directory=tmp_path / "spill") as stager:
+        result = stager.load(tmp_path / "w.duckdb", partition="2025-03-01", run_id=RUN)
+    assert (result.rows, result.dead_letters) == (40, 0)
+    assert len(_shop_table(tmp_path / "w.duckdb")) == 40
