@@ -145,12 +145,14 @@ class _RawRun:
         slots = asyncio.Semaphore(PARTITIONS_IN_FLIGHT)
 
         async def one(partition: str | None) -> PartitionOutcome:
+            # A slot lasts until the load: each partition in flight holds a Stager (up to
+            # load_memory_mb), so a long backfill cannot pile up staged partitions.
             async with slots:
                 attempt, landed, mode, stager = await self.extract(partition)
-            # DuckDB work is blocking: keep it off the event loop so extractions go on.
-            with stager:
-                return await asyncio.to_thread(self.load, partition, attempt, landed, mode,
-                                               stager)
+                # DuckDB work is blocking: keep it off the event loop so extractions go on.
+                with stager:
+                    return await asyncio.to_thread(self.load, partition, attempt, landed, mode,
+                                                   stager)
 
         return list(await asyncio.gather(*(one(p) for p in self.partitions())))
 
@@ -209,7 +211,8 @@ class _RawRun:
                 self.warehouse.publish()
 
 
-# Partitions of one run extracting at once; the source's shared rate limit still applies.
+# Partitions of one run in flight at once (extracting, or loading what they extracted); the
+# source's shared rate limit still applies.
 PARTITIONS_IN_FLIGHT = 3
 
 
