@@ -687,6 +687,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(arguments)
 
     if args.mode == "ours":
+        from integration_platform.logs import configure_logging
+
+        configure_logging()  # as in production: JSON lines (one per request) on stderr
         print(json.dumps(ours_run(args.url, args.workdir, args.max_pages)))
         return 0
     if args.mode == "dlt":

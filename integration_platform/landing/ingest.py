@@ -107,6 +107,7 @@ async def _extract(spec: SourceSpec, endpoint: str, attempt: Attempt, *,
                         graphql_errors=page.fetched.graphql_errors)
                 await writer.drain()
         finally:
+            attempt.close()  # after the writer's last page
             if graphql is not None:
                 await graphql.__aexit__(None, None, None)
     attempt.mark_complete()

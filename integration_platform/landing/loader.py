@@ -430,6 +430,8 @@ class Stager:
             "memory_limit": f"{memory_limit_mb}MB", "threads": self._threads,
             "temp_directory": str(temp_directory)})
         self._staged_entries = 0
+        self._manifest_offset = 0  # bytes of the manifest already staged
+        self._waiting: list[PageEntry] = []  # landed, not staged yet
         self._observed = Observed(0, {})
         self._error: BaseException | None = None
         self._landing = threading.Event()  # set: the extraction has finished landing
@@ -444,9 +446,13 @@ class Stager:
             self._error = exc
 
     def _stage_new(self, minimum: int) -> None:
-        entries = self.attempt.entries()[self._staged_entries:]
+        # Only the manifest's new lines are read: this runs every poll, beside the extraction.
+        new, self._manifest_offset = self.attempt.entries_after(self._manifest_offset)
+        self._waiting += new
+        entries = self._waiting
         if len(entries) < max(1, minimum) and not (minimum == 0 and self._staged_entries == 0):
             return
+        self._waiting = []
         _stage(self.connection, self.spec, self.endpoint, self.attempt, entries,
                append=self._staged_entries > 0)
         if entries:

@@ -3,7 +3,13 @@
 Layout: `<root>/<source>/<endpoint>/<partition>/<attempt>/page-000001.json.gz` plus
 `manifest.jsonl` (one line per page, appended only after the page file is in place) and
 `COMPLETE` once the extraction finished. A run that dies mid-extraction leaves an attempt
-without `COMPLETE`; the next run of that partition continues it after its last manifest line.
+without `COMPLETE`; the next run of that partition continues it after its last manifest line
+whose page is intact.
+
+Nothing is fsynced page by page (it cost a third of a million-record extraction's wall time):
+a killed process loses nothing the kernel already has, and after a machine crash the resume
+checks every landed page against the sha256 its manifest line recorded and continues from
+the first one that did not survive.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -54,6 +60,7 @@ class Attempt:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._manifest: BinaryIO | None = None  # kept open while pages land
 
     @property
     def manifest_path(self) -> Path:
@@ -65,28 +72,43 @@ class Attempt:
 
     def entries(self) -> list[PageEntry]:
         """Every page whose manifest line was written whole (a torn last line is ignored)."""
-        return self._whole_lines()[0]
+        return [entry for entry, _ in self._lines(0)]
 
-    def _whole_lines(self) -> tuple[list[PageEntry], int]:
-        """The entries of the manifest's whole lines, and how many bytes those lines take."""
+    def entries_after(self, offset: int) -> tuple[list[PageEntry], int]:
+        """The pages whose whole manifest lines start at byte `offset` or later, and the offset
+        after them (to follow a manifest while it grows without reading it all again)."""
+        lines = self._lines(offset)
+        return [entry for entry, _ in lines], offset + sum(size for _, size in lines)
+
+    def _lines(self, offset: int) -> list[tuple[PageEntry, int]]:
+        """(entry, bytes of its line) for each whole manifest line from byte `offset` on."""
         if not self.manifest_path.exists():
-            return [], 0
-        entries, size = [], 0
-        for line in self.manifest_path.read_bytes().split(b"\n")[:-1]:  # each ends in \n
+            return []
+        with self.manifest_path.open("rb") as manifest:
+            manifest.seek(offset)
+            tail = manifest.read()
+        lines = []
+        for line in tail.split(b"\n")[:-1]:  # each ends in \n
             try:
-                entries.append(PageEntry.from_line(line))
+                lines.append((PageEntry.from_line(line), len(line) + 1))
             except (orjson.JSONDecodeError, TypeError):
                 break  # the process died while appending this line: the page did not land
-            size += len(line) + 1
-        return entries, size
+        return lines
 
     def resume_point(self) -> tuple[int, PageRequest | None, bool]:
         """(pages already landed, request to continue with, whether nothing is left to fetch).
 
-        A torn last line (the process died appending it) is cut off first: the pages landed
-        next must follow the whole lines, or the tear would hide them from every reader.
+        The manifest is cut after its last line whose page is intact: a torn last line (the
+        process died appending it), or lines whose pages a machine crash lost or truncated.
+        The pages landed next must follow those lines, or they would be hidden from readers.
         """
-        entries, size = self._whole_lines()
+        entries: list[PageEntry] = []
+        size = 0
+        for entry, line_size in self._lines(0):
+            if not self._intact(entry):
+                break
+            entries.append(entry)
+            size += line_size
         if self.manifest_path.exists() and self.manifest_path.stat().st_size > size:
             with self.manifest_path.open("r+b") as manifest:
                 manifest.truncate(size)
@@ -97,17 +119,27 @@ class Attempt:
             return len(entries), None, True
         return len(entries), PageRequest.from_checkpoint(last.next_request), False
 
+    def _intact(self, entry: PageEntry) -> bool:
+        try:
+            content = gzip.decompress((self.folder / entry.file).read_bytes())
+        except (OSError, EOFError, gzip.BadGzipFile):
+            return False
+        return hashlib.sha256(content).hexdigest() == entry.sha256
+
     def write_page(self, number: int, content: bytes, *, records: int, url: str,
                    fetched_at: datetime, run_id: str, request: PageRequest,
                    next_request: PageRequest | None,
                    graphql_errors: list[Any] | None = None) -> PageEntry:
-        """Land one page: file first (atomically), then its manifest line."""
+        """Land one page: its file first, then its manifest line (the page's commit).
+
+        A file without its line (the process died in between) is overwritten when the page is
+        fetched again; the manifest stays open between pages, as opening files is what a page
+        costs most on some filesystems (0.45 ms each here, more than compressing it).
+        """
         name = f"page-{number:06d}.json.gz"
-        target = self.folder / name
-        tmp = self.folder / f".{name}.tmp"
         # Level 1: the landing zone is written once and read once; speed beats ratio here.
-        tmp.write_bytes(gzip.compress(content, compresslevel=1, mtime=0))
-        os.replace(tmp, target)
+        with open(os.path.join(self.folder, name), "wb") as page:
+            page.write(gzip.compress(content, compresslevel=1, mtime=0))
         entry = PageEntry(
             page=number, file=name, records=records, bytes=len(content),
             sha256=hashlib.sha256(content).hexdigest(), url=url,
@@ -115,13 +147,20 @@ class Attempt:
             request=request.to_checkpoint(),
             next_request=next_request.to_checkpoint() if next_request else None,
             graphql_errors=graphql_errors or [])
-        with self.manifest_path.open("ab") as manifest:
-            manifest.write(orjson.dumps(entry.__dict__) + b"\n")
-            manifest.flush()
-            os.fsync(manifest.fileno())
+        if self._manifest is None:
+            self._manifest = self.manifest_path.open("ab")
+        self._manifest.write(orjson.dumps(entry.__dict__) + b"\n")
+        self._manifest.flush()  # readers (a Stager) follow the manifest as it grows
         return entry
 
+    def close(self) -> None:
+        """Stop landing pages (the manifest is closed; writing a page reopens it)."""
+        if self._manifest is not None:
+            self._manifest.close()
+            self._manifest = None
+
     def mark_complete(self) -> None:
+        self.close()
         (self.folder / COMPLETE).write_text(datetime.now(UTC).isoformat())
 
     def page_files(self) -> list[Path]:

@@ -164,6 +164,19 @@ def test_pages_after_a_torn_manifest_line_are_kept_when_the_resumed_run_lands_th
     assert attempt.resume_point() == (2, None, True)
 
 
+def test_resume_continues_from_the_first_page_a_machine_crash_lost_when_lines_outlived_pages(
+    zone: LandingZone,
+) -> None:
+    attempt = land(zone, [{"data": [{"id": n}]} for n in range(1, 6)], complete=False)
+    page_3 = attempt.folder / attempt.entries()[2].file
+    page_3.write_bytes(page_3.read_bytes()[:10])  # the crash kept its name, not its data
+    (attempt.folder / attempt.entries()[4].file).unlink()
+
+    landed, request, finished = attempt.resume_point()
+    assert (landed, request, finished) == (2, PageRequest("/orders", {"offset": 2}), False)
+    assert [e.page for e in attempt.entries()] == [1, 2], "lines after the loss are cut off"
+
+
 def test_a_new_attempt_starts_when_the_last_one_completed(zone: LandingZone) -> None:
     first = land(zone, [{"data": [{"id": 1}]}])
     second = zone.open_attempt("shop", "orders", "2025-03-01", RUN)
