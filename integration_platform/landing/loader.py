@@ -215,7 +215,7 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
         """)
         inserted = connection.execute(f"""
             INSERT INTO {table}
-            SELECT s.record, ?, ?, ?, ?, m._fetched_at, m._request_url, md5(s.record::VARCHAR),
+            SELECT s.record, ?, ?, ?, ?, m._fetched_at, m._request_url, s._record_hash,
                    s._pk, s._page, s._page_index, ?
             FROM _accepted AS s JOIN _manifest AS m USING (_page)
             ANTI JOIN _superseded AS d USING (_page, _page_index)
@@ -276,9 +276,11 @@ def _stage(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: st
                  f"compression = 'gzip')")
     else:
         pages = "SELECT NULL::VARCHAR AS _file, NULL::JSON[] AS records WHERE false"
-    # One pass over the files, each page parsed once; no table of whole pages is kept.
+    # One pass over the files, each page parsed once; no table of whole pages is kept. The
+    # key and the record's hash are computed here, where a Stager works beside the extraction.
     staged = f"""
-        SELECT m._page, r._page_index, r.record, {_pk_sql(spec, endpoint)} AS _pk
+        SELECT m._page, r._page_index, r.record, {_pk_sql(spec, endpoint)} AS _pk,
+               md5(r.record::VARCHAR) AS _record_hash
         FROM (SELECT _file, unnest(records) AS record,
                      generate_subscripts(records, 1) AS _page_index
               FROM ({pages})) AS r
