@@ -674,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode")
     bench = sub.add_parser("bench", help="the whole benchmark (the default)")
-    bench.add_argument("--repeats", type=int, default=2)
+    bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--customers", type=int, default=MILLION_CUSTOMERS)
     bench.add_argument("--dlt-file-format", default=DLT_FILE_FORMAT)
     bench.add_argument("--readme", action="store_true",
