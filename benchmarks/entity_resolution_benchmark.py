@@ -38,12 +38,12 @@ from typing import Any
 
 import duckdb
 
-REPO = Path(__file__).resolve().parents[1]
-README = REPO / "benchmarks" / "README.md"
+from benchmarks import common
+from benchmarks.common import README, REPO
+
 RESULTS = REPO / "benchmarks" / "results" / "entity_resolution.json"
 COMMAND = ".venv/bin/python -m benchmarks.entity_resolution_benchmark --readme"
 SECTION_TITLE = "## Entity resolution: 50k / 100k / 200k customer records through dbt"
-MARKERS = ("<!-- entity-resolution:start -->", "<!-- entity-resolution:end -->")
 SIZES = (50_000, 100_000, 200_000)
 SEED = 42
 RECORDS_PER_PERSON = 2.469  # seed 42: 1,000 people give 2,469 customer records
@@ -240,17 +240,7 @@ was."""
 
 
 def write_readme(section: str) -> None:
-    """Replace this benchmark's marked section of benchmarks/README.md, or append it at the
-    end; the other benchmarks' sections stay as they are."""
-    current = README.read_text() if README.exists() else "# Benchmarks\n"
-    block = f"{MARKERS[0]}\n{section.rstrip()}\n{MARKERS[1]}\n"
-    if MARKERS[0] in current and MARKERS[1] in current:
-        head, _, rest = current.partition(MARKERS[0])
-        _, _, tail = rest.partition(MARKERS[1])
-        updated = head + block.rstrip("\n") + tail
-    else:
-        updated = current.rstrip("\n") + "\n\n" + block
-    README.write_text(updated)
+    common.write_readme({"entity-resolution": section})
 
 
 def main(argv: list[str] | None = None) -> int:

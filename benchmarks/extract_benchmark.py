@@ -20,15 +20,12 @@ import contextlib
 import json
 import os
 import platform
-import queue
-import re
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -41,11 +38,12 @@ import orjson
 import yaml
 from dotenv import dotenv_values
 
+from benchmarks import common
+from benchmarks.common import README, REPO, SandboxProcess
+
 if TYPE_CHECKING:
     from integration_platform.specs.models import SourceSpec
 
-REPO = Path(__file__).resolve().parents[1]
-README = REPO / "benchmarks" / "README.md"
 BILLING_SPEC = REPO / "sources" / "billing.yaml"
 SANDBOX_ENV = REPO / "config" / "sandbox.env"
 ENDPOINT = "invoices"
@@ -151,123 +149,26 @@ def billing_spec(url: str, *, requests_per_second: float | None, page_size: int 
 # --- the sandbox, in its own process -------------------------------------------------------------
 
 
-class SandboxProcess:
-    """`integration-platform sandbox up` as a child process on free ports, stopped on exit."""
+def start_sandbox(customers: int, billing_rate_limit: int) -> SandboxProcess:
+    log(f"starting the sandbox: --customers {customers} --billing-rate-limit "
+        f"{billing_rate_limit}")
+    return SandboxProcess(["--customers", str(customers), "--billing-rate-limit",
+                           str(billing_rate_limit)],
+                          headers={"X-API-Key": environment()["BILLING_API_KEY"]})
 
-    def __init__(self, customers: int, billing_rate_limit: int) -> None:
-        self.customers = customers
-        self.billing_rate_limit = billing_rate_limit
-        self.url = ""
-        self._process: subprocess.Popen[str] | None = None
-        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in __exit__)
-            "w+", prefix="sandbox-", suffix=".log")
-        self._http: httpx.Client | None = None
 
-    def __enter__(self) -> SandboxProcess:
-        script = Path(sys.executable).with_name("integration-platform")
-        command = ([str(script)] if script.exists()
-                   else [sys.executable, "-m", "integration_platform.cli"])
-        command += ["sandbox", "up", "--customers", str(self.customers), "--base-port", "0",
-                    "--billing-rate-limit", str(self.billing_rate_limit)]
-        log(f"starting the sandbox: {' '.join(command[1:])}")
-        started = time.monotonic()
-        # Its own session, like an API on another machine: Linux shares CPU fairly between
-        # sessions first (autogroups), so the client's work does not come out of its share.
-        self._process = subprocess.Popen(
-            command, cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-        try:
-            self.url = self._billing_url(timeout=120)
-            self._http = httpx.Client(base_url=self.url, timeout=120,
-                                      headers={"X-API-Key": environment()["BILLING_API_KEY"]})
-            self._wait_healthy(timeout=120)
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        log(f"sandbox healthy at {self.url} after {time.monotonic() - started:.1f} s")
-        return self
-
-    def _billing_url(self, timeout: float) -> str:
-        assert self._process is not None and self._process.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        stdout = self._process.stdout
-
-        def pump() -> None:  # drains stdout for the sandbox's whole life
-            for line in stdout:
-                lines.put(line)
-            lines.put("")
-
-        threading.Thread(target=pump, name="sandbox-stdout", daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"the sandbox printed no URL within {timeout:.0f} s: "
-                                   f"{self._log_tail()}") from None
-            if not line:
-                raise RuntimeError(f"the sandbox exited while starting: {self._log_tail()}")
-            match = re.match(r"\s+billing\s+(http://\S+)", line)
-            if match:
-                return match.group(1)
-
-    def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if self.get("/_sandbox/health").status_code == 200:
-                    return
-            if self._process is not None and self._process.poll() is not None:
-                raise RuntimeError(f"the sandbox exited while starting: {self._log_tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the sandbox was not healthy within {timeout:.0f} s")
-            time.sleep(0.1)
-
-    def _log_tail(self) -> str:
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read()[-2000:] or "(no output)"
-
-    def get(self, path: str, **params: Any) -> httpx.Response:
-        assert self._http is not None
-        return self._http.get(path, params=params or None)
-
-    def stats(self) -> dict[str, Any]:
-        response = self.get("/_sandbox/stats")
-        response.raise_for_status()
-        stats: dict[str, Any] = response.json()
-        return stats
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU the sandbox process has used so far."""
-        assert self._process is not None
-        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def warm_up(self) -> dict[str, float]:
-        """The first page request and the first stats call build lazy indexes and the revenue
-        totals (seconds at a million invoices): do them before anything is timed."""
-        timings = {}
-        started = time.monotonic()
-        self.get(INVOICES_PATH, offset=0, limit=1).raise_for_status()
-        timings["first_page_seconds"] = round(time.monotonic() - started, 2)
-        started = time.monotonic()
-        self.stats()
-        timings["first_stats_seconds"] = round(time.monotonic() - started, 2)
-        log(f"sandbox warmed up: {timings}")
-        return timings
-
-    def __exit__(self, *exc: object) -> None:
-        if self._http is not None:
-            self._http.close()
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._log.close()
+def warm_up(sandbox: SandboxProcess) -> dict[str, float]:
+    """The first page request and the first stats call build lazy indexes and the revenue
+    totals (seconds at a million invoices): do them before anything is timed."""
+    timings = {}
+    started = time.monotonic()
+    sandbox.get(INVOICES_PATH, offset=0, limit=1).raise_for_status()
+    timings["first_page_seconds"] = round(time.monotonic() - started, 2)
+    started = time.monotonic()
+    sandbox.stats()
+    timings["first_stats_seconds"] = round(time.monotonic() - started, 2)
+    log(f"sandbox warmed up: {timings}")
+    return timings
 
 
 # --- child runs: one fresh process each ----------------------------------------------------------
@@ -426,12 +327,12 @@ def measured_run(sandbox: SandboxProcess, side: str, *args: str) -> dict[str, An
 
 def measure_throughput(repeats: int, concurrency: int,
                        customers: int = MILLION_CUSTOMERS) -> ThroughputResult:
-    with SandboxProcess(customers, UNLIMITED_QUOTA) as sandbox:
-        warm_up = sandbox.warm_up()
+    with start_sandbox(customers, UNLIMITED_QUOTA) as sandbox:
+        warm_up_times = warm_up(sandbox)
         before = sandbox.stats()
         result = ThroughputResult(customers=customers, invoices=before["counts"]["invoices"],
                                   page_size=THROUGHPUT_PAGE_SIZE, concurrency=concurrency,
-                                  warm_up=warm_up)
+                                  warm_up=warm_up_times)
         log(f"sandbox holds {result.invoices:,} invoices")
         common = ["--url", sandbox.url, "--page-size", str(THROUGHPUT_PAGE_SIZE),
                   "--concurrency", str(concurrency)]
@@ -511,8 +412,8 @@ class PacedResult:
 def measure_paced(rate: int, processes: int, seconds: float,
                   page_sizes: tuple[int, ...]) -> list[PacedResult]:
     results = []
-    with SandboxProcess(PACED_CUSTOMERS, rate) as sandbox:
-        sandbox.warm_up()
+    with start_sandbox(PACED_CUSTOMERS, rate) as sandbox:
+        warm_up(sandbox)
         invoices = sandbox.stats()["counts"]["invoices"]
         for page_size in page_sizes:
             time.sleep(1.0)  # a fresh quota window: the warm-up and earlier runs spent some
@@ -768,34 +669,8 @@ header blocks | latency p50 / p95 ms |
 {PACED_FINDINGS}"""
 
 
-def replace_section(text: str, name: str, body: str) -> str:
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        return pattern.sub(lambda _: block, text)
-    # A new section goes after the sections already marked, else before the first other
-    # section: a tool that rewrites "its section to the end of the file" then leaves it alone.
-    ends = [match.end() for match in re.finditer(r"<!-- [\w-]+:end -->", text)]
-    first_other = re.search(r"^## ", text, re.MULTILINE)
-    at = ends[-1] if ends else first_other.start() if first_other else len(text)
-    head, tail = text[:at].rstrip(), text[at:].lstrip()
-    return f"{head}\n\n{block}\n" + (f"\n{tail}" if tail else "")
-
-
-README_HEADER = """\
-# Benchmarks
-
-Performance runs against the sandbox, kept out of the test suite (pytest only collects `tests/`).
-Each section is rewritten by the command it names; the sandbox always runs in its own process.
-"""
-
-
 def write_readme(sections: dict[str, str]) -> None:
-    text = README.read_text() if README.exists() else README_HEADER
-    for name, body in sections.items():
-        text = replace_section(text, name, body)
-    README.write_text(text)
+    common.write_readme(sections)
     log(f"wrote {README.relative_to(REPO)}")
 
 

@@ -31,8 +31,6 @@ import contextlib
 import json
 import os
 import platform
-import queue
-import re
 import resource
 import shutil
 import statistics
@@ -46,14 +44,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import yaml
+
+from benchmarks import common
+from benchmarks.common import README, REPO, SandboxProcess
 
 if TYPE_CHECKING:
     from integration_platform.specs.models import SourceSpec
 
-REPO = Path(__file__).resolve().parents[1]
-README = REPO / "benchmarks" / "README.md"
 RESULTS = REPO / "benchmarks" / "results" / "raw_load.json"
 BILLING_SPEC = REPO / "sources" / "billing.yaml"
 SOURCE, ENDPOINT, INVOICES_PATH = "billing", "invoices", "/v1/invoices"
@@ -224,113 +222,40 @@ def dlt_run(url: str, workdir: Path, file_format: str | None) -> dict[str, Any]:
 # --- the sandbox, in its own process -------------------------------------------------------------
 
 
-class SandboxProcess:
-    """`integration-platform sandbox up` as a child process on free ports, stopped on exit."""
+def start_sandbox(customers: int) -> SandboxProcess:
+    """The billing sandbox (no quota that binds, a page cache for the whole listing)."""
+    args = ["--customers", str(customers), "--billing-rate-limit", str(UNLIMITED_QUOTA),
+            "--billing-page-cache-mb", str(PAGE_CACHE_MB)]
+    log(f"starting the sandbox: {' '.join(args)}")
+    return SandboxProcess(args, headers={"X-API-Key": api_key()})
 
-    def __init__(self, customers: int) -> None:
-        self.customers = customers
-        self.url = ""
-        self._process: subprocess.Popen[str] | None = None
-        self._http: httpx.Client | None = None
 
-    def __enter__(self) -> SandboxProcess:
-        script = Path(sys.executable).with_name("integration-platform")
-        command = [str(script), "sandbox", "up", "--customers", str(self.customers),
-                   "--base-port", "0", "--billing-rate-limit", str(UNLIMITED_QUOTA),
-                   "--billing-page-cache-mb", str(PAGE_CACHE_MB)]
-        log(f"starting the sandbox: {' '.join(command[1:])}")
-        self._process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        try:
-            self.url = self._billing_url(timeout=120)
-            self._http = httpx.Client(base_url=self.url, timeout=120,
-                                      headers={"X-API-Key": api_key()})
-            deadline = time.monotonic() + 120
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if self._http.get("/_sandbox/health").status_code == 200:
-                        break
-                if time.monotonic() > deadline or self._process.poll() is not None:
-                    raise RuntimeError("the sandbox did not become healthy")
-                time.sleep(0.1)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
+def measured_run(sandbox: SandboxProcess, side: str, *args: str) -> dict[str, Any]:
+    """One measured child run, with the sandbox's CPU and the machine's load around it."""
+    cpu, load = sandbox.cpu_seconds(), os.getloadavg()[0]
+    run = run_child(side, "--url", sandbox.url, *args)
+    run["sandbox_cpu_seconds"] = sandbox.cpu_seconds() - cpu
+    run["loadavg"] = f"{load:.1f}->{os.getloadavg()[0]:.1f}"
+    return run
 
-    def _billing_url(self, timeout: float) -> str:
-        assert self._process is not None and self._process.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        stdout = self._process.stdout
 
-        def pump() -> None:  # drains stdout for the sandbox's whole life
-            for line in stdout:
-                lines.put(line)
-            lines.put("")
-
-        threading.Thread(target=pump, name="sandbox-stdout", daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while True:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            if not line:
-                raise RuntimeError("the sandbox exited while starting")
-            match = re.match(r"\s+billing\s+(http://\S+)", line)
-            if match:
-                return match.group(1)
-
-    def stats(self) -> dict[str, Any]:
-        assert self._http is not None
-        response = self._http.get("/_sandbox/stats")
-        response.raise_for_status()
-        stats: dict[str, Any] = response.json()
-        return stats
-
-    def cpu_seconds(self) -> float:
-        """CPU the sandbox process has used so far: it serves pages from one thread."""
-        import psutil
-
-        assert self._process is not None
-        times = psutil.Process(self._process.pid).cpu_times()
-        return float(times.user + times.system)
-
-    def run(self, side: str, *args: str) -> dict[str, Any]:
-        """One measured child run, with the sandbox's CPU and the machine's load around it."""
-        cpu, load = self.cpu_seconds(), os.getloadavg()[0]
-        run = run_child(side, "--url", self.url, *args)
-        run["sandbox_cpu_seconds"] = self.cpu_seconds() - cpu
-        run["loadavg"] = f"{load:.1f}->{os.getloadavg()[0]:.1f}"
-        return run
-
-    def warm_up(self) -> dict[str, float]:
-        """Build the sandbox's lazy indexes, then render every page both sides will ask for
-        into its page cache (its CPU for that is the rendering cost a run no longer pays)."""
-        assert self._http is not None
-        started = time.monotonic()
-        self._http.get(INVOICES_PATH, params={"offset": 0, "limit": 1}).raise_for_status()
-        total = int(self.stats()["counts"]["invoices"])
-        indexed, cpu = time.monotonic(), self.cpu_seconds()
-        for offset in range(0, total, PAGE_SIZE):
-            self._http.get(INVOICES_PATH, params={"offset": offset, "limit": PAGE_SIZE}
-                           ).raise_for_status()
-        cache = self.stats()["page_cache"]
-        pages = -(-total // PAGE_SIZE)
-        if cache["pages"] < pages:
-            raise RuntimeError(f"the sandbox kept {cache['pages']} of {pages} pages: raise "
-                               "PAGE_CACHE_MB")
-        return {"index_seconds": indexed - started, "render_seconds": time.monotonic() - indexed,
-                "render_cpu_seconds": self.cpu_seconds() - cpu, "cached_pages": cache["pages"],
-                "cached_mb": cache["bytes"] / 2**20}
-
-    def __exit__(self, *exc: object) -> None:
-        if self._http is not None:
-            self._http.close()
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+def warm_up(sandbox: SandboxProcess) -> dict[str, float]:
+    """Build the sandbox's lazy indexes, then render every page both sides will ask for
+    into its page cache (its CPU for that is the rendering cost a run no longer pays)."""
+    started = time.monotonic()
+    sandbox.get(INVOICES_PATH, offset=0, limit=1).raise_for_status()
+    total = int(sandbox.stats()["counts"]["invoices"])
+    indexed, cpu = time.monotonic(), sandbox.cpu_seconds()
+    for offset in range(0, total, PAGE_SIZE):
+        sandbox.get(INVOICES_PATH, offset=offset, limit=PAGE_SIZE).raise_for_status()
+    cache = sandbox.stats()["page_cache"]
+    pages = -(-total // PAGE_SIZE)
+    if cache["pages"] < pages:
+        raise RuntimeError(f"the sandbox kept {cache['pages']} of {pages} pages: raise "
+                           "PAGE_CACHE_MB")
+    return {"index_seconds": indexed - started, "render_seconds": time.monotonic() - indexed,
+            "render_cpu_seconds": sandbox.cpu_seconds() - cpu, "cached_pages": cache["pages"],
+            "cached_mb": cache["bytes"] / 2**20}
 
 
 # --- children: one fresh process per measured run ------------------------------------------------
@@ -400,8 +325,8 @@ def describe(run: dict[str, Any]) -> str:
 
 
 def measure(repeats: int, customers: int, dlt_format: str | None) -> dict[str, Any]:
-    with SandboxProcess(customers) as sandbox:
-        warm = sandbox.warm_up()
+    with start_sandbox(customers) as sandbox:
+        warm = warm_up(sandbox)
         before = sandbox.stats()
         invoices = int(before["counts"]["invoices"])
         log(f"sandbox at {sandbox.url} holds {invoices:,} invoices, {warm['cached_pages']:,} "
@@ -413,11 +338,11 @@ def measure(repeats: int, customers: int, dlt_format: str | None) -> dict[str, A
         for round_number in range(repeats):
             order = ["ours", "dlt"] if round_number % 2 == 0 else ["dlt", "ours"]
             for side in order:
-                run = sandbox.run(side, *(fmt if side == "dlt" else []))
+                run = measured_run(sandbox, side, *(fmt if side == "dlt" else []))
                 runs.append(run)
                 log(f"1M   round {round_number + 1}: {describe(run)}")
         for round_number in range(repeats):
-            run = sandbox.run("ours", "--max-pages", str(SMALL_PAGES))
+            run = measured_run(sandbox, "ours", "--max-pages", str(SMALL_PAGES))
             small.append(run)
             log(f"100k round {round_number + 1}: {describe(run)}")
         after = sandbox.stats()
@@ -647,23 +572,8 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-MARKERS = ("<!-- raw-load:start -->", "<!-- raw-load:end -->")
-README_INTRO = ("# Benchmarks\n\nPerformance runs against the sandbox, kept out of the test "
-                "suite; each section is rewritten by the command it names.\n")
-
-
 def write_readme(section: str) -> None:
-    """Replace this benchmark's marked section of benchmarks/README.md, or append it at the
-    end; the other benchmarks' sections are left as they are."""
-    current = README.read_text() if README.exists() else README_INTRO
-    block = f"{MARKERS[0]}\n{section.rstrip()}\n{MARKERS[1]}\n"
-    if MARKERS[0] in current and MARKERS[1] in current:
-        head, _, rest = current.partition(MARKERS[0])
-        _, _, tail = rest.partition(MARKERS[1])
-        updated = head + block.rstrip("\n") + tail
-    else:
-        updated = current.rstrip("\n") + "\n\n" + block
-    README.write_text(updated)
+    common.write_readme({"raw-load": section})
 
 
 # --- command line --------------------------------------------------------------------------------

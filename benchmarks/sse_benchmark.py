@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -32,11 +31,12 @@ import duckdb
 import psutil
 import yaml
 
-from benchmarks.extract_benchmark import README_HEADER, machine
+from benchmarks import common
+from benchmarks.common import README, SandboxProcess, busy
+from benchmarks.extract_benchmark import machine
 from integration_platform.environment import PROJECT_ROOT, load_sandbox_env
 
 BIN = Path(sys.executable).parent
-README = PROJECT_ROOT / "benchmarks" / "README.md"
 SECTION = "sse-benchmark"
 TARGET = 20_000  # events/s
 # Peak RSS is mostly imports (~145 MB) plus DuckDB's working memory for one batch, which comes
@@ -53,24 +53,6 @@ COMMAND = "make bench-sse  # or: .venv/bin/python -m benchmarks.sse_benchmark"
 
 def log(message: str) -> None:
     print(f"[sse-benchmark] {message}", file=sys.stderr, flush=True)
-
-
-def start_sandbox() -> tuple[subprocess.Popen[str], str]:
-    """`sandbox up` on free ports at stream rate 0; its analytics URL, read from what it prints."""
-    process = subprocess.Popen(
-        [str(BIN / "integration-platform"), "sandbox", "up", "--base-port", "0",
-         "--customers", "1000", "--stream-rate", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    assert process.stdout is not None
-    deadline = time.monotonic() + 120
-    for line in process.stdout:
-        match = re.match(r"\s*analytics\s+(http://\S+)", line)
-        if match:
-            return process, match.group(1)
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    raise RuntimeError("the sandbox did not print its analytics URL")
 
 
 def spec_copy(folder: Path, batch_size: int, buffer_events: int) -> Path:
@@ -121,8 +103,10 @@ def one_run(url: str, events: int, batch_size: int, buffer_events: int,
 def measure(events: int, repeats: int, batch_size: int, buffer_events: int,
             default_batch_events: int) -> dict[str, Any]:
     load_sandbox_env()
-    sandbox, url = start_sandbox()
-    try:
+    # The analytics vendor streams as fast as it can (`--stream-rate 0`).
+    with SandboxProcess(["--customers", "1000", "--stream-rate", "0"],
+                        vendor="analytics") as sandbox:
+        url = sandbox.url
         process = psutil.Process(sandbox.pid)
         load_before = os.getloadavg()
         runs = []
@@ -142,15 +126,6 @@ def measure(events: int, repeats: int, batch_size: int, buffer_events: int,
         return {"runs": runs, "small": small, "default_batch": default, "load": [load_before[0],
                 os.getloadavg()[0]], "machine": machine(),
                 "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
-
-
-def busy(load: list[float]) -> str:
-    if max(load) < 1.5:
-        return "a quiet machine: the benchmark's own processes only"
-    return "other work shared the machine"
 
 
 def report(result: dict[str, Any]) -> str:
@@ -210,16 +185,7 @@ all runs | {'yes' if exact else 'no'} |
 
 
 def write_readme(section: str) -> None:
-    """Replace this benchmark's marked section, or append it at the end; nothing else changes."""
-    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
-    block = f"{start}\n{section.rstrip()}\n{end}\n"
-    text = README.read_text() if README.exists() else README_HEADER  # re-read: others write it
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    README.write_text(text)
+    common.write_readme({SECTION: section})
 
 
 def main(argv: list[str] | None = None) -> int:

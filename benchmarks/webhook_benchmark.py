@@ -39,8 +39,9 @@ from typing import Any
 
 import orjson
 
-REPO = Path(__file__).resolve().parents[1]
-README = REPO / "benchmarks" / "README.md"
+from benchmarks import common
+from benchmarks.common import README, REPO, busy
+
 SECTION = "webhook-receiver"
 ROUTE = "/webhooks/billing"
 TARGET_EVENTS_PER_SECOND = 2000
@@ -337,21 +338,12 @@ def _benchmark(work: Path, seconds: float, connections: int, rate: float) -> dic
             "load": (load_before, os.getloadavg()[0])}
 
 
-def busy(load: tuple[float, float]) -> str:
-    """What the load average says about the wall-clock figures (2 cores)."""
-    if max(load) < 1.5:
-        return "a quiet machine: the benchmark's own processes only"
-    return ("other work was running on the machine: wall-clock figures include it, the "
-            "server's CPU per event does not")
-
-
 def section(run: dict[str, Any], command: str) -> str:
     results: dict[str, dict[str, LoadResult]] = run["results"]
     receiver, bare = results["receiver"], results["bare"]
     sat, paced = receiver["saturation"], receiver["paced"]
     met = {True: "yes", False: "**no**"}
     lines = [
-        f"<!-- {SECTION}:start -->",
         "## Webhook receiver: verified events/s and acknowledgement latency",
         "",
         f"`{command}` (`make bench-webhooks`), {run['at']}, {run['cpus']} CPUs, Python "
@@ -408,22 +400,12 @@ def section(run: dict[str, Any], command: str) -> str:
         "`synchronous=NORMAL` (a thread hand-off cost more than the commit); WAL checkpoints "
         "and their fsync run in a thread of their own, off the acknowledgement path.",
         "",
-        f"<!-- {SECTION}:end -->",
     ]
     return "\n".join(lines) + "\n"
 
 
 def write_readme(text: str) -> None:
-    """Replace this benchmark's marked section, or append it at the end of the file."""
-    current = README.read_text() if README.exists() else "# Benchmarks\n"
-    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
-    if start in current and end in current:
-        head, _, rest = current.partition(start)
-        _, _, tail = rest.partition(end)
-        updated = head + text.rstrip("\n") + tail
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    README.write_text(updated)
+    common.write_readme({SECTION: text})
     log(f"wrote the {SECTION} section of {README.relative_to(REPO)}")
 
 
