@@ -13,8 +13,10 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from gql import GraphQLRequest
@@ -27,6 +29,7 @@ from integration_platform.extraction.windows import (
     window_params,
 )
 from integration_platform.http.client import FetchedPage, SourceClient
+from integration_platform.http.clock import Clock
 from integration_platform.http.errors import ResponseShapeError
 from integration_platform.http.graphql import GraphQLClient
 from integration_platform.http.pagination import (
@@ -76,6 +79,26 @@ class ExtractionSummary:
         out = {k: v for k, v in self.__dict__.items() if k != "extra"}
         out["429s"] = out.pop("throttled")
         return {**out, **self.extra}
+
+
+@asynccontextmanager
+async def open_extractor(spec: SourceSpec, endpoint: str, *, state_dir: Path | None,
+                         partition: str | None = None, state: IncrementalState | None = None,
+                         full_refresh: bool = False, resume_from: PageRequest | None = None,
+                         clock: Clock | None = None) -> AsyncIterator[EndpointExtractor]:
+    """An EndpointExtractor with the source's HTTP client (and, for a GraphQL source, its gql
+    session) open for as long as the block runs."""
+    async with SourceClient(spec, state_dir=state_dir, clock=clock) as client:
+        graphql = GraphQLClient(client) if spec.kind == "graphql" else None
+        if graphql is not None:
+            await graphql.__aenter__()
+        try:
+            yield EndpointExtractor(spec, endpoint, client, partition=partition, state=state,
+                                    full_refresh=full_refresh, resume_from=resume_from,
+                                    graphql=graphql)
+        finally:
+            if graphql is not None:
+                await graphql.__aexit__(None, None, None)
 
 
 class EndpointExtractor:

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from integration_platform.extraction.runner import EndpointExtractor, ExtractionSummary
+from integration_platform.extraction.runner import (
+    EndpointExtractor,
+    ExtractionSummary,
+    open_extractor,
+)
 from integration_platform.extraction.state import IncrementalState
-from integration_platform.http.client import SourceClient
 from integration_platform.http.clock import Clock
-from integration_platform.http.graphql import GraphQLClient
 from integration_platform.landing.zone import Attempt
 from integration_platform.logs import bind_context
 from integration_platform.specs.models import SourceSpec
@@ -89,14 +91,10 @@ async def _extract(spec: SourceSpec, endpoint: str, attempt: Attempt, *,
     if finished:
         attempt.mark_complete()
         return Landed(ExtractionSummary(spec.source, endpoint, partition), None, landed)
-    async with SourceClient(spec, state_dir=rate_limit_dir, clock=clock) as client:
-        graphql = GraphQLClient(client) if spec.kind == "graphql" else None
-        if graphql is not None:
-            await graphql.__aenter__()
+    async with open_extractor(spec, endpoint, state_dir=rate_limit_dir, partition=partition,
+                              state=state, full_refresh=full_refresh,
+                              resume_from=resume_from, clock=clock) as extractor:
         try:
-            extractor = EndpointExtractor(spec, endpoint, client, partition=partition,
-                                          state=state, full_refresh=full_refresh,
-                                          resume_from=resume_from, graphql=graphql)
             with _PageWriter() as writer:
                 async for page in extractor.pages():
                     await writer.submit(
@@ -108,7 +106,5 @@ async def _extract(spec: SourceSpec, endpoint: str, attempt: Attempt, *,
                 await writer.drain()
         finally:
             attempt.close()  # after the writer's last page
-            if graphql is not None:
-                await graphql.__aexit__(None, None, None)
     attempt.mark_complete()
     return Landed(extractor.summary, extractor, landed)
