@@ -176,7 +176,7 @@ class _RawRun:
                 state=self.state, full_refresh=self.config.full_refresh,
                 rate_limit_dir=self.landing.rate_limit_dir())
         except BaseException as exc:
-            stager.close()
+            stager.close()  # whatever stopped the extraction, nothing will be loaded
             if not isinstance(exc, ExtractionError):
                 raise
             await asyncio.to_thread(_record_failed_request, self.warehouse, self.source,

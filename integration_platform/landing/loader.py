@@ -452,7 +452,8 @@ class Stager:
         new, self._manifest_offset = self.attempt.entries_after(self._manifest_offset)
         self._waiting += new
         entries = self._waiting
-        if len(entries) < max(1, minimum) and not (minimum == 0 and self._staged_entries == 0):
+        # Wait for a whole chunk; at the end stage what is left (the tables, even if empty).
+        if len(entries) < minimum or (not entries and self._staged_entries > 0):
             return
         self._waiting = []
         _stage(self.connection, self.spec, self.endpoint, self.attempt, entries,
