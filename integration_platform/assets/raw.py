@@ -8,7 +8,7 @@ copy, and reports a schema-drift check that blocks downstream assets on breaking
 
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     BackfillPolicy,
     Backoff,
@@ -36,7 +37,9 @@ from dagster import (
 from integration_platform.assets.resources import LandingZoneResource, WarehouseResource
 from integration_platform.http.errors import CircuitOpenError, ExtractionError, RetriesExhausted
 from integration_platform.landing.ingest import Landed, extract_to_landing
-from integration_platform.landing.loader import LoadResult, Stager, ensure_schema
+from integration_platform.landing.lease import PartitionBusyError, PartitionLease
+from integration_platform.landing.loader import LoadCountError, LoadResult, Stager, ensure_schema
+from integration_platform.landing.warehouse import WarehouseBusyError
 from integration_platform.landing.zone import UNPARTITIONED, Attempt
 from integration_platform.specs.models import EndpointSpec, SourceSpec
 
@@ -52,6 +55,10 @@ class RawLoadConfig(Config):
     """Ignore the incremental high-water mark and replace the whole partition."""
     resume: bool = True
     """Continue an extraction a crashed run left unfinished (set False to start over)."""
+    accept_drift: bool = False
+    """Records break the schema contract (a field gone or retyped) and that is the API's new
+    shape: take it into the contract and load them. Without it such a partition is held: it
+    keeps its previous rows and the run fails, saying what changed."""
 
 
 def raw_asset_key(source: str, endpoint: str) -> AssetKey:
@@ -119,6 +126,7 @@ class PartitionOutcome:
     attempt: Attempt
     mode: str
     lock_wait: float
+    lease_wait: float = 0.0
 
 
 class _RawRun:
@@ -141,20 +149,33 @@ class _RawRun:
             return [None]
         return list(self.context.partition_keys)
 
-    async def run(self) -> list[PartitionOutcome]:
+    async def run(self) -> list[PartitionOutcome | BaseException]:
+        """Each partition's outcome, or what stopped it (the others still finish)."""
         slots = asyncio.Semaphore(PARTITIONS_IN_FLIGHT)
 
         async def one(partition: str | None) -> PartitionOutcome:
             # A slot lasts until the load: each partition in flight holds a Stager (up to
             # load_memory_mb), so a long backfill cannot pile up staged partitions.
-            async with slots:
+            async with slots, self.lease(partition).held() as lease_wait:
+                if lease_wait >= 1:
+                    self.context.log.info(f"waited {lease_wait:.0f} s for another run to "
+                                          f"finish partition {partition}")
                 attempt, landed, mode, stager = await self.extract(partition)
                 # DuckDB work is blocking: keep it off the event loop so extractions go on.
                 with stager:
-                    return await asyncio.to_thread(self.load, partition, attempt, landed, mode,
-                                                   stager)
+                    outcome = await asyncio.to_thread(self.load, partition, attempt, landed,
+                                                      mode, stager)
+                outcome.lease_wait = lease_wait
+                return outcome
 
-        return list(await asyncio.gather(*(one(p) for p in self.partitions())))
+        return list(await asyncio.gather(*(one(p) for p in self.partitions()),
+                                         return_exceptions=True))
+
+    def lease(self, partition: str | None) -> PartitionLease:
+        return PartitionLease(
+            self.zone.partition_folder(self.source, self.endpoint, partition),
+            what=f"{self.source}/{self.endpoint} partition {partition or UNPARTITIONED}",
+            run_id=self.run_id, timeout_seconds=self.landing.lease_timeout_seconds)
 
     async def extract(self, partition: str | None) -> tuple[Attempt, Landed, str, Stager]:
         endpoint_spec = self.spec.endpoints[self.endpoint]
@@ -198,10 +219,18 @@ class _RawRun:
              mode: str, stager: Stager) -> PartitionOutcome:
         stager.finish()  # the last pages, before taking the lock
         with self.warehouse.locked() as lock_wait:
-            result = stager.load(self.warehouse.path, partition=partition, run_id=self.run_id,
-                                 mode="merge" if mode == "merge" else "replace")
-        if landed.extractor is not None:
-            landed.extractor.commit_state()
+            try:
+                result = stager.load(self.warehouse.path, partition=partition,
+                                     run_id=self.run_id,
+                                     mode="merge" if mode == "merge" else "replace",
+                                     on_breaking_drift="accept" if self.config.accept_drift
+                                     else "hold")
+            except LoadCountError as exc:
+                # The same pages would read the same way again: no retry.
+                raise Failure(description=str(exc), allow_retries=False, metadata={
+                    "landing_attempt": MetadataValue.path(str(attempt.folder))}) from exc
+        if landed.extractor is not None and not result.held:
+            landed.extractor.commit_state()  # a held load must be fetched again next time
         self.zone.prune(self.source, self.endpoint, partition, keep=self.landing.keep_attempts)
         return PartitionOutcome(partition, landed, result, attempt, mode, lock_wait)
 
@@ -219,16 +248,56 @@ PARTITIONS_IN_FLIGHT = 3
 def materialize_raw(context: AssetExecutionContext, run_config: RawLoadConfig, *, source: str,
                     endpoint: str) -> Iterator[Any]:
     raw_run = _RawRun(context, run_config, source, endpoint)
-    outcomes = asyncio.run(raw_run.run())
-    raw_run.publish()
+    partitions = raw_run.partitions()
+    results = asyncio.run(raw_run.run())
+    outcomes = [r for r in results if isinstance(r, PartitionOutcome)]
+    errors = {p: r for p, r in zip(partitions, results, strict=True)
+              if isinstance(r, BaseException)}
+    for error in errors.values():
+        if not isinstance(error, Exception):
+            raise error  # an interrupt, not a partition's failure
+    loaded = [o for o in outcomes if not o.result.held]
+    held = [o for o in outcomes if o.result.held]
+    if loaded:
+        raw_run.publish()
+    if not errors and not held:
+        yield MaterializeResult(metadata=_metadata(outcomes),
+                                check_results=[_drift_check([o.result for o in outcomes])])
+        return
+    if len(errors) == 1 and not outcomes:
+        raise next(iter(errors.values()))
+    # Some partitions did not load. Say exactly which did (each its own materialization),
+    # then fail the step for the rest: the warehouse and Dagster's record agree.
+    if context.assets_def.partitions_def is not None:
+        for outcome in loaded:
+            yield AssetMaterialization(asset_key=context.asset_key, partition=outcome.partition,
+                                       metadata=_metadata([outcome]))
+    if outcomes:
+        yield _drift_check([o.result for o in outcomes], held=held)
+    problems = [_held_text(o) for o in held]
+    problems += [f"Partition {p}: {_error_text(e)}" for p, e in errors.items()]
+    raise Failure(
+        description=f"{source}.{endpoint}: {len(loaded)} of {len(partitions)} partition(s) "
+                    "loaded. " + " ".join(problems),
+        metadata={"loaded_partitions": MetadataValue.json([str(o.partition) for o in loaded]),
+                  "held_partitions": MetadataValue.json([str(o.partition) for o in held]),
+                  "failed_partitions": MetadataValue.json([str(p) for p in errors])},
+        allow_retries=not held and all(_retriable(e) for e in errors.values()),
+    )
+
+
+def _metadata(outcomes: list[PartitionOutcome]) -> dict[str, Any]:
+    """What the loads of these partitions did, in numbers that reconcile: records (extracted)
+    = rows_loaded + dead_letters + duplicates_superseded."""
     summaries = [o.landed.summary for o in outcomes]
     results = [o.result for o in outcomes]
     last = outcomes[-1]
     metadata: dict[str, Any] = {
-        "records": sum(s.records for s in summaries),
+        "records": sum(r.records_extracted for r in results),
         "rows_loaded": sum(r.rows for r in results),
         "dagster/row_count": sum(r.rows for r in results),
         "dead_letters": sum(r.dead_letters for r in results),
+        "duplicates_superseded": sum(r.duplicates for r in results),
         "pages": sum(s.pages for s in summaries),
         "requests": sum(s.requests for s in summaries),
         "retries": sum(s.retries for s in summaries),
@@ -237,6 +306,7 @@ def materialize_raw(context: AssetExecutionContext, run_config: RawLoadConfig, *
         "extract_seconds": round(sum(s.seconds for s in summaries), 3),
         "load_seconds": round(sum(r.seconds for r in results), 3),
         "lock_wait_seconds": round(sum(o.lock_wait for o in outcomes), 3),
+        "lease_wait_seconds": round(sum(o.lease_wait for o in outcomes), 3),
         "schema_hash": last.result.schema_hash,
         "table": last.result.table,
         "load_mode": last.mode,
@@ -248,22 +318,60 @@ def materialize_raw(context: AssetExecutionContext, run_config: RawLoadConfig, *
         metadata["partitions"] = len(outcomes)
         metadata["rows_per_partition"] = MetadataValue.json(
             {str(o.partition): o.result.rows for o in outcomes})
-    yield MaterializeResult(metadata=metadata, check_results=[_drift_check(results)])
+    return metadata
 
 
-def _drift_check(results: list[LoadResult]) -> AssetCheckResult:
+def _held_text(outcome: PartitionOutcome) -> str:
+    result = outcome.result
+    return (f"Partition {outcome.partition or UNPARTITIONED} held: its "
+            f"{result.records_extracted} new record(s) break the schema contract "
+            f"({result.drift.summary()}), so it keeps its previous {result.rows_kept} row(s) "
+            f"and nothing was replaced; the new pages are in {outcome.attempt.folder}. If "
+            "this is the API's new shape, run again with config accept_drift: true (or "
+            "update the contract in the spec); otherwise report it to the API's owner.")
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, Failure) and error.description:
+        return error.description
+    return f"{type(error).__name__}: {error}"
+
+
+def _retriable(error: BaseException) -> bool:
+    """Whether a later try could succeed: an API that kept failing, a busy warehouse or
+    partition; not a refusal, a wrong shape or counts that do not add up."""
+    if isinstance(error, Failure):
+        return bool(error.allow_retries)
+    return isinstance(error, WarehouseBusyError | PartitionBusyError)
+
+
+def _drift_check(results: list[LoadResult],
+                 held: Sequence[PartitionOutcome] = ()) -> AssetCheckResult:
     """One check result for the run: the worst drift any of its partitions showed."""
-    worst = max(results, key=lambda r: (r.drift.breaking, bool(r.drift.new_fields)))
+    worst = max(results, key=lambda r: (r.drift.breaking and not r.drift_accepted,
+                                        r.drift.breaking, bool(r.drift.new_fields)))
     report = worst.drift
+    blocking = report.breaking and not worst.drift_accepted
+    description = report.summary()
+    if worst.drift_accepted:
+        description = f"accepted into the contract (accept_drift): {description}"
+    metadata: dict[str, Any] = {
+        "difference": MetadataValue.json(report.as_dict()),
+        "dead_letters": sum(r.dead_letters for r in results),
+        "schema_hash": worst.schema_hash,
+        "contract_created": any(r.contract_created for r in results)}
+    if held:
+        description = f"{len(held)} partition(s) held, previous rows kept: {description}"
+        metadata["held"] = MetadataValue.json({
+            str(o.partition): {"rows_kept": o.result.rows_kept,
+                               "records_not_loaded": o.result.records_extracted,
+                               "landing_attempt": str(o.attempt.folder)} for o in held})
     return AssetCheckResult(
         check_name=DRIFT_CHECK,
-        passed=not report.breaking and not report.new_fields,
-        severity=AssetCheckSeverity.ERROR if report.breaking else AssetCheckSeverity.WARN,
-        description=report.summary(),
-        metadata={"difference": MetadataValue.json(report.as_dict()),
-                  "dead_letters": sum(r.dead_letters for r in results),
-                  "schema_hash": worst.schema_hash,
-                  "contract_created": any(r.contract_created for r in results)},
+        passed=not blocking and not report.new_fields,
+        severity=AssetCheckSeverity.ERROR if blocking else AssetCheckSeverity.WARN,
+        description=description,
+        metadata=metadata,
     )
 
 

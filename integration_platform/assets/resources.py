@@ -88,6 +88,8 @@ class LandingZoneResource(ConfigurableResource["LandingZoneResource"]):
     root: str
     state_root: str
     keep_attempts: int = 2
+    # A run waits this long for another run that holds the same partition, then fails.
+    lease_timeout_seconds: float = 1800.0
 
     def zone(self) -> LandingZone:
         return LandingZone(Path(self.root))

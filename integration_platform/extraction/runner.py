@@ -120,9 +120,9 @@ class EndpointExtractor:
         self.full_refresh = full_refresh
         self.resume_from = resume_from
         self.graphql = graphql
+        # For GraphQL the body is the response's `data`: `records` is a path inside it.
         self.paginator: Paginator = build_paginator(
-            self.endpoint.pagination,
-            self.endpoint.records if spec.kind == "rest" else "")
+            self.endpoint.pagination, self.endpoint.records, graphql=spec.kind == "graphql")
         self._document: GraphQLRequest | None = None
         if spec.kind == "graphql":
             if graphql is None:

@@ -32,6 +32,7 @@ ParamValue = str | int | float | bool
 
 __all__ = [
     "CursorPaginator",
+    "GraphQLVariables",
     "Link",
     "LinkHeaderPaginator",
     "NextUrlPaginator",
@@ -40,8 +41,10 @@ __all__ = [
     "PageNumberPaginator",
     "PageRequest",
     "PageResponse",
+    "PageSlots",
     "Paginator",
     "ParamValue",
+    "QueryParams",
     "RelayPaginator",
     "SinglePagePaginator",
     "build_paginator",
@@ -233,12 +236,52 @@ def _count(body: Any, path: str, what: str) -> int | None:
     )
 
 
-def _int_param(request: PageRequest, name: str, default: int) -> int:
-    value = request.params.get(name, default)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"request parameter {name}={value!r} is not a whole number") from None
+# -- where page parameters go ------------------------------------------------------------------
+
+
+class PageSlots(ABC):
+    """Where a paginator reads and writes its page parameters (offset, page, cursor, size)."""
+
+    what = "parameter"
+
+    @abstractmethod
+    def get(self, request: PageRequest, name: str) -> Any:
+        """The value of `name` in the request, or None."""
+
+    @abstractmethod
+    def set(self, request: PageRequest, **changes: ParamValue) -> PageRequest:
+        """A copy of the request with these values set."""
+
+    def whole_number(self, request: PageRequest, name: str, default: int) -> int:
+        value = self.get(request, name)
+        value = default if value is None else value
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"request {self.what} {name}={value!r} is not a whole number") \
+                from None
+
+
+class QueryParams(PageSlots):
+    """REST: page parameters are query parameters."""
+
+    def get(self, request: PageRequest, name: str) -> Any:
+        return request.params.get(name)
+
+    def set(self, request: PageRequest, **changes: ParamValue) -> PageRequest:
+        return request.with_params(**changes)
+
+
+class GraphQLVariables(PageSlots):
+    """GraphQL: page parameters are variables of the query (`allPeople(page: $page)`)."""
+
+    what = "variable"
+
+    def get(self, request: PageRequest, name: str) -> Any:
+        return (request.variables or {}).get(name)
+
+    def set(self, request: PageRequest, **changes: ParamValue) -> PageRequest:
+        return request.with_variables(**changes)
 
 
 def _digest(value: Any) -> str:
@@ -384,8 +427,9 @@ class Paginator(ABC):
         else: while (request := paginator.next_request(request, response)) is not None: ...
     """
 
-    def __init__(self, records_path: str) -> None:
+    def __init__(self, records_path: str, slots: PageSlots | None = None) -> None:
         self.records_path = records_path
+        self.slots = slots or QueryParams()
 
     def first_request(self, base: PageRequest) -> PageRequest:
         return base
@@ -414,8 +458,9 @@ class Paginator(ABC):
 class SinglePagePaginator(Paginator):
     """One request, no pagination. A single object as the body is one record."""
 
-    def __init__(self, spec: SinglePage, records_path: str) -> None:
-        super().__init__(records_path)
+    def __init__(self, spec: SinglePage, records_path: str,
+                 slots: PageSlots | None = None) -> None:
+        super().__init__(records_path, slots)
 
     def records(self, response: PageResponse) -> list[Any]:
         found = select(response.body, self.records_path)
@@ -436,13 +481,14 @@ class OffsetPaginator(Paginator):
     page_size serves short pages all along, and stopping there would silently drop records.
     """
 
-    def __init__(self, spec: OffsetPagination, records_path: str) -> None:
-        super().__init__(records_path)
+    def __init__(self, spec: OffsetPagination, records_path: str,
+                 slots: PageSlots | None = None) -> None:
+        super().__init__(records_path, slots)
         self.spec = spec
 
     def first_request(self, base: PageRequest) -> PageRequest:
-        return base.with_params(**{self.spec.offset_param: 0,
-                                   self.spec.limit_param: self.spec.page_size})
+        return self.slots.set(base, **{self.spec.offset_param: 0,
+                                       self.spec.limit_param: self.spec.page_size})
 
     def _total(self, response: PageResponse) -> int | None:
         path = self.spec.total_path
@@ -452,13 +498,13 @@ class OffsetPaginator(Paginator):
         records = self.records(response)
         if not records:
             return None
-        offset = _int_param(request, self.spec.offset_param, 0) + len(records)
+        offset = self.slots.whole_number(request, self.spec.offset_param, 0) + len(records)
         total = self._total(response)
         if total is not None and offset >= total:
             return None
         if total is None and len(records) < self.spec.page_size:
             return None
-        return request.with_params(**{self.spec.offset_param: offset})
+        return self.slots.set(request, **{self.spec.offset_param: offset})
 
     def all_requests(self, first: PageRequest, response: PageResponse) -> list[PageRequest] | None:
         total = self._total(response)
@@ -468,8 +514,8 @@ class OffsetPaginator(Paginator):
         step = len(self.records(response))
         if step == 0:
             return []
-        start = _int_param(first, self.spec.offset_param, 0) + step
-        return [first.with_params(**{self.spec.offset_param: offset})
+        start = self.slots.whole_number(first, self.spec.offset_param, 0) + step
+        return [self.slots.set(first, **{self.spec.offset_param: offset})
                 for offset in range(start, total, step)]
 
 
@@ -477,13 +523,14 @@ class PageNumberPaginator(Paginator):
     """`page`/`per_page`: ends on an empty page, a short page, or the last of total_pages
     (when the response tells total_pages, a short page does not end it; see OffsetPaginator)."""
 
-    def __init__(self, spec: PageNumberPagination, records_path: str) -> None:
-        super().__init__(records_path)
+    def __init__(self, spec: PageNumberPagination, records_path: str,
+                 slots: PageSlots | None = None) -> None:
+        super().__init__(records_path, slots)
         self.spec = spec
 
     def first_request(self, base: PageRequest) -> PageRequest:
-        return base.with_params(**{self.spec.page_param: self.spec.first_page,
-                                   self.spec.size_param: self.spec.page_size})
+        return self.slots.set(base, **{self.spec.page_param: self.spec.first_page,
+                                       self.spec.size_param: self.spec.page_size})
 
     def _last_page(self, response: PageResponse) -> int | None:
         path = self.spec.total_pages_path
@@ -494,13 +541,13 @@ class PageNumberPaginator(Paginator):
         records = self.records(response)
         if not records:
             return None
-        page = _int_param(request, self.spec.page_param, self.spec.first_page)
+        page = self.slots.whole_number(request, self.spec.page_param, self.spec.first_page)
         last = self._last_page(response)
         if last is not None and page >= last:
             return None
         if last is None and len(records) < self.spec.page_size:
             return None
-        return request.with_params(**{self.spec.page_param: page + 1})
+        return self.slots.set(request, **{self.spec.page_param: page + 1})
 
     def all_requests(self, first: PageRequest, response: PageResponse) -> list[PageRequest] | None:
         last = self._last_page(response)
@@ -508,32 +555,33 @@ class PageNumberPaginator(Paginator):
             return None
         if not self.records(response):
             return []
-        page = _int_param(first, self.spec.page_param, self.spec.first_page)
-        return [first.with_params(**{self.spec.page_param: number})
+        page = self.slots.whole_number(first, self.spec.page_param, self.spec.first_page)
+        return [self.slots.set(first, **{self.spec.page_param: number})
                 for number in range(page + 1, last + 1)]
 
 
 class _ChainPaginator(Paginator):
     """Follows a chain (cursor, next URL, Link header); sends the page size only if one is set."""
 
-    def __init__(self, records_path: str, page_size: int | None, size_param: str) -> None:
-        super().__init__(records_path)
+    def __init__(self, records_path: str, slots: PageSlots | None, page_size: int | None,
+                 size_param: str) -> None:
+        super().__init__(records_path, slots)
         self._page_size = page_size
         self._size_param = size_param
 
     def first_request(self, base: PageRequest) -> PageRequest:
         if self._page_size is None:
             return base
-        return base.with_params(**{self._size_param: self._page_size})
+        return self.slots.set(base, **{self._size_param: self._page_size})
 
 
 class CursorPaginator(_ChainPaginator):
     """An opaque cursor from the body, sent back as `cursor_param`; absent, null or "" ends."""
 
-    def __init__(self, spec: CursorPagination, records_path: str) -> None:
-        super().__init__(records_path, spec.page_size, spec.size_param)
+    def __init__(self, spec: CursorPagination, records_path: str,
+                 slots: PageSlots | None = None) -> None:
+        super().__init__(records_path, slots, spec.page_size, spec.size_param)
         self.spec = spec
-
 
     def next_request(self, request: PageRequest, response: PageResponse) -> PageRequest | None:
         if not self.records(response):
@@ -546,16 +594,16 @@ class CursorPaginator(_ChainPaginator):
                 f"the cursor at {self.spec.cursor_path!r} should be a string, but it is "
                 f"{_kind(cursor)}: check cursor_path in the spec"
             )
-        return request.with_params(**{self.spec.cursor_param: cursor})
+        return self.slots.set(request, **{self.spec.cursor_param: cursor})
 
 
 class NextUrlPaginator(_ChainPaginator):
     """The body holds the next page's URL, absolute or relative; absent, null or "" ends."""
 
-    def __init__(self, spec: NextUrlPagination, records_path: str) -> None:
-        super().__init__(records_path, spec.page_size, spec.size_param)
+    def __init__(self, spec: NextUrlPagination, records_path: str,
+                 slots: PageSlots | None = None) -> None:
+        super().__init__(records_path, slots, spec.page_size, spec.size_param)
         self.spec = spec
-
 
     def next_request(self, request: PageRequest, response: PageResponse) -> PageRequest | None:
         if not self.records(response):
@@ -574,10 +622,10 @@ class NextUrlPaginator(_ChainPaginator):
 class LinkHeaderPaginator(_ChainPaginator):
     """RFC 8288 `Link: <url>; rel="next"`: follows the link whose rel includes spec.rel."""
 
-    def __init__(self, spec: LinkHeaderPagination, records_path: str) -> None:
-        super().__init__(records_path, spec.page_size, spec.size_param)
+    def __init__(self, spec: LinkHeaderPagination, records_path: str,
+                 slots: PageSlots | None = None) -> None:
+        super().__init__(records_path, slots, spec.page_size, spec.size_param)
         self.spec = spec
-
 
     def next_request(self, request: PageRequest, response: PageResponse) -> PageRequest | None:
         if not self.records(response):
@@ -595,8 +643,9 @@ class RelayPaginator(Paginator):
     connection_path inside `data`; `first`/`after` variables; ends when hasNextPage is false.
     The endpoint's `records` path is not used: the connection says where the records are."""
 
-    def __init__(self, spec: RelayPagination, records_path: str) -> None:
-        super().__init__(records_path)
+    def __init__(self, spec: RelayPagination, records_path: str,
+                 slots: PageSlots | None = None) -> None:
+        super().__init__(records_path, GraphQLVariables())
         self.spec = spec
 
     def first_request(self, base: PageRequest) -> PageRequest:
@@ -662,7 +711,7 @@ class RelayPaginator(Paginator):
         return request.with_variables(**{self.spec.cursor_variable: cursor})
 
 
-_PAGINATORS: dict[type[Any], Callable[[Any, str], Paginator]] = {
+_PAGINATORS: dict[type[Any], Callable[[Any, str, PageSlots], Paginator]] = {
     SinglePage: SinglePagePaginator,
     OffsetPagination: OffsetPaginator,
     PageNumberPagination: PageNumberPaginator,
@@ -673,9 +722,12 @@ _PAGINATORS: dict[type[Any], Callable[[Any, str], Paginator]] = {
 }
 
 
-def build_paginator(spec: PaginationSpec, records_path: str) -> Paginator:
-    """The paginator for an endpoint's pagination spec."""
-    return _PAGINATORS[type(spec)](spec, records_path)
+def build_paginator(spec: PaginationSpec, records_path: str, *,
+                    graphql: bool = False) -> Paginator:
+    """The paginator for an endpoint's pagination spec: its page parameters go into the query
+    string, or for a GraphQL source into the query's variables."""
+    slots = GraphQLVariables() if graphql else QueryParams()
+    return _PAGINATORS[type(spec)](spec, records_path, slots)
 
 
 # -- loop guard -------------------------------------------------------------------------------

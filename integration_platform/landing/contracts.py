@@ -136,6 +136,18 @@ def evolve(contract: Contract, report: DriftReport) -> Contract:
     return evolved
 
 
+def accept(contract: Contract, report: DriftReport) -> Contract:
+    """The contract widened to the shape a batch arrived in: a field that went missing becomes
+    optional, a retyped field allows the new types too (the user said the change is fine)."""
+    accepted = dict(contract)
+    for name in report.disappeared:
+        accepted[name] = FieldRule(accepted[name].types, required=False)
+    for name, kinds in report.retyped.items():
+        accepted[name] = FieldRule(accepted[name].types | frozenset(kinds["observed"]),
+                                   accepted[name].required)
+    return accepted
+
+
 def to_json(contract: Contract) -> str:
     return orjson.dumps({k: v.as_dict() for k, v in sorted(contract.items())}).decode()
 

@@ -28,11 +28,12 @@ from integration_platform.landing import contracts
 from integration_platform.landing.contracts import Contract, DriftReport, Observed, ObservedField
 from integration_platform.landing.zone import UNPARTITIONED, Attempt, PageEntry
 from integration_platform.logs import get_logger
-from integration_platform.specs.models import RelayPagination, SourceSpec
+from integration_platform.specs.models import RelayPagination, SinglePage, SourceSpec
 
 _log = get_logger("integration_platform.loader")
 
 LoadMode = Literal["replace", "merge"]
+DriftPolicy = Literal["hold", "dead_letter", "accept"]
 # A load holds DuckDB to this much memory and spills the rest of the staged partition to the
 # database's temp directory, so peak memory stays flat however large the partition (1M records
 # in 128 MB: benchmarks/README.md, raw load). Raise it for speed, where memory allows.
@@ -42,6 +43,7 @@ DEFAULT_LOAD_MEMORY_MB = 128
 # (2 threads fail in 128 MB, 1 thread reads in 64 MB). Staging reads with one thread per this
 # many MB of the load's memory, so the reader never runs out.
 _READER_MB_PER_THREAD = 128
+_DEFAULT_MAX_OBJECT_BYTES = 16 * 1024 * 1024
 _DUCKDB_NAMES: dict[str, list[str]] = {}
 for _duck, _kind in contracts.JSON_TYPES.items():
     _DUCKDB_NAMES.setdefault(_kind, []).append(_duck)
@@ -74,15 +76,42 @@ CREATE TABLE IF NOT EXISTS {table} (
     _primary_key VARCHAR, _page INTEGER, _page_index INTEGER, _loaded_at TIMESTAMPTZ)"""
 
 
-def records_json_path(spec: SourceSpec, endpoint: str) -> str:
-    """JSONPath to the records inside one landed page."""
+@dataclass(frozen=True)
+class RecordsLocator:
+    """How DuckDB finds the records in one landed page, the way the extractor found them.
+
+    `part` is SQL over the page (`json`) taking the part that holds the records, in one
+    parse; `records` is SQL over `json` and `part` giving the page's records as a list (it
+    may look at the page again, but only for pages where `part` alone cannot tell). They must
+    agree with the paginator's `records()`: every load compares the two counts.
+    """
+
+    part: str
+    records: str = "part"
+
+
+def records_locator(spec: SourceSpec, endpoint: str) -> RecordsLocator:
     config = spec.endpoints[endpoint]
-    if isinstance(config.pagination, RelayPagination):
-        return _path(["data", *config.pagination.connection_path.split("."), "edges[*]",
-                      "node"])
     keys = ["data"] if spec.kind == "graphql" else []
+    if isinstance(config.pagination, RelayPagination):
+        connection = [*keys, *config.pagination.connection_path.split(".")]
+        # edges[].node, or `nodes` when the connection has no edges (the paginator's rule)
+        both = f"[{_sql_string(_path([*connection, 'edges']))}, " \
+               f"{_sql_string(_path([*connection, 'nodes']))}]"
+        return RecordsLocator(
+            part=f"json_extract(json, {both})",
+            records="CASE WHEN part[1] IS NOT NULL THEN json_extract(part[1], '$[*].\"node\"') "
+                    "ELSE json_extract(part[2], '$[*]') END")
     keys += [k for k in config.records.split(".") if k]
-    return _path([*keys, "[*]"]) if keys else "$[*]"
+    listed = RecordsLocator(part=f"json_extract(json, {_sql_string(_path([*keys, '[*]']))})")
+    if not isinstance(config.pagination, SinglePage):
+        return listed  # the extractor lands a page only when its path holds a list
+    # One request: the list at the path, or a single object there, which is one record.
+    at = _sql_string(_path(keys))
+    return RecordsLocator(
+        part=listed.part,
+        records=f"CASE WHEN len(part) > 0 THEN part WHEN json_type(json, {at}) = 'OBJECT' "
+                f"THEN [json_extract(json, {at})] ELSE part END")
 
 
 def _path(keys: list[str]) -> str:
@@ -105,8 +134,19 @@ class LoadMemoryError(RuntimeError):
     """A load needed more memory than it was given; it rolled back and can simply be re-run."""
 
 
+class LoadCountError(RuntimeError):
+    """The records a load read, wrote and set aside do not add up to what was extracted.
+
+    Raised before COMMIT: nothing was written, the landed pages are kept.
+    """
+
+
 @dataclass
 class LoadResult:
+    """What one partition's load did. The counts reconcile, or the load raised instead:
+    `records_extracted` = `rows` + `dead_letters` + `duplicates` (a key that arrived twice
+    keeps its latest record), unless the load was `held`."""
+
     table: str
     rows: int
     dead_letters: int
@@ -116,6 +156,13 @@ class LoadResult:
     contract_created: bool
     preview: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    records_extracted: int = 0
+    duplicates: int = 0
+    # A breaking drift held the load: nothing was replaced, the partition kept `rows_kept`
+    # rows from earlier loads, and the landed pages wait in the attempt folder.
+    held: bool = False
+    rows_kept: int = 0
+    drift_accepted: bool = False  # the breaking drift was taken into the contract
 
 
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
@@ -127,8 +174,19 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
                  mode: LoadMode = "replace",
                  extra_statements: Sequence[tuple[str, Sequence[object]]] = (),
                  memory_limit_mb: int = DEFAULT_LOAD_MEMORY_MB,
-                 staged: Observed | None = None) -> LoadResult:
+                 staged: Observed | None = None,
+                 on_breaking_drift: DriftPolicy = "hold") -> LoadResult:
     """Load one attempt's pages into the partition, in one transaction.
+
+    Every load checks its own counts: each page yields as many records as the extraction
+    counted on it, and the rows inserted, the dead letters and the superseded duplicates add
+    up to them; otherwise it raises `LoadCountError` and writes nothing.
+
+    `on_breaking_drift`, when the records break the schema contract (a required field gone, a
+    type changed): `hold` writes nothing and returns a `held` result, so the partition keeps
+    its previous rows; `dead_letter` loads the records that fit and dead-letters the rest
+    (push sources, whose events cannot wait); `accept` takes the new shape into the stored
+    contract (the field becomes optional, the type widens) and loads everything.
 
     `staged`: the connection already holds the attempt's `_manifest` and `_staged` tables and
     this is what they hold (a `Stager` staged them while the pages landed).
@@ -143,8 +201,9 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
             return _load(connection, spec=spec, endpoint=endpoint, attempt=attempt,
                          partition=partition, run_id=run_id, mode=mode,
                          extra_statements=extra_statements,
+                         memory_limit_mb=memory_limit_mb,
                          reading_threads=max(1, memory_limit_mb // _READER_MB_PER_THREAD),
-                         observed=staged)
+                         observed=staged, on_breaking_drift=on_breaking_drift)
         except duckdb.OutOfMemoryException as exc:
             raise LoadMemoryError(
                 f"loading {spec.source}/{endpoint} partition {partition or UNPARTITIONED} ran "
@@ -169,20 +228,25 @@ def _settings(connection: duckdb.DuckDBPyConnection, **values: object) -> Iterat
 
 def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: str,
           attempt: Attempt, partition: str | None, run_id: str, mode: LoadMode,
-          extra_statements: Sequence[tuple[str, Sequence[object]]],
-          reading_threads: int, observed: Observed | None) -> LoadResult:
+          extra_statements: Sequence[tuple[str, Sequence[object]]], memory_limit_mb: int,
+          reading_threads: int, observed: Observed | None,
+          on_breaking_drift: DriftPolicy) -> LoadResult:
     started = time.monotonic()
     config = spec.endpoints[endpoint]
     table = table_name(spec.source, endpoint)
     partition_key = partition or UNPARTITIONED
+    where = f"{spec.source}/{endpoint} partition {partition_key}"
     ensure_schema(connection)
     connection.execute(_table_sql(table))
 
     if observed is None:
         threads = int(connection.execute("SELECT current_setting('threads')").fetchall()[0][0])
-        with _settings(connection, threads=min(threads, reading_threads)):
-            _stage(connection, spec, endpoint, attempt)
+        threads = min(threads, reading_threads)
+        with _settings(connection, threads=threads):
+            _stage(connection, spec, endpoint, attempt, memory_limit_mb=memory_limit_mb,
+                   threads=threads)
         observed = _observe(connection)
+    extracted = _check_pages_read_whole(connection, where, attempt)
     stored = connection.execute(
         "SELECT contract FROM raw._contracts WHERE source = ? AND endpoint = ?",
         [spec.source, endpoint]).fetchall()
@@ -190,11 +254,27 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
     contract = (contracts.from_json(stored[0][0]) if stored
                 else contracts.initial_contract(config.contract, observed))
     report = contracts.compare(contract, observed)
+    if report.breaking and on_breaking_drift == "accept":
+        contract = contracts.accept(contract, report)
+    if report.breaking and on_breaking_drift == "hold":
+        kept = _count(connection, f"SELECT count(*) FROM {table} WHERE _partition_key = ?",
+                      [partition_key])
+        _drop_staging(connection)
+        _log.warning("partition_held", source=spec.source, endpoint=endpoint,
+                     partition=partition_key, run_id=run_id, records=extracted, rows_kept=kept,
+                     drift=report.summary(), attempt=str(attempt.folder))
+        return LoadResult(
+            table=table, rows=0, dead_letters=0, rows_replaced=0,
+            schema_hash=observed.schema_hash(), drift=report, contract_created=False,
+            seconds=round(time.monotonic() - started, 3), records_extracted=extracted,
+            held=True, rows_kept=kept)
     _mark_violations(connection, contract, config.primary_keys)
 
     now = datetime.now(UTC)
+    count_partition = f"SELECT count(*) FROM {table} WHERE _partition_key = ?"
     connection.execute("BEGIN TRANSACTION")
     try:
+        before = _count(connection, count_partition, [partition_key])
         if mode == "replace":
             replaced = connection.execute(
                 f"DELETE FROM {table} WHERE _partition_key = ?", [partition_key]).fetchall()
@@ -213,19 +293,25 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
             QUALIFY row_number() OVER (PARTITION BY _pk
                                        ORDER BY _page DESC, _page_index DESC) > 1
         """)
-        inserted = connection.execute(f"""
+        inserted = int(connection.execute(f"""
             INSERT INTO {table}
             SELECT s.record, ?, ?, ?, ?, m._fetched_at, m._request_url, s._record_hash,
                    s._pk, s._page, s._page_index, ?
             FROM _accepted AS s JOIN _manifest AS m USING (_page)
             ANTI JOIN _superseded AS d USING (_page, _page_index)
-        """, [spec.source, endpoint, partition_key, run_id, now]).fetchall()
-        dead = connection.execute("""
+        """, [spec.source, endpoint, partition_key, run_id, now]).fetchall()[0][0])
+        dead = int(connection.execute("""
             INSERT INTO raw._dead_letters
             SELECT ?, ?, ?, ?, s._page, m._file, s._page_index, s.record, v._reason, ?
             FROM _staged AS s JOIN _manifest AS m USING (_page)
             JOIN _violations AS v USING (_page, _page_index)
-        """, [spec.source, endpoint, partition_key, run_id, now]).fetchall()
+        """, [spec.source, endpoint, partition_key, run_id, now]).fetchall()[0][0])
+        duplicates = _count(connection, "SELECT count(*) FROM _superseded")
+        removed = int(replaced[0][0])
+        _check_counts_add_up(
+            where, extracted=extracted, inserted=inserted, dead=dead, duplicates=duplicates,
+            expected_after=before - removed + inserted,
+            after=_count(connection, count_partition, [partition_key]))
         if observed.records:
             evolved = contracts.evolve(contract, report)
             connection.execute(
@@ -240,40 +326,121 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
     preview_rows = connection.execute(
         "SELECT record FROM _accepted ORDER BY _page, _page_index LIMIT 5"
     ).fetchall()
+    _drop_staging(connection)
+    _log.info("partition_loaded", source=spec.source, endpoint=endpoint, partition=partition_key,
+              run_id=run_id, table=table, records=extracted, rows=inserted, dead_letters=dead,
+              duplicates=duplicates, mode=mode, drift=report.summary(),
+              seconds=round(time.monotonic() - started, 3))
+    return LoadResult(
+        table=table, rows=inserted, dead_letters=dead, rows_replaced=removed,
+        schema_hash=observed.schema_hash(), drift=report,
+        contract_created=created and observed.records > 0,
+        preview=[orjson.loads(row[0]) for row in preview_rows],
+        seconds=round(time.monotonic() - started, 3), records_extracted=extracted,
+        duplicates=duplicates, drift_accepted=report.breaking and on_breaking_drift == "accept")
+
+
+def _count(connection: duckdb.DuckDBPyConnection, sql: str,
+           parameters: Sequence[object] = ()) -> int:
+    return int(connection.execute(sql, parameters).fetchall()[0][0])
+
+
+def _drop_staging(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute("DROP VIEW IF EXISTS _accepted")
     for temp in ("_staged", "_manifest", "_superseded", "_violations"):
         connection.execute(f"DROP TABLE IF EXISTS {temp}")
-    _log.info("partition_loaded", source=spec.source, endpoint=endpoint, partition=partition_key,
-              run_id=run_id, table=table, rows=int(inserted[0][0]), dead_letters=int(dead[0][0]),
-              mode=mode, drift=report.summary(), seconds=round(time.monotonic() - started, 3))
-    return LoadResult(
-        table=table, rows=int(inserted[0][0]), dead_letters=int(dead[0][0]),
-        rows_replaced=int(replaced[0][0]), schema_hash=observed.schema_hash(), drift=report,
-        contract_created=created and observed.records > 0,
-        preview=[orjson.loads(row[0]) for row in preview_rows],
-        seconds=round(time.monotonic() - started, 3))
+
+
+def _check_pages_read_whole(connection: duckdb.DuckDBPyConnection, where: str,
+                            attempt: Attempt) -> int:
+    """The records the extraction counted, after checking that staging read each page's all."""
+    short = connection.execute("""
+        SELECT m._page, m._file, m._records, count(s._page) AS read
+        FROM _manifest AS m LEFT JOIN _staged AS s USING (_page)
+        GROUP BY ALL HAVING read <> m._records ORDER BY m._page
+    """).fetchall()
+    extracted = _count(connection, "SELECT coalesce(sum(_records), 0) FROM _manifest")
+    if short:
+        read = _count(connection, "SELECT count(*) FROM _staged")
+        pages = "; ".join(f"{file}: {counted} extracted, {got} read"
+                          for _, file, counted, got in short[:5])
+        raise LoadCountError(
+            f"{where}: the extraction counted {extracted} records but the loader read {read} "
+            f"from the landed pages ({len(short)} page(s) differ: {pages}). Nothing was "
+            f"written; the pages are kept in {attempt.folder}. The spec's records path and "
+            "the pages' shape disagree: check `records` (and the pagination's paths) against "
+            "one of those pages, then run the partition again.")
+    return extracted
+
+
+def _check_counts_add_up(where: str, *, extracted: int, inserted: int, dead: int,
+                         duplicates: int, expected_after: int, after: int) -> None:
+    if inserted + dead + duplicates != extracted:
+        raise LoadCountError(
+            f"{where}: {extracted} records extracted, but {inserted} rows inserted + {dead} "
+            f"dead letters + {duplicates} superseded duplicates = "
+            f"{inserted + dead + duplicates}. Nothing was written (rolled back); run the "
+            "partition again, and report this if it repeats.")
+    if after != expected_after:
+        raise LoadCountError(
+            f"{where}: the partition would hold {after} rows, expected {expected_after} "
+            "(its rows before, minus those replaced, plus those inserted): something else "
+            "wrote to it during the load. Nothing was written (rolled back); run it again.")
 
 
 def _stage(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: str,
            attempt: Attempt, entries: Sequence[PageEntry] | None = None, *,
-           append: bool = False) -> None:
+           append: bool = False, memory_limit_mb: int, threads: int) -> None:
     """`_manifest` (one row per page) and `_staged` (one row per record, with its key), made
-    from `entries` (all the attempt's pages by default), or added to with `append`."""
+    from `entries` (all the attempt's pages by default), or added to with `append`.
+
+    A page is parsed whole: one larger than `memory_limit_mb` allows for is read with the
+    memory it needs (`_page_memory_mb`), and the limit comes back after.
+    """
     entries = attempt.entries() if entries is None else entries
+    needed = _page_memory_mb(max((e.bytes for e in entries), default=0), threads)
+    if needed > memory_limit_mb:
+        _log.info("large_pages", source=spec.source, endpoint=endpoint,
+                  largest_page_bytes=max(e.bytes for e in entries), memory_limit_mb=needed)
+        with _settings(connection, memory_limit=f"{needed}MB"):
+            _stage_entries(connection, spec, endpoint, attempt, entries, append=append)
+    else:
+        _stage_entries(connection, spec, endpoint, attempt, entries, append=append)
+
+
+def _page_memory_mb(largest_page: int, threads: int) -> int:
+    """Memory DuckDB needs to parse pages of up to `largest_page` bytes on `threads` threads.
+
+    Measured on DuckDB 2.0 (json_extract of a page's records, unnested and hashed, one
+    thread): 8 MB pages need 192 MB, 20 MB 384 MB, 40 MB 768 MB; about 19x the page, the
+    parse tree and the read buffer (2x maximum_object_size) included. This keeps ~15% above.
+    """
+    page_mb = -(-largest_page // (1024 * 1024))
+    return 64 + 20 * page_mb * max(1, threads)
+
+
+def _stage_entries(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: str,
+                   attempt: Attempt, entries: Sequence[PageEntry], *, append: bool) -> None:
     chunk = pa.table({
         "_file": pa.array([e.file for e in entries], pa.string()),
         "_page": pa.array([e.page for e in entries], pa.int32()),
         "_request_url": pa.array([e.url for e in entries], pa.string()),
         "_fetched_at": pa.array([datetime.fromisoformat(e.fetched_at) for e in entries],
                                 pa.timestamp("us", tz="UTC")),
+        "_records": pa.array([e.records for e in entries], pa.int64()),
     })
-    path = _sql_string(records_json_path(spec, endpoint))
+    locator = records_locator(spec, endpoint)
     if entries:
         files = ", ".join(_sql_string(str(attempt.folder / e.file)) for e in entries)
-        pages = (f"SELECT regexp_extract(filename, '[^/]+$') AS _file, "
-                 f"json_extract(json, {path}) AS records "
-                 f"FROM read_json_objects([{files}], format = 'auto', filename = true, "
-                 f"compression = 'gzip')")
+        # `unstructured`: each file is one JSON document, whatever its top level. (`auto`
+        # reads a top-level array as one document per element, which hides a bare-array
+        # body's records from the records path.)
+        largest = max(e.bytes for e in entries)
+        pages = (f"SELECT _file, {locator.records} AS records "
+                 f"FROM (SELECT regexp_extract(filename, '[^/]+$') AS _file, json, "
+                 f"{locator.part} AS part "
+                 f"FROM read_json_objects([{files}], format = 'unstructured', filename = true, "
+                 f"compression = 'gzip', maximum_object_size = {_object_size(largest)}))")
     else:
         pages = "SELECT NULL::VARCHAR AS _file, NULL::JSON[] AS records WHERE false"
     # One pass over the files, each page parsed once; no table of whole pages is kept. The
@@ -297,6 +464,15 @@ def _stage(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: st
             connection.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {staged}")
     finally:
         connection.unregister("_manifest_chunk")
+
+
+def _object_size(largest_page: int) -> int:
+    """`maximum_object_size` for pages of up to this many bytes: DuckDB's 16 MB default, or
+    the next power of two above the largest page (its reader refuses a larger document)."""
+    size = _DEFAULT_MAX_OBJECT_BYTES
+    while size <= largest_page:
+        size *= 2
+    return size
 
 
 def _pk_sql(spec: SourceSpec, endpoint: str) -> str:
@@ -457,7 +633,8 @@ class Stager:
             return
         self._waiting = []
         _stage(self.connection, self.spec, self.endpoint, self.attempt, entries,
-               append=self._staged_entries > 0)
+               append=self._staged_entries > 0, memory_limit_mb=self.memory_limit_mb,
+               threads=self._threads)
         if entries:
             self._observed = merge_observed(
                 self._observed, _observe(self.connection, (entries[0].page, entries[-1].page)))
@@ -483,7 +660,8 @@ class Stager:
         return self._observed
 
     def load(self, warehouse: Path, *, partition: str | None, run_id: str,
-             mode: LoadMode = "replace") -> LoadResult:
+             mode: LoadMode = "replace",
+             on_breaking_drift: DriftPolicy = "hold") -> LoadResult:
         """`load_attempt` into the warehouse file from what was staged; call under its lock."""
         observed = self.finish()
         connection = self.connection
@@ -494,7 +672,8 @@ class Stager:
             return load_attempt(connection, spec=self.spec, endpoint=self.endpoint,
                                 attempt=self.attempt, partition=partition, run_id=run_id,
                                 mode=mode, memory_limit_mb=self.memory_limit_mb,
-                                staged=observed)
+                                staged=observed,
+                                on_breaking_drift=on_breaking_drift)
         finally:
             connection.execute("USE memory")
             connection.execute("DETACH warehouse")

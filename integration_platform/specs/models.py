@@ -305,7 +305,8 @@ class EndpointSpec(Strict):
     method: Literal["GET", "POST"] = "GET"
     params: dict[str, EnvStr | int | float | bool] = Field(default_factory=dict)
     headers: dict[str, EnvStr] = Field(default_factory=dict)
-    records: JsonPath = Field("", description="where the records are; empty for the root")
+    records: JsonPath = Field(
+        "", description="where the records are (for GraphQL: inside `data`); empty for the root")
     primary_key: str | list[str]
     pagination: PaginationSpec = Field(default_factory=lambda: SinglePage(type="single"))
     max_pages: int | None = Field(None, ge=1)
@@ -343,6 +344,22 @@ class EndpointSpec(Strict):
     @property
     def is_partitioned(self) -> bool:
         return self.partitions.type == "daily"
+
+
+def _check_pagination_fits(name: str, endpoint: EndpointSpec, kind: str) -> None:
+    """Pagination styles that cannot work for the source's kind, said at load time."""
+    style = endpoint.pagination.type
+    if kind == "rest" and style == "relay":
+        raise ValueError(f"endpoint {name!r}: relay pagination is for kind: graphql; REST APIs "
+                         "page with offset, page_number, cursor, next_url or link_header")
+    if kind == "graphql" and style in ("next_url", "link_header"):
+        raise ValueError(f"endpoint {name!r}: {style} pagination follows URLs, but a GraphQL "
+                         "source posts every page to one URL: use relay, cursor, offset or "
+                         "page_number, whose values are sent as query variables")
+    if kind == "graphql" and style in ("offset", "page_number", "cursor") and not endpoint.records:
+        raise ValueError(f"endpoint {name!r}: set `records` to the path of the list inside the "
+                         "response's data (e.g. allPeople.people): with "
+                         f"{style} pagination the engine must know where each page's records are")
 
 
 class WebhookSpec(Strict):
@@ -412,6 +429,7 @@ class SourceSpec(Strict):
                 raise ValueError(f"endpoint {name!r}: graphql endpoints need query_file")
             if self.kind == "rest" and endpoint.query_file is not None:
                 raise ValueError(f"endpoint {name!r}: query_file is only for kind: graphql")
+            _check_pagination_fits(name, endpoint, self.kind)
             if endpoint.parent and endpoint.parent.endpoint not in self.endpoints:
                 raise ValueError(f"endpoint {name!r}: parent {endpoint.parent.endpoint!r} "
                                  "is not an endpoint of this source")

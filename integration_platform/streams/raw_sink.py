@@ -122,6 +122,7 @@ class RawStreamSink:
                 result = load_attempt(
                     connection, spec=self.spec, endpoint=self.endpoint, attempt=attempt,
                     partition=partition, run_id=self.run_id, mode="merge",
+                    on_breaking_drift="dead_letter",
                     extra_statements=self._advance(plan[step]) + (dead if last else []),
                     memory_limit_mb=self.warehouse.load_memory_mb)
                 rows += result.rows

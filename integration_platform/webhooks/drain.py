@@ -108,7 +108,7 @@ class BatchDrain:
                 for (endpoint, partition), attempt in landed.items():
                     loaded = load_attempt(connection, spec=self.spec, endpoint=endpoint,
                                           attempt=attempt, partition=partition, run_id=run_id,
-                                          mode="merge",
+                                          mode="merge", on_breaking_drift="dead_letter",
                                           memory_limit_mb=self.warehouse.load_memory_mb)
                     result.partitions.append(DrainedPartition(
                         endpoint, partition, len(groups[(endpoint, partition)]), loaded,

@@ -289,21 +289,26 @@ def downstream_of(raw_asset: AssetsDefinition, ran: list[str]) -> AssetsDefiniti
     return contact_summary
 
 
-def test_drift_check_fails_and_blocks_downstream_when_the_crm_renames_and_retypes_fields(
+def test_drift_check_fails_blocks_downstream_and_keeps_the_rows_when_a_reload_drifts(
     sandbox: Sandbox, chaos: ChaosSwitch, platform: PlatformFactory,
 ) -> None:
     raw = platform(sandbox)
     contacts = raw.asset("crm", "contacts")
     ran: list[str] = []
     summary = downstream_of(contacts, ran)
-    before = raw.materialize([contacts, summary], BEFORE_DRIFT)
-    assert before.success and ran == ["contact_summary"]
-    assert drift_evaluation(before, "crm", "contacts").passed
-    served_after = raw.served("crm", "contacts", AFTER_DRIFT)
+    for day in (BEFORE_DRIFT, AFTER_DRIFT):
+        before = raw.materialize([contacts, summary], day)
+        assert before.success and drift_evaluation(before, "crm", "contacts").passed
+    good_rows = raw.rows("crm", "contacts", AFTER_DRIFT)
+    assert len(good_rows) == 2
 
     chaos("crm", ChaosSettings(schema_drift_from=DRIFT_FROM))
+    served_after = raw.served("crm", "contacts", AFTER_DRIFT)
     ran.clear()
-    after = raw.materialize([contacts, summary], AFTER_DRIFT)
+    # A full reload of the day (contacts are incremental: a plain run fetches only changes).
+    after = materialize([contacts, summary], partition_key=AFTER_DRIFT, resources=raw.resources,
+                        raise_on_error=False, run_config={"ops": {"raw__crm__contacts": {
+                            "config": {"full_refresh": True}}}})
 
     check = drift_evaluation(after, "crm", "contacts")
     assert not check.passed
@@ -313,19 +318,23 @@ def test_drift_check_fails_and_blocks_downstream_when_the_crm_renames_and_retype
     assert difference["renamed"] == {"email": "email_address"}
     assert difference["retyped"]["lead_score"]["observed"] == ["string"]
     assert "email" in check.description and "lead_score" in check.description
+    assert check.metadata["held"].value[AFTER_DRIFT]["rows_kept"] == 2
     assert ran == [], "a blocking check failed: the downstream asset must not run"
     assert not after.success
-    assert raw.rows("crm", "contacts", AFTER_DRIFT) == []
-    dead = raw.query("SELECT record, reason, page, page_file, run_id FROM raw._dead_letters "
-                     "WHERE source = 'crm' AND endpoint = 'contacts' AND partition_key = ?",
-                     [AFTER_DRIFT])
-    assert len(dead) == len(served_after) == 2
-    for record, reason, page, page_file, run_id in dead:
-        assert "email_address" in json.loads(record)
-        assert "required field 'email' is missing" in reason
-        assert "field 'lead_score' is varchar, contract says integer" in reason
-        assert (page, page_file, run_id) == (1, "page-000001.json.gz", after.run_id)
+    assert "accept_drift" in failure_messages(after)
+    assert raw.rows("crm", "contacts", AFTER_DRIFT) == good_rows, "the good rows must stay"
+    assert raw.query("SELECT count(*) FROM raw._dead_letters") == [(0,)]
     assert raw.rows("crm", "contacts", BEFORE_DRIFT), "the earlier day keeps its rows"
+
+    accepted = materialize([contacts, summary], partition_key=AFTER_DRIFT,
+                           resources=raw.resources, raise_on_error=False,
+                           run_config={"ops": {"raw__crm__contacts": {
+                               "config": {"accept_drift": True, "full_refresh": True}}}})
+    assert accepted.success, failure_messages(accepted)
+    assert ran == ["contact_summary"]
+    assert "accepted" in drift_evaluation(accepted, "crm", "contacts").description
+    loaded = [json.loads(row[1]) for row in raw.rows("crm", "contacts", AFTER_DRIFT)]
+    assert len(loaded) == 2 and all("email_address" in record for record in loaded)
 
 
 def test_drift_check_only_warns_and_downstream_runs_when_records_bring_new_fields(

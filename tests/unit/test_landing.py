@@ -19,10 +19,10 @@ from integration_platform.http.pagination import PageRequest
 from integration_platform.landing import contracts
 from integration_platform.landing.contracts import FieldRule, Observed, ObservedField
 from integration_platform.landing.loader import (
+    LoadCountError,
     LoadMemoryError,
     Stager,
     load_attempt,
-    records_json_path,
 )
 from integration_platform.landing.zone import MANIFEST, UNPARTITIONED, Attempt, LandingZone
 from integration_platform.specs.loader import load_spec
@@ -86,7 +86,7 @@ def land(zone: LandingZone, pages: list[Any], *, partition: str | None = "2025-0
     attempt = zone.open_attempt("shop", endpoint, partition, run_id, resume=False)
     for number, body in enumerate(pages, start=1):
         attempt.write_page(
-            number, json.dumps(body).encode(), records=len(body.get("data", [])), run_id=run_id,
+            number, json.dumps(body).encode(), records=_records_in(body), run_id=run_id,
             url=f"http://127.0.0.1:9/{endpoint}?offset={number - 1}", fetched_at=FETCHED_AT,
             request=PageRequest(f"/{endpoint}", {"offset": number - 1}),
             next_request=(PageRequest(f"/{endpoint}", {"offset": number})
@@ -94,6 +94,13 @@ def land(zone: LandingZone, pages: list[Any], *, partition: str | None = "2025-0
     if complete:
         attempt.mark_complete()
     return attempt
+
+
+def _records_in(body: Any) -> int:
+    """How many records the extractor would count on a page of SHOP's endpoints."""
+    if isinstance(body, list):
+        return len(body)
+    return len(body["result"]["items"] if "result" in body else body.get("data", []))
 
 
 def rows(connection: duckdb.DuckDBPyConnection, table: str = 'raw."shop__orders"',
@@ -378,7 +385,7 @@ def test_records_that_break_the_contract_become_dead_letters_when_loaded(
                           {"data": [{"amount": 2}, "not a record", {"id": 4, "amount": "3.50"},
                                     {"id": 5}]}])
     result = load_attempt(warehouse, spec=shop, endpoint="orders", attempt=attempt,
-                          partition="2025-03-01", run_id=RUN)
+                          partition="2025-03-01", run_id=RUN, on_breaking_drift="dead_letter")
     assert (result.rows, result.dead_letters) == (1, 4)
     assert result.drift.breaking
     dead = warehouse.execute("""
@@ -400,7 +407,8 @@ def test_reload_clears_the_partitions_dead_letters_when_the_data_is_fixed(
     shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
     load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id=RUN,
-                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2}]}]))
+                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2}]}]),
+                 on_breaking_drift="dead_letter")
     assert warehouse.execute("SELECT count(*) FROM raw._dead_letters").fetchone() == (1,)
     load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id="r2",
                  attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}]}]))
@@ -462,7 +470,6 @@ def test_relay_nodes_load_as_records_when_the_source_is_graphql(
                                               "{ id } } } } }")
     (tmp_path / "desk.yaml").write_text(SHOP_GRAPHQL)
     desk = load_spec(tmp_path / "desk.yaml", env={})
-    assert records_json_path(desk, "tickets") == '$."data"."viewer"."tickets"."edges"[*]."node"'
     page = {"data": {"viewer": {"tickets": {"edges": [{"node": {"id": "t1", "tags": []}},
                                                       {"node": {"id": "t2", "tags": ["x"]}}],
                                             "pageInfo": {"hasNextPage": False}}}}}
@@ -543,7 +550,8 @@ def test_a_partition_staged_while_its_pages_land_loads_exactly_like_a_plain_load
     plain = land(zone, pages)
     with duckdb.connect(str(tmp_path / "plain.duckdb")) as connection:
         expected = load_attempt(connection, spec=shop, endpoint="orders", attempt=plain,
-                                partition="2025-03-01", run_id=RUN)
+                                partition="2025-03-01", run_id=RUN,
+                                on_breaking_drift="dead_letter")
 
     attempt = zone.open_attempt("shop", "orders", "2025-03-01", RUN, resume=False)
     with Stager(shop, "orders", attempt, temp_directory=tmp_path / "spill", chunk_pages=2,
@@ -556,7 +564,8 @@ def test_a_partition_staged_while_its_pages_land_loads_exactly_like_a_plain_load
             time.sleep(0.03)
         staged_while_landing = stager.staged_pages
         attempt.mark_complete()
-        result = stager.load(tmp_path / "staged.duckdb", partition="2025-03-01", run_id=RUN)
+        result = stager.load(tmp_path / "staged.duckdb", partition="2025-03-01", run_id=RUN,
+                             on_breaking_drift="dead_letter")
 
     assert staged_while_landing >= 2  # in chunks, before the last page landed
     assert (result.rows, result.dead_letters) == (expected.rows, expected.dead_letters) == (68, 1)
@@ -587,3 +596,184 @@ def test_the_load_stages_everything_itself_when_staging_alongside_failed(
         result = stager.load(tmp_path / "w.duckdb", partition="2025-03-01", run_id=RUN)
     assert (result.rows, result.dead_letters) == (40, 0)
     assert len(_shop_table(tmp_path / "w.duckdb")) == 40
+
+
+# -- every load checks its counts, whatever the page's shape -----------------------------------
+
+SHAPES = """
+source: shapes
+kind: rest
+base_url: http://127.0.0.1:9
+endpoints:
+  bare:
+    path: /bare
+    records: ""
+    primary_key: id
+    pagination: {type: page_number, page_size: 2}
+  account:
+    path: /account
+    primary_key: id
+  listed:
+    path: /listed
+    records: items
+    primary_key: id
+    pagination: {type: cursor, cursor_path: next}
+"""
+
+PEOPLE_GRAPHQL = """
+source: people
+kind: graphql
+base_url: http://127.0.0.1:9
+endpoints:
+  people:
+    query_file: people.graphql
+    records: allPeople.people
+    primary_key: id
+    pagination: {type: page_number, page_param: page, size_param: perPage, page_size: 2}
+  nodes:
+    query_file: people.graphql
+    primary_key: id
+    pagination: {type: relay, connection_path: peopleConnection}
+"""
+
+
+@pytest.fixture
+def shapes(tmp_path: Path) -> SourceSpec:
+    (tmp_path / "shapes.yaml").write_text(SHAPES)
+    return load_spec(tmp_path / "shapes.yaml", env={})
+
+
+def land_as_extracted(zone: LandingZone, spec: SourceSpec, endpoint: str,
+                      pages: list[tuple[Any, int]], partition: str | None = None) -> Attempt:
+    """An attempt holding these (body, records the extractor counted) pages."""
+    attempt = zone.open_attempt(spec.source, endpoint, partition, RUN, resume=False)
+    for number, (body, records) in enumerate(pages, start=1):
+        attempt.write_page(number, json.dumps(body).encode(), records=records, run_id=RUN,
+                           url=f"http://127.0.0.1:9/{endpoint}", fetched_at=FETCHED_AT,
+                           request=PageRequest(f"/{endpoint}"), next_request=None)
+    attempt.mark_complete()
+    return attempt
+
+
+def test_bare_array_bodies_load_every_record_when_records_is_the_root(
+    shapes: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    attempt = land_as_extracted(zone, shapes, "bare", [([{"id": 1}, {"id": 2}], 2),
+                                                       ([{"id": 3}], 1)])
+    result = load_attempt(warehouse, spec=shapes, endpoint="bare", attempt=attempt,
+                          partition=None, run_id=RUN)
+    assert (result.rows, result.records_extracted) == (3, 3)
+    assert set(rows(warehouse, 'raw."shapes__bare"')) == {"1", "2", "3"}
+    assert result.drift.summary() == "matches the contract"
+
+
+def test_a_single_object_body_is_one_record_when_the_endpoint_has_one_page(
+    shapes: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    attempt = land_as_extracted(zone, shapes, "account", [({"id": "acct_1", "plan": "pro"}, 1)])
+    result = load_attempt(warehouse, spec=shapes, endpoint="account", attempt=attempt,
+                          partition=None, run_id=RUN)
+    assert result.rows == 1
+    assert rows(warehouse, 'raw."shapes__account"') == {"acct_1": {"id": "acct_1",
+                                                                   "plan": "pro"}}
+
+
+def test_load_fails_and_keeps_the_previous_rows_when_it_reads_fewer_records_than_extracted(
+    shapes: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    good = land_as_extracted(zone, shapes, "listed", [({"items": [{"id": 1}, {"id": 2}]}, 2)])
+    load_attempt(warehouse, spec=shapes, endpoint="listed", attempt=good, partition=None,
+                 run_id=RUN)
+    # The extraction counted three records on a page whose `items` the loader cannot see
+    # (the API moved them): a load that said success here would lose them all.
+    moved = land_as_extracted(zone, shapes, "listed",
+                              [({"results": [{"id": 1}, {"id": 2}, {"id": 3}]}, 3)])
+    with pytest.raises(LoadCountError) as error:
+        load_attempt(warehouse, spec=shapes, endpoint="listed", attempt=moved, partition=None,
+                     run_id="r2")
+    message = str(error.value)
+    assert "counted 3 records but the loader read 0" in message
+    assert "page-000001.json.gz: 3 extracted, 0 read" in message
+    assert str(moved.folder) in message
+    assert set(rows(warehouse, 'raw."shapes__listed"')) == {"1", "2"}
+    assert warehouse.execute("SELECT count(*) FROM raw._dead_letters").fetchall() == [(0,)]
+
+
+def test_a_page_above_sixteen_megabytes_loads_when_the_api_sends_one(
+    shapes: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    records = [{"id": i, "text": "x" * 1000} for i in range(17_000)]  # about 17.3 MB
+    attempt = land_as_extracted(zone, shapes, "bare", [(records, len(records))])
+    assert attempt.entries()[0].bytes > 16 * 1024 * 1024
+    result = load_attempt(warehouse, spec=shapes, endpoint="bare", attempt=attempt,
+                          partition=None, run_id=RUN)
+    assert result.rows == 17_000
+
+
+def test_graphql_records_load_from_their_path_inside_data_when_pages_are_numbered(
+    tmp_path: Path, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    (tmp_path / "people.graphql").write_text(
+        "query P($page: Int, $perPage: Int) { allPeople(page: $page, perPage: $perPage) "
+        "{ people { id } } }")
+    (tmp_path / "people.yaml").write_text(PEOPLE_GRAPHQL)
+    people = load_spec(tmp_path / "people.yaml", env={})
+    attempt = land_as_extracted(zone, people, "people", [
+        ({"data": {"allPeople": {"people": [{"id": "p1"}, {"id": "p2"}]}}}, 2),
+        ({"data": {"allPeople": {"people": [{"id": "p3"}]}}}, 1)])
+    result = load_attempt(warehouse, spec=people, endpoint="people", attempt=attempt,
+                          partition=None, run_id=RUN)
+    assert result.rows == 3
+    assert set(rows(warehouse, 'raw."people__people"')) == {"p1", "p2", "p3"}
+
+
+def test_relay_nodes_load_when_the_connection_lists_nodes_without_edges(
+    tmp_path: Path, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    (tmp_path / "people.graphql").write_text("query { peopleConnection { nodes { id } } }")
+    (tmp_path / "people.yaml").write_text(PEOPLE_GRAPHQL)
+    people = load_spec(tmp_path / "people.yaml", env={})
+    attempt = land_as_extracted(zone, people, "nodes", [
+        ({"data": {"peopleConnection": {"nodes": [{"id": "n1"}, {"id": "n2"}],
+                                        "pageInfo": {"hasNextPage": False}}}}, 2)])
+    result = load_attempt(warehouse, spec=people, endpoint="nodes", attempt=attempt,
+                          partition=None, run_id=RUN)
+    assert result.rows == 2
+
+
+# -- a breaking drift holds the load -----------------------------------------------------------
+
+
+def test_a_drifted_reload_leaves_the_previous_rows_in_place_when_the_contract_breaks(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id=RUN,
+                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}]}]))
+    drifted = land(zone, [{"data": [{"id": 1, "total": 1}, {"id": 2, "total": 2},
+                                    {"id": 3, "total": 3}]}])
+    result = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
+                          run_id="r2", attempt=drifted)
+    assert result.held and result.drift.breaking
+    assert (result.rows, result.rows_kept, result.records_extracted) == (0, 2, 3)
+    assert result.drift.renamed == {"amount": "total"}
+    assert rows(warehouse) == {"1": {"id": 1, "amount": 1}, "2": {"id": 2, "amount": 2}}
+    assert warehouse.execute("SELECT count(*) FROM raw._dead_letters").fetchall() == [(0,)]
+    assert drifted.entries()  # the new pages wait in the landing zone
+
+
+def test_accepting_a_drift_loads_every_record_and_widens_the_contract_when_asked(
+    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id=RUN,
+                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}]}]))
+    result = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
+                          run_id="r2", on_breaking_drift="accept",
+                          attempt=land(zone, [{"data": [{"id": 1, "amount": "1.00"},
+                                                        {"id": 2}]}]))
+    assert (result.rows, result.dead_letters, result.drift_accepted) == (2, 0, True)
+    stored = contracts.from_json(warehouse.execute(
+        "SELECT contract FROM raw._contracts").fetchall()[0][0])
+    assert stored["amount"] == FieldRule(frozenset({"integer", "number", "string"}), False)
+    again = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
+                         run_id="r3", attempt=land(zone, [{"data": [{"id": 3}]}]))
+    assert not again.held and again.rows == 1
