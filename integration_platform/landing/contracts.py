@@ -2,8 +2,9 @@
 
 A contract is declared in the spec, inferred from the first load that has records, or both
 (declared fields win). Fields missing from records or arriving with another JSON type break
-it: such records become dead letters and the drift check fails with error severity. Fields
-the contract has never seen only warn, and are then added to it as optional.
+it: the drift check fails with error severity, and the load is held (or such records become
+dead letters, for push sources) unless the user accepts the new shape. Fields the contract
+has never seen only warn, and are then added to it as optional.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ endpoint's path and joins the manifest for lineage; Python never touches rows on
 Each record's JSON is parsed as few times as possible (it dominates the cost): the schema is
 observed per distinct shape of record, and the contract checks read every field in one call.
 `replace` deletes the partition's rows and inserts the new ones; `merge` (incremental runs)
-replaces only the rows whose primary keys arrived again. Records that break the schema
-contract go to `raw._dead_letters` with the reason, the page and the run.
+replaces only the rows whose primary keys arrived again. Every load checks that what it read,
+wrote and set aside adds up to what was extracted, or writes nothing. Records that break the
+schema contract hold the load (pulls: the partition keeps its rows) or go to
+`raw._dead_letters` with the reason, the page and the run (pushes).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from integration_platform.environment import PROJECT_ROOT, load_sandbox_env
-from tests.e2e.test_platform_commands import free_port_block
+from tests.e2e.sandbox_process import sandbox_process
 
 BIN = Path(sys.executable).parent
 CUSTOMERS = 4_000  # about 9,900 invoices: 400 pages of 25
@@ -64,29 +64,10 @@ with open(sys.argv[1], "w") as out:
 @pytest.fixture(scope="module")
 def billing_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A big sandbox in its own process, billing's server-side quota out of the way."""
-    base = free_port_block(4)
     log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(BIN / "integration-platform"), "sandbox", "up", "--customers", str(CUSTOMERS),
-             "--base-port", str(base), "--billing-rate-limit", "100000"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{base + 1}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/_sandbox/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, f"the sandbox exited: {log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "the sandbox did not start within 60 s"
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    with sandbox_process(log, "--customers", str(CUSTOMERS),
+                         "--billing-rate-limit", "100000") as base:
+        yield f"http://127.0.0.1:{base + 1}"
 
 
 def invoices_spec(tmp_path: Path) -> Path:

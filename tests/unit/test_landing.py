@@ -777,3 +777,29 @@ def test_accepting_a_drift_loads_every_record_and_widens_the_contract_when_asked
     again = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
                          run_id="r3", attempt=land(zone, [{"data": [{"id": 3}]}]))
     assert not again.held and again.rows == 1
+
+
+# -- one run at a time per partition -----------------------------------------------------------
+
+
+def test_a_second_run_fails_naming_the_holder_when_the_partition_stays_leased(
+    tmp_path: Path,
+) -> None:
+    from integration_platform.landing.lease import PartitionBusyError, PartitionLease
+
+    def lease(run_id: str, timeout: float) -> PartitionLease:
+        return PartitionLease(tmp_path / "shop" / "orders" / "2025-03-01", run_id=run_id,
+                              what="shop/orders partition 2025-03-01",
+                              timeout_seconds=timeout, poll_seconds=0.01)
+
+    async def scenario() -> str:
+        async with lease("run-one", 1).held():
+            with pytest.raises(PartitionBusyError) as busy:
+                await lease("run-two", 0.1).acquire()
+        async with lease("run-three", 0.1).held() as waited:  # free again once released
+            assert waited < 0.1
+        return str(busy.value)
+
+    message = asyncio.run(scenario())
+    assert "shop/orders partition 2025-03-01 is being materialized by run run-one" in message
+    assert "lease_timeout_seconds" in message

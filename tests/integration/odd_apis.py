@@ -1,0 +1,96 @@
+"""APIs shaped unlike the sandbox's, served for real on loopback: what real APIs do.
+
+- REST `GET /people?page=&per_page=`: the body is a bare JSON array (no envelope, no total);
+  people have names and a date of birth, no email.
+- REST `GET /account`: one JSON object, which is one record.
+- REST `GET /export`: one bare array larger than DuckDB's 16 MB default object size.
+- GraphQL `POST /graphql`: `allPeople(page:, perPage:)` (page numbers as query variables),
+  `peopleSlice(limit:, offset:)` (offsets as variables, with a total), and
+  `peopleConnection(first:, after:)`, a Relay connection that lists `nodes` (no `edges`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import build_schema, graphql
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+PEOPLE = 23
+EXPORT_ROWS = 16_500  # ~17 MB as JSON
+
+
+def person(i: int) -> dict[str, Any]:
+    first = ["Ada", "Grace", "Alan", "Edsger", "Barbara"][i % 5]
+    return {"id": f"p{i:03d}", "given_name": first, "family_name": f"Family{i}",
+            "dob": f"19{50 + i % 40:02d}{1 + i % 12:02d}{1 + i % 28:02d}",
+            "address": {"number": str(i + 1), "street": "Main Street"}}
+
+
+SCHEMA = build_schema("""
+type Person { id: ID!  given_name: String  family_name: String  dob: String }
+type PeoplePage { people: [Person!]!  totalPages: Int! }
+type PeopleSlice { items: [Person!]!  total: Int! }
+type PageInfo { hasNextPage: Boolean!  endCursor: String }
+type PeopleConnection { nodes: [Person!]!  pageInfo: PageInfo! }
+type Query {
+  allPeople(page: Int = 1, perPage: Int = 10): PeoplePage!
+  peopleSlice(limit: Int = 10, offset: Int = 0): PeopleSlice!
+  peopleConnection(first: Int = 10, after: String): PeopleConnection!
+}
+""")
+
+
+class _Root:
+    def allPeople(self, _info: Any, page: int, perPage: int) -> dict[str, Any]:
+        start = (page - 1) * perPage
+        return {"people": [person(i) for i in range(start, min(start + perPage, PEOPLE))],
+                "totalPages": -(-PEOPLE // perPage)}
+
+    def peopleSlice(self, _info: Any, limit: int, offset: int) -> dict[str, Any]:
+        return {"items": [person(i) for i in range(offset, min(offset + limit, PEOPLE))],
+                "total": PEOPLE}
+
+    def peopleConnection(self, _info: Any, first: int,
+                         after: str | None = None) -> dict[str, Any]:
+        start = int(after) if after else 0
+        end = min(start + first, PEOPLE)
+        return {"nodes": [person(i) for i in range(start, end)],
+                "pageInfo": {"hasNextPage": end < PEOPLE, "endCursor": str(end)}}
+
+
+async def people(request: Request) -> Response:
+    page = int(request.query_params.get("page", 1))
+    size = int(request.query_params.get("per_page", 10))
+    start = (page - 1) * size
+    return JSONResponse([person(i) for i in range(start, min(start + size, PEOPLE))])
+
+
+async def account(_: Request) -> Response:
+    return JSONResponse({"id": "acct_1", "plan": "enterprise", "seats": 40})
+
+
+async def export(_: Request) -> Response:
+    return JSONResponse([{**person(i), "id": f"e{i:05d}", "notes": "n" * 1000}
+                         for i in range(EXPORT_ROWS)])
+
+
+async def graphql_endpoint(request: Request) -> Response:
+    body = await request.json()
+    result = await graphql(SCHEMA, body["query"], root_value=_Root(),
+                           variable_values=body.get("variables"),
+                           operation_name=body.get("operationName"))
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [error.formatted for error in result.errors]
+    return JSONResponse(payload)
+
+
+def create_app() -> Starlette:
+    return Starlette(routes=[
+        Route("/people", people), Route("/account", account), Route("/export", export),
+        Route("/graphql", graphql_endpoint, methods=["POST"]),
+    ])
