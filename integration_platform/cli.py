@@ -186,11 +186,12 @@ def extract(target: str, partition: str | None, out_dir: Path | None, full_refre
     """Run one extraction outside Dagster; print a JSON summary."""
     import asyncio
     import json
-    import os
 
     from integration_platform.extraction.to_files import extract_to_directory
+    from integration_platform.extraction.windows import PartitionKeyError, check_partition_key
     from integration_platform.http.errors import ExtractionError
-    from integration_platform.specs.loader import SpecError, load_specs
+    from integration_platform.paths import path_under
+    from integration_platform.specs.loader import SpecError, load_source
 
     source, _, endpoint = target.partition(".")
     if not endpoint:
@@ -198,17 +199,18 @@ def extract(target: str, partition: str | None, out_dir: Path | None, full_refre
                                  param_hint="SOURCE.ENDPOINT")
     environment.load_sandbox_env()
     try:
-        specs = load_specs(env=os.environ)
-    except SpecError as exc:
+        spec = load_source(source, os.environ)  # only this source's variables are needed
+    except (SpecError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if source not in specs:
-        raise click.ClickException(f"no source {source!r}; known: {', '.join(sorted(specs))}")
-    spec = specs[source]
     if endpoint not in spec.endpoints:
         raise click.ClickException(f"{source} has no endpoint {endpoint!r}; it has: "
                                    f"{', '.join(spec.endpoints)}")
-    folder = out_dir or environment.data_dir() / "extract" / source / endpoint / (
-        partition or "all")
+    try:  # before any folder is made from it
+        check_partition_key(f"{source}.{endpoint}", spec.endpoints[endpoint], partition)
+    except PartitionKeyError as exc:
+        raise click.BadParameter(str(exc), param_hint="--partition") from None
+    folder = out_dir or path_under(environment.data_dir() / "extract", source, endpoint,
+                                   partition or "all")
     try:
         summary = asyncio.run(extract_to_directory(spec, endpoint, folder, partition=partition,
                                                    full_refresh=full_refresh))
@@ -240,11 +242,14 @@ def streams_consume(source: str | None, stream_name: str | None, max_events: int
     import json
 
     from integration_platform.http.errors import ExtractionError
-    from integration_platform.specs.loader import SpecError, load_specs
+    from integration_platform.specs.loader import SpecError, load_specs, resolve_spec
     from integration_platform.streams.service import Locations, run_streams, select_streams
 
     try:
-        chosen = select_streams(load_specs(env=os.environ), source, stream_name)
+        selected = select_streams(load_specs(), source, stream_name)
+        # Only the sources whose streams are consumed need their variables set.
+        resolved = {spec.source: resolve_spec(spec, os.environ) for spec, _ in selected}
+        chosen = [(resolved[spec.source], name) for spec, name in selected]
         where = Locations.under(environment.data_dir(), environment.warehouse_path())
         stats = run_streams(chosen, where, max_events=max_events,
                             idle_timeout_seconds=idle_timeout,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import orjson
 
+from integration_platform.paths import path_under
+
 UNPARTITIONED = "__all__"
 
 
@@ -20,7 +22,7 @@ class IncrementalState:
         self.root = root
 
     def _file(self, source: str, endpoint: str) -> Path:
-        return self.root / source / f"{endpoint}.json"
+        return path_under(self.root, source, f"{endpoint}.json", what="incremental state name")
 
     def _read(self, source: str, endpoint: str) -> dict[str, str]:
         file = self._file(source, endpoint)
