@@ -274,8 +274,16 @@ def webhooks() -> None:
               show_default=True,
               help="NORMAL survives a receiver crash; FULL also a power cut (an fsync per "
                    "group commit).")
-def webhooks_serve(host: str, port: int, inbox_file: Path | None, synchronous: str) -> None:
+@click.option("--header-timeout", default=10.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a client may take to send a request's headers, then it is cut off.")
+@click.option("--body-timeout", default=30.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a client may take to send a request's body after its headers.")
+def webhooks_serve(host: str, port: int, inbox_file: Path | None, synchronous: str,
+                   header_timeout: float, body_timeout: float) -> None:
     """Receive signed webhooks at POST /webhooks<path> for every spec with `webhooks:`."""
+    from integration_platform.serving import ClientLimits
     from integration_platform.specs.loader import SpecError
     from integration_platform.webhooks.app import create_receiver_app, route_path, webhook_specs
     from integration_platform.webhooks.inbox import inbox_path
@@ -287,7 +295,8 @@ def webhooks_serve(host: str, port: int, inbox_file: Path | None, synchronous: s
         specs = webhook_specs(os.environ)
         app = create_receiver_app(specs, inbox,
                                   synchronous="FULL" if synchronous == "FULL" else "NORMAL")
-        server = ReceiverServer(app, host=host, port=port)
+        server = ReceiverServer(app, host=host, port=port, limits=ClientLimits(
+            headers_seconds=header_timeout, body_seconds=body_timeout))
     except (SpecError, WebhookConfigError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"webhooks: listening on {server.url}")

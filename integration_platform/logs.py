@@ -26,6 +26,8 @@ SECRET_KEYS = re.compile(
 # Variables whose values are secrets even when no spec names them (the sandbox's own).
 SECRET_VARIABLE = re.compile(r"(SECRET|TOKEN|API_KEY|PASSWORD|CLIENT_ID|KEY_ID)$")
 
+HANDLER_NAME = "integration_platform_json"
+
 _secrets: set[str] = set()
 
 
@@ -86,15 +88,21 @@ def configure_logging(level: str | None = None, stream: Any = None) -> None:
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
-    handler.set_name("integration_platform_json")
+    handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if h.get_name() != "integration_platform_json"]
+    root.handlers = [h for h in root.handlers if h.get_name() != HANDLER_NAME]
     root.addHandler(handler)
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
     # Our http_request lines say more (source, attempt, latency) than httpx's; gql logs whole
     # response bodies at debug, which would put customer data into logs.
     for chatty in ("httpx", "httpcore", "gql"):
         logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))
+
+
+def ensure_logging() -> None:
+    """`configure_logging()` unless this process already has (servers call it on start)."""
+    if not any(h.get_name() == HANDLER_NAME for h in logging.getLogger().handlers):
+        configure_logging()
 
 
 def get_logger(name: str) -> Any:
