@@ -7,11 +7,12 @@ import csv
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from integration_platform import environment
-from integration_platform.logs import configure_logging
+from integration_platform.logs import configure_logging, get_logger, scrub_text
 from integration_platform.sandbox.chaos import PROFILES, ChaosConfigError, parse_chaos
 from integration_platform.sandbox.server import DEFAULT_BASE_PORT, Sandbox
 from integration_platform.sandbox.world import (
@@ -21,7 +22,31 @@ from integration_platform.sandbox.world import (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ScrubbedErrorsGroup(click.Group):
+    """Every command error passes the secret scrubber before it is printed.
+
+    An error a command did not expect is logged with its traceback as one JSON line (scrubbed
+    like every log line) and printed in one line, instead of a raw traceback on stderr.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except click.UsageError as exc:
+            raise click.UsageError(scrub_text(exc.format_message()), exc.ctx) from None
+        except click.ClickException as exc:  # every other kind exits with 1, as this does
+            raise click.ClickException(scrub_text(exc.format_message())) from None
+        except Exception as exc:
+            get_logger("integration_platform.cli").error(
+                "command_failed", command=ctx.invoked_subcommand, exc_info=True)
+            raise click.ClickException(scrub_text(
+                f"{type(exc).__name__}: {exc} (traceback in the command_failed log line)"
+            )) from None
+
+
+@click.group(cls=ScrubbedErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Integration Platform: API sources into one DuckDB warehouse, modelled with dbt."""
     environment.load_sandbox_env()

@@ -19,10 +19,17 @@ from typing import Any
 
 import structlog
 
-from integration_platform.http.redaction import REDACTED
+from integration_platform.http.redaction import ALWAYS_SECRET_PARAMS, REDACTED
 
 SECRET_KEYS = re.compile(
-    r"(authorization|api[_-]?key|token|secret|password|signature|cookie|credential)", re.I)
+    r"(authorization|api[_-]?key|token|secret|password|signature|cookie|credential"
+    r"|client[_-]?id)", re.I)
+# In free text (an error message quoting a URL): credentials in a URL's userinfo, and the
+# values of query parameters that carry credentials, whatever secret values are registered.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s@]+@")
+_SECRET_QUERY_VALUE = re.compile(
+    r"(?i)([?&;](?:" + "|".join(map(re.escape, sorted(ALWAYS_SECRET_PARAMS | {
+        "client_id", "refresh_token", "id_token", "code", "password"}))) + r")=)[^&#\s'\"<>)]+")
 # Variables whose values are secrets even when no spec names them (the sandbox's own).
 SECRET_VARIABLE = re.compile(r"(SECRET|TOKEN|API_KEY|PASSWORD|CLIENT_ID|KEY_ID)$")
 
@@ -42,9 +49,14 @@ def secrets_from_environment(environ: MutableMapping[str, str] | None = None) ->
 
 
 def scrub_text(text: str) -> str:
+    """`text` with every registered secret, URL userinfo and secret query value replaced."""
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if "://" in text:
+        text = _URL_USERINFO.sub(rf"\1{REDACTED}@", text)
+    if "=" in text:
+        text = _SECRET_QUERY_VALUE.sub(rf"\1{REDACTED}", text)
     return text
 
 

@@ -17,6 +17,8 @@ import yaml
 from pydantic import ValidationError
 
 from integration_platform import environment
+from integration_platform.http.redaction import secret_values
+from integration_platform.logs import register_secrets
 from integration_platform.specs.models import SourceSpec, query_file_path
 
 SOURCES_PATH_VARIABLE = "SOURCES_PATH"
@@ -77,6 +79,8 @@ def load_spec(file: Path, env: Mapping[str, str] | None = None) -> SourceSpec:
         raise SpecError(file, [_describe(error) for error in exc.errors()]) from exc
     spec._file = file.resolve()
     _check_query_files(spec, file)
+    if env is not None:  # its secrets are real values now: never let a log or message show them
+        register_secrets(secret_values(spec))
     return spec
 
 
