@@ -216,7 +216,7 @@ def extract(target: str, partition: str | None, out_dir: Path | None, full_refre
     from integration_platform.extraction.windows import PartitionKeyError, check_partition_key
     from integration_platform.http.errors import ExtractionError
     from integration_platform.paths import path_under
-    from integration_platform.specs.loader import SpecError, load_source
+    from integration_platform.specs.loader import SpecError, UnknownSourceError, load_source
 
     source, _, endpoint = target.partition(".")
     if not endpoint:
@@ -225,7 +225,7 @@ def extract(target: str, partition: str | None, out_dir: Path | None, full_refre
     environment.load_sandbox_env()
     try:
         spec = load_source(source, os.environ)  # only this source's variables are needed
-    except (SpecError, ValueError) as exc:
+    except (SpecError, UnknownSourceError) as exc:
         raise click.ClickException(str(exc)) from exc
     if endpoint not in spec.endpoints:
         raise click.ClickException(f"{source} has no endpoint {endpoint!r}; it has: "
