@@ -7,11 +7,12 @@ import csv
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from integration_platform import environment
-from integration_platform.logs import configure_logging
+from integration_platform.logs import configure_logging, get_logger, scrub_text
 from integration_platform.sandbox.chaos import PROFILES, ChaosConfigError, parse_chaos
 from integration_platform.sandbox.server import DEFAULT_BASE_PORT, Sandbox
 from integration_platform.sandbox.world import (
@@ -21,7 +22,31 @@ from integration_platform.sandbox.world import (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ScrubbedErrorsGroup(click.Group):
+    """Every command error passes the secret scrubber before it is printed.
+
+    An error a command did not expect is logged with its traceback as one JSON line (scrubbed
+    like every log line) and printed in one line, instead of a raw traceback on stderr.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except click.UsageError as exc:
+            raise click.UsageError(scrub_text(exc.format_message()), exc.ctx) from None
+        except click.ClickException as exc:  # every other kind exits with 1, as this does
+            raise click.ClickException(scrub_text(exc.format_message())) from None
+        except Exception as exc:
+            get_logger("integration_platform.cli").error(
+                "command_failed", command=ctx.invoked_subcommand, exc_info=True)
+            raise click.ClickException(scrub_text(
+                f"{type(exc).__name__}: {exc} (traceback in the command_failed log line)"
+            )) from None
+
+
+@click.group(cls=ScrubbedErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Integration Platform: API sources into one DuckDB warehouse, modelled with dbt."""
     environment.load_sandbox_env()
@@ -186,11 +211,12 @@ def extract(target: str, partition: str | None, out_dir: Path | None, full_refre
     """Run one extraction outside Dagster; print a JSON summary."""
     import asyncio
     import json
-    import os
 
     from integration_platform.extraction.to_files import extract_to_directory
+    from integration_platform.extraction.windows import PartitionKeyError, check_partition_key
     from integration_platform.http.errors import ExtractionError
-    from integration_platform.specs.loader import SpecError, load_specs
+    from integration_platform.paths import path_under
+    from integration_platform.specs.loader import SpecError, UnknownSourceError, load_source
 
     source, _, endpoint = target.partition(".")
     if not endpoint:
@@ -198,17 +224,18 @@ def extract(target: str, partition: str | None, out_dir: Path | None, full_refre
                                  param_hint="SOURCE.ENDPOINT")
     environment.load_sandbox_env()
     try:
-        specs = load_specs(env=os.environ)
-    except SpecError as exc:
+        spec = load_source(source, os.environ)  # only this source's variables are needed
+    except (SpecError, UnknownSourceError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if source not in specs:
-        raise click.ClickException(f"no source {source!r}; known: {', '.join(sorted(specs))}")
-    spec = specs[source]
     if endpoint not in spec.endpoints:
         raise click.ClickException(f"{source} has no endpoint {endpoint!r}; it has: "
                                    f"{', '.join(spec.endpoints)}")
-    folder = out_dir or environment.data_dir() / "extract" / source / endpoint / (
-        partition or "all")
+    try:  # before any folder is made from it
+        check_partition_key(f"{source}.{endpoint}", spec.endpoints[endpoint], partition)
+    except PartitionKeyError as exc:
+        raise click.BadParameter(str(exc), param_hint="--partition") from None
+    folder = out_dir or path_under(environment.data_dir() / "extract", source, endpoint,
+                                   partition or "all")
     try:
         summary = asyncio.run(extract_to_directory(spec, endpoint, folder, partition=partition,
                                                    full_refresh=full_refresh))
@@ -240,11 +267,14 @@ def streams_consume(source: str | None, stream_name: str | None, max_events: int
     import json
 
     from integration_platform.http.errors import ExtractionError
-    from integration_platform.specs.loader import SpecError, load_specs
+    from integration_platform.specs.loader import SpecError, load_specs, resolve_spec
     from integration_platform.streams.service import Locations, run_streams, select_streams
 
     try:
-        chosen = select_streams(load_specs(env=os.environ), source, stream_name)
+        selected = select_streams(load_specs(), source, stream_name)
+        # Only the sources whose streams are consumed need their variables set.
+        resolved = {spec.source: resolve_spec(spec, os.environ) for spec, _ in selected}
+        chosen = [(resolved[spec.source], name) for spec, name in selected]
         where = Locations.under(environment.data_dir(), environment.warehouse_path())
         stats = run_streams(chosen, where, max_events=max_events,
                             idle_timeout_seconds=idle_timeout,
@@ -269,8 +299,16 @@ def webhooks() -> None:
               show_default=True,
               help="NORMAL survives a receiver crash; FULL also a power cut (an fsync per "
                    "group commit).")
-def webhooks_serve(host: str, port: int, inbox_file: Path | None, synchronous: str) -> None:
+@click.option("--header-timeout", default=10.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a client may take to send a request's headers, then it is cut off.")
+@click.option("--body-timeout", default=30.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a client may take to send a request's body after its headers.")
+def webhooks_serve(host: str, port: int, inbox_file: Path | None, synchronous: str,
+                   header_timeout: float, body_timeout: float) -> None:
     """Receive signed webhooks at POST /webhooks<path> for every spec with `webhooks:`."""
+    from integration_platform.serving import ClientLimits
     from integration_platform.specs.loader import SpecError
     from integration_platform.webhooks.app import create_receiver_app, route_path, webhook_specs
     from integration_platform.webhooks.inbox import inbox_path
@@ -282,7 +320,8 @@ def webhooks_serve(host: str, port: int, inbox_file: Path | None, synchronous: s
         specs = webhook_specs(os.environ)
         app = create_receiver_app(specs, inbox,
                                   synchronous="FULL" if synchronous == "FULL" else "NORMAL")
-        server = ReceiverServer(app, host=host, port=port)
+        server = ReceiverServer(app, host=host, port=port, limits=ClientLimits(
+            headers_seconds=header_timeout, body_seconds=body_timeout))
     except (SpecError, WebhookConfigError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"webhooks: listening on {server.url}")

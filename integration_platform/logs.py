@@ -19,12 +19,21 @@ from typing import Any
 
 import structlog
 
-from integration_platform.http.redaction import REDACTED
+from integration_platform.http.redaction import ALWAYS_SECRET_PARAMS, REDACTED
 
 SECRET_KEYS = re.compile(
-    r"(authorization|api[_-]?key|token|secret|password|signature|cookie|credential)", re.I)
+    r"(authorization|api[_-]?key|token|secret|password|signature|cookie|credential"
+    r"|client[_-]?id)", re.I)
+# In free text (an error message quoting a URL): credentials in a URL's userinfo, and the
+# values of query parameters that carry credentials, whatever secret values are registered.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s@]+@")
+_SECRET_QUERY_VALUE = re.compile(
+    r"(?i)([?&;](?:" + "|".join(map(re.escape, sorted(ALWAYS_SECRET_PARAMS | {
+        "client_id", "refresh_token", "id_token", "code", "password"}))) + r")=)[^&#\s'\"<>)]+")
 # Variables whose values are secrets even when no spec names them (the sandbox's own).
 SECRET_VARIABLE = re.compile(r"(SECRET|TOKEN|API_KEY|PASSWORD|CLIENT_ID|KEY_ID)$")
+
+HANDLER_NAME = "integration_platform_json"
 
 _secrets: set[str] = set()
 
@@ -40,9 +49,14 @@ def secrets_from_environment(environ: MutableMapping[str, str] | None = None) ->
 
 
 def scrub_text(text: str) -> str:
+    """`text` with every registered secret, URL userinfo and secret query value replaced."""
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if "://" in text:
+        text = _URL_USERINFO.sub(rf"\1{REDACTED}@", text)
+    if "=" in text:
+        text = _SECRET_QUERY_VALUE.sub(rf"\1{REDACTED}", text)
     return text
 
 
@@ -86,15 +100,21 @@ def configure_logging(level: str | None = None, stream: Any = None) -> None:
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
-    handler.set_name("integration_platform_json")
+    handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if h.get_name() != "integration_platform_json"]
+    root.handlers = [h for h in root.handlers if h.get_name() != HANDLER_NAME]
     root.addHandler(handler)
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
     # Our http_request lines say more (source, attempt, latency) than httpx's; gql logs whole
     # response bodies at debug, which would put customer data into logs.
     for chatty in ("httpx", "httpcore", "gql"):
         logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))
+
+
+def ensure_logging() -> None:
+    """`configure_logging()` unless this process already has (servers call it on start)."""
+    if not any(h.get_name() == HANDLER_NAME for h in logging.getLogger().handlers):
+        configure_logging()
 
 
 def get_logger(name: str) -> Any:

@@ -2,11 +2,14 @@
 
 Each source's resource is a ConfigurableResource whose fields are the environment variables
 its spec references, bound with `EnvVar`: values are read when a run starts, never stored in
-definitions, config or metadata.
+definitions, config or metadata. A run needs only the variables of the sources it touches, and
+one that is missing fails the run with the spec's own error (variable, spec file, where the
+sandbox's values live) rather than Dagster's config error.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -32,9 +35,14 @@ class ApiSourceResource(ConfigurableResource["ApiSourceResource"]):
     spec_file: str
 
     def spec(self) -> SourceSpec:
-        """The source's spec with its references resolved from this resource's fields."""
-        env = {name.upper(): str(value) for name, value in self._variables().items()
-               if value is not None}
+        """The source's spec with its references resolved from this resource's fields; a
+        variable not bound (it was unset when definitions loaded) is read now, and one unset
+        now too is a SpecError naming it and the spec file."""
+        env = {}
+        for name, value in self._variables().items():
+            current = value if value is not None else os.environ.get(name.upper())
+            if current is not None:
+                env[name.upper()] = str(current)
         return load_spec(Path(self.spec_file), env=env)
 
     def _variables(self) -> dict[str, Any]:
@@ -55,14 +63,13 @@ def api_resource(spec: SourceSpec) -> ApiSourceResource:
     """An ApiSourceResource subclass for this spec, its variables bound through EnvVar."""
     assert spec.file is not None
     variables = referenced_variables(spec.file)
-    fields: dict[str, Any] = {
-        name.lower(): ((str | None, None) if has_default else (str, ...))
-        for name, has_default in variables.items()
-    }
+    fields: dict[str, Any] = {name.lower(): (str | None, None) for name in variables}
     model = create_model(f"{spec.source.title()}ApiResource",
                          __base__=ApiSourceResource, **fields)
+    # Bound only when set: Dagster fails a run on an unset EnvVar with a config error that
+    # names neither the spec nor where the sandbox's values are; `spec()` says both.
     values = {name.lower(): EnvVar(name) for name, has_default in variables.items()
-              if not has_default}
+              if not has_default and os.environ.get(name)}
     resource: ApiSourceResource = model(source=spec.source, spec_file=str(spec.file), **values)
     return resource
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import orjson
 
+from integration_platform.paths import check_component, path_under
+
 UNPARTITIONED = "__all__"
 
 
@@ -20,7 +22,8 @@ class IncrementalState:
         self.root = root
 
     def _file(self, source: str, endpoint: str) -> Path:
-        return self.root / source / f"{endpoint}.json"
+        what = "incremental state name"
+        return path_under(self.root, source, f"{check_component(endpoint, what)}.json", what=what)
 
     def _read(self, source: str, endpoint: str) -> dict[str, str]:
         file = self._file(source, endpoint)

@@ -8,6 +8,7 @@ from pathlib import Path
 from integration_platform import environment
 from integration_platform.extraction.runner import ExtractionSummary, open_extractor
 from integration_platform.extraction.state import IncrementalState
+from integration_platform.extraction.windows import check_partition_key
 from integration_platform.http.clock import Clock
 from integration_platform.logs import bind_context
 from integration_platform.specs.models import SourceSpec
@@ -22,6 +23,7 @@ async def extract_to_directory(spec: SourceSpec, endpoint: str, out_dir: Path, *
                                clock: Clock | None = None,
                                state: IncrementalState | None = None) -> ExtractionSummary:
     """Pages land as `page-000001.json` (raw bodies); marks advance only at the end."""
+    check_partition_key(f"{spec.source}.{endpoint}", spec.endpoints[endpoint], partition)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = state or IncrementalState(state_root() / "incremental")
     with bind_context(source=spec.source, endpoint=endpoint, partition=partition):

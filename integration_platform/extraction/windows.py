@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from integration_platform.specs.models import PartitionSpec
+from integration_platform.specs.models import EndpointSpec, PartitionSpec
 
 
 class PartitionKeyError(ValueError):
@@ -29,6 +30,20 @@ def daily_window(partition_key: str) -> Window:
         ) from None
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return Window(start, start + timedelta(days=1))
+
+
+def check_partition_key(name: str, endpoint: EndpointSpec, partition_key: str | None) -> None:
+    """PartitionKeyError unless `partition_key` fits the endpoint: a day if it is partitioned
+    by day, none if it is not. Cheap: call it before anything is named after the key."""
+    if partition_key is None:
+        return
+    if not endpoint.is_partitioned:
+        raise PartitionKeyError(f"{name} is not partitioned: run it without a partition")
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", partition_key):
+        shown = partition_key if len(partition_key) <= 40 else partition_key[:40] + "..."
+        raise PartitionKeyError(f"partition {shown!r} is not a day: daily partitions are "
+                                "YYYY-MM-DD")
+    daily_window(partition_key)  # a real date (not 2025-02-30)
 
 
 def format_instant(moment: datetime, style: str) -> str | int:

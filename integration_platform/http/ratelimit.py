@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 
 from integration_platform.http.clock import Clock, SystemClock
 from integration_platform.http.errors import ExtractionError
+from integration_platform.paths import path_under
 
 if TYPE_CHECKING:
     import httpx
@@ -289,7 +290,8 @@ class SharedRateLimiter:
         self.low_water_mark = low_water_mark
         self.max_block_seconds = max_block_seconds
         self.clock: Clock = clock or SystemClock()
-        self.state_path = None if state_dir is None else Path(state_dir) / _state_file_name(source)
+        self.state_path = None if state_dir is None else path_under(
+            Path(state_dir), _state_file_name(source), what="rate-limit state name")
         self._store: _MemoryStore | _FileStore = (
             _MemoryStore() if self.state_path is None else _FileStore(self.state_path))
         self.waited_seconds = 0.0  # total this instance spent waiting in acquire()

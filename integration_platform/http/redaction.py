@@ -6,10 +6,13 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+from pydantic import BaseModel
 
 from integration_platform.specs.models import ApiKeyAuth, SourceSpec
 
 REDACTED = "***"
+# Not secret by themselves, but they name the account: kept out of messages and logs too.
+IDENTIFIER_FIELDS = frozenset({"client_id", "key_id"})
 # Query parameters that carry credentials in the wild, whatever the spec calls them.
 ALWAYS_SECRET_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token",
                                   "client_secret", "signature", "sig", "password"})
@@ -41,14 +44,19 @@ def redact_url(url: httpx.URL | str, secret_params: Iterable[str] = ALWAYS_SECRE
 
 
 def secret_values(spec: SourceSpec) -> list[str]:
-    """Every secret value the spec resolved, for scrubbing free text."""
+    """Every secret value the spec resolved, for scrubbing free text: its secret fields (auth,
+    webhook signing secret) and the client identifiers that go with them."""
+    holders: list[BaseModel] = [spec.auth] + ([spec.webhooks] if spec.webhooks else [])
     values = []
-    for name in type(spec.auth).model_fields:
-        value = getattr(spec.auth, name)
-        if hasattr(value, "get_secret_value"):
-            secret = value.get_secret_value()
-            if secret and not secret.startswith("${"):
-                values.append(secret)
+    for holder in holders:
+        for name in type(holder).model_fields:
+            value = getattr(holder, name)
+            if hasattr(value, "get_secret_value"):
+                value = value.get_secret_value()
+            elif name not in IDENTIFIER_FIELDS:
+                continue
+            if isinstance(value, str) and value and not value.startswith("${"):
+                values.append(value)
     return values
 
 

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from integration_platform.http.pagination import PageRequest
+from integration_platform.paths import path_under
 
 UNPARTITIONED = "__all__"
 MANIFEST = "manifest.jsonl"
@@ -172,7 +173,9 @@ class LandingZone:
         self.root = root
 
     def partition_folder(self, source: str, endpoint: str, partition: str | None) -> Path:
-        return self.root / source / endpoint / (partition or UNPARTITIONED)
+        """`<root>/<source>/<endpoint>/<partition>`; UnsafePathError if a name would leave root."""
+        return path_under(self.root, source, endpoint, partition or UNPARTITIONED,
+                          what="landing zone name")
 
     def attempts(self, source: str, endpoint: str, partition: str | None) -> Iterator[Attempt]:
         folder = self.partition_folder(source, endpoint, partition)

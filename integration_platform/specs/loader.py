@@ -2,7 +2,8 @@
 
 `SOURCES_PATH` (default: `sources/` in the repository) lists the spec files or folders to load,
 separated by the OS path separator. With `env=None` references stay unresolved (`${VAR}`), so
-definitions load without secrets; extraction loads with the real environment.
+definitions load without secrets; whatever talks to a source resolves that source's spec alone
+(`load_source`, `resolve_spec`), so it never needs another source's variables.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import yaml
 from pydantic import ValidationError
 
 from integration_platform import environment
-from integration_platform.specs.models import SourceSpec
+from integration_platform.http.redaction import secret_values
+from integration_platform.logs import register_secrets
+from integration_platform.specs.models import SourceSpec, query_file_path
 
 SOURCES_PATH_VARIABLE = "SOURCES_PATH"
 
@@ -76,6 +79,8 @@ def load_spec(file: Path, env: Mapping[str, str] | None = None) -> SourceSpec:
         raise SpecError(file, [_describe(error) for error in exc.errors()]) from exc
     spec._file = file.resolve()
     _check_query_files(spec, file)
+    if env is not None:  # its secrets are real values now: never let a log or message show them
+        register_secrets(secret_values(spec))
     return spec
 
 
@@ -92,10 +97,40 @@ def load_specs(files: Iterable[Path] | None = None,
     return specs
 
 
+def load_source(source: str, env: Mapping[str, str],
+                files: Iterable[Path] | None = None) -> SourceSpec:
+    """One source's spec resolved from `env`; the others are parsed but never resolved, so
+    their variables need not be set. UnknownSourceError when no spec declares `source`."""
+    specs = load_specs(files)
+    if source not in specs:
+        raise UnknownSourceError(f"no source {source!r}; known: "
+                                 f"{', '.join(sorted(specs)) or 'none'}")
+    return resolve_spec(specs[source], env)
+
+
+def resolve_spec(spec: SourceSpec, env: Mapping[str, str]) -> SourceSpec:
+    """The spec again, from its file, with its (and only its) `${VAR}` references resolved."""
+    if spec.file is None:
+        raise ValueError(f"source {spec.source!r} was not loaded from a file, so it cannot be "
+                         "resolved again")
+    return load_spec(spec.file, env)
+
+
+class UnknownSourceError(ValueError):
+    """A source name that no loaded spec declares."""
+
+
 def _check_query_files(spec: SourceSpec, file: Path) -> None:
     problems = []
     for name, endpoint in spec.endpoints.items():
-        if endpoint.query_file and not (file.parent / endpoint.query_file).is_file():
+        if not endpoint.query_file:
+            continue
+        try:
+            found = query_file_path(file, endpoint.query_file).is_file()
+        except ValueError as exc:
+            problems.append(f"endpoints.{name}.query_file: {exc}")
+            continue
+        if not found:
             problems.append(f"endpoints.{name}.query_file: {endpoint.query_file!r} not found "
                             f"next to the spec (looked in {file.parent})")
     if problems:

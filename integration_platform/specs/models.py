@@ -26,6 +26,9 @@ from pydantic import (
 )
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Source, endpoint and stream names become folder names, file names and table names.
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+_NAME_RULE = "use 1 to 63 lowercase letters, digits and _, starting with a letter"
 
 
 def _environment(info: ValidationInfo) -> Mapping[str, str]:
@@ -46,8 +49,9 @@ def interpolate(value: str, env: Mapping[str, str]) -> str:
         if default is not None:
             return default
         raise ValueError(
-            f"environment variable {name} is not set: export it, or put it in a .env file "
-            "(see config/sandbox.env for the sandbox's)"
+            f"environment variable {name} is not set: export it before running "
+            "(config/sandbox.env holds the sandbox's demo values; real credentials belong in "
+            "your environment)"
         )
 
     return _REFERENCE.sub(resolve, value)
@@ -389,7 +393,7 @@ class StreamSpec(Strict):
 
 
 class SourceSpec(Strict):
-    source: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    source: str = Field(description=_NAME_RULE)
     kind: Literal["rest", "graphql"]
     description: str | None = None
     base_url: EnvStr
@@ -418,13 +422,19 @@ class SourceSpec(Strict):
         query_file = self.endpoints[endpoint].query_file
         if query_file is None or self._file is None:
             raise ValueError(f"{self.source}.{endpoint} has no query file")
-        return (self._file.parent / query_file).read_text()
+        return query_file_path(self._file, query_file).read_text()
+
+    @field_validator("source")
+    @classmethod
+    def _source_name(cls, value: str) -> str:
+        return _check_name("source", value)
 
     @model_validator(mode="after")
     def _endpoints_fit_the_kind(self) -> SourceSpec:
+        for kind, names in (("endpoint", self.endpoints), ("stream", self.streams)):
+            for name in names:
+                _check_name(kind, name)
         for name, endpoint in self.endpoints.items():
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-                raise ValueError(f"endpoint name {name!r}: use lowercase letters, digits and _")
             if self.kind == "graphql" and endpoint.query_file is None:
                 raise ValueError(f"endpoint {name!r}: graphql endpoints need query_file")
             if self.kind == "rest" and endpoint.query_file is not None:
@@ -440,3 +450,24 @@ class SourceSpec(Strict):
                 raise ValueError(f"push target {target!r} is not an endpoint of this source; "
                                  f"endpoints: {', '.join(self.endpoints)}")
         return self
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not re.fullmatch(NAME_PATTERN, name):
+        shown = name if len(name) <= 70 else name[:70] + "..."
+        raise ValueError(f"{kind} name {shown!r}: {_NAME_RULE} (it names folders and tables)")
+    return name
+
+
+def query_file_path(spec_file: Path, query_file: str) -> Path:
+    """The query file, which must be inside the spec's folder; ValueError otherwise.
+
+    Resolved (symlinks followed) before the check, so neither `../` nor a link can make a
+    spec read a file from elsewhere.
+    """
+    folder = spec_file.resolve().parent
+    path = (folder / query_file).resolve()
+    if Path(query_file).is_absolute() or not path.is_relative_to(folder):
+        raise ValueError(f"query_file {query_file!r} is outside the spec's folder {folder}: "
+                         "keep .graphql files beside the spec (or in a subfolder)")
+    return path

@@ -32,6 +32,7 @@ from integration_platform.landing.loader import ensure_schema, load_attempt
 from integration_platform.landing.warehouse import Warehouse, WarehouseBusyError
 from integration_platform.landing.zone import Attempt, LandingZone
 from integration_platform.logs import get_logger
+from integration_platform.paths import path_under
 from integration_platform.specs.models import SourceSpec
 from integration_platform.streams import checkpoints
 from integration_platform.streams.checkpoints import Statement
@@ -72,6 +73,7 @@ class RawStreamSink:
                                          spec.endpoints[config.endpoint])
         self.warehouse = warehouse
         self.zone = LandingZone(landing_root / STREAMS_FOLDER)
+        self.folder = path_under(self.zone.root, spec.source, stream, what="stream name")
         self.run_id = run_id
         self.keep_attempts = keep_attempts
         self.publish_every_seconds = publish_every_seconds
@@ -84,8 +86,7 @@ class RawStreamSink:
 
     def resume(self) -> str | None:
         """Clear what a killed consumer left half-landed; the id of the last event in raw."""
-        folder = self.zone.root / self.spec.source / self.stream
-        for partition in sorted(folder.iterdir()) if folder.exists() else []:
+        for partition in sorted(self.folder.iterdir()) if self.folder.exists() else []:
             for attempt in self.zone.attempts(self.spec.source, self.stream, partition.name):
                 if not attempt.complete:  # never loaded: its events come again after the checkpoint
                     shutil.rmtree(attempt.folder, ignore_errors=True)

@@ -4,9 +4,10 @@ Per request, in this order: refuse a body over `max_body_bytes` (declared or cou
 streaming, never read whole first), verify the signature on the raw bytes, only then parse and
 route the event, and acknowledge once the inbox has committed it. Whatever is refused is
 recorded in the inbox's rejection table (reason, remote, headers without secrets) and never
-reaches the events. Answers: 200 accepted / duplicate / ignored; 400 malformed; 401 forged or
-stale; 409 an event id reused with another body; 413 too large; 422 a record that names no
-day; 503 when the inbox cannot commit (the sender will retry).
+reaches the events. Answers: 200 accepted / duplicate / ignored; 400 malformed, stale, or a
+timestamp that is no epoch seconds; 401 forged; 409 an event id reused with another body; 413
+too large; 422 a record that names no day; 503 when the inbox cannot commit (the sender will
+retry).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import LoadResult, load_attempt
 from integration_platform.landing.warehouse import Warehouse
 from integration_platform.landing.zone import COMPLETE, Attempt, LandingZone
+from integration_platform.paths import path_under
 from integration_platform.specs.models import RelayPagination, SourceSpec
 from integration_platform.webhooks.app import route_path
 from integration_platform.webhooks.inbox import Inbox, StoredEvent
@@ -139,7 +140,9 @@ class BatchDrain:
         folder = self.zone.partition_folder(self.spec.source, endpoint, partition)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{run_id[:8]}-webhooks"
-        staging = self.zone.root / ".incoming" / f"{self.spec.source}-{endpoint}-{partition}-{name}"
+        staging = path_under(self.zone.root, ".incoming",
+                             f"{self.spec.source}-{endpoint}-{partition}-{name}",
+                             what="webhook staging name")
         staging.mkdir(parents=True, exist_ok=True)
         attempt = Attempt(staging)
         url = f"webhook:{route_path(self.spec)}"

@@ -1,5 +1,8 @@
 """Serves the receiver with uvicorn (uvloop, httptools), in the foreground or from a thread.
 
+Connections are bounded by `serving.ClientLimits` (slow clients are cut off) and uvicorn logs
+through the project's JSON logging (see `integration_platform.serving`).
+
 The socket is bound here, before uvicorn starts, so port 0 works (the URL is known at once)
 and the socket says it is TCP: asyncio sets TCP_NODELAY on accepted connections only then,
 and without it Nagle's algorithm and delayed ACKs add ~40 ms to answers on kept-alive
@@ -18,6 +21,8 @@ import uvicorn
 import uvloop
 from starlette.types import ASGIApp
 
+from integration_platform.serving import ClientLimits, uvicorn_config
+
 DEFAULT_PORT = 8710
 
 
@@ -35,20 +40,21 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def server_config(app: ASGIApp) -> uvicorn.Config:
-    """The settings the receiver runs with (the benchmark serves its baseline with these too)."""
-    return uvicorn.Config(app, loop="uvloop", http="httptools", log_level="warning",
-                          access_log=False, lifespan="on", timeout_graceful_shutdown=5,
-                          backlog=2048)
+def server_config(app: ASGIApp, limits: ClientLimits | None = None) -> uvicorn.Config:
+    """The settings the receiver runs with (the benchmark serves its baseline with these too):
+    uvloop and httptools, slow clients cut off after `limits`, logs as JSON lines."""
+    return uvicorn_config(app, limits=limits, log_level="warning", access_log=False,
+                          lifespan="on", timeout_graceful_shutdown=5, backlog=2048)
 
 
 class ReceiverServer:
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
+                 limits: ClientLimits | None = None) -> None:
         self.host = host
         self._socket = bind(host, port)
         self.port: int = self._socket.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
-        self._server = uvicorn.Server(server_config(app))
+        self._server = uvicorn.Server(server_config(app, limits))
         self._thread: threading.Thread | None = None
 
     def run(self) -> None:

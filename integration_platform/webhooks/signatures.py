@@ -4,13 +4,15 @@ Standard Webhooks goes through the `standardwebhooks` library (its HMAC and cons
 comparison), with the spec's timestamp tolerance instead of the library's fixed five minutes.
 Stripe-style `Stripe-Signature: t=...,v1=...` has no maintained library outside Stripe's SDK,
 so it is written here: HMAC-SHA256 of `"<t>.<body>"`, compared with `hmac.compare_digest`.
-Both refuse timestamps further than the tolerance from now, either way, against replays.
+Both refuse timestamps further than the tolerance from now, either way, against replays, and
+timestamps that are not plain epoch seconds, before any arithmetic could overflow on them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -37,9 +39,20 @@ class MalformedSignature(SignatureError):
     reason = "malformed_signature"
 
 
-class StaleTimestamp(SignatureError):
-    """Signed too long ago (or too far ahead): a replay, or a sender with a wrong clock."""
+class InvalidTimestamp(MalformedSignature):
+    """A timestamp that is not epoch seconds a sender could have signed at (text, negative,
+    fractional, or beyond year 5138)."""
 
+    reason = "invalid_timestamp"
+
+
+class StaleTimestamp(SignatureError):
+    """Signed too long ago (or too far ahead): a replay, or a sender with a wrong clock.
+
+    400 rather than 401: the credentials may be fine, the request is out of its time window.
+    """
+
+    status = 400
     reason = "stale_timestamp"
 
 
@@ -52,11 +65,18 @@ class SignatureVerifier(Protocol):
         """Return if the request is authentic; raise a SignatureError saying why not."""
 
 
+# Whole epoch seconds in ASCII digits, at most 11 (year 5138). `int()` alone would also take
+# signs, `_` separators, non-ASCII digits and numbers too large for the float arithmetic below.
+_EPOCH_SECONDS = re.compile(r"[0-9]{1,11}")
+
+
 def _check_timestamp(value: str, tolerance_seconds: float, clock: Clock) -> int:
-    try:
-        timestamp = int(value.strip())
-    except ValueError:
-        raise MalformedSignature(f"timestamp {value[:40]!r} is not whole epoch seconds") from None
+    text = value.strip()
+    if not _EPOCH_SECONDS.fullmatch(text):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise InvalidTimestamp(f"timestamp {shown!r} is not whole epoch seconds (at most 11 "
+                               "digits, no sign)")
+    timestamp = int(text)
     drift = clock() - timestamp
     if abs(drift) > tolerance_seconds:
         when = "old" if drift > 0 else "far in the future"
@@ -153,7 +173,7 @@ class StripeVerifier:
             raise InvalidSignature("no v1 signature matches the body")
 
 
-def stripe_signature_header(secret: str, body: bytes, timestamp: int) -> str:
+def stripe_signature_header(secret: str, body: bytes, timestamp: int | str) -> str:
     """What a Stripe-style sender puts in `Stripe-Signature` (for tests, tools and benchmarks)."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"t={timestamp},v1={digest.hexdigest()}"

@@ -7,14 +7,16 @@ evaluates the sensor and the reconciliation schedule and executes their runs in 
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +34,8 @@ from dagster import (
     build_schedule_context,
     build_sensor_context,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -111,7 +115,8 @@ class Receiver:
     url: str
     inbox_path: Path
 
-    def post(self, body: bytes, headers: dict[str, str], route: str = ROUTE) -> httpx.Response:
+    def post(self, body: bytes, headers: Mapping[str, str | bytes],
+             route: str = ROUTE) -> httpx.Response:
         return httpx.post(self.url + route, content=body, headers=headers, timeout=10)
 
     def inbox(self) -> Inbox:
@@ -176,7 +181,7 @@ def forged_requests(secret: str) -> list[tuple[Forgery, bytes, dict[str, str]]]:
     other_secret = "whsec_" + "c29tZWJvZHktZWxzZS1lbnRpcmVseQ=="
     return [
         (Forgery("wrong secret", 401, "invalid_signature"), body, signed(other_secret, body)),
-        (Forgery("stale", 401, "stale_timestamp"), body,
+        (Forgery("stale", 400, "stale_timestamp"), body,
          signed(secret, body, timestamp=int(time.time()) - 301)),
         (Forgery("tampered body, replayed headers", 401, "invalid_signature"),
          invoice_event(amount_due=1), valid),
@@ -270,8 +275,102 @@ def test_stripe_style_signatures_are_verified_when_the_spec_says_stripe(
                                  stripe_signature_header(secret, body, now - 600)})
     garbled = receiver.post(body, {"stripe-signature": "t=now"})
     standard = receiver.post(body, signed(secret, body))
-    assert [r.status_code for r in (forged, stale, garbled, standard)] == [401, 401, 400, 400]
+    assert [r.status_code for r in (forged, stale, garbled, standard)] == [401, 400, 400, 400]
     assert receiver.counts()["received"] == 1
+
+
+def signed_at(secret: str, body: bytes, timestamp: str, scheme: str) -> dict[str, bytes]:
+    """Headers that sign `body` with the secret at `timestamp` written exactly so, as a sender
+    with a broken clock (or anyone holding the secret) could send them."""
+    if scheme == "stripe":
+        return {"stripe-signature": stripe_signature_header(secret, body, timestamp).encode()}
+    # Standard Webhooks: HMAC-SHA256 over "<id>.<timestamp>.<body>" with the base64 secret.
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    message_id = orjson.loads(body)["id"]
+    digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return {"webhook-id": message_id.encode(), "webhook-timestamp": timestamp.encode(),
+            "webhook-signature": b"v1," + base64.b64encode(digest.digest())}
+
+
+def refusal(response: httpx.Response) -> tuple[int, str]:
+    """(status, error word), or the body's start when it is not the receiver's JSON."""
+    try:
+        return response.status_code, str(response.json()["error"])
+    except (ValueError, KeyError):
+        return response.status_code, response.text[:60]
+
+
+YEAR = 365 * 24 * 3600
+# (timestamp header, why it is refused); every one signed with the right secret.
+OUT_OF_RANGE_TIMESTAMPS = [
+    ("soon", "invalid_timestamp"), ("-1", "invalid_timestamp"),
+    ("-1750000000", "invalid_timestamp"), ("1e20", "invalid_timestamp"),
+    ("1.75e9", "invalid_timestamp"), ("1750000000.5", "invalid_timestamp"),
+    ("+1750000000", "invalid_timestamp"), ("1_750_000_000", "invalid_timestamp"),
+    ("NaN", "invalid_timestamp"), ("inf", "invalid_timestamp"),
+    ("9" * 400, "invalid_timestamp"),  # overflows float arithmetic
+    ("9" * 5000, "invalid_timestamp"),  # beyond int()'s digit limit
+    ("999999999999", "invalid_timestamp"),  # 12 digits: after year 33658
+    ("0", "stale_timestamp"), ("99999999999", "stale_timestamp"),
+    ("{past}", "stale_timestamp"), ("{future}", "stale_timestamp"),
+]
+
+
+@pytest.mark.parametrize("scheme", ["standard_webhooks", "stripe"])
+def test_signed_events_get_a_recorded_400_when_their_timestamp_is_out_of_range(
+    start_receiver: ReceiverFactory, secret: str, tmp_path: Path, scheme: str
+) -> None:
+    spec = billing_spec(tmp_path, ("signature: standard_webhooks", f"signature: {scheme}"))
+    receiver = start_receiver(spec)
+    now = int(time.time())
+    answers = []
+    for index, (timestamp, _) in enumerate(OUT_OF_RANGE_TIMESTAMPS):
+        text = timestamp.format(past=now - 10 * YEAR, future=now + 10 * YEAR)
+        body = invoice_event(f"evt_{index}")
+        response = receiver.post(body, signed_at(secret, body, text, scheme))
+        answers.append((timestamp[:20], *refusal(response)))
+    assert answers == [(t[:20], 400, reason) for t, reason in OUT_OF_RANGE_TIMESTAMPS]
+    with receiver.inbox() as inbox:
+        assert [r.reason for r in inbox.rejections()] == [
+            reason for _, reason in OUT_OF_RANGE_TIMESTAMPS]
+        assert all(r.detail and "timestamp" in r.detail for r in inbox.rejections())
+        assert inbox.counts()["received"] == 0
+    body = invoice_event("evt_ok")
+    assert receiver.post(body, signed_at(secret, body, str(now), scheme)).status_code == 200
+
+
+def _not_in_the_window(text: str) -> bool:
+    value = text.strip()
+    return not (value.isascii() and value.isdigit() and abs(int(value) - time.time()) < 600)
+
+
+ANY_TIMESTAMP = st.one_of(
+    st.integers().filter(lambda n: abs(n - time.time()) > 600).map(str),
+    st.floats().map(repr),
+    st.text(st.characters(codec="latin-1", exclude_categories=["Cc", "Zs", "Zl", "Zp"]),
+            min_size=1, max_size=60).filter(_not_in_the_window),
+)
+
+
+def test_signed_events_never_get_anything_but_a_recorded_400_when_the_timestamp_is_fuzzed(
+    start_receiver: ReceiverFactory, secret: str
+) -> None:
+    receiver = start_receiver()
+    sent = 0
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(timestamp=ANY_TIMESTAMP)
+    def post(timestamp: str) -> None:
+        nonlocal sent
+        body = invoice_event(f"evt_{sent}")
+        sent += 1
+        response = receiver.post(body, signed_at(secret, body, timestamp, "standard_webhooks"))
+        status, error = refusal(response)
+        assert status == 400, (timestamp, error)
+        assert error in {"invalid_timestamp", "stale_timestamp"}, (timestamp, error)
+
+    post()
+    assert receiver.counts() == {"received": 0, "undrained": 0, "ignored": 0, "rejected": sent}
 
 
 def test_bodies_over_the_limit_are_refused_with_413_when_declared_or_streamed(

@@ -1,0 +1,138 @@
+"""What the command line prints when a command fails: never a secret, never a raw traceback.
+
+Real failures through the installed command: an API on a closed port, and the sandbox refusing
+credentials. The secrets sit where error messages quote them (a token URL's query and userinfo,
+an endpoint's params, a client id), in variables whose names look like nothing secret, so only
+the spec says they are secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from integration_platform.environment import PROJECT_ROOT
+from integration_platform.sandbox.server import Sandbox
+
+BIN = Path(sys.executable).parent
+SECRETS = {
+    "SHOP_APP": "shop-app-identifier-31d",  # a client id
+    "SHOP_PASSPHRASE": "shop-client-passphrase-8e2",  # a client secret
+    "SHOP_PARAM": "shop-query-param-value-77a",  # a token sent as a query parameter
+    "SHOP_USERINFO": "shop-userinfo-password-5c0",  # a password in base_url
+    "SHOP_VENDOR": "shop-api-key-in-the-query-19f",  # an API key sent in the query
+}
+
+OAUTH_SPEC = """
+source: shop
+kind: rest
+base_url: http://deploy:${SHOP_USERINFO}@127.0.0.1:PORT
+auth:
+  type: oauth2_client_credentials
+  token_url: /oauth/token?client_secret=${SHOP_PASSPHRASE}
+  client_id: ${SHOP_APP}
+  client_secret: ${SHOP_PASSPHRASE}
+retry: {max_attempts: 1}
+endpoints:
+  orders:
+    path: /orders
+    params: {token: "${SHOP_PARAM}"}
+    records: data
+    primary_key: id
+"""
+
+QUERY_KEY_SPEC = """
+source: shop
+kind: rest
+base_url: BASE
+auth: {type: api_key, in: query, name: api_key, value: "${SHOP_VENDOR}"}
+retry: {max_attempts: 1}
+endpoints:
+  customers:
+    path: /v1/customers
+    records: data
+    primary_key: id
+"""
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run(tmp_path: Path, spec: str, *args: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "specs").mkdir(exist_ok=True)
+    (tmp_path / "specs" / "shop.yaml").write_text(spec)
+    env = {**os.environ, **SECRETS, "SOURCES_PATH": str(tmp_path / "specs"),
+           "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "DEBUG"}
+    return subprocess.run([str(BIN / "integration-platform"), *args], cwd=PROJECT_ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def leaked(result: subprocess.CompletedProcess[str]) -> list[str]:
+    output = result.stdout + result.stderr
+    return [name for name, value in SECRETS.items() if value in output]
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    return line
+
+
+def test_error_names_the_failure_without_any_secret_when_the_token_endpoint_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    result = run(tmp_path, OAUTH_SPEC.replace("PORT", str(closed_port())),
+                 "extract", "shop.orders")
+    assert result.returncode == 1
+    assert "could not reach the token endpoint" in error_line(result)
+    assert "client_secret=***" in error_line(result) and "http://***@127.0.0.1" in error_line(
+        result)
+    assert not leaked(result), f"{leaked(result)} printed:\n{result.stderr[-3000:]}"
+
+
+def test_error_hides_the_client_id_when_the_sandbox_refuses_the_client_credentials(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    crm = sandbox.urls["crm"].replace("http://", "http://deploy:${SHOP_USERINFO}@")
+    spec = OAUTH_SPEC.replace("http://deploy:${SHOP_USERINFO}@127.0.0.1:PORT", crm)
+    result = run(tmp_path, spec, "extract", "shop.orders")
+    assert result.returncode == 1
+    assert "refused the client credentials: HTTP 401" in error_line(result)
+    assert "Check client_id '***'" in error_line(result)
+    assert not leaked(result), f"{leaked(result)} printed:\n{result.stderr[-3000:]}"
+
+
+def test_error_hides_the_api_key_when_the_sandbox_refuses_a_key_sent_in_the_query(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    result = run(tmp_path, QUERY_KEY_SPEC.replace("BASE", sandbox.urls["billing"]),
+                 "extract", "shop.customers")
+    assert result.returncode == 1
+    assert "401" in error_line(result)
+    assert not leaked(result), f"{leaked(result)} printed:\n{result.stderr[-3000:]}"
+
+
+def test_unexpected_failure_prints_one_line_and_logs_its_traceback_as_json_when_a_command_breaks(
+    tmp_path: Path,
+) -> None:
+    in_the_way = tmp_path / "out"
+    in_the_way.write_text("a file where the output folder should go")
+    result = run(tmp_path, OAUTH_SPEC.replace("PORT", str(closed_port())),
+                 "extract", "shop.orders", "--out", str(in_the_way / "pages"))
+    assert result.returncode == 1
+    assert error_line(result).startswith("Error: NotADirectoryError:")
+    loose = [line for line in result.stderr.splitlines()
+             if line and not line.startswith(("{", "Error: "))]
+    assert not loose, f"lines that are not JSON: {loose[:5]}"
+    [failure] = [json.loads(line) for line in result.stderr.splitlines()
+                 if line.startswith("{") and '"command_failed"' in line]
+    assert failure["level"] == "error" and failure["command"] == "extract"
+    assert "Traceback (most recent call last)" in failure["exception"]
+    assert "NotADirectoryError" in failure["exception"]
+    assert not leaked(result), f"{leaked(result)} printed:\n{result.stderr[-3000:]}"
