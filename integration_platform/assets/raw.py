@@ -24,7 +24,6 @@ from dagster import (
     BackfillPolicy,
     Backoff,
     Config,
-    DailyPartitionsDefinition,
     Failure,
     FreshnessPolicy,
     Jitter,
@@ -34,14 +33,23 @@ from dagster import (
     asset,
 )
 
-from integration_platform.assets.resources import LandingZoneResource, WarehouseResource
+from integration_platform.assets.partitions import (
+    ClientPartition,
+    parse_partition_key,
+    partitions_for,
+)
+from integration_platform.assets.resources import (
+    ApiSourceResource,
+    LandingZoneResource,
+    WarehouseResource,
+)
 from integration_platform.http.errors import CircuitOpenError, ExtractionError, RetriesExhausted
 from integration_platform.landing.ingest import Landed, extract_to_landing
 from integration_platform.landing.lease import PartitionBusyError, PartitionLease
 from integration_platform.landing.loader import LoadCountError, LoadResult, Stager, ensure_schema
 from integration_platform.landing.warehouse import WarehouseBusyError
 from integration_platform.landing.zone import UNPARTITIONED, Attempt
-from integration_platform.specs.models import EndpointSpec, SourceSpec
+from integration_platform.specs.models import SourceSpec
 
 DRIFT_CHECK = "schema_drift"
 # A whole-step retry for what outlasts the HTTP engine's own retries (an API down for a
@@ -69,16 +77,6 @@ def api_resource_key(source: str) -> str:
     return f"api_{source}"
 
 
-def partitions_for(endpoint: EndpointSpec) -> DailyPartitionsDefinition | None:
-    if not endpoint.is_partitioned:
-        return None
-    window = endpoint.partitions
-    assert window.start is not None
-    end = window.end.isoformat() if window.end else None
-    return DailyPartitionsDefinition(start_date=window.start.isoformat(), end_date=end,
-                                     timezone="UTC")
-
-
 def build_raw_asset(spec: SourceSpec, endpoint: str, *,
                     retry_policy: RetryPolicy | None = RAW_RETRY_POLICY) -> AssetsDefinition:
     config = spec.endpoints[endpoint]
@@ -95,9 +93,9 @@ def build_raw_asset(spec: SourceSpec, endpoint: str, *,
         description=description,
         partitions_def=partitions_for(config),
         retry_policy=retry_policy,
-        # One run per backfill range: partitions extract concurrently inside it, and
-        # `dagster asset materialize --partition-range` works.
-        backfill_policy=BackfillPolicy.single_run() if config.is_partitioned else None,
+        # (client x day), or client alone for reference data. One run per backfill range:
+        # partitions extract concurrently inside it, and `--partition-range` works.
+        backfill_policy=BackfillPolicy.single_run(),
         # A scheduled source should have loaded yesterday by the end of today.
         freshness_policy=FreshnessPolicy.time_window(
             fail_window=timedelta(hours=48), warn_window=timedelta(hours=30),
@@ -120,7 +118,7 @@ def build_raw_asset(spec: SourceSpec, endpoint: str, *,
 
 @dataclass
 class PartitionOutcome:
-    partition: str | None
+    partition: ClientPartition
     landed: Landed
     result: LoadResult
     attempt: Attempt
@@ -130,30 +128,38 @@ class PartitionOutcome:
 
 
 class _RawRun:
-    """One run of one raw asset: its partitions extract concurrently, load one at a time."""
+    """One run of one raw asset: its partitions extract concurrently, load one at a time.
+
+    Each partition belongs to a client: its spec is resolved with that client's credentials,
+    its pages, marks and rate limits live in that client's folders, its rows carry its id.
+    """
 
     def __init__(self, context: AssetExecutionContext, run_config: RawLoadConfig, source: str,
                  endpoint: str) -> None:
         self.context = context
         self.config = run_config
         self.source, self.endpoint = source, endpoint
-        self.spec: SourceSpec = getattr(context.resources, api_resource_key(source)).spec()
+        self.api: ApiSourceResource = getattr(context.resources, api_resource_key(source))
         self.landing: LandingZoneResource = context.resources.landing
         self.warehouse_resource: WarehouseResource = context.resources.warehouse
         self.warehouse = self.warehouse_resource.warehouse()
-        self.zone, self.state = self.landing.zone(), self.landing.incremental_state()
         self.run_id = context.run.run_id
+        self._specs: dict[str, SourceSpec] = {}
 
-    def partitions(self) -> list[str | None]:
-        if self.context.assets_def.partitions_def is None:
-            return [None]
-        return list(self.context.partition_keys)
+    def partitions(self) -> list[ClientPartition]:
+        return [parse_partition_key(key) for key in self.context.partition_keys]
+
+    def spec(self, client_id: str) -> SourceSpec:
+        """The source's spec resolved with this client's credentials (once per run)."""
+        if client_id not in self._specs:
+            self._specs[client_id] = self.api.spec(client_id)
+        return self._specs[client_id]
 
     async def run(self) -> list[PartitionOutcome | BaseException]:
         """Each partition's outcome, or what stopped it (the others still finish)."""
         slots = asyncio.Semaphore(PARTITIONS_IN_FLIGHT)
 
-        async def one(partition: str | None) -> PartitionOutcome:
+        async def one(partition: ClientPartition) -> PartitionOutcome:
             # A slot lasts until the load: each partition in flight holds a Stager (up to
             # load_memory_mb), so a long backfill cannot pile up staged partitions.
             async with slots, self.lease(partition).held() as lease_wait:
@@ -171,31 +177,35 @@ class _RawRun:
         return list(await asyncio.gather(*(one(p) for p in self.partitions()),
                                          return_exceptions=True))
 
-    def lease(self, partition: str | None) -> PartitionLease:
+    def lease(self, partition: ClientPartition) -> PartitionLease:
+        zone = self.landing.zone(partition.client_id)
         return PartitionLease(
-            self.zone.partition_folder(self.source, self.endpoint, partition),
-            what=f"{self.source}/{self.endpoint} partition {partition or UNPARTITIONED}",
+            zone.partition_folder(self.source, self.endpoint, partition.day),
+            what=f"{self.source}/{self.endpoint} partition {partition}",
             run_id=self.run_id, timeout_seconds=self.landing.lease_timeout_seconds)
 
-    async def extract(self, partition: str | None) -> tuple[Attempt, Landed, str, Stager]:
-        endpoint_spec = self.spec.endpoints[self.endpoint]
+    async def extract(self, partition: ClientPartition) -> tuple[Attempt, Landed, str, Stager]:
+        client, day = partition.client_id, partition.day
+        spec = self.spec(client)
+        endpoint_spec = spec.endpoints[self.endpoint]
+        state = self.landing.incremental_state(client)
         # A full refresh must not continue an unfinished incremental attempt: those pages
         # hold only the changes since the mark, and a full refresh replaces the partition.
         resume = (self.config.resume and endpoint_spec.parent is None
                   and not (self.config.full_refresh and endpoint_spec.incremental is not None))
-        attempt = self.zone.open_attempt(self.source, self.endpoint, partition, self.run_id,
-                                         resume=resume)
+        attempt = self.landing.zone(client).open_attempt(self.source, self.endpoint, day,
+                                                         self.run_id, resume=resume)
         incremental = (endpoint_spec.incremental is not None and not self.config.full_refresh
-                       and self.state.get(self.source, self.endpoint, partition) is not None)
+                       and state.get(self.source, self.endpoint, day) is not None)
         # DuckDB stages the pages on another core while they land (its temp files, if it
         # spills, go with the attempt).
-        stager = Stager(self.spec, self.endpoint, attempt, temp_directory=attempt.folder / ".tmp",
+        stager = Stager(spec, self.endpoint, attempt, temp_directory=attempt.folder / ".tmp",
                         memory_limit_mb=self.warehouse.load_memory_mb)
         try:
             landed = await extract_to_landing(
-                self.spec, self.endpoint, attempt, partition=partition, run_id=self.run_id,
-                state=self.state, full_refresh=self.config.full_refresh,
-                rate_limit_dir=self.landing.rate_limit_dir())
+                spec, self.endpoint, attempt, partition=day, run_id=self.run_id, state=state,
+                full_refresh=self.config.full_refresh,
+                rate_limit_dir=self.landing.rate_limit_dir(client))
         except BaseException as exc:
             stager.close()  # whatever stopped the extraction, nothing will be loaded
             if not isinstance(exc, ExtractionError):
@@ -203,8 +213,7 @@ class _RawRun:
             await asyncio.to_thread(_record_failed_request, self.warehouse, self.source,
                                     self.endpoint, partition, self.run_id, exc)
             raise Failure(
-                description=f"{self.source}.{self.endpoint}"
-                            f"{f' [{partition}]' if partition else ''}: {exc}",
+                description=f"{self.source}.{self.endpoint} [{partition}]: {exc}",
                 metadata={"landing_attempt": MetadataValue.path(str(attempt.folder)),
                           "pages_landed": len(attempt.entries())},
                 # A later try can succeed only when the API was failing, not when it refused.
@@ -215,13 +224,13 @@ class _RawRun:
                                   f"{landed.resumed_after_pages} landed page(s)")
         return attempt, landed, "merge" if incremental else "replace", stager
 
-    def load(self, partition: str | None, attempt: Attempt, landed: Landed,
+    def load(self, partition: ClientPartition, attempt: Attempt, landed: Landed,
              mode: str, stager: Stager) -> PartitionOutcome:
         stager.finish()  # the last pages, before taking the lock
         with self.warehouse.locked() as lock_wait:
             try:
-                result = stager.load(self.warehouse.path, partition=partition,
-                                     run_id=self.run_id,
+                result = stager.load(self.warehouse.path, partition=partition.day,
+                                     client_id=partition.client_id, run_id=self.run_id,
                                      mode="merge" if mode == "merge" else "replace",
                                      on_breaking_drift="accept" if self.config.accept_drift
                                      else "hold")
@@ -231,7 +240,8 @@ class _RawRun:
                     "landing_attempt": MetadataValue.path(str(attempt.folder))}) from exc
         if landed.extractor is not None and not result.held:
             landed.extractor.commit_state()  # a held load must be fetched again next time
-        self.zone.prune(self.source, self.endpoint, partition, keep=self.landing.keep_attempts)
+        self.landing.zone(partition.client_id).prune(self.source, self.endpoint, partition.day,
+                                                     keep=self.landing.keep_attempts)
         return PartitionOutcome(partition, landed, result, attempt, mode, lock_wait)
 
     def publish(self) -> None:
@@ -268,10 +278,9 @@ def materialize_raw(context: AssetExecutionContext, run_config: RawLoadConfig, *
         raise next(iter(errors.values()))
     # Some partitions did not load. Say exactly which did (each its own materialization),
     # then fail the step for the rest: the warehouse and Dagster's record agree.
-    if context.assets_def.partitions_def is not None:
-        for outcome in loaded:
-            yield AssetMaterialization(asset_key=context.asset_key, partition=outcome.partition,
-                                       metadata=_metadata([outcome]))
+    for outcome in loaded:
+        yield AssetMaterialization(asset_key=context.asset_key, partition=outcome.partition.key,
+                                   metadata=_metadata([outcome]))
     if outcomes:
         yield _drift_check([o.result for o in outcomes], held=held)
     problems = [_held_text(o) for o in held]
@@ -323,7 +332,7 @@ def _metadata(outcomes: list[PartitionOutcome]) -> dict[str, Any]:
 
 def _held_text(outcome: PartitionOutcome) -> str:
     result = outcome.result
-    return (f"Partition {outcome.partition or UNPARTITIONED} held: its "
+    return (f"Partition {outcome.partition} held: its "
             f"{result.records_extracted} new record(s) break the schema contract "
             f"({result.drift.summary()}), so it keeps its previous {result.rows_kept} row(s) "
             f"and nothing was replaced; the new pages are in {outcome.attempt.folder}. If "
@@ -387,16 +396,17 @@ def _preview_markdown(result: LoadResult) -> str:
     return "\n".join(lines)
 
 
-def _record_failed_request(warehouse: Any, source: str, endpoint: str, partition: str | None,
-                           run_id: str, exc: ExtractionError) -> None:
+def _record_failed_request(warehouse: Any, source: str, endpoint: str,
+                           partition: ClientPartition, run_id: str,
+                           exc: ExtractionError) -> None:
     attempts = len(exc.attempts) if isinstance(exc, RetriesExhausted) else 1
     request = exc.request if isinstance(exc, RetriesExhausted) else ""
     with warehouse.connect() as connection:
         ensure_schema(connection)
         connection.execute(
-            "INSERT INTO raw._failed_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [source, endpoint, partition or UNPARTITIONED, run_id, request, str(exc)[:2000],
-             attempts, datetime.now(UTC)])
+            "INSERT INTO raw._failed_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [source, endpoint, partition.day or UNPARTITIONED, run_id, request,
+             str(exc)[:2000], attempts, datetime.now(UTC), partition.client_id])
 
 
 def raw_assets(specs: dict[str, SourceSpec], *,

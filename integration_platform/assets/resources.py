@@ -18,10 +18,12 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import create_model
 
 from integration_platform import environment
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.extraction.state import IncrementalState
 from integration_platform.landing.loader import DEFAULT_LOAD_MEMORY_MB
 from integration_platform.landing.warehouse import Warehouse
 from integration_platform.landing.zone import LandingZone
+from integration_platform.paths import path_under
 from integration_platform.specs.loader import load_spec
 from integration_platform.specs.models import SourceSpec
 
@@ -34,10 +36,17 @@ class ApiSourceResource(ConfigurableResource["ApiSourceResource"]):
     source: str
     spec_file: str
 
-    def spec(self) -> SourceSpec:
-        """The source's spec with its references resolved from this resource's fields; a
-        variable not bound (it was unset when definitions loaded) is read now, and one unset
-        now too is a SpecError naming it and the spec file."""
+    def spec(self, client_id: str = DEMO_CLIENT_ID) -> SourceSpec:
+        """The source's spec resolved for a client: another client's from its credentials in
+        the client store (never from this process's environment, which holds the operator's
+        own); the demo client's from this resource's fields, where a variable not bound (it
+        was unset when definitions loaded) is read now, and one unset now too is a SpecError
+        naming it and the spec file."""
+        if client_id != DEMO_CLIENT_ID:
+            from integration_platform.clients.credentials import credentials_for
+
+            return load_spec(Path(self.spec_file),
+                             env=credentials_for(client_id, self.source))
         env = {}
         for name, value in self._variables().items():
             current = value if value is not None else os.environ.get(name.upper())
@@ -90,7 +99,8 @@ class WarehouseResource(ConfigurableResource["WarehouseResource"]):
 
 
 class LandingZoneResource(ConfigurableResource["LandingZoneResource"]):
-    """Where raw pages land, plus the engine's state (incremental marks, shared rate limits)."""
+    """Where raw pages land, plus the engine's state (incremental marks, shared rate limits),
+    each in a folder per client: clients never share pages, marks or API quotas."""
 
     root: str
     state_root: str
@@ -98,14 +108,15 @@ class LandingZoneResource(ConfigurableResource["LandingZoneResource"]):
     # A run waits this long for another run that holds the same partition, then fails.
     lease_timeout_seconds: float = 1800.0
 
-    def zone(self) -> LandingZone:
-        return LandingZone(Path(self.root))
+    def zone(self, client_id: str = DEMO_CLIENT_ID) -> LandingZone:
+        return LandingZone(path_under(Path(self.root), client_id, what="client id"))
 
-    def incremental_state(self) -> IncrementalState:
-        return IncrementalState(Path(self.state_root) / "incremental")
+    def incremental_state(self, client_id: str = DEMO_CLIENT_ID) -> IncrementalState:
+        return IncrementalState(path_under(Path(self.state_root), "incremental", client_id,
+                                           what="client id"))
 
-    def rate_limit_dir(self) -> Path:
-        return Path(self.state_root) / "ratelimit"
+    def rate_limit_dir(self, client_id: str = DEMO_CLIENT_ID) -> Path:
+        return path_under(Path(self.state_root), "ratelimit", client_id, what="client id")
 
 
 def default_resources() -> dict[str, ConfigurableResource[Any]]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from dagster import (
     AssetSelection,
+    DailyPartitionsDefinition,
     DefaultScheduleStatus,
     RunConfig,
     RunRequest,
@@ -30,7 +31,9 @@ from dagster import (
     schedule,
 )
 
-from integration_platform.assets.raw import RawLoadConfig, partitions_for, raw_asset_key
+from integration_platform.assets.partitions import CLIENT_TAG, partition_key
+from integration_platform.assets.raw import RawLoadConfig, raw_asset_key
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.specs.models import SourceSpec
 
 if TYPE_CHECKING:  # not exported at dagster's top level
@@ -88,8 +91,10 @@ def _reconciliation_schedule(spec: SourceSpec,
                              job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
     source = spec.source
     cron = spec.schedule or DEFAULT_CRON
-    partitions = partitions_for(spec.endpoints[pushed_endpoints(spec)[0]])
-    assert partitions is not None
+    window = spec.endpoints[pushed_endpoints(spec)[0]].partitions
+    assert window.start is not None
+    days = DailyPartitionsDefinition(start_date=window.start.isoformat(), timezone="UTC",
+                                     end_date=window.end.isoformat() if window.end else None)
     status = DefaultScheduleStatus.STOPPED if spec.schedule else DefaultScheduleStatus.RUNNING
 
     @schedule(name=f"{reconciliation_job_name(source)}_daily", cron_schedule=cron, job=job,
@@ -99,8 +104,11 @@ def _reconciliation_schedule(spec: SourceSpec,
     def _reconcile_last_day(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
         now = context.scheduled_execution_time or datetime.now(UTC)
         day = (now.astimezone(UTC).date() - timedelta(days=1)).isoformat()
-        if not partitions.has_partition_key(day):
+        if not days.has_partition_key(day):
             return SkipReason(f"{day} is not a partition of the {source} endpoints")
-        return RunRequest(run_key=f"{reconciliation_job_name(source)}:{day}", partition_key=day)
+        # Webhooks arrive for the demo client (the receiver checks its signing secret).
+        return RunRequest(run_key=f"{reconciliation_job_name(source)}:{day}",
+                          partition_key=partition_key(DEMO_CLIENT_ID, day),
+                          tags={CLIENT_TAG: DEMO_CLIENT_ID})
 
     return _reconcile_last_day

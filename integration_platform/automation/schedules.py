@@ -1,12 +1,12 @@
 """Schedules from the specs: each source's cron (UTC) fills the day that just ended.
 
 A source with `schedule:` gets a job over its daily-partitioned raw assets, run for the last
-complete partition at the cron's time, and (if it has any) a job over its reference endpoints.
+complete day at the cron's time, and (if it has any) a job over its reference endpoints: one
+run per registered client (the `clients` dynamic partitions), each with its own credentials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from dagster import (
     schedule,
 )
 
+from integration_platform.assets.partitions import CLIENT_TAG, CLIENTS_PARTITIONS, partition_key
 from integration_platform.assets.raw import raw_asset_key
 from integration_platform.specs.models import SourceSpec
 
@@ -54,27 +55,52 @@ def source_automation(
                 selection=AssetSelection.assets(*(raw_asset_key(source, e) for e in reference)),
                 description=f"Reload the {source} reference endpoints (not partitioned).")
             jobs.append(job)
-            schedules.append(ScheduleDefinition(
-                name=f"{source}_reference_schedule", cron_schedule=spec.schedule, job=job,
-                execution_timezone="UTC"))
+            schedules.append(_reference_schedule(source, spec.schedule, job))
     return jobs, schedules
 
 
-def last_complete_day(source: str, when: datetime, first_day: date) -> RunRequest | SkipReason:
-    """The run that fills the UTC day before `when` (the day that just ended)."""
+def registered_clients(context: ScheduleEvaluationContext) -> list[str]:
+    return sorted(context.instance.get_dynamic_partitions(CLIENTS_PARTITIONS))
+
+
+def last_complete_day(source: str, when: datetime, first_day: date,
+                      clients: list[str]) -> list[RunRequest] | SkipReason:
+    """One run per client that fills the UTC day before `when` (the day that just ended)."""
     day = (when.astimezone(UTC) - timedelta(days=1)).date()
     if day < first_day:
         return SkipReason(f"{day} is before the first partition ({first_day})")
+    if not clients:
+        return SkipReason("no client is registered (the clients dynamic partitions are empty)")
     key = day.isoformat()
-    return RunRequest(run_key=f"{source}:{key}", partition_key=key)
+    return [RunRequest(run_key=f"{source}:{client}:{key}", partition_key=partition_key(client, key),
+                       tags={CLIENT_TAG: client}) for client in clients]
 
 
 def _daily_schedule(source: str, cron: str, job: UnresolvedAssetJobDefinition,
                     first_day: date) -> ScheduleDefinition:
     @schedule(name=f"{source}_daily_schedule", cron_schedule=cron, job=job,
               execution_timezone="UTC",
-              description=f"At {cron} (UTC), pull the {source} day that just ended.")
-    def _fill_last_day(context: ScheduleEvaluationContext) -> Iterator[RunRequest | SkipReason]:
-        yield last_complete_day(source, context.scheduled_execution_time, first_day)
+              description=f"At {cron} (UTC), pull the {source} day that just ended, for each "
+                          "client.")
+    def _fill_last_day(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
+        return last_complete_day(source, context.scheduled_execution_time, first_day,
+                                 registered_clients(context))
 
     return _fill_last_day
+
+
+def _reference_schedule(source: str, cron: str,
+                        job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+    @schedule(name=f"{source}_reference_schedule", cron_schedule=cron, job=job,
+              execution_timezone="UTC",
+              description=f"At {cron} (UTC), reload the {source} reference endpoints, for each "
+                          "client.")
+    def _reload(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
+        clients = registered_clients(context)
+        if not clients:
+            return SkipReason("no client is registered")
+        stamp = (context.scheduled_execution_time or datetime.now(UTC)).isoformat()
+        return [RunRequest(run_key=f"{source}:{client}:{stamp}", partition_key=client,
+                           tags={CLIENT_TAG: client}) for client in clients]
+
+    return _reload

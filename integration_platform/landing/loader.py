@@ -26,6 +26,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.landing import contracts
 from integration_platform.landing.contracts import Contract, DriftReport, Observed, ObservedField
 from integration_platform.landing.zone import UNPARTITIONED, Attempt, PageEntry
@@ -55,13 +56,17 @@ CREATE SCHEMA IF NOT EXISTS raw;
 CREATE TABLE IF NOT EXISTS raw._dead_letters (
     source VARCHAR, endpoint VARCHAR, partition_key VARCHAR, run_id VARCHAR,
     page INTEGER, page_file VARCHAR, page_index INTEGER, record JSON, reason VARCHAR,
-    recorded_at TIMESTAMPTZ);
+    recorded_at TIMESTAMPTZ, client_id VARCHAR);
 CREATE TABLE IF NOT EXISTS raw._failed_requests (
     source VARCHAR, endpoint VARCHAR, partition_key VARCHAR, run_id VARCHAR,
-    request VARCHAR, error VARCHAR, attempts INTEGER, recorded_at TIMESTAMPTZ);
+    request VARCHAR, error VARCHAR, attempts INTEGER, recorded_at TIMESTAMPTZ,
+    client_id VARCHAR);
 CREATE TABLE IF NOT EXISTS raw._contracts (
     source VARCHAR, endpoint VARCHAR, contract JSON, updated_at TIMESTAMPTZ,
     PRIMARY KEY (source, endpoint));
+-- Warehouses from before clients: their rows are the demo client's.
+ALTER TABLE raw._dead_letters ADD COLUMN IF NOT EXISTS client_id VARCHAR DEFAULT 'demo';
+ALTER TABLE raw._failed_requests ADD COLUMN IF NOT EXISTS client_id VARCHAR DEFAULT 'demo';
 """
 
 
@@ -70,12 +75,16 @@ def table_name(source: str, endpoint: str) -> str:
 
 
 def _table_sql(table: str) -> str:
+    """The raw table; `_client_id` is last so warehouses from before clients gain it in place
+    (their rows are the demo client's)."""
     return f"""
 CREATE TABLE IF NOT EXISTS {table} (
     record JSON,
     _source VARCHAR, _endpoint VARCHAR, _partition_key VARCHAR, _run_id VARCHAR,
     _fetched_at TIMESTAMPTZ, _request_url VARCHAR, _record_hash VARCHAR,
-    _primary_key VARCHAR, _page INTEGER, _page_index INTEGER, _loaded_at TIMESTAMPTZ)"""
+    _primary_key VARCHAR, _page INTEGER, _page_index INTEGER, _loaded_at TIMESTAMPTZ,
+    _client_id VARCHAR);
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS _client_id VARCHAR DEFAULT '{DEMO_CLIENT_ID}'"""
 
 
 @dataclass(frozen=True)
@@ -173,6 +182,7 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
 
 def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: str,
                  attempt: Attempt, partition: str | None, run_id: str,
+                 client_id: str = DEMO_CLIENT_ID,
                  mode: LoadMode = "replace",
                  extra_statements: Sequence[tuple[str, Sequence[object]]] = (),
                  memory_limit_mb: int = DEFAULT_LOAD_MEMORY_MB,
@@ -201,7 +211,7 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
     with _settings(connection, memory_limit=f"{memory_limit_mb}MB"):
         try:
             return _load(connection, spec=spec, endpoint=endpoint, attempt=attempt,
-                         partition=partition, run_id=run_id, mode=mode,
+                         partition=partition, run_id=run_id, client_id=client_id, mode=mode,
                          extra_statements=extra_statements,
                          memory_limit_mb=memory_limit_mb,
                          reading_threads=max(1, memory_limit_mb // _READER_MB_PER_THREAD),
@@ -229,7 +239,8 @@ def _settings(connection: duckdb.DuckDBPyConnection, **values: object) -> Iterat
 
 
 def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: str,
-          attempt: Attempt, partition: str | None, run_id: str, mode: LoadMode,
+          attempt: Attempt, partition: str | None, run_id: str, client_id: str,
+          mode: LoadMode,
           extra_statements: Sequence[tuple[str, Sequence[object]]], memory_limit_mb: int,
           reading_threads: int, observed: Observed | None,
           on_breaking_drift: DriftPolicy) -> LoadResult:
@@ -237,7 +248,9 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
     config = spec.endpoints[endpoint]
     table = table_name(spec.source, endpoint)
     partition_key = partition or UNPARTITIONED
-    where = f"{spec.source}/{endpoint} partition {partition_key}"
+    # A partition is one client's day (or one client's whole unpartitioned set).
+    in_partition, this = "_client_id = ? AND _partition_key = ?", [client_id, partition_key]
+    where = f"{spec.source}/{endpoint} partition {partition_key} of client {client_id}"
     ensure_schema(connection)
     connection.execute(_table_sql(table))
 
@@ -259,8 +272,7 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
     if report.breaking and on_breaking_drift == "accept":
         contract = contracts.accept(contract, report)
     if report.breaking and on_breaking_drift == "hold":
-        kept = _count(connection, f"SELECT count(*) FROM {table} WHERE _partition_key = ?",
-                      [partition_key])
+        kept = _count(connection, f"SELECT count(*) FROM {table} WHERE {in_partition}", this)
         _drop_staging(connection)
         _log.warning("partition_held", source=spec.source, endpoint=endpoint,
                      partition=partition_key, run_id=run_id, records=extracted, rows_kept=kept,
@@ -273,20 +285,21 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
     _mark_violations(connection, contract, config.primary_keys)
 
     now = datetime.now(UTC)
-    count_partition = f"SELECT count(*) FROM {table} WHERE _partition_key = ?"
+    count_partition = f"SELECT count(*) FROM {table} WHERE {in_partition}"
     connection.execute("BEGIN TRANSACTION")
     try:
-        before = _count(connection, count_partition, [partition_key])
+        before = _count(connection, count_partition, this)
         if mode == "replace":
             replaced = connection.execute(
-                f"DELETE FROM {table} WHERE _partition_key = ?", [partition_key]).fetchall()
+                f"DELETE FROM {table} WHERE {in_partition}", this).fetchall()
             connection.execute(
                 "DELETE FROM raw._dead_letters WHERE source = ? AND endpoint = ? "
-                "AND partition_key = ?", [spec.source, endpoint, partition_key])
+                "AND client_id = ? AND partition_key = ?",
+                [spec.source, endpoint, *this])
         else:
             replaced = connection.execute(
-                f"DELETE FROM {table} WHERE _partition_key = ? AND _primary_key IN "
-                f"(SELECT _pk FROM _accepted)", [partition_key]).fetchall()
+                f"DELETE FROM {table} WHERE {in_partition} AND _primary_key IN "
+                f"(SELECT _pk FROM _accepted)", this).fetchall()
         # A key that arrived twice keeps its latest record. The window runs over the narrow
         # (key, position) columns only, so the insert below streams instead of sorting records.
         connection.execute("""
@@ -298,22 +311,22 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
         inserted = int(connection.execute(f"""
             INSERT INTO {table}
             SELECT s.record, ?, ?, ?, ?, m._fetched_at, m._request_url, s._record_hash,
-                   s._pk, s._page, s._page_index, ?
+                   s._pk, s._page, s._page_index, ?, ?
             FROM _accepted AS s JOIN _manifest AS m USING (_page)
             ANTI JOIN _superseded AS d USING (_page, _page_index)
-        """, [spec.source, endpoint, partition_key, run_id, now]).fetchall()[0][0])
+        """, [spec.source, endpoint, partition_key, run_id, now, client_id]).fetchall()[0][0])
         dead = int(connection.execute("""
             INSERT INTO raw._dead_letters
-            SELECT ?, ?, ?, ?, s._page, m._file, s._page_index, s.record, v._reason, ?
+            SELECT ?, ?, ?, ?, s._page, m._file, s._page_index, s.record, v._reason, ?, ?
             FROM _staged AS s JOIN _manifest AS m USING (_page)
             JOIN _violations AS v USING (_page, _page_index)
-        """, [spec.source, endpoint, partition_key, run_id, now]).fetchall()[0][0])
+        """, [spec.source, endpoint, partition_key, run_id, now, client_id]).fetchall()[0][0])
         duplicates = _count(connection, "SELECT count(*) FROM _superseded")
         removed = int(replaced[0][0])
         _check_counts_add_up(
             where, extracted=extracted, inserted=inserted, dead=dead, duplicates=duplicates,
             expected_after=before - removed + inserted,
-            after=_count(connection, count_partition, [partition_key]))
+            after=_count(connection, count_partition, this))
         if observed.records:
             evolved = contracts.evolve(contract, report)
             connection.execute(
@@ -662,6 +675,7 @@ class Stager:
         return self._observed
 
     def load(self, warehouse: Path, *, partition: str | None, run_id: str,
+             client_id: str = DEMO_CLIENT_ID,
              mode: LoadMode = "replace",
              on_breaking_drift: DriftPolicy = "hold") -> LoadResult:
         """`load_attempt` into the warehouse file from what was staged; call under its lock."""
@@ -673,6 +687,7 @@ class Stager:
             connection.execute("RESET threads")  # staging is done: every core again
             return load_attempt(connection, spec=self.spec, endpoint=self.endpoint,
                                 attempt=self.attempt, partition=partition, run_id=run_id,
+                                client_id=client_id,
                                 mode=mode, memory_limit_mb=self.memory_limit_mb,
                                 staged=observed,
                                 on_breaking_drift=on_breaking_drift)

@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 import orjson
 
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.http.auth import resolve_url
 from integration_platform.http.errors import ResponseShapeError
 from integration_platform.http.pagination import PageRequest
@@ -214,8 +215,9 @@ class RawStreamSink:
             record = event.data
         except orjson.JSONDecodeError:
             record = orjson.dumps(event.data).decode()  # kept as a JSON string
-        return ("INSERT INTO raw._dead_letters VALUES (?, ?, NULL, ?, NULL, ?, NULL, ?, ?, ?)",
-                [self.spec.source, self.endpoint, self.run_id, self.url, record, reason, at])
+        return ("INSERT INTO raw._dead_letters VALUES (?, ?, NULL, ?, NULL, ?, NULL, ?, ?, ?, ?)",
+                [self.spec.source, self.endpoint, self.run_id, self.url, record, reason, at,
+                 DEMO_CLIENT_ID])
 
     @staticmethod
     def _commit_alone(connection: duckdb.DuckDBPyConnection,

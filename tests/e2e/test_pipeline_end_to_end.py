@@ -8,14 +8,21 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
-from dagster import AssetSelection, materialize
+from dagster import (
+    AssetSelection,
+    DagsterInstance,
+    MultiPartitionsDefinition,
+    materialize,
+)
 from dagster_dbt import DbtCliResource
 
+from integration_platform.assets.partitions import CLIENTS, demo_partition, register_clients
 from integration_platform.assets.resources import (
     LandingZoneResource,
     WarehouseResource,
     api_resource,
 )
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_specs
@@ -44,20 +51,23 @@ def test_marts_match_the_sandbox_when_every_asset_is_materialized_for_a_partitio
         **{f"api_{name}": api_resource(spec) for name, spec in load_specs().items()},
     }
     assets = list(defs.assets)
-    raw_daily = [a for a in assets if a.partitions_def is not None]
-    raw_reference = [a for a in assets if a.partitions_def is None
-                     and all(k.path[0] == "raw" for k in a.keys)]
+    raw_daily = [a for a in assets if isinstance(a.partitions_def, MultiPartitionsDefinition)]
+    raw_reference = [a for a in assets if a.partitions_def == CLIENTS]
     dbt_models = [a for a in assets if any(k.path[0] != "raw" for k in a.keys)]
+    instance = DagsterInstance.ephemeral()
+    register_clients(instance, DEMO_CLIENT_ID)
 
-    assert materialize(raw_daily, partition_key=DAY, resources=resources).success
-    assert materialize(raw_reference, resources=resources).success
+    assert materialize(raw_daily, partition_key=demo_partition(DAY), resources=resources,
+                       instance=instance).success
+    assert materialize(raw_reference, partition_key=DEMO_CLIENT_ID, resources=resources,
+                       instance=instance).success
     dbt_keys = [k for a in dbt_models for k in a.keys]
     checks = list(defs.asset_checks or [])
     assert checks, "the entity-resolution quality check should be defined"
     result = materialize([*assets, *checks],
                          selection=AssetSelection.assets(*dbt_keys)
                          | AssetSelection.checks(*checks),
-                         resources=resources, raise_on_error=False)
+                         resources=resources, instance=instance, raise_on_error=False)
     assert result.success, [e.message for e in result.get_step_failure_events()]
     failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed
                      and e.severity.value == "ERROR"]

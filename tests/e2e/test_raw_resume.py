@@ -36,7 +36,8 @@ With argv[2], wait until that file exists first (imports done, so the run starts
 and give up after a few minutes if it never does.
 """
 import json, pathlib, sys, time
-from dagster import materialize
+from dagster import DagsterInstance, materialize
+from integration_platform.assets.partitions import register_clients
 from integration_platform.assets.raw import api_resource_key, raw_assets
 from integration_platform.assets.resources import api_resource, default_resources
 from integration_platform.specs.loader import load_specs
@@ -50,8 +51,10 @@ if len(sys.argv) > 2:
 specs = load_specs()
 resources = {**default_resources(),
              **{api_resource_key(name): api_resource(spec) for name, spec in specs.items()}}
+instance = DagsterInstance.ephemeral()
+register_clients(instance, "demo")
 result = materialize(raw_assets(specs, retry_policy=None), resources=resources,
-                     raise_on_error=False)
+                     partition_key="demo", instance=instance, raise_on_error=False)
 metadata = {}
 for event in result.get_asset_materialization_events():
     metadata.update({k: v.value for k, v in event.materialization.metadata.items()
@@ -117,7 +120,8 @@ class Run:
             self.process.wait(timeout=10)
 
     def manifests(self) -> list[Path]:
-        return sorted((self.data / "landing" / "billing" / "invoices").glob("*/*/manifest.jsonl"))
+        return sorted((self.data / "landing" / "demo" / "billing" / "invoices")
+                      .glob("*/*/manifest.jsonl"))
 
     def table(self) -> list[tuple[str, str]]:
         with duckdb.connect(str(self.data / "warehouse.duckdb"), read_only=True) as connection:

@@ -16,10 +16,12 @@ from dagster import (
     SkipReason,
     build_run_status_sensor_context,
     build_schedule_context,
+    instance_for_test,
     job,
     op,
 )
 
+from integration_platform.assets.partitions import CLIENT_TAG, register_clients
 from integration_platform.automation.alerts import AlertWebhookResource, build_alert_sensor
 from integration_platform.automation.schedules import source_automation
 from integration_platform.specs.loader import load_specs
@@ -86,25 +88,31 @@ def test_every_scheduled_source_gets_a_daily_schedule_when_specs_declare_a_cron(
     assert "crm_daily" in {j.name for j in jobs}
 
 
-def test_schedule_fills_the_day_that_just_ended_when_it_ticks() -> None:
+def test_schedule_fills_the_day_that_just_ended_for_each_client_when_it_ticks() -> None:
     from integration_platform.definitions import defs
 
     repository = defs.get_repository_def()
     billing = repository.get_schedule_def("billing_daily_schedule")
     tick = datetime(2025, 3, 8, 2, 30, tzinfo=UTC)
-    requests = list(billing.evaluate_tick(build_schedule_context(
-        scheduled_execution_time=tick, repository_def=repository)).run_requests or [])
-    assert len(requests) == 1
-    assert isinstance(requests[0], RunRequest)
-    assert requests[0].partition_key == "2025-03-07"
+    with instance_for_test() as instance:  # schedules need a persistent instance
+        register_clients(instance, "demo", "acme")
+        with build_schedule_context(instance=instance, scheduled_execution_time=tick,
+                                    repository_def=repository) as context:
+            requests = list(billing.evaluate_tick(context).run_requests or [])
+    assert all(isinstance(r, RunRequest) for r in requests)
+    assert sorted((r.partition_key, r.tags[CLIENT_TAG]) for r in requests) == [
+        ("acme|2025-03-07", "acme"), ("demo|2025-03-07", "demo")]
 
 
-def test_schedule_skips_when_the_day_is_before_the_first_partition() -> None:
+def test_schedule_skips_when_the_day_is_before_the_first_partition_or_no_client_exists() -> None:
     from integration_platform.automation.schedules import last_complete_day
 
-    outcome = last_complete_day("crm", datetime(2025, 1, 1, 2, 15, tzinfo=UTC),
-                                datetime(2025, 1, 1).date())
-    assert isinstance(outcome, SkipReason)
+    early = last_complete_day("crm", datetime(2025, 1, 1, 2, 15, tzinfo=UTC),
+                              datetime(2025, 1, 1).date(), ["demo"])
+    assert isinstance(early, SkipReason)
+    nobody = last_complete_day("crm", datetime(2025, 3, 8, 2, 15, tzinfo=UTC),
+                               datetime(2025, 1, 1).date(), [])
+    assert isinstance(nobody, SkipReason) and "no client" in str(nobody.skip_message)
 
 
 def test_failed_run_posts_an_alert_naming_the_job_and_error_when_a_url_is_set(

@@ -12,14 +12,22 @@ from typing import Any
 
 import duckdb
 import pytest
-from dagster import AssetKey, AssetsDefinition, ExecuteInProcessResult, materialize
+from dagster import (
+    AssetKey,
+    AssetsDefinition,
+    DagsterInstance,
+    ExecuteInProcessResult,
+    materialize,
+)
 
+from integration_platform.assets.partitions import register_clients
 from integration_platform.assets.raw import api_resource_key, raw_assets
 from integration_platform.assets.resources import (
     LandingZoneResource,
     WarehouseResource,
     api_resource,
 )
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.extraction.to_files import extract_to_directory
 from integration_platform.specs.loader import load_spec
 from integration_platform.specs.models import SourceSpec
@@ -109,7 +117,10 @@ def run(specs: dict[str, SourceSpec], data: Path,
     assets: list[AssetsDefinition] = raw_assets(specs, retry_policy=None)
     if keys is not None:
         assets = [a for a in assets if a.key in {AssetKey(["raw", *k]) for k in keys}]
-    return materialize(assets, resources=resources, raise_on_error=False)
+    instance = DagsterInstance.ephemeral()
+    register_clients(instance, DEMO_CLIENT_ID)
+    return materialize(assets, resources=resources, partition_key=DEMO_CLIENT_ID,
+                       instance=instance, raise_on_error=False)
 
 
 def row_counts(data: Path) -> dict[str, int]:

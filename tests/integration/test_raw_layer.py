@@ -23,18 +23,22 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetsDefinition,
+    DagsterInstance,
     ExecuteInProcessResult,
+    MultiPartitionsDefinition,
     asset,
     materialize,
 )
 
 from integration_platform import environment
+from integration_platform.assets.partitions import demo_partition, register_clients
 from integration_platform.assets.raw import DRIFT_CHECK, api_resource_key, raw_assets
 from integration_platform.assets.resources import (
     LandingZoneResource,
     WarehouseResource,
     api_resource,
 )
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.extraction.runner import EndpointExtractor
 from integration_platform.http.client import SourceClient
 from integration_platform.http.graphql import GraphQLClient
@@ -79,17 +83,30 @@ class Platform:
         }
         # No step retries: a failure must show at once, not after Dagster's back-off.
         self.assets = {a.key: a for a in raw_assets(specs, retry_policy=None)}
+        self.instance = DagsterInstance.ephemeral()
+        register_clients(self.instance, DEMO_CLIENT_ID)
 
     def asset(self, source: str, endpoint: str) -> AssetsDefinition:
         return self.assets[AssetKey(["raw", source, endpoint])]
 
     def partitioned(self) -> list[AssetsDefinition]:
-        return [a for a in self.assets.values() if a.partitions_def is not None]
+        """The assets with daily partitions (client x day)."""
+        return [a for a in self.assets.values()
+                if isinstance(a.partitions_def, MultiPartitionsDefinition)]
 
     def materialize(self, assets: list[AssetsDefinition],
                     partition: str | None = None) -> ExecuteInProcessResult:
-        return materialize(assets, partition_key=partition, resources=self.resources,
-                           raise_on_error=False)
+        return self.run(assets, partition)
+
+    def run(self, assets: list[AssetsDefinition], partition: str | None = None,
+            config: dict[str, Any] | None = None) -> ExecuteInProcessResult:
+        """Materialize the demo client's `partition` (a day, or None for reference data),
+        with raw config for each asset's op."""
+        run_config = {"ops": {a.key.to_python_identifier(): {"config": config}
+                              for a in assets if a.key in self.assets}} if config else None
+        return materialize(assets, partition_key=demo_partition(partition),
+                           resources=self.resources, instance=self.instance,
+                           run_config=run_config, raise_on_error=False)
 
     def query(self, sql: str, params: list[Any] | None = None, *,
               path: Path | None = None) -> list[tuple[Any, ...]]:
@@ -266,9 +283,7 @@ def test_full_refresh_fetches_the_whole_day_when_an_incremental_run_died_before_
                     fetched_at=datetime.now(UTC), run_id="died-run", next_request=None,
                     request=PageRequest("/v2/contacts", {"updated_since": changed["updated_at"]}))
 
-    refresh = materialize([contacts], partition_key=BUSY_DAY, resources=raw.resources,
-                          raise_on_error=False, run_config={"ops": {"raw__crm__contacts": {
-                              "config": {"full_refresh": True}}}})
+    refresh = raw.run([contacts], BUSY_DAY, {"full_refresh": True})
 
     assert refresh.success, failure_messages(refresh)
     [event] = refresh.get_asset_materialization_events()
@@ -306,9 +321,7 @@ def test_drift_check_fails_blocks_downstream_and_keeps_the_rows_when_a_reload_dr
     served_after = raw.served("crm", "contacts", AFTER_DRIFT)
     ran.clear()
     # A full reload of the day (contacts are incremental: a plain run fetches only changes).
-    after = materialize([contacts, summary], partition_key=AFTER_DRIFT, resources=raw.resources,
-                        raise_on_error=False, run_config={"ops": {"raw__crm__contacts": {
-                            "config": {"full_refresh": True}}}})
+    after = raw.run([contacts, summary], AFTER_DRIFT, {"full_refresh": True})
 
     check = drift_evaluation(after, "crm", "contacts")
     assert not check.passed
@@ -318,7 +331,7 @@ def test_drift_check_fails_blocks_downstream_and_keeps_the_rows_when_a_reload_dr
     assert difference["renamed"] == {"email": "email_address"}
     assert difference["retyped"]["lead_score"]["observed"] == ["string"]
     assert "email" in check.description and "lead_score" in check.description
-    assert check.metadata["held"].value[AFTER_DRIFT]["rows_kept"] == 2
+    assert check.metadata["held"].value[demo_partition(AFTER_DRIFT)]["rows_kept"] == 2
     assert ran == [], "a blocking check failed: the downstream asset must not run"
     assert not after.success
     assert "accept_drift" in failure_messages(after)
@@ -326,10 +339,8 @@ def test_drift_check_fails_blocks_downstream_and_keeps_the_rows_when_a_reload_dr
     assert raw.query("SELECT count(*) FROM raw._dead_letters") == [(0,)]
     assert raw.rows("crm", "contacts", BEFORE_DRIFT), "the earlier day keeps its rows"
 
-    accepted = materialize([contacts, summary], partition_key=AFTER_DRIFT,
-                           resources=raw.resources, raise_on_error=False,
-                           run_config={"ops": {"raw__crm__contacts": {
-                               "config": {"accept_drift": True, "full_refresh": True}}}})
+    accepted = raw.run([contacts, summary], AFTER_DRIFT,
+                       {"accept_drift": True, "full_refresh": True})
     assert accepted.success, failure_messages(accepted)
     assert ran == ["contact_summary"]
     assert "accepted" in drift_evaluation(accepted, "crm", "contacts").description
@@ -467,12 +478,13 @@ def test_asset_fails_clearly_and_records_the_failed_request_when_the_api_keeps_e
     assert not result.success
     [failure] = result.get_step_failure_events()
     description = str(failure.event_specific_data.user_failure_data.description)  # type: ignore[union-attr]
-    assert description.startswith(f"billing.invoices [{BUSY_DAY}]: billing: GET ")
+    assert description.startswith(f"billing.invoices [{demo_partition(BUSY_DAY)}]: billing: GET ")
     assert "failed after 3 attempts" in description and "HTTP 50" in description
     assert "raise retry.max_attempts" in description
-    [row] = raw.query("SELECT source, endpoint, partition_key, run_id, request, error, attempts "
-                      "FROM raw._failed_requests")
+    [row] = raw.query("SELECT source, endpoint, partition_key, run_id, request, error, attempts, "
+                      "client_id FROM raw._failed_requests")
     assert row[:4] == ("billing", "invoices", BUSY_DAY, result.run_id)
+    assert row[7] == DEMO_CLIENT_ID
     assert row[4].startswith(f"billing: GET {sandbox.urls['billing']}/v1/invoices?")
     assert "HTTP 50" in row[5] and row[6] == 3
     assert os.environ["BILLING_API_KEY"] not in row[4] + row[5]

@@ -40,6 +40,7 @@ from standardwebhooks.webhooks import Webhook
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from integration_platform import environment
+from integration_platform.assets.partitions import demo_partition, register_clients
 from integration_platform.assets.raw import api_resource_key, raw_assets
 from integration_platform.assets.resources import (
     LandingZoneResource,
@@ -55,6 +56,7 @@ from integration_platform.automation.webhook_sensor import (
     build_drain_job,
     build_webhook_sensor,
 )
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_spec, load_specs
@@ -499,7 +501,10 @@ class Pipeline:
             "webhook_inbox": WebhookInboxResource(path=str(inbox_path)),
             **{api_resource_key(name): api_resource(spec) for name, spec in specs.items()},
         }
-        self.instance = DagsterInstance.ephemeral()
+        # Persistent: schedules check partition keys against the instance's clients.
+        (data / "dagster").mkdir(parents=True, exist_ok=True)
+        self.instance = DagsterInstance.local_temp(tempdir=str(data / "dagster"))
+        register_clients(self.instance, DEMO_CLIENT_ID)
         self.drain_job = build_drain_job(specs)
         self.sensor = build_webhook_sensor(specs, self.drain_job)
         self.cursor: str | None = None
@@ -526,14 +531,14 @@ class Pipeline:
 
     def reconcile(self, day: str) -> None:
         moment = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1, hours=3)
-        request = self.reconcile_schedule.evaluate_tick(
-            build_schedule_context(instance=self.instance, scheduled_execution_time=moment,
-                                   repository_def=self.defs.get_repository_def())
-        ).run_requests
+        with build_schedule_context(instance=self.instance, scheduled_execution_time=moment,
+                                    repository_def=self.defs.get_repository_def()) as context:
+            request = self.reconcile_schedule.evaluate_tick(context).run_requests
         assert request is not None and len(request) == 1
-        assert request[0].partition_key == day
+        assert request[0].partition_key == demo_partition(day)
         job = self.defs.resolve_job_def(reconciliation_job_name("billing"))
-        outcome = job.execute_in_process(partition_key=day, instance=self.instance)
+        outcome = job.execute_in_process(partition_key=demo_partition(day),
+                                         instance=self.instance)
         assert outcome.success
 
     def rows(self, endpoint: str) -> list[tuple[str, str, dict[str, Any]]]:

@@ -1,0 +1,1 @@
+"""The client store: integration clients, their encrypted credentials, API keys and syncs."""
