@@ -9,8 +9,7 @@
 --      stays a judgement; its u shows how rarely two random records share a mailbox.
 -- Run: dbt compile --select estimate_comparison_levels, then run the compiled SQL, e.g.
 --   duckdb -readonly data/warehouse.published.duckdb < target/compiled/.../estimate_comparison_levels.sql
-{%- set comparisons = ['email', 'phone', 'first_name', 'last_name', 'date_of_birth', 'address',
-                       'country', 'company'] %}
+{%- set comparisons = customer_comparisons() %}
 
 with identities as (
 

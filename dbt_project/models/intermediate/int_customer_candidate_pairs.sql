@@ -9,9 +9,14 @@
     ('email', "email"),
     ('phone', "phone"),
     ('email_local_part', "case when length(email_local) >= 4 then email_local end"),
+    ('identifier', "unnest(list_transform(map_entries(identifiers),
+                                          lambda entry: entry.key || ':' || entry.value))"),
     ('last_name_key_first_name', "last_name_key || ':' || unnest(first_name_forms)"),
+    ('sorted_names', "least(first_name, last_name) || ':' || greatest(first_name, last_name)"),
     ('first_name_date_of_birth', "unnest(first_name_forms) || ':' || date_of_birth"),
+    ('last_name_key_date_of_birth', "last_name_key || ':' || date_of_birth"),
     ('postcode_last_name_start', "postcode || ':' || left(last_name, 3)"),
+    ('postcode_address_number', "postcode || ':' || address_number"),
 ] %}
 {%- set max_block_size = var('er_max_block_size', 200) %}
 
