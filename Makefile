@@ -69,9 +69,10 @@ bench-sse: install
 	$(BIN)/python -m benchmarks.sse_benchmark
 
 ## bench-er: entity resolution (dbt, blocking → scores → clusters → golden records) of 50k,
-## 100k and 200k customer records on 2 cores, with precision/recall/F1 against the sandbox's
-## ground truth (about 4 minutes; rewrites its section of benchmarks/README.md; not part of
-## `make test`)
+## 100k and 200k customer records on 2 cores, and of the registry variant (no email, no
+## phone) at 10k and 50k people, with precision/recall/F1 (overall, across sources, within
+## one) and blocking pair completeness against the sandbox's ground truth (about 6 minutes;
+## rewrites its section of benchmarks/README.md; not part of `make test`)
 .PHONY: bench-er
 bench-er: install
 	$(BIN)/python -m benchmarks.entity_resolution_benchmark --readme

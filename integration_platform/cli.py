@@ -14,7 +14,7 @@ import click
 from integration_platform import environment
 from integration_platform.logs import configure_logging, get_logger, scrub_text
 from integration_platform.sandbox.chaos import PROFILES, ChaosConfigError, parse_chaos
-from integration_platform.sandbox.server import DEFAULT_BASE_PORT, Sandbox
+from integration_platform.sandbox.server import DEFAULT_BASE_PORT, Sandbox, parse_vendors
 from integration_platform.sandbox.world import (
     MissingCredentialError,
     SandboxCredentials,
@@ -58,8 +58,19 @@ def sandbox() -> None:
     """The local third-party APIs the demo, the tests and the benchmarks run against."""
 
 
+def _vendors(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    try:
+        return parse_vendors(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 def sandbox_options(func: click.decorators.FC) -> click.decorators.FC:
     options = [
+        click.option("--vendors", default="saas", show_default=True, callback=_vendors,
+                     help="Vendors to serve, comma-separated: names (crm, billing, support, "
+                          "analytics, clinic, insurer) or groups (saas = the first four, "
+                          "registry = clinic and insurer, all)."),
         click.option("--seed", default=42, show_default=True, help="Seed of the population."),
         click.option("--customers", default=1000, show_default=True,
                      type=click.IntRange(1, 5_000_000), help="Number of true customers."),
@@ -87,7 +98,8 @@ def build_settings(seed: int, customers: int, chaos_profile: str,
 @sandbox_options
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True,
-              help="CRM on this port, billing +1, support +2, analytics +3 (0: free ports).")
+              help="CRM on this port, billing +1, support +2, analytics +3, clinic +4, "
+                   "insurer +5 (0: free ports).")
 @click.option("--token-ttl", default=3600.0, show_default=True,
               help="Seconds a CRM access token lives.")
 @click.option("--billing-rate-limit", default=50, show_default=True,
@@ -100,18 +112,19 @@ def build_settings(seed: int, customers: int, chaos_profile: str,
               help="Billing webhook events per second.")
 @click.option("--stream-rate", default=50.0, show_default=True,
               help="Analytics SSE events per second (0: as fast as possible).")
-def sandbox_up(seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str, ...],
-               host: str, base_port: int, token_ttl: float, billing_rate_limit: int,
-               billing_page_cache_mb: int, webhook_url: str | None, webhook_rate: float,
-               stream_rate: float) -> None:
-    """Serve the four sandbox vendors until interrupted."""
+def sandbox_up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profile: str,
+               chaos_overrides: tuple[str, ...], host: str, base_port: int, token_ttl: float,
+               billing_rate_limit: int, billing_page_cache_mb: int, webhook_url: str | None,
+               webhook_rate: float, stream_rate: float) -> None:
+    """Serve the sandbox vendors (by default the four SaaS ones) until interrupted."""
     settings = build_settings(
         seed, customers, chaos_profile, chaos_overrides, token_ttl_seconds=token_ttl,
         billing_requests_per_second=billing_rate_limit,
         billing_page_cache_mb=billing_page_cache_mb, webhook_url=webhook_url,
         webhook_events_per_second=webhook_rate, stream_events_per_second=stream_rate)
     try:
-        server = Sandbox(settings, _sandbox_credentials(), host=host, base_port=base_port)
+        server = Sandbox(settings, _sandbox_credentials(), host=host, base_port=base_port,
+                         vendors=vendors)
     except OSError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"sandbox: seed={seed} customers={customers} chaos={chaos_profile}")
@@ -126,8 +139,9 @@ def sandbox_up(seed: int, customers: int, chaos_profile: str, chaos_overrides: t
 @sandbox_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV file to write (default: stdout).")
-def sandbox_ground_truth(seed: int, customers: int, chaos_profile: str,
-                         chaos_overrides: tuple[str, ...], out: Path | None) -> None:
+def sandbox_ground_truth(vendors: tuple[str, ...], seed: int, customers: int,
+                         chaos_profile: str, chaos_overrides: tuple[str, ...],
+                         out: Path | None) -> None:
     """Write which true customer every vendor record belongs to, as CSV."""
     from integration_platform.sandbox.truth import ground_truth
 
@@ -136,7 +150,7 @@ def sandbox_ground_truth(seed: int, customers: int, chaos_profile: str,
     try:
         writer = csv.writer(handle)
         writer.writerow(["vendor", "endpoint", "record_id", "entity_id"])
-        for vendor, row in ground_truth(settings, _sandbox_credentials()):
+        for vendor, row in ground_truth(settings, _sandbox_credentials(), vendors):
             writer.writerow([vendor, row.endpoint, row.record_id, row.entity_id])
     finally:
         if out:
@@ -151,8 +165,9 @@ def sandbox_ground_truth(seed: int, customers: int, chaos_profile: str,
 @click.option("--ui-port", default=3000, show_default=True, help="Dagster UI port.")
 @click.option("--webhook-port", default=None, type=int,
               help="Webhook receiver port (default: base port + 10, i.e. 8710).")
-def up(seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str, ...],
-       host: str, base_port: int, ui_port: int, webhook_port: int | None) -> None:
+def up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profile: str,
+       chaos_overrides: tuple[str, ...], host: str, base_port: int, ui_port: int,
+       webhook_port: int | None) -> None:
     """Run the platform: the webhook receiver, the sandbox vendors and the Dagster UI."""
     from integration_platform.launcher import run_platform
 
@@ -161,7 +176,8 @@ def up(seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str
     for override in chaos_overrides:
         sandbox_args += ["--chaos-set", override]
     sys.exit(run_platform(host=host, base_port=base_port, ui_port=ui_port,
-                          sandbox_args=sandbox_args, webhook_port=webhook_port))
+                          sandbox_args=sandbox_args, webhook_port=webhook_port,
+                          vendors=vendors))
 
 
 @main.command("demo")

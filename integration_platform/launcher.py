@@ -20,15 +20,12 @@ from pathlib import Path
 import httpx
 
 from integration_platform import environment
-from integration_platform.sandbox.roster import VENDORS
+from integration_platform.sandbox.roster import ALL_VENDORS, VENDORS
+from integration_platform.sandbox.server import vendor_urls
 from integration_platform.specs.loader import load_specs
 from integration_platform.webhooks.app import route_path
 
-VENDOR_URL_VARIABLES = {vendor: f"{vendor.upper()}_BASE_URL" for vendor in VENDORS}
-
-
-def sandbox_urls(host: str, base_port: int) -> dict[str, str]:
-    return {vendor: f"http://{host}:{base_port + offset}" for offset, vendor in enumerate(VENDORS)}
+VENDOR_URL_VARIABLES = {vendor: f"{vendor.upper()}_BASE_URL" for vendor in ALL_VENDORS}
 
 
 def wait_until_healthy(urls: Mapping[str, str], timeout: float,
@@ -87,12 +84,12 @@ def _stop_on_terminate(signum: int, frame: object) -> None:
 
 
 def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[str],
-                 webhook_port: int | None = None) -> int:
+                 webhook_port: int | None = None, vendors: tuple[str, ...] = VENDORS) -> int:
     # Ctrl-C and `kill` both stop everything; SIGINT may arrive ignored from a parent shell.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
     environment.load_sandbox_env()
-    urls = sandbox_urls(host, base_port)
+    urls = vendor_urls(host, base_port, vendors)
     env = dict(os.environ)
     env.update({VENDOR_URL_VARIABLES[v]: url for v, url in urls.items()})
     env["DAGSTER_HOME"] = str(prepare_dagster_home())
@@ -113,7 +110,8 @@ def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[
             sandbox_args = [*sandbox_args, "--webhook-url", receiver_url + webhook_path]
         sandbox = subprocess.Popen(
             [sys.executable, "-m", "integration_platform.cli", "sandbox", "up", "--host", host,
-             "--base-port", str(base_port), *sandbox_args], env=env)
+             "--base-port", str(base_port), "--vendors", ",".join(vendors), *sandbox_args],
+            env=env)
         children.append(sandbox)
         wait_until_healthy(urls, timeout=60, process=sandbox)
         if any(spec.streams for spec in load_specs().values()):

@@ -4,13 +4,13 @@
 --   u: how often each level occurs among random pairs of records (nearly all two people;
 --      the few true matches among them make identifier levels look ~1/N more common than
 --      they are between two people, so u of `email exact` here is an upper bound);
---   m: how often it occurs among pairs sharing an exact, unshared email (nearly all one
---      person). The email comparison itself cannot be judged by email-matched pairs: its m
---      stays a judgement; its u shows how rarely two random records share a mailbox.
+--   m: how often it occurs among pairs sharing an exact, unshared email or identifier
+--      (national id, ...; nearly all one person). The email and identifier comparisons
+--      cannot be judged by the pairs they select: their m stays a judgement; their u shows
+--      how rarely two random records share a mailbox or an id.
 -- Run: dbt compile --select estimate_comparison_levels, then run the compiled SQL, e.g.
 --   duckdb -readonly data/warehouse.published.duckdb < target/compiled/.../estimate_comparison_levels.sql
-{%- set comparisons = ['email', 'phone', 'first_name', 'last_name', 'date_of_birth', 'address',
-                       'country', 'company'] %}
+{%- set comparisons = customer_comparisons() %}
 
 with identities as (
 
@@ -39,7 +39,7 @@ random_pairs as (
 
 ),
 
-email_matched_pairs as (
+identifier_matched_pairs as (
 
     select {{ customer_comparison_levels('l', 'r') }}
     from {{ ref('int_customer_candidate_pairs') }} as pairs
@@ -47,6 +47,10 @@ email_matched_pairs as (
     join identities as r on r.record_key = pairs.right_key
     where l.email = r.email
       and l.email_record_count <= {{ var('er_shared_identifier_max_records', 10) }}
+       or len(list_filter(map_keys(l.identifiers), lambda kind:
+              l.identifiers[kind] = r.identifiers[kind]
+              and l.identifier_record_counts[kind]
+                  <= {{ var('er_shared_identifier_max_records', 10) }})) > 0
 
 ),
 
@@ -57,7 +61,7 @@ levels as (
     from random_pairs where {{ comparison }}_level is not null
     union all
     select '{{ comparison }}', {{ comparison }}_level, 'm'
-    from email_matched_pairs where {{ comparison }}_level is not null
+    from identifier_matched_pairs where {{ comparison }}_level is not null
     {%- if not loop.last %}
     union all
     {%- endif %}

@@ -1,5 +1,12 @@
 {#- Building blocks of customer entity resolution (int_customer_* models, analyses). -#}
 
+{% macro customer_comparisons() -%}
+{#- The compared fields, each a `<field>_level` column of customer_comparison_levels: the
+    canonical ones, then every identifier kind the specs declare (national_id, tax_id, ...). -#}
+{{ return(['email', 'phone', 'first_name', 'last_name', 'date_of_birth', 'address', 'country',
+           'company'] + customer_identifier_kinds()) }}
+{%- endmacro %}
+
 {% macro customer_comparison_levels(l, r) -%}
 {#- The comparison level of every field for a pair of enriched identities aliased `l` and
     `r`: one column `<field>_level` each, null when either side lacks the field. The weights
@@ -31,9 +38,10 @@
         when {{ l }}.first_name = {{ r }}.first_name then 'exact'
         when len(list_intersect({{ l }}.first_name_forms, {{ r }}.first_name_forms)) > 0
         then 'nickname'
-        when jaro_winkler_similarity({{ l }}.first_name, {{ r }}.first_name) >= 0.9
-          or least(length({{ l }}.first_name), length({{ r }}.first_name)) >= 4
-             and damerau_levenshtein({{ l }}.first_name, {{ r }}.first_name) <= 1 then 'fuzzy'
+        when {{ similar_names(l ~ '.first_name', r ~ '.first_name') }} then 'fuzzy'
+        -- given name and surname swapped on one side (each alike the other's crosswise)
+        when {{ similar_names(l ~ '.first_name', r ~ '.last_name') }}
+         and {{ similar_names(l ~ '.last_name', r ~ '.first_name') }} then 'swapped'
         else 'different'
     end as first_name_level,
     case
@@ -41,21 +49,29 @@
           or {{ r }}.is_lone_name and {{ r }}.first_name = {{ l }}.last_name then 'exact'
         when {{ l }}.last_name is null or {{ r }}.last_name is null then null
         when {{ l }}.last_name = {{ r }}.last_name then 'exact'
-        when jaro_winkler_similarity({{ l }}.last_name, {{ r }}.last_name) >= 0.9
-          or least(length({{ l }}.last_name), length({{ r }}.last_name)) >= 4
-             and damerau_levenshtein({{ l }}.last_name, {{ r }}.last_name) <= 1 then 'fuzzy'
+        when {{ similar_names(l ~ '.last_name', r ~ '.last_name') }} then 'fuzzy'
+        when {{ similar_names(l ~ '.first_name', r ~ '.last_name') }}
+         and {{ similar_names(l ~ '.last_name', r ~ '.first_name') }} then 'swapped'
         else 'different'
     end as last_name_level,
     case
         when {{ l }}.date_of_birth is null or {{ r }}.date_of_birth is null then null
         when {{ l }}.date_of_birth = {{ r }}.date_of_birth then 'exact'
+        -- a keying slip: one digit of YYYYMMDD mistyped or two swapped, or day and month
+        -- swapped (11/03 for 03/11)
+        when damerau_levenshtein(strftime({{ l }}.date_of_birth, '%Y%m%d'),
+                                 strftime({{ r }}.date_of_birth, '%Y%m%d')) <= 1
+          or year({{ l }}.date_of_birth) = year({{ r }}.date_of_birth)
+             and month({{ l }}.date_of_birth) = day({{ r }}.date_of_birth)
+             and day({{ l }}.date_of_birth) = month({{ r }}.date_of_birth) then 'fuzzy'
         else 'different'
     end as date_of_birth_level,
     case
         when coalesce({{ l }}.postcode, {{ l }}.city) is null
           or coalesce({{ r }}.postcode, {{ r }}.city) is null then null
-        when {{ l }}.postcode = {{ r }}.postcode and {{ l }}.address_number = {{ r }}.address_number
+        when {{ l }}.address_number = {{ r }}.address_number
              and jaro_winkler_similarity({{ l }}.address_street, {{ r }}.address_street) >= 0.8
+             and ({{ l }}.postcode = {{ r }}.postcode or {{ l }}.city = {{ r }}.city)
         then 'street'
         when {{ l }}.postcode = {{ r }}.postcode then 'postcode'
         when {{ l }}.city = {{ r }}.city then 'city'
@@ -71,4 +87,24 @@
         when {{ l }}.company_key = {{ r }}.company_key then 'exact'
         else 'different'
     end as company_level
+    {%- for kind in customer_identifier_kinds() %},
+    case
+        when {{ l }}.identifiers['{{ kind }}'] is null
+          or {{ r }}.identifiers['{{ kind }}'] is null then null
+        when {{ l }}.identifiers['{{ kind }}'] = {{ r }}.identifiers['{{ kind }}']
+             and {{ l }}.identifier_record_counts['{{ kind }}'] > {{ shared }} then 'shared'
+        when {{ l }}.identifiers['{{ kind }}'] = {{ r }}.identifiers['{{ kind }}'] then 'exact'
+        -- one typo or transposition (Damerau: two neighbours swapped is one edit)
+        when damerau_levenshtein({{ l }}.identifiers['{{ kind }}'],
+                                 {{ r }}.identifiers['{{ kind }}']) <= 1 then 'fuzzy'
+        else 'different'
+    end as {{ kind }}_level
+    {%- endfor %}
+{%- endmacro %}
+
+{% macro similar_names(a, b) -%}
+{#- Two names one typo apart: Jaro-Winkler at least 0.9, or one edit when both have at least
+    four letters. -#}
+(jaro_winkler_similarity({{ a }}, {{ b }}) >= 0.9
+ or least(length({{ a }}), length({{ b }})) >= 4 and damerau_levenshtein({{ a }}, {{ b }}) <= 1)
 {%- endmacro %}

@@ -67,3 +67,28 @@ case
     else try_cast(replace(trim({{ expr }}), 'Z', '+00:00') as timestamptz)
 end
 {%- endmacro %}
+
+{% macro parse_date(expr, formats=[]) -%}
+{#- A date from text: ISO 8601 without `formats`; else the first of the strptime `formats`
+    that parses ("%Y%m%d", "%d/%m/%Y"), or `epoch` seconds / `epoch_ms` milliseconds (negative
+    before 1970). Anything that does not parse, 31 November included, is null, never an
+    error. -#}
+{%- if not formats -%}
+try_cast(trim({{ expr }}) as date)
+{%- elif formats[0] in ('epoch', 'epoch_ms') -%}
+{%- set digits, per_day = (11, 86400) if formats[0] == 'epoch' else (14, 86400000) -%}
+case when regexp_full_match(trim({{ expr }}), '-?[0-9]{1,{{ digits }}}(\.[0-9]*)?')
+     then date '1970-01-01' + cast(floor(cast(trim({{ expr }}) as double) / {{ per_day }}) as integer)
+end
+{%- else -%}
+cast(try_strptime(trim({{ expr }}), [
+    {%- for format in formats %}'{{ format }}'{% if not loop.last %}, {% endif %}{% endfor -%}
+]) as date)
+{%- endif -%}
+{%- endmacro %}
+
+{% macro normalize_identifier(expr) -%}
+{#- An id as systems write it differently ("123-45-6789", "123 456 789", "ab12cd"): letters
+    and digits only, upper case. Nothing left: null. -#}
+nullif(upper(regexp_replace(coalesce({{ expr }}, ''), '[^0-9A-Za-z]', '', 'g')), '')
+{%- endmacro %}

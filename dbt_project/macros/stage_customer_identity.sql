@@ -1,12 +1,29 @@
 {#-
-    Staging of one source endpoint's customer identities, from the spec's entity mapping
-    (canonical field -> JSON path in the raw record). Unmapped fields are null, so sources
-    without an email or a phone still take part in resolution on what they have.
+    Staging of one source endpoint's customer identities, from the spec's entity mapping.
+    `mapping`: canonical field -> its source in the raw record, written as in the spec: a JSON
+    path ('address.zip'), {'path': ..., 'format': [...]} for a date in given formats, or
+    {'concat': [path, ...], 'sep': ' '} for a value composed of several fields. `identifiers`:
+    identifier kind (national_id, tax_id, ...) -> its source, in the same forms. Unmapped
+    fields are null, so sources without an email or a phone still take part in resolution on
+    what they have.
 -#}
-{% macro stage_customer_identity(source_name, endpoint, mapping) %}
+{% macro stage_customer_identity(source_name, endpoint, mapping, identifiers={}) %}
 {%- set text_fields = ['email', 'phone', 'first_name', 'last_name', 'full_name', 'date_of_birth',
                        'company', 'address_line', 'city', 'postcode', 'state', 'country',
                        'updated_at', 'external_id'] -%}
+{%- set sources = {} %}
+{%- for field in text_fields if field in mapping %}
+{%- do sources.update({field: _customer_field_source(mapping[field])}) %}
+{%- endfor %}
+{%- set identifier_sources = {} %}
+{%- for kind, source in identifiers.items() %}
+{%- do identifier_sources.update({kind: _customer_field_source(source)}) %}
+{%- endfor %}
+{#- every path read, once: one JSON parse per record however many fields use it -#}
+{%- set paths = [] %}
+{%- for source in sources.values() | list + identifier_sources.values() | list %}
+{%- for path in source.paths if path not in paths %}{% do paths.append(path) %}{% endfor %}
+{%- endfor %}
 with source as (
 
     select * from {{ source(source_name, endpoint) }}
@@ -21,17 +38,14 @@ deduped as (
 
 ),
 
-{%- set mapped = [] %}
-{%- for field in text_fields if field in mapping %}{% do mapped.append(field) %}{% endfor %}
-
 values_extracted as (
 
     -- every mapped path in one pass over the JSON (one parse per record, not one per field)
     select
         *,
-        {% if mapped -%}
+        {% if paths -%}
         json_extract_string(record, [
-            {%- for field in mapped %}'$.{{ mapping[field] }}'{% if not loop.last %}, {% endif %}{% endfor -%}
+            {%- for path in paths %}'$.{{ path }}'{% if not loop.last %}, {% endif %}{% endfor -%}
         ])
         {%- else %}[]::varchar[]{% endif %} as mapped_values
     from deduped
@@ -46,11 +60,14 @@ extracted as (
         '{{ endpoint }}' as source_endpoint,
         _primary_key as source_record_id,
         {%- for field in text_fields %}
-        {%- if field in mapped %}
-        mapped_values[{{ mapped.index(field) + 1 }}] as raw_{{ field }},
+        {%- if field in sources %}
+        {{ _customer_field_value(sources[field], paths) }} as raw_{{ field }},
         {%- else %}
         null::varchar as raw_{{ field }},
         {%- endif %}
+        {%- endfor %}
+        {%- for kind, source in identifier_sources.items() %}
+        {{ _customer_field_value(source, paths) }} as raw_identifier__{{ kind }},
         {%- endfor %}
         _fetched_at as fetched_at,
         _run_id as run_id
@@ -86,7 +103,8 @@ final as (
             'phone': normalize_phone('raw_phone'),
             'first_name': normalize_name('coalesce(raw_first_name, full_first)'),
             'last_name': normalize_name('coalesce(raw_last_name, full_last)'),
-            'date_of_birth': 'try_cast(raw_date_of_birth as date)',
+            'date_of_birth': parse_date('raw_date_of_birth',
+                                        sources.get('date_of_birth', {}).get('format', [])),
             'company': "nullif(trim(raw_company), '')",
             'address_line': normalize_address('raw_address_line'),
             'city': normalize_name('raw_city'),
@@ -101,14 +119,26 @@ final as (
                           'source_updated_at': ['updated_at']} %}
         {%- set types = {'date_of_birth': 'date', 'source_updated_at': 'timestamptz'} %}
         {%- for column, expression in normalized.items() %}
-        {%- set is_mapped = inputs.get(column, [column]) | select('in', mapping) | list %}
+        {%- set is_mapped = inputs.get(column, [column]) | select('in', sources) | list %}
         {{ expression if is_mapped else 'null::' ~ types.get(column, 'varchar') }} as {{ column }},
         {%- endfor %}
+        {%- if identifier_sources %}
+        -- identifier kind -> normalized value; kinds the record lacks are left out
+        map_from_entries(list_filter([
+            {%- for kind in identifier_sources %}
+            {'key': '{{ kind }}', 'value': {{ normalize_identifier('raw_identifier__' ~ kind) }}}
+            {%- if not loop.last %},{% endif %}
+            {%- endfor %}
+        ], lambda entry: entry.value is not null)) as identifiers,
+        {%- else %}
+        map()::map(varchar, varchar) as identifiers,
+        {%- endif %}
         raw_email,
         raw_phone,
         raw_first_name,
         raw_last_name,
         raw_full_name,
+        raw_date_of_birth,
         fetched_at,
         run_id
     from split_names
@@ -117,3 +147,26 @@ final as (
 
 select * from final
 {% endmacro %}
+
+{% macro _customer_field_source(source) -%}
+{#- A mapped field's source in one shape: {'paths': [...], 'sep': ..., 'format': [...]}. -#}
+{%- if source is string -%}
+{{ return({'paths': [source], 'sep': ' ', 'format': []}) }}
+{%- endif -%}
+{%- set formats = source.get('format') or [] -%}
+{{ return({'paths': [source['path']] if source.get('path') else source['concat'],
+           'sep': source.get('sep', ' '),
+           'format': [formats] if formats is string else formats}) }}
+{%- endmacro %}
+
+{% macro _customer_field_value(source, paths) -%}
+{#- The raw text of a mapped field: its one path's value, or its paths' values joined by `sep`
+    (blank parts skipped; null when every part is blank). -#}
+{%- if source.paths | length == 1 -%}
+mapped_values[{{ paths.index(source.paths[0]) + 1 }}]
+{%- else -%}
+nullif(concat_ws('{{ source.sep | replace("'", "''") }}'
+    {%- for path in source.paths %}, nullif(trim(mapped_values[{{ paths.index(path) + 1 }}]), ''){% endfor -%}
+), '')
+{%- endif -%}
+{%- endmacro %}

@@ -88,6 +88,7 @@ class Person:
     address: Address
     signup_at: datetime
     plan: str
+    national_id: str
 
     @property
     def full_name(self) -> str:
@@ -199,7 +200,15 @@ class Population:
             address=address,
             signup_at=DATA_START + timedelta(seconds=r.randrange(DATA_SPAN_SECONDS)),
             plan=PLANS[_pick(_cdf(PLAN_WEIGHTS), r.random())],
+            national_id=self._national_id(entity_id),
         )
+
+    def _national_id(self, entity_id: int) -> str:
+        """Nine digits, unique per person: an affine map mod 10**9 whose multiplier is coprime
+        to 10 is a bijection. (Not drawn from the person's generator, so adding it changed
+        no other value of the population.)"""
+        offset = mix64(self.seed, 0x13) % 10**9
+        return f"{(entity_id * 738_219_517 + offset) % 10**9:09d}"
 
     def moved_address(self, entity_id: int) -> Address:
         """Where the person lived before (or after) a move: same country, different place."""

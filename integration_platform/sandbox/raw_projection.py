@@ -22,7 +22,8 @@ from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt
 from integration_platform.landing.zone import LandingZone
 from integration_platform.sandbox.chaos import PROFILES, ChaosEngine
-from integration_platform.sandbox.vendors import analytics, billing, crm, support
+from integration_platform.sandbox.roster import ALL_VENDORS, VENDORS
+from integration_platform.sandbox.vendors import analytics, billing, clinic, crm, insurer, support
 from integration_platform.sandbox.world import World
 from integration_platform.specs.models import SourceSpec
 
@@ -42,18 +43,10 @@ class CustomerEndpoint:
     envelope: Callable[[list[dict[str, Any]]], dict[str, Any]]
 
 
-def customer_endpoints(world: World) -> list[CustomerEndpoint]:
-    """The four customer endpoints of the sandbox, with the records their APIs would serve."""
+def customer_endpoints(world: World,
+                       vendors: tuple[str, ...] = VENDORS) -> list[CustomerEndpoint]:
+    """The customer endpoints of `vendors`, with the records their APIs would serve."""
     engine = ChaosEngine(PROFILES["none"], world.settings.seed)
-    crm_vendor = crm.CRM(world, engine)
-    billing_vendor = billing.Billing(world, engine)
-    support_vendor = support.Support(world, engine)
-    analytics_vendor = analytics.Analytics(world, engine)
-
-    def support_node(position: int) -> dict[str, Any]:
-        record = support_vendor.customer_record(position)
-        return {"id": world.record_id(support.CUSTOMER_PREFIX, position),
-                **{name: record[name] for name in SUPPORT_FIELDS}}
 
     def data(records: list[dict[str, Any]]) -> dict[str, Any]:
         return {"data": records}
@@ -61,16 +54,50 @@ def customer_endpoints(world: World) -> list[CustomerEndpoint]:
     def relay(records: list[dict[str, Any]]) -> dict[str, Any]:
         return {"data": {"customers": {"edges": [{"node": r} for r in records]}}}
 
-    return [
-        CustomerEndpoint("crm", "crm", "contacts", len(crm_vendor.roster), crm_vendor.contact,
-                         data),
-        CustomerEndpoint("billing", "billing", "customers", len(billing_vendor.roster),
-                         billing_vendor.customer, data),
-        CustomerEndpoint("support", "support", "customers", len(support_vendor.roster),
-                         support_node, relay),
-        CustomerEndpoint("analytics", "analytics", "users", len(analytics_vendor.roster),
-                         analytics_vendor.user, data),
-    ]
+    def keyed(name: str) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        return lambda records: {name: records}
+
+    def crm_endpoint() -> CustomerEndpoint:
+        vendor = crm.CRM(world, engine)
+        return CustomerEndpoint("crm", "crm", "contacts", len(vendor.roster), vendor.contact,
+                                data)
+
+    def billing_endpoint() -> CustomerEndpoint:
+        vendor = billing.Billing(world, engine)
+        return CustomerEndpoint("billing", "billing", "customers", len(vendor.roster),
+                                vendor.customer, data)
+
+    def support_endpoint() -> CustomerEndpoint:
+        vendor = support.Support(world, engine)
+
+        def node(position: int) -> dict[str, Any]:
+            record = vendor.customer_record(position)
+            return {"id": world.record_id(support.CUSTOMER_PREFIX, position),
+                    **{name: record[name] for name in SUPPORT_FIELDS}}
+
+        return CustomerEndpoint("support", "support", "customers", len(vendor.roster), node,
+                                relay)
+
+    def analytics_endpoint() -> CustomerEndpoint:
+        vendor = analytics.Analytics(world, engine)
+        return CustomerEndpoint("analytics", "analytics", "users", len(vendor.roster),
+                                vendor.user, data)
+
+    def clinic_endpoint() -> CustomerEndpoint:
+        vendor = clinic.Clinic(world)
+        return CustomerEndpoint("clinic", "clinic", "patients", len(vendor.roster),
+                                vendor.patient, keyed("patients"))
+
+    def insurer_endpoint() -> CustomerEndpoint:
+        vendor = insurer.Insurer(world)
+        return CustomerEndpoint("insurer", "insurer", "members", len(vendor.roster),
+                                vendor.member, keyed("members"))
+
+    builders: dict[str, Callable[[], CustomerEndpoint]] = {
+        "crm": crm_endpoint, "billing": billing_endpoint, "support": support_endpoint,
+        "analytics": analytics_endpoint, "clinic": clinic_endpoint,
+        "insurer": insurer_endpoint}
+    return [builders[vendor]() for vendor in vendors]
 
 
 def _pages(endpoint: CustomerEndpoint, positions: range) -> Iterator[list[dict[str, Any]]]:
@@ -82,13 +109,15 @@ def load_customers(connection: duckdb.DuckDBPyConnection, specs: dict[str, Sourc
                    world: World, landing_root: Path, *,
                    only: Callable[[CustomerEndpoint], range] | None = None,
                    run_id: str = "sandbox-projection") -> dict[str, int]:
-    """Load every customer endpoint of the sandbox into its raw table; return rows per table.
+    """Load the customer endpoint of every sandbox vendor that `specs` declares (the four SaaS
+    vendors, the registry's clinic and insurer) into its raw table; return rows per table.
 
     `only` narrows an endpoint to a range of roster positions (default: all of them).
     """
     zone = LandingZone(landing_root)
     loaded: dict[str, int] = {}
-    for endpoint in customer_endpoints(world):
+    vendors = tuple(vendor for vendor in ALL_VENDORS if vendor in specs)
+    for endpoint in customer_endpoints(world, vendors):
         spec = specs[endpoint.source]
         attempt = zone.open_attempt(endpoint.source, endpoint.endpoint, None, run_id,
                                     resume=False)

@@ -22,11 +22,19 @@ from integration_platform.sandbox.population import (
     unit_interval,
 )
 
+# The SaaS vendors the demo runs (everyone is a customer of at least one of them), and the
+# registry vendors: a clinic's patient index and an insurer's members, whose records carry only
+# names, date of birth, address and a national id (for entity resolution without email/phone).
 VENDORS = ("crm", "billing", "support", "analytics")
-VENDOR_SALT = {"crm": 101, "billing": 202, "support": 303, "analytics": 404}
+REGISTRY_VENDORS = ("clinic", "insurer")
+ALL_VENDORS = VENDORS + REGISTRY_VENDORS
+VENDOR_SALT = {"crm": 101, "billing": 202, "support": 303, "analytics": 404, "clinic": 505,
+               "insurer": 606}
 # Share of the population each vendor knows, and share of its records that are duplicates.
-PRESENCE = {"crm": 0.80, "billing": 0.60, "support": 0.45, "analytics": 0.55}
-DUPLICATE_RATE = {"crm": 0.04, "billing": 0.02, "support": 0.03, "analytics": 0.015}
+PRESENCE = {"crm": 0.80, "billing": 0.60, "support": 0.45, "analytics": 0.55, "clinic": 0.70,
+            "insurer": 0.70}
+DUPLICATE_RATE = {"crm": 0.04, "billing": 0.02, "support": 0.03, "analytics": 0.015,
+                  "clinic": 0.08, "insurer": 0.04}
 
 
 class Timeline:
@@ -110,7 +118,9 @@ class Roster:
 def _is_member(seed: int, vendor: str, entity: int) -> bool:
     if unit_interval(seed, VENDOR_SALT[vendor], entity, 1) < PRESENCE[vendor]:
         return True
-    # Nobody exists in no system at all: such a person lives in exactly one vendor.
+    if vendor not in VENDORS:
+        return False  # a registry knows whom it knows: not everyone is a patient
+    # Nobody is in no SaaS system at all: such a person lives in exactly one vendor.
     if any(unit_interval(seed, VENDOR_SALT[v], entity, 1) < PRESENCE[v] for v in VENDORS):
         return False
     return VENDORS[mix64(seed, entity, 3) % len(VENDORS)] == vendor

@@ -1,7 +1,9 @@
-"""Runs the four sandbox vendors as real HTTP servers on loopback, one uvicorn server each.
+"""Runs the sandbox vendors as real HTTP servers on loopback, one uvicorn server each.
 
 `Sandbox` binds its sockets first (base port 0 picks free ports), then serves either in the
-foreground (the CLI) or in a background thread (tests and benchmarks).
+foreground (the CLI) or in a background thread (tests and benchmarks). By default it serves
+the four SaaS vendors; `vendors` picks others (the registry variant: clinic, insurer). Each
+vendor has a fixed port offset from the base port, whichever others are served.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from starlette.types import ASGIApp
 
 from integration_platform.sandbox.chaos import ChaosEngine
 from integration_platform.sandbox.population import mix64
-from integration_platform.sandbox.roster import VENDOR_SALT, VENDORS
-from integration_platform.sandbox.vendors import analytics, billing, crm, support
+from integration_platform.sandbox.roster import ALL_VENDORS, REGISTRY_VENDORS, VENDOR_SALT, VENDORS
+from integration_platform.sandbox.vendors import analytics, billing, clinic, crm, insurer, support
 from integration_platform.sandbox.vendors.common import TruthRow
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
 
@@ -31,29 +33,65 @@ VENDOR_APPS: dict[str, AppFactory] = {
     "billing": billing.create_app,
     "support": support.create_app,
     "analytics": analytics.create_app,
+    "clinic": clinic.create_app,
+    "insurer": insurer.create_app,
 }
 VENDOR_TRUTH: dict[str, Callable[[World], Iterator[TruthRow]]] = {
     "crm": crm.ground_truth,
     "billing": billing.ground_truth,
     "support": support.ground_truth,
     "analytics": analytics.ground_truth,
+    "clinic": clinic.ground_truth,
+    "insurer": insurer.ground_truth,
 }
 DEFAULT_BASE_PORT = 8700
+# CRM on the base port, billing +1, support +2, analytics +3, clinic +4, insurer +5.
+PORT_OFFSETS = {vendor: offset for offset, vendor in enumerate(ALL_VENDORS)}
+# What `--vendors` accepts besides vendor names.
+VENDOR_GROUPS = {"saas": VENDORS, "registry": REGISTRY_VENDORS, "all": ALL_VENDORS}
+
+
+def parse_vendors(text: str) -> tuple[str, ...]:
+    """`crm,billing`, a group (saas, registry, all) or a mix, in port order, each once."""
+    chosen: set[str] = set()
+    for name in filter(None, (part.strip() for part in text.split(","))):
+        if name in VENDOR_GROUPS:
+            chosen.update(VENDOR_GROUPS[name])
+        elif name in PORT_OFFSETS:
+            chosen.add(name)
+        else:
+            raise ValueError(f"unknown vendor {name!r}: expected vendors "
+                             f"{', '.join(ALL_VENDORS)} or groups {', '.join(VENDOR_GROUPS)}")
+    if not chosen:
+        raise ValueError("no vendor chosen")
+    return tuple(vendor for vendor in ALL_VENDORS if vendor in chosen)
+
+
+def vendor_urls(host: str, base_port: int, vendors: tuple[str, ...] = VENDORS) -> dict[str, str]:
+    """Where each vendor listens when served from `base_port`."""
+    return {vendor: f"http://{host}:{base_port + PORT_OFFSETS[vendor]}" for vendor in vendors}
 
 
 class Sandbox:
     def __init__(self, settings: SandboxSettings, credentials: SandboxCredentials,
-                 host: str = "127.0.0.1", base_port: int = DEFAULT_BASE_PORT) -> None:
+                 host: str = "127.0.0.1", base_port: int = DEFAULT_BASE_PORT,
+                 vendors: tuple[str, ...] = VENDORS) -> None:
         self.world = World(settings, credentials)
         self.host = host
+        self.vendors = vendors
         self.engines = {
             vendor: ChaosEngine(settings.chaos, mix64(settings.seed, VENDOR_SALT[vendor]))
-            for vendor in VENDORS
+            for vendor in vendors
         }
-        self._sockets = {
-            vendor: _bind(host, base_port + offset if base_port else 0)
-            for offset, vendor in enumerate(VENDORS)
-        }
+        self._sockets: dict[str, socket.socket] = {}
+        try:
+            for vendor in vendors:
+                self._sockets[vendor] = _bind(
+                    host, base_port + PORT_OFFSETS[vendor] if base_port else 0)
+        except OSError:
+            for sock in self._sockets.values():
+                sock.close()
+            raise
         self.ports = {vendor: sock.getsockname()[1] for vendor, sock in self._sockets.items()}
         self.urls = {vendor: f"http://{host}:{port}" for vendor, port in self.ports.items()}
         self._servers: list[uvicorn.Server] = []
@@ -61,7 +99,7 @@ class Sandbox:
 
     def _build_servers(self) -> list[uvicorn.Server]:
         servers = []
-        for vendor in VENDORS:
+        for vendor in self.vendors:
             app = VENDOR_APPS[vendor](self.world, self.engines[vendor])
             config = uvicorn.Config(app, log_level="warning", access_log=False,
                                     lifespan="on", timeout_graceful_shutdown=2)
@@ -73,7 +111,7 @@ class Sandbox:
         self._servers = self._build_servers()
         await asyncio.gather(*(
             server.serve(sockets=[self._sockets[vendor]])
-            for vendor, server in zip(VENDORS, self._servers, strict=True)
+            for vendor, server in zip(self.vendors, self._servers, strict=True)
         ))
 
     def run(self) -> None:

@@ -10,9 +10,9 @@ from integration_platform.sandbox.vendors.common import TruthRow
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
 
 
-def ground_truth(settings: SandboxSettings,
-                 credentials: SandboxCredentials) -> Iterator[tuple[str, TruthRow]]:
+def ground_truth(settings: SandboxSettings, credentials: SandboxCredentials,
+                 vendors: tuple[str, ...] = VENDORS) -> Iterator[tuple[str, TruthRow]]:
     world = World(settings, credentials)
-    for vendor in VENDORS:
+    for vendor in vendors:
         for row in VENDOR_TRUTH[vendor](world):
             yield vendor, row

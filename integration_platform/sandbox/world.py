@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from integration_platform.sandbox.chaos import PROFILES, ChaosSettings
 from integration_platform.sandbox.population import Population, mix64
-from integration_platform.sandbox.roster import VENDORS, Roster
+from integration_platform.sandbox.roster import ALL_VENDORS, Roster
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ class SandboxCredentials:
     support_api_token: str
     analytics_key_id: str
     analytics_signing_secret: str
+    clinic_api_token: str
+    insurer_username: str
+    insurer_password: str
 
     ENV = {
         "crm_client_id": "CRM_CLIENT_ID",
@@ -58,6 +61,9 @@ class SandboxCredentials:
         "support_api_token": "SUPPORT_API_TOKEN",
         "analytics_key_id": "ANALYTICS_KEY_ID",
         "analytics_signing_secret": "ANALYTICS_SIGNING_SECRET",
+        "clinic_api_token": "CLINIC_API_TOKEN",
+        "insurer_username": "INSURER_USERNAME",
+        "insurer_password": "INSURER_PASSWORD",
     }
 
     @classmethod
@@ -73,7 +79,7 @@ class SandboxCredentials:
 
 
 class World:
-    """Population, rosters and id scheme shared by the four vendors of one sandbox."""
+    """Population, rosters and id scheme shared by the vendors of one sandbox."""
 
     def __init__(self, settings: SandboxSettings, credentials: SandboxCredentials) -> None:
         self.settings = settings
@@ -84,7 +90,7 @@ class World:
         self._lock = threading.Lock()
 
     def roster(self, vendor: str) -> Roster:
-        if vendor not in VENDORS:
+        if vendor not in ALL_VENDORS:
             raise KeyError(f"no vendor {vendor!r}")
         with self._lock:
             if vendor not in self._rosters:

@@ -3,7 +3,8 @@
 For every spec: a dbt source whose tables are keyed to the raw assets. For every endpoint that
 maps `customer`: a staging model `stg_<source>__<endpoint>` calling the
 `stage_customer_identity` macro with the mapping, unless a hand-written model of that name
-exists. And a macro listing those models, which `int_customer_identities` unions. The files go
+exists. And macros listing those models, which `int_customer_identities` unions, and the
+identifier kinds the mappings declare, which entity resolution compares. The files go
 to `models/generated/` and `macros/generated/` (not committed) and are rewritten only when
 their content changes, so dbt's partial parsing stays warm.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from integration_platform.specs.models import SourceSpec
+from integration_platform.specs.models import CustomerMapping, FieldSource, SourceSpec
 from integration_platform.transform.identity_unit_tests import normalizer_unit_test
 
 GENERATED_MODELS = Path("models") / "generated"
@@ -29,11 +30,13 @@ def generate(specs: dict[str, SourceSpec], project_dir: Path) -> list[Path]:
                    if GENERATED_MODELS not in p.relative_to(project_dir).parents}
     files: dict[Path, str] = {models / "_sources.yml": _sources_yaml(specs)}
     identity_models: list[str] = []
+    identifier_kinds: set[str] = set()
     for source, spec in sorted(specs.items()):
         for endpoint, config in sorted(spec.endpoints.items()):
-            mapping = config.entity.get("customer")
-            if not mapping:
+            mapping = config.entity.customer
+            if mapping is None:
                 continue
+            identifier_kinds.update(mapping.identifiers)
             name = f"stg_{source}__{endpoint}"
             identity_models.append(name)
             if name not in handwritten:
@@ -43,6 +46,11 @@ def generate(specs: dict[str, SourceSpec], project_dir: Path) -> list[Path]:
         "{# Generated from the source specs: the staging models holding customer identities. #}\n"
         "{% macro customer_identity_models() %}{{ return("
         + repr(identity_models) + ") }}{% endmacro %}\n")
+    files[macros / "customer_identifier_kinds.sql"] = (
+        "{# Generated from the source specs: the identifier kinds (national_id, ...) that "
+        "customer mappings declare. #}\n"
+        "{% macro customer_identifier_kinds() %}{{ return("
+        + repr(sorted(identifier_kinds)) + ") }}{% endmacro %}\n")
     changed = [path for path, text in files.items() if _write_if_changed(path, text)]
     for stale in [*models.glob("stg_*.sql")]:
         if stale not in files:
@@ -69,17 +77,35 @@ def _sources_yaml(specs: dict[str, SourceSpec]) -> str:
     return HEADER + yaml.safe_dump({"version": 2, "sources": sources}, sort_keys=False)
 
 
-def _identity_model(source: str, endpoint: str, mapping: dict[str, str]) -> str:
-    pairs = ", ".join(f"{field!r}: {path!r}" for field, path in sorted(mapping.items()))
+def _identity_model(source: str, endpoint: str, mapping: CustomerMapping) -> str:
+    fields = _jinja_mapping(mapping.fields)
+    identifiers = (f", identifiers={_jinja_mapping(mapping.identifiers)}"
+                   if mapping.identifiers else "")
     return ("-- Generated from the source spec's entity mapping: do not edit.\n"
-            f"{{{{ stage_customer_identity({source!r}, {endpoint!r}, {{{pairs}}}) }}}}\n")
+            f"{{{{ stage_customer_identity({source!r}, {endpoint!r}, {fields}"
+            f"{identifiers}) }}}}\n")
+
+
+def _jinja_mapping(sources: dict[str, FieldSource]) -> str:
+    """A Jinja dict literal of field -> source, written as in the spec (a plain path stays a
+    string; a format or a concatenation stays an object)."""
+    pairs = ", ".join(f"{name!r}: {_jinja_source(source)}"
+                      for name, source in sorted(sources.items()))
+    return f"{{{pairs}}}"
+
+
+def _jinja_source(source: FieldSource) -> str:
+    if source.path is not None and source.format is None:
+        return repr(source.path)
+    return repr(source.model_dump(exclude_none=True, exclude_defaults=True))
 
 
 def _models_yaml(names: list[str], specs: dict[str, SourceSpec]) -> str:
     models, unit_tests = [], []
     for name in names:
         source, endpoint = name.removeprefix("stg_").split("__", 1)
-        mapping = specs[source].endpoints[endpoint].entity["customer"]
+        mapping = specs[source].endpoints[endpoint].entity.customer
+        assert mapping is not None  # names holds only endpoints that map customer
         models.append({
             "name": name,
             "description": f"Customer identities of {source}.{endpoint}, normalized for entity "
@@ -88,8 +114,13 @@ def _models_yaml(names: list[str], specs: dict[str, SourceSpec]) -> str:
             "columns": [
                 {"name": "record_key", "description": "source:endpoint:primary key",
                  "data_tests": ["unique", "not_null"]},
-                *({"name": f, "description": f"From `{path}` of raw.{source}__{endpoint}.record"}
-                  for f, path in sorted(mapping.items())),
+                *({"name": f, "description": f"From {_described(field_source)} of "
+                                                 f"raw.{source}__{endpoint}.record"}
+                  for f, field_source in sorted(mapping.fields.items())),
+                *([{"name": "identifiers", "description": "Identifier kind -> normalized value: "
+                    + "; ".join(f"{kind} from {_described(field_source)}" for kind, field_source
+                                in sorted(mapping.identifiers.items()))}]
+                  if mapping.identifiers else []),
             ],
         })
         unit_tests.append(normalizer_unit_test(source, endpoint, mapping))
@@ -97,6 +128,11 @@ def _models_yaml(names: list[str], specs: dict[str, SourceSpec]) -> str:
     if unit_tests:
         document["unit_tests"] = unit_tests
     return HEADER + yaml.safe_dump(document, sort_keys=False)
+
+
+def _described(source: FieldSource) -> str:
+    text = " + ".join(f"`{path}`" for path in source.paths)
+    return text + (f" (format {', '.join(source.formats)})" if source.formats else "")
 
 
 def _write_if_changed(path: Path, text: str) -> bool:

@@ -3,15 +3,12 @@
 One warehouse for the module: the four sandbox customer endpoints (400 people, all their
 records, loaded through the real loader without HTTP) plus `erp`, a source declared only in
 YAML that has neither email nor phone (its records are CRM contacts under new ids). dbt runs
-on a copy of the project, so the tests never touch the developer's dbt target.
+on a copy of the project (tests/integration/dbt_warehouse.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +22,6 @@ import orjson
 import pytest
 from dagster import AssetCheckResult, AssetCheckSeverity, build_asset_check_context
 
-from integration_platform import environment
 from integration_platform.assets.raw import api_resource_key
 from integration_platform.assets.resources import WarehouseResource, api_resource
 from integration_platform.checks.entity_resolution import (
@@ -45,12 +41,10 @@ from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
 from integration_platform.specs.loader import load_spec, spec_paths
 from integration_platform.specs.models import SourceSpec
-from integration_platform.transform.dbt_assets import dbt_executable
-from integration_platform.transform.generate import generate
+from tests.integration.dbt_warehouse import ER_SELECTION, DbtWarehouse
 
 CUSTOMERS = 400
 SEED = 42
-ER_SELECTION = ["--select", "+dim_customers", "--indirect-selection", "cautious"]
 ERP_SPEC = """
 source: erp
 kind: rest
@@ -70,48 +64,11 @@ endpoints:
 
 
 @dataclass
-class ResolvedWarehouse:
-    path: Path
-    project: Path
-    specs: dict[str, SourceSpec]
-    truth: dict[str, str]  # record_key -> sandbox entity id, every source incl. erp
-    sandbox: Sandbox
+class ResolvedWarehouse(DbtWarehouse):
+    specs: dict[str, SourceSpec] = field(default_factory=dict)
+    truth: dict[str, str] = field(default_factory=dict)  # record_key -> entity id, erp incl.
+    sandbox: Sandbox | None = None
     built: list[str] = field(default_factory=list)  # "<node name> <status>" of the first build
-
-    def dbt(self, *args: str) -> list[str]:
-        """Run dbt on the project copy; return "<node name> <status>" per node, asserting that
-        none failed. (A child process: in-process dbt would hold the DuckDB file open.)"""
-        done = subprocess.run(
-            [dbt_executable(), *args, "--project-dir", str(self.project),
-             "--profiles-dir", str(self.project)],
-            env={**os.environ, "WAREHOUSE_PATH": str(self.path)},
-            capture_output=True, text=True, timeout=300, check=False)
-        assert done.returncode == 0, done.stdout[-4000:]
-        results = json.loads((self.project / "target" / "run_results.json").read_text())
-        return [f"{_node_name(r['unique_id'])} {r['status']}" for r in results["results"]]
-
-    def clusters(self) -> dict[str, str]:
-        with duckdb.connect(str(self.path), read_only=True) as connection:
-            rows = connection.execute("select record_key, customer_id "
-                                      "from intermediate.int_customer_clusters").fetchall()
-        return dict(rows)
-
-    def execute(self, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
-        with duckdb.connect(str(self.path)) as connection:
-            return connection.execute(sql, list(parameters)).fetchall()
-
-
-def _node_name(unique_id: str) -> str:
-    """model.<package>.<name>, test.<package>.<name>.<hash>, unit_test.<package>.<model>.<name>"""
-    parts = unique_id.split(".")
-    return parts[3] if parts[0] == "unit_test" else parts[2]
-
-
-def _copy_project(target: Path) -> Path:
-    source = environment.PROJECT_ROOT / "dbt_project"
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(
-        "target", "logs", "dbt_packages", ".user.yml"))
-    return target
 
 
 def _load_erp(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, world: World,
@@ -145,12 +102,10 @@ def resolved(tmp_path_factory: pytest.TempPathFactory,
     (root / "erp.yaml").write_text(ERP_SPEC)
     specs = {spec.source: spec for spec in
              (load_spec(path) for path in [*spec_paths(), root / "erp.yaml"])}
-    project = _copy_project(root / "dbt_project")
-    generate(specs, project)
+    warehouse = DbtWarehouse.create(root, specs)
     settings = SandboxSettings(customers=CUSTOMERS, seed=SEED)
     world = World(settings, sandbox_credentials)
-    path = root / "warehouse.duckdb"
-    with duckdb.connect(str(path)) as connection:
+    with duckdb.connect(str(warehouse.path)) as connection:
         raw_projection.load_customers(connection, specs, world, root / "landing")
         erp_truth = _load_erp(connection, specs["erp"], world, root / "landing")
     sandbox = Sandbox(settings, sandbox_credentials, base_port=0).start()
@@ -158,9 +113,10 @@ def resolved(tmp_path_factory: pytest.TempPathFactory,
         with httpx.Client(timeout=30) as client:
             truth = ground_truth(sandbox.urls, customer_endpoints(
                 {name: spec for name, spec in specs.items() if name != "erp"}), client)
-        warehouse = ResolvedWarehouse(path, project, specs, {**truth, **erp_truth}, sandbox)
-        warehouse.built = warehouse.dbt("build", *ER_SELECTION)
-        yield warehouse
+        resolved = ResolvedWarehouse(warehouse.path, warehouse.project, specs,
+                                     {**truth, **erp_truth}, sandbox)
+        resolved.built = resolved.dbt("build", *ER_SELECTION)
+        yield resolved
     finally:
         sandbox.stop()
 
@@ -257,6 +213,7 @@ def _check_resources(resolved: ResolvedWarehouse, urls: dict[str, str],
 
 def test_quality_check_reports_precision_recall_and_f1_when_the_sources_are_the_sandbox(
         resolved: ResolvedWarehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolved.sandbox is not None
     resources = _check_resources(resolved, resolved.sandbox.urls, monkeypatch)
     check = build_entity_resolution_check(_sandbox_specs(resolved))
     result = check(build_asset_check_context(resources=resources))
@@ -270,6 +227,7 @@ def test_quality_check_reports_precision_recall_and_f1_when_the_sources_are_the_
 
 def test_quality_check_skips_when_the_sources_are_not_the_sandbox(
         resolved: ResolvedWarehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolved.sandbox is not None
     nowhere = {vendor: "http://127.0.0.1:9" for vendor in resolved.sandbox.urls}
     check = build_entity_resolution_check(_sandbox_specs(resolved))
     result = check(build_asset_check_context(

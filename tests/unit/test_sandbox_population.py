@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from integration_platform.sandbox.chaos import ChaosConfigError, parse_chaos
 from integration_platform.sandbox.identity import noisy_identity
 from integration_platform.sandbox.population import Population
-from integration_platform.sandbox.roster import VENDORS, ChildIndex, Roster, Timeline
+from integration_platform.sandbox.registry import registry_person
+from integration_platform.sandbox.roster import (
+    REGISTRY_VENDORS,
+    VENDORS,
+    ChildIndex,
+    Roster,
+    Timeline,
+)
+from integration_platform.sandbox.server import parse_vendors, vendor_urls
 
 
 def test_same_seed_gives_identical_people_when_built_twice() -> None:
@@ -25,6 +35,7 @@ def test_true_emails_and_phones_are_unique_when_people_share_names() -> None:
     people = [population.person(i) for i in range(3000)]
     assert len({p.email for p in people}) == 3000
     assert len({p.phone_e164 for p in people}) == 3000
+    assert len({p.national_id for p in people}) == 3000
     assert len({p.full_name for p in people}) < 3000, "common names should collide"
 
 
@@ -82,3 +93,54 @@ def test_unknown_chaos_knob_is_named_when_parsing_settings() -> None:
     with pytest.raises(ChaosConfigError, match="unknown chaos profile"):
         parse_chaos("apocalypse")
     assert parse_chaos("heavy", ["drop=0.5"]).drop == 0.5
+
+
+def test_registry_records_take_febrl_style_damage_when_projected() -> None:
+    population = Population(9, 3000)
+    roster = Roster(population, "clinic")
+    seen = dict.fromkeys(("swapped", "name_typo", "id_missing", "id_typo", "no_real_date",
+                          "day_month_swapped", "number_missing", "duplicate"), 0)
+    for position in range(len(roster)):
+        record = registry_person(population, roster, position)
+        person = population.person(record.entity_id)
+        born = person.date_of_birth.strftime("%Y%m%d")
+        seen["duplicate"] += roster.copy(position)
+        seen["swapped"] += (record.given_name, record.surname) == (person.last_name,
+                                                                   person.first_name)
+        seen["name_typo"] += record.surname not in (None, person.last_name, person.first_name)
+        seen["id_missing"] += record.national_id is None
+        seen["id_typo"] += record.national_id not in (None, person.national_id)
+        seen["no_real_date"] += record.birth_digits is not None and not _real_date(
+            record.birth_digits)
+        seen["day_month_swapped"] += record.birth_digits == born[:4] + born[6:] + born[4:6] != born
+        seen["number_missing"] += record.street_number is None
+    assert all(count > 5 for count in seen.values()), seen
+
+
+def _real_date(digits: str) -> bool:
+    try:
+        date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        return False
+    return True
+
+
+def test_registry_knows_only_part_of_the_population_when_rosters_are_built() -> None:
+    population = Population(5, 2000)
+    members = {vendor: {roster.entity(p) for p in range(len(roster))}
+               for vendor, roster in ((v, Roster(population, v)) for v in REGISTRY_VENDORS)}
+    both = members["clinic"] & members["insurer"]
+    assert 0.4 * 2000 < len(both) < 0.6 * 2000
+    assert len(members["clinic"] | members["insurer"]) < 2000, "not everyone is a patient"
+
+
+def test_vendors_keep_their_port_offsets_when_only_some_are_served() -> None:
+    assert vendor_urls("127.0.0.1", 8700) == {
+        "crm": "http://127.0.0.1:8700", "billing": "http://127.0.0.1:8701",
+        "support": "http://127.0.0.1:8702", "analytics": "http://127.0.0.1:8703"}
+    assert vendor_urls("127.0.0.1", 9000, parse_vendors("registry")) == {
+        "clinic": "http://127.0.0.1:9004", "insurer": "http://127.0.0.1:9005"}
+    assert parse_vendors("insurer,crm") == ("crm", "insurer")
+    assert parse_vendors("saas") == VENDORS
+    with pytest.raises(ValueError, match="unknown vendor 'hospital'"):
+        parse_vendors("crm,hospital")

@@ -9,7 +9,7 @@ with unioned as (
     select
         record_key, source_system, source_endpoint, source_record_id, email, phone,
         first_name, last_name, date_of_birth, company, address_line, city, postcode, state,
-        country, external_id, source_updated_at, fetched_at
+        country, external_id, identifiers, source_updated_at, fetched_at
     from {{ ref(model) }}
     {%- if not loop.last %}
     union all

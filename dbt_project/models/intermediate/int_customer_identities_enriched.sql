@@ -1,6 +1,7 @@
 -- Every customer identity with the derived keys entity resolution compares and blocks on:
 -- first names resolved through the nickname seed, email parts, house number and street,
--- and a phonetic-ish key of the last name (DuckDB has no soundex).
+-- a phonetic-ish key of the last name (DuckDB has no soundex), and how many records share
+-- each email, phone and identifier.
 
 with identities as (
 
@@ -37,6 +38,36 @@ with_names as (
         regexp_replace(coalesce(identities.last_name, ''), '[^a-z]', '', 'g') as last_name_letters
     from identities
     left join canonical_names on canonical_names.nickname = identities.first_name
+
+),
+
+identifier_entries as (
+
+    select record_key, unnest(map_entries(identifiers)) as entry
+    from identities
+
+),
+
+identifier_counts as (
+
+    -- how many records carry each identifier value: many means a placeholder (000000000)
+    select entry.key as kind, entry.value as value, count(*) as record_count
+    from identifier_entries
+    group by all
+
+),
+
+identifier_record_counts as (
+
+    select
+        identifier_entries.record_key,
+        map_from_entries(list({'key': identifier_counts.kind,
+                               'value': identifier_counts.record_count})) as identifier_record_counts
+    from identifier_entries
+    join identifier_counts
+      on identifier_counts.kind = identifier_entries.entry.key
+     and identifier_counts.value = identifier_entries.entry.value
+    group by identifier_entries.record_key
 
 ),
 
@@ -90,10 +121,14 @@ final as (
         state,
         country,
         external_id,
+        identifiers,
+        coalesce(identifier_record_counts.identifier_record_counts,
+                 map()::map(varchar, bigint)) as identifier_record_counts,
         source_updated_at,
         fetched_at,
         coalesce(source_updated_at, fetched_at) as recency_at
     from with_keys
+    left join identifier_record_counts using (record_key)
 
 )
 

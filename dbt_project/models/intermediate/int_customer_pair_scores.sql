@@ -4,8 +4,7 @@
 -- people). A field missing on either side is no evidence: weight 0. The pair's match weight is
 -- the prior's weight plus the levels' weights; `reasons` spells the sum out.
 -- depends_on: {{ ref('er_comparison_levels') }}
-{%- set comparisons = ['email', 'phone', 'first_name', 'last_name', 'date_of_birth', 'address',
-                       'country', 'company'] %}
+{%- set comparisons = customer_comparisons() %}
 {#- The levels' weights, read from the seed when the model runs, become literals in the SQL:
     the compiled model shows every weight it used. -#}
 {%- set level_weights = {} %}
@@ -14,6 +13,10 @@
                            ~ ref('er_comparison_levels') ~ " order by comparison, level") %}
 {%- for row in levels.rows %}
 {%- do level_weights.setdefault(row[0], {}).update({row[1]: row[2]}) %}
+{%- endfor %}
+{#- an identifier kind without rows of its own weighs like the generic `identifier` -#}
+{%- for kind in customer_identifier_kinds() if kind not in level_weights %}
+{%- do level_weights.update({kind: level_weights.get('identifier', {})}) %}
 {%- endfor %}
 {%- endif %}
 

@@ -21,6 +21,7 @@
                 'present': 'coalesce(address_line, postcode, city) is not null',
                 'complete': 'address_line is not null and postcode is not null'},
     'country': {'fields': ['country'], 'present': 'country is not null'},
+    'identifiers': {'fields': ['identifiers'], 'present': 'cardinality(identifiers) > 0'},
 } %}
 
 {#- per group: a record's rank as the survivor, as one sortable string (cheaper to aggregate
@@ -147,6 +148,8 @@ final as (
         address_source_record_key,
         country,
         country_source_record_key,
+        coalesce(identifiers, map()::map(varchar, varchar)) as identifiers,
+        identifiers_source_record_key,
         emails,
         phones,
         email_conflict,
