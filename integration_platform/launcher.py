@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from integration_platform import environment
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.sandbox.roster import ALL_VENDORS, VENDORS
 from integration_platform.sandbox.server import vendor_urls
 from integration_platform.specs.loader import load_specs
@@ -72,10 +73,18 @@ def billing_webhook_path() -> str | None:
 
 
 def prepare_dagster_home() -> Path:
-    """$DAGSTER_HOME holds the instance; dagster.yaml there comes from the repository's copy."""
+    """$DAGSTER_HOME holds the instance; dagster.yaml there comes from the repository's copy.
+    The demo client is one of the instance's `clients` partitions, so its days are there to
+    materialize without registering anything."""
+    from dagster import DagsterInstance
+
+    from integration_platform.assets.partitions import register_clients
+
     home = environment.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(environment.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    with DagsterInstance.from_config(str(home)) as instance:
+        register_clients(instance, DEMO_CLIENT_ID)
     return home
 
 

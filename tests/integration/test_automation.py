@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +144,16 @@ def test_no_alert_is_posted_and_nothing_fails_when_no_url_is_configured(
         resources={"alerts": AlertWebhookResource(url="")},
     ).for_run_failure()
     build_alert_sensor()(context)
+
+
+def test_the_demo_client_has_partitions_when_the_launcher_prepares_dagster_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from integration_platform.assets.partitions import CLIENTS_PARTITIONS
+    from integration_platform.launcher import prepare_dagster_home
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    for _ in range(2):  # every start registers it, once
+        home = prepare_dagster_home()
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_dynamic_partitions(CLIENTS_PARTITIONS) == ["demo"]
