@@ -1,0 +1,22 @@
+"""Client ids: lowercase slugs that are also valid Dagster partition keys."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+CLIENT_ID_PATTERN = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
+_CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
+DEMO_CLIENT_ID = "demo"
+
+
+def is_client_id(value: str) -> bool:
+    return bool(_CLIENT_ID.fullmatch(value))
+
+
+def client_id_from_name(name: str) -> str | None:
+    """`"Acme Corp."` → `acme-corp`; None when the name has too few letters to make one."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    slug = re.sub(r"^[^a-z]+", "", slug)[:40].rstrip("-")
+    return slug if is_client_id(slug) else None
