@@ -14,10 +14,10 @@ from typing import Any
 
 import duckdb
 
-from integration_platform.access.published import PublishedWarehouse
+from integration_platform.access.published import CATALOG, PublishedWarehouse
 
-CUSTOMERS = "marts.dim_customers"
-CUSTOMER_360 = "marts.customer_360"
+CUSTOMERS = f"{CATALOG}.marts.dim_customers"
+CUSTOMER_360 = f"{CATALOG}.marts.customer_360"
 TENANT_COLUMN = "client_id"
 
 
@@ -26,9 +26,9 @@ class WarehouseNotTenantAware(RuntimeError):
 
     def __init__(self) -> None:
         super().__init__(
-            f"the published warehouse's {CUSTOMERS} has no {TENANT_COLUMN} column yet, so one "
-            "client's customers cannot be told from another's; rebuild the warehouse with a "
-            "tenant-aware version of the platform")
+            f"the published warehouse's marts.dim_customers has no {TENANT_COLUMN} column yet, "
+            "so one client's customers cannot be told from another's; rebuild the warehouse "
+            "with a tenant-aware version of the platform")
 
 
 @dataclass(frozen=True)
@@ -115,9 +115,10 @@ class CustomerReader:
     @staticmethod
     def _tenant_aware(cursor: duckdb.DuckDBPyConnection, table: str) -> bool:
         """False when the table is not there (nothing built yet); raises without client_id."""
-        schema, name = table.split(".")
+        catalog, schema, name = table.split(".")
         cursor.execute("select column_name from information_schema.columns "
-                       "where table_schema = ? and table_name = ?", [schema, name])
+                       "where table_catalog = ? and table_schema = ? and table_name = ?",
+                       [catalog, schema, name])
         columns = {row[0] for row in cursor.fetchall()}
         if not columns:
             return False

@@ -2,7 +2,9 @@
 
 Publishing swaps a new file in (`os.replace`), so a connection keeps reading the version it
 opened while the next request opens the new one; DuckDB lets any number of processes read a
-file read-only, and each request works on its own cursor of the shared connection.
+file read-only, and each request works on its own cursor of the shared connection. The file
+is attached (as catalog `published`) to an in-memory database rather than opened: DuckDB
+caches opened files by path, and would hand back the replaced version.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+
+CATALOG = "published"
 
 
 class PublishedWarehouse:
@@ -43,7 +47,9 @@ class PublishedWarehouse:
             if version != self._version or self._connection is None:
                 # The previous connection is left to the garbage collector: another request
                 # may still be reading through a cursor of it.
-                self._connection = duckdb.connect(str(self.path), read_only=True)
+                connection = duckdb.connect(":memory:")
+                connection.execute(f"attach ? as {CATALOG} (read_only)", [str(self.path)])
+                self._connection = connection
                 self._version = version
             cursor = self._connection.cursor()
         try:

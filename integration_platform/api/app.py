@@ -10,11 +10,14 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from integration_platform.access.customers import CustomerReader
 from integration_platform.access.published import PublishedWarehouse
-from integration_platform.api.errors import install_error_handlers
+from integration_platform.api.errors import (
+    install_error_handlers,
+    reject_unknown_query_parameters,
+)
 from integration_platform.api.metrics import ApiMetrics
 from integration_platform.api.request_log import RequestLogMiddleware
 from integration_platform.api.routes import clients, customers, health, syncs
@@ -77,7 +80,7 @@ def create_app(settings: ApiSettings | None = None, *, supervise: bool = True) -
             found.orchestrator.graphql.close()
 
     app = FastAPI(title="Integration Platform API", version="1.0.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, dependencies=[Depends(reject_unknown_query_parameters)])
     install_error_handlers(app)
     for module in (clients, syncs, customers, health):
         app.include_router(module.router)

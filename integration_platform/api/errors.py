@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from integration_platform.access.customers import WarehouseNotTenantAware
 from integration_platform.clients.errors import (
@@ -63,8 +64,19 @@ HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404:
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for these refusals (all share ErrorBody)."""
-    return {status: {"model": ErrorBody} for status in statuses}
+    """OpenAPI `responses=` entries for these refusals (all share ErrorBody); every route may
+    also answer 400 to a request it cannot parse at all."""
+    return {status: {"model": ErrorBody} for status in sorted({400, *statuses})}
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (FastAPI keeps one route per method)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def _body(request: Request, status: int, code: str, message: str,
@@ -114,13 +126,38 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "error")
         message = str(exc.detail)
+        headers = dict(exc.headers) if exc.headers else {}
         if exc.status_code == 404:
             message = f"no route {request.url.path}: see /docs for the API's routes"
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; see /docs"
-        return _body(request, exc.status_code, code, message,
-                     headers=dict(exc.headers) if exc.headers else None)
+            headers["Allow"] = allowed_methods(request)
+            message = (f"{request.method} is not allowed on {request.url.path}; it allows "
+                       f"{headers['Allow']}")
+        elif exc.status_code == 400:
+            message = f"the request could not be read ({exc.detail}): send JSON as documented"
+        return _body(request, exc.status_code, code, message, headers=headers or None)
 
     @app.exception_handler(WarehouseNotTenantAware)
     async def not_tenant_aware(request: Request, exc: WarehouseNotTenantAware) -> JSONResponse:
         return _body(request, 503, "warehouse_not_tenant_aware", str(exc))
+
+
+def reject_unknown_query_parameters(request: Request) -> None:
+    """A misspelt parameter (`?limt=5`) is an error, never silently ignored."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known: set[str] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        known |= {param.alias for param in current.query_params}
+        pending += current.dependencies
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "no query parameters"
+        raise ApiError(422, "validation_failed", "the request has invalid fields; see fields",
+                       [FieldError(path=name, location="query",
+                                   message=f"unknown query parameter; this route takes {takes}")
+                        for name in unknown])

@@ -49,6 +49,7 @@ def store_url(tmp_path: Path) -> Iterator[str]:
 def fake_dagster() -> Iterator[tuple[FakeDagster, str]]:
     dagster = FakeDagster()
     server = ReceiverServer(dagster.app(), port=0, name="fake Dagster").start()
+    dagster.server = server
     yield dagster, server.url
     server.stop()
 
@@ -77,11 +78,18 @@ def api_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture(scope="session")
+def published_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once: the API only ever reads it."""
+    return build_published_warehouse(
+        tmp_path_factory.mktemp("published") / "warehouse.published.duckdb")
+
+
 @pytest.fixture
-def api(api_environment: Path, store_url: str,
-        fake_dagster: tuple[FakeDagster, str]) -> Iterator[Api]:
+def api(api_environment: Path, store_url: str, fake_dagster: tuple[FakeDagster, str],
+        published_warehouse: Path) -> Iterator[Api]:
     dagster, dagster_url = fake_dagster
-    published = build_published_warehouse(api_environment / "warehouse.published.duckdb")
+    published = published_warehouse
     settings = ApiSettings(database_url=store_url, dagster_url=dagster_url,
                            published_warehouse=published, sync_poll_seconds=0.2)
     server = ReceiverServer(create_app(settings), port=0, name="API server").start()

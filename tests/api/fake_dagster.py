@@ -40,6 +40,7 @@ class FakeDagster:
     partitions: set[str] = field(default_factory=set)
     declares_clients: bool = True
     launches_refused: str | None = None
+    server: Any = None  # the ReceiverServer serving it: tests stop it to take Dagster down
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def finish(self, run_id: str, status: str = "SUCCESS", failure: str | None = None,
