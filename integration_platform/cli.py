@@ -126,9 +126,11 @@ def sandbox_ground_truth(seed: int, customers: int, chaos_profile: str,
 @click.option("--ui-port", default=3000, show_default=True, help="Dagster UI port.")
 @click.option("--webhook-port", default=None, type=int,
               help="Webhook receiver port (default: base port + 10, i.e. 8710).")
+@click.option("--api-port", default=8000, show_default=True,
+              help="Integration Platform API port.")
 def up(seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str, ...],
-       host: str, base_port: int, ui_port: int, webhook_port: int | None) -> None:
-    """Run the platform: the webhook receiver, the sandbox vendors and the Dagster UI."""
+       host: str, base_port: int, ui_port: int, webhook_port: int | None, api_port: int) -> None:
+    """Run the platform: webhook receiver, sandbox vendors, Dagster UI and the API."""
     from integration_platform.launcher import run_platform
 
     build_settings(seed, customers, chaos_profile, chaos_overrides)  # fail fast on bad knobs
@@ -136,7 +138,8 @@ def up(seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str
     for override in chaos_overrides:
         sandbox_args += ["--chaos-set", override]
     sys.exit(run_platform(host=host, base_port=base_port, ui_port=ui_port,
-                          sandbox_args=sandbox_args, webhook_port=webhook_port))
+                          sandbox_args=sandbox_args, webhook_port=webhook_port,
+                          api_port=api_port))
 
 
 @main.command("demo")
