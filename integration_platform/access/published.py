@@ -48,6 +48,7 @@ class PublishedWarehouse:
                 # The previous connection is left to the garbage collector: another request
                 # may still be reading through a cursor of it.
                 connection = duckdb.connect(":memory:")
+                connection.execute("set TimeZone = 'UTC'")
                 connection.execute(f"attach ? as {CATALOG} (read_only)", [str(self.path)])
                 self._connection = connection
                 self._version = version

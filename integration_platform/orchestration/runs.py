@@ -6,6 +6,7 @@ whole run's figures (records, retries, ...): figures are taken once per asset an
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -154,11 +155,18 @@ def _failure(graphql: DagsterGraphQL, run_id: str) -> str | None:
     return run_error
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+MAX_ERROR_CHARS = 1500
+
+
 def _plain(event: dict[str, Any]) -> str:
     """A Failure's description as written; else the exception's first line, never a trace."""
     description = (event.get("failureMetadata") or {}).get("description")
     if description:
-        return str(description)
+        text = ANSI_ESCAPE.sub("", str(description)).strip()
+        if len(text) > MAX_ERROR_CHARS:
+            text = text[:MAX_ERROR_CHARS].rstrip() + " … (the whole message is in the run's logs)"
+        return text
     error = (event.get("error") or {}).get("message") or event.get("message") or ""
     first = str(error).strip().splitlines()[0] if str(error).strip() else "the run failed"
     prefix = f"{event['stepKey']}: " if event.get("stepKey") else ""

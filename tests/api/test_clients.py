@@ -10,6 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
+from integration_platform.clients.credentials import credentials_for
 from integration_platform.logs import configure_logging
 from tests.api.conftest import Api
 
@@ -117,7 +118,9 @@ def test_a_forged_cursor_is_refused_with_a_hint_when_listing(api: Api) -> None:
     assert response.json()["error"]["code"] == "invalid_cursor"
 
 
-def test_rotating_one_secret_keeps_the_other_variables_when_patched(api: Api) -> None:
+def test_rotating_one_secret_keeps_the_other_variables_when_patched(
+    api: Api, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     first = register(api, "acme", credentials={"crm": CRM})
     response = api.http.patch("/clients/acme", json={
         "credentials": {"crm": {"CRM_CLIENT_SECRET": "rotated-secret-123"}}})
@@ -125,13 +128,8 @@ def test_rotating_one_secret_keeps_the_other_variables_when_patched(api: Api) ->
     rotated = response.json()["credentials"]["crm"]
     assert rotated["variables"] == sorted(CRM)
     assert rotated["rotated_at"] > first["credentials"]["crm"]["rotated_at"]
-    from integration_platform.clients.credentials import credentials_for
-
-    os.environ["DATABASE_URL"] = api.store_url
-    try:
-        assert credentials_for("acme", "crm") == {**CRM, "CRM_CLIENT_SECRET": "rotated-secret-123"}
-    finally:
-        del os.environ["DATABASE_URL"]
+    monkeypatch.setenv("DATABASE_URL", api.store_url)
+    assert credentials_for("acme", "crm") == {**CRM, "CRM_CLIENT_SECRET": "rotated-secret-123"}
 
 
 def test_removing_a_required_variable_is_refused_when_patched(api: Api) -> None:

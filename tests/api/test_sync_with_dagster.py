@@ -18,6 +18,7 @@ import pytest
 
 from integration_platform.api.app import create_app
 from integration_platform.api.settings import ApiSettings
+from integration_platform.clients.credentials import source_variables
 from integration_platform.environment import PROJECT_ROOT
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox.server import Sandbox
@@ -90,17 +91,18 @@ def test_a_registered_client_syncs_through_dagster_to_success_when_requested(
     settings = ApiSettings(database_url=store_url, dagster_url=dagster_webserver,
                            published_warehouse=api_environment / "warehouse.published.duckdb",
                            sync_poll_seconds=0.5)
-    credentials = sandbox.world.credentials
+    # Every source: entity resolution reads every source's staging models.
+    credentials = {source: {name: os.environ[name] for name in variables.required}
+                   for source, variables in source_variables().items()}
     with ReceiverServer(create_app(settings), port=0, name="API server") as server, \
             httpx.Client(base_url=server.url, timeout=30,
                          headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
-        created = http.post("/clients", json={"id": "acme", "name": "Acme", "credentials": {
-            "crm": {"CRM_CLIENT_ID": credentials.crm_client_id,
-                    "CRM_CLIENT_SECRET": credentials.crm_client_secret,
-                    "CRM_BASE_URL": sandbox.urls["crm"]}}})
+        created = http.post("/clients", json={"id": "acme", "name": "Acme",
+                                              "credentials": credentials})
         assert created.status_code == 201, created.text
-        sync = http.post("/integrations/acme/sync", json={
-            "sources": ["crm"], "start_date": DAY, "end_date": DAY}).json()
+        sync = http.post("/integrations/acme/sync", json={"start_date": DAY,
+                                                          "end_date": DAY}).json()
+        assert sync["sources"] == ["analytics", "billing", "crm", "support"]
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline:
             status = http.get("/integrations/acme/status").json()
@@ -121,8 +123,9 @@ def test_a_registered_client_syncs_through_dagster_to_success_when_requested(
                 ... on Runs { results { runId tags { key value } } } } }"""}).json()
         tags = [{t["key"]: t["value"] for t in r["tags"]}
                 for r in runs["data"]["runsOrError"]["results"]]
-        assert {t["integration_platform/stage"] for t in tags} == {"raw", "transform"}
-        raw = next(t for t in tags if t["integration_platform/stage"] == "raw")
+        assert sorted(t["integration_platform/stage"] for t in tags) == [
+            "raw", "raw", "raw", "raw", "transform"]
+        raw = next(t for t in tags if t.get("integration_platform/source") == "crm")
         assert raw["dagster/asset_partition_range_start"] == DAY
         assert raw["integration_platform/sync_id"] == sync["id"]
         client = http.get("/clients/acme").json()

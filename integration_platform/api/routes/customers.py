@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
+from integration_platform.access.customers import to_json
 from integration_platform.api.auth import require
 from integration_platform.api.errors import ApiError, error_responses
 from integration_platform.api.paging import decode_cursor, encode_cursor
@@ -39,11 +40,11 @@ def _not_modified(if_none_match: str | None, etag: str) -> bool:
 
 @router.get("/clients/{client_id}/customers", response_model=CustomerPageOut,
             responses={**error_responses(400, 401, 403, 404, 409, 422), **NOT_MODIFIED})
-def list_customers(client_id: ClientIdPath, request: Request, response: Response, found: Found,
+def list_customers(client_id: ClientIdPath, request: Request, found: Found,
                    principal: Annotated[Principal, Depends(require("data:read"))],
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                    cursor: Annotated[str | None, Query(max_length=1000)] = None,
-                   if_none_match: IfNoneMatch = None) -> CustomerPageOut | Response:
+                   if_none_match: IfNoneMatch = None) -> Response:
     """The client's golden customer records (marts.dim_customers), ordered by customer_id."""
     client = visible_client(found, principal, client_id, request)
     if not client.active:
@@ -53,20 +54,19 @@ def list_customers(client_id: ClientIdPath, request: Request, response: Response
     if _not_modified(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
     page = found.customers.page(client_id, after=after, limit=limit)
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "private, no-cache"
-    return CustomerPageOut(data=page.customers,
-                           next_cursor=encode_cursor(page.next_after) if page.next_after
-                           else None)
+    # Written straight to JSON: pages are large and already shaped as CustomerPageOut says.
+    return Response(to_json({"data": page.customers, "next_cursor": encode_cursor(
+        page.next_after) if page.next_after else None}), media_type="application/json",
+        headers={"ETag": etag, "Cache-Control": "private, no-cache"})
 
 
 @router.get("/clients/{client_id}/customers/{customer_id}", response_model=CustomerOut,
             responses={**error_responses(401, 403, 404, 409, 422), **NOT_MODIFIED})
 def get_customer(client_id: ClientIdPath,
                  customer_id: Annotated[str, Path(min_length=1, max_length=200)],
-                 request: Request, response: Response, found: Found,
+                 request: Request, found: Found,
                  principal: Annotated[Principal, Depends(require("data:read"))],
-                 if_none_match: IfNoneMatch = None) -> CustomerOut | Response:
+                 if_none_match: IfNoneMatch = None) -> Response:
     """One customer: the golden record, its customer_360 figures and where each field came from."""
     client = visible_client(found, principal, client_id, request)
     if not client.active:
@@ -79,6 +79,5 @@ def get_customer(client_id: ClientIdPath,
         raise ApiError(404, "customer_not_found", f"client {client_id!r} has no customer "
                        f"{customer_id!r} in the published warehouse; list them with GET "
                        f"/clients/{client_id}/customers")
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "private, no-cache"
-    return CustomerOut.model_validate(detail)
+    return Response(to_json(detail), media_type="application/json",
+                    headers={"ETag": etag, "Cache-Control": "private, no-cache"})
