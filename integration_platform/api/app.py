@@ -6,6 +6,7 @@ the thread ends. Swagger UI is at /docs, the schema at /openapi.json.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,15 +24,22 @@ from integration_platform.api.request_log import RequestLogMiddleware
 from integration_platform.api.routes import clients, customers, health, syncs
 from integration_platform.api.services import Services
 from integration_platform.api.settings import ApiSettings
-from integration_platform.clients.api_keys import ApiKeys
+from integration_platform.clients.api_keys import (
+    ADMIN_KEY_VARIABLE,
+    MIN_ADMIN_KEY_LENGTH,
+    ApiKeys,
+)
 from integration_platform.clients.crypto import load_cipher
 from integration_platform.clients.database import open_store
 from integration_platform.clients.registry import ClientRegistry
 from integration_platform.clients.syncs import SyncLedger
+from integration_platform.logs import get_logger
 from integration_platform.orchestration.dagster_graphql import DagsterGraphQL
 from integration_platform.orchestration.orchestrator import Orchestrator
 from integration_platform.orchestration.status import StatusReader
 from integration_platform.orchestration.supervisor import SyncSupervisor
+
+_log = get_logger("integration_platform.api")
 
 DESCRIPTION = """\
 Registers integration clients (each with its own credentials for the platform's sources),
@@ -42,6 +50,10 @@ a `message` saying what to do and, for invalid fields, their paths.
 
 
 def build_services(settings: ApiSettings, metrics: ApiMetrics) -> Services:
+    admin_key = os.environ.get(ADMIN_KEY_VARIABLE, "")
+    if 0 < len(admin_key) < MIN_ADMIN_KEY_LENGTH:
+        _log.warning("admin_key_ignored", reason=f"{ADMIN_KEY_VARIABLE} is shorter than "
+                     f"{MIN_ADMIN_KEY_LENGTH} characters and is ignored; use a longer one")
     sessions = open_store(settings.database_url)
     registry = ClientRegistry(sessions, load_cipher())
     ledger = SyncLedger(sessions)

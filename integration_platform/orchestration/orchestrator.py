@@ -10,6 +10,7 @@ launching twice never runs twice. Clients are the dynamic partitions of `clients
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -121,21 +122,25 @@ class Orchestrator:
         return sorted((n for n in self.asset_graph().values()
                        if n.raw_source == source and n.materializable), key=lambda n: n.key)
 
-    def downstream_of(self, keys: set[AssetKey]) -> list[AssetNode]:
-        """Materializable assets downstream of `keys` (not `keys` themselves)."""
+    def transform_selection(self, raw_keys: set[AssetKey]) -> list[AssetNode]:
+        """What runs after these raw assets: every asset downstream of them, plus what those
+        read that no raw asset feeds (dbt seeds), so a fresh warehouse builds as well."""
         graph = self.asset_graph()
         children: dict[AssetKey, list[AssetKey]] = {}
         for node in graph.values():
             for parent in node.dependencies:
                 children.setdefault(parent, []).append(node.key)
-        found: set[AssetKey] = set()
-        frontier = list(keys)
-        while frontier:
-            for child in children.get(frontier.pop(), []):
-                if child not in found and child not in keys:
-                    found.add(child)
-                    frontier.append(child)
-        return sorted((graph[k] for k in found if graph[k].materializable), key=lambda n: n.key)
+        downstream = _closure(raw_keys, lambda key: children.get(key, [])) - raw_keys
+
+        def parents(key: AssetKey) -> tuple[AssetKey, ...]:
+            return graph[key].dependencies if key in graph else ()
+
+        static = {key for key in _closure(downstream, parents) - downstream
+                  if key in graph and graph[key].raw_source is None
+                  and not any(graph[k].raw_source for k in _closure({key}, parents)
+                              if k in graph)}
+        return sorted((graph[k] for k in downstream | static
+                       if k in graph and graph[k].materializable), key=lambda n: n.key)
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -188,10 +193,10 @@ class Orchestrator:
         if existing is not None:
             return existing.run_id
         raw_keys = {a.key for source in sync.sources for a in self.raw_assets(source)}
-        downstream = self.downstream_of(raw_keys)
-        if not downstream:
+        selection = self.transform_selection(raw_keys)
+        if not selection:
             return None
-        return self._launch(downstream, tags, {})
+        return self._launch(selection, tags, {})
 
     @staticmethod
     def _sync_tags(sync: Sync, stage: str) -> dict[str, str]:
@@ -222,6 +227,19 @@ class Orchestrator:
             e["message"] for e in result.get("errors") or []) or result.get("invalidStepKey")
             or "")
         raise DagsterRefused(f"Dagster did not launch the run ({result['__typename']}): {detail}")
+
+
+def _closure(start: set[AssetKey],
+             step: Callable[[AssetKey], Iterable[AssetKey]]) -> set[AssetKey]:
+    """`start` and everything reachable from it through `step` (children or parents)."""
+    found = set(start)
+    frontier = list(start)
+    while frontier:
+        for key in step(frontier.pop()):
+            if key not in found:
+                found.add(key)
+                frontier.append(key)
+    return found
 
 
 def _asset_node(node: dict[str, Any]) -> AssetNode:

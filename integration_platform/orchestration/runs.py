@@ -156,6 +156,8 @@ def _failure(graphql: DagsterGraphQL, run_id: str) -> str | None:
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+# A quoted command line (dbt's lists every model it selected): noise in a reason.
+LONG_QUOTED = re.compile(r"`[^`]{200,}`")
 MAX_ERROR_CHARS = 1500
 
 
@@ -163,7 +165,7 @@ def _plain(event: dict[str, Any]) -> str:
     """A Failure's description as written; else the exception's first line, never a trace."""
     description = (event.get("failureMetadata") or {}).get("description")
     if description:
-        text = ANSI_ESCAPE.sub("", str(description)).strip()
+        text = LONG_QUOTED.sub("`…`", ANSI_ESCAPE.sub("", str(description))).strip()
         if len(text) > MAX_ERROR_CHARS:
             text = text[:MAX_ERROR_CHARS].rstrip() + " … (the whole message is in the run's logs)"
         return text

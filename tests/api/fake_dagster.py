@@ -20,6 +20,7 @@ from starlette.routing import Route
 RAW_ASSETS = {"crm": ["companies", "contacts"], "billing": ["customers", "invoices"],
               "support": ["customers"], "analytics": ["events"]}
 DOWNSTREAM = [("staging", "stg_crm__contacts"), ("marts", "dim_customers")]
+SEED = ("dbt", "nicknames")
 
 
 @dataclass
@@ -80,7 +81,17 @@ class FakeDagster:
                    "repository": repository},
                   {"assetKey": {"path": list(DOWNSTREAM[1])}, "opName": "dbt_models",
                    "isPartitioned": False, "isMaterializable": True, "jobNames": ["__ASSET_JOB"],
-                   "dependencyKeys": [{"path": list(DOWNSTREAM[0])}],
+                   "dependencyKeys": [{"path": list(DOWNSTREAM[0])}, {"path": list(SEED)},
+                                      {"path": ["staging", "stg_billing__invoices"]}],
+                   "repository": repository},
+                  {"assetKey": {"path": list(SEED)}, "opName": "dbt_models",
+                   "isPartitioned": False, "isMaterializable": True, "jobNames": ["__ASSET_JOB"],
+                   "dependencyKeys": [], "repository": repository},
+                  # billing's staging: read by dim_customers, fed by billing's raw assets
+                  {"assetKey": {"path": ["staging", "stg_billing__invoices"]},
+                   "opName": "dbt_models", "isPartitioned": False, "isMaterializable": True,
+                   "jobNames": ["__ASSET_JOB"],
+                   "dependencyKeys": [{"path": ["raw", "billing", "invoices"]}],
                    "repository": repository}]
         return {"assetNodes": nodes}
 

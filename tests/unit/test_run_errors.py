@@ -21,3 +21,12 @@ def test_only_the_first_line_of_an_exception_is_given_when_there_is_no_descripti
     event = {"stepKey": "raw__crm__contacts", "failureMetadata": None,
              "error": {"message": "ValueError: bad cursor\n  File 'x.py', line 3"}}
     assert _plain(event) == "raw__crm__contacts: ValueError: bad cursor"
+
+
+def test_a_long_quoted_command_line_is_left_out_so_the_reason_fits() -> None:
+    description = ("The dbt CLI process with command\n\n`dbt build --select " + "m " * 400
+                   + "`\n\nfailed with exit code `1`.\n\nErrors parsed from dbt logs:\n"
+                   "Catalog Error: Table with name stg_analytics__users does not exist!")
+    text = _plain({"failureMetadata": {"description": description}})
+    assert "`…`" in text
+    assert text.endswith("Table with name stg_analytics__users does not exist!")
