@@ -20,7 +20,7 @@ RUN_STATES = {"QUEUED": "queued", "NOT_STARTED": "queued", "STARTING": "queued",
               "SUCCESS": "succeeded", "FAILURE": "failed", "CANCELED": "canceled"}
 FIGURES = {"records": "records", "rows_loaded": "rows_loaded", "retries": "retries",
            "429s": "throttled_429s", "dead_letters": "dead_letters"}
-RUNS_LOOKED_AT = 100
+RUNS_LOOKED_AT = 50
 
 
 @dataclass(frozen=True)
