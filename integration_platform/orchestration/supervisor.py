@@ -2,7 +2,7 @@
 
 `advance()` is one step for one sync and is safe to call from anywhere at any time: a claim in
 the ledger keeps two workers off one sync, and launches find runs already launched. The API
-runs `watch()` in a background thread; a status read advances its client's sync too.
+runs `watch()` in a background thread (requests never wait for Dagster to launch a run).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A sync for real: the API launches runs on a Dagster webserver started here (temporary
-DAGSTER_HOME, free port), the raw run extracts from the sandbox, dbt runs after it, and the
-status reports what the runs did."""
+DAGSTER_HOME, free port), the raw run extracts from the sandbox, the dbt run is launched after
+it, and the status reports what the runs did."""
 
 from __future__ import annotations
 
@@ -84,52 +84,58 @@ def dagster_webserver(tmp_path: Path, sandbox: Sandbox, api_environment: Path,
 
 
 @pytest.mark.slow
-def test_a_registered_client_syncs_through_dagster_to_success_when_requested(
-    dagster_webserver: str, store_url: str, api_environment: Path, tmp_path: Path,
-    sandbox: Sandbox,
+@pytest.mark.timeout(400)
+def test_a_registered_clients_sync_runs_on_dagster_and_its_status_reads_them_when_requested(
+    dagster_webserver: str, store_url: str, api_environment: Path,
 ) -> None:
+    """Raw run to success, then the dbt run launched: the whole dbt build is left out to keep
+    this test short (the stand-in Dagster covers the sync's later states, and
+    tests/e2e/test_pipeline_end_to_end.py the dbt assets)."""
     settings = ApiSettings(database_url=store_url, dagster_url=dagster_webserver,
                            published_warehouse=api_environment / "warehouse.published.duckdb",
                            sync_poll_seconds=0.5)
-    # Every source: entity resolution reads every source's staging models.
-    credentials = {source: {name: os.environ[name] for name in variables.required}
-                   for source, variables in source_variables().items()}
+    credentials = {name: os.environ[name] for name in source_variables()["crm"].required}
     with ReceiverServer(create_app(settings), port=0, name="API server") as server, \
-            httpx.Client(base_url=server.url, timeout=30,
+            httpx.Client(base_url=server.url, timeout=120,
                          headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
         created = http.post("/clients", json={"id": "acme", "name": "Acme",
-                                              "credentials": credentials})
+                                              "credentials": {"crm": credentials}})
         assert created.status_code == 201, created.text
         sync = http.post("/integrations/acme/sync", json={"start_date": DAY,
                                                           "end_date": DAY}).json()
-        assert sync["sources"] == ["analytics", "billing", "crm", "support"]
-        deadline = time.monotonic() + 400
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             status = http.get("/integrations/acme/status").json()
-            if status["sync"]["state"] in ("succeeded", "failed"):
+            if status["sync"]["state"] != "extracting" and status["sync"]["state"] != "queued":
                 break
             time.sleep(1)
         assert status["sync"]["id"] == sync["id"]
-        assert status["sync"]["state"] == "succeeded", status
-        crm = next(s for s in status["sources"] if s["source"] == "crm")
+        assert status["sync"]["state"] == "transforming", status
+        crm = status["sources"][0]
+        assert crm["source"] == "crm"
         assert crm["state"] == "succeeded"
+        assert crm["run_url"] == f"{dagster_webserver}/runs/{crm['run_id']}"
         assert crm["records"] > 0
+        assert crm["rows_loaded"] == crm["records"]
         assert crm["dead_letters"] == 0
         assert set(crm["freshness"]) == {"raw/crm/contacts", "raw/crm/companies"}
-        assert status["transform"]["state"] == "succeeded"
-        runs = httpx.post(f"{dagster_webserver}/graphql", json={"query": """
-            { runsOrError(filter: {tags: [{key: "integration_platform/client_id",
-                                           value: "acme"}]}) {
-                ... on Runs { results { runId tags { key value } } } } }"""}).json()
-        tags = [{t["key"]: t["value"] for t in r["tags"]}
-                for r in runs["data"]["runsOrError"]["results"]]
-        assert sorted(t["integration_platform/stage"] for t in tags) == [
-            "raw", "raw", "raw", "raw", "transform"]
-        raw = next(t for t in tags if t.get("integration_platform/source") == "crm")
-        assert raw["dagster/asset_partition_range_start"] == DAY
-        assert raw["integration_platform/sync_id"] == sync["id"]
+        assert status["transform"]["run_id"] == status["sync"]["transform_run"]["run_id"]
         client = http.get("/clients/acme").json()
         assert client["dagster_partition_registered_at"] is not None
+
+    runs = httpx.post(f"{dagster_webserver}/graphql", json={"query": """
+        { runsOrError(filter: {tags: [{key: "integration_platform/client_id", value: "acme"}]})
+          { ... on Runs { results { tags { key value } assetSelection { path } } } } }"""}).json()
+    found = {next(t["value"] for t in r["tags"] if t["key"] == "integration_platform/stage"): r
+             for r in runs["data"]["runsOrError"]["results"]}
+    assert set(found) == {"raw", "transform"}
+    raw_tags = {t["key"]: t["value"] for t in found["raw"]["tags"]}
+    assert raw_tags["dagster/asset_partition_range_start"] == DAY
+    assert raw_tags["dagster/asset_partition_range_end"] == DAY
+    assert raw_tags["integration_platform/sync_id"] == sync["id"]
+    transform = {"/".join(a["path"]) for a in found["transform"]["assetSelection"]}
+    assert {"staging/stg_crm__contacts", "marts/dim_customers", "dbt/nicknames"} <= transform
+    assert not any(key.startswith("raw/") for key in transform)
 
     from dagster import DagsterInstance
 

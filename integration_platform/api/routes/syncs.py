@@ -98,8 +98,6 @@ def get_sync(client_id: ClientIdPath, sync_id: SyncIdPath, request: Request, fou
     if sync is None or sync.client_id != client_id:
         raise ApiError(404, "sync_not_found", f"client {client_id!r} has no sync {sync_id!r}; "
                        f"GET /integrations/{client_id}/status shows its latest")
-    if sync.active:
-        sync = found.supervisor.advance(sync.id) or sync
     return sync_out(found, sync)
 
 
@@ -131,8 +129,6 @@ def client_status(client_id: ClientIdPath, request: Request, found: Found,
     dead letters, the last error in plain words and when each asset last materialized."""
     client = visible_client(found, principal, client_id, request)
     latest = found.ledger.latest(client_id)
-    if latest is not None and latest.active:
-        latest = found.supervisor.advance(latest.id) or latest
     sources = _syncable_sources(client, latest)
     try:
         runs = found.status.client_runs(client_id)
