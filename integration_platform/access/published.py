@@ -57,3 +57,10 @@ class PublishedWarehouse:
             yield cursor
         finally:
             cursor.close()
+
+    def close(self) -> None:
+        """Close the shared connection (on shutdown; cursors still open keep it usable)."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+            self._connection, self._version = None, None

@@ -90,6 +90,7 @@ def create_app(settings: ApiSettings | None = None, *, supervise: bool = True) -
             if worker.is_alive():
                 worker.join(timeout=10)
             found.orchestrator.graphql.close()
+            found.customers.warehouse.close()
 
     app = FastAPI(title="Integration Platform API", version="1.0.0", description=DESCRIPTION,
                   lifespan=lifespan, dependencies=[Depends(reject_unknown_query_parameters)])
