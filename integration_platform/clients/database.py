@@ -6,6 +6,7 @@ Dagster run reading credentials, the CLI) opens the store this way.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ def _sqlite_pragmas(connection: Any, _: Any) -> None:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration (a no-op when it is there already)."""
+    # Alembic narrates every plugin and step at INFO; only what goes wrong belongs in our logs.
+    logging.getLogger("alembic").setLevel(max(logging.getLogger().level, logging.WARNING))
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
