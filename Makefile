@@ -76,3 +76,10 @@ bench-sse: install
 .PHONY: bench-er
 bench-er: install
 	$(BIN)/python -m benchmarks.entity_resolution_benchmark --readme
+
+## bench-api: the Integration Platform API, sync-request p50/p99 (new, repeated, status) and
+## access-API records/s through 100k golden records (about 1 minute; rewrites its section of
+## benchmarks/README.md; not part of `make test`)
+.PHONY: bench-api
+bench-api: install
+	$(BIN)/python -m benchmarks.api_benchmark --readme

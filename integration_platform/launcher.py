@@ -1,9 +1,12 @@
-"""Brings the whole platform up locally: the webhook receiver, the sandbox vendors, the Dagster UI.
+"""Brings the whole platform up locally: the webhook receiver, the sandbox vendors, the Dagster UI
+and the Integration Platform API.
 
-All three run as child processes. The receiver starts first and the sandbox's billing is told
-to send its webhooks there (`--webhook-url`); the launcher waits for each to answer before
+All run as child processes. The receiver starts first and the sandbox's billing is told to
+send its webhooks there (`--webhook-url`); the launcher waits for each to answer before
 starting the next, passes the vendors' base URLs and credentials through the environment, and
-stops them all when interrupted.
+stops them all when interrupted. Before the API starts, the `demo` client is registered (it
+uses the sandbox credentials of the environment) and a local admin API key is written to
+`data/api-admin.key` unless `INTEGRATION_PLATFORM_ADMIN_KEY` is set.
 """
 
 from __future__ import annotations
@@ -88,12 +91,40 @@ def prepare_dagster_home() -> Path:
     return home
 
 
+def prepare_api(data_dir: Path) -> Path | None:
+    """Register the demo client and make sure a local admin key exists (its file, if any)."""
+    from integration_platform.api.bootstrap import ensure_admin_key_file, ensure_demo_client
+    from integration_platform.clients.api_keys import ApiKeys
+    from integration_platform.clients.registry import ClientRegistry
+
+    registry = ClientRegistry.open_default()
+    ensure_demo_client(registry)
+    return ensure_admin_key_file(ApiKeys(registry.sessions), data_dir)
+
+
+def wait_until_serving(url: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    """Block until the API's liveness route answers 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API exited with code {process.returncode} while starting")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the API did not answer within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def _stop_on_terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
 def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[str],
-                 webhook_port: int | None = None, vendors: tuple[str, ...] = VENDORS) -> int:
+                 webhook_port: int | None = None, vendors: tuple[str, ...] = VENDORS,
+                 api_port: int = 8000) -> int:
     # Ctrl-C and `kill` both stop everything; SIGINT may arrive ignored from a parent shell.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
@@ -102,6 +133,7 @@ def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[
     env = dict(os.environ)
     env.update({VENDOR_URL_VARIABLES[v]: url for v, url in urls.items()})
     env["DAGSTER_HOME"] = str(prepare_dagster_home())
+    env.setdefault("DAGSTER_WEBSERVER_URL", f"http://127.0.0.1:{ui_port}")
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # dbt must be on PATH
 
@@ -133,6 +165,15 @@ def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[
              "-w", str(environment.PROJECT_ROOT / "workspace.yaml")],
             cwd=environment.PROJECT_ROOT, env=env)
         children.append(dagster)
+        admin_key_file = prepare_api(environment.data_dir())
+        api = subprocess.Popen(
+            [sys.executable, "-m", "integration_platform.cli", "api", "serve",
+             "--host", "127.0.0.1", "--port", str(api_port)], env=env)
+        children.append(api)
+        api_url = f"http://127.0.0.1:{api_port}"
+        wait_until_serving(api_url, timeout=60, process=api)
+        print(f"Integration Platform API: {api_url}  (Swagger UI: {api_url}/docs"
+              + (f"; admin key in {admin_key_file}" if admin_key_file else "") + ")", flush=True)
         print(f"Dagster UI: http://127.0.0.1:{ui_port}  (Ctrl-C stops everything)", flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

@@ -26,14 +26,14 @@ from integration_platform.serving import ClientLimits, uvicorn_config
 DEFAULT_PORT = 8710
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, name: str = "webhook receiver") -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror}): is another receiver "
+        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror}): is another {name} "
                       "running? Pick another port with --port") from None
     sock.listen(2048)
     sock.setblocking(False)
@@ -48,10 +48,13 @@ def server_config(app: ASGIApp, limits: ClientLimits | None = None) -> uvicorn.C
 
 
 class ReceiverServer:
+    """Any of the platform's ASGI apps on uvicorn (the webhook receiver, the API), with the
+    slow-client limits."""
+
     def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
-                 limits: ClientLimits | None = None) -> None:
-        self.host = host
-        self._socket = bind(host, port)
+                 limits: ClientLimits | None = None, name: str = "webhook receiver") -> None:
+        self.host, self.name = host, name
+        self._socket = bind(host, port, name)
         self.port: int = self._socket.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
         self._server = uvicorn.Server(server_config(app, limits))
@@ -63,16 +66,16 @@ class ReceiverServer:
 
     def start(self, timeout: float = 10.0) -> ReceiverServer:
         """Serve from a background thread; return once it accepts requests."""
-        self._thread = threading.Thread(target=self._serve_in_thread, name="webhook-receiver",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._serve_in_thread,
+                                        name=self.name.replace(" ", "-"), daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive():
-                raise RuntimeError("the webhook receiver stopped while starting")
+                raise RuntimeError(f"the {self.name} stopped while starting")
             if time.monotonic() > deadline:
                 self.stop()
-                raise TimeoutError(f"the webhook receiver did not start within {timeout} s")
+                raise TimeoutError(f"the {self.name} did not start within {timeout} s")
             time.sleep(0.01)
         return self
 

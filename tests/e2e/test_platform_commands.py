@@ -50,12 +50,19 @@ def test_definitions_validate_when_run_in_the_repository_root(tmp_path: Path) ->
     assert "All code locations passed validation" in result.stdout + result.stderr
 
 
-def test_run_command_serves_the_dagster_ui_and_the_sandbox_when_started(tmp_path: Path) -> None:
-    base, ui = free_port_block(4), free_port_block(1)
+def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
+    tmp_path: Path,
+) -> None:
+    base, ui, api, webhooks = (free_port_block(4), free_port_block(1), free_port_block(1),
+                               free_port_block(1))
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"),
            "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data")}
+    for variable in ("INTEGRATION_PLATFORM_ADMIN_KEY", "INTEGRATION_PLATFORM_SECRET_KEY",
+                     "DATABASE_URL", "DAGSTER_WEBSERVER_URL"):
+        env.pop(variable, None)
     process = subprocess.Popen(
-        [str(BIN / "integration-platform"), "up", "--base-port", str(base), "--ui-port", str(ui)],
+        [str(BIN / "integration-platform"), "up", "--base-port", str(base), "--ui-port", str(ui),
+         "--api-port", str(api), "--webhook-port", str(webhooks)],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
@@ -74,6 +81,16 @@ def test_run_command_serves_the_dagster_ui_and_the_sandbox_when_started(tmp_path
             health = httpx.get(f"http://127.0.0.1:{base + offset}/_sandbox/health", timeout=5)
             assert health.json()["status"] == "ok"
         assert (tmp_path / "dagster_home" / "dagster.yaml").exists()
+        # The API: the demo client is registered without an API call, with the local admin key.
+        key_file = tmp_path / "data" / "api-admin.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "data" / "secret.key").stat().st_mode & 0o777 == 0o600
+        headers = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+        demo = httpx.get(f"http://127.0.0.1:{api}/clients/demo", headers=headers, timeout=10)
+        assert demo.status_code == 200, demo.text
+        assert demo.json()["uses_environment_credentials"] is True
+        ready = httpx.get(f"http://127.0.0.1:{api}/health/ready", timeout=10).json()
+        assert ready["checks"]["dagster"]["ok"], ready
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)

@@ -1,0 +1,101 @@
+"""The API application: `create_app()` wires the store, Dagster and the warehouse to the routes.
+
+On start the store's migrations run and a background thread begins advancing syncs; on stop
+the thread ends. Swagger UI is at /docs, the schema at /openapi.json.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from integration_platform.access.customers import CustomerReader
+from integration_platform.access.published import PublishedWarehouse
+from integration_platform.api.errors import (
+    install_error_handlers,
+    reject_unknown_query_parameters,
+)
+from integration_platform.api.metrics import ApiMetrics
+from integration_platform.api.request_log import RequestLogMiddleware
+from integration_platform.api.routes import clients, customers, health, syncs
+from integration_platform.api.services import Services
+from integration_platform.api.settings import ApiSettings
+from integration_platform.clients.api_keys import (
+    ADMIN_KEY_VARIABLE,
+    MIN_ADMIN_KEY_LENGTH,
+    ApiKeys,
+)
+from integration_platform.clients.crypto import load_cipher
+from integration_platform.clients.database import open_store
+from integration_platform.clients.registry import ClientRegistry
+from integration_platform.clients.syncs import SyncLedger
+from integration_platform.logs import get_logger
+from integration_platform.orchestration.dagster_graphql import DagsterGraphQL
+from integration_platform.orchestration.orchestrator import Orchestrator
+from integration_platform.orchestration.status import StatusReader
+from integration_platform.orchestration.supervisor import SyncSupervisor
+
+_log = get_logger("integration_platform.api")
+
+DESCRIPTION = """\
+Registers integration clients (each with its own credentials for the platform's sources),
+starts and follows their syncs (Dagster runs), and serves their consolidated customers.
+Authenticate with `Authorization: Bearer <API key>`; every refusal is JSON with a `code`,
+a `message` saying what to do and, for invalid fields, their paths.
+"""
+
+
+def build_services(settings: ApiSettings, metrics: ApiMetrics) -> Services:
+    admin_key = os.environ.get(ADMIN_KEY_VARIABLE, "")
+    if 0 < len(admin_key) < MIN_ADMIN_KEY_LENGTH:
+        _log.warning("admin_key_ignored", reason=f"{ADMIN_KEY_VARIABLE} is shorter than "
+                     f"{MIN_ADMIN_KEY_LENGTH} characters and is ignored; use a longer one")
+    sessions = open_store(settings.database_url)
+    registry = ClientRegistry(sessions, load_cipher())
+    ledger = SyncLedger(sessions)
+    orchestrator = Orchestrator(DagsterGraphQL(settings.dagster_url))
+    return Services(
+        registry=registry, api_keys=ApiKeys(sessions), ledger=ledger,
+        orchestrator=orchestrator,
+        supervisor=SyncSupervisor(ledger, registry, orchestrator,
+                                  on_finished=metrics.sync_finished),
+        status=StatusReader(orchestrator.reader),
+        customers=CustomerReader(PublishedWarehouse(settings.published_warehouse)),
+        metrics=metrics)
+
+
+def create_app(settings: ApiSettings | None = None, *, supervise: bool = True) -> FastAPI:
+    settings = settings or ApiSettings.from_environment()
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        found = build_services(settings, metrics)
+        app.state.services = found
+        stop = threading.Event()
+        worker = threading.Thread(
+            target=found.supervisor.watch, args=(stop, settings.sync_poll_seconds),
+            name="sync-supervisor", daemon=True)
+        if supervise:
+            worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            found.supervisor.wake.set()
+            if worker.is_alive():
+                worker.join(timeout=10)
+            found.orchestrator.graphql.close()
+            found.customers.warehouse.close()
+
+    app = FastAPI(title="Integration Platform API", version="1.0.0", description=DESCRIPTION,
+                  lifespan=lifespan, dependencies=[Depends(reject_unknown_query_parameters)])
+    install_error_handlers(app)
+    for module in (clients, syncs, customers, health):
+        app.include_router(module.router)
+    app.add_middleware(RequestLogMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,1 @@
+"""One router per resource: clients, syncs and status, customers, health and metrics."""

@@ -1,0 +1,33 @@
+"""What the routes work with, built once per app: the store, Dagster, the warehouse, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from integration_platform.access.customers import CustomerReader
+from integration_platform.api.metrics import ApiMetrics
+from integration_platform.clients.api_keys import ApiKeys
+from integration_platform.clients.registry import ClientRegistry
+from integration_platform.clients.syncs import SyncLedger
+from integration_platform.orchestration.orchestrator import Orchestrator
+from integration_platform.orchestration.status import StatusReader
+from integration_platform.orchestration.supervisor import SyncSupervisor
+
+
+@dataclass
+class Services:
+    registry: ClientRegistry
+    api_keys: ApiKeys
+    ledger: SyncLedger
+    orchestrator: Orchestrator
+    supervisor: SyncSupervisor
+    status: StatusReader
+    customers: CustomerReader
+    metrics: ApiMetrics
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found

@@ -1,0 +1,28 @@
+"""The API's settings, from the environment (the same variables the rest of the platform reads)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from integration_platform import environment
+from integration_platform.clients.database import database_url
+from integration_platform.landing.warehouse import Warehouse
+from integration_platform.orchestration.dagster_graphql import webserver_url
+
+SYNC_POLL_VARIABLE = "INTEGRATION_PLATFORM_SYNC_POLL_SECONDS"
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    database_url: str
+    dagster_url: str
+    published_warehouse: Path
+    sync_poll_seconds: float = 2.0
+
+    @classmethod
+    def from_environment(cls) -> ApiSettings:
+        return cls(database_url=database_url(), dagster_url=webserver_url(),
+                   published_warehouse=Warehouse(environment.warehouse_path()).published_path,
+                   sync_poll_seconds=float(os.environ.get(SYNC_POLL_VARIABLE, "2")))

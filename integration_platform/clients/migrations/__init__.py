@@ -1,0 +1,1 @@
+"""Alembic migrations of the client store (applied by database.migrate())."""

@@ -1,0 +1,1 @@
+"""Syncs as Dagster runs: launching them (orchestrator), reading them back (runs, status)."""

@@ -1,0 +1,100 @@
+"""The API on a free loopback port, with its store (SQLite, or PostgreSQL when DATABASE_URL is
+set), a stand-in Dagster webserver and a published warehouse copy of two clients."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from integration_platform.api.app import create_app
+from integration_platform.api.settings import ApiSettings
+from integration_platform.clients.database import normalized_url
+from integration_platform.webhooks.server import ReceiverServer
+from tests.api.fake_dagster import FakeDagster
+from tests.api.warehouse_fixture import build_published_warehouse
+
+ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> Iterator[str]:
+    """SQLite in the test's folder; with DATABASE_URL, a schema of its own in PostgreSQL."""
+    configured = os.environ.get("DATABASE_URL")
+    if not configured:
+        yield f"sqlite:///{tmp_path / 'platform.sqlite'}"
+        return
+    base = normalized_url(configured)
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(base)
+    with engine.begin() as connection:
+        connection.execute(text(f'create schema "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with engine.begin() as connection:
+        connection.execute(text(f'drop schema "{schema}" cascade'))
+    engine.dispose()
+
+
+@pytest.fixture
+def fake_dagster() -> Iterator[tuple[FakeDagster, str]]:
+    dagster = FakeDagster()
+    server = ReceiverServer(dagster.app(), port=0, name="fake Dagster").start()
+    dagster.server = server
+    yield dagster, server.url
+    server.stop()
+
+
+@dataclass
+class Api:
+    url: str
+    http: httpx.Client  # authenticated as the admin
+    dagster: FakeDagster
+    store_url: str
+    settings: ApiSettings
+
+    def anonymous(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+    def as_key(self, token: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10,
+                            headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture
+def api_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("INTEGRATION_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("INTEGRATION_PLATFORM_SECRET_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("INTEGRATION_PLATFORM_ADMIN_KEY", ADMIN_KEY)
+    return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def published_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once: the API only ever reads it."""
+    return build_published_warehouse(
+        tmp_path_factory.mktemp("published") / "warehouse.published.duckdb")
+
+
+@pytest.fixture
+def api(api_environment: Path, store_url: str, fake_dagster: tuple[FakeDagster, str],
+        published_warehouse: Path) -> Iterator[Api]:
+    dagster, dagster_url = fake_dagster
+    published = published_warehouse
+    settings = ApiSettings(database_url=store_url, dagster_url=dagster_url,
+                           published_warehouse=published, sync_poll_seconds=0.2)
+    server = ReceiverServer(create_app(settings), port=0, name="API server").start()
+    http = httpx.Client(base_url=server.url, timeout=10,
+                        headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    yield Api(server.url, http, dagster, store_url, settings)
+    http.close()
+    server.stop()
