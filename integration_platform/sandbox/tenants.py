@@ -120,8 +120,8 @@ class Tenants:
 
     def _known(self, tenant: int) -> int:
         if not 0 <= tenant < self.count:
-            raise UnknownTenantError(f"no tenant {tenant}: this sandbox serves tenants "
-                                     f"0..{self.count - 1} (sandbox up --tenants N)")
+            raise UnknownTenantError(f"no tenant {tenant}: there are {self.count}, numbered "
+                                     f"0..{self.count - 1} (--tenants N serves 0..N-1)")
         return tenant
 
     def credentials(self, tenant: int) -> SandboxCredentials:

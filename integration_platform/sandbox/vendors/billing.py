@@ -181,7 +181,8 @@ class Billing:
                                                 lead_seconds=PAYMENT_DELAY_SECONDS)
         self.quota = WindowQuota(world.settings.billing_requests_per_second, 1.0)
         self.requests: Counter[str] = Counter()
-        self.pages = pages or PageCache(world.settings.billing_page_cache_mb * 1024 * 1024)
+        self.pages = pages if pages is not None else PageCache(
+            world.settings.billing_page_cache_mb * 1024 * 1024)
         self.webhook_counts = WebhookCounts()
         # Webhooks go to one receiver, which knows the default tenant's secret only.
         url = world.settings.webhook_url if world.tenant == 0 else None
