@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from integration_platform.sandbox.chaos import ChaosEngine, ChaosMiddleware, ChaosSettings
-from integration_platform.sandbox.tenants import PerTenant, Tenants, client_listing
+from integration_platform.sandbox.tenants import PerTenant, Tenants, VendorState, client_listing
 from integration_platform.sandbox.world import World
 
 
@@ -91,7 +91,6 @@ Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 # A vendor's check of a request's credentials: the tenant they belong to, or the refusal.
 Authenticate = Callable[[Request], Awaitable[int | Response]]
-VendorState = TypeVar("VendorState")
 
 
 def authenticated(authenticate: Authenticate, states: PerTenant[VendorState],
