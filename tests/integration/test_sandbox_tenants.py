@@ -21,6 +21,7 @@ from integration_platform import environment
 from integration_platform.cli import main
 from integration_platform.extraction.runner import open_extractor
 from integration_platform.sandbox import signing
+from integration_platform.sandbox.chaos import ChaosSettings
 from integration_platform.sandbox.roster import ALL_VENDORS, VENDORS
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.truth import ground_truth
@@ -305,6 +306,17 @@ def test_one_tenant_spending_its_billing_quota_leaves_another_tenants_whole_when
     assert spent is not None, "tenant 0 was never limited"
     assert other.status_code == 200
     assert other.headers["x-ratelimit-remaining"] == "2"
+
+
+def test_vendor_chaos_hits_every_tenant_when_a_fault_is_scripted(tenants_sandbox: Sandbox) -> None:
+    engine = tenants_sandbox.engines["billing"]
+    engine.configure(ChaosSettings(), ["503", "503"])
+    try:
+        statuses = [_billing(tenants_sandbox, tenant, "/v1/customers", limit=1).status_code
+                    for tenant in (2, 1, 2)]
+    finally:
+        engine.configure(ChaosSettings())
+    assert statuses == [503, 503, 200]
 
 
 # -- the CLI ------------------------------------------------------------------------------------
