@@ -6,6 +6,7 @@ import contextlib
 import csv
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,13 @@ import click
 from integration_platform import environment
 from integration_platform.logs import configure_logging, get_logger, scrub_text
 from integration_platform.sandbox.chaos import PROFILES, ChaosConfigError, parse_chaos
-from integration_platform.sandbox.server import DEFAULT_BASE_PORT, Sandbox, parse_vendors
+from integration_platform.sandbox.server import (
+    DEFAULT_BASE_PORT,
+    Sandbox,
+    parse_vendors,
+    vendor_urls,
+)
+from integration_platform.sandbox.tenants import MAX_TENANTS
 from integration_platform.sandbox.world import (
     MissingCredentialError,
     SandboxCredentials,
@@ -85,6 +92,18 @@ def sandbox_options(func: click.decorators.FC) -> click.decorators.FC:
     return func
 
 
+# `integration-platform up` serves a second tenant, so a second client can be registered.
+PLATFORM_TENANTS = 2
+
+
+def tenants_option(default: int) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    return click.option(
+        "--tenants", default=default, show_default=True, type=click.IntRange(1, MAX_TENANTS),
+        help="Customer accounts each vendor serves: tenant 0 with the credentials of "
+             "config/sandbox.env, tenants 1.. with their own credentials (derived from the "
+             "seed; `sandbox tenants` prints them) and their own population.")
+
+
 def build_settings(seed: int, customers: int, chaos_profile: str,
                    chaos_overrides: tuple[str, ...], **extra: object) -> SandboxSettings:
     try:
@@ -96,6 +115,7 @@ def build_settings(seed: int, customers: int, chaos_profile: str,
 
 @sandbox.command("up")
 @sandbox_options
+@tenants_option(1)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True,
               help="CRM on this port, billing +1, support +2, analytics +3, clinic +4, "
@@ -113,7 +133,8 @@ def build_settings(seed: int, customers: int, chaos_profile: str,
 @click.option("--stream-rate", default=50.0, show_default=True,
               help="Analytics SSE events per second (0: as fast as possible).")
 def sandbox_up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profile: str,
-               chaos_overrides: tuple[str, ...], host: str, base_port: int, token_ttl: float,
+               chaos_overrides: tuple[str, ...], tenants: int, host: str, base_port: int,
+               token_ttl: float,
                billing_rate_limit: int, billing_page_cache_mb: int, webhook_url: str | None,
                webhook_rate: float, stream_rate: float) -> None:
     """Serve the sandbox vendors (by default the four SaaS ones) until interrupted."""
@@ -121,15 +142,20 @@ def sandbox_up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profil
         seed, customers, chaos_profile, chaos_overrides, token_ttl_seconds=token_ttl,
         billing_requests_per_second=billing_rate_limit,
         billing_page_cache_mb=billing_page_cache_mb, webhook_url=webhook_url,
-        webhook_events_per_second=webhook_rate, stream_events_per_second=stream_rate)
+        webhook_events_per_second=webhook_rate, stream_events_per_second=stream_rate,
+        tenants=tenants)
     try:
         server = Sandbox(settings, _sandbox_credentials(), host=host, base_port=base_port,
                          vendors=vendors)
     except OSError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"sandbox: seed={seed} customers={customers} chaos={chaos_profile}")
+    click.echo(f"sandbox: seed={seed} customers={customers} chaos={chaos_profile} "
+               f"tenants={tenants}")
     for vendor, url in server.urls.items():
         click.echo(f"  {vendor:<10} {url}")
+    if tenants > 1:
+        click.echo(f"tenants' credentials: GET <vendor URL>/_sandbox/tenants, or "
+                   f"integration-platform sandbox tenants --tenants {tenants} --seed {seed}")
     click.echo("Ctrl-C to stop.", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
@@ -137,12 +163,14 @@ def sandbox_up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profil
 
 @sandbox.command("ground-truth")
 @sandbox_options
+@click.option("--tenant", default=0, show_default=True, type=click.IntRange(0, MAX_TENANTS - 1),
+              help="Whose records: 0 is the default tenant.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV file to write (default: stdout).")
 def sandbox_ground_truth(vendors: tuple[str, ...], seed: int, customers: int,
-                         chaos_profile: str, chaos_overrides: tuple[str, ...],
+                         chaos_profile: str, chaos_overrides: tuple[str, ...], tenant: int,
                          out: Path | None) -> None:
-    """Write which true customer every vendor record belongs to, as CSV."""
+    """Write which true customer every vendor record of one tenant belongs to, as CSV."""
     from integration_platform.sandbox.truth import ground_truth
 
     settings = build_settings(seed, customers, chaos_profile, chaos_overrides)
@@ -150,15 +178,59 @@ def sandbox_ground_truth(vendors: tuple[str, ...], seed: int, customers: int,
     try:
         writer = csv.writer(handle)
         writer.writerow(["vendor", "endpoint", "record_id", "entity_id"])
-        for vendor, row in ground_truth(settings, _sandbox_credentials(), vendors):
+        for vendor, row in ground_truth(settings, _sandbox_credentials(), vendors, tenant):
             writer.writerow([vendor, row.endpoint, row.record_id, row.entity_id])
     finally:
         if out:
             handle.close()
 
 
+@sandbox.command("tenants")
+@click.option("--vendors", default="saas", show_default=True, callback=_vendors,
+              help="Vendors whose credentials to print (as for `sandbox up`).")
+@click.option("--seed", default=42, show_default=True, help="Seed the sandbox runs with.")
+@tenants_option(PLATFORM_TENANTS)
+@click.option("--tenant", default=None, type=click.IntRange(0, MAX_TENANTS - 1),
+              help="Only this tenant.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Sandbox host.")
+@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True,
+              help="The sandbox's base port (CRM; the other vendors follow).")
+@click.option("--json", "as_json", is_flag=True,
+              help='JSON: {"tenants": [{"tenant": K, "credentials": {SOURCE: {VARIABLE: '
+                   'value}}}]}, the shape of a client\'s credentials in the API.')
+def sandbox_tenants(vendors: tuple[str, ...], seed: int, tenants: int, tenant: int | None,
+                    host: str, base_port: int, as_json: bool) -> None:
+    """Print each tenant's credentials and base URLs, named as the source specs' variables.
+
+    Without --json, as an env file per tenant: `--tenant 1 > tenant1.env` gives what the
+    specs need to read tenant 1's data.
+    """
+    import json
+
+    from integration_platform.sandbox.tenants import Tenants, UnknownTenantError, client_listing
+
+    directory = Tenants(SandboxSettings(seed=seed, tenants=tenants), _sandbox_credentials())
+    try:
+        listing = client_listing(directory, directory if tenant is None else [tenant],
+                                 vendor_urls(host, base_port, vendors))
+    except UnknownTenantError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tenant") from exc
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    for index, entry in enumerate(listing["tenants"]):
+        if index:
+            click.echo()
+        default = " (the default: config/sandbox.env)" if entry["tenant"] == 0 else ""
+        click.echo(f"# tenant {entry['tenant']}{default}")
+        for variables in entry["credentials"].values():
+            for name, value in variables.items():
+                click.echo(f"{name}={value}")
+
+
 @main.command("up")
 @sandbox_options
+@tenants_option(PLATFORM_TENANTS)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Sandbox host.")
 @click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True,
               help="First sandbox port (CRM); the other vendors follow.")
@@ -168,13 +240,14 @@ def sandbox_ground_truth(vendors: tuple[str, ...], seed: int, customers: int,
 @click.option("--api-port", default=8000, show_default=True,
               help="Integration Platform API port.")
 def up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profile: str,
-       chaos_overrides: tuple[str, ...], host: str, base_port: int, ui_port: int,
-       webhook_port: int | None, api_port: int) -> None:
+       chaos_overrides: tuple[str, ...], tenants: int, host: str, base_port: int,
+       ui_port: int, webhook_port: int | None, api_port: int) -> None:
     """Run the platform: webhook receiver, sandbox vendors, Dagster UI and the API."""
     from integration_platform.launcher import run_platform
 
     build_settings(seed, customers, chaos_profile, chaos_overrides)  # fail fast on bad knobs
-    sandbox_args = ["--seed", str(seed), "--customers", str(customers), "--chaos", chaos_profile]
+    sandbox_args = ["--seed", str(seed), "--customers", str(customers), "--chaos", chaos_profile,
+                    "--tenants", str(tenants)]
     for override in chaos_overrides:
         sandbox_args += ["--chaos-set", override]
     sys.exit(run_platform(host=host, base_port=base_port, ui_port=ui_port,

@@ -155,6 +155,9 @@ def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[
             env=env)
         children.append(sandbox)
         wait_until_healthy(urls, timeout=60, process=sandbox)
+        print(f"Sandbox tenants' credentials: GET {next(iter(urls.values()))}/_sandbox/tenants "
+              "(each vendor lists its own), or `integration-platform sandbox tenants` for all",
+              flush=True)
         if any(spec.streams for spec in load_specs().values()):
             # Event streams (SSE) into raw: a long-lived consumer; SIGTERM flushes its batch.
             children.append(subprocess.Popen(

@@ -3,7 +3,8 @@
 `Sandbox` binds its sockets first (base port 0 picks free ports), then serves either in the
 foreground (the CLI) or in a background thread (tests and benchmarks). By default it serves
 the four SaaS vendors; `vendors` picks others (the registry variant: clinic, insurer). Each
-vendor has a fixed port offset from the base port, whichever others are served.
+vendor has a fixed port offset from the base port, whichever others are served, and serves
+`settings.tenants` tenants (see tenants.py).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from starlette.types import ASGIApp
 from integration_platform.sandbox.chaos import ChaosEngine
 from integration_platform.sandbox.population import mix64
 from integration_platform.sandbox.roster import ALL_VENDORS, REGISTRY_VENDORS, VENDOR_SALT, VENDORS
+from integration_platform.sandbox.tenants import Tenants
 from integration_platform.sandbox.vendors import analytics, billing, clinic, crm, insurer, support
 from integration_platform.sandbox.vendors.common import TruthRow
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
 
-AppFactory = Callable[[World, ChaosEngine], ASGIApp]
+AppFactory = Callable[[Tenants, ChaosEngine], ASGIApp]
 VENDOR_APPS: dict[str, AppFactory] = {
     "crm": crm.create_app,
     "billing": billing.create_app,
@@ -76,7 +78,8 @@ class Sandbox:
     def __init__(self, settings: SandboxSettings, credentials: SandboxCredentials,
                  host: str = "127.0.0.1", base_port: int = DEFAULT_BASE_PORT,
                  vendors: tuple[str, ...] = VENDORS) -> None:
-        self.world = World(settings, credentials)
+        self.tenants = Tenants(settings, credentials)
+        self.world = self.tenants.world(0)  # the default tenant's
         self.host = host
         self.vendors = vendors
         self.engines = {
@@ -100,7 +103,7 @@ class Sandbox:
     def _build_servers(self) -> list[uvicorn.Server]:
         servers = []
         for vendor in self.vendors:
-            app = VENDOR_APPS[vendor](self.world, self.engines[vendor])
+            app = VENDOR_APPS[vendor](self.tenants, self.engines[vendor])
             config = uvicorn.Config(app, log_level="warning", access_log=False,
                                     lifespan="on", timeout_graceful_shutdown=2)
             servers.append(uvicorn.Server(config))

@@ -6,13 +6,16 @@ from collections.abc import Iterator
 
 from integration_platform.sandbox.roster import VENDORS
 from integration_platform.sandbox.server import VENDOR_TRUTH
+from integration_platform.sandbox.tenants import tenant_world
 from integration_platform.sandbox.vendors.common import TruthRow
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
+from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
 
 
 def ground_truth(settings: SandboxSettings, credentials: SandboxCredentials,
-                 vendors: tuple[str, ...] = VENDORS) -> Iterator[tuple[str, TruthRow]]:
-    world = World(settings, credentials)
+                 vendors: tuple[str, ...] = VENDORS,
+                 tenant: int = 0) -> Iterator[tuple[str, TruthRow]]:
+    """Every record of `vendors` for one tenant (default: the default tenant, 0)."""
+    world = tenant_world(settings, credentials, tenant)
     for vendor in vendors:
         for row in VENDOR_TRUTH[vendor](world):
             yield vendor, row

@@ -1,8 +1,9 @@
-"""Sandbox settings, the demo credentials it accepts, and the shared world every vendor serves."""
+"""Sandbox settings, the demo credentials it accepts, and the world one tenant's vendors serve."""
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ class SandboxSettings:
     webhook_events_per_second: float = 5.0
     stream_events_per_second: float = 50.0
     signature_max_age_seconds: float = 300.0
+    # Customer accounts each vendor serves (tenant 0 is the default one; see tenants.py).
+    tenants: int = 1
 
 
 class MissingCredentialError(RuntimeError):
@@ -79,12 +82,19 @@ class SandboxCredentials:
 
 
 class World:
-    """Population, rosters and id scheme shared by the vendors of one sandbox."""
+    """Population, rosters and id scheme shared by the vendors of one tenant of a sandbox.
 
-    def __init__(self, settings: SandboxSettings, credentials: SandboxCredentials) -> None:
+    Tenant 0's ids are `<prefix>_<8 hex>`; another tenant's carry its number,
+    `<prefix>_t<tenant>_<8 hex>`, so no id is ever valid for two tenants.
+    """
+
+    def __init__(self, settings: SandboxSettings, credentials: SandboxCredentials,
+                 tenant: int = 0) -> None:
         self.settings = settings
         self.credentials = credentials
+        self.tenant = tenant
         self.population = Population(settings.seed, settings.customers)
+        self._id_tag = f"t{tenant}_" if tenant else ""
         self._rosters: dict[str, Roster] = {}
         self._id_keys: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -108,19 +118,19 @@ class World:
     def record_id(self, prefix: str, position: int) -> str:
         """An opaque, unique, stable id: multiplying by an odd number is a bijection mod 2**32."""
         scrambled = ((position * 2654435761) & 0xFFFFFFFF) ^ self._id_key(prefix)
-        return f"{prefix}_{scrambled:08x}{position >> 32:x}" if position >> 32 else (
-            f"{prefix}_{scrambled:08x}"
-        )
+        high = f"{position >> 32:x}" if position >> 32 else ""
+        return f"{prefix}_{self._id_tag}{scrambled:08x}{high}"
 
     def position_of(self, prefix: str, record_id: str) -> int | None:
-        """Inverse of `record_id`, or None when the id is not one of ours."""
-        head, _, digits = record_id.partition("_")
-        if head != prefix or len(digits) < 8:
+        """Inverse of `record_id`, or None when the id is not one of this tenant's."""
+        match = _RECORD_ID.fullmatch(record_id)
+        if match is None or match["prefix"] != prefix or (match["tag"] or "") != self._id_tag:
             return None
-        try:
-            scrambled = int(digits[:8], 16)
-            high = int(digits[8:], 16) if digits[8:] else 0
-        except ValueError:
-            return None
+        scrambled = int(match["low"], 16)
+        high = int(match["high"], 16) if match["high"] else 0
         low = ((scrambled ^ self._id_key(prefix)) * pow(2654435761, -1, 2**32)) & 0xFFFFFFFF
         return (high << 32) | low
+
+
+_RECORD_ID = re.compile(r"(?P<prefix>[a-z]+)_(?P<tag>t[0-9]+_)?(?P<low>[0-9a-f]{8})"
+                        r"(?P<high>[0-9a-f]*)")

@@ -11,9 +11,10 @@ import httpx
 from integration_platform.sandbox.world import SandboxCredentials
 
 
-def ground_truth_ids(base_url: str, endpoint: str) -> dict[str, int]:
-    """record id → entity id from a vendor's /_sandbox/ground-truth CSV."""
-    response = httpx.get(f"{base_url}/_sandbox/ground-truth", timeout=30)
+def ground_truth_ids(base_url: str, endpoint: str, tenant: int = 0) -> dict[str, int]:
+    """record id → entity id from a vendor's /_sandbox/ground-truth CSV (of one tenant)."""
+    response = httpx.get(f"{base_url}/_sandbox/ground-truth",
+                         params={"tenant": tenant} if tenant else None, timeout=30)
     response.raise_for_status()
     rows = csv.DictReader(io.StringIO(response.text))
     return {row["record_id"]: int(row["entity_id"]) for row in rows if row["endpoint"] == endpoint}

@@ -10,6 +10,7 @@ the events after the historical ones: `retry: 2000` first, then `event: usage` b
 is the integer event_id; `Last-Event-ID` (or `last_event_id`) resumes right after that id.
 POST /_sandbox/stream/disconnect ends every open stream. Each key may make
 `REQUESTS_PER_SECOND` requests a second (IETF RateLimit headers, 429 with Retry-After beyond).
+The key id names the tenant whose users and events a request reads, once its signature holds.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ from integration_platform.sandbox.identity import noisy_identity
 from integration_platform.sandbox.population import DATA_END, mix64, rng_for
 from integration_platform.sandbox.ratelimit import WindowQuota
 from integration_platform.sandbox.roster import ChildIndex, Timeline
+from integration_platform.sandbox.tenants import PerTenant, Tenants
 from integration_platform.sandbox.vendors.common import (
     JSONResponse,
     TruthRow,
     VendorAdmin,
+    authenticated,
     build_vendor_app,
     error_response,
     int_param,
@@ -156,6 +159,8 @@ class MicrosecondTimeline:
 
 
 class Analytics:
+    """One tenant's product analytics: its users, events, stream and quota."""
+
     def __init__(self, world: World, engine: ChaosEngine) -> None:
         self.world = world
         self.engine = engine
@@ -239,53 +244,11 @@ class Analytics:
     def _frames(self, first: int, stop: int, drift_from_us: int | None) -> bytes:
         return b"".join([self._frame(i, drift_from_us) for i in range(first, stop)])
 
-    # -- authentication and quota --------------------------------------------------------------
+    # -- quota -------------------------------------------------------------------------------
 
-    async def _signature_problem(self, request: Request) -> Response | None:
-        headers = request.headers
-        key_id = headers.get(signing.KEY_ID_HEADER)
-        stamp = headers.get(signing.TIMESTAMP_HEADER)
-        signature = headers.get(signing.SIGNATURE_HEADER)
-        if not (key_id and stamp and signature):
-            return _unauthorized("missing_signature",
-                                 "missing signature: send X-Key-Id, X-Timestamp (epoch seconds) "
-                                 "and X-Signature (hex HMAC-SHA256 of the canonical request)")
-        creds = self.world.credentials
-        if not hmac.compare_digest(key_id.encode("latin-1"), creds.analytics_key_id.encode()):
-            return _unauthorized("unknown_key", f"unknown key id {key_id!r}")
-        try:
-            sent_at = float(stamp)
-        except ValueError:
-            sent_at = math.nan
-        if not math.isfinite(sent_at):
-            return _unauthorized("bad_timestamp",
-                                 f"X-Timestamp {stamp!r} is not epoch seconds")
-        max_age = self.world.settings.signature_max_age_seconds
-        skew = time.time() - sent_at
-        if abs(skew) > max_age:
-            direction = "old" if skew > 0 else "in the future"
-            return _unauthorized("stale_timestamp",
-                                 f"stale timestamp: X-Timestamp is {abs(skew):.0f} s {direction}, "
-                                 f"allowed ±{max_age:g} s; sign each request (and retry) anew "
-                                 "and check the client's clock")
-        scope = request.scope
-        target = scope.get("raw_path") or scope["path"].encode()
-        if scope["query_string"]:
-            target += b"?" + scope["query_string"]
-        expected = signing.sign(creds.analytics_signing_secret, request.method, target, stamp,
-                                await request.body())
-        if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode("latin-1")):
-            return _unauthorized("bad_signature",
-                                 "bad signature: it does not match METHOD, path?query as sent, "
-                                 "X-Timestamp and the body's SHA-256 under this key's secret")
-        return None
-
-    async def _admit(self, request: Request) -> tuple[Response | None, dict[str, str]]:
-        """A 401 or 429 to answer with, or None; plus the rate-limit headers to send."""
-        problem = await self._signature_problem(request)
-        if problem is not None:
-            return problem, {}
-        quota = self.quota.take(request.headers[signing.KEY_ID_HEADER])
+    def _admit(self) -> tuple[Response | None, dict[str, str]]:
+        """A 429 to answer with, or None; plus the rate-limit headers to send."""
+        quota = self.quota.take(self.world.credentials.analytics_key_id)
         headers = quota.ietf_headers(self.quota.window_seconds)
         if not quota.allowed:
             return error_response(
@@ -298,7 +261,7 @@ class Analytics:
 
     async def _page(self, request: Request, clock: MicrosecondTimeline,
                     make: Callable[[int], dict[str, Any]]) -> Response:
-        denied, headers = await self._admit(request)
+        denied, headers = self._admit()
         if denied is not None:
             return denied
         per_page = int_param(request, "per_page", 100, lo=1, hi=MAX_PER_PAGE)
@@ -324,7 +287,7 @@ class Analytics:
                                 lambda position: self.event(position + 1, drift_from_us))
 
     async def stream(self, request: Request) -> Response:
-        denied, headers = await self._admit(request)
+        denied, headers = self._admit()
         if denied is not None:
             return denied
         last_id = self._last_event_id(request)
@@ -389,11 +352,12 @@ class Analytics:
         finally:
             self.streams_open -= 1
 
-    async def disconnect_streams(self, _: Request) -> Response:
+    def disconnect_streams(self) -> int:
+        """End every open stream; returns how many there were."""
         open_streams = self.streams_open
         self._hangup.set()
         self._hangup = asyncio.Event()
-        return JSONResponse({"disconnected": open_streams})
+        return open_streams
 
     def stats(self) -> dict[str, Any]:
         return {"counts": {"users": len(self.roster), "events": self.historical_events},
@@ -441,21 +405,73 @@ async def _pause(hangup: asyncio.Event, seconds: float) -> None:
             await hangup.wait()
 
 
+class Signatures:
+    """Checks a request's HMAC signature under the secret of the tenant its key id names."""
+
+    def __init__(self, tenants: Tenants) -> None:
+        self.tenants = tenants
+
+    async def authenticate(self, request: Request) -> int | Response:
+        headers = request.headers
+        key_id = headers.get(signing.KEY_ID_HEADER)
+        stamp = headers.get(signing.TIMESTAMP_HEADER)
+        signature = headers.get(signing.SIGNATURE_HEADER)
+        if not (key_id and stamp and signature):
+            return _unauthorized("missing_signature",
+                                 "missing signature: send X-Key-Id, X-Timestamp (epoch seconds) "
+                                 "and X-Signature (hex HMAC-SHA256 of the canonical request)")
+        tenant = self.tenants.find(analytics_key_id=key_id)
+        if tenant is None:
+            return _unauthorized("unknown_key", f"unknown key id {key_id!r}")
+        try:
+            sent_at = float(stamp)
+        except ValueError:
+            sent_at = math.nan
+        if not math.isfinite(sent_at):
+            return _unauthorized("bad_timestamp",
+                                 f"X-Timestamp {stamp!r} is not epoch seconds")
+        max_age = self.tenants.settings.signature_max_age_seconds
+        skew = time.time() - sent_at
+        if abs(skew) > max_age:
+            direction = "old" if skew > 0 else "in the future"
+            return _unauthorized("stale_timestamp",
+                                 f"stale timestamp: X-Timestamp is {abs(skew):.0f} s {direction}, "
+                                 f"allowed ±{max_age:g} s; sign each request (and retry) anew "
+                                 "and check the client's clock")
+        scope = request.scope
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope["query_string"]:
+            target += b"?" + scope["query_string"]
+        secret = self.tenants.credentials(tenant).analytics_signing_secret
+        expected = signing.sign(secret, request.method, target, stamp, await request.body())
+        if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode("latin-1")):
+            return _unauthorized("bad_signature",
+                                 "bad signature: it does not match METHOD, path?query as sent, "
+                                 "X-Timestamp and the body's SHA-256 under this key's secret")
+        return tenant
+
+
 def _unauthorized(code: str, message: str) -> Response:
     return error_response(401, code, message,
                           {"www-authenticate": 'HMAC-SHA256 realm="analytics"'})
 
 
-def create_app(world: World, engine: ChaosEngine) -> ASGIApp:
-    analytics = Analytics(world, engine)
+def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
+    products = PerTenant(tenants, lambda world: Analytics(world, engine))
+    signatures = Signatures(tenants)
+
+    async def disconnect_streams(_: Request) -> Response:
+        return JSONResponse({"disconnected": sum(product.disconnect_streams()
+                                                 for product in products.built())})
+
     routes: list[BaseRoute] = [
-        Route("/v1/users", analytics.users),
-        Route("/v1/events", analytics.events),
-        Route(STREAM_PATH, analytics.stream),
-        Route("/_sandbox/stream/disconnect", analytics.disconnect_streams, methods=["POST"]),
+        Route(path, authenticated(signatures.authenticate, products, handler))
+        for path, handler in (("/v1/users", Analytics.users), ("/v1/events", Analytics.events),
+                              (STREAM_PATH, Analytics.stream))
     ]
-    admin = VendorAdmin(VENDOR, lambda: ground_truth(world), analytics.stats)
-    app = build_vendor_app(world, engine, admin, routes)
+    routes.append(Route("/_sandbox/stream/disconnect", disconnect_streams, methods=["POST"]))
+    admin = VendorAdmin(VENDOR, ground_truth, lambda tenant: products[tenant].stats())
+    app = build_vendor_app(tenants, engine, admin, routes)
     if not isinstance(app, ChaosMiddleware):
         raise TypeError("analytics expects build_vendor_app to wrap its app in ChaosMiddleware")
     return StreamChaos(app)

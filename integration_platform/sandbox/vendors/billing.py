@@ -5,7 +5,9 @@ GET /v1/customers, /v1/subscriptions, /v1/invoices and /v1/payments take `offset
 seconds) and answer `{"data": [...], "total": N, "offset": o, "limit": l}`. Money is messy on
 purpose: invoices and subscriptions carry integer minor units, payments decimal strings in
 major units. With `webhook_url` set, invoice and payment events are POSTed, signed the Standard
-Webhooks way; POST /_sandbox/webhooks/emit?count=N sends the next N at once.
+Webhooks way; POST /_sandbox/webhooks/emit?count=N sends the next N at once. An API key reads
+its tenant's records; webhooks are the default tenant's (tenant 0), as the one receiver they go
+to knows that tenant's secret only.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import secrets
 import time
 from array import array
 from collections import Counter, OrderedDict
@@ -44,10 +45,12 @@ from integration_platform.sandbox.population import (
 )
 from integration_platform.sandbox.ratelimit import WindowQuota
 from integration_platform.sandbox.roster import ChildIndex, Timeline
+from integration_platform.sandbox.tenants import PerTenant, Tenants
 from integration_platform.sandbox.vendors.common import (
     JSONResponse,
     TruthRow,
     VendorAdmin,
+    authenticated,
     build_vendor_app,
     error_response,
     int_param,
@@ -157,10 +160,12 @@ class PageCache:
 
 
 class Billing:
-    """The vendor's state: rosters and timelines (indexes, not data), quota, counters, webhooks."""
+    """One tenant's billing: rosters and timelines (indexes, not data), quota, counters, and
+    for the default tenant the webhooks. `pages` may be shared by every tenant's Billing (its
+    keys name the tenant), so the cache's bound holds for the vendor as a whole."""
 
-    def __init__(self, world: World, engine: ChaosEngine, *, webhook_max_attempts: int = 5,
-                 webhook_backoff_seconds: float = 0.2) -> None:
+    def __init__(self, world: World, engine: ChaosEngine, *, pages: PageCache | None = None,
+                 webhook_max_attempts: int = 5, webhook_backoff_seconds: float = 0.2) -> None:
         self.world = world
         self.engine = engine
         seed = world.settings.seed
@@ -176,10 +181,13 @@ class Billing:
                                                 lead_seconds=PAYMENT_DELAY_SECONDS)
         self.quota = WindowQuota(world.settings.billing_requests_per_second, 1.0)
         self.requests: Counter[str] = Counter()
-        self.pages = PageCache(world.settings.billing_page_cache_mb * 1024 * 1024)
+        self.pages = pages if pages is not None else PageCache(
+            world.settings.billing_page_cache_mb * 1024 * 1024)
         self.webhook_counts = WebhookCounts()
-        self.sender = None if world.settings.webhook_url is None else WebhookSender(
-            world.settings.webhook_url, world.credentials.billing_webhook_secret,
+        # Webhooks go to one receiver, which knows the default tenant's secret only.
+        url = world.settings.webhook_url if world.tenant == 0 else None
+        self.sender = None if url is None else WebhookSender(
+            url, world.credentials.billing_webhook_secret,
             max_attempts=webhook_max_attempts, backoff_base_seconds=webhook_backoff_seconds)
         self._events = self._event_stream()
         self._revenue: dict[str, dict[str, Any]] | None = None
@@ -299,14 +307,7 @@ class Billing:
 
     def _page(self, request: Request, endpoint: str, timeline: Timeline,
               make: Callable[[int], dict[str, Any]]) -> Response:
-        api_key = self.world.credentials.billing_api_key
-        given = request.headers.get("x-api-key")
-        # Header values arrive as latin-1 text; compare bytes so any value is comparable.
-        if given is None or not secrets.compare_digest(given.encode("latin-1"),
-                                                       api_key.encode("latin-1")):
-            return error_response(401, "invalid_api_key",
-                                  "missing or wrong API key: send it in the X-API-Key header")
-        quota = self.quota.take(api_key)
+        quota = self.quota.take(self.world.credentials.billing_api_key)
         headers = quota.x_ratelimit_headers()
         if not quota.allowed:
             return error_response(
@@ -326,7 +327,7 @@ class Billing:
             start -= limit  # a buggy API serving the previous page again
         end = min(window.stop, start + limit)
         self.requests[endpoint] += 1
-        key = (endpoint, start, end, len(window), offset, limit,
+        key = (self.world.tenant, endpoint, start, end, len(window), offset, limit,
                self.engine.settings.schema_drift_from)
         body = self.pages.get(key)
         if body is None:
@@ -474,17 +475,28 @@ class Billing:
         }
 
 
-def create_app(world: World, engine: ChaosEngine) -> ASGIApp:
-    billing = Billing(world, engine)
+def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
+    pages = PageCache(tenants.settings.billing_page_cache_mb * 1024 * 1024)
+    accounts = PerTenant(tenants, lambda world: Billing(world, engine, pages=pages))
+    default = accounts[0]
+
+    async def authenticate(request: Request) -> int | Response:
+        tenant = tenants.find(billing_api_key=request.headers.get("x-api-key", ""))
+        if tenant is None:
+            return error_response(401, "invalid_api_key",
+                                  "missing or wrong API key: send it in the X-API-Key header")
+        return tenant
+
     routes: list[BaseRoute] = [
-        Route("/v1/customers", billing.customers),
-        Route("/v1/subscriptions", billing.subscriptions),
-        Route("/v1/invoices", billing.invoices),
-        Route("/v1/payments", billing.payments),
-        Route("/_sandbox/webhooks/emit", billing.emit, methods=["POST"]),
+        Route(f"/v1/{endpoint}", authenticated(authenticate, accounts, handler))
+        for endpoint, handler in (("customers", Billing.customers),
+                                  ("subscriptions", Billing.subscriptions),
+                                  ("invoices", Billing.invoices),
+                                  ("payments", Billing.payments))
     ]
-    admin = VendorAdmin(VENDOR, lambda: ground_truth(world), billing.stats)
-    return build_vendor_app(world, engine, admin, routes, lifespan=billing.lifespan)
+    routes.append(Route("/_sandbox/webhooks/emit", default.emit, methods=["POST"]))
+    admin = VendorAdmin(VENDOR, ground_truth, lambda tenant: accounts[tenant].stats())
+    return build_vendor_app(tenants, engine, admin, routes, lifespan=default.lifespan)
 
 
 def ground_truth(world: World) -> Iterator[TruthRow]:

@@ -10,7 +10,6 @@ be no real date (the clinic's system never checked).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,10 +21,12 @@ from starlette.types import ASGIApp
 from integration_platform.sandbox.chaos import ChaosEngine
 from integration_platform.sandbox.population import rng_for
 from integration_platform.sandbox.registry import national_id_format, registry_person
+from integration_platform.sandbox.tenants import PerTenant, Tenants
 from integration_platform.sandbox.vendors.common import (
     JSONResponse,
     TruthRow,
     VendorAdmin,
+    authenticated,
     build_vendor_app,
     error_response,
     int_param,
@@ -40,6 +41,8 @@ MAX_PER_PAGE = 500
 
 
 class Clinic:
+    """One tenant's patient index."""
+
     def __init__(self, world: World) -> None:
         self.world = world
         self.roster = world.roster(VENDOR)
@@ -68,10 +71,6 @@ class Clinic:
         }
 
     async def patients(self, request: Request) -> Response:
-        token = request.headers.get("authorization", "").removeprefix("Bearer ")
-        if not secrets.compare_digest(token, self.world.credentials.clinic_api_token):
-            return error_response(401, "unauthorized", "a valid Bearer token is required",
-                                  {"www-authenticate": 'Bearer realm="clinic"'})
         per_page = int_param(request, "per_page", 100, lo=1, hi=MAX_PER_PAGE)
         total_pages = max(1, -(-len(self.roster) // per_page))
         page = int_param(request, "page", 1, lo=1, hi=2**31)
@@ -84,10 +83,21 @@ class Clinic:
         return {"counts": {"patients": len(self.roster)}}
 
 
-def create_app(world: World, engine: ChaosEngine) -> ASGIApp:
-    clinic = Clinic(world)
-    admin = VendorAdmin(VENDOR, lambda: ground_truth(world), clinic.stats)
-    return build_vendor_app(world, engine, admin, [Route("/v1/patients", clinic.patients)])
+def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
+    clinics = PerTenant(tenants, Clinic)
+
+    async def authenticate(request: Request) -> int | Response:
+        auth = request.headers.get("authorization", "")
+        tenant = (tenants.find(clinic_api_token=auth.removeprefix("Bearer "))
+                  if auth.startswith("Bearer ") else None)
+        if tenant is None:
+            return error_response(401, "unauthorized", "a valid Bearer token is required",
+                                  {"www-authenticate": 'Bearer realm="clinic"'})
+        return tenant
+
+    routes = [Route("/v1/patients", authenticated(authenticate, clinics, Clinic.patients))]
+    admin = VendorAdmin(VENDOR, ground_truth, lambda tenant: clinics[tenant].stats())
+    return build_vendor_app(tenants, engine, admin, routes)
 
 
 def ground_truth(world: World) -> Iterator[TruthRow]:

@@ -1,12 +1,15 @@
-"""What every sandbox vendor shares: JSON responses, parameter parsing and the admin routes.
+"""What every sandbox vendor shares: JSON responses, parameter parsing, tenant resolution and
+the admin routes.
 
-Admin routes live under `/_sandbox/` (no auth, no chaos): health, the ground truth of which
-person each record belongs to, record counts, and the chaos switchboard tests use.
+A vendor authenticates each request to a tenant (`authenticated`) and answers from that
+tenant's state only. Admin routes live under `/_sandbox/` (no auth, no chaos): health, the
+ground truth of which person each record belongs to and record counts (both per tenant,
+`?tenant=K`, default 0), each tenant's client credentials, and the chaos switchboard tests use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from integration_platform.sandbox.chaos import ChaosEngine, ChaosMiddleware, ChaosSettings
+from integration_platform.sandbox.tenants import PerTenant, Tenants, VendorState, client_listing
 from integration_platform.sandbox.world import World
 
 
@@ -76,50 +80,85 @@ class TruthRow:
 
 @dataclass(frozen=True)
 class VendorAdmin:
-    """What a vendor tells the admin routes about itself."""
+    """What a vendor tells the admin routes about itself, per tenant."""
 
     name: str
-    ground_truth: Callable[[], Iterator[TruthRow]]
-    stats: Callable[[], dict[str, Any]]
+    ground_truth: Callable[[World], Iterator[TruthRow]]
+    stats: Callable[[int], dict[str, Any]]
 
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+# A vendor's check of a request's credentials: the tenant they belong to, or the refusal.
+Authenticate = Callable[[Request], Awaitable[int | Response]]
 
 
-def build_vendor_app(world: World, engine: ChaosEngine, admin: VendorAdmin,
+def authenticated(authenticate: Authenticate, states: PerTenant[VendorState],
+                  handler: Callable[[VendorState, Request], Awaitable[Response]]) -> Endpoint:
+    """An endpoint that answers from the state of the tenant whose credentials came with the
+    request, and refuses requests whose credentials are no tenant's."""
+
+    async def endpoint(request: Request) -> Response:
+        tenant = await authenticate(request)
+        if isinstance(tenant, Response):
+            return tenant
+        return await handler(states[tenant], request)
+
+    return endpoint
+
+
+def tenant_param(request: Request, tenants: Tenants) -> int:
+    """`?tenant=K` of an admin route (default 0, the default tenant)."""
+    return int_param(request, "tenant", 0, lo=0, hi=tenants.count - 1)
+
+
+def build_vendor_app(tenants: Tenants, engine: ChaosEngine, admin: VendorAdmin,
                      routes: Sequence[BaseRoute], lifespan: Lifespan | None = None) -> ASGIApp:
     """A vendor's Starlette app with the admin routes added and chaos wrapped around it."""
+    settings = tenants.settings
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"vendor": admin.name, "status": "ok",
-                             "seed": world.settings.seed, "customers": world.settings.customers})
+        return JSONResponse({"vendor": admin.name, "status": "ok", "seed": settings.seed,
+                             "customers": settings.customers, "tenants": tenants.count})
 
-    async def ground_truth(_: Request) -> Response:
+    async def ground_truth(request: Request) -> Response:
+        world = tenants.world(tenant_param(request, tenants))
+
         def lines() -> Iterator[bytes]:
             yield b"endpoint,record_id,entity_id\n"
-            for row in admin.ground_truth():
+            for row in admin.ground_truth(world):
                 yield f"{row.endpoint},{row.record_id},{row.entity_id}\n".encode()
 
         return StreamingResponse(lines(), media_type="text/csv")
 
-    async def stats(_: Request) -> Response:
-        return JSONResponse({"vendor": admin.name, **admin.stats(),
+    async def stats(request: Request) -> Response:
+        tenant = tenant_param(request, tenants)
+        return JSONResponse({"vendor": admin.name, "tenant": tenant,
+                             "seed": tenants.world(tenant).settings.seed, **admin.stats(tenant),
                              "chaos_injected": engine.injected})
+
+    async def tenant_credentials(request: Request) -> Response:
+        chosen = ([tenant_param(request, tenants)] if "tenant" in request.query_params
+                  else list(tenants))
+        base_url = str(request.base_url).rstrip("/")
+        return JSONResponse({"vendor": admin.name,
+                             **client_listing(tenants, chosen, {admin.name: base_url})})
 
     async def chaos(request: Request) -> Response:
         if request.method == "POST":
             body = orjson.loads(await request.body() or b"{}")
             try:
-                settings = ChaosSettings.model_validate(body.get("settings", {}))
+                chaos_settings = ChaosSettings.model_validate(body.get("settings", {}))
             except ValidationError as exc:
                 return error_response(422, "bad_chaos_settings", str(exc))
-            engine.configure(settings, body.get("script"))
+            engine.configure(chaos_settings, body.get("script"))
         return JSONResponse(engine.settings.model_dump(mode="json"))
 
     admin_routes: list[BaseRoute] = [
         Route("/_sandbox/health", health),
         Route("/_sandbox/ground-truth", ground_truth),
         Route("/_sandbox/stats", stats),
+        Route("/_sandbox/tenants", tenant_credentials),
         Route("/_sandbox/chaos", chaos, methods=["GET", "POST"]),
     ]
 

@@ -3,7 +3,8 @@
 GET /v2/contacts and /v2/companies take `cursor`, `limit` (1..500, default 100),
 `updated_since` and `updated_before` (ISO 8601 or epoch seconds) and answer
 `{"data": [...], "next_cursor": "...", "links": {"next": URL}}` with a `Link: <URL>; rel="next"`
-header; the last page has none of the three.
+header; the last page has none of the three. A token reads the records of the tenant whose
+client id and secret it was issued to.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import binascii
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -29,10 +31,12 @@ from integration_platform.sandbox.chaos import ChaosEngine
 from integration_platform.sandbox.identity import noisy_identity
 from integration_platform.sandbox.population import rng_for
 from integration_platform.sandbox.roster import Timeline
+from integration_platform.sandbox.tenants import PerTenant, Tenants
 from integration_platform.sandbox.vendors.common import (
     JSONResponse,
     TruthRow,
     VendorAdmin,
+    authenticated,
     build_vendor_app,
     error_response,
     int_param,
@@ -47,27 +51,28 @@ _OFFSETS = tuple(timezone(timedelta(hours=h)) for h in (-8, -5, -4, 0, 1, 2, 5.5
 
 
 class TokenStore:
-    """Issued access tokens and when they expire."""
+    """Issued access tokens: the tenant each was issued to, and when it expires."""
 
     def __init__(self, ttl_seconds: float) -> None:
         self.ttl_seconds = ttl_seconds
-        self._expiry: dict[str, float] = {}
+        self._issued: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
-        self.issued = 0
+        self.issued: Counter[int] = Counter()
 
-    def issue(self) -> str:
+    def issue(self, tenant: int) -> str:
         token = secrets.token_urlsafe(24)
         with self._lock:
             now = time.monotonic()
-            self._expiry = {t: e for t, e in self._expiry.items() if e > now}
-            self._expiry[token] = now + self.ttl_seconds
-            self.issued += 1
+            self._issued = {t: (k, e) for t, (k, e) in self._issued.items() if e > now}
+            self._issued[token] = (tenant, now + self.ttl_seconds)
+            self.issued[tenant] += 1
         return token
 
-    def valid(self, token: str) -> bool:
+    def tenant_of(self, token: str) -> int | None:
+        """The tenant a live token was issued to; None for an unknown or expired one."""
         with self._lock:
-            expiry = self._expiry.get(token)
-        return expiry is not None and expiry > time.monotonic()
+            tenant, expiry = self._issued.get(token, (None, 0.0))
+        return tenant if expiry > time.monotonic() else None
 
 
 def encode_cursor(position: int, since: datetime | None, until: datetime | None) -> str:
@@ -98,10 +103,11 @@ def _mixed_timestamp(moment: datetime, style: int) -> str | int:
 
 
 class CRM:
+    """One tenant's CRM: its contacts and companies."""
+
     def __init__(self, world: World, engine: ChaosEngine) -> None:
         self.world = world
         self.engine = engine
-        self.tokens = TokenStore(world.settings.token_ttl_seconds)
         self.roster = world.roster(VENDOR)
         self.company_timeline = Timeline(world.population.company_count, world.settings.seed,
                                          0xC0C0)
@@ -153,43 +159,8 @@ class CRM:
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    async def token(self, request: Request) -> Response:
-        # OAuth2 token requests are application/x-www-form-urlencoded (RFC 6749 §4.4.2).
-        form = dict(parse_qsl((await request.body()).decode("latin-1")))
-        client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(auth[6:]).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                return error_response(400, "invalid_request", "malformed Basic credentials")
-            client_id, _, client_secret = decoded.partition(":")
-        if form.get("grant_type") != "client_credentials":
-            return error_response(400, "unsupported_grant_type",
-                                  "only grant_type=client_credentials is supported")
-        creds = self.world.credentials
-        if not (secrets.compare_digest(str(client_id or ""), creds.crm_client_id)
-                and secrets.compare_digest(str(client_secret or ""), creds.crm_client_secret)):
-            return error_response(401, "invalid_client", "unknown client_id or wrong secret")
-        ttl = self.tokens.ttl_seconds
-        return JSONResponse({"access_token": self.tokens.issue(), "token_type": "Bearer",
-                             "expires_in": int(ttl) if ttl >= 1 else ttl})
-
-    def _authorized(self, request: Request) -> Response | None:
-        auth = request.headers.get("authorization", "")
-        if not auth.startswith("Bearer "):
-            return error_response(401, "invalid_token", "missing Bearer token",
-                                  {"www-authenticate": 'Bearer realm="crm"'})
-        if not self.tokens.valid(auth[7:]):
-            return error_response(401, "invalid_token", "the access token is invalid or expired",
-                                  {"www-authenticate": 'Bearer error="invalid_token"'})
-        return None
-
     def _page(self, request: Request, timeline: Timeline,
               make: Callable[[int], dict[str, Any]]) -> Response:
-        denied = self._authorized(request)
-        if denied:
-            return denied
         limit = int_param(request, "limit", 100, lo=1, hi=500)
         cursor = request.query_params.get("cursor")
         if cursor:
@@ -225,19 +196,63 @@ class CRM:
 
     def stats(self) -> dict[str, Any]:
         return {"counts": {"contacts": len(self.roster),
-                           "companies": self.company_timeline.count},
-                "tokens_issued": self.tokens.issued}
+                           "companies": self.company_timeline.count}}
 
 
-def create_app(world: World, engine: ChaosEngine) -> ASGIApp:
-    crm = CRM(world, engine)
+class Authorization:
+    """The CRM's OAuth2 server: client credentials in, a token bound to their tenant out."""
+
+    def __init__(self, tenants: Tenants) -> None:
+        self.tenants = tenants
+        self.tokens = TokenStore(tenants.settings.token_ttl_seconds)
+
+    async def token(self, request: Request) -> Response:
+        # OAuth2 token requests are application/x-www-form-urlencoded (RFC 6749 §4.4.2).
+        form = dict(parse_qsl((await request.body()).decode("latin-1")))
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(auth[6:]).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return error_response(400, "invalid_request", "malformed Basic credentials")
+            client_id, _, client_secret = decoded.partition(":")
+        if form.get("grant_type") != "client_credentials":
+            return error_response(400, "unsupported_grant_type",
+                                  "only grant_type=client_credentials is supported")
+        tenant = self.tenants.find(crm_client_id=str(client_id or ""),
+                                   crm_client_secret=str(client_secret or ""))
+        if tenant is None:
+            return error_response(401, "invalid_client", "unknown client_id or wrong secret")
+        ttl = self.tokens.ttl_seconds
+        return JSONResponse({"access_token": self.tokens.issue(tenant), "token_type": "Bearer",
+                             "expires_in": int(ttl) if ttl >= 1 else ttl})
+
+    async def authenticate(self, request: Request) -> int | Response:
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer "):
+            return error_response(401, "invalid_token", "missing Bearer token",
+                                  {"www-authenticate": 'Bearer realm="crm"'})
+        tenant = self.tokens.tenant_of(auth[7:])
+        if tenant is None:
+            return error_response(401, "invalid_token", "the access token is invalid or expired",
+                                  {"www-authenticate": 'Bearer error="invalid_token"'})
+        return tenant
+
+
+def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
+    crms = PerTenant(tenants, lambda world: CRM(world, engine))
+    oauth = Authorization(tenants)
     routes = [
-        Route("/oauth/token", crm.token, methods=["POST"]),
-        Route("/v2/contacts", crm.contacts),
-        Route("/v2/companies", crm.companies),
+        Route("/oauth/token", oauth.token, methods=["POST"]),
+        Route("/v2/contacts", authenticated(oauth.authenticate, crms, CRM.contacts)),
+        Route("/v2/companies", authenticated(oauth.authenticate, crms, CRM.companies)),
     ]
-    admin = VendorAdmin(VENDOR, lambda: ground_truth(world), crm.stats)
-    return build_vendor_app(world, engine, admin, routes)
+
+    def stats(tenant: int) -> dict[str, Any]:
+        return {**crms[tenant].stats(), "tokens_issued": oauth.tokens.issued[tenant]}
+
+    return build_vendor_app(tenants, engine, VendorAdmin(VENDOR, ground_truth, stats), routes)
 
 
 def ground_truth(world: World) -> Iterator[TruthRow]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -25,10 +24,12 @@ from starlette.types import ASGIApp
 from integration_platform.sandbox.chaos import ChaosEngine
 from integration_platform.sandbox.population import rng_for
 from integration_platform.sandbox.registry import national_id_format, registry_person
+from integration_platform.sandbox.tenants import PerTenant, Tenants
 from integration_platform.sandbox.vendors.common import (
     JSONResponse,
     TruthRow,
     VendorAdmin,
+    authenticated,
     build_vendor_app,
     error_response,
     int_param,
@@ -52,6 +53,8 @@ def epoch_of(birth_digits: str | None) -> int | None:
 
 
 class Insurer:
+    """One tenant's members."""
+
     def __init__(self, world: World) -> None:
         self.world = world
         self.roster = world.roster(VENDOR)
@@ -72,22 +75,7 @@ class Insurer:
             "updated": int(self.roster.timeline.epoch(position)),
         }
 
-    def _authorized(self, request: Request) -> bool:
-        auth = request.headers.get("authorization", "")
-        try:
-            user, _, password = base64.b64decode(auth.removeprefix("Basic ")).decode().partition(
-                ":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        credentials = self.world.credentials
-        return (auth.startswith("Basic ")
-                and secrets.compare_digest(user, credentials.insurer_username)
-                and secrets.compare_digest(password, credentials.insurer_password))
-
     async def members(self, request: Request) -> Response:
-        if not self._authorized(request):
-            return error_response(401, "unauthorized", "HTTP Basic credentials are required",
-                                  {"www-authenticate": 'Basic realm="insurer"'})
         limit = int_param(request, "limit", 100, lo=1, hi=MAX_LIMIT)
         offset = int_param(request, "offset", 0, lo=0, hi=2**31)
         rows = [self.member(p) for p in range(offset, min(offset + limit, len(self.roster)))]
@@ -98,10 +86,32 @@ class Insurer:
         return {"counts": {"members": len(self.roster)}}
 
 
-def create_app(world: World, engine: ChaosEngine) -> ASGIApp:
-    insurer = Insurer(world)
-    admin = VendorAdmin(VENDOR, lambda: ground_truth(world), insurer.stats)
-    return build_vendor_app(world, engine, admin, [Route("/api/members", insurer.members)])
+def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
+    insurers = PerTenant(tenants, Insurer)
+
+    async def authenticate(request: Request) -> int | Response:
+        given = _basic_credentials(request.headers.get("authorization", ""))
+        tenant = None if given is None else tenants.find(insurer_username=given[0],
+                                                          insurer_password=given[1])
+        if tenant is None:
+            return error_response(401, "unauthorized", "HTTP Basic credentials are required",
+                                  {"www-authenticate": 'Basic realm="insurer"'})
+        return tenant
+
+    routes = [Route("/api/members", authenticated(authenticate, insurers, Insurer.members))]
+    admin = VendorAdmin(VENDOR, ground_truth, lambda tenant: insurers[tenant].stats())
+    return build_vendor_app(tenants, engine, admin, routes)
+
+
+def _basic_credentials(authorization: str) -> tuple[str, str] | None:
+    """(user, password) of an HTTP Basic Authorization header; None when it is not one."""
+    if not authorization.startswith("Basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user, password
 
 
 def ground_truth(world: World) -> Iterator[TruthRow]:

@@ -3,17 +3,18 @@
 POST /graphql with `{"query", "variables", "operationName"}` (GET /graphql?query=... works too)
 and `Authorization: Bearer <token>`. The schema is `support.graphql` beside this module.
 Requests that fail before execution (syntax, validation, depth or cost limits) answer 400;
-executed ones answer 200 with `data` and, for failed fields, `errors`.
+executed ones answer 200 with `data` and, for failed fields, `errors`. A token reads its
+tenant's helpdesk; one schema serves every tenant, its resolvers reading the tenant's `Support`
+from the execution context.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
-from functools import cached_property
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -44,10 +45,12 @@ from integration_platform.sandbox.chaos import ChaosEngine
 from integration_platform.sandbox.identity import noisy_identity
 from integration_platform.sandbox.population import mix64, rng_for, unit_interval
 from integration_platform.sandbox.roster import ChildIndex, Timeline
+from integration_platform.sandbox.tenants import PerTenant, Tenants
 from integration_platform.sandbox.vendors.common import (
     JSONResponse,
     TruthRow,
     VendorAdmin,
+    authenticated,
     build_vendor_app,
     error_response,
     iso,
@@ -143,6 +146,8 @@ def _resolve_field(source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
 
 
 class Support:
+    """One tenant's helpdesk: its customers, tickets and comments, and the queries it refused."""
+
     def __init__(self, world: World, engine: ChaosEngine) -> None:
         self.world = world
         self.engine = engine
@@ -150,7 +155,7 @@ class Support:
         self.roster = world.roster(VENDOR)
         self.tickets = ticket_index(world)
         self.ticket_timeline = Timeline(self.tickets.children, self.seed, _TICKET_SALT)
-        self.schema = self._build_schema()
+        self.schema = schema()
         self.rejected = {"depth": 0, "cost": 0}
         self.comment_failures = 0
 
@@ -300,39 +305,9 @@ class Support:
         return str(customer["name"] or customer["email"] or customer["emailAddress"]
                    or "Customer")
 
-    def _build_schema(self) -> GraphQLSchema:
-        schema = build_schema(SCHEMA_SDL)
-        resolvers: dict[tuple[str, str], Callable[..., Any]] = {
-            ("Query", "customers"): self.resolve_customers,
-            ("Query", "tickets"): self.resolve_tickets,
-            ("Query", "customer"): self.resolve_customer,
-            ("Customer", "tickets"): self.resolve_customer_tickets,
-            ("Ticket", "customer"): self.resolve_ticket_customer,
-            ("Ticket", "comments"): self.resolve_ticket_comments,
-        }
-        for (type_name, field_name), resolve in resolvers.items():
-            owner = schema.get_type(type_name)
-            assert isinstance(owner, GraphQLObjectType), type_name
-            owner.fields[field_name].resolve = resolve
-        return schema
-
     # -- HTTP --------------------------------------------------------------------------------
 
-    def _authorized(self, request: Request) -> Response | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return error_response(401, "invalid_token", "missing Bearer token",
-                                  {"www-authenticate": 'Bearer realm="support"'})
-        expected = self.world.credentials.support_api_token
-        if not secrets.compare_digest(token.strip().encode(), expected.encode()):
-            return error_response(401, "invalid_token", "the API token is not valid",
-                                  {"www-authenticate": 'Bearer error="invalid_token"'})
-        return None
-
     async def graphql(self, request: Request) -> Response:
-        denied = self._authorized(request)
-        if denied:
-            return denied
         try:
             query, variables, operation_name = await _read_graphql_request(request)
             return self._run(query, variables, operation_name)
@@ -364,7 +339,8 @@ class Support:
         # Runs on the event loop on purpose: population.company shares one Faker instance,
         # and pages are small (at most LIMITS.max_cost nodes).
         result = execute_sync(self.schema, document, variable_values=variables,
-                              operation_name=operation_name, field_resolver=_resolve_field)
+                              operation_name=operation_name, field_resolver=_resolve_field,
+                              context_value=self)
         return JSONResponse(result.formatted)
 
     def _over_limits(self, document: DocumentNode, operation: OperationDefinitionNode,
@@ -417,11 +393,51 @@ def _rejected(errors: Sequence[GraphQLError]) -> Response:
     return JSONResponse({"errors": [error.formatted for error in errors]}, status_code=400)
 
 
-def create_app(world: World, engine: ChaosEngine) -> ASGIApp:
-    support = Support(world, engine)
-    routes: list[BaseRoute] = [Route("/graphql", support.graphql, methods=["GET", "POST"])]
-    admin = VendorAdmin(VENDOR, lambda: ground_truth(world), support.stats)
-    return build_vendor_app(world, engine, admin, routes)
+def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
+    helpdesks = PerTenant(tenants, lambda world: Support(world, engine))
+
+    async def authenticate(request: Request) -> int | Response:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return error_response(401, "invalid_token", "missing Bearer token",
+                                  {"www-authenticate": 'Bearer realm="support"'})
+        tenant = tenants.find(support_api_token=token.strip())
+        if tenant is None:
+            return error_response(401, "invalid_token", "the API token is not valid",
+                                  {"www-authenticate": 'Bearer error="invalid_token"'})
+        return tenant
+
+    routes: list[BaseRoute] = [Route("/graphql",
+                                     authenticated(authenticate, helpdesks, Support.graphql),
+                                     methods=["GET", "POST"])]
+    admin = VendorAdmin(VENDOR, ground_truth, lambda tenant: helpdesks[tenant].stats())
+    return build_vendor_app(tenants, engine, admin, routes)
+
+
+@cache
+def schema() -> GraphQLSchema:
+    """The helpdesk's schema, built once: each resolver calls the `Support` it runs for."""
+    built = build_schema(SCHEMA_SDL)
+    resolvers: dict[tuple[str, str], Callable[..., Any]] = {
+        ("Query", "customers"): Support.resolve_customers,
+        ("Query", "tickets"): Support.resolve_tickets,
+        ("Query", "customer"): Support.resolve_customer,
+        ("Customer", "tickets"): Support.resolve_customer_tickets,
+        ("Ticket", "customer"): Support.resolve_ticket_customer,
+        ("Ticket", "comments"): Support.resolve_ticket_comments,
+    }
+    for (type_name, field_name), resolve in resolvers.items():
+        owner = built.get_type(type_name)
+        assert isinstance(owner, GraphQLObjectType), type_name
+        owner.fields[field_name].resolve = _for_tenant(resolve)
+    return built
+
+
+def _for_tenant(resolve: Callable[..., Any]) -> Callable[..., Any]:
+    def resolver(source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+        return resolve(info.context, source, info, **args)
+
+    return resolver
 
 
 def ground_truth(world: World) -> Iterator[TruthRow]:
