@@ -282,11 +282,11 @@ def test_identifier_kinds_without_levels_of_their_own_weigh_as_generic_identifie
         "from reference.er_comparison_levels where comparison = 'identifier'"))
     scored = {(left, right): (level, weight) for left, right, level, weight in registry.execute(
         "select left_key, right_key, prescription_ref_level, prescription_ref_weight::double "
-        "from intermediate.int_customer_pair_scores where left_key like 'pharmacy:%' "
-        "and right_key like 'pharmacy:%'")}
-    assert scored[("pharmacy:customers:ph-1", "pharmacy:customers:ph-2")] == (
+        "from intermediate.int_customer_pair_scores where left_key like 'demo:pharmacy:%' "
+        "and right_key like 'demo:pharmacy:%'")}
+    assert scored[("demo:pharmacy:customers:ph-1", "demo:pharmacy:customers:ph-2")] == (
         "fuzzy", generic["fuzzy"])
-    assert scored[("pharmacy:customers:ph-3", "pharmacy:customers:ph-4")] == (
+    assert scored[("demo:pharmacy:customers:ph-3", "demo:pharmacy:customers:ph-4")] == (
         "different", generic["different"])
     clusters = registry.clusters()
     assert clusters["pharmacy:customers:ph-1"] == clusters["pharmacy:customers:ph-2"]
