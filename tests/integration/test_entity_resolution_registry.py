@@ -24,9 +24,16 @@ import duckdb
 import httpx
 import orjson
 import pytest
-from dagster import AssetCheckResult, AssetKey, build_asset_check_context, materialize
+from dagster import (
+    AssetCheckResult,
+    AssetKey,
+    DagsterInstance,
+    build_asset_check_context,
+    materialize,
+)
 
 from integration_platform import environment
+from integration_platform.assets.partitions import register_clients
 from integration_platform.assets.raw import api_resource_key, raw_assets
 from integration_platform.assets.resources import (
     LandingZoneResource,
@@ -40,6 +47,7 @@ from integration_platform.checks.entity_resolution import (
     ground_truth,
     resolution_quality,
 )
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt
 from integration_platform.landing.zone import LandingZone
@@ -141,7 +149,11 @@ def _extract(root: Path, warehouse: Path, specs: dict[str, SourceSpec]) -> None:
     assets = raw_assets(specs, retry_policy=None)
     assert {asset.key for asset in assets} == {AssetKey(["raw", "clinic", "patients"]),
                                                AssetKey(["raw", "insurer", "members"])}
-    result = materialize(assets, resources=resources, raise_on_error=False)
+    # the registry's endpoints are reference data: one partition per client, the demo's here
+    instance = DagsterInstance.ephemeral()
+    register_clients(instance, DEMO_CLIENT_ID)
+    result = materialize(assets, resources=resources, partition_key=DEMO_CLIENT_ID,
+                         instance=instance, raise_on_error=False)
     assert result.success, [event.message for event in result.get_step_failure_events()]
 
 
