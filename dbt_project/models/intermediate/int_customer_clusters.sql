@@ -71,7 +71,16 @@ components(record_key, component_key) using key (record_key) as (
 previous_ids as (
 
     {% if is_incremental() %}
-    select record_key, customer_id from {{ this }}
+    -- a row built before clients existed has a key without a client
+    -- (`<source>:<endpoint>:<id>`): it is the record of var client_id_before_clients, as the
+    -- raw rows of that time are, so upgrading a warehouse keeps its customer ids
+    select
+        case when record_key = source_system || ':' || source_endpoint || ':' || source_record_id
+             then '{{ var('client_id_before_clients') }}:' || record_key
+             else record_key
+        end as record_key,
+        customer_id
+    from {{ this }}
     {% else %}
     select null::varchar as record_key, null::varchar as customer_id where false
     {% endif %}
