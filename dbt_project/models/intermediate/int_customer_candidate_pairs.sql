@@ -2,13 +2,13 @@
 -- and never two clients' records: a block is one client's records that share a key.
 -- Each rule pairs the records that share a key; a record lacking the rule's fields (a source
 -- without email or phone) simply takes no part in that rule and is reached by the others.
--- Keys shared by more than `er_max_block_size` records (a shared inbox, a placeholder phone)
--- are skipped: they say little and would add pairs quadratically. (Measured on the sandbox:
--- these rules keep ~98% of the SaaS vendors' true pairs and >99.5% of the registry variant's,
--- whose records have neither email nor phone; there the identifier, house-number, birth-date
--- and swapped-name rules each find true pairs no other rule does. "Same last name + first
--- initial" added 1.5M pairs at 200k records for 15 more true pairs in 5,000 people, none of
--- them scoring a link.)
+-- Keys shared by more than `er_max_block_size` of a client's records (a shared inbox, a
+-- placeholder phone) are skipped: they say little and would add pairs quadratically.
+-- (Measured on the sandbox: these rules keep ~98% of the SaaS vendors' true pairs and >99.5%
+-- of the registry variant's, whose records have neither email nor phone; there the
+-- identifier, house-number, birth-date and swapped-name rules each find true pairs no other
+-- rule does. "Same last name + first initial" added 1.5M pairs at 200k records for 15 more
+-- true pairs in 5,000 people, none of them scoring a link.)
 -- Every block key is built in one place, `block_keys` below: (client_id, the rule's key), so
 -- that two clients' records never pair and one client's records never fill another's block.
 {%- set blocking_rules = [
