@@ -147,15 +147,15 @@ def model_seconds(project: Path) -> dict[str, float]:
 
 
 def quality(warehouse: Path, truth: dict[str, str]) -> dict[str, float]:
-    from integration_platform.checks.entity_resolution import resolution_quality
+    from integration_platform.checks.entity_resolution import (
+        client_resolution,
+        resolution_quality,
+    )
 
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
-        clusters = dict(connection.execute(
-            "select record_key, customer_id from intermediate.int_customer_clusters").fetchall())
-        pairs = connection.execute(
-            "select left_key, right_key from intermediate.int_customer_candidate_pairs"
-        ).fetchall()
-    scores = resolution_quality(clusters, truth, pairs)
+    # the records are the demo client's (raw_projection loads them so), named as the sandbox
+    # names them, like the truth
+    resolution = client_resolution(duckdb.connect(str(warehouse), read_only=True))
+    scores = resolution_quality(resolution.clusters, truth, resolution.candidate_pairs)
     overall, across, within = scores.overall, scores.across_sources, scores.within_source
     return {"precision": overall.precision, "recall": overall.recall, "f1": overall.f1,
             "across_precision": across.precision, "across_recall": across.recall,

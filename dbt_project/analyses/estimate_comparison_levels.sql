@@ -1,9 +1,11 @@
 -- Estimates the m and u probabilities of the seed er_comparison_levels from the warehouse,
 -- beside the values in use, for a person to review before editing the seed (the models never
 -- re-estimate on their own: weights that drift with the data would move customer ids).
---   u: how often each level occurs among random pairs of records (nearly all two people;
---      the few true matches among them make identifier levels look ~1/N more common than
---      they are between two people, so u of `email exact` here is an upper bound);
+--   u: how often each level occurs among random pairs of one client's records (resolution
+--      never compares two clients' records, and one person may well be a customer of both),
+--      nearly all two people; the few true matches among them make identifier levels look
+--      ~1/N more common than they are between two people, so u of `email exact` here is an
+--      upper bound;
 --   m: how often it occurs among pairs sharing an exact, unshared email or identifier
 --      (national id, ...; nearly all one person). The email and identifier comparisons
 --      cannot be judged by the pairs they select: their m stays a judgement; their u shows
@@ -34,8 +36,9 @@ random_pairs as (
 
     select {{ customer_comparison_levels('l', 'r') }}
     from sample_left as l
-    cross join sample_right as r
-    where l.record_key != r.record_key
+    join sample_right as r
+      on r.client_id = l.client_id
+     and r.record_key != l.record_key
 
 ),
 

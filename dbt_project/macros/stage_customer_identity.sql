@@ -1,5 +1,7 @@
 {#-
-    Staging of one source endpoint's customer identities, from the spec's entity mapping.
+    Staging of one source endpoint's customer identities, from the spec's entity mapping: one
+    row per record of each client (the same primary key under two clients is two people's
+    records, keyed apart by the client id that starts record_key).
     `mapping`: canonical field -> its source in the raw record, written as in the spec: a JSON
     path ('address.zip'), {'path': ..., 'format': [...]} for a date in given formats, or
     {'concat': [path, ...], 'sep': ' '} for a value composed of several fields. `identifiers`:
@@ -32,9 +34,9 @@ with source as (
 
 deduped as (
 
-    -- one row per record: the most recently fetched version
+    -- one row per record of each client: the most recently fetched version
     select * from source
-    qualify row_number() over (partition by _primary_key order by _fetched_at desc) = 1
+    {{ keep_latest_version() }}
 
 ),
 
@@ -55,7 +57,8 @@ values_extracted as (
 extracted as (
 
     select
-        '{{ source_name }}:{{ endpoint }}:' || _primary_key as record_key,
+        _client_id as client_id,
+        {{ record_key(source_name, endpoint, '_primary_key', '_client_id') }} as record_key,
         '{{ source_name }}' as source_system,
         '{{ endpoint }}' as source_endpoint,
         _primary_key as source_record_id,
@@ -92,6 +95,7 @@ split_names as (
 final as (
 
     select
+        client_id,
         record_key,
         source_system,
         source_endpoint,

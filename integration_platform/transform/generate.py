@@ -68,7 +68,12 @@ def _sources_yaml(specs: dict[str, SourceSpec]) -> str:
             "description": config.description or f"{source} {endpoint}, one row per record.",
             "meta": {"dagster": {"asset_key": ["raw", source, endpoint]}},
             "columns": [{"name": "record", "description": "The record exactly as the API sent it."},
-                        {"name": "_primary_key", "description": "The record's primary key.",
+                        {"name": "_client_id",
+                         "description": "The integration client whose credentials fetched "
+                                        "the record; a partition is one client's day.",
+                         "data_tests": ["not_null"]},
+                        {"name": "_primary_key",
+                         "description": "The record's primary key (unique within a client).",
                          "data_tests": ["not_null"]}],
         } for endpoint, config in sorted(spec.endpoints.items())]
         sources.append({"name": source, "schema": "raw",
@@ -112,8 +117,10 @@ def _models_yaml(names: list[str], specs: dict[str, SourceSpec]) -> str:
                            "resolution (generated from the spec's entity mapping).",
             "config": {"tags": ["customer_identity"]},
             "columns": [
-                {"name": "record_key", "description": "source:endpoint:primary key",
-                 "data_tests": ["unique", "not_null"]},
+                {"name": "client_id", "description": "Raw `_client_id`: the integration "
+                 "client the record belongs to.", "data_tests": ["not_null"]},
+                {"name": "record_key", "description": "client_id:source:endpoint:primary key "
+                 "(unique across clients)", "data_tests": ["unique", "not_null"]},
                 *({"name": f, "description": f"From {_described(field_source)} of "
                                                  f"raw.{source}__{endpoint}.record"}
                   for f, field_source in sorted(mapping.fields.items())),

@@ -14,6 +14,7 @@ import json
 from datetime import date
 from typing import Any
 
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.specs.models import CustomerMapping, FieldSource
 
 # canonical field -> (raw value, expected normalized value) cases, in row order
@@ -57,7 +58,9 @@ def normalizer_unit_test(source: str, endpoint: str, mapping: CustomerMapping) -
                                                          *identifier_cases.values()]))
     records: list[dict[str, Any]] = [{} for _ in range(rows)]
     expected: list[dict[str, Any]] = [
-        {"record_key": f"{source}:{endpoint}:k{i + 1}"} for i in range(rows)]
+        {"client_id": DEMO_CLIENT_ID,
+         "record_key": f"{DEMO_CLIENT_ID}:{source}:{endpoint}:k{i + 1}"}
+        for i in range(rows)]
     for field, field_cases in cases.items():
         for i in range(rows):
             raw, normalized = field_cases[i] if i < len(field_cases) else (None, None)
@@ -85,9 +88,10 @@ def normalizer_unit_test(source: str, endpoint: str, mapping: CustomerMapping) -
                 if field not in fields:
                     expected[i][field] = value
     fixture = "\nunion all\n".join(
-        f"select cast({_sql_string(json.dumps(record))} as json) as record, 'k{i + 1}' as "
-        "_primary_key, timestamptz '2025-01-01 00:00:00+00' as _fetched_at, "
-        "'unit-test' as _run_id"
+        f"select cast({_sql_string(json.dumps(record))} as json) as record, "
+        f"'{DEMO_CLIENT_ID}' as _client_id, 'k{i + 1}' as _primary_key, "
+        "'__all__' as _partition_key, timestamptz '2025-01-01 00:00:00+00' as _fetched_at, "
+        "timestamptz '2025-01-01 00:00:00+00' as _loaded_at, 'unit-test' as _run_id"
         for i, record in enumerate(records))
     return {
         "name": f"stg_{source}__{endpoint}_normalizes_identity_fields",

@@ -1,8 +1,9 @@
-"""A temporary DuckDB warehouse with its own copy of the dbt project, for entity-resolution tests.
+"""A temporary DuckDB warehouse with its own copy of the dbt project, for tests that run dbt.
 
 dbt runs on the copy (generated from the test's specs), so the tests never touch the
 developer's dbt target; it runs as a child process, since in-process dbt would hold the DuckDB
-file open.
+file open. `land_sandbox` and `load_landed` fill the raw tables the way a user's runs would:
+pages extracted over HTTP into a landing zone, then loaded, under one client or several.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,12 @@ from typing import Any
 import duckdb
 
 from integration_platform import environment
+from integration_platform.checks.entity_resolution import ClientResolution, client_resolution
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.extraction.state import IncrementalState
+from integration_platform.landing.ingest import extract_to_landing
+from integration_platform.landing.loader import load_attempt
+from integration_platform.landing.zone import Attempt, LandingZone
 from integration_platform.specs.models import SourceSpec
 from integration_platform.transform.dbt_assets import dbt_executable
 from integration_platform.transform.generate import generate
@@ -51,17 +59,57 @@ class DbtWarehouse:
         results = json.loads((self.project / "target" / "run_results.json").read_text())
         return [f"{_node_name(r['unique_id'])} {r['status']}" for r in results["results"]]
 
-    def clusters(self) -> dict[str, str]:
-        return dict(self.execute("select record_key, customer_id "
-                                 "from intermediate.int_customer_clusters"))
+    def resolution(self, client_id: str = DEMO_CLIENT_ID) -> ClientResolution:
+        """One client's clusters and candidate pairs, records named as the sandbox names them
+        (`source:endpoint:id`), as the entity-resolution check reads them."""
+        return client_resolution(duckdb.connect(str(self.path), read_only=True), client_id)
 
-    def candidate_pairs(self) -> list[tuple[str, str]]:
-        return [(left, right) for left, right in self.execute(
-            "select left_key, right_key from intermediate.int_customer_candidate_pairs")]
+    def clusters(self, client_id: str = DEMO_CLIENT_ID) -> dict[str, str]:
+        """`source:endpoint:id` → customer_id, of one client's records."""
+        return self.resolution(client_id).clusters
+
+    def candidate_pairs(self, client_id: str = DEMO_CLIENT_ID) -> list[tuple[str, str]]:
+        return self.resolution(client_id).candidate_pairs
 
     def execute(self, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
         with duckdb.connect(str(self.path)) as connection:
             return connection.execute(sql, list(parameters)).fetchall()
+
+
+@dataclass(frozen=True)
+class Landed:
+    """One extracted partition of one endpoint, waiting in the landing zone to be loaded."""
+
+    spec: SourceSpec
+    endpoint: str
+    partition: str | None
+    attempt: Attempt
+
+
+async def land_sandbox(loads: list[tuple[SourceSpec, str, str | None]],
+                       data: Path) -> list[Landed]:
+    """Extract each (spec, endpoint, partition) over HTTP into a landing zone under `data`,
+    whole (full refresh)."""
+    zone, state = LandingZone(data / "landing"), IncrementalState(data / "state")
+    landed = []
+    for spec, endpoint, partition in loads:
+        run_id = str(uuid.uuid4())
+        attempt = zone.open_attempt(spec.source, endpoint, partition, run_id, resume=False)
+        await extract_to_landing(spec, endpoint, attempt, partition=partition, run_id=run_id,
+                                 state=state, full_refresh=True,
+                                 rate_limit_dir=data / "ratelimit")
+        landed.append(Landed(spec, endpoint, partition, attempt))
+    return landed
+
+
+def load_landed(warehouse: Path, landed: list[Landed],
+                client_id: str = DEMO_CLIENT_ID) -> None:
+    """Load every landed partition into the raw tables as `client_id`'s rows."""
+    with duckdb.connect(str(warehouse)) as connection:
+        for item in landed:
+            load_attempt(connection, spec=item.spec, endpoint=item.endpoint,
+                         attempt=item.attempt, partition=item.partition,
+                         run_id=str(uuid.uuid4()), client_id=client_id)
 
 
 def _node_name(unique_id: str) -> str:

@@ -31,7 +31,9 @@ from integration_platform.checks.entity_resolution import (
     customer_endpoints,
     ground_truth,
     pairwise_scores,
+    sandbox_key,
 )
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt
 from integration_platform.landing.zone import LandingZone
@@ -164,6 +166,7 @@ def test_customer_ids_stay_the_same_when_records_arrive(resolved: ResolvedWareho
         "join intermediate.int_customer_clusters using (record_key) "
         "where int_customer_clusters.source_system = 'crm' and email is not null "
         "order by cluster_size desc, record_key limit 1")[0]
+    known_key = sandbox_key(known_key, DEMO_CLIENT_ID)
     now = datetime.now(UTC)
     for record_id, record in [
         ("usr_00000000a", {"email": "quentin.zebulon.unseen@example.org",
@@ -172,9 +175,9 @@ def test_customer_ids_stay_the_same_when_records_arrive(resolved: ResolvedWareho
     ]:
         resolved.execute(
             "insert into raw.analytics__users (record, _source, _endpoint, _partition_key, "
-            "_run_id, _fetched_at, _primary_key) values (?, 'analytics', 'users', "
-            "'__all__', 'test', ?, ?)", json.dumps({"user_id": record_id, **record}), now,
-            record_id)
+            "_run_id, _fetched_at, _primary_key, _client_id) values (?, 'analytics', 'users', "
+            "'__all__', 'test', ?, ?, ?)", json.dumps({"user_id": record_id, **record}), now,
+            record_id, DEMO_CLIENT_ID)
     # build: the data tests (every identity in one cluster, ...) also hold after the arrival
     resolved.dbt("build", *ER_SELECTION)
     after = resolved.clusters()
@@ -190,7 +193,9 @@ def test_dbt_data_and_unit_tests_pass_when_the_models_are_built(
                  "dim_customers_survivorship_takes_complete_groups_and_breaks_ties_by_key",
                  "stg_crm__contacts_normalizes_identity_fields",
                  "stg_erp__customers_normalizes_identity_fields",
-                 "assert_customer_clusters_follow_matches"):
+                 "assert_customer_clusters_follow_matches",
+                 "assert_customer_pairs_within_one_client",
+                 "assert_customers_belong_to_one_client"):
         assert f"{node} pass" in passed, sorted(passed)
     assert any(node.startswith("covers_all_int_customer_clusters_record_key") for node in passed)
 

@@ -24,9 +24,16 @@ import duckdb
 import httpx
 import orjson
 import pytest
-from dagster import AssetCheckResult, AssetKey, build_asset_check_context, materialize
+from dagster import (
+    AssetCheckResult,
+    AssetKey,
+    DagsterInstance,
+    build_asset_check_context,
+    materialize,
+)
 
 from integration_platform import environment
+from integration_platform.assets.partitions import register_clients
 from integration_platform.assets.raw import api_resource_key, raw_assets
 from integration_platform.assets.resources import (
     LandingZoneResource,
@@ -40,6 +47,7 @@ from integration_platform.checks.entity_resolution import (
     ground_truth,
     resolution_quality,
 )
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt
 from integration_platform.landing.zone import LandingZone
@@ -141,7 +149,11 @@ def _extract(root: Path, warehouse: Path, specs: dict[str, SourceSpec]) -> None:
     assets = raw_assets(specs, retry_policy=None)
     assert {asset.key for asset in assets} == {AssetKey(["raw", "clinic", "patients"]),
                                                AssetKey(["raw", "insurer", "members"])}
-    result = materialize(assets, resources=resources, raise_on_error=False)
+    # the registry's endpoints are reference data: one partition per client, the demo's here
+    instance = DagsterInstance.ephemeral()
+    register_clients(instance, DEMO_CLIENT_ID)
+    result = materialize(assets, resources=resources, partition_key=DEMO_CLIENT_ID,
+                         instance=instance, raise_on_error=False)
     assert result.success, [event.message for event in result.get_step_failure_events()]
 
 
@@ -282,11 +294,11 @@ def test_identifier_kinds_without_levels_of_their_own_weigh_as_generic_identifie
         "from reference.er_comparison_levels where comparison = 'identifier'"))
     scored = {(left, right): (level, weight) for left, right, level, weight in registry.execute(
         "select left_key, right_key, prescription_ref_level, prescription_ref_weight::double "
-        "from intermediate.int_customer_pair_scores where left_key like 'pharmacy:%' "
-        "and right_key like 'pharmacy:%'")}
-    assert scored[("pharmacy:customers:ph-1", "pharmacy:customers:ph-2")] == (
+        "from intermediate.int_customer_pair_scores where left_key like 'demo:pharmacy:%' "
+        "and right_key like 'demo:pharmacy:%'")}
+    assert scored[("demo:pharmacy:customers:ph-1", "demo:pharmacy:customers:ph-2")] == (
         "fuzzy", generic["fuzzy"])
-    assert scored[("pharmacy:customers:ph-3", "pharmacy:customers:ph-4")] == (
+    assert scored[("demo:pharmacy:customers:ph-3", "demo:pharmacy:customers:ph-4")] == (
         "different", generic["different"])
     clusters = registry.clusters()
     assert clusters["pharmacy:customers:ph-1"] == clusters["pharmacy:customers:ph-2"]

@@ -15,7 +15,6 @@ import csv
 import os
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -27,15 +26,13 @@ import httpx
 import pytest
 
 from integration_platform import environment
-from integration_platform.extraction.state import IncrementalState
-from integration_platform.landing.ingest import extract_to_landing
-from integration_platform.landing.loader import load_attempt
-from integration_platform.landing.zone import LandingZone
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_specs
 from integration_platform.specs.models import SourceSpec
 from integration_platform.transform.generate import generate
+from tests.integration.dbt_warehouse import land_sandbox, load_landed
 
 DBT_PROJECT = environment.PROJECT_ROOT / "dbt_project"
 DBT = str(Path(sys.executable).parent / "dbt")
@@ -82,7 +79,7 @@ def built(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Built:
     specs = load_specs(env=env)
     built = Built(data / "warehouse.duckdb", data / "target", data / "logs",
                   httpx.get(f"{sandbox.urls['billing']}/_sandbox/stats", timeout=30).json())
-    asyncio.run(_land_everything(specs, data, built.warehouse))
+    _land_everything(specs, data, built.warehouse)
     _inject_broken_records(built.warehouse)
     generate(load_specs(), DBT_PROJECT)  # the spec-derived dbt files, as Dagster makes them
     result = built.dbt("build", "--threads", "4")
@@ -90,24 +87,12 @@ def built(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Built:
     return built
 
 
-async def _land_everything(specs: dict[str, SourceSpec], data: Path, warehouse: Path) -> None:
-    zone, state, run_id = LandingZone(data / "landing"), IncrementalState(data / "state"), ""
+def _land_everything(specs: dict[str, SourceSpec], data: Path, warehouse: Path) -> None:
     loads: list[tuple[SourceSpec, str, str | None]] = [
         (spec, endpoint, None) for spec in specs.values() for endpoint in spec.endpoints]
     loads += [(specs["billing"], endpoint, TWICE_LOADED_DAY)
               for endpoint in ("invoices", "payments")]
-    attempts = []
-    for spec, endpoint, partition in loads:
-        run_id = str(uuid.uuid4())
-        attempt = zone.open_attempt(spec.source, endpoint, partition, run_id, resume=False)
-        await extract_to_landing(spec, endpoint, attempt, partition=partition, run_id=run_id,
-                                 state=state, full_refresh=True,
-                                 rate_limit_dir=data / "ratelimit")
-        attempts.append((spec, endpoint, partition, attempt, run_id))
-    with duckdb.connect(str(warehouse)) as connection:
-        for spec, endpoint, partition, attempt, run_id in attempts:
-            load_attempt(connection, spec=spec, endpoint=endpoint, attempt=attempt,
-                         partition=partition, run_id=run_id)
+    load_landed(warehouse, asyncio.run(land_sandbox(loads, data)))
 
 
 def _inject_broken_records(warehouse: Path) -> None:
@@ -198,7 +183,8 @@ def test_broken_records_are_quarantined_with_their_rule_and_kept_out_of_the_mart
             assert not built.query(f"SELECT 1 FROM marts.{mart} "  # noqa: S608
                                    "WHERE source_record_key LIKE ?", [f"%:{key}"])
     assert not built.query("SELECT 1 FROM marts.fct_product_usage_daily "
-                           "WHERE list_contains(source_record_keys, 'analytics:events:999999999')")
+                           "WHERE list_contains(source_record_keys, ?)",
+                           [f"{DEMO_CLIENT_ID}:analytics:events:999999999"])
 
 
 def test_no_mart_row_comes_from_a_quarantined_record(built: Built) -> None:

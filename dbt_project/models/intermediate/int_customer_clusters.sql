@@ -2,9 +2,13 @@
     Customer records grouped into people: pairs scoring at least `er_match_probability_threshold`
     are edges, connected components are clusters (every record is in exactly one; a record
     with no edge is a cluster of one), and each cluster gets a customer_id that stays stable.
+    Pairs are always one client's (blocking is per client), so a cluster is one client's
+    records and a customer belongs to exactly one client.
 
-    Id rule. A new cluster's id is md5 of its smallest record_key. The model is incremental and
-    reads the ids it gave last time ({{ this }}), so on a re-run:
+    Id rule. A new cluster's id is md5 of its smallest record_key, which starts with the client
+    id, so two clients' customers never share an id, even with identical records. The model is
+    incremental and reads the ids it gave last time ({{ this }}; record keys carry the client,
+    so the history is per client), so on a re-run:
       - a cluster that grew, or lost records, keeps the id most of its records carried;
       - when clusters merge, the merged cluster keeps the id carried by most of its records
         (tie: the smaller id); the other id is retired;
@@ -28,7 +32,7 @@
 
 with recursive identities as (
 
-    select record_key, source_system, source_endpoint, source_record_id
+    select client_id, record_key, source_system, source_endpoint, source_record_id
     from {{ ref('int_customer_identities_enriched') }}
 
 ),
@@ -67,7 +71,16 @@ components(record_key, component_key) using key (record_key) as (
 previous_ids as (
 
     {% if is_incremental() %}
-    select record_key, customer_id from {{ this }}
+    -- a row built before clients existed has a key without a client
+    -- (`<source>:<endpoint>:<id>`): it is the record of var client_id_before_clients, as the
+    -- raw rows of that time are, so upgrading a warehouse keeps its customer ids
+    select
+        case when record_key = source_system || ':' || source_endpoint || ':' || source_record_id
+             then '{{ var('client_id_before_clients') }}:' || record_key
+             else record_key
+        end as record_key,
+        customer_id
+    from {{ this }}
     {% else %}
     select null::varchar as record_key, null::varchar as customer_id where false
     {% endif %}
@@ -131,6 +144,7 @@ component_ids as (
 final as (
 
     select
+        identities.client_id,
         identities.record_key,
         component_ids.customer_id,
         component_ids.cluster_size,

@@ -1,7 +1,8 @@
 -- Every customer identity with the derived keys entity resolution compares and blocks on:
 -- first names resolved through the nickname seed, email parts, house number and street,
--- a phonetic-ish key of the last name (DuckDB has no soundex), and how many records share
--- each email, phone and identifier.
+-- a phonetic-ish key of the last name (DuckDB has no soundex), and how many of the client's
+-- records share each email, phone and identifier (another client's records never count: they
+-- are never compared, and one client's data must not change another's results).
 
 with identities as (
 
@@ -43,15 +44,16 @@ with_names as (
 
 identifier_entries as (
 
-    select record_key, unnest(map_entries(identifiers)) as entry
+    select client_id, record_key, unnest(map_entries(identifiers)) as entry
     from identities
 
 ),
 
 identifier_counts as (
 
-    -- how many records carry each identifier value: many means a placeholder (000000000)
-    select entry.key as kind, entry.value as value, count(*) as record_count
+    -- how many of a client's records carry each identifier value: many means a placeholder
+    -- (000000000)
+    select client_id, entry.key as kind, entry.value as value, count(*) as record_count
     from identifier_entries
     group by all
 
@@ -65,7 +67,8 @@ identifier_record_counts as (
                                'value': identifier_counts.record_count})) as identifier_record_counts
     from identifier_entries
     join identifier_counts
-      on identifier_counts.kind = identifier_entries.entry.key
+      on identifier_counts.client_id = identifier_entries.client_id
+     and identifier_counts.kind = identifier_entries.entry.key
      and identifier_counts.value = identifier_entries.entry.value
     group by identifier_entries.record_key
 
@@ -86,18 +89,20 @@ with_keys as (
 final as (
 
     select
+        client_id,
         record_key,
         source_system,
         source_endpoint,
         source_record_id,
         email,
-        -- how many records carry this email / phone: many means a shared inbox or switchboard
-        case when email is not null then count(*) over (partition by email) end
+        -- how many of the client's records carry this email / phone: many means a shared
+        -- inbox or switchboard
+        case when email is not null then count(*) over (partition by client_id, email) end
             as email_record_count,
         split_part(email, '@', 1) as email_local,
         split_part(email, '@', 2) as email_domain,
         phone,
-        case when phone is not null then count(*) over (partition by phone) end
+        case when phone is not null then count(*) over (partition by client_id, phone) end
             as phone_record_count,
         first_name,
         first_name_canonical,

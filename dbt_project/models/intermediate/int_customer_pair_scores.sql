@@ -2,7 +2,8 @@
 -- (exact, nickname, typo, different, ...); each level's match weight is log2(m / u) from the
 -- er_comparison_levels seed, where m = P(level | same person) and u = P(level | different
 -- people). A field missing on either side is no evidence: weight 0. The pair's match weight is
--- the prior's weight plus the levels' weights; `reasons` spells the sum out.
+-- the prior's weight plus the levels' weights; `reasons` spells the sum out. A pair is always
+-- two records of one client (int_customer_candidate_pairs blocks within a client).
 -- depends_on: {{ ref('er_comparison_levels') }}
 {%- set comparisons = customer_comparisons() %}
 {#- The levels' weights, read from the seed when the model runs, become literals in the SQL:
@@ -35,6 +36,7 @@ identities as (
 compared as (
 
     select
+        pairs.client_id,
         pairs.left_key,
         pairs.right_key,
         pairs.blocking_rules,
@@ -67,6 +69,7 @@ weighted as (
 final as (
 
     select
+        client_id,
         left_key,
         right_key,
         left_source_system,

@@ -1,5 +1,5 @@
--- What the quarantine holds, per quarantine model and failed rule: how many records, from how
--- many partitions, and the latest load that sent one. Empty when every record passed.
+-- What the quarantine holds, per client, quarantine model and failed rule: how many records,
+-- from how many partitions, and the latest load that sent one. Empty when every record passed.
 {%- set quarantines = ['qua_subscriptions', 'qua_invoices', 'qua_payments', 'qua_tickets',
                        'qua_ticket_comments', 'qua_events', 'qua_companies'] %}
 
@@ -7,6 +7,7 @@ with quarantined as (
 
     {%- for quarantine in quarantines %}
     select
+        client_id,
         '{{ quarantine }}' as quarantine_model,
         failed_rule,
         source_record_key,
@@ -23,6 +24,7 @@ with quarantined as (
 final as (
 
     select
+        client_id,
         quarantine_model,
         failed_rule,
         count(*) as records,
@@ -30,7 +32,7 @@ final as (
         max(_loaded_at) as last_loaded_at,
         list(source_record_key order by source_record_key)[1:10] as example_record_keys
     from quarantined
-    group by quarantine_model, failed_rule
+    group by client_id, quarantine_model, failed_rule
 
 )
 

@@ -1,6 +1,7 @@
 {#-
-    The golden record: one row per customer_id, each field taken from one source record by
-    the survivorship rules in `customer_survivorship` (dbt_project.yml):
+    The golden record: one row per customer_id (each customer is one client's, and every
+    record it is made of is that client's), each field taken from one source record by the
+    survivorship rules in `customer_survivorship` (dbt_project.yml):
       1. records that have the field (for name and address: the whole group) come first;
       2. then the field's source priority list (sources not listed come after the listed);
       3. then the most recent record (source_updated_at, else fetched_at);
@@ -46,7 +47,7 @@ end
 
 with clusters as (
 
-    select record_key, customer_id from {{ ref('int_customer_clusters') }}
+    select client_id, record_key, customer_id from {{ ref('int_customer_clusters') }}
 
 ),
 
@@ -60,7 +61,9 @@ clustered as (
 
     select clusters.customer_id, identities.*
     from clusters
-    join identities using (record_key)
+    join identities
+        on identities.client_id = clusters.client_id
+        and identities.record_key = clusters.record_key
 
 ),
 
@@ -78,6 +81,7 @@ ranked as (
 survived as (
 
     select
+        client_id,
         customer_id,
         {%- for group in groups %}
         substr(min({{ group }}_rank), {{ rank_prefix_length + 1 }})
@@ -98,7 +102,7 @@ survived as (
         min(recency_at) as first_seen_at,
         max(recency_at) as last_updated_at
     from ranked
-    group by customer_id
+    group by client_id, customer_id
 
 ),
 
@@ -115,7 +119,8 @@ with_survivors as (
     from survived
     {%- for group in groups %}
     left join identities as {{ group }}_record
-        on {{ group }}_record.record_key = survived.{{ group }}_source_record_key
+        on {{ group }}_record.client_id = survived.client_id
+        and {{ group }}_record.record_key = survived.{{ group }}_source_record_key
     {%- endfor %}
 
 ),
@@ -123,6 +128,7 @@ with_survivors as (
 final as (
 
     select
+        client_id,
         customer_id,
         email,
         email_source_record_key,

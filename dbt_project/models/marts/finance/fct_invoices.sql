@@ -1,5 +1,6 @@
--- Invoices that passed validation, one row each, with the customer they resolve to, amounts in
--- their own currency and in the reporting currency (at the invoice date's rate).
+-- Invoices that passed validation, one row each, with the customer they resolve to (one of
+-- their own client's), amounts in their own currency and in the reporting currency (at the
+-- invoice date's rate).
 with invoices as (
 
     select * from {{ ref('stg_billing__invoices') }}
@@ -9,13 +10,14 @@ with invoices as (
 
 customer_clusters as (
 
-    select record_key, customer_id from {{ ref('int_customer_clusters') }}
+    select client_id, record_key, customer_id from {{ ref('int_customer_clusters') }}
 
 ),
 
 final as (
 
     select
+        invoices.client_id,
         invoices.invoice_id,
         customer_clusters.customer_id,
         customer_clusters.customer_id is not null as is_customer_resolved,
@@ -43,7 +45,8 @@ final as (
     -- left join: an invoice whose billing customer is not (yet) resolved is still revenue;
     -- it stays, with a null customer_id and is_customer_resolved = false.
     left join customer_clusters
-        on customer_clusters.record_key = invoices.customer_record_key
+        on customer_clusters.client_id = invoices.client_id
+        and customer_clusters.record_key = invoices.customer_record_key
 
 )
 

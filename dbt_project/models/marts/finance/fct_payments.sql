@@ -1,5 +1,6 @@
--- Payments that passed validation, one row each, with the customer they resolve to, amounts in
--- their own currency and in the reporting currency (at the payment date's rate).
+-- Payments that passed validation, one row each, with the customer they resolve to (one of
+-- their own client's), amounts in their own currency and in the reporting currency (at the
+-- payment date's rate).
 with payments as (
 
     select * from {{ ref('stg_billing__payments') }}
@@ -9,13 +10,14 @@ with payments as (
 
 customer_clusters as (
 
-    select record_key, customer_id from {{ ref('int_customer_clusters') }}
+    select client_id, record_key, customer_id from {{ ref('int_customer_clusters') }}
 
 ),
 
 final as (
 
     select
+        payments.client_id,
         payments.payment_id,
         customer_clusters.customer_id,
         customer_clusters.customer_id is not null as is_customer_resolved,
@@ -41,7 +43,8 @@ final as (
     -- left join: a payment whose billing customer is not (yet) resolved is still money
     -- received; it stays, with a null customer_id and is_customer_resolved = false.
     left join customer_clusters
-        on customer_clusters.record_key = payments.customer_record_key
+        on customer_clusters.client_id = payments.client_id
+        and customer_clusters.record_key = payments.customer_record_key
 
 )
 

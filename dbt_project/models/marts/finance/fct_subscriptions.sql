@@ -1,6 +1,6 @@
--- Subscriptions that passed validation, one row each, with the customer they resolve to and
--- the monthly amount in their own currency and in the reporting currency (at the rate of the
--- current billing period's start).
+-- Subscriptions that passed validation, one row each, with the customer they resolve to (one
+-- of their own client's) and the monthly amount in their own currency and in the reporting
+-- currency (at the rate of the current billing period's start).
 with subscriptions as (
 
     select * from {{ ref('stg_billing__subscriptions') }}
@@ -10,13 +10,14 @@ with subscriptions as (
 
 customer_clusters as (
 
-    select record_key, customer_id from {{ ref('int_customer_clusters') }}
+    select client_id, record_key, customer_id from {{ ref('int_customer_clusters') }}
 
 ),
 
 final as (
 
     select
+        subscriptions.client_id,
         subscriptions.subscription_id,
         customer_clusters.customer_id,
         customer_clusters.customer_id is not null as is_customer_resolved,
@@ -41,7 +42,8 @@ final as (
     -- left join: a subscription whose billing customer is not (yet) resolved still bills;
     -- it stays, with a null customer_id and is_customer_resolved = false.
     left join customer_clusters
-        on customer_clusters.record_key = subscriptions.customer_record_key
+        on customer_clusters.client_id = subscriptions.client_id
+        and customer_clusters.record_key = subscriptions.customer_record_key
 
 )
 

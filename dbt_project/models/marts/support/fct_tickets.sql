@@ -1,5 +1,5 @@
 -- Helpdesk tickets that passed validation, one row each, with the customer they resolve to
--- and what their (valid) comments add: how many are public, when the first and last came.
+-- (always one of their own client's) and what their (valid) comments add: how many are public, when the first and last came.
 with tickets as (
 
     select * from {{ ref('stg_support__tickets') }}
@@ -17,25 +17,27 @@ comments as (
 comments_per_ticket as (
 
     select
+        client_id,
         ticket_id,
         count(*) as comments_loaded,
         count(*) filter (where is_public) as public_comments_loaded,
         min(created_at) as first_comment_at,
         max(created_at) as last_comment_at
     from comments
-    group by ticket_id
+    group by client_id, ticket_id
 
 ),
 
 customer_clusters as (
 
-    select record_key, customer_id from {{ ref('int_customer_clusters') }}
+    select client_id, record_key, customer_id from {{ ref('int_customer_clusters') }}
 
 ),
 
 final as (
 
     select
+        tickets.client_id,
         tickets.ticket_id,
         customer_clusters.customer_id,
         customer_clusters.customer_id is not null as is_customer_resolved,
@@ -60,11 +62,13 @@ final as (
     from tickets
     -- left join: a ticket without comments (or whose comments failed to load) is kept.
     left join comments_per_ticket
-        on comments_per_ticket.ticket_id = tickets.ticket_id
+        on comments_per_ticket.client_id = tickets.client_id
+        and comments_per_ticket.ticket_id = tickets.ticket_id
     -- left join: a ticket whose requester is not (yet) resolved is kept, with a null
     -- customer_id and is_customer_resolved = false.
     left join customer_clusters
-        on customer_clusters.record_key = tickets.customer_record_key
+        on customer_clusters.client_id = tickets.client_id
+        and customer_clusters.record_key = tickets.customer_record_key
 
 )
 

@@ -1,11 +1,11 @@
--- Product usage events: one row per event (latest fetched version), typed, UTC, the
--- `properties` object flattened. Incremental: a run reads only the events whose raw rows were
--- loaded since the last run (every stored version of those events, so the latest fetched one
--- still wins) and replaces them by key. A row that breaks a rule names it in failed_rule:
--- qua_events keeps it, the marts never see it.
+-- Product usage events: one row per event of each client (latest fetched version), typed, UTC,
+-- the `properties` object flattened. Incremental: a run reads only the events with a raw row
+-- loaded since the last run that built that client's events (every stored version of those
+-- events, so the latest fetched one still wins) and replaces them by key. A row that breaks a
+-- rule names it in failed_rule: qua_events keeps it, the marts never see it.
 {{ config(
     materialized='incremental',
-    unique_key='source_record_id',
+    unique_key='source_record_key',
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
 ) }}
@@ -13,18 +13,41 @@
 with source as (
 
     select * from {{ source('analytics', 'events') }}
+
+),
+
+{% if is_incremental() %}
+built_until as (
+
+    -- per client, the latest raw load this model has already read (a new client has none)
+    select client_id, max(_loaded_at) as loaded_at
+    from {{ this }}
+    group by client_id
+
+),
+
+events_with_new_versions as (
+
+    select distinct source._client_id, source._primary_key
+    from source
+    left join built_until on built_until.client_id = source._client_id
+    where source._loaded_at > coalesce(built_until.loaded_at, '-infinity'::timestamptz)
+
+),
+{% endif %}
+
+selected as (
+
+    select source.* from source
     {% if is_incremental() %}
-    where _primary_key in (
-        select _primary_key from {{ source('analytics', 'events') }}
-        where _loaded_at > (select coalesce(max(_loaded_at), '-infinity'::timestamptz) from {{ this }})
-    )
+    semi join events_with_new_versions using (_client_id, _primary_key)
     {% endif %}
 
 ),
 
 deduped as (
 
-    select * from source
+    select * from selected
     {{ keep_latest_version() }}
 
 ),
@@ -80,6 +103,7 @@ validated as (
 final as (
 
     select
+        client_id,
         event_id,
         analytics_user_id,
         {{ record_key('analytics', 'users', 'analytics_user_id') }} as user_record_key,

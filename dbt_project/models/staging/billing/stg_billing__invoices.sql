@@ -88,6 +88,7 @@ validated as (
 final as (
 
     select
+        client_id,
         invoice_id,
         billing_customer_id,
         {{ record_key('billing', 'customers', 'billing_customer_id') }} as customer_record_key,

@@ -77,6 +77,7 @@ validated as (
 final as (
 
     select
+        client_id,
         payment_id,
         invoice_id,
         {{ record_key('billing', 'invoices', 'invoice_id') }} as invoice_record_key,

@@ -80,6 +80,7 @@ validated as (
 final as (
 
     select
+        client_id,
         subscription_id,
         billing_customer_id,
         {{ record_key('billing', 'customers', 'billing_customer_id') }} as customer_record_key,

@@ -55,6 +55,7 @@ validated as (
 final as (
 
     select
+        client_id,
         company_id,
         company_name,
         domain,

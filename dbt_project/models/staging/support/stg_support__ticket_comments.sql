@@ -65,6 +65,7 @@ validated as (
 final as (
 
     select
+        client_id,
         comment_id,
         ticket_id,
         comment_position,

@@ -63,6 +63,7 @@ validated as (
 final as (
 
     select
+        client_id,
         ticket_id,
         support_customer_id,
         {{ record_key('support', 'customers', 'support_customer_id') }} as customer_record_key,
