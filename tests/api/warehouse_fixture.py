@@ -1,4 +1,4 @@
-"""A published warehouse copy with the customer marts as dbt builds them, plus `client_id`.
+"""A published warehouse copy with the customer marts as dbt builds them (with `client_id`).
 
 Columns come from the marts' yml files, so the fixture follows the models; the types follow
 the column names. Two clients' rows: `acme` with many customers, `globex` with a few, one of
@@ -47,6 +47,8 @@ def column_type(name: str) -> str:
 
 def sample_value(name: str, client_id: str, customer_id: str) -> Any:
     kind = column_type(name)
+    if name == "client_id":
+        return client_id
     if name == "customer_id":
         return customer_id
     if name in ("email", "emails"):
@@ -77,11 +79,11 @@ def build_published_warehouse(path: Path,
     try:
         connection.execute("create schema if not exists marts")
         for model in ("dim_customers", "customer_360"):
-            columns = ["client_id", *model_columns(model)]
+            columns = model_columns(model)
+            assert "client_id" in columns, f"{model}.yml documents no client_id"
             connection.execute(f"create or replace table marts.{model} (" + ", ".join(
                 f"{c} {column_type(c)}" for c in columns) + ")")
-            rows = [[client_id, *(sample_value(c, client_id, customer_id)
-                                  for c in columns[1:])]
+            rows = [[sample_value(c, client_id, customer_id) for c in columns]
                     for client_id, ids in customers.items() for customer_id in ids]
             connection.executemany(f"insert into marts.{model} values (" + ", ".join(  # noqa: S608
                 "?" for _ in columns) + ")", rows)
