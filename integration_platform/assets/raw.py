@@ -49,6 +49,7 @@ from integration_platform.landing.lease import PartitionBusyError, PartitionLeas
 from integration_platform.landing.loader import LoadCountError, LoadResult, Stager, ensure_schema
 from integration_platform.landing.warehouse import WarehouseBusyError
 from integration_platform.landing.zone import UNPARTITIONED, Attempt
+from integration_platform.specs.loader import SpecError
 from integration_platform.specs.models import SourceSpec
 
 DRIFT_CHECK = "schema_drift"
@@ -150,9 +151,16 @@ class _RawRun:
         return [parse_partition_key(key) for key in self.context.partition_keys]
 
     def spec(self, client_id: str) -> SourceSpec:
-        """The source's spec resolved with this client's credentials (once per run)."""
+        """The source's spec resolved with this client's credentials (once per run); a
+        client without them, or a variable unset, fails the run at once (no retry can help)."""
         if client_id not in self._specs:
-            self._specs[client_id] = self.api.spec(client_id)
+            from integration_platform.clients.credentials import MissingCredentialsError
+
+            try:
+                self._specs[client_id] = self.api.spec(client_id)
+            except (MissingCredentialsError, SpecError) as exc:
+                raise Failure(description=f"{self.source} for client {client_id}: {exc}",
+                              allow_retries=False) from exc
         return self._specs[client_id]
 
     async def run(self) -> list[PartitionOutcome | BaseException]:

@@ -45,11 +45,13 @@ def free_port() -> int:
 
 @pytest.fixture
 def dagster_webserver(tmp_path: Path, sandbox: Sandbox, api_environment: Path,
-                      monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+                      store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(INSTANCE)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    # Runs read a client's credentials from the API's store, with its key (as under make run).
+    monkeypatch.setenv("DATABASE_URL", store_url)
     for vendor, url in sandbox.urls.items():
         monkeypatch.setenv(VENDOR_URL_VARIABLES[vendor], url)
     port = free_port()
@@ -126,14 +128,17 @@ def test_a_registered_clients_sync_runs_on_dagster_and_its_status_reads_them_whe
     runs = httpx.post(f"{dagster_webserver}/graphql", json={"query": """
         { runsOrError(filter: {tags: [{key: "integration_platform/client_id", value: "acme"}]})
           { ... on Runs { results { tags { key value } assetSelection { path } } } } }"""}).json()
-    found = {next(t["value"] for t in r["tags"] if t["key"] == "integration_platform/stage"): r
-             for r in runs["data"]["runsOrError"]["results"]}
-    assert set(found) == {"raw", "transform"}
-    raw_tags = {t["key"]: t["value"] for t in found["raw"]["tags"]}
-    assert raw_tags["dagster/asset_partition_range_start"] == DAY
-    assert raw_tags["dagster/asset_partition_range_end"] == DAY
+    found = {}
+    for run in runs["data"]["runsOrError"]["results"]:
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        found[tags.get("integration_platform/raw_part", "transform")] = (tags, run)
+    assert set(found) == {"crm", "crm:reference", "transform"}
+    raw_tags = found["crm"][0]
+    assert raw_tags["dagster/asset_partition_range_start"] == f"acme|{DAY}"
+    assert raw_tags["dagster/asset_partition_range_end"] == f"acme|{DAY}"
     assert raw_tags["integration_platform/sync_id"] == sync["id"]
-    transform = {"/".join(a["path"]) for a in found["transform"]["assetSelection"]}
+    assert found["crm:reference"][0]["dagster/partition"] == "acme"
+    transform = {"/".join(a["path"]) for a in found["transform"][1]["assetSelection"]}
     assert {"staging/stg_crm__contacts", "marts/dim_customers", "dbt/nicknames"} <= transform
     assert not any(key.startswith("raw/") for key in transform)
 
