@@ -255,17 +255,56 @@ def up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profile: str,
                           vendors=vendors, api_port=api_port))
 
 
+@main.command("materialize")
+@click.option("--client", "client_id", default="demo", show_default=True,
+              help="Whose data: a registered client (the API registers them).")
+@click.option("--partition-range", "days", default=None, metavar="START...END",
+              help="UTC days, e.g. 2025-03-01...2025-03-07 (default: yesterday).")
+@click.option("--partition", "day", default=None, metavar="DAY", help="One UTC day.")
+@click.option("--select", "selection", default=None,
+              help="Dagster asset selection, e.g. 'key:\"raw/crm/*\"' or "
+                   "'key:\"marts/*\"' (default: everything, raw to marts).")
+@click.option("--full-refresh", is_flag=True, help="Ignore incremental marks: reload whole days.")
+def materialize(client_id: str, days: str | None, day: str | None, selection: str | None,
+                full_refresh: bool) -> None:
+    """Run the main job headless: a client's days of raw data, its reference data, then dbt
+    (staging, entity resolution, marts), with a line per asset partition and a summary.
+
+    Runs go to the Dagster instance of DAGSTER_HOME (default .dagster_home, as make run), so
+    the UI shows them; they execute in this process, one stage after the other.
+    """
+    from integration_platform.runs.commands import materialize_command
+
+    if not materialize_command(client_id=client_id, days=days, day=day, selection=selection,
+                               full_refresh=full_refresh, echo=_progress_console()):
+        sys.exit(1)
+
+
 @main.command("demo")
 @click.option("--seed", default=42, show_default=True)
 @click.option("--customers", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
 def demo(seed: int, customers: int) -> None:
-    """Headless end-to-end run against the sandbox, with a printed summary."""
+    """The whole job headless: sandbox, a week of raw data, dbt to the marts; prints what the
+    marts hold, the entity-resolution figures and where the files are (data/demo/)."""
     from integration_platform.demo import run_demo
 
-    if "LOG_LEVEL" not in os.environ:
-        configure_logging("WARNING")  # the summary is the output; logs only when asked
-    if not run_demo(SandboxSettings(seed=seed, customers=customers), echo=click.echo):
+    if not run_demo(SandboxSettings(seed=seed, customers=customers),
+                    echo=_progress_console()):
         sys.exit(1)
+
+
+def _progress_console() -> Callable[[str], None]:
+    """Where progress lines go: the console as it is now (runs redirect their own output to
+    a log file). Logs only when LOG_LEVEL asks: the definitions configure logging again when
+    they load, from LOG_LEVEL."""
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    configure_logging()
+    console = sys.stdout
+
+    def echo(line: str) -> None:
+        click.echo(line, file=console)
+
+    return echo
 
 
 @main.command("validate")

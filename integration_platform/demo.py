@@ -1,74 +1,95 @@
-"""The headless demo: start the sandbox, pull every endpoint of every source, print a summary."""
+"""The headless demo: the whole job, as a user would run it, in one command.
+
+The sandbox starts in this process on free ports; the main job (`runs/main_job.py`) pulls a
+week of every source into raw, reloads the reference data, and builds staging, entity
+resolution and the marts with dbt; then the demo prints what the marts hold, how well the
+customers resolved against the sandbox's ground truth, and where the files are. Everything
+lives in `data/demo/` (warehouse, landing zone, Dagster instance, logs), replaced at each run.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import tempfile
+import shutil
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
-import httpx
+import duckdb
 
 from integration_platform import environment
-from integration_platform.extraction.state import IncrementalState
-from integration_platform.extraction.to_files import extract_to_directory
 from integration_platform.launcher import VENDOR_URL_VARIABLES
+from integration_platform.runs.commands import run_main_job
+from integration_platform.runs.main_job import MainJobResult
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
-from integration_platform.specs.loader import load_specs
-from integration_platform.specs.models import SourceSpec
+
+# A week of the sandbox's year: every source has records on each of these days.
+DEMO_START, DEMO_END = date(2025, 6, 1), date(2025, 6, 7)
+MARTS = ("dim_customers", "customer_360", "fct_subscriptions", "fct_invoices", "fct_payments",
+         "fct_tickets", "fct_product_usage_daily")
+FACTS_WITH_CUSTOMERS = ("fct_subscriptions", "fct_invoices", "fct_payments", "fct_tickets",
+                        "fct_product_usage_daily")
+ER_CHECK = ("intermediate/int_customer_clusters", "entity_resolution_quality")
 
 
-@dataclass(frozen=True)
-class EndpointResult:
-    source: str
-    endpoint: str
-    records: int
-    pages: int
-    requests: int
-    seconds: float
-    error: str | None = None
+def demo_folder() -> Path:
+    return environment.data_dir() / "demo"
 
 
 def run_demo(settings: SandboxSettings, echo: Callable[[str], None] = print) -> bool:
-    """True when the sandbox came up and every endpoint of every source answered."""
+    """True when every run succeeded; prints progress, then the marts and the ER figures."""
+    started = time.monotonic()
     environment.load_sandbox_env()
+    folder = demo_folder()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["INTEGRATION_PLATFORM_DATA_DIR"] = str(folder)
+    os.environ.pop("WAREHOUSE_PATH", None)
+    os.environ["DAGSTER_HOME"] = str(folder / "dagster_home")
+    from integration_platform.launcher import prepare_dagster_home
+
+    prepare_dagster_home()
     credentials = SandboxCredentials.from_env()
     with Sandbox(settings, credentials, base_port=0) as sandbox:
-        echo(f"sandbox up: seed={settings.seed} customers={settings.customers}")
-        for vendor, url in sandbox.urls.items():
-            health = httpx.get(f"{url}/_sandbox/health", timeout=5).json()
-            echo(f"  {vendor:<10} {url}  {health['status']}")
-        env = {**os.environ, **{VENDOR_URL_VARIABLES[v]: u for v, u in sandbox.urls.items()}}
-        specs = load_specs(env=env)
-        with tempfile.TemporaryDirectory(prefix="demo-") as tmp:
-            results = asyncio.run(_extract_all(specs, Path(tmp)))
-    echo("")
-    echo(f"{'endpoint':<28}{'records':>9}{'pages':>7}{'requests':>10}{'seconds':>9}")
-    for r in results:
-        line = f"{r.source + '.' + r.endpoint:<28}{r.records:>9}{r.pages:>7}{r.requests:>10}"
-        echo(f"{line}{r.seconds:>9.2f}" + (f"  FAILED: {r.error}" if r.error else ""))
-    failed = [r for r in results if r.error]
-    echo("")
-    names = ", ".join(f"{r.source}.{r.endpoint}" for r in failed)
-    echo(f"{len(results) - len(failed)} of {len(results)} endpoints answered"
-         + (f"; failed: {names}" if failed else ""))
-    return not failed
+        os.environ.update({VENDOR_URL_VARIABLES[v]: url for v, url in sandbox.urls.items()})
+        echo(f"sandbox up: seed={settings.seed} customers={settings.customers} "
+             f"({', '.join(sandbox.urls)})")
+        result = run_main_job(client_id="demo", start=DEMO_START, end=DEMO_END, selection=None,
+                              full_refresh=False, echo=echo, log_name="demo")
+    _report(result, echo, time.monotonic() - started)
+    return result.success
 
 
-async def _extract_all(specs: dict[str, SourceSpec], root: Path) -> list[EndpointResult]:
-    results = []
-    state = IncrementalState(root / "state")
-    for name, spec in sorted(specs.items()):
-        for endpoint in spec.endpoints:
-            try:
-                summary = await extract_to_directory(
-                    spec, endpoint, root / name / endpoint, full_refresh=True, state=state)
-            except Exception as exc:  # the demo reports every failure, then carries on
-                results.append(EndpointResult(name, endpoint, 0, 0, 0, 0.0, str(exc)[:200]))
-                continue
-            results.append(EndpointResult(name, endpoint, summary.records, summary.pages,
-                                          summary.requests, summary.seconds))
-    return results
+def _report(result: MainJobResult, echo: Callable[[str], None], seconds: float) -> None:
+    assert result.progress is not None
+    echo("")
+    published = environment.warehouse_path().with_name("warehouse.published.duckdb")
+    if not result.success or not published.exists():
+        for line in result.progress.summary():
+            echo(line)
+        echo(f"\nFAILED after {seconds:.0f} s; the runs' output is in "
+             f"{environment.data_dir() / 'logs' / 'demo.log'}")
+        return
+    with duckdb.connect(str(published), read_only=True) as connection:
+        echo(f"{'mart':<26}{'rows':>8}{'with a customer':>18}")
+        for mart in MARTS:
+            rows = connection.execute(f"SELECT count(*) FROM marts.{mart}").fetchall()[0][0]  # noqa: S608
+            linked = ""
+            if mart in FACTS_WITH_CUSTOMERS:
+                count = connection.execute(
+                    f"SELECT count(customer_id) FROM marts.{mart}").fetchall()[0][0]  # noqa: S608
+                linked = f"{count / rows:>17.0%}" if rows else f"{'-':>17}"
+            echo(f"{mart:<26}{rows:>8}{linked:>18}")
+    quality = result.progress.check_results.get(ER_CHECK)
+    if quality is not None:
+        passed, figures = quality
+        score = {name: float(figures.get(name, 0)) for name in ("precision", "recall", "f1")}
+        echo(f"\nentity resolution against the sandbox's ground truth: precision "
+             f"{score['precision']:.3f}, recall {score['recall']:.3f}, F1 {score['f1']:.3f} "
+             f"({'passed' if passed else 'FAILED'})")
+    echo(f"\ndone in {seconds:.0f} s. Query the marts from any BI tool or the duckdb CLI:\n"
+         f"  duckdb -readonly {published}\n"
+         f"runs: DAGSTER_HOME={os.environ['DAGSTER_HOME']} (the UI shows them if started "
+         f"with it); their output: {environment.data_dir() / 'logs' / 'demo.log'}")

@@ -1,0 +1,88 @@
+"""`integration-platform materialize` and the demo: parse the range, prepare the instance, run
+the main job, print the summary."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from datetime import UTC, date, datetime, timedelta
+
+import click
+from dagster import BetaWarning, DagsterInstance, PreviewWarning
+
+from integration_platform import environment
+from integration_platform.assets.partitions import CLIENTS_PARTITIONS, register_clients
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.runs.main_job import MainJobError, MainJobResult, plan, run
+from integration_platform.runs.progress import Echo
+
+
+def parse_days(days: str | None, day: str | None) -> tuple[date, date]:
+    """`START...END`, one day, or (neither) yesterday, UTC."""
+    if days and day:
+        raise click.UsageError("give --partition-range or --partition, not both")
+    try:
+        if days:
+            start, separator, end = days.partition("...")
+            if not separator:
+                raise ValueError(days)
+            return date.fromisoformat(start.strip()), date.fromisoformat(end.strip())
+        if day:
+            return date.fromisoformat(day), date.fromisoformat(day)
+    except ValueError:
+        raise click.BadParameter(
+            f"{days or day!r} is not a UTC day or START...END range of days "
+            "(e.g. 2025-03-01...2025-03-07)") from None
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    return yesterday, yesterday
+
+
+def run_main_job(*, client_id: str, start: date, end: date, selection: str | None,
+                 full_refresh: bool, echo: Echo, log_name: str) -> MainJobResult:
+    """Plan and run the main job in the instance of DAGSTER_HOME (prepared like `make run`'s
+    when unset); what the runs print goes to `data/logs/<log_name>.log`."""
+    # Dagster's notices about its own beta parameters, which our definitions use on purpose
+    # (backfill policies, sensor owners), would print once per asset: they say nothing to a user.
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    warnings.filterwarnings("ignore", category=PreviewWarning)
+    home = environment.dagster_home()
+    if not (home / "dagster.yaml").exists():  # a new instance: set up as make run's is
+        from integration_platform.launcher import prepare_dagster_home
+
+        home = prepare_dagster_home()
+    os.environ["DAGSTER_HOME"] = str(home)
+    echo(f"loading the definitions (sources from {os.environ.get('SOURCES_PATH', 'sources/')})")
+    from integration_platform.definitions import defs
+
+    with DagsterInstance.get() as instance:
+        register_clients(instance, DEMO_CLIENT_ID)  # the demo client always has its days
+        if not instance.has_dynamic_partition(CLIENTS_PARTITIONS, client_id):
+            raise click.ClickException(
+                f"client {client_id!r} is not registered in the Dagster instance at "
+                f"{os.environ['DAGSTER_HOME']}: register it with the API (POST /clients), "
+                "or use the demo client")
+        try:
+            stages = plan(defs, client_id=client_id, start=start, end=end, selection=selection)
+        except (MainJobError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        log_file = environment.data_dir() / "logs" / f"{log_name}.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        echo(f"progress below; everything the runs print goes to {log_file}")
+        with log_file.open("a") as log:
+            return run(defs, instance, stages, echo=echo, log=log, full_refresh=full_refresh)
+
+
+def materialize_command(*, client_id: str, days: str | None, day: str | None,
+                        selection: str | None, full_refresh: bool, echo: Echo) -> bool:
+    start, end = parse_days(days, day)
+    result = run_main_job(client_id=client_id, start=start, end=end, selection=selection,
+                          full_refresh=full_refresh, echo=echo, log_name="materialize")
+    assert result.progress is not None
+    echo("")
+    for line in result.progress.summary():
+        echo(line)
+    echo(f"\n{'done' if result.success else 'FAILED'}: {len(result.run_ids)} run(s) in "
+         f"{os.environ['DAGSTER_HOME']} ({', '.join(r[:8] for r in result.run_ids)}); "
+         f"warehouse {environment.warehouse_path()}, and its published copy for BI tools "
+         "beside it")
+    return result.success
