@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -275,9 +276,8 @@ def materialize(client_id: str, days: str | None, day: str | None, selection: st
     """
     from integration_platform.runs.commands import materialize_command
 
-    if not materialize_command(client_id=client_id, days=days, day=day, selection=selection,
-                               full_refresh=full_refresh, echo=_progress_console()):
-        sys.exit(1)
+    _finish(materialize_command(client_id=client_id, days=days, day=day, selection=selection,
+                                full_refresh=full_refresh, echo=_progress_console()))
 
 
 @main.command("demo")
@@ -288,9 +288,18 @@ def demo(seed: int, customers: int) -> None:
     marts hold, the entity-resolution figures and where the files are (data/demo/)."""
     from integration_platform.demo import run_demo
 
-    if not run_demo(SandboxSettings(seed=seed, customers=customers),
-                    echo=_progress_console()):
-        sys.exit(1)
+    _finish(run_demo(SandboxSettings(seed=seed, customers=customers), echo=_progress_console()))
+
+
+def _finish(success: bool) -> None:
+    """Exit now, skipping the interpreter's teardown: after in-process runs, DuckDB 2.0's
+    nanobind bindings report dozens of "leaked instance" lines on stderr at teardown (after a
+    failed run, whose traceback keeps connections referenced), which would bury the one line
+    that says what failed. Everything this command wrote is closed or flushed by now."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0 if success else 1)
 
 
 def _progress_console() -> Callable[[str], None]:

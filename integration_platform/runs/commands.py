@@ -6,14 +6,24 @@ from __future__ import annotations
 import os
 import warnings
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import click
-from dagster import BetaWarning, DagsterInstance, PreviewWarning
+from dagster import BetaWarning, DagsterInstance, Definitions, PreviewWarning
 
 from integration_platform import environment
 from integration_platform.assets.partitions import CLIENTS_PARTITIONS, register_clients
+from integration_platform.assets.raw import api_resource_key
+from integration_platform.assets.resources import ApiSourceResource, referenced_variables
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
-from integration_platform.runs.main_job import MainJobError, MainJobResult, plan, run
+from integration_platform.runs.main_job import (
+    MainJobError,
+    MainJobResult,
+    Stage,
+    plan,
+    quiet_dagster,
+    run,
+)
 from integration_platform.runs.progress import Echo
 
 
@@ -52,7 +62,8 @@ def run_main_job(*, client_id: str, start: date, end: date, selection: str | Non
         home = prepare_dagster_home()
     os.environ["DAGSTER_HOME"] = str(home)
     echo(f"loading the definitions (sources from {os.environ.get('SOURCES_PATH', 'sources/')})")
-    from integration_platform.definitions import defs
+    with quiet_dagster():  # dagster-dbt narrates the dbt parse of a new project at INFO
+        from integration_platform.definitions import defs
 
     with DagsterInstance.get() as instance:
         register_clients(instance, DEMO_CLIENT_ID)  # the demo client always has its days
@@ -65,11 +76,42 @@ def run_main_job(*, client_id: str, start: date, end: date, selection: str | Non
             stages = plan(defs, client_id=client_id, start=start, end=end, selection=selection)
         except (MainJobError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
+        if client_id == DEMO_CLIENT_ID:
+            _require_variables(defs, stages)
         log_file = environment.data_dir() / "logs" / f"{log_name}.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
         echo(f"progress below; everything the runs print goes to {log_file}")
         with log_file.open("a") as log:
             return run(defs, instance, stages, echo=echo, log=log, full_refresh=full_refresh)
+
+
+def _require_variables(defs: Definitions, stages: list[Stage]) -> None:
+    """Before any run: every variable the selected sources' specs need (without a default)
+    is set, or one line says which are missing, in which spec, and where the sandbox's are.
+    (Another client's come from the client store; its run says if they are missing.)"""
+    sources = sorted({key.path[1] for stage in stages if stage.raw for key in stage.keys})
+    resources = defs.resources or {}
+    missing = []
+    for source in sources:
+        resource = resources.get(api_resource_key(source))
+        if not isinstance(resource, ApiSourceResource):
+            continue
+        spec_file = Path(resource.spec_file)
+        unset = sorted(name for name, has_default in referenced_variables(spec_file).items()
+                       if not has_default and not os.environ.get(name))
+        if unset:
+            missing.append(f"{', '.join(unset)} ({source}: {_shown(spec_file)})")
+    if missing:
+        raise click.ClickException(
+            f"not set: {'; '.join(missing)}. Export them in your environment "
+            "(config/sandbox.env, which the CLI reads, holds only the sandbox's demo values)")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def materialize_command(*, client_id: str, days: str | None, day: str | None,

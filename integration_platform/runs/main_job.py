@@ -122,7 +122,7 @@ def run(defs: Definitions, instance: DagsterInstance, stages: Sequence[Stage], *
         job = runnable.resolve_job_def(f"cli_{stage.name}")
         # dbt's own console output goes to the log file, not the console: the progress lines
         # say what happened, the log file says everything.
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), _quiet_dagster():
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), quiet_dagster():
             outcome = job.execute_in_process(instance=instance, tags=stage.tags,
                                              run_config=run_config, raise_on_error=False)
         result.run_ids.append(outcome.run_id)
@@ -133,7 +133,7 @@ def run(defs: Definitions, instance: DagsterInstance, stages: Sequence[Stage], *
 
 
 @contextlib.contextmanager
-def _quiet_dagster() -> Iterator[None]:
+def quiet_dagster() -> Iterator[None]:
     """Dagster's own lines stay out of the console while a run goes: dagster-dbt narrates
     each dbt command at INFO and warns about every dbt source test it logs as an observation
     (dbt tests of the raw tables, which run in the build). What went wrong reaches the console

@@ -1,6 +1,7 @@
 """Two runs of one partition at once: the second waits for the first, and the partition ends
-with every record exactly once. Two real `dagster asset materialize` processes, one sandbox
-process, one data dir and one Dagster instance, as a schedule and a manual run would share."""
+with every record exactly once. Two real `dg launch` processes (Dagster's launch command), one
+sandbox process, one data dir and one Dagster instance, as a schedule and a manual run would
+share."""
 
 from __future__ import annotations
 
@@ -92,8 +93,8 @@ def test_the_second_run_waits_and_the_partition_holds_each_record_once_when_two_
            "BILLING_BASE_URL": billing_url, "INTEGRATION_PLATFORM_DATA_DIR": str(data),
            "DAGSTER_HOME": str(tmp_path / "home")}
     env.pop("WAREHOUSE_PATH", None)
-    command = [str(BIN / "dagster"), "asset", "materialize", "-f", str(tmp_path / "defs.py"),
-               "--select", "raw/billing/invoices", "--partition", f"demo|{day}"]
+    command = [str(BIN / "dg"), "launch", "-f", str(tmp_path / "defs.py"),
+               "--assets", "raw/billing/invoices", "--partition", f"demo|{day}"]
 
     def start(name: str) -> subprocess.Popen[bytes]:
         with (tmp_path / f"{name}.log").open("wb") as log:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -163,6 +164,16 @@ def test_sandbox_up_refuses_a_busy_port_with_a_clear_message_when_one_is_taken()
     assert "another sandbox running" in result.output
 
 
+SHOP_SPEC = """
+source: shop
+kind: rest
+base_url: ${SHOP_URL}
+auth: {type: api_key, in: header, name: X-Key, value: "${SHOP_KEY}"}
+endpoints:
+  orders: {path: /orders, records: data, primary_key: id}
+"""
+
+
 @pytest.mark.parametrize(("arguments", "says"), [
     (["--client", "nobody", "--partition", "2025-03-01"], "client 'nobody' is not registered"),
     (["--partition-range", "2025-03-07...2025-03-01"], "ends (2025-03-01) before it starts"),
@@ -179,4 +190,29 @@ def test_materialize_says_what_is_wrong_in_one_line_when_asked_for_the_impossibl
         capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert says in result.stderr, result.stderr
+    # One error line (a usage error adds click's usage hint), nothing after it.
+    assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == [
+        result.stderr.strip().splitlines()[-1]], result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_materialize_names_the_unset_variables_their_spec_and_sandbox_env_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """A source whose spec needs variables nobody set: no run starts, one line says which."""
+    sources = tmp_path / "sources"
+    shutil.copytree(PROJECT_ROOT / "sources", sources)
+    (sources / "shop.yaml").write_text(SHOP_SPEC)
+    env = {**os.environ, "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data"),
+           "DAGSTER_HOME": str(tmp_path / "home"), "SOURCES_PATH": str(sources)}
+    for variable in ("SHOP_URL", "SHOP_KEY"):
+        env.pop(variable, None)
+    result = subprocess.run(
+        [str(BIN / "integration-platform"), "materialize", "--partition", "2025-03-01",
+         "--select", 'key:"raw/shop/*" or key:"raw/crm/*"'], cwd=PROJECT_ROOT, env=env,
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "SHOP_KEY, SHOP_URL" in line and str(sources / "shop.yaml") in line, line
+    assert "config/sandbox.env" in line and "crm" not in line, line
+    assert not (tmp_path / "data" / "landing").exists(), "a run started anyway"
