@@ -355,4 +355,6 @@ def test_processes_share_one_budget_when_they_share_a_state_dir(tmp_path: Path) 
     # 120 requests at 40/s: the last one goes 119/40 = 2.975 s after the first.
     assert 2.7 <= sent[-1] - sent[0] <= 4.0
     busiest = max(sum(1 for t in sent[i:] if t < first + 1.0) for i, first in enumerate(sent))
-    assert busiest <= 40 * 1 + 1, f"{busiest} requests in one second"
+    # Each process stamps a request just after it acquired it; on a loaded machine a stamp can
+    # lag its grant by a scheduling slice, which can pull two grants into one stamped second.
+    assert busiest <= 40 * 1 + 2, f"{busiest} requests in one second"
