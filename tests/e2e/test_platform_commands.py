@@ -104,9 +104,10 @@ def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
 def test_demo_builds_marts_whose_facts_link_to_customers_when_run_headless(
     tmp_path: Path,
 ) -> None:
-    """`make demo`'s command, at its default size: the whole job, sandbox to marts."""
+    """`make demo` itself, at its default size: the whole job, sandbox to marts (in this
+    test's virtual environment, which `make test` installed)."""
     result = subprocess.run(
-        [str(BIN / "integration-platform"), "demo"], cwd=PROJECT_ROOT,
+        ["make", "--no-print-directory", "demo", f"VENV={sys.prefix}"], cwd=PROJECT_ROOT,
         env={**os.environ, "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path)},
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
