@@ -164,7 +164,7 @@ class DagsterProbe(LineProbe):
             return None
         self._next_ui_check = time.monotonic() + 2
         try:
-            self.ui_ready = httpx.get(f"{self.ui_url}/server_info", timeout=1).status_code == 200
+            self.ui_ready = httpx.get(f"{self.ui_url}/server_info", timeout=5).status_code == 200
         except httpx.TransportError:
             return None
         if not self.ui_ready:
