@@ -240,9 +240,13 @@ def sandbox_tenants(vendors: tuple[str, ...], seed: int, tenants: int, tenant: i
               help="Webhook receiver port (default: base port + 10, i.e. 8710).")
 @click.option("--api-port", default=8000, show_default=True,
               help="Integration Platform API port.")
+@click.option("--status-every", default=60.0, show_default=True,
+              type=click.FloatRange(min=0.5),
+              help="Seconds between the status lines (one per process); each process's "
+                   "whole output is in data/logs/<process>.log.")
 def up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profile: str,
        chaos_overrides: tuple[str, ...], tenants: int, host: str, base_port: int,
-       ui_port: int, webhook_port: int | None, api_port: int) -> None:
+       ui_port: int, webhook_port: int | None, api_port: int, status_every: float) -> None:
     """Run the platform: webhook receiver, sandbox vendors, Dagster UI and the API."""
     from integration_platform.launcher import run_platform
 
@@ -253,7 +257,7 @@ def up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profile: str,
         sandbox_args += ["--chaos-set", override]
     sys.exit(run_platform(host=host, base_port=base_port, ui_port=ui_port,
                           sandbox_args=sandbox_args, webhook_port=webhook_port,
-                          vendors=vendors, api_port=api_port))
+                          vendors=vendors, api_port=api_port, status_every=status_every))
 
 
 @main.command("materialize")

@@ -22,6 +22,7 @@ from integration_platform.automation.webhook_sensor import (
     default_inbox_resource,
 )
 from integration_platform.checks.entity_resolution import build_entity_resolution_check
+from integration_platform.dagster_warnings import silence_dagster_notices
 from integration_platform.logs import configure_logging
 from integration_platform.specs.loader import load_specs
 from integration_platform.transform.dbt_assets import (
@@ -31,6 +32,7 @@ from integration_platform.transform.dbt_assets import (
 )
 
 configure_logging()
+silence_dagster_notices()  # before the assets are built: every process that loads them warns
 specs = load_specs()
 dbt_project = prepare_dbt_project(specs)
 jobs, schedules = source_automation(specs)

@@ -4,7 +4,10 @@ and the Integration Platform API.
 All run as child processes. The receiver starts first and the sandbox's billing is told to
 send its webhooks there (`--webhook-url`); the launcher waits for each to answer before
 starting the next, passes the vendors' base URLs and credentials through the environment, and
-stops them all when interrupted. Before the API starts, the `demo` client is registered (it
+stops them all when interrupted. Each child's output goes to its own file under `data/logs/`;
+the console shows the start-up lines, then what `console.monitor` prints: a status line per
+process every `status_every` seconds, each distinct warning or error once, and a line when a
+process exits. Before the API starts, the `demo` client is registered (it
 uses the sandbox credentials of the environment) and a local admin API key is written to
 `data/api-admin.key` unless `INTEGRATION_PLATFORM_ADMIN_KEY` is set.
 """
@@ -24,10 +27,27 @@ import httpx
 
 from integration_platform import environment
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.console.log_lines import LogTail
+from integration_platform.console.monitor import LAST_LINES_ON_EXIT, Child, Console, last_lines
+from integration_platform.console.status import (
+    ApiProbe,
+    DagsterProbe,
+    LineProbe,
+    Probe,
+    SandboxProbe,
+    StreamsProbe,
+    WebhooksProbe,
+)
+from integration_platform.dagster_warnings import (
+    DAGSTER_DEV_PYTHONWARNINGS,
+    silence_dagster_notices,
+)
+from integration_platform.logs import configure_logging
 from integration_platform.sandbox.roster import ALL_VENDORS, VENDORS
 from integration_platform.sandbox.server import vendor_urls
 from integration_platform.specs.loader import load_specs
 from integration_platform.webhooks.app import route_path
+from integration_platform.webhooks.inbox import inbox_path
 
 VENDOR_URL_VARIABLES = {vendor: f"{vendor.upper()}_BASE_URL" for vendor in ALL_VENDORS}
 
@@ -52,11 +72,12 @@ def wait_until_healthy(urls: Mapping[str, str], timeout: float,
             time.sleep(0.1)
 
 
-def wait_until_receiving(url: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+def wait_until_receiving(url: str, timeout: float,
+                         process: subprocess.Popen[bytes] | None) -> None:
     """Block until the webhook receiver's health route answers 200."""
     deadline = time.monotonic() + timeout
     while True:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise RuntimeError(f"the webhook receiver exited with code {process.returncode} "
                                "while starting")
         try:
@@ -102,11 +123,12 @@ def prepare_api(data_dir: Path) -> Path | None:
     return ensure_admin_key_file(ApiKeys(registry.sessions), data_dir)
 
 
-def wait_until_serving(url: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+def wait_until_serving(url: str, timeout: float,
+                       process: subprocess.Popen[bytes] | None) -> None:
     """Block until the API's liveness route answers 200."""
     deadline = time.monotonic() + timeout
     while True:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise RuntimeError(f"the API exited with code {process.returncode} while starting")
         try:
             if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
@@ -122,74 +144,134 @@ def _stop_on_terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def logs_dir() -> Path:
+    """`<data dir>/logs`: one file per process of the platform."""
+    path = environment.data_dir() / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start_child(name: str, command: list[str], *, env: Mapping[str, str], logs: Path,
+                probe: Probe | None = None, cwd: Path | None = None) -> Child:
+    """Start one process with its output in `<logs>/<name>.log` (the last run's log is kept as
+    `<name>.previous.log`)."""
+    log = logs / f"{name}.log"
+    if log.exists():
+        log.replace(logs / f"{name}.previous.log")
+    tail = LogTail(log)
+    with log.open("ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+    return Child(name, process, log, tail, probe or LineProbe())
+
+
+def _own_log(logs: Path) -> Child:
+    """The launcher's own log lines (JSON) go to `<logs>/up.log`; the console watches it too."""
+    log = logs / "up.log"
+    if log.exists():
+        log.replace(logs / "up.previous.log")
+    tail = LogTail(log)
+    configure_logging(stream=log.open("a", buffering=1))
+    return Child("up", None, log, tail)
+
+
 def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[str],
                  webhook_port: int | None = None, vendors: tuple[str, ...] = VENDORS,
-                 api_port: int = 8000) -> int:
+                 api_port: int = 8000, status_every: float = 60.0) -> int:
     # Ctrl-C and `kill` both stop everything; SIGINT may arrive ignored from a parent shell.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
+    silence_dagster_notices()
     environment.load_sandbox_env()
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+
+    logs = logs_dir()
+    own = _own_log(logs)
+    echo(f"Starting the platform; each process logs to {logs}/<process>.log")
     urls = vendor_urls(host, base_port, vendors)
     env = dict(os.environ)
     env.update({VENDOR_URL_VARIABLES[v]: url for v, url in urls.items()})
-    env["DAGSTER_HOME"] = str(prepare_dagster_home())
-    env.setdefault("DAGSTER_WEBSERVER_URL", f"http://127.0.0.1:{ui_port}")
+    dagster_home = prepare_dagster_home()
+    env["DAGSTER_HOME"] = str(dagster_home)
+    ui_url = f"http://127.0.0.1:{ui_port}"
+    env.setdefault("DAGSTER_WEBSERVER_URL", ui_url)
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # dbt must be on PATH
+    cli = [sys.executable, "-m", "integration_platform.cli"]
 
     receiver_port = webhook_port or base_port + 10
     receiver_url = f"http://{host}:{receiver_port}"
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[Child] = []
     try:
         webhook_path = billing_webhook_path()
         if webhook_path is not None:
-            receiver = subprocess.Popen(
-                [sys.executable, "-m", "integration_platform.cli", "webhooks", "serve",
-                 "--host", host, "--port", str(receiver_port)], env=env)
+            receiver = start_child(
+                "webhooks", [*cli, "webhooks", "serve", "--host", host,
+                             "--port", str(receiver_port)],
+                env=env, logs=logs, probe=WebhooksProbe(inbox_path()))
             children.append(receiver)
-            wait_until_receiving(receiver_url, timeout=60, process=receiver)
+            wait_until_receiving(receiver_url, timeout=60, process=receiver.process)
             sandbox_args = [*sandbox_args, "--webhook-url", receiver_url + webhook_path]
-        sandbox = subprocess.Popen(
-            [sys.executable, "-m", "integration_platform.cli", "sandbox", "up", "--host", host,
-             "--base-port", str(base_port), "--vendors", ",".join(vendors), *sandbox_args],
-            env=env)
+            echo(f"  webhook receiver  {receiver_url}{webhook_path}")
+        sandbox = start_child(
+            "sandbox", [*cli, "sandbox", "up", "--host", host, "--base-port", str(base_port),
+                        "--vendors", ",".join(vendors), *sandbox_args],
+            env=env, logs=logs, probe=SandboxProbe(urls))
         children.append(sandbox)
-        wait_until_healthy(urls, timeout=60, process=sandbox)
-        print(f"Sandbox tenants' credentials: GET {next(iter(urls.values()))}/_sandbox/tenants "
-              "(each vendor lists its own), or `integration-platform sandbox tenants` for all",
-              flush=True)
-        if any(spec.streams for spec in load_specs().values()):
+        wait_until_healthy(urls, timeout=60, process=sandbox.process)
+        echo("  sandbox vendors   " + ", ".join(f"{v} {u}" for v, u in urls.items()))
+        echo("                    tenants' credentials: GET <vendor URL>/_sandbox/tenants, or "
+             "`integration-platform sandbox tenants`")
+        streams = [f"{spec.source}.{name}" for spec in load_specs().values()
+                   for name in spec.streams]
+        if streams:
             # Event streams (SSE) into raw: a long-lived consumer; SIGTERM flushes its batch.
-            children.append(subprocess.Popen(
-                [sys.executable, "-m", "integration_platform.cli", "streams", "consume"],
-                env=env))
-        dagster = subprocess.Popen(
-            [str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(ui_port),
-             "-w", str(environment.PROJECT_ROOT / "workspace.yaml")],
-            cwd=environment.PROJECT_ROOT, env=env)
-        children.append(dagster)
+            children.append(start_child("streams", [*cli, "streams", "consume"], env=env,
+                                        logs=logs, probe=StreamsProbe()))
+            echo(f"  stream consumer   {', '.join(streams)}")
+        warnings_env = ",".join(filter(None, [env.get("PYTHONWARNINGS"),
+                                              DAGSTER_DEV_PYTHONWARNINGS]))
+        children.append(start_child(
+            "dagster", [str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(ui_port),
+                        "-w", str(environment.PROJECT_ROOT / "workspace.yaml")],
+            env={**env, "PYTHONWARNINGS": warnings_env}, logs=logs,
+            probe=DagsterProbe(dagster_home, ui_url), cwd=environment.PROJECT_ROOT))
         admin_key_file = prepare_api(environment.data_dir())
-        api = subprocess.Popen(
-            [sys.executable, "-m", "integration_platform.cli", "api", "serve",
-             "--host", "127.0.0.1", "--port", str(api_port)], env=env)
+        api = start_child("api", [*cli, "api", "serve", "--host", "127.0.0.1",
+                                  "--port", str(api_port)],
+                          env=env, logs=logs, probe=ApiProbe())
         children.append(api)
         api_url = f"http://127.0.0.1:{api_port}"
-        wait_until_serving(api_url, timeout=60, process=api)
-        print(f"Integration Platform API: {api_url}  (Swagger UI: {api_url}/docs"
-              + (f"; admin key in {admin_key_file}" if admin_key_file else "") + ")", flush=True)
-        print(f"Dagster UI: http://127.0.0.1:{ui_port}  (Ctrl-C stops everything)", flush=True)
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        failed = next(child for child in children if child.poll() is not None)
-        return failed.returncode or 0
+        wait_until_serving(api_url, timeout=60, process=api.process)
+        echo(f"  API               {api_url}  (Swagger UI: {api_url}/docs"
+             + (f"; admin key in {admin_key_file}" if admin_key_file else "") + ")")
+        echo(f"  Dagster UI        {ui_url}  (starting; a line says when it answers)")
+        echo(f"A status line per process every {status_every:g} s, each warning or error once; "
+             "Ctrl-C stops everything.")
+        exited = Console(echo, status_every=status_every).watch([own, *children])
+        return (exited.process.returncode if exited.process else 0) or 0
     except KeyboardInterrupt:
+        echo("stopping ...")
         return 0
+    except (RuntimeError, TimeoutError):
+        if children:  # the one that was starting: what it said before it failed
+            echo(f"the last lines of {children[-1].log}:")
+            for line in last_lines(children[-1].log, LAST_LINES_ON_EXIT):
+                echo(f"    {line}")
+        raise
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in reversed(children):
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_children([child.process for child in children if child.process is not None])
+
+
+def stop_children(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every process still running, latest first; SIGKILL after 20 s."""
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in reversed(processes):
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -34,6 +34,7 @@ from dagster import (
 from integration_platform.assets.partitions import CLIENT_TAG, partition_key
 from integration_platform.assets.raw import RawLoadConfig, raw_asset_key
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.run_kinds import KIND_TAG, RECONCILIATION
 from integration_platform.specs.models import SourceSpec
 
 if TYPE_CHECKING:  # not exported at dagster's top level
@@ -109,6 +110,6 @@ def _reconciliation_schedule(spec: SourceSpec,
         # Webhooks arrive for the demo client (the receiver checks its signing secret).
         return RunRequest(run_key=f"{reconciliation_job_name(source)}:{day}",
                           partition_key=partition_key(DEMO_CLIENT_ID, day),
-                          tags={CLIENT_TAG: DEMO_CLIENT_ID})
+                          tags={CLIENT_TAG: DEMO_CLIENT_ID, KIND_TAG: RECONCILIATION})
 
     return _reconcile_last_day

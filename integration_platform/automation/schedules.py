@@ -22,6 +22,7 @@ from dagster import (
 
 from integration_platform.assets.partitions import CLIENT_TAG, CLIENTS_PARTITIONS, partition_key
 from integration_platform.assets.raw import raw_asset_key
+from integration_platform.run_kinds import KIND_TAG, SCHEDULED
 from integration_platform.specs.models import SourceSpec
 
 if TYPE_CHECKING:  # not exported at dagster's top level
@@ -73,7 +74,7 @@ def last_complete_day(source: str, when: datetime, first_day: date,
         return SkipReason("no client is registered (the clients dynamic partitions are empty)")
     key = day.isoformat()
     return [RunRequest(run_key=f"{source}:{client}:{key}", partition_key=partition_key(client, key),
-                       tags={CLIENT_TAG: client}) for client in clients]
+                       tags={CLIENT_TAG: client, KIND_TAG: SCHEDULED}) for client in clients]
 
 
 def _daily_schedule(source: str, cron: str, job: UnresolvedAssetJobDefinition,
@@ -101,6 +102,7 @@ def _reference_schedule(source: str, cron: str,
             return SkipReason("no client is registered")
         stamp = (context.scheduled_execution_time or datetime.now(UTC)).isoformat()
         return [RunRequest(run_key=f"{source}:{client}:{stamp}", partition_key=client,
-                           tags={CLIENT_TAG: client}) for client in clients]
+                           tags={CLIENT_TAG: client, KIND_TAG: SCHEDULED})
+                for client in clients]
 
     return _reload

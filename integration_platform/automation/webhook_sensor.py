@@ -10,14 +10,18 @@ downstream freshness and automation see the new rows.
 
 The sensor keeps a cursor per source (the last arrival number handed to a run) and asks for a
 run per batch of undrained events after it, with the batch as the run key, so a tick evaluated
-twice asks for nothing new. While a drain of a source is queued or running it waits, and the
-next batch simply grows. Events a failed run left behind are asked for again after
-`stranded_after_seconds` (at most once per such interval). Dagster's run retries
-(dagster.yaml) retry a failed drain first.
+twice asks for nothing new. A batch waits until its oldest event has waited
+`batch_window_seconds` (5 minutes by default) or it holds `max_batch_events`: a source that
+pushes all the time makes about 12 drain runs an hour, not one per tick, and the Runs view
+stays readable. While a drain of a source is queued or running it waits, and the next batch
+simply grows. Events a failed run left behind are asked for again `stranded_after_seconds`
+after they were due (at most once per such interval). Dagster's run retries (dagster.yaml)
+retry a failed drain first. Drain runs carry the tag `integration_platform/kind=webhook_drain`.
 (No `from __future__ import annotations`: Dagster reads the config and resource annotations.)
 """
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -50,6 +54,7 @@ from integration_platform.assets.partitions import partition_key, partitions_for
 from integration_platform.assets.raw import raw_asset_key
 from integration_platform.assets.resources import LandingZoneResource, WarehouseResource
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.run_kinds import KIND_TAG, WEBHOOK_DRAIN
 from integration_platform.specs.models import SourceSpec
 from integration_platform.webhooks.drain import BatchDrain
 from integration_platform.webhooks.inbox import Batch, Inbox, inbox_path
@@ -59,6 +64,7 @@ DRAIN_OP = "drain_webhook_batch"
 SENSOR_NAME = "webhook_inbox_sensor"
 SOURCE_TAG = "integration_platform/webhook_source"
 BATCH_TAG = "integration_platform/webhook_batch"
+BATCH_WINDOW_VARIABLE = "WEBHOOK_BATCH_WINDOW_SECONDS"
 IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
@@ -68,7 +74,11 @@ class WebhookInboxResource(ConfigurableResource["WebhookInboxResource"]):
 
     path: str
     max_batch_events: int = 10_000
-    """Events per drain run at most; a longer backlog becomes several runs."""
+    """Events per drain run at most; a longer backlog becomes several runs, launched at once."""
+    batch_window_seconds: float = 300.0
+    """A source's next drain waits until its oldest undrained event has waited this long (or
+    `max_batch_events` are waiting): about 3600 / window drain runs an hour per busy source.
+    0 drains whatever is waiting at every tick."""
     retention_days: float = 7.0
     """How long drained events (and rejections) stay, to recognise late redeliveries."""
 
@@ -77,7 +87,16 @@ class WebhookInboxResource(ConfigurableResource["WebhookInboxResource"]):
 
 
 def default_inbox_resource() -> WebhookInboxResource:
-    return WebhookInboxResource(path=str(inbox_path()))
+    """The inbox of `inbox_path()`; `WEBHOOK_BATCH_WINDOW_SECONDS` sets the batch window."""
+    window = os.environ.get(BATCH_WINDOW_VARIABLE)
+    if not window:
+        return WebhookInboxResource(path=str(inbox_path()))
+    try:
+        seconds = float(window)
+    except ValueError:
+        raise ValueError(f"{BATCH_WINDOW_VARIABLE}={window!r} is not a number of seconds "
+                         "(e.g. 300; 0 drains at every sensor tick)") from None
+    return WebhookInboxResource(path=str(inbox_path()), batch_window_seconds=seconds)
 
 
 class DrainConfig(Config):
@@ -159,7 +178,12 @@ def _run_request(batch: Batch, run_key: str) -> RunRequest:
         run_key=run_key,
         run_config=RunConfig(ops={DRAIN_OP: DrainConfig(
             source=batch.source, first_seq=batch.first_seq, last_seq=batch.last_seq)}),
-        tags={SOURCE_TAG: batch.source, BATCH_TAG: batch.key})
+        tags={SOURCE_TAG: batch.source, BATCH_TAG: batch.key, KIND_TAG: WEBHOOK_DRAIN})
+
+
+def _waited_seconds(batch: Batch, now: float) -> float:
+    """How long the batch's oldest event has waited."""
+    return now - datetime.fromisoformat(batch.first_received_at).timestamp()
 
 
 def build_webhook_sensor(specs: Mapping[str, SourceSpec], drain_job: JobDefinition, *,
@@ -171,15 +195,21 @@ def build_webhook_sensor(specs: Mapping[str, SourceSpec], drain_job: JobDefiniti
     @sensor(name=SENSOR_NAME, job=drain_job, minimum_interval_seconds=minimum_interval_seconds,
             default_status=DefaultSensorStatus.RUNNING,
             description="Launches a drain_webhooks run per batch of webhook events waiting in "
-                        "the inbox; cursor: the last arrival number handed to a run, per "
+                        "the inbox, once the batch's oldest event has waited the inbox "
+                        "resource's batch_window_seconds (default 300) or max_batch_events "
+                        "are waiting; cursor: the last arrival number handed to a run, per "
                         "source.")
     def webhook_inbox_sensor(context: SensorEvaluationContext,
                              webhook_inbox: WebhookInboxResource) -> SensorResult:
         cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
         requests: list[RunRequest] = []
         waiting: list[str] = []
+        batching: list[str] = []
         now = time.time()
-        cutoff = (datetime.now(UTC) - timedelta(seconds=stranded_after_seconds)).isoformat()
+        window = webhook_inbox.batch_window_seconds
+        # A handed-out event was due `window` after it arrived; stranded this long after that.
+        cutoff = (datetime.now(UTC) - timedelta(
+            seconds=stranded_after_seconds + window)).isoformat()
         with webhook_inbox.inbox() as inbox:
             for source in sources:
                 if _drain_in_flight(context.instance, source):
@@ -196,13 +226,24 @@ def build_webhook_sensor(specs: Mapping[str, SourceSpec], drain_job: JobDefiniti
                                              max_events=webhook_inbox.max_batch_events)
                     if batch is None:
                         break
+                    waited = _waited_seconds(batch, now)
+                    if batch.events < webhook_inbox.max_batch_events and waited < window:
+                        batching.append(f"{source} ({batch.events} event(s), the oldest "
+                                        f"{waited:.0f} s old)")
+                        break
                     requests.append(_run_request(batch, batch.key))
                     after = batch.last_seq
                 cursor[source] = after
         skip = None
         if not requests:
-            skip = (f"a drain is already queued or running for {', '.join(waiting)}" if waiting
-                    else "no undrained webhook events")
+            reasons = []
+            if waiting:
+                reasons.append(f"a drain is already queued or running for {', '.join(waiting)}")
+            if batching:
+                reasons.append(f"batching until the oldest event has waited {window:g} s or "
+                               f"{webhook_inbox.max_batch_events} are waiting: "
+                               f"{', '.join(batching)}")
+            skip = "; ".join(reasons) or "no undrained webhook events"
         return SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True),
                             skip_reason=skip)
 

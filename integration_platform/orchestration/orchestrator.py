@@ -24,6 +24,7 @@ from integration_platform.orchestration.dagster_graphql import (
     DagsterRefused,
 )
 from integration_platform.orchestration.runs import RunReader
+from integration_platform.run_kinds import KIND_TAG, SYNC
 
 CLIENT_TAG = ASSETS_CLIENT_TAG
 SYNC_TAG = "integration_platform/sync_id"
@@ -221,7 +222,7 @@ class Orchestrator:
 
     @staticmethod
     def _sync_tags(sync: Sync, stage: str) -> dict[str, str]:
-        return {CLIENT_TAG: sync.client_id, SYNC_TAG: sync.id, STAGE_TAG: stage}
+        return {CLIENT_TAG: sync.client_id, SYNC_TAG: sync.id, STAGE_TAG: stage, KIND_TAG: SYNC}
 
     def _launch(self, assets: list[AssetNode], tags: dict[str, str],
                 config: dict[str, Any]) -> str:

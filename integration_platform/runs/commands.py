@@ -4,18 +4,18 @@ the main job, print the summary."""
 from __future__ import annotations
 
 import os
-import warnings
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
-from dagster import BetaWarning, DagsterInstance, Definitions, PreviewWarning
+from dagster import DagsterInstance, Definitions
 
 from integration_platform import environment
 from integration_platform.assets.partitions import CLIENTS_PARTITIONS, register_clients
 from integration_platform.assets.raw import api_resource_key
 from integration_platform.assets.resources import ApiSourceResource, referenced_variables
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.dagster_warnings import silence_dagster_notices
 from integration_platform.runs.main_job import (
     MainJobError,
     MainJobResult,
@@ -51,10 +51,7 @@ def run_main_job(*, client_id: str, start: date, end: date, selection: str | Non
                  full_refresh: bool, echo: Echo, log_name: str) -> MainJobResult:
     """Plan and run the main job in the instance of DAGSTER_HOME (prepared like `make run`'s
     when unset); what the runs print goes to `data/logs/<log_name>.log`."""
-    # Dagster's notices about its own beta parameters, which our definitions use on purpose
-    # (backfill policies, sensor owners), would print once per asset: they say nothing to a user.
-    warnings.filterwarnings("ignore", category=BetaWarning)
-    warnings.filterwarnings("ignore", category=PreviewWarning)
+    silence_dagster_notices()
     home = environment.dagster_home()
     if not (home / "dagster.yaml").exists():  # a new instance: set up as make run's is
         from integration_platform.launcher import prepare_dagster_home

@@ -27,6 +27,7 @@ from dagster import (
 )
 
 from integration_platform.assets.partitions import CLIENT_TAG, CLIENTS, partition_key
+from integration_platform.run_kinds import KIND_TAG, MATERIALIZE
 from integration_platform.runs.progress import Echo, Progress
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -80,7 +81,7 @@ def plan(defs: Definitions, *, client_id: str, start: date, end: date,
             by_client.append(key)
         else:
             rest.append(key)
-    client = {CLIENT_TAG: client_id}
+    client = {CLIENT_TAG: client_id, KIND_TAG: MATERIALIZE}
     stages = []
     if by_day:
         stages.append(Stage("raw_days", tuple(by_day), {

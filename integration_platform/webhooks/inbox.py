@@ -144,6 +144,8 @@ class Batch:
     first_seq: int
     last_seq: int
     events: int
+    first_received_at: str = ""
+    """When its oldest event arrived (ISO 8601, UTC)."""
 
     @property
     def key(self) -> str:
@@ -235,20 +237,20 @@ class Inbox:
     def next_batch(self, source: str, *, after_seq: int, max_events: int) -> Batch | None:
         """The first `max_events` undrained events of `source` that arrived after `after_seq`."""
         row = self._connection.execute(
-            "SELECT min(seq), max(seq), count(*) FROM (SELECT seq FROM events "
-            "WHERE source = ? AND drained_at IS NULL AND seq > ? ORDER BY seq LIMIT ?)",
-            (source, after_seq, max_events)).fetchone()
-        return Batch(source, row[0], row[1], row[2]) if row[2] else None
+            "SELECT min(seq), max(seq), count(*), min(received_at) FROM (SELECT seq, "
+            "received_at FROM events WHERE source = ? AND drained_at IS NULL AND seq > ? "
+            "ORDER BY seq LIMIT ?)", (source, after_seq, max_events)).fetchone()
+        return Batch(source, *row) if row[2] else None
 
     def stranded_batch(self, source: str, *, up_to_seq: int, received_before: str,
                        max_events: int) -> Batch | None:
         """Undrained events already handed to a run (seq <= up_to_seq) that is long gone."""
         row = self._connection.execute(
-            "SELECT min(seq), max(seq), count(*) FROM (SELECT seq FROM events "
-            "WHERE source = ? AND drained_at IS NULL AND seq <= ? AND received_at < ? "
-            "ORDER BY seq LIMIT ?)",
+            "SELECT min(seq), max(seq), count(*), min(received_at) FROM (SELECT seq, "
+            "received_at FROM events WHERE source = ? AND drained_at IS NULL AND seq <= ? "
+            "AND received_at < ? ORDER BY seq LIMIT ?)",
             (source, up_to_seq, received_before, max_events)).fetchone()
-        return Batch(source, row[0], row[1], row[2]) if row[2] else None
+        return Batch(source, *row) if row[2] else None
 
     def undrained(self, source: str, first_seq: int, last_seq: int) -> list[StoredEvent]:
         rows = self._connection.execute(

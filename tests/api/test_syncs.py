@@ -62,6 +62,7 @@ def test_sync_launches_one_raw_run_per_source_tagged_for_the_client_when_request
     crm = by_part["crm"]
     assert crm.tags["integration_platform/client_id"] == "acme"
     assert crm.tags["integration_platform/sync_id"] == sync["id"]
+    assert crm.tags["integration_platform/kind"] == "sync"  # the Runs view filters on it
     assert crm.tags["dagster/asset_partition_range_start"] == "acme|2025-03-01"
     assert crm.tags["dagster/asset_partition_range_end"] == "acme|2025-03-07"
     assert crm.assets == [["raw", "crm", "contacts"]]

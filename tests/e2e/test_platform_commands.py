@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import socket
@@ -53,9 +54,16 @@ def test_definitions_validate_when_run_in_the_repository_root(tmp_path: Path) ->
     assert "All code locations passed validation" in result.stdout + result.stderr
 
 
+STATUS_EVERY = 10
+PROCESSES = ("webhooks", "sandbox", "streams", "dagster", "api")
+
+
 def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
     tmp_path: Path,
 ) -> None:
+    """`make run`'s command on free ports: everything answers, and the console stays quiet
+    (start-up lines, a status line per process every --status-every, each warning once) while
+    each process's output lands in data/logs/<process>.log."""
     base, ui, api, webhooks = (free_port_block(4), free_port_block(1), free_port_block(1),
                                free_port_block(1))
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"),
@@ -65,9 +73,11 @@ def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
         env.pop(variable, None)
     process = subprocess.Popen(
         [str(BIN / "integration-platform"), "up", "--base-port", str(base), "--ui-port", str(ui),
-         "--api-port", str(api), "--webhook-port", str(webhooks)],
+         "--api-port", str(api), "--webhook-port", str(webhooks),
+         "--status-every", str(STATUS_EVERY)],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True)
+    started = time.monotonic()
     try:
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
@@ -94,10 +104,38 @@ def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
         assert demo.json()["uses_environment_credentials"] is True
         ready = httpx.get(f"http://127.0.0.1:{api}/health/ready", timeout=10).json()
         assert ready["checks"]["dagster"]["ok"], ready
+        # Webhooks and the stream flow all along; let a few status rounds pass, one of them
+        # after the UI answered.
+        time.sleep(max(1.2 * STATUS_EVERY, 3.5 * STATUS_EVERY - (time.monotonic() - started)))
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+        output = process.communicate(timeout=90)[0].decode()
+    ran = time.monotonic() - started
     assert all(_free(base + i) for i in range(4)), "the sandbox kept its ports after stopping"
+    _assert_quiet_console(output, ran, tmp_path / "data" / "logs")
+
+
+def _assert_quiet_console(output: str, ran: float, logs: Path) -> None:
+    lines = output.splitlines()
+    # ~10 start-up lines, a line per process per round (+1 partial), a few distinct warnings.
+    rounds = int(ran // STATUS_EVERY) + 1
+    assert len(lines) <= 12 + len(PROCESSES) * rounds + 10, output
+    assert '"level"' not in output and "Warning:" not in output, output  # no raw log lines
+    notices = [line for line in lines if " warning: " in line or " error: " in line]
+    assert len(notices) == len(set(notices)), f"a warning printed twice:\n{output}"
+    loaded = [int(n.replace(",", "")) for n in
+              re.findall(r"^\[streams\]\s+([\d,]+) events? loaded", output, re.M)]
+    accepted = [int(n.replace(",", "")) for n in
+                re.findall(r"^\[webhooks\]\s+([\d,]+) events? accepted", output, re.M)]
+    assert sum(loaded) > 0 and sum(accepted) > 0, output
+    assert re.search(r"^\[dagster\]\s+\d+ runs? launched", output, re.M), output
+    assert f"each process logs to {logs}" in output and "Dagster UI ready" in output, output
+    # The detail is in the files.
+    for name in PROCESSES:
+        assert (logs / f"{name}.log").stat().st_size > 0, name
+    assert '"partition_loaded"' in (logs / "streams.log").read_text()
+    assert '"api_request"' in (logs / "api.log").read_text()
+    assert "dagster" in (logs / "dagster.log").read_text()
 
 
 @pytest.mark.slow

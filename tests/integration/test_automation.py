@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from dagster import (
 from integration_platform.assets.partitions import CLIENT_TAG, register_clients
 from integration_platform.automation.alerts import AlertWebhookResource, build_alert_sensor
 from integration_platform.automation.schedules import source_automation
+from integration_platform.environment import PROJECT_ROOT
 from integration_platform.specs.loader import load_specs
 
 
@@ -103,6 +105,34 @@ def test_schedule_fills_the_day_that_just_ended_for_each_client_when_it_ticks() 
     assert all(isinstance(r, RunRequest) for r in requests)
     assert sorted((r.partition_key, r.tags[CLIENT_TAG]) for r in requests) == [
         ("acme|2025-03-07", "acme"), ("demo|2025-03-07", "demo")]
+
+
+# `name` sensor|schedule|job, sensor|schedule|job (`name`, `job:name` (the Runs filter) and
+# `..._sensor` / `..._schedule`; `<source>` stands for any source.
+README_NAMES = (
+    re.compile(r"`(?P<name>[\w<>]+)`\s+(?P<kind>sensor|schedule|job)\b"),
+    re.compile(r"\b(?P<kind>sensor|schedule|job)\s+\(?`(?P<name>[\w<>]+)`"),
+    re.compile(r"`(?P<kind>job):(?P<name>[\w<>]+)`"),
+    re.compile(r"`(?P<name>[\w<>]+_(?P<kind>sensor|schedule))`"),
+)
+
+
+def test_every_sensor_schedule_and_job_the_readme_names_exists_when_the_definitions_load(
+) -> None:
+    from integration_platform.definitions import defs, specs
+
+    repository = defs.get_repository_def()
+    defined = {"sensor": {s.name for s in repository.sensor_defs},
+               "schedule": {s.name for s in repository.schedule_defs},
+               "job": {j.name for j in repository.get_all_jobs()}}
+    readme = " ".join((PROJECT_ROOT / "README.md").read_text().split())  # lines joined
+    mentioned = {(m["kind"], m["name"]) for pattern in README_NAMES
+                 for m in pattern.finditer(readme)}
+    assert {("sensor", "webhook_inbox_sensor"), ("job", "drain_webhooks")} <= mentioned
+    missing = [f"the {kind} `{name}`" for kind, name in sorted(mentioned)
+               if not {name.replace("<source>", source) for source in specs}
+               & defined[kind]]
+    assert not missing, f"README.md names {', '.join(missing)}; the UI has {defined}"
 
 
 def test_schedule_skips_when_the_day_is_before_the_first_partition_or_no_client_exists() -> None:

@@ -498,7 +498,8 @@ class Pipeline:
             "warehouse": WarehouseResource(path=str(self.warehouse_path), publish=False),
             "landing": LandingZoneResource(root=str(data / "landing"),
                                            state_root=str(data / "state")),
-            "webhook_inbox": WebhookInboxResource(path=str(inbox_path)),
+            # No batch window: these tests drain at the next tick (the window's own tests below).
+            "webhook_inbox": WebhookInboxResource(path=str(inbox_path), batch_window_seconds=0),
             **{api_resource_key(name): api_resource(spec) for name, spec in specs.items()},
         }
         # Persistent: schedules check partition keys against the instance's clients.
@@ -641,6 +642,53 @@ def test_sensor_asks_again_for_a_batch_when_its_run_left_it_undrained(
     pipeline.run(again)
     assert receiver.counts()["undrained"] == 0
     assert len(pipeline.rows("invoices")) == 3
+
+
+def _post_invoices(receiver: Receiver, secret: str, numbers: range) -> None:
+    for n in numbers:
+        body = invoice_event(f"evt_{n}", f"in_{n}")
+        assert receiver.post(body, signed(secret, body)).status_code == 200
+
+
+def _age_inbox(receiver: Receiver, seconds: float) -> None:
+    """As if every event in the inbox had arrived `seconds` earlier."""
+    with sqlite3.connect(receiver.inbox_path) as connection:
+        for seq, received_at in connection.execute("SELECT seq, received_at FROM events"):
+            earlier = datetime.fromisoformat(received_at) - timedelta(seconds=seconds)
+            connection.execute("UPDATE events SET received_at = ? WHERE seq = ?",
+                               (earlier.isoformat(), seq))
+
+
+def test_sensor_holds_fresh_events_until_the_oldest_waited_the_batch_window_when_batching(
+    start_receiver: ReceiverFactory, secret: str, tmp_path: Path,
+) -> None:
+    receiver = start_receiver()
+    pipeline = Pipeline(tmp_path / "data", receiver.inbox_path, load_specs([BILLING_SPEC]))
+    pipeline.resources["webhook_inbox"] = WebhookInboxResource(
+        path=str(receiver.inbox_path), batch_window_seconds=300)
+    _post_invoices(receiver, secret, range(3))
+    assert pipeline.tick() == []  # fresh events wait for the window: no run
+    _post_invoices(receiver, secret, range(3, 5))
+    assert pipeline.tick() == []
+    _age_inbox(receiver, 301)  # the oldest has waited the window: one run takes them all
+    (request,) = pipeline.tick()
+    assert request.run_key == "billing:1-5"
+    assert request.tags["integration_platform/kind"] == "webhook_drain"
+    _post_invoices(receiver, secret, range(5, 7))
+    assert pipeline.tick() == []  # the next batch waits its own window
+
+
+def test_sensor_drains_a_full_backlog_at_once_when_max_batch_events_are_waiting(
+    start_receiver: ReceiverFactory, secret: str, tmp_path: Path,
+) -> None:
+    receiver = start_receiver()
+    pipeline = Pipeline(tmp_path / "data", receiver.inbox_path, load_specs([BILLING_SPEC]))
+    pipeline.resources["webhook_inbox"] = WebhookInboxResource(
+        path=str(receiver.inbox_path), batch_window_seconds=300, max_batch_events=3)
+    _post_invoices(receiver, secret, range(7))
+    # Two full batches go at once, fresh as they are; the remainder waits for the window.
+    assert [r.run_key for r in pipeline.tick()] == ["billing:1-3", "billing:4-6"]
+    assert pipeline.tick() == []
 
 
 def _sent_events(receiver: Receiver) -> list[dict[str, Any]]:
