@@ -6,13 +6,8 @@ from __future__ import annotations
 import re
 import warnings
 
-# For `dagster dev`'s environment (PYTHONWARNINGS syntax, matched at the start of the message,
-# so no module is imported at interpreter start-up): `dagster dev` is "superseded by `dg dev`",
-# which lives in dagster-dg-cli, a package this project does not install.
-DAGSTER_DEV_PYTHONWARNINGS = "ignore:Function `dev_command` is superseded"
-
 # Log lines of the Dagster processes that `integration-platform up` does not repeat on the
-# console (they stay in data/logs/dagster.log). `dagster dev` runs in the repository root so
+# console (they stay in data/logs/dagster.log). `dg dev` runs in the repository root so
 # relative SOURCES_PATH entries keep working; there it finds the repository's dagster.yaml,
 # which the launcher has copied into DAGSTER_HOME already, and says it will not use it.
 # And on a fresh instance, the daemon's first look at run events for the run-failure sensor

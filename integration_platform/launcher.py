@@ -38,10 +38,7 @@ from integration_platform.console.status import (
     StreamsProbe,
     WebhooksProbe,
 )
-from integration_platform.dagster_warnings import (
-    DAGSTER_DEV_PYTHONWARNINGS,
-    silence_dagster_notices,
-)
+from integration_platform.dagster_warnings import silence_dagster_notices
 from integration_platform.logs import configure_logging
 from integration_platform.sandbox.roster import ALL_VENDORS, VENDORS
 from integration_platform.sandbox.server import vendor_urls
@@ -231,12 +228,12 @@ def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[
             children.append(start_child("streams", [*cli, "streams", "consume"], env=env,
                                         logs=logs, probe=StreamsProbe()))
             echo(f"  stream consumer   {', '.join(streams)}")
-        warnings_env = ",".join(filter(None, [env.get("PYTHONWARNINGS"),
-                                              DAGSTER_DEV_PYTHONWARNINGS]))
+        # `dg dev`: Dagster's replacement for the superseded `dagster dev`; given the
+        # workspace file, it starts the webserver and daemon as `dagster dev` did.
         children.append(start_child(
-            "dagster", [str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(ui_port),
+            "dagster", [str(bin_dir / "dg"), "dev", "-h", "127.0.0.1", "-p", str(ui_port),
                         "-w", str(environment.PROJECT_ROOT / "workspace.yaml")],
-            env={**env, "PYTHONWARNINGS": warnings_env}, logs=logs,
+            env=env, logs=logs,
             probe=DagsterProbe(dagster_home, ui_url), cwd=environment.PROJECT_ROOT))
         admin_key_file = prepare_api(environment.data_dir())
         api = start_child("api", [*cli, "api", "serve", "--host", "127.0.0.1",
