@@ -13,7 +13,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
+# The dbt manifest is built at install time (as `dagster-dbt project prepare-and-package` would
+# in a deployment), so the first demo or run does not parse the project; redone when a spec or
+# a dbt file changes.
+DBT_MANIFEST := dbt_project/target/manifest.json
+DBT_INPUTS := $(wildcard sources/*.yaml) $(shell find dbt_project \( -name target -o -name logs \
+	-o -name dbt_packages -o -name generated \) -prune -o -type f -print)
+$(DBT_MANIFEST): $(VENV)/.installed $(DBT_INPUTS)
+	$(BIN)/integration-platform prepare
+
+install: $(VENV)/.installed $(DBT_MANIFEST)
 
 ## run: the sandbox vendor APIs plus the Dagster UI on http://127.0.0.1:3000
 run: install

@@ -320,6 +320,19 @@ def _progress_console() -> Callable[[str], None]:
     return echo
 
 
+@main.command("prepare")
+def prepare() -> None:
+    """Generate the spec-derived dbt files and parse the dbt project, once, so the first run
+    does not (make install runs this; any command redoes it when a spec or model changed)."""
+    from integration_platform.runs.main_job import quiet_dagster
+    from integration_platform.specs.loader import load_specs
+    from integration_platform.transform.dbt_assets import prepare_dbt_project
+
+    with quiet_dagster():
+        project = prepare_dbt_project(load_specs())
+    click.echo(f"dbt project ready: {project.manifest_path}")
+
+
 @main.command("validate")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 def validate(files: tuple[Path, ...]) -> None:
