@@ -255,3 +255,13 @@ def test_materialize_names_the_unset_variables_their_spec_and_sandbox_env_in_one
     assert "SHOP_KEY, SHOP_URL" in line and str(sources / "shop.yaml") in line, line
     assert "config/sandbox.env" in line and "crm" not in line, line
     assert not (tmp_path / "data" / "landing").exists(), "a run started anyway"
+
+
+def test_prepare_leaves_a_manifest_no_run_needs_to_reparse_when_make_install_runs_it() -> None:
+    from integration_platform.transform.dbt_assets import _manifest_is_stale, dbt_project_dir
+
+    result = CliRunner().invoke(main, ["prepare"])
+    assert result.exit_code == 0, result.output
+    manifest = dbt_project_dir() / "target" / "manifest.json"
+    assert f"dbt project ready: {manifest}" in result.output
+    assert not _manifest_is_stale(manifest, dbt_project_dir())
