@@ -75,12 +75,23 @@ def parse_line(text: str) -> LogLine:
     return LogLine(None, text)
 
 
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+_QUOTED = re.compile(r"`[^`]*`")
+KEY_CHARS = 120
+
+
 def notice_key(line: LogLine) -> str:
-    """What makes two warnings the same one: their text with every number masked."""
+    """What makes two warnings the same one: the first sentence of their text, with run ids,
+    `quoted` names and numbers masked (at most KEY_CHARS). So one notice about each of many
+    things (dagster-dbt warns once per dbt source test it logs as an observation) is one
+    notice, and so is a line Dagster's code server writes twice (its format, then ours with
+    more of the text)."""
     text = line.notice
     if match := re.search(r"\b(\w*Warning): (.*)$", text):  # wherever the file and line were
         text = f"{match[1]}: {match[2]}"
-    return re.sub(r"\d+", "#", text)
+    text = _QUOTED.sub("`…`", _UUID.sub("<id>", text))
+    first_sentence = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
+    return re.sub(r"\d+", "#", first_sentence)[:KEY_CHARS]
 
 
 class LogTail:
