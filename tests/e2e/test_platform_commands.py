@@ -22,6 +22,7 @@ from integration_platform.cli import main
 from integration_platform.environment import PROJECT_ROOT
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+from tests.integration.test_spec_isolation import SHOP
 
 BIN = Path(sys.executable).parent
 
@@ -203,14 +204,6 @@ def test_sandbox_up_refuses_a_busy_port_with_a_clear_message_when_one_is_taken()
     assert "another sandbox running" in result.output
 
 
-SHOP_SPEC = """
-source: shop
-kind: rest
-base_url: ${SHOP_URL}
-auth: {type: api_key, in: header, name: X-Key, value: "${SHOP_KEY}"}
-endpoints:
-  orders: {path: /orders, records: data, primary_key: id}
-"""
 
 
 @pytest.mark.parametrize(("arguments", "says"), [
@@ -241,7 +234,7 @@ def test_materialize_names_the_unset_variables_their_spec_and_sandbox_env_in_one
     """A source whose spec needs variables nobody set: no run starts, one line says which."""
     sources = tmp_path / "sources"
     shutil.copytree(PROJECT_ROOT / "sources", sources)
-    (sources / "shop.yaml").write_text(SHOP_SPEC)
+    (sources / "shop.yaml").write_text(SHOP)
     env = {**os.environ, "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data"),
            "DAGSTER_HOME": str(tmp_path / "home"), "SOURCES_PATH": str(sources)}
     for variable in ("SHOP_URL", "SHOP_KEY"):
