@@ -31,6 +31,7 @@ run: install
 ## test: lint, type-check and the whole test suite (what CI runs)
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy integration_platform
 	$(BIN)/pytest
 

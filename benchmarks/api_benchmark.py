@@ -52,38 +52,56 @@ def log(message: str) -> None:
 
 def build_published(path: Path, customers: int) -> None:
     """`customers` golden records of CLIENT (and a few of another client), built in SQL."""
-    values = {"VARCHAR[]": "['x' || i]", "BOOLEAN": "i % 7 = 0", "INTEGER": "i % 13",
-              "DECIMAL(18, 2)": "(i % 1000) / 10.0", "DATE": "DATE '2025-06-30'",
-              "TIMESTAMPTZ": "TIMESTAMPTZ '2025-06-30 12:00:00+00'",
-              "VARCHAR": "'value ' || i"}
+    values = {
+        "VARCHAR[]": "['x' || i]",
+        "BOOLEAN": "i % 7 = 0",
+        "INTEGER": "i % 13",
+        "DECIMAL(18, 2)": "(i % 1000) / 10.0",
+        "DATE": "DATE '2025-06-30'",
+        "TIMESTAMPTZ": "TIMESTAMPTZ '2025-06-30 12:00:00+00'",
+        "VARCHAR": "'value ' || i",
+    }
     with duckdb.connect(str(path)) as connection:
         connection.execute("create schema marts")
         for model in ("dim_customers", "customer_360"):
             columns = model_columns(model)
             select = ", ".join(
-                "printf('cust-%08d', i) as customer_id" if c == "customer_id"
-                else "printf('c%08d@example.com', i) as email" if c == "email"
-                else f"{values[column_type(c)]}::{column_type(c)} as {c}" for c in columns)
+                "printf('cust-%08d', i) as customer_id"
+                if c == "customer_id"
+                else "printf('c%08d@example.com', i) as email"
+                if c == "email"
+                else f"{values[column_type(c)]}::{column_type(c)} as {c}"
+                for c in columns
+            )
             connection.execute(
                 f"create table marts.{model} as select case when i < ? then ? else 'other' "  # noqa: S608
                 f"end as client_id, {select} from range(?) t(i)",
-                [customers, CLIENT, customers + 100])
+                [customers, CLIENT, customers + 100],
+            )
 
 
 class ApiProcess:
     """`integration-platform api serve --port 0` with its own data directory and store."""
 
     def __init__(self, data: Path, dagster_url: str) -> None:
-        env = {**os.environ, "INTEGRATION_PLATFORM_DATA_DIR": str(data),
-               "WAREHOUSE_PATH": str(data / "warehouse.duckdb"),
-               "DAGSTER_WEBSERVER_URL": dagster_url,
-               "INTEGRATION_PLATFORM_ADMIN_KEY": ADMIN_KEY,
-               "INTEGRATION_PLATFORM_SECRET_KEY": Fernet.generate_key().decode(),
-               "LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "INTEGRATION_PLATFORM_DATA_DIR": str(data),
+            "WAREHOUSE_PATH": str(data / "warehouse.duckdb"),
+            "DAGSTER_WEBSERVER_URL": dagster_url,
+            "INTEGRATION_PLATFORM_ADMIN_KEY": ADMIN_KEY,
+            "INTEGRATION_PLATFORM_SECRET_KEY": Fernet.generate_key().decode(),
+            "LOG_LEVEL": "WARNING",
+        }
         env.pop("DATABASE_URL", None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "integration_platform.cli", "api", "serve", "--port", "0"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if "listening on" not in line:
@@ -95,16 +113,21 @@ class ApiProcess:
         self.process.wait(timeout=30)
 
 
-def timed(calls: list[Callable[[httpx.Client], int]], threads: int, url: str
-          ) -> tuple[list[float], list[int], float]:
+def timed(
+    calls: list[Callable[[httpx.Client], int]], threads: int, url: str
+) -> tuple[list[float], list[int], float]:
     """Run the calls on `threads` keep-alive clients; latencies (ms), statuses, wall seconds."""
     local: dict[int, httpx.Client] = {}
 
     def run(call: Callable[[httpx.Client], int]) -> tuple[float, int]:
         import threading
 
-        http = local.setdefault(threading.get_ident(), httpx.Client(
-            base_url=url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_KEY}"}))
+        http = local.setdefault(
+            threading.get_ident(),
+            httpx.Client(
+                base_url=url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+            ),
+        )
         started = time.perf_counter()
         status = call(http)
         return (time.perf_counter() - started) * 1000, status
@@ -120,9 +143,12 @@ def timed(calls: list[Callable[[httpx.Client], int]], threads: int, url: str
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
     ordered = sorted(latencies)
-    return {"p50": round(statistics.median(ordered), 2),
-            "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
-            "max": round(ordered[-1], 2), "count": len(ordered)}
+    return {
+        "p50": round(statistics.median(ordered), 2),
+        "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+        "max": round(ordered[-1], 2),
+        "count": len(ordered),
+    }
 
 
 def benchmark(clients: int, repeats: int, customers: int, threads: int) -> dict[str, Any]:
@@ -135,28 +161,42 @@ def benchmark(clients: int, repeats: int, customers: int, threads: int) -> dict[
         build_published(data / "warehouse.published.duckdb", customers)
         api = ApiProcess(data, fake.url)
         try:
-            with httpx.Client(base_url=api.url, timeout=30,
-                              headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
-                credentials = {"crm": {"CRM_CLIENT_ID": "id", "CRM_CLIENT_SECRET": "secret-1",
-                                       "CRM_BASE_URL": "http://127.0.0.1:9"}}
+            with httpx.Client(
+                base_url=api.url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+            ) as http:
+                credentials = {
+                    "crm": {
+                        "CRM_CLIENT_ID": "id",
+                        "CRM_CLIENT_SECRET": "secret-1",
+                        "CRM_BASE_URL": "http://127.0.0.1:9",
+                    }
+                }
                 ids = [f"client-{i:05d}" for i in range(clients)]
                 for client_id in [*ids, CLIENT]:
-                    http.post("/clients", json={"id": client_id, "name": client_id,
-                                                "credentials": credentials}).raise_for_status()
+                    http.post(
+                        "/clients",
+                        json={"id": client_id, "name": client_id, "credentials": credentials},
+                    ).raise_for_status()
             log(f"{clients} new syncs, then {repeats} repeated requests, {threads} threads")
 
             def sync(client_id: str, key: str | None = None) -> Callable[[httpx.Client], int]:
                 headers = {"Idempotency-Key": key} if key else {}
-                return lambda h: h.post(f"/integrations/{client_id}/sync", json={},
-                                        headers=headers).status_code
+                return lambda h: (
+                    h.post(f"/integrations/{client_id}/sync", json={}, headers=headers).status_code
+                )
 
             new, new_status, _ = timed([sync(c, f"k-{c}") for c in ids], threads, api.url)
-            again = [sync(ids[i % clients], f"k-{ids[i % clients]}" if i % 2 else None)
-                     for i in range(repeats)]
+            again = [
+                sync(ids[i % clients], f"k-{ids[i % clients]}" if i % 2 else None)
+                for i in range(repeats)
+            ]
             repeat, repeat_status, _ = timed(again, threads, api.url)
-            status_calls = [(lambda c: lambda h: h.get(
-                f"/integrations/{c}/status").status_code)(ids[i % clients])
-                for i in range(repeats // 2)]
+            status_calls = [
+                (lambda c: lambda h: h.get(f"/integrations/{c}/status").status_code)(
+                    ids[i % clients]
+                )
+                for i in range(repeats // 2)
+            ]
             status_latency, status_codes, _ = timed(status_calls, threads, api.url)
             launched = len(dagster.runs)
 
@@ -183,9 +223,14 @@ def benchmark(clients: int, repeats: int, customers: int, threads: int) -> dict[
     assert set(status_codes) == {200}, set(status_codes)
     assert one_count == [customers] and four_counts == [customers] * 4
     return {
-        "clients": clients, "repeats": repeats, "customers": customers, "threads": threads,
-        "new_syncs": percentiles(new), "repeated_syncs": percentiles(repeat),
-        "status": percentiles(status_latency), "runs_launched": launched,
+        "clients": clients,
+        "repeats": repeats,
+        "customers": customers,
+        "threads": threads,
+        "new_syncs": percentiles(new),
+        "repeated_syncs": percentiles(repeat),
+        "status": percentiles(status_latency),
+        "runs_launched": launched,
         "records_per_second_one_reader": round(customers / one_wall),
         "records_per_second_four_readers": round(4 * customers / four_wall),
         "load": [*load_before, *os.getloadavg()],
@@ -195,31 +240,41 @@ def benchmark(clients: int, repeats: int, customers: int, threads: int) -> dict[
 
 def section(run: dict[str, Any], command: str) -> str:
     def row(name: str, figures: dict[str, float]) -> str:
-        return (f"| {name} | {figures['count']:,} | {figures['p50']:.1f} | "
-                f"{figures['p99']:.1f} | {figures['max']:.1f} |")
+        return (
+            f"| {name} | {figures['count']:,} | {figures['p50']:.1f} | "
+            f"{figures['p99']:.1f} | {figures['max']:.1f} |"
+        )
 
-    return "\n".join([
-        "## Integration Platform API: sync requests and the access layer",
-        "",
-        f"`{command}` — the API in its own process (SQLite store, uvicorn), a stand-in Dagster "
-        "webserver answering the orchestrator's GraphQL (the background worker launches a run "
-        "per new sync meanwhile), httpx clients in "
-        f"{run['threads']} threads on keep-alive connections; {run['machine']}, "
-        f"{busy(run['load'])}.",
-        "",
-        "| request | count | p50 ms | p99 ms | max ms |",
-        "|---|---|---|---|---|",
-        row(f"POST /integrations/{{id}}/sync, new sync (202), {run['clients']} clients",
-            run["new_syncs"]),
-        row("POST /integrations/{id}/sync, running sync or Idempotency-Key replay (200)",
-            run["repeated_syncs"]),
-        row("GET /integrations/{id}/status (reads the runs from Dagster)", run["status"]),
-        "",
-        f"Access API, `GET /clients/{{id}}/customers` paged by 1000 through "
-        f"{run['customers']:,} golden records: **{run['records_per_second_one_reader']:,} "
-        f"records/s** with one reader, **{run['records_per_second_four_readers']:,} records/s** "
-        "with four at once (each reads them all).",
-    ])
+    return "\n".join(
+        [
+            "## Integration Platform API: sync requests and the access layer",
+            "",
+            f"`{command}` — the API in its own process (SQLite store, uvicorn), a stand-in Dagster "
+            "webserver answering the orchestrator's GraphQL (the background worker launches a run "
+            "per new sync meanwhile), httpx clients in "
+            f"{run['threads']} threads on keep-alive connections; {run['machine']}, "
+            f"{busy(run['load'])}.",
+            "",
+            "| request | count | p50 ms | p99 ms | max ms |",
+            "|---|---|---|---|---|",
+            row(
+                f"POST /integrations/{{id}}/sync, new sync (202), {run['clients']} clients",
+                run["new_syncs"],
+            ),
+            row(
+                "POST /integrations/{id}/sync, running sync or Idempotency-Key replay (200)",
+                run["repeated_syncs"],
+            ),
+            row("GET /integrations/{id}/status (reads the runs from Dagster)", run["status"]),
+            "",
+            f"Access API, `GET /clients/{{id}}/customers` paged by 1000 through "
+            f"{run['customers']:,} golden records: "
+            f"**{run['records_per_second_one_reader']:,} "
+            "records/s** with one reader, "
+            f"**{run['records_per_second_four_readers']:,} records/s** "
+            "with four at once (each reads them all).",
+        ]
+    )
 
 
 def main() -> None:

@@ -68,13 +68,15 @@ class SandboxProcess:
     share.
     """
 
-    def __init__(self, args: Sequence[str], *, vendor: str = "billing",
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], *, vendor: str = "billing", headers: dict[str, str] | None = None
+    ) -> None:
         self.args, self.vendor, self.headers = list(args), vendor, headers or {}
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in __exit__)
-            "w+", prefix="sandbox-", suffix=".log")
+            "w+", prefix="sandbox-", suffix=".log"
+        )
         self._http: httpx.Client | None = None
 
     @property
@@ -84,12 +86,19 @@ class SandboxProcess:
 
     def __enter__(self) -> SandboxProcess:
         script = Path(sys.executable).with_name("integration-platform")
-        command = ([str(script)] if script.exists()
-                   else [sys.executable, "-m", "integration_platform.cli"])
+        command = (
+            [str(script)] if script.exists() else [sys.executable, "-m", "integration_platform.cli"]
+        )
         command += ["sandbox", "up", "--base-port", "0", *self.args]
         self._process = subprocess.Popen(
-            command, cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+            command,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
         try:
             self.url = self._vendor_url(timeout=120)
             self._http = httpx.Client(base_url=self.url, timeout=120, headers=self.headers)
@@ -115,8 +124,9 @@ class SandboxProcess:
             try:
                 line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise TimeoutError(f"the sandbox printed no URL within {timeout:.0f} s: "
-                                   f"{self._log_tail()}") from None
+                raise TimeoutError(
+                    f"the sandbox printed no URL within {timeout:.0f} s: {self._log_tail()}"
+                ) from None
             if not line:
                 raise RuntimeError(f"the sandbox exited while starting: {self._log_tail()}")
             match = re.match(rf"\s+{self.vendor}\s+(http://\S+)", line)

@@ -124,8 +124,14 @@ def quiet_production_logs() -> None:
     configure_logging(stream=open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the process)
 
 
-def billing_spec(url: str, *, requests_per_second: float | None, page_size: int | None = None,
-                 concurrency: int | None = None, max_pages: int | None = None) -> SourceSpec:
+def billing_spec(
+    url: str,
+    *,
+    requests_per_second: float | None,
+    page_size: int | None = None,
+    concurrency: int | None = None,
+    max_pages: int | None = None,
+) -> SourceSpec:
     """sources/billing.yaml, edited in memory. `requests_per_second=None` drops the client's
     rate limit; otherwise it replaces the shipped rate (the shipped burst stays)."""
     from integration_platform.specs.models import SourceSpec
@@ -150,11 +156,11 @@ def billing_spec(url: str, *, requests_per_second: float | None, page_size: int 
 
 
 def start_sandbox(customers: int, billing_rate_limit: int) -> SandboxProcess:
-    log(f"starting the sandbox: --customers {customers} --billing-rate-limit "
-        f"{billing_rate_limit}")
-    return SandboxProcess(["--customers", str(customers), "--billing-rate-limit",
-                           str(billing_rate_limit)],
-                          headers={"X-API-Key": environment()["BILLING_API_KEY"]})
+    log(f"starting the sandbox: --customers {customers} --billing-rate-limit {billing_rate_limit}")
+    return SandboxProcess(
+        ["--customers", str(customers), "--billing-rate-limit", str(billing_rate_limit)],
+        headers={"X-API-Key": environment()["BILLING_API_KEY"]},
+    )
 
 
 def warm_up(sandbox: SandboxProcess) -> dict[str, float]:
@@ -177,23 +183,30 @@ def warm_up(sandbox: SandboxProcess) -> dict[str, float]:
 def run_child(mode: str, *args: str, timeout: float = 600) -> dict[str, Any]:
     """Run `python -m benchmarks.extract_benchmark <mode> ...`; its last stdout line is JSON."""
     command = [sys.executable, "-m", "benchmarks.extract_benchmark", mode, *args]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{mode} run failed ({done.returncode}): {done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-async def engine_run(url: str, page_size: int, concurrency: int,
-                     max_pages: int | None) -> dict[str, Any]:
+async def engine_run(
+    url: str, page_size: int, concurrency: int, max_pages: int | None
+) -> dict[str, Any]:
     """The engine as an asset uses it, records counted page by page and dropped."""
     from integration_platform.extraction.runner import EndpointExtractor
     from integration_platform.http.client import SourceClient
 
     quiet_production_logs()
-    spec = billing_spec(url, requests_per_second=None, page_size=page_size,
-                        concurrency=concurrency, max_pages=max_pages)
+    spec = billing_spec(
+        url,
+        requests_per_second=None,
+        page_size=page_size,
+        concurrency=concurrency,
+        max_pages=max_pages,
+    )
     records = pages = 0
     async with SourceClient(spec) as client:
         extractor = EndpointExtractor(spec, ENDPOINT, client)
@@ -203,31 +216,41 @@ async def engine_run(url: str, page_size: int, concurrency: int,
             pages += 1
         seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     summary = extractor.summary
-    return {"side": "engine", "records": records, "pages": pages, "seconds": seconds,
-            "bytes": summary.bytes, "requests": summary.requests, "retries": summary.retries,
-            "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "side": "engine",
+        "records": records,
+        "pages": pages,
+        "seconds": seconds,
+        "bytes": summary.bytes,
+        "requests": summary.requests,
+        "retries": summary.retries,
+        "cpu_seconds": cpu,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 async def bare_run(url: str, page_size: int, concurrency: int) -> dict[str, Any]:
     """The ceiling: plain httpx, the engine's offset/limit pages, `concurrency` in flight."""
     api_key = environment()["BILLING_API_KEY"]
-    limits = httpx.Limits(max_connections=concurrency * 2,
-                          max_keepalive_connections=concurrency * 2)
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": api_key}, limits=limits,
-                                 timeout=httpx.Timeout(30.0)) as http:
+    limits = httpx.Limits(
+        max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2
+    )
+    async with httpx.AsyncClient(
+        base_url=url, headers={"X-API-Key": api_key}, limits=limits, timeout=httpx.Timeout(30.0)
+    ) as http:
         started, cpu_started = time.perf_counter(), cpu_seconds()
         # Like the engine: one page first, to learn the total, then the rest concurrently.
         first = await http.get(INVOICES_PATH, params={"offset": 0, "limit": page_size})
         first.raise_for_status()
         total = orjson.loads(first.content)["total"]
-        received = {"bytes": len(first.content), "pages": 1,
-                    "records": min(page_size, total)}
+        received = {"bytes": len(first.content), "pages": 1, "records": min(page_size, total)}
         offsets = iter(range(page_size, total, page_size))
 
         async def worker() -> None:
             for offset in offsets:  # one shared iterator: each worker takes the next page
-                response = await http.get(INVOICES_PATH,
-                                          params={"offset": offset, "limit": page_size})
+                response = await http.get(
+                    INVOICES_PATH, params={"offset": offset, "limit": page_size}
+                )
                 response.raise_for_status()
                 received["bytes"] += len(response.content)
                 received["pages"] += 1
@@ -235,12 +258,20 @@ async def bare_run(url: str, page_size: int, concurrency: int) -> dict[str, Any]
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
-    return {"side": "bare", **received, "seconds": seconds, "requests": received["pages"],
-            "retries": 0, "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "side": "bare",
+        **received,
+        "seconds": seconds,
+        "requests": received["pages"],
+        "retries": 0,
+        "cpu_seconds": cpu,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
-async def paced_run(url: str, rate: float, page_size: int, state_dir: Path,
-                    seconds: float) -> dict[str, Any]:
+async def paced_run(
+    url: str, rate: float, page_size: int, state_dir: Path, seconds: float
+) -> dict[str, Any]:
     """The shipped billing spec at `rate` requests/s, one shared limiter state directory:
     extract the whole endpoint for `seconds` from the start time the parent sends, then stop.
 
@@ -253,8 +284,11 @@ async def paced_run(url: str, rate: float, page_size: int, state_dir: Path,
     spec = billing_spec(url, requests_per_second=rate, page_size=page_size)
     records = 0
     connections = spec.concurrency * 2  # as SourceClient sizes its own pool
-    wire = TimedTransport(httpx.AsyncHTTPTransport(limits=httpx.Limits(
-        max_connections=connections, max_keepalive_connections=connections)))
+    wire = TimedTransport(
+        httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        )
+    )
     async with SourceClient(spec, state_dir=state_dir, transport=wire) as client:
         extractor = EndpointExtractor(spec, ENDPOINT, client)
         print("ready", flush=True)
@@ -270,13 +304,19 @@ async def paced_run(url: str, rate: float, page_size: int, state_dir: Path,
                         records += len(page.records)
             stats = client.stats.as_dict()  # before cancelled requests could be counted
     limiter = client.limiter
-    return {"requests": stats["requests"], "throttled": stats["throttled"],
-            "retries": stats["retries"], "records": records,
-            "rate_limit_wait_seconds": round(float(stats["rate_limit_wait_seconds"]), 2),
-            "blocks": limiter.blocks if limiter else 0, "late_seconds": round(max(0.0, late), 3),
-            "latency_p50_ms": wire.percentile_ms(0.5), "latency_p95_ms": wire.percentile_ms(0.95),
-            "burst": spec.rate_limit.burst if spec.rate_limit else None,
-            "concurrency": spec.concurrency}
+    return {
+        "requests": stats["requests"],
+        "throttled": stats["throttled"],
+        "retries": stats["retries"],
+        "records": records,
+        "rate_limit_wait_seconds": round(float(stats["rate_limit_wait_seconds"]), 2),
+        "blocks": limiter.blocks if limiter else 0,
+        "late_seconds": round(max(0.0, late), 3),
+        "latency_p50_ms": wire.percentile_ms(0.5),
+        "latency_p95_ms": wire.percentile_ms(0.95),
+        "burst": spec.rate_limit.burst if spec.rate_limit else None,
+        "concurrency": spec.concurrency,
+    }
 
 
 # --- part A: throughput and memory ---------------------------------------------------------------
@@ -321,21 +361,35 @@ def measured_run(sandbox: SandboxProcess, side: str, *args: str) -> dict[str, An
     """One child run, with the machine's load and the sandbox's CPU time around it."""
     load, cpu = os.getloadavg()[0], sandbox.cpu_seconds()
     run = run_child(side, *args)
-    return {**run, "load_before": round(load, 2),
-            "sandbox_cpu_seconds": round(sandbox.cpu_seconds() - cpu, 2)}
+    return {
+        **run,
+        "load_before": round(load, 2),
+        "sandbox_cpu_seconds": round(sandbox.cpu_seconds() - cpu, 2),
+    }
 
 
-def measure_throughput(repeats: int, concurrency: int,
-                       customers: int = MILLION_CUSTOMERS) -> ThroughputResult:
+def measure_throughput(
+    repeats: int, concurrency: int, customers: int = MILLION_CUSTOMERS
+) -> ThroughputResult:
     with start_sandbox(customers, UNLIMITED_QUOTA) as sandbox:
         warm_up_times = warm_up(sandbox)
         before = sandbox.stats()
-        result = ThroughputResult(customers=customers, invoices=before["counts"]["invoices"],
-                                  page_size=THROUGHPUT_PAGE_SIZE, concurrency=concurrency,
-                                  warm_up=warm_up_times)
+        result = ThroughputResult(
+            customers=customers,
+            invoices=before["counts"]["invoices"],
+            page_size=THROUGHPUT_PAGE_SIZE,
+            concurrency=concurrency,
+            warm_up=warm_up_times,
+        )
         log(f"sandbox holds {result.invoices:,} invoices")
-        common = ["--url", sandbox.url, "--page-size", str(THROUGHPUT_PAGE_SIZE),
-                  "--concurrency", str(concurrency)]
+        common = [
+            "--url",
+            sandbox.url,
+            "--page-size",
+            str(THROUGHPUT_PAGE_SIZE),
+            "--concurrency",
+            str(concurrency),
+        ]
         # Alternate which side goes first, so drift (caches, other load) hits both alike.
         for round_number in range(repeats):
             order = ("engine", "bare") if round_number % 2 == 0 else ("bare", "engine")
@@ -354,10 +408,12 @@ def measure_throughput(repeats: int, concurrency: int,
 
 
 def describe_run(run: dict[str, Any]) -> str:
-    return (f"{run['records']:,} records in {run['seconds']:.1f} s = "
-            f"{run['records'] / run['seconds']:,.0f} rec/s, client CPU "
-            f"{run['cpu_seconds']:.1f} s, sandbox CPU {run['sandbox_cpu_seconds']:.1f} s, "
-            f"peak RSS {run['peak_rss_mb']:.0f} MB, load {run['load_before']}")
+    return (
+        f"{run['records']:,} records in {run['seconds']:.1f} s = "
+        f"{run['records'] / run['seconds']:,.0f} rec/s, client CPU "
+        f"{run['cpu_seconds']:.1f} s, sandbox CPU {run['sandbox_cpu_seconds']:.1f} s, "
+        f"peak RSS {run['peak_rss_mb']:.0f} MB, load {run['load_before']}"
+    )
 
 
 # --- part B: one rate limit, four processes ------------------------------------------------------
@@ -409,33 +465,61 @@ class PacedResult:
         return float(statistics.median(child[key] for child in self.children))
 
 
-def measure_paced(rate: int, processes: int, seconds: float,
-                  page_sizes: tuple[int, ...]) -> list[PacedResult]:
+def measure_paced(
+    rate: int, processes: int, seconds: float, page_sizes: tuple[int, ...]
+) -> list[PacedResult]:
     results = []
     with start_sandbox(PACED_CUSTOMERS, rate) as sandbox:
         warm_up(sandbox)
         invoices = sandbox.stats()["counts"]["invoices"]
         for page_size in page_sizes:
             time.sleep(1.0)  # a fresh quota window: the warm-up and earlier runs spent some
-            log(f"{processes} processes extract {ENDPOINT} ({page_size} per page) at once for "
-                f"{seconds:.0f} s against a quota of {rate} requests/s")
+            log(
+                f"{processes} processes extract {ENDPOINT} ({page_size} per page) at once for "
+                f"{seconds:.0f} s against a quota of {rate} requests/s"
+            )
             result = paced_round(sandbox, rate, page_size, processes, seconds, invoices)
             results.append(result)
-            log(f"  {result.sandbox_rate:.1f} requests/s, {result.sandbox_rate_limited} 429s, "
-                f"latency p50 {result.latency_ms('latency_p50_ms'):.0f} ms")
+            log(
+                f"  {result.sandbox_rate:.1f} requests/s, {result.sandbox_rate_limited} 429s, "
+                f"latency p50 {result.latency_ms('latency_p50_ms'):.0f} ms"
+            )
     return results
 
 
-def paced_round(sandbox: SandboxProcess, rate: int, page_size: int, processes: int,
-                seconds: float, invoices: int) -> PacedResult:
+def paced_round(
+    sandbox: SandboxProcess,
+    rate: int,
+    page_size: int,
+    processes: int,
+    seconds: float,
+    invoices: int,
+) -> PacedResult:
     state_dir = Path(tempfile.mkdtemp(prefix="bench-ratelimit-"))
-    command = [sys.executable, "-m", "benchmarks.extract_benchmark", "paced", "--url",
-               sandbox.url, "--rate", str(rate), "--page-size", str(page_size), "--state-dir",
-               str(state_dir), "--seconds", repr(seconds)]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.extract_benchmark",
+        "paced",
+        "--url",
+        sandbox.url,
+        "--rate",
+        str(rate),
+        "--page-size",
+        str(page_size),
+        "--state-dir",
+        str(state_dir),
+        "--seconds",
+        repr(seconds),
+    ]
     children: list[subprocess.Popen[str]] = []
     try:
-        children = [subprocess.Popen(command, cwd=REPO, text=True, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE) for _ in range(processes)]
+        children = [
+            subprocess.Popen(
+                command, cwd=REPO, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            for _ in range(processes)
+        ]
         for child in children:
             assert child.stdout is not None
             if child.stdout.readline().strip() != "ready":
@@ -466,12 +550,18 @@ def paced_round(sandbox: SandboxProcess, rate: int, page_size: int, processes: i
                 child.wait()
         shutil.rmtree(state_dir, ignore_errors=True)
     return PacedResult(
-        rate=rate, page_size=page_size, processes=processes, seconds=seconds,
-        invoices=invoices, children=reports,
+        rate=rate,
+        page_size=page_size,
+        processes=processes,
+        seconds=seconds,
+        invoices=invoices,
+        children=reports,
         sandbox_requests=after["requests"][ENDPOINT] - before["requests"][ENDPOINT],
         steady_requests=after["requests"][ENDPOINT] - ramped["requests"][ENDPOINT],
         sandbox_rate_limited=after["rate_limited"] - before["rate_limited"],
-        sandbox_cpu_share=(cpu_after - cpu_before) / seconds, load=round(load, 2))
+        sandbox_cpu_share=(cpu_after - cpu_before) / seconds,
+        load=round(load, 2),
+    )
 
 
 # --- reporting -----------------------------------------------------------------------------------
@@ -528,8 +618,10 @@ def machine() -> str:
     with contextlib.suppress(OSError, ValueError, IndexError):
         kilobytes = int(Path("/proc/meminfo").read_text().split()[1])
         memory = f", {kilobytes / 1024**2:.0f} GB RAM"
-    return (f"{os.cpu_count()} cores ({model}){memory}, {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} cores ({model}){memory}, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def yes_no(met: bool) -> str:
@@ -546,7 +638,8 @@ def throughput_section(result: ThroughputResult, when: str) -> str:
         f"{run['bytes'] / 1e6:,.1f} | {run['seconds']:.1f} | "
         f"{run['records'] / run['seconds']:,.0f} | {run['cpu_seconds']:.1f} | "
         f"{run['sandbox_cpu_seconds']:.1f} | {run['peak_rss_mb']:.0f} | {run['load_before']} |"
-        for i, run in enumerate(result.runs + result.small_runs))
+        for i, run in enumerate(result.runs + result.small_runs)
+    )
     cpu_engine = statistics.median(run["cpu_seconds"] for run in result.side("engine"))
     cpu_bare = statistics.median(run["cpu_seconds"] for run in result.side("bare"))
     return f"""\
@@ -617,7 +710,9 @@ def paced_section(results: list[PacedResult], when: str) -> str:
         f"| {result.page_size} | {i + 1} | {report['requests']} | {report['records']:,} | "
         f"{report['throttled']} | {report['rate_limit_wait_seconds']:.1f} | {report['blocks']} | "
         f"{report['latency_p50_ms']:.0f} / {report['latency_p95_ms']:.0f} |"
-        for result in results for i, report in enumerate(result.children))
+        for result in results
+        for i, report in enumerate(result.children)
+    )
     figures = "\n".join(
         f"| {result.page_size}{' (shipped)' if result.page_size == PACED_PAGE_SIZES[0] else ''} "
         f"| {result.sandbox_requests:,} | {result.sandbox_rate:.1f} = "
@@ -627,7 +722,8 @@ def paced_section(results: list[PacedResult], when: str) -> str:
         f"{yes_no(result.no_429s)} | {result.latency_ms('latency_p50_ms'):.0f} / "
         f"{result.latency_ms('latency_p95_ms'):.0f} | {result.sandbox_cpu_share:.0%} | "
         f"{result.load} |"
-        for result in results)
+        for result in results
+    )
     return f"""\
 ## Extraction: one rate limit shared by four processes
 
@@ -683,21 +779,40 @@ def print_summary(throughput: ThroughputResult | None, paced: list[PacedResult])
             ("A invoices in the sandbox", f"{t.invoices:,}", "", ""),
             ("A engine records/s (median)", f"{t.median_rate('engine'):,.0f}", "", ""),
             ("A bare httpx records/s (median)", f"{t.median_rate('bare'):,.0f}", "", ""),
-            ("A engine / bare", f"{t.engine_ratio:.2f}x", f">= {ENGINE_TARGET}x",
-             str(t.engine_ratio >= ENGINE_TARGET)),
+            (
+                "A engine / bare",
+                f"{t.engine_ratio:.2f}x",
+                f">= {ENGINE_TARGET}x",
+                str(t.engine_ratio >= ENGINE_TARGET),
+            ),
             ("A engine peak RSS at 100k / 1M", f"{rss_small:.0f} / {rss_big:.0f} MB", "", ""),
-            ("A peak RSS 1M / 100k", f"{t.rss_ratio:.2f}x", f"<= {RSS_TARGET}x",
-             str(t.rss_ratio <= RSS_TARGET)),
-            ("A identical pages on both sides", str(t.identical_pages), "True",
-             str(t.identical_pages)),
+            (
+                "A peak RSS 1M / 100k",
+                f"{t.rss_ratio:.2f}x",
+                f"<= {RSS_TARGET}x",
+                str(t.rss_ratio <= RSS_TARGET),
+            ),
+            (
+                "A identical pages on both sides",
+                str(t.identical_pages),
+                "True",
+                str(t.identical_pages),
+            ),
         ]
     for p in paced:
         rows += [
-            (f"B page {p.page_size}: requests/s (steady)",
-             f"{p.sandbox_rate:.1f} ({p.steady_rate:.1f})", f">= {RATE_TARGET * p.rate:.1f}",
-             str(p.rate_met)),
-            (f"B page {p.page_size}: 429s (sandbox / clients)",
-             f"{p.sandbox_rate_limited} / {p.client_throttled}", "0", str(p.no_429s)),
+            (
+                f"B page {p.page_size}: requests/s (steady)",
+                f"{p.sandbox_rate:.1f} ({p.steady_rate:.1f})",
+                f">= {RATE_TARGET * p.rate:.1f}",
+                str(p.rate_met),
+            ),
+            (
+                f"B page {p.page_size}: 429s (sandbox / clients)",
+                f"{p.sandbox_rate_limited} / {p.client_throttled}",
+                "0",
+                str(p.no_429s),
+            ),
         ]
     header = ("figure", "value", "target", "met")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
@@ -710,17 +825,23 @@ def print_summary(throughput: ThroughputResult | None, paced: list[PacedResult])
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.extract_benchmark",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.extract_benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     # `engine`, `bare` and `paced` are the child processes this command starts: not listed.
     commands = parser.add_subparsers(dest="command", metavar="{run}")
     run = commands.add_parser("run", help="both benchmarks (the default)")
     run.add_argument("--only", choices=["throughput", "ratelimit"], default=None)
     run.add_argument("--repeats", type=int, default=2, help="runs per side in part A")
     run.add_argument("--concurrency", type=int, default=THROUGHPUT_CONCURRENCY)
-    run.add_argument("--customers", type=int, default=MILLION_CUSTOMERS,
-                     help="sandbox size in part A (the default gives 1,000,000 invoices)")
+    run.add_argument(
+        "--customers",
+        type=int,
+        default=MILLION_CUSTOMERS,
+        help="sandbox size in part A (the default gives 1,000,000 invoices)",
+    )
     run.add_argument("--rate", type=int, default=PACED_RATE, help="the sandbox quota in part B")
     run.add_argument("--seconds", type=float, default=PACED_SECONDS)
     run.add_argument("--no-readme", action="store_true", help="print only")
@@ -739,13 +860,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv if argv is not None else sys.argv[1:] or ["run"])
 
     if args.command == "engine":
-        print(json.dumps(asyncio.run(engine_run(args.url, args.page_size, args.concurrency,
-                                                args.max_pages))))
+        print(
+            json.dumps(
+                asyncio.run(engine_run(args.url, args.page_size, args.concurrency, args.max_pages))
+            )
+        )
     elif args.command == "bare":
         print(json.dumps(asyncio.run(bare_run(args.url, args.page_size, args.concurrency))))
     elif args.command == "paced":
-        print(json.dumps(asyncio.run(paced_run(args.url, args.rate, args.page_size,
-                                               args.state_dir, args.seconds))))
+        print(
+            json.dumps(
+                asyncio.run(
+                    paced_run(args.url, args.rate, args.page_size, args.state_dir, args.seconds)
+                )
+            )
+        )
     else:
         run_benchmarks(args)
 
@@ -760,8 +889,10 @@ def run_benchmarks(args: argparse.Namespace) -> None:
     minutes = (time.monotonic() - started) / 60
     print_summary(throughput, paced)
     log(f"benchmark took {minutes:.1f} min")
-    when = (f"run on {datetime.now(UTC).strftime('%Y-%m-%d')}; the command took "
-            f"{minutes:.0f} min{' (this part only)' if args.only else ''}")
+    when = (
+        f"run on {datetime.now(UTC).strftime('%Y-%m-%d')}; the command took "
+        f"{minutes:.0f} min{' (this part only)' if args.only else ''}"
+    )
     sections = {}
     if throughput is not None:
         sections["extract-throughput"] = throughput_section(throughput, when)

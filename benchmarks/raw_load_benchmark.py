@@ -78,15 +78,19 @@ def log(message: str) -> None:
 
 def cpu_seconds() -> float:
     """User + system CPU of this process and its reaped children so far."""
-    own, children = (resource.getrusage(resource.RUSAGE_SELF),
-                     resource.getrusage(resource.RUSAGE_CHILDREN))
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def peak_rss_mb() -> dict[str, float]:
     """ru_maxrss of this process and of its largest reaped child (Linux: kilobytes)."""
-    return {"self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    return {
+        "self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
 
 
 def api_key() -> str:
@@ -139,25 +143,40 @@ def ours_run(url: str, workdir: Path, max_pages: int | None) -> dict[str, Any]:
     started, cpu_started = time.perf_counter(), cpu_seconds()
     attempt = zone.open_attempt(SOURCE, ENDPOINT, None, run_id, resume=False)
     with Stager(spec, ENDPOINT, attempt, temp_directory=attempt.folder / ".tmp") as stager:
-        landed = asyncio.run(extract_to_landing(
-            spec, ENDPOINT, attempt, partition=None, run_id=run_id, state=state,
-            full_refresh=True))
+        landed = asyncio.run(
+            extract_to_landing(
+                spec,
+                ENDPOINT,
+                attempt,
+                partition=None,
+                run_id=run_id,
+                state=state,
+                full_refresh=True,
+            )
+        )
         extracted, cpu_extracted = time.perf_counter(), cpu_seconds()
         extract_rss = peak_rss_mb()["self"]
         result = stager.load(database, partition=None, run_id=run_id, mode="replace")
     finished = time.perf_counter()
     summary = landed.summary
     return {
-        "side": "ours", "records": summary.records, "pages": summary.pages,
-        "requests": summary.requests, "retries": summary.retries, "bytes": summary.bytes,
-        "seconds": finished - started, "extract_seconds": extracted - started,
-        "load_seconds": finished - extracted, "rows_loaded": result.rows,
+        "side": "ours",
+        "records": summary.records,
+        "pages": summary.pages,
+        "requests": summary.requests,
+        "retries": summary.retries,
+        "bytes": summary.bytes,
+        "seconds": finished - started,
+        "extract_seconds": extracted - started,
+        "load_seconds": finished - extracted,
+        "rows_loaded": result.rows,
         "cpu_seconds": cpu_seconds() - cpu_started,
         "extract_cpu_seconds": cpu_extracted - cpu_started,
         "dead_letters": result.dead_letters,
         "rows_in_table": count_rows(database, table_name(SOURCE, ENDPOINT)),
         "landing_bytes": sum(p.stat().st_size for p in attempt.folder.iterdir()),
-        "extract_peak_rss_mb": extract_rss, "peak_rss_mb": peak_rss_mb(),
+        "extract_peak_rss_mb": extract_rss,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -168,15 +187,25 @@ def dlt_config(url: str) -> dict[str, Any]:
     return {
         "client": {
             "base_url": url,
-            "auth": {"type": "api_key", "name": "X-API-Key", "api_key": api_key(),
-                     "location": "header"},
-            "paginator": {"type": "offset", "limit": PAGE_SIZE, "offset_param": "offset",
-                          "limit_param": "limit", "total_path": "total"},
+            "auth": {
+                "type": "api_key",
+                "name": "X-API-Key",
+                "api_key": api_key(),
+                "location": "header",
+            },
+            "paginator": {
+                "type": "offset",
+                "limit": PAGE_SIZE,
+                "offset_param": "offset",
+                "limit_param": "limit",
+                "total_path": "total",
+            },
         },
-        "resource_defaults": {"write_disposition": "replace",
-                              "endpoint": {"data_selector": "data"}},
-        "resources": [{"name": ENDPOINT, "primary_key": "id",
-                       "endpoint": {"path": INVOICES_PATH}}],
+        "resource_defaults": {
+            "write_disposition": "replace",
+            "endpoint": {"data_selector": "data"},
+        },
+        "resources": [{"name": ENDPOINT, "primary_key": "id", "endpoint": {"path": INVOICES_PATH}}],
     }
 
 
@@ -195,9 +224,12 @@ def dlt_run(url: str, workdir: Path, file_format: str | None) -> dict[str, Any]:
 
     database = workdir / "dlt.duckdb"
     started, cpu_started = time.perf_counter(), cpu_seconds()
-    pipeline = dlt.pipeline(pipeline_name="raw_load_benchmark",
-                            destination=dlt.destinations.duckdb(str(database)),
-                            dataset_name="raw", pipelines_dir=str(workdir / "pipelines"))
+    pipeline = dlt.pipeline(
+        pipeline_name="raw_load_benchmark",
+        destination=dlt.destinations.duckdb(str(database)),
+        dataset_name="raw",
+        pipelines_dir=str(workdir / "pipelines"),
+    )
     source = rest_api_source(dlt_config(url))  # type: ignore[arg-type]
     pipeline.extract(source, loader_file_format=file_format)  # type: ignore[arg-type]
     extracted, cpu_extracted = time.perf_counter(), cpu_seconds()
@@ -208,10 +240,15 @@ def dlt_run(url: str, workdir: Path, file_format: str | None) -> dict[str, Any]:
     trace = pipeline.last_trace
     rows = count_rows(database, f"raw.{ENDPOINT}")
     return {
-        "side": "dlt", "version": dlt.__version__, "file_format": file_format or "default",
-        "records": rows, "seconds": finished - started,
-        "extract_seconds": extracted - started, "normalize_seconds": normalized - extracted,
-        "load_seconds": finished - normalized, "rows_in_table": rows,
+        "side": "dlt",
+        "version": dlt.__version__,
+        "file_format": file_format or "default",
+        "records": rows,
+        "seconds": finished - started,
+        "extract_seconds": extracted - started,
+        "normalize_seconds": normalized - extracted,
+        "load_seconds": finished - normalized,
+        "rows_in_table": rows,
         "cpu_seconds": cpu_seconds() - cpu_started,
         "extract_cpu_seconds": cpu_extracted - cpu_started,
         "steps": [step.step for step in trace.steps] if trace else [],
@@ -224,8 +261,14 @@ def dlt_run(url: str, workdir: Path, file_format: str | None) -> dict[str, Any]:
 
 def start_sandbox(customers: int) -> SandboxProcess:
     """The billing sandbox (no quota that binds, a page cache for the whole listing)."""
-    args = ["--customers", str(customers), "--billing-rate-limit", str(UNLIMITED_QUOTA),
-            "--billing-page-cache-mb", str(PAGE_CACHE_MB)]
+    args = [
+        "--customers",
+        str(customers),
+        "--billing-rate-limit",
+        str(UNLIMITED_QUOTA),
+        "--billing-page-cache-mb",
+        str(PAGE_CACHE_MB),
+    ]
     log(f"starting the sandbox: {' '.join(args)}")
     return SandboxProcess(args, headers={"X-API-Key": api_key()})
 
@@ -251,11 +294,16 @@ def warm_up(sandbox: SandboxProcess) -> dict[str, float]:
     cache = sandbox.stats()["page_cache"]
     pages = -(-total // PAGE_SIZE)
     if cache["pages"] < pages:
-        raise RuntimeError(f"the sandbox kept {cache['pages']} of {pages} pages: raise "
-                           "PAGE_CACHE_MB")
-    return {"index_seconds": indexed - started, "render_seconds": time.monotonic() - indexed,
-            "render_cpu_seconds": sandbox.cpu_seconds() - cpu, "cached_pages": cache["pages"],
-            "cached_mb": cache["bytes"] / 2**20}
+        raise RuntimeError(
+            f"the sandbox kept {cache['pages']} of {pages} pages: raise PAGE_CACHE_MB"
+        )
+    return {
+        "index_seconds": indexed - started,
+        "render_seconds": time.monotonic() - indexed,
+        "render_cpu_seconds": sandbox.cpu_seconds() - cpu,
+        "cached_pages": cache["pages"],
+        "cached_mb": cache["bytes"] / 2**20,
+    }
 
 
 # --- children: one fresh process per measured run ------------------------------------------------
@@ -281,12 +329,20 @@ def run_child(side: str, *args: str, timeout: float = 900) -> dict[str, Any]:
     """`python -m benchmarks.raw_load_benchmark <side> ...` in a fresh temporary folder; its
     last stdout line is JSON. The parent samples the child tree's RSS every 100 ms as well."""
     workdir = Path(tempfile.mkdtemp(prefix=f"raw-bench-{side}-"))
-    command = [sys.executable, "-m", "benchmarks.raw_load_benchmark", side, "--workdir",
-               str(workdir), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.raw_load_benchmark",
+        side,
+        "--workdir",
+        str(workdir),
+        *args,
+    ]
     started = time.perf_counter()
     try:
-        with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) as child:
+        with subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as child:
             peak = 0.0
             sampler_done = threading.Event()
 
@@ -315,10 +371,12 @@ def run_child(side: str, *args: str, timeout: float = 900) -> dict[str, Any]:
 
 def describe(run: dict[str, Any]) -> str:
     rss = run["peak_rss_mb"]
-    return (f"{run['side']:<4} {run['records']:>9,} records in {run['seconds']:6.1f} s = "
-            f"{run['rate']:>8,.0f} rec/s, peak RSS {rss['self']:.0f} MB "
-            f"(tree {run['sampled_tree_rss_mb']:.0f} MB), CPU {run['cpu_seconds']:.0f} s, "
-            f"sandbox CPU {run.get('sandbox_cpu_seconds', 0):.0f} s, load {run['loadavg']}")
+    return (
+        f"{run['side']:<4} {run['records']:>9,} records in {run['seconds']:6.1f} s = "
+        f"{run['rate']:>8,.0f} rec/s, peak RSS {rss['self']:.0f} MB "
+        f"(tree {run['sampled_tree_rss_mb']:.0f} MB), CPU {run['cpu_seconds']:.0f} s, "
+        f"sandbox CPU {run.get('sandbox_cpu_seconds', 0):.0f} s, load {run['loadavg']}"
+    )
 
 
 # --- the orchestrating run -----------------------------------------------------------------------
@@ -329,8 +387,10 @@ def measure(repeats: int, customers: int, dlt_format: str | None) -> dict[str, A
         warm = warm_up(sandbox)
         before = sandbox.stats()
         invoices = int(before["counts"]["invoices"])
-        log(f"sandbox at {sandbox.url} holds {invoices:,} invoices, {warm['cached_pages']:,} "
-            f"pages rendered in {warm['render_seconds']:.1f} s")
+        log(
+            f"sandbox at {sandbox.url} holds {invoices:,} invoices, {warm['cached_pages']:,} "
+            f"pages rendered in {warm['render_seconds']:.1f} s"
+        )
         runs: list[dict[str, Any]] = []
         small: list[dict[str, Any]] = []
         fmt = ["--file-format", dlt_format] if dlt_format else []
@@ -346,12 +406,19 @@ def measure(repeats: int, customers: int, dlt_format: str | None) -> dict[str, A
             small.append(run)
             log(f"100k round {round_number + 1}: {describe(run)}")
         after = sandbox.stats()
-    return {"invoices": invoices, "customers": customers, "page_size": PAGE_SIZE,
-            "warm_up": warm, "runs": runs, "small_runs": small,
-            "sandbox_requests": after["requests"][ENDPOINT] - before["requests"][ENDPOINT],
-            "sandbox_rate_limited": after["rate_limited"] - before["rate_limited"],
-            "dlt_settings": DLT_SETTINGS, "dlt_file_format": dlt_format or "default",
-            "machine": machine()}
+    return {
+        "invoices": invoices,
+        "customers": customers,
+        "page_size": PAGE_SIZE,
+        "warm_up": warm,
+        "runs": runs,
+        "small_runs": small,
+        "sandbox_requests": after["requests"][ENDPOINT] - before["requests"][ENDPOINT],
+        "sandbox_rate_limited": after["rate_limited"] - before["rate_limited"],
+        "dlt_settings": DLT_SETTINGS,
+        "dlt_file_format": dlt_format or "default",
+        "machine": machine(),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -369,9 +436,15 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}", "duckdb": duckdb.__version__,
-            "dlt": dlt_version, "date": datetime.now().strftime("%Y-%m-%d")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+        "duckdb": duckdb.__version__,
+        "dlt": dlt_version,
+        "date": datetime.now().strftime("%Y-%m-%d"),
+    }
 
 
 def analyse(result: dict[str, Any]) -> dict[str, Any]:
@@ -385,26 +458,35 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
         return statistics.median(float(r[key]) for r in runs)
 
     def median_rss(runs: list[dict[str, Any]], key: str = "self") -> float:
-        return statistics.median(float(r["peak_rss_mb"][key] if key == "self"
-                                       else r[key]) for r in runs)
+        return statistics.median(
+            float(r["peak_rss_mb"][key] if key == "self" else r[key]) for r in runs
+        )
 
-    counts_ok = (all(r["rows_in_table"] == invoices and r["records"] == invoices
-                     for r in ours + theirs)
-                 and all(r["rows_in_table"] == small_expected for r in small))
+    counts_ok = all(
+        r["rows_in_table"] == invoices and r["records"] == invoices for r in ours + theirs
+    ) and all(r["rows_in_table"] == small_expected for r in small)
     speedup = median(ours, "rate") / median(theirs, "rate")
     rss_ratio = median_rss(ours) / median_rss(small)
     sandbox_cpu = median(ours, "sandbox_cpu_seconds")
     return {
-        "ours_rate": median(ours, "rate"), "dlt_rate": median(theirs, "rate"),
-        "ours_seconds": median(ours, "seconds"), "dlt_seconds": median(theirs, "seconds"),
-        "ours_cpu": median(ours, "cpu_seconds"), "dlt_cpu": median(theirs, "cpu_seconds"),
-        "ours_rss": median_rss(ours), "dlt_rss": median_rss(theirs),
+        "ours_rate": median(ours, "rate"),
+        "dlt_rate": median(theirs, "rate"),
+        "ours_seconds": median(ours, "seconds"),
+        "dlt_seconds": median(theirs, "seconds"),
+        "ours_cpu": median(ours, "cpu_seconds"),
+        "dlt_cpu": median(theirs, "cpu_seconds"),
+        "ours_rss": median_rss(ours),
+        "dlt_rss": median_rss(theirs),
         "small_rss": median_rss(small),
         "ours_extract_rss": median_rss(ours, "extract_peak_rss_mb"),
         "small_extract_rss": median_rss(small, "extract_peak_rss_mb"),
-        "small_records": small_expected, "sandbox_cpu": sandbox_cpu,
-        "speedup": speedup, "rss_ratio": rss_ratio, "counts_ok": counts_ok,
-        "speed_met": speedup >= SPEED_TARGET, "rss_met": rss_ratio <= RSS_TARGET,
+        "small_records": small_expected,
+        "sandbox_cpu": sandbox_cpu,
+        "speedup": speedup,
+        "rss_ratio": rss_ratio,
+        "counts_ok": counts_ok,
+        "speed_met": speedup >= SPEED_TARGET,
+        "rss_met": rss_ratio <= RSS_TARGET,
     }
 
 
@@ -488,7 +570,8 @@ def sandbox_note(result: dict[str, Any], a: dict[str, Any]) -> str:
         "the same bytes for the same requests, and serving them cost the sandbox "
         f"{a['sandbox_cpu']:.1f} s of CPU per 1M run. Both sides share the 2 cores with it. "
         "Wall times on this VM vary by a third between identical runs (CPU steal): compare "
-        "runs of the same round, and the CPU columns.")
+        "runs of the same round, and the CPU columns."
+    )
 
 
 def report(result: dict[str, Any]) -> str:
@@ -496,7 +579,8 @@ def report(result: dict[str, Any]) -> str:
     m = result["machine"]
     yes = {True: "**met**", False: "**not met**"}
     lines = [
-        SECTION_TITLE, "",
+        SECTION_TITLE,
+        "",
         f"Command: `{COMMAND}` (or `make bench-raw`), {len(result['small_runs'])} round(s), "
         f"about {result['elapsed_minutes']:.0f} minutes. Machine: {m['cpu']}, {m['cores']} "
         f"cores, Python {m['python']}, {m['os']}, DuckDB {m['duckdb']}, dlt {m['dlt']}; "
@@ -524,21 +608,24 @@ def report(result: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | {run['records']:,} | {run['seconds']:.1f} | {run['rate']:,.0f} | "
             f"{run['cpu_seconds']:.1f} | {run['sandbox_cpu_seconds']:.1f} | {rss} | "
-            f"{run['rows_in_table']:,} | {run['loadavg']} |")
+            f"{run['rows_in_table']:,} | {run['loadavg']} |"
+        )
     ours = [r for r in result["runs"] if r["side"] == "ours"]
     theirs = [r for r in result["runs"] if r["side"] == "dlt"]
 
     def phase(runs: list[dict[str, Any]], key: str) -> str:
         return f"{statistics.median(r[key] for r in runs):.1f}"
 
-    pairs = [result["runs"][i:i + 2] for i in range(0, len(result["runs"]), 2)]
+    pairs = [result["runs"][i : i + 2] for i in range(0, len(result["runs"]), 2)]
     rounds = []
     for number, pair in enumerate(pairs, start=1):
         by_side = {run["side"]: run for run in pair}
         if {"ours", "dlt"} <= set(by_side):
-            rounds.append(f"round {number} {by_side['ours']['rate'] / by_side['dlt']['rate']:.2f}x"
-                          f" (load {pair[0]['loadavg'].split('->')[0]}->"
-                          f"{pair[-1]['loadavg'].split('->')[1]})")
+            rounds.append(
+                f"round {number} {by_side['ours']['rate'] / by_side['dlt']['rate']:.2f}x"
+                f" (load {pair[0]['loadavg'].split('->')[0]}->"
+                f"{pair[-1]['loadavg'].split('->')[1]})"
+            )
     lines += [
         "",
         f"Ours / dlt within each round (the two runs back to back): {'; '.join(rounds)}.",
@@ -580,17 +667,24 @@ def write_readme(section: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks.raw_load_benchmark",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="benchmarks.raw_load_benchmark", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="mode")
     bench = sub.add_parser("bench", help="the whole benchmark (the default)")
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--customers", type=int, default=MILLION_CUSTOMERS)
     bench.add_argument("--dlt-file-format", default=DLT_FILE_FORMAT)
-    bench.add_argument("--readme", action="store_true",
-                       help="rewrite this benchmark's section of benchmarks/README.md")
-    bench.add_argument("--from-results", action="store_true",
-                       help=f"measure nothing: report {RESULTS.relative_to(REPO)} again")
+    bench.add_argument(
+        "--readme",
+        action="store_true",
+        help="rewrite this benchmark's section of benchmarks/README.md",
+    )
+    bench.add_argument(
+        "--from-results",
+        action="store_true",
+        help=f"measure nothing: report {RESULTS.relative_to(REPO)} again",
+    )
     for side in ("ours", "dlt"):
         child = sub.add_parser(side, help=f"one measured {side} run (used by `bench`)")
         child.add_argument("--url", required=True)

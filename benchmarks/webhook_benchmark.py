@@ -71,21 +71,43 @@ def signed_requests(count: int, prefix: str) -> list[bytes]:
         created = base + (n * 7919) % (365 * 86400)
         kind = n % 2
         obj: dict[str, Any] = (
-            {"id": f"in_{prefix}_{n}", "customer": f"cus_{n % 5000}", "subscription":
-             f"sub_{n % 5000}", "amount_due": 9900, "currency": "USD", "status": "paid",
-             "created": created, "period_start": created, "period_end": created + 2592000}
-            if kind == 0 else
-            {"id": f"py_{prefix}_{n}", "invoice": f"in_{prefix}_{n}", "customer":
-             f"cus_{n % 5000}", "amount": "99.00", "currency": "usd", "status": "succeeded",
-             "created": datetime.fromtimestamp(created, UTC).isoformat()})
-        body = orjson.dumps({"id": event_id, "type": "invoice.paid" if kind == 0
-                             else "payment.succeeded", "created": created,
-                             "data": {"object": obj}})
+            {
+                "id": f"in_{prefix}_{n}",
+                "customer": f"cus_{n % 5000}",
+                "subscription": f"sub_{n % 5000}",
+                "amount_due": 9900,
+                "currency": "USD",
+                "status": "paid",
+                "created": created,
+                "period_start": created,
+                "period_end": created + 2592000,
+            }
+            if kind == 0
+            else {
+                "id": f"py_{prefix}_{n}",
+                "invoice": f"in_{prefix}_{n}",
+                "customer": f"cus_{n % 5000}",
+                "amount": "99.00",
+                "currency": "usd",
+                "status": "succeeded",
+                "created": datetime.fromtimestamp(created, UTC).isoformat(),
+            }
+        )
+        body = orjson.dumps(
+            {
+                "id": event_id,
+                "type": "invoice.paid" if kind == 0 else "payment.succeeded",
+                "created": created,
+                "data": {"object": obj},
+            }
+        )
         signature = signer.sign(event_id, now, body.decode())
-        head = (f"POST {ROUTE} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
-                f"webhook-id: {event_id}\r\nwebhook-timestamp: {int(now.timestamp())}\r\n"
-                f"webhook-signature: {signature}\r\n\r\n")
+        head = (
+            f"POST {ROUTE} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            f"webhook-id: {event_id}\r\nwebhook-timestamp: {int(now.timestamp())}\r\n"
+            f"webhook-signature: {signature}\r\n\r\n"
+        )
         requests.append(head.encode() + body)
     return requests
 
@@ -100,7 +122,7 @@ def read_requests(path: Path) -> list[bytes]:
     data, requests, at = path.read_bytes(), [], 0
     while at < len(data):
         (size,) = struct.unpack_from(">I", data, at)
-        requests.append(data[at + 4:at + 4 + size])
+        requests.append(data[at + 4 : at + 4 + size])
         at += 4 + size
     return requests
 
@@ -120,9 +142,13 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 return
     while (await receive()).get("more_body"):
         pass
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", b"15")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"15")],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
 
 
@@ -132,8 +158,7 @@ def serve(kind: str, inbox: Path) -> None:
     from integration_platform.webhooks.server import ReceiverServer
 
     environment.load_sandbox_env()
-    app: Any = bare_app if kind == "bare" else create_receiver_app(
-        webhook_specs(os.environ), inbox)
+    app: Any = bare_app if kind == "bare" else create_receiver_app(webhook_specs(os.environ), inbox)
     server = ReceiverServer(app, port=0)
     print(server.port, flush=True)
     server.run()
@@ -153,8 +178,11 @@ class Server:
 def start_server(kind: str, inbox: Path) -> Server:
     process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.webhook_benchmark", "serve", kind, str(inbox)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "LOG_LEVEL": "WARNING"})
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LOG_LEVEL": "WARNING"},
+    )
     assert process.stdout is not None
     port = int(process.stdout.readline())
     deadline = time.monotonic() + 30
@@ -189,8 +217,9 @@ class LoadResult:
     server_cpu_us_per_event: float = 0.0
 
 
-async def _load(port: int, requests: list[bytes], connections: int, seconds: float,
-                rate: float | None) -> LoadResult:
+async def _load(
+    port: int, requests: list[bytes], connections: int, seconds: float, rate: float | None
+) -> LoadResult:
     source: Iterator[bytes] = iter(requests)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
@@ -246,36 +275,55 @@ async def _load(port: int, requests: list[bytes], connections: int, seconds: flo
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 2)
 
     return LoadResult(
-        phase="paced" if rate else "saturation", connections=connections,
-        offered_per_second=rate, seconds=round(elapsed, 2), sent=len(latencies),
-        ok=len(latencies) - failed, failed=failed,
-        per_second=round((len(latencies) - failed) / elapsed, 1), p50_ms=percentile(0.50),
-        p90_ms=percentile(0.90), p99_ms=percentile(0.99), max_ms=percentile(1.0),
-        statuses=statuses)
+        phase="paced" if rate else "saturation",
+        connections=connections,
+        offered_per_second=rate,
+        seconds=round(elapsed, 2),
+        sent=len(latencies),
+        ok=len(latencies) - failed,
+        failed=failed,
+        per_second=round((len(latencies) - failed) / elapsed, 1),
+        p50_ms=percentile(0.50),
+        p90_ms=percentile(0.90),
+        p99_ms=percentile(0.99),
+        max_ms=percentile(1.0),
+        statuses=statuses,
+    )
 
 
-def load(port: int, requests_file: Path, connections: int, seconds: float,
-         rate: float | None) -> None:
+def load(
+    port: int, requests_file: Path, connections: int, seconds: float, rate: float | None
+) -> None:
     import uvloop
 
     result = uvloop.run(_load(port, read_requests(requests_file), connections, seconds, rate))
     print(json.dumps(asdict(result)), flush=True)
 
 
-def run_load(server: Server, requests_file: Path, connections: int, seconds: float,
-             rate: float | None) -> LoadResult:
+def run_load(
+    server: Server, requests_file: Path, connections: int, seconds: float, rate: float | None
+) -> LoadResult:
     """One phase; also the server's CPU time per answered request (robust to a busy machine,
     where events/s also measure the neighbours)."""
     import psutil
 
-    command = [sys.executable, "-m", "benchmarks.webhook_benchmark", "load", str(server.port),
-               str(requests_file), str(connections), str(seconds)]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.webhook_benchmark",
+        "load",
+        str(server.port),
+        str(requests_file),
+        str(connections),
+        str(seconds),
+    ]
     if rate:
         command.append(str(rate))
     process = psutil.Process(server.process.pid)
     before = process.cpu_times()
-    output = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True,
-                            timeout=seconds + 120)
+    output = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, check=True, timeout=seconds + 120
+    )
     after = process.cpu_times()
     result = LoadResult(**json.loads(output.stdout.strip().splitlines()[-1]))
     cpu = (after.user - before.user) + (after.system - before.system)
@@ -304,8 +352,7 @@ def _benchmark(work: Path, seconds: float, connections: int, rate: float) -> dic
     capacity = int(max(rate, 8000) * seconds * 1.2)
     log(f"signing {3 * capacity:,} events")
     files = {}
-    phases: dict[str, float | None] = {"saturation": None, "paced-half": rate / 2,
-                                       "paced": rate}
+    phases: dict[str, float | None] = {"saturation": None, "paced-half": rate / 2, "paced": rate}
     for phase in phases:
         files[phase] = work / f"{phase}.bin"
         write_requests(files[phase], signed_requests(capacity, phase))
@@ -317,25 +364,38 @@ def _benchmark(work: Path, seconds: float, connections: int, rate: float) -> dic
         try:
             results[kind] = {}
             for phase, offered in phases.items():
-                log(f"{kind}: {phase} ({connections} connections, {seconds:.0f} s"
-                    f"{f', {offered:.0f}/s offered' if offered else ''})")
-                results[kind][phase] = run_load(server, files[phase], connections, seconds,
-                                                offered)
-                log(f"  → {results[kind][phase].per_second:,.0f}/s, "
-                    f"p99 {results[kind][phase].p99_ms} ms")
+                log(
+                    f"{kind}: {phase} ({connections} connections, {seconds:.0f} s"
+                    f"{f', {offered:.0f}/s offered' if offered else ''})"
+                )
+                results[kind][phase] = run_load(server, files[phase], connections, seconds, offered)
+                log(
+                    f"  → {results[kind][phase].per_second:,.0f}/s, "
+                    f"p99 {results[kind][phase].p99_ms} ms"
+                )
         finally:
             server.stop()
         if kind == "receiver":
             inboxes[kind] = inbox_count(inbox)
     acknowledged = sum(r.ok for r in results["receiver"].values())
     if inboxes["receiver"] != acknowledged:
-        raise SystemExit(f"{acknowledged} events acknowledged but {inboxes['receiver']} in "
-                         "the inbox: an acknowledgement was not durable")
-    return {"results": results, "acknowledged": acknowledged,
-            "in_inbox": inboxes["receiver"], "seconds": seconds, "connections": connections,
-            "rate": rate, "cpus": os.cpu_count(), "python": platform.python_version(),
-            "machine": platform.machine(), "at": datetime.now(UTC).strftime("%Y-%m-%d"),
-            "load": (load_before, os.getloadavg()[0])}
+        raise SystemExit(
+            f"{acknowledged} events acknowledged but {inboxes['receiver']} in "
+            "the inbox: an acknowledgement was not durable"
+        )
+    return {
+        "results": results,
+        "acknowledged": acknowledged,
+        "in_inbox": inboxes["receiver"],
+        "seconds": seconds,
+        "connections": connections,
+        "rate": rate,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "at": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "load": (load_before, os.getloadavg()[0]),
+    }
 
 
 def section(run: dict[str, Any], command: str) -> str:
@@ -364,9 +424,11 @@ def section(run: dict[str, Any], command: str) -> str:
         for phase in ("saturation", "paced-half", "paced"):
             r = results[kind][phase]
             offered = f"{r.offered_per_second:,.0f}" if r.offered_per_second else "as fast"
-            lines.append(f"| {kind} | {phase} | {r.connections} | {offered} | "
-                         f"{r.per_second:,.0f} | {r.p50_ms} | {r.p99_ms} | {r.max_ms} | "
-                         f"{r.server_cpu_us_per_event} |")
+            lines.append(
+                f"| {kind} | {phase} | {r.connections} | {offered} | "
+                f"{r.per_second:,.0f} | {r.p50_ms} | {r.p99_ms} | {r.max_ms} | "
+                f"{r.server_cpu_us_per_event} |"
+            )
     share = sat.per_second / bare["saturation"].per_second if bare["saturation"].per_second else 0
     rate = paced.offered_per_second or 0.0
 
@@ -420,14 +482,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rate", type=float, default=float(TARGET_EVENTS_PER_SECOND),
-                        help="offered events/s of the paced phase")
-    parser.add_argument("--write-readme", action="store_true",
-                        help="rewrite this benchmark's section of benchmarks/README.md")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=float(TARGET_EVENTS_PER_SECOND),
+        help="offered events/s of the paced phase",
+    )
+    parser.add_argument(
+        "--write-readme",
+        action="store_true",
+        help="rewrite this benchmark's section of benchmarks/README.md",
+    )
     args = parser.parse_args()
     run = benchmark(args.duration, args.connections, args.rate)
-    command = (f"python -m benchmarks.webhook_benchmark --duration {args.duration:g} "
-               f"--connections {args.connections} --rate {args.rate:g}")
+    command = (
+        f"python -m benchmarks.webhook_benchmark --duration {args.duration:g} "
+        f"--connections {args.connections} --rate {args.rate:g}"
+    )
     text = section(run, command)
     print(text)
     if args.write_readme:

@@ -48,10 +48,13 @@ class ScrubbedErrorsGroup(click.Group):
             raise click.ClickException(scrub_text(exc.format_message())) from None
         except Exception as exc:
             get_logger("integration_platform.cli").error(
-                "command_failed", command=ctx.invoked_subcommand, exc_info=True)
-            raise click.ClickException(scrub_text(
-                f"{type(exc).__name__}: {exc} (traceback in the command_failed log line)"
-            )) from None
+                "command_failed", command=ctx.invoked_subcommand, exc_info=True
+            )
+            raise click.ClickException(
+                scrub_text(
+                    f"{type(exc).__name__}: {exc} (traceback in the command_failed log line)"
+                )
+            ) from None
 
 
 @click.group(cls=ScrubbedErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,18 +78,38 @@ def _vendors(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
 
 def sandbox_options(func: click.decorators.FC) -> click.decorators.FC:
     options = [
-        click.option("--vendors", default="saas", show_default=True, callback=_vendors,
-                     help="Vendors to serve, comma-separated: names (crm, billing, support, "
-                          "analytics, clinic, insurer) or groups (saas = the first four, "
-                          "registry = clinic and insurer, all)."),
+        click.option(
+            "--vendors",
+            default="saas",
+            show_default=True,
+            callback=_vendors,
+            help="Vendors to serve, comma-separated: names (crm, billing, support, "
+            "analytics, clinic, insurer) or groups (saas = the first four, "
+            "registry = clinic and insurer, all).",
+        ),
         click.option("--seed", default=42, show_default=True, help="Seed of the population."),
-        click.option("--customers", default=1000, show_default=True,
-                     type=click.IntRange(1, 5_000_000), help="Number of true customers."),
-        click.option("--chaos", "chaos_profile", default="none", show_default=True,
-                     type=click.Choice(list(PROFILES)), help="Chaos profile."),
-        click.option("--chaos-set", "chaos_overrides", multiple=True, metavar="KNOB=VALUE",
-                     help="Override one chaos knob, e.g. drop=0.1 or "
-                          "schema_drift_from=2025-07-01."),
+        click.option(
+            "--customers",
+            default=1000,
+            show_default=True,
+            type=click.IntRange(1, 5_000_000),
+            help="Number of true customers.",
+        ),
+        click.option(
+            "--chaos",
+            "chaos_profile",
+            default="none",
+            show_default=True,
+            type=click.Choice(list(PROFILES)),
+            help="Chaos profile.",
+        ),
+        click.option(
+            "--chaos-set",
+            "chaos_overrides",
+            multiple=True,
+            metavar="KNOB=VALUE",
+            help="Override one chaos knob, e.g. drop=0.1 or schema_drift_from=2025-07-01.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -99,14 +122,19 @@ PLATFORM_TENANTS = 2
 
 def tenants_option(default: int) -> Callable[[click.decorators.FC], click.decorators.FC]:
     return click.option(
-        "--tenants", default=default, show_default=True, type=click.IntRange(1, MAX_TENANTS),
+        "--tenants",
+        default=default,
+        show_default=True,
+        type=click.IntRange(1, MAX_TENANTS),
         help="Customer accounts each vendor serves: tenant 0 with the credentials of "
-             "config/sandbox.env, tenants 1.. with their own credentials (derived from the "
-             "seed; `sandbox tenants` prints them) and their own population.")
+        "config/sandbox.env, tenants 1.. with their own credentials (derived from the "
+        "seed; `sandbox tenants` prints them) and their own population.",
+    )
 
 
-def build_settings(seed: int, customers: int, chaos_profile: str,
-                   chaos_overrides: tuple[str, ...], **extra: object) -> SandboxSettings:
+def build_settings(
+    seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str, ...], **extra: object
+) -> SandboxSettings:
     try:
         chaos = parse_chaos(chaos_profile, chaos_overrides)
     except ChaosConfigError as exc:
@@ -118,45 +146,85 @@ def build_settings(seed: int, customers: int, chaos_profile: str,
 @sandbox_options
 @tenants_option(1)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True,
-              help="CRM on this port, billing +1, support +2, analytics +3, clinic +4, "
-                   "insurer +5 (0: free ports).")
-@click.option("--token-ttl", default=3600.0, show_default=True,
-              help="Seconds a CRM access token lives.")
-@click.option("--billing-rate-limit", default=50, show_default=True,
-              help="Billing requests per second per API key.")
-@click.option("--billing-page-cache-mb", default=0, show_default=True,
-              help="Keep up to this many MB of rendered billing list pages in memory and "
-                   "serve repeats from it (benchmarks: measure the client, not the sandbox).")
+@click.option(
+    "--base-port",
+    default=DEFAULT_BASE_PORT,
+    show_default=True,
+    help="CRM on this port, billing +1, support +2, analytics +3, clinic +4, "
+    "insurer +5 (0: free ports).",
+)
+@click.option(
+    "--token-ttl", default=3600.0, show_default=True, help="Seconds a CRM access token lives."
+)
+@click.option(
+    "--billing-rate-limit",
+    default=50,
+    show_default=True,
+    help="Billing requests per second per API key.",
+)
+@click.option(
+    "--billing-page-cache-mb",
+    default=0,
+    show_default=True,
+    help="Keep up to this many MB of rendered billing list pages in memory and "
+    "serve repeats from it (benchmarks: measure the client, not the sandbox).",
+)
 @click.option("--webhook-url", default=None, help="Where billing sends signed webhooks.")
-@click.option("--webhook-rate", default=5.0, show_default=True,
-              help="Billing webhook events per second.")
-@click.option("--stream-rate", default=50.0, show_default=True,
-              help="Analytics SSE events per second (0: as fast as possible).")
-def sandbox_up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profile: str,
-               chaos_overrides: tuple[str, ...], tenants: int, host: str, base_port: int,
-               token_ttl: float,
-               billing_rate_limit: int, billing_page_cache_mb: int, webhook_url: str | None,
-               webhook_rate: float, stream_rate: float) -> None:
+@click.option(
+    "--webhook-rate", default=5.0, show_default=True, help="Billing webhook events per second."
+)
+@click.option(
+    "--stream-rate",
+    default=50.0,
+    show_default=True,
+    help="Analytics SSE events per second (0: as fast as possible).",
+)
+def sandbox_up(
+    vendors: tuple[str, ...],
+    seed: int,
+    customers: int,
+    chaos_profile: str,
+    chaos_overrides: tuple[str, ...],
+    tenants: int,
+    host: str,
+    base_port: int,
+    token_ttl: float,
+    billing_rate_limit: int,
+    billing_page_cache_mb: int,
+    webhook_url: str | None,
+    webhook_rate: float,
+    stream_rate: float,
+) -> None:
     """Serve the sandbox vendors (by default the four SaaS ones) until interrupted."""
     settings = build_settings(
-        seed, customers, chaos_profile, chaos_overrides, token_ttl_seconds=token_ttl,
+        seed,
+        customers,
+        chaos_profile,
+        chaos_overrides,
+        token_ttl_seconds=token_ttl,
         billing_requests_per_second=billing_rate_limit,
-        billing_page_cache_mb=billing_page_cache_mb, webhook_url=webhook_url,
-        webhook_events_per_second=webhook_rate, stream_events_per_second=stream_rate,
-        tenants=tenants)
+        billing_page_cache_mb=billing_page_cache_mb,
+        webhook_url=webhook_url,
+        webhook_events_per_second=webhook_rate,
+        stream_events_per_second=stream_rate,
+        tenants=tenants,
+    )
     try:
-        server = Sandbox(settings, _sandbox_credentials(), host=host, base_port=base_port,
-                         vendors=vendors)
+        server = Sandbox(
+            settings, _sandbox_credentials(), host=host, base_port=base_port, vendors=vendors
+        )
     except OSError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"sandbox: seed={seed} customers={customers} chaos={chaos_profile} "
-               f"tenants={tenants}")
+    click.echo(
+        f"sandbox: seed={seed} customers={customers} chaos={chaos_profile} tenants={tenants}"
+    )
     for vendor, url in server.urls.items():
         click.echo(f"  {vendor:<10} {url}")
     if tenants > 1:
-        click.echo(f"tenants' credentials: GET <vendor URL>/_sandbox/tenants, or "
-                   f"integration-platform sandbox tenants --tenants {tenants} --seed {seed}")
+        click.echo(
+            f"tenants' credentials: GET <vendor URL>/_sandbox/tenants, or "
+            f"integration-platform sandbox tenants --tenants {tenants} --seed {seed}"
+        )
     click.echo("Ctrl-C to stop.", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
@@ -164,13 +232,28 @@ def sandbox_up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profil
 
 @sandbox.command("ground-truth")
 @sandbox_options
-@click.option("--tenant", default=0, show_default=True, type=click.IntRange(0, MAX_TENANTS - 1),
-              help="Whose records: 0 is the default tenant.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="CSV file to write (default: stdout).")
-def sandbox_ground_truth(vendors: tuple[str, ...], seed: int, customers: int,
-                         chaos_profile: str, chaos_overrides: tuple[str, ...], tenant: int,
-                         out: Path | None) -> None:
+@click.option(
+    "--tenant",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, MAX_TENANTS - 1),
+    help="Whose records: 0 is the default tenant.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV file to write (default: stdout).",
+)
+def sandbox_ground_truth(
+    vendors: tuple[str, ...],
+    seed: int,
+    customers: int,
+    chaos_profile: str,
+    chaos_overrides: tuple[str, ...],
+    tenant: int,
+    out: Path | None,
+) -> None:
     """Write which true customer every vendor record of one tenant belongs to, as CSV."""
     from integration_platform.sandbox.truth import ground_truth
 
@@ -187,20 +270,41 @@ def sandbox_ground_truth(vendors: tuple[str, ...], seed: int, customers: int,
 
 
 @sandbox.command("tenants")
-@click.option("--vendors", default="saas", show_default=True, callback=_vendors,
-              help="Vendors whose credentials to print (as for `sandbox up`).")
+@click.option(
+    "--vendors",
+    default="saas",
+    show_default=True,
+    callback=_vendors,
+    help="Vendors whose credentials to print (as for `sandbox up`).",
+)
 @click.option("--seed", default=42, show_default=True, help="Seed the sandbox runs with.")
 @tenants_option(PLATFORM_TENANTS)
-@click.option("--tenant", default=None, type=click.IntRange(0, MAX_TENANTS - 1),
-              help="Only this tenant.")
+@click.option(
+    "--tenant", default=None, type=click.IntRange(0, MAX_TENANTS - 1), help="Only this tenant."
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Sandbox host.")
-@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True,
-              help="The sandbox's base port (CRM; the other vendors follow).")
-@click.option("--json", "as_json", is_flag=True,
-              help='JSON: {"tenants": [{"tenant": K, "credentials": {SOURCE: {VARIABLE: '
-                   'value}}}]}, the shape of a client\'s credentials in the API.')
-def sandbox_tenants(vendors: tuple[str, ...], seed: int, tenants: int, tenant: int | None,
-                    host: str, base_port: int, as_json: bool) -> None:
+@click.option(
+    "--base-port",
+    default=DEFAULT_BASE_PORT,
+    show_default=True,
+    help="The sandbox's base port (CRM; the other vendors follow).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='JSON: {"tenants": [{"tenant": K, "credentials": {SOURCE: {VARIABLE: '
+    "value}}}]}, the shape of a client's credentials in the API.",
+)
+def sandbox_tenants(
+    vendors: tuple[str, ...],
+    seed: int,
+    tenants: int,
+    tenant: int | None,
+    host: str,
+    base_port: int,
+    as_json: bool,
+) -> None:
     """Print each tenant's credentials and base URLs, named as the source specs' variables.
 
     Without --json, as an env file per tenant: `--tenant 1 > tenant1.env` gives what the
@@ -212,8 +316,11 @@ def sandbox_tenants(vendors: tuple[str, ...], seed: int, tenants: int, tenant: i
 
     directory = Tenants(SandboxSettings(seed=seed, tenants=tenants), _sandbox_credentials())
     try:
-        listing = client_listing(directory, directory if tenant is None else [tenant],
-                                 vendor_urls(host, base_port, vendors))
+        listing = client_listing(
+            directory,
+            directory if tenant is None else [tenant],
+            vendor_urls(host, base_port, vendors),
+        )
     except UnknownTenantError as exc:
         raise click.BadParameter(str(exc), param_hint="--tenant") from exc
     if as_json:
@@ -233,45 +340,99 @@ def sandbox_tenants(vendors: tuple[str, ...], seed: int, tenants: int, tenant: i
 @sandbox_options
 @tenants_option(PLATFORM_TENANTS)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Sandbox host.")
-@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True,
-              help="First sandbox port (CRM); the other vendors follow.")
+@click.option(
+    "--base-port",
+    default=DEFAULT_BASE_PORT,
+    show_default=True,
+    help="First sandbox port (CRM); the other vendors follow.",
+)
 @click.option("--ui-port", default=3000, show_default=True, help="Dagster UI port.")
-@click.option("--webhook-port", default=None, type=int,
-              help="Webhook receiver port (default: base port + 10, i.e. 8710).")
-@click.option("--api-port", default=8000, show_default=True,
-              help="Integration Platform API port.")
-@click.option("--status-every", default=60.0, show_default=True,
-              type=click.FloatRange(min=0.5),
-              help="Seconds between the status lines (one per process); each process's "
-                   "whole output is in data/logs/<process>.log.")
-def up(vendors: tuple[str, ...], seed: int, customers: int, chaos_profile: str,
-       chaos_overrides: tuple[str, ...], tenants: int, host: str, base_port: int,
-       ui_port: int, webhook_port: int | None, api_port: int, status_every: float) -> None:
+@click.option(
+    "--webhook-port",
+    default=None,
+    type=int,
+    help="Webhook receiver port (default: base port + 10, i.e. 8710).",
+)
+@click.option("--api-port", default=8000, show_default=True, help="Integration Platform API port.")
+@click.option(
+    "--status-every",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0.5),
+    help="Seconds between the status lines (one per process); each process's "
+    "whole output is in data/logs/<process>.log.",
+)
+def up(
+    vendors: tuple[str, ...],
+    seed: int,
+    customers: int,
+    chaos_profile: str,
+    chaos_overrides: tuple[str, ...],
+    tenants: int,
+    host: str,
+    base_port: int,
+    ui_port: int,
+    webhook_port: int | None,
+    api_port: int,
+    status_every: float,
+) -> None:
     """Run the platform: webhook receiver, sandbox vendors, Dagster UI and the API."""
     from integration_platform.launcher import run_platform
 
     build_settings(seed, customers, chaos_profile, chaos_overrides)  # fail fast on bad knobs
-    sandbox_args = ["--seed", str(seed), "--customers", str(customers), "--chaos", chaos_profile,
-                    "--tenants", str(tenants)]
+    sandbox_args = [
+        "--seed",
+        str(seed),
+        "--customers",
+        str(customers),
+        "--chaos",
+        chaos_profile,
+        "--tenants",
+        str(tenants),
+    ]
     for override in chaos_overrides:
         sandbox_args += ["--chaos-set", override]
-    sys.exit(run_platform(host=host, base_port=base_port, ui_port=ui_port,
-                          sandbox_args=sandbox_args, webhook_port=webhook_port,
-                          vendors=vendors, api_port=api_port, status_every=status_every))
+    sys.exit(
+        run_platform(
+            host=host,
+            base_port=base_port,
+            ui_port=ui_port,
+            sandbox_args=sandbox_args,
+            webhook_port=webhook_port,
+            vendors=vendors,
+            api_port=api_port,
+            status_every=status_every,
+        )
+    )
 
 
 @main.command("materialize")
-@click.option("--client", "client_id", default="demo", show_default=True,
-              help="Whose data: a registered client (the API registers them).")
-@click.option("--partition-range", "days", default=None, metavar="START...END",
-              help="UTC days, e.g. 2025-03-01...2025-03-07 (default: yesterday).")
+@click.option(
+    "--client",
+    "client_id",
+    default="demo",
+    show_default=True,
+    help="Whose data: a registered client (the API registers them).",
+)
+@click.option(
+    "--partition-range",
+    "days",
+    default=None,
+    metavar="START...END",
+    help="UTC days, e.g. 2025-03-01...2025-03-07 (default: yesterday).",
+)
 @click.option("--partition", "day", default=None, metavar="DAY", help="One UTC day.")
-@click.option("--select", "selection", default=None,
-              help="Dagster asset selection, e.g. 'key:\"raw/crm/*\"' or "
-                   "'key:\"marts/*\"' (default: everything, raw to marts).")
+@click.option(
+    "--select",
+    "selection",
+    default=None,
+    help="Dagster asset selection, e.g. 'key:\"raw/crm/*\"' or "
+    "'key:\"marts/*\"' (default: everything, raw to marts).",
+)
 @click.option("--full-refresh", is_flag=True, help="Ignore incremental marks: reload whole days.")
-def materialize(client_id: str, days: str | None, day: str | None, selection: str | None,
-                full_refresh: bool) -> None:
+def materialize(
+    client_id: str, days: str | None, day: str | None, selection: str | None, full_refresh: bool
+) -> None:
     """Run the main job headless: a client's days of raw data, its reference data, then dbt
     (staging, entity resolution, marts), with a line per asset partition and a summary.
 
@@ -280,8 +441,16 @@ def materialize(client_id: str, days: str | None, day: str | None, selection: st
     """
     from integration_platform.runs.commands import materialize_command
 
-    _finish(materialize_command(client_id=client_id, days=days, day=day, selection=selection,
-                                full_refresh=full_refresh, echo=_progress_console()))
+    _finish(
+        materialize_command(
+            client_id=client_id,
+            days=days,
+            day=day,
+            selection=selection,
+            full_refresh=full_refresh,
+            echo=_progress_console(),
+        )
+    )
 
 
 @main.command("demo")
@@ -351,8 +520,9 @@ def validate(files: tuple[Path, ...]) -> None:
             failures += 1
             click.echo(f"✗ {exc}", err=True)
             continue
-        click.echo(f"✓ {path}: source {spec.source} ({spec.kind}), "
-                   f"endpoints: {', '.join(spec.endpoints)}")
+        click.echo(
+            f"✓ {path}: source {spec.source} ({spec.kind}), endpoints: {', '.join(spec.endpoints)}"
+        )
     if failures:
         raise click.ClickException(f"{failures} of {len(paths)} spec file(s) are invalid")
 
@@ -360,8 +530,13 @@ def validate(files: tuple[Path, ...]) -> None:
 @main.command("extract")
 @click.argument("target", metavar="SOURCE.ENDPOINT")
 @click.option("--partition", default=None, metavar="KEY", help="Daily partition, YYYY-MM-DD.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the page files (default: data/extract/SOURCE/ENDPOINT[/KEY]).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the page files (default: data/extract/SOURCE/ENDPOINT[/KEY]).",
+)
 @click.option("--full-refresh", is_flag=True, help="Ignore the incremental high-water mark.")
 def extract(target: str, partition: str | None, out_dir: Path | None, full_refresh: bool) -> None:
     """Run one extraction outside Dagster; print a JSON summary."""
@@ -376,25 +551,31 @@ def extract(target: str, partition: str | None, out_dir: Path | None, full_refre
 
     source, _, endpoint = target.partition(".")
     if not endpoint:
-        raise click.BadParameter("expected SOURCE.ENDPOINT, e.g. crm.contacts",
-                                 param_hint="SOURCE.ENDPOINT")
+        raise click.BadParameter(
+            "expected SOURCE.ENDPOINT, e.g. crm.contacts", param_hint="SOURCE.ENDPOINT"
+        )
     environment.load_sandbox_env()
     try:
         spec = load_source(source, os.environ)  # only this source's variables are needed
     except (SpecError, UnknownSourceError) as exc:
         raise click.ClickException(str(exc)) from exc
     if endpoint not in spec.endpoints:
-        raise click.ClickException(f"{source} has no endpoint {endpoint!r}; it has: "
-                                   f"{', '.join(spec.endpoints)}")
+        raise click.ClickException(
+            f"{source} has no endpoint {endpoint!r}; it has: {', '.join(spec.endpoints)}"
+        )
     try:  # before any folder is made from it
         check_partition_key(f"{source}.{endpoint}", spec.endpoints[endpoint], partition)
     except PartitionKeyError as exc:
         raise click.BadParameter(str(exc), param_hint="--partition") from None
-    folder = out_dir or path_under(environment.data_dir() / "extract", source, endpoint,
-                                   partition or "all")
+    folder = out_dir or path_under(
+        environment.data_dir() / "extract", source, endpoint, partition or "all"
+    )
     try:
-        summary = asyncio.run(extract_to_directory(spec, endpoint, folder, partition=partition,
-                                                   full_refresh=full_refresh))
+        summary = asyncio.run(
+            extract_to_directory(
+                spec, endpoint, folder, partition=partition, full_refresh=full_refresh
+            )
+        )
     except (ExtractionError, ValueError) as exc:
         raise click.ClickException(f"{target}: {exc}") from exc
     click.echo(json.dumps({**summary.as_dict(), "out": str(folder)}, indent=2))
@@ -408,14 +589,31 @@ def streams() -> None:
 @streams.command("consume")
 @click.option("--source", default=None, help="Only this source's streams (default: every spec's).")
 @click.option("--stream", "stream_name", default=None, help="Only the streams with this name.")
-@click.option("--max-events", type=click.IntRange(min=1), default=None,
-              help="Stop cleanly once this many events per stream are in raw.")
-@click.option("--idle-timeout", default=60.0, show_default=True,
-              help="Reconnect after this many seconds without a byte from the server.")
-@click.option("--publish-every", default=60.0, show_default=True,
-              help="Seconds between refreshes of the read-only copy (and one at the end).")
-def streams_consume(source: str | None, stream_name: str | None, max_events: int | None,
-                    idle_timeout: float, publish_every: float) -> None:
+@click.option(
+    "--max-events",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop cleanly once this many events per stream are in raw.",
+)
+@click.option(
+    "--idle-timeout",
+    default=60.0,
+    show_default=True,
+    help="Reconnect after this many seconds without a byte from the server.",
+)
+@click.option(
+    "--publish-every",
+    default=60.0,
+    show_default=True,
+    help="Seconds between refreshes of the read-only copy (and one at the end).",
+)
+def streams_consume(
+    source: str | None,
+    stream_name: str | None,
+    max_events: int | None,
+    idle_timeout: float,
+    publish_every: float,
+) -> None:
     """Consume event streams into raw until SIGTERM or Ctrl-C, which flush the open batch.
 
     Resumes after each stream's checkpoint in the warehouse; prints a JSON summary on exit.
@@ -432,9 +630,13 @@ def streams_consume(source: str | None, stream_name: str | None, max_events: int
         resolved = {spec.source: resolve_spec(spec, os.environ) for spec, _ in selected}
         chosen = [(resolved[spec.source], name) for spec, name in selected]
         where = Locations.under(environment.data_dir(), environment.warehouse_path())
-        stats = run_streams(chosen, where, max_events=max_events,
-                            idle_timeout_seconds=idle_timeout,
-                            publish_every_seconds=publish_every)
+        stats = run_streams(
+            chosen,
+            where,
+            max_events=max_events,
+            idle_timeout_seconds=idle_timeout,
+            publish_every_seconds=publish_every,
+        )
     except (SpecError, ValueError, ExtractionError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps([s.as_dict() for s in stats], indent=2))
@@ -448,21 +650,42 @@ def webhooks() -> None:
 @webhooks.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8710, show_default=True, help="Port (0: a free one, printed).")
-@click.option("--inbox", "inbox_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=None,
-              help="SQLite inbox (default: $WEBHOOK_INBOX_PATH or data/inbox/webhooks.sqlite).")
-@click.option("--synchronous", type=click.Choice(["NORMAL", "FULL"]), default="NORMAL",
-              show_default=True,
-              help="NORMAL survives a receiver crash; FULL also a power cut (an fsync per "
-                   "group commit).")
-@click.option("--header-timeout", default=10.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
-              help="Seconds a client may take to send a request's headers, then it is cut off.")
-@click.option("--body-timeout", default=30.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
-              help="Seconds a client may take to send a request's body after its headers.")
-def webhooks_serve(host: str, port: int, inbox_file: Path | None, synchronous: str,
-                   header_timeout: float, body_timeout: float) -> None:
+@click.option(
+    "--inbox",
+    "inbox_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite inbox (default: $WEBHOOK_INBOX_PATH or data/inbox/webhooks.sqlite).",
+)
+@click.option(
+    "--synchronous",
+    type=click.Choice(["NORMAL", "FULL"]),
+    default="NORMAL",
+    show_default=True,
+    help="NORMAL survives a receiver crash; FULL also a power cut (an fsync per group commit).",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a client may take to send a request's headers, then it is cut off.",
+)
+@click.option(
+    "--body-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a client may take to send a request's body after its headers.",
+)
+def webhooks_serve(
+    host: str,
+    port: int,
+    inbox_file: Path | None,
+    synchronous: str,
+    header_timeout: float,
+    body_timeout: float,
+) -> None:
     """Receive signed webhooks at POST /webhooks<path> for every spec with `webhooks:`."""
     from integration_platform.serving import ClientLimits
     from integration_platform.specs.loader import SpecError
@@ -474,17 +697,23 @@ def webhooks_serve(host: str, port: int, inbox_file: Path | None, synchronous: s
     inbox = inbox_file or inbox_path()
     try:
         specs = webhook_specs(os.environ)
-        app = create_receiver_app(specs, inbox,
-                                  synchronous="FULL" if synchronous == "FULL" else "NORMAL")
-        server = ReceiverServer(app, host=host, port=port, limits=ClientLimits(
-            headers_seconds=header_timeout, body_seconds=body_timeout))
+        app = create_receiver_app(
+            specs, inbox, synchronous="FULL" if synchronous == "FULL" else "NORMAL"
+        )
+        server = ReceiverServer(
+            app,
+            host=host,
+            port=port,
+            limits=ClientLimits(headers_seconds=header_timeout, body_seconds=body_timeout),
+        )
     except (SpecError, WebhookConfigError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"webhooks: listening on {server.url}")
     for spec in specs.values():
         assert spec.webhooks is not None
-        click.echo(f"  POST {server.url}{route_path(spec)}  "
-                   f"({spec.source}, {spec.webhooks.signature})")
+        click.echo(
+            f"  POST {server.url}{route_path(spec)}  ({spec.source}, {spec.webhooks.signature})"
+        )
     click.echo(f"  inbox: {inbox}")
     sys.stdout.flush()
     click.echo("Ctrl-C to stop.", err=True)
@@ -522,27 +751,37 @@ def api_keys() -> None:
 
 @api_keys.command("create")
 @click.option("--name", default="api key", show_default=True, help="Who or what uses the key.")
-@click.option("--scope", "scopes", multiple=True, metavar="SCOPE",
-              help="clients:read, clients:write, syncs:write, status:read, data:read "
-                   "(repeatable); --all-scopes for every one.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    metavar="SCOPE",
+    help="clients:read, clients:write, syncs:write, status:read, data:read "
+    "(repeatable); --all-scopes for every one.",
+)
 @click.option("--all-scopes", is_flag=True, help="Every scope.")
 @click.option("--client", "client_id", default=None, help="Limit the key to this client.")
-def api_keys_create(name: str, scopes: tuple[str, ...], all_scopes: bool,
-                    client_id: str | None) -> None:
+def api_keys_create(
+    name: str, scopes: tuple[str, ...], all_scopes: bool, client_id: str | None
+) -> None:
     """Create a key and print its token (shown once: only a hash is stored)."""
     from integration_platform.clients.api_keys import SCOPES, ApiKeys
     from integration_platform.clients.database import open_store
     from integration_platform.clients.errors import StoreError
 
     try:
-        issued = ApiKeys(open_store()).create(name, list(SCOPES) if all_scopes else list(scopes),
-                                              client_id)
+        issued = ApiKeys(open_store()).create(
+            name, list(SCOPES) if all_scopes else list(scopes), client_id
+        )
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(issued.token)
-    click.echo(f"key {issued.principal.key_id}: scopes {', '.join(sorted(issued.principal.scopes))}"
-               + (f", limited to client {client_id}" if client_id else "")
-               + "; the token is shown only now", err=True)
+    click.echo(
+        f"key {issued.principal.key_id}: scopes {', '.join(sorted(issued.principal.scopes))}"
+        + (f", limited to client {client_id}" if client_id else "")
+        + "; the token is shown only now",
+        err=True,
+    )
 
 
 @api_keys.command("revoke")

@@ -51,7 +51,8 @@ defs = Definitions(
         **{api_resource_key(name): api_resource(spec) for name, spec in specs.items()},
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         "alerts": AlertWebhookResource(
-            url=EnvVar("ALERT_WEBHOOK_URL") if os.environ.get("ALERT_WEBHOOK_URL") else ""),
+            url=EnvVar("ALERT_WEBHOOK_URL") if os.environ.get("ALERT_WEBHOOK_URL") else ""
+        ),
         "webhook_inbox": default_inbox_resource(),
     },
 )

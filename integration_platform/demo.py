@@ -27,10 +27,22 @@ from integration_platform.sandbox.world import SandboxCredentials, SandboxSettin
 
 # A week of the sandbox's year: every source has records on each of these days.
 DEMO_START, DEMO_END = date(2025, 6, 1), date(2025, 6, 7)
-MARTS = ("dim_customers", "customer_360", "fct_subscriptions", "fct_invoices", "fct_payments",
-         "fct_tickets", "fct_product_usage_daily")
-FACTS_WITH_CUSTOMERS = ("fct_subscriptions", "fct_invoices", "fct_payments", "fct_tickets",
-                        "fct_product_usage_daily")
+MARTS = (
+    "dim_customers",
+    "customer_360",
+    "fct_subscriptions",
+    "fct_invoices",
+    "fct_payments",
+    "fct_tickets",
+    "fct_product_usage_daily",
+)
+FACTS_WITH_CUSTOMERS = (
+    "fct_subscriptions",
+    "fct_invoices",
+    "fct_payments",
+    "fct_tickets",
+    "fct_product_usage_daily",
+)
 ER_CHECK = ("intermediate/int_customer_clusters", "entity_resolution_quality")
 
 
@@ -54,10 +66,19 @@ def run_demo(settings: SandboxSettings, echo: Callable[[str], None] = print) -> 
     credentials = SandboxCredentials.from_env()
     with Sandbox(settings, credentials, base_port=0) as sandbox:
         os.environ.update({VENDOR_URL_VARIABLES[v]: url for v, url in sandbox.urls.items()})
-        echo(f"sandbox up: seed={settings.seed} customers={settings.customers} "
-             f"({', '.join(sandbox.urls)})")
-        result = run_main_job(client_id="demo", start=DEMO_START, end=DEMO_END, selection=None,
-                              full_refresh=False, echo=echo, log_name="demo")
+        echo(
+            f"sandbox up: seed={settings.seed} customers={settings.customers} "
+            f"({', '.join(sandbox.urls)})"
+        )
+        result = run_main_job(
+            client_id="demo",
+            start=DEMO_START,
+            end=DEMO_END,
+            selection=None,
+            full_refresh=False,
+            echo=echo,
+            log_name="demo",
+        )
     _report(result, echo, time.monotonic() - started)
     return result.success
 
@@ -69,8 +90,10 @@ def _report(result: MainJobResult, echo: Callable[[str], None], seconds: float) 
     if not result.success or not published.exists():
         for line in result.progress.summary():
             echo(line)
-        echo(f"\nFAILED after {seconds:.0f} s; the runs' output is in "
-             f"{environment.data_dir() / 'logs' / 'demo.log'}")
+        echo(
+            f"\nFAILED after {seconds:.0f} s; the runs' output is in "
+            f"{environment.data_dir() / 'logs' / 'demo.log'}"
+        )
         return
     with duckdb.connect(str(published), read_only=True) as connection:
         echo(f"{'mart':<26}{'rows':>8}{'with a customer':>18}")
@@ -79,17 +102,22 @@ def _report(result: MainJobResult, echo: Callable[[str], None], seconds: float) 
             linked = ""
             if mart in FACTS_WITH_CUSTOMERS:
                 count = connection.execute(
-                    f"SELECT count(customer_id) FROM marts.{mart}").fetchall()[0][0]  # noqa: S608
+                    f"SELECT count(customer_id) FROM marts.{mart}"  # noqa: S608
+                ).fetchall()[0][0]
                 linked = f"{count / rows:>17.0%}" if rows else f"{'-':>17}"
             echo(f"{mart:<26}{rows:>8}{linked:>18}")
     quality = result.progress.check_results.get(ER_CHECK)
     if quality is not None:
         passed, figures = quality
         score = {name: float(figures.get(name, 0)) for name in ("precision", "recall", "f1")}
-        echo(f"\nentity resolution against the sandbox's ground truth: precision "
-             f"{score['precision']:.3f}, recall {score['recall']:.3f}, F1 {score['f1']:.3f} "
-             f"({'passed' if passed else 'FAILED'})")
-    echo(f"\ndone in {seconds:.0f} s. Query the marts from any BI tool or the duckdb CLI:\n"
-         f"  duckdb -readonly {published}\n"
-         f"runs: DAGSTER_HOME={os.environ['DAGSTER_HOME']} (the UI shows them if started "
-         f"with it); their output: {environment.data_dir() / 'logs' / 'demo.log'}")
+        echo(
+            f"\nentity resolution against the sandbox's ground truth: precision "
+            f"{score['precision']:.3f}, recall {score['recall']:.3f}, F1 {score['f1']:.3f} "
+            f"({'passed' if passed else 'FAILED'})"
+        )
+    echo(
+        f"\ndone in {seconds:.0f} s. Query the marts from any BI tool or the duckdb CLI:\n"
+        f"  duckdb -readonly {published}\n"
+        f"runs: DAGSTER_HOME={os.environ['DAGSTER_HOME']} (the UI shows them if started "
+        f"with it); their output: {environment.data_dir() / 'logs' / 'demo.log'}"
+    )

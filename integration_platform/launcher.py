@@ -49,8 +49,9 @@ from integration_platform.webhooks.inbox import inbox_path
 VENDOR_URL_VARIABLES = {vendor: f"{vendor.upper()}_BASE_URL" for vendor in ALL_VENDORS}
 
 
-def wait_until_healthy(urls: Mapping[str, str], timeout: float,
-                       process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_until_healthy(
+    urls: Mapping[str, str], timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until every vendor's health route answers 200, or fail saying which did not."""
     deadline = time.monotonic() + timeout
     pending = dict(urls)
@@ -69,14 +70,14 @@ def wait_until_healthy(urls: Mapping[str, str], timeout: float,
             time.sleep(0.1)
 
 
-def wait_until_receiving(url: str, timeout: float,
-                         process: subprocess.Popen[bytes] | None) -> None:
+def wait_until_receiving(url: str, timeout: float, process: subprocess.Popen[bytes] | None) -> None:
     """Block until the webhook receiver's health route answers 200."""
     deadline = time.monotonic() + timeout
     while True:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the webhook receiver exited with code {process.returncode} "
-                               "while starting")
+            raise RuntimeError(
+                f"the webhook receiver exited with code {process.returncode} while starting"
+            )
         try:
             if httpx.get(f"{url}/_health", timeout=1.0).status_code == 200:
                 return
@@ -120,8 +121,7 @@ def prepare_api(data_dir: Path) -> Path | None:
     return ensure_admin_key_file(ApiKeys(registry.sessions), data_dir)
 
 
-def wait_until_serving(url: str, timeout: float,
-                       process: subprocess.Popen[bytes] | None) -> None:
+def wait_until_serving(url: str, timeout: float, process: subprocess.Popen[bytes] | None) -> None:
     """Block until the API's liveness route answers 200."""
     deadline = time.monotonic() + timeout
     while True:
@@ -148,8 +148,15 @@ def logs_dir() -> Path:
     return path
 
 
-def start_child(name: str, command: list[str], *, env: Mapping[str, str], logs: Path,
-                probe: Probe | None = None, cwd: Path | None = None) -> Child:
+def start_child(
+    name: str,
+    command: list[str],
+    *,
+    env: Mapping[str, str],
+    logs: Path,
+    probe: Probe | None = None,
+    cwd: Path | None = None,
+) -> Child:
     """Start one process with its output in `<logs>/<name>.log` (the last run's log is kept as
     `<name>.previous.log`)."""
     log = logs / f"{name}.log"
@@ -157,8 +164,14 @@ def start_child(name: str, command: list[str], *, env: Mapping[str, str], logs: 
         log.replace(logs / f"{name}.previous.log")
     tail = LogTail(log)
     with log.open("ab") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+        )
     return Child(name, process, log, tail, probe or LineProbe())
 
 
@@ -172,9 +185,17 @@ def _own_log(logs: Path) -> Child:
     return Child("up", None, log, tail)
 
 
-def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[str],
-                 webhook_port: int | None = None, vendors: tuple[str, ...] = VENDORS,
-                 api_port: int = 8000, status_every: float = 60.0) -> int:
+def run_platform(
+    *,
+    host: str,
+    base_port: int,
+    ui_port: int,
+    sandbox_args: list[str],
+    webhook_port: int | None = None,
+    vendors: tuple[str, ...] = VENDORS,
+    api_port: int = 8000,
+    status_every: float = 60.0,
+) -> int:
     # Ctrl-C and `kill` both stop everything; SIGINT may arrive ignored from a parent shell.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
@@ -205,48 +226,98 @@ def run_platform(*, host: str, base_port: int, ui_port: int, sandbox_args: list[
         webhook_path = billing_webhook_path()
         if webhook_path is not None:
             receiver = start_child(
-                "webhooks", [*cli, "webhooks", "serve", "--host", host,
-                             "--port", str(receiver_port)],
-                env=env, logs=logs, probe=WebhooksProbe(inbox_path()))
+                "webhooks",
+                [*cli, "webhooks", "serve", "--host", host, "--port", str(receiver_port)],
+                env=env,
+                logs=logs,
+                probe=WebhooksProbe(inbox_path()),
+            )
             children.append(receiver)
             wait_until_receiving(receiver_url, timeout=60, process=receiver.process)
             sandbox_args = [*sandbox_args, "--webhook-url", receiver_url + webhook_path]
             echo(f"  webhook receiver  {receiver_url}{webhook_path}")
         sandbox = start_child(
-            "sandbox", [*cli, "sandbox", "up", "--host", host, "--base-port", str(base_port),
-                        "--vendors", ",".join(vendors), *sandbox_args],
-            env=env, logs=logs, probe=SandboxProbe(urls))
+            "sandbox",
+            [
+                *cli,
+                "sandbox",
+                "up",
+                "--host",
+                host,
+                "--base-port",
+                str(base_port),
+                "--vendors",
+                ",".join(vendors),
+                *sandbox_args,
+            ],
+            env=env,
+            logs=logs,
+            probe=SandboxProbe(urls),
+        )
         children.append(sandbox)
         wait_until_healthy(urls, timeout=60, process=sandbox.process)
         echo("  sandbox vendors   " + ", ".join(f"{v} {u}" for v, u in urls.items()))
-        echo("                    tenants' credentials: GET <vendor URL>/_sandbox/tenants, or "
-             "`integration-platform sandbox tenants`")
-        streams = [f"{spec.source}.{name}" for spec in load_specs().values()
-                   for name in spec.streams]
+        echo(
+            "                    tenants' credentials: GET <vendor URL>/_sandbox/tenants, or "
+            "`integration-platform sandbox tenants`"
+        )
+        streams = [
+            f"{spec.source}.{name}" for spec in load_specs().values() for name in spec.streams
+        ]
         if streams:
             # Event streams (SSE) into raw: a long-lived consumer; SIGTERM flushes its batch.
-            children.append(start_child("streams", [*cli, "streams", "consume"], env=env,
-                                        logs=logs, probe=StreamsProbe()))
+            children.append(
+                start_child(
+                    "streams",
+                    [*cli, "streams", "consume"],
+                    env=env,
+                    logs=logs,
+                    probe=StreamsProbe(),
+                )
+            )
             echo(f"  stream consumer   {', '.join(streams)}")
         # `dg dev`: Dagster's replacement for the superseded `dagster dev`; given the
         # workspace file, it starts the webserver and daemon as `dagster dev` did.
-        children.append(start_child(
-            "dagster", [str(bin_dir / "dg"), "dev", "-h", "127.0.0.1", "-p", str(ui_port),
-                        "-w", str(environment.PROJECT_ROOT / "workspace.yaml")],
-            env=env, logs=logs,
-            probe=DagsterProbe(dagster_home, ui_url), cwd=environment.PROJECT_ROOT))
+        children.append(
+            start_child(
+                "dagster",
+                [
+                    str(bin_dir / "dg"),
+                    "dev",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(ui_port),
+                    "-w",
+                    str(environment.PROJECT_ROOT / "workspace.yaml"),
+                ],
+                env=env,
+                logs=logs,
+                probe=DagsterProbe(dagster_home, ui_url),
+                cwd=environment.PROJECT_ROOT,
+            )
+        )
         admin_key_file = prepare_api(environment.data_dir())
-        api = start_child("api", [*cli, "api", "serve", "--host", "127.0.0.1",
-                                  "--port", str(api_port)],
-                          env=env, logs=logs, probe=ApiProbe())
+        api = start_child(
+            "api",
+            [*cli, "api", "serve", "--host", "127.0.0.1", "--port", str(api_port)],
+            env=env,
+            logs=logs,
+            probe=ApiProbe(),
+        )
         children.append(api)
         api_url = f"http://127.0.0.1:{api_port}"
         wait_until_serving(api_url, timeout=60, process=api.process)
-        echo(f"  API               {api_url}  (Swagger UI: {api_url}/docs"
-             + (f"; admin key in {admin_key_file}" if admin_key_file else "") + ")")
+        echo(
+            f"  API               {api_url}  (Swagger UI: {api_url}/docs"
+            + (f"; admin key in {admin_key_file}" if admin_key_file else "")
+            + ")"
+        )
         echo(f"  Dagster UI        {ui_url}  (starting; a line says when it answers)")
-        echo(f"A status line per process every {status_every:g} s, each warning or error once; "
-             "Ctrl-C stops everything.")
+        echo(
+            f"A status line per process every {status_every:g} s, each warning or error once; "
+            "Ctrl-C stops everything."
+        )
         exited = Console(echo, status_every=status_every).watch([own, *children])
         return (exited.process.returncode if exited.process else 0) or 0
     except KeyboardInterrupt:

@@ -25,13 +25,24 @@ from integration_platform.http.redaction import ALWAYS_SECRET_PARAMS, REDACTED
 # operators need to read); an OAuth client id is scrubbed by value instead, as every spec's
 # client ids are registered when the spec is resolved (and `*_CLIENT_ID` variables at start).
 SECRET_KEYS = re.compile(
-    r"(authorization|api[_-]?key|token|secret|password|signature|cookie|credential)", re.I)
+    r"(authorization|api[_-]?key|token|secret|password|signature|cookie|credential)", re.I
+)
 # In free text (an error message quoting a URL): credentials in a URL's userinfo, and the
 # values of query parameters that carry credentials, whatever secret values are registered.
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s@]+@")
 _SECRET_QUERY_VALUE = re.compile(
-    r"(?i)([?&;](?:" + "|".join(map(re.escape, sorted(ALWAYS_SECRET_PARAMS | {
-        "client_id", "refresh_token", "id_token", "code", "password"}))) + r")=)[^&#\s'\"<>)]+")
+    r"(?i)([?&;](?:"
+    + "|".join(
+        map(
+            re.escape,
+            sorted(
+                ALWAYS_SECRET_PARAMS
+                | {"client_id", "refresh_token", "id_token", "code", "password"}
+            ),
+        )
+    )
+    + r")=)[^&#\s'\"<>)]+"
+)
 # Variables whose values are secrets even when no spec names them (the sandbox's own).
 SECRET_VARIABLE = re.compile(r"(SECRET|TOKEN|API_KEY|PASSWORD|CLIENT_ID|KEY_ID)$")
 
@@ -97,8 +108,11 @@ def configure_logging(level: str | None = None, stream: Any = None) -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    redact_secrets, structlog.processors.JSONRenderer()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            redact_secrets,
+            structlog.processors.JSONRenderer(),
+        ],
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)

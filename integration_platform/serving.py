@@ -43,11 +43,15 @@ class ClientLimits:
             raise ValueError(f"client limits must be positive: {self}")
 
 
-_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                b"content-length: 31\r\nconnection: close\r\n\r\nrequest not received in time.\r\n")
-_TOO_LARGE_431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                  b"content-type: text/plain; charset=utf-8\r\ncontent-length: 28\r\n"
-                  b"connection: close\r\n\r\nrequest headers too large.\r\n")
+_TIMEOUT_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 31\r\nconnection: close\r\n\r\nrequest not received in time.\r\n"
+)
+_TOO_LARGE_431 = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\ncontent-length: 28\r\n"
+    b"connection: close\r\n\r\nrequest headers too large.\r\n"
+)
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -82,8 +86,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        _log.warning("slow_client_cut_off", phase=phase, limit_seconds=seconds,
-                     client=self._client_text())
+        _log.warning(
+            "slow_client_cut_off", phase=phase, limit_seconds=seconds, client=self._client_text()
+        )
         idle = self.cycle is None or self.cycle.response_complete
         if phase == "headers" and self._in_head and idle:
             self.transport.write(_TIMEOUT_408)  # a request is half-sent and nothing answers it
@@ -129,8 +134,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             super().send_400_response(msg)
             return
         self._disarm()
-        _log.warning("request_head_too_large", limit_bytes=self.limits.max_head_bytes,
-                     client=self._client_text())
+        _log.warning(
+            "request_head_too_large",
+            limit_bytes=self.limits.max_head_bytes,
+            client=self._client_text(),
+        )
         self.transport.write(_TOO_LARGE_431)
         self.transport.close()
 
@@ -160,8 +168,9 @@ def limited_protocol(limits: ClientLimits) -> type[LimitedHttpToolsProtocol]:
     return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol,), {"limits": limits})
 
 
-def uvicorn_config(app: ASGIApp, *, limits: ClientLimits | None = None,
-                   **options: Any) -> uvicorn.Config:
+def uvicorn_config(
+    app: ASGIApp, *, limits: ClientLimits | None = None, **options: Any
+) -> uvicorn.Config:
     """A uvicorn.Config for `app` with slow clients cut off and logs through the project's JSON.
 
     `options` are uvicorn.Config's (host, port, lifespan, ...); `http` and `log_config` are
@@ -169,5 +178,6 @@ def uvicorn_config(app: ASGIApp, *, limits: ClientLimits | None = None,
     """
     ensure_logging()
     options = {"loop": "uvloop", "log_level": "warning", "access_log": False, **options}
-    return uvicorn.Config(app, http=limited_protocol(limits or ClientLimits()),
-                          log_config=None, **options)
+    return uvicorn.Config(
+        app, http=limited_protocol(limits or ClientLimits()), log_config=None, **options
+    )

@@ -25,8 +25,9 @@ def sandbox_credentials() -> SandboxCredentials:
 @pytest.fixture(scope="session")
 def sandbox(sandbox_credentials: SandboxCredentials) -> Iterator[Sandbox]:
     """One sandbox for the session, chaos off; tests switch chaos on through `chaos`."""
-    server = Sandbox(SandboxSettings(seed=TEST_SEED, customers=TEST_CUSTOMERS),
-                     sandbox_credentials, base_port=0).start()
+    server = Sandbox(
+        SandboxSettings(seed=TEST_SEED, customers=TEST_CUSTOMERS), sandbox_credentials, base_port=0
+    ).start()
     yield server
     server.stop()
 
@@ -55,8 +56,9 @@ ChaosSwitch = Callable[..., None]
 def chaos(sandbox: Sandbox) -> Iterator[ChaosSwitch]:
     """`chaos(vendor, settings=None, script=None)`: set one vendor's chaos; reset after the test."""
 
-    def switch(vendor: str, settings: ChaosSettings | None = None,
-               script: list[Fault | None] | None = None) -> None:
+    def switch(
+        vendor: str, settings: ChaosSettings | None = None, script: list[Fault | None] | None = None
+    ) -> None:
         sandbox.engines[vendor].configure(settings or ChaosSettings(), script)
 
     yield switch

@@ -29,7 +29,8 @@ class WarehouseNotTenantAware(RuntimeError):
         super().__init__(
             f"the published warehouse's marts.dim_customers has no {TENANT_COLUMN} column yet, "
             "so one client's customers cannot be told from another's; rebuild the warehouse "
-            "with a tenant-aware version of the platform")
+            "with a tenant-aware version of the platform"
+        )
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ class CustomerReader:
             cursor.execute(
                 f"select * exclude ({TENANT_COLUMN}) from {CUSTOMERS} "  # noqa: S608
                 f"where {TENANT_COLUMN} = ? and customer_id > ? order by customer_id limit ?",
-                [client_id, after or "", limit + 1])
+                [client_id, after or "", limit + 1],
+            )
             rows = _rows(cursor)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -84,9 +86,11 @@ class CustomerReader:
         with self.warehouse.cursor() as cursor:
             if cursor is None or not self._tenant_aware(cursor, CUSTOMERS):
                 return None
-            cursor.execute(f"select * exclude ({TENANT_COLUMN}) from {CUSTOMERS} "  # noqa: S608
-                           f"where {TENANT_COLUMN} = ? and customer_id = ?",
-                           [client_id, customer_id])
+            cursor.execute(
+                f"select * exclude ({TENANT_COLUMN}) from {CUSTOMERS} "  # noqa: S608
+                f"where {TENANT_COLUMN} = ? and customer_id = ?",
+                [client_id, customer_id],
+            )
             found = _rows(cursor)
             if not found:
                 return None
@@ -95,12 +99,16 @@ class CustomerReader:
                 cursor.execute(
                     f"select * exclude ({TENANT_COLUMN}, customer_id) "  # noqa: S608
                     f"from {CUSTOMER_360} where {TENANT_COLUMN} = ? and customer_id = ?",
-                    [client_id, customer_id])
+                    [client_id, customer_id],
+                )
                 rows_360 = _rows(cursor)
                 figures = rows_360[0] if rows_360 else None
         customer = found[0]
-        field_sources = {name.removesuffix("_source_record_key"): customer.pop(name)
-                         for name in list(customer) if name.endswith("_source_record_key")}
+        field_sources = {
+            name.removesuffix("_source_record_key"): customer.pop(name)
+            for name in list(customer)
+            if name.endswith("_source_record_key")
+        }
         source_record_keys = (figures or {}).pop("source_record_keys", None)
         return {
             "customer": customer,
@@ -116,9 +124,11 @@ class CustomerReader:
     def _tenant_aware(cursor: duckdb.DuckDBPyConnection, table: str) -> bool:
         """False when the table is not there (nothing built yet); raises without client_id."""
         catalog, schema, name = table.split(".")
-        cursor.execute("select column_name from information_schema.columns "
-                       "where table_catalog = ? and table_schema = ? and table_name = ?",
-                       [catalog, schema, name])
+        cursor.execute(
+            "select column_name from information_schema.columns "
+            "where table_catalog = ? and table_schema = ? and table_name = ?",
+            [catalog, schema, name],
+        )
         columns = {row[0] for row in cursor.fetchall()}
         if not columns:
             return False

@@ -52,20 +52,27 @@ a `message` saying what to do and, for invalid fields, their paths.
 def build_services(settings: ApiSettings, metrics: ApiMetrics) -> Services:
     admin_key = os.environ.get(ADMIN_KEY_VARIABLE, "")
     if 0 < len(admin_key) < MIN_ADMIN_KEY_LENGTH:
-        _log.warning("admin_key_ignored", reason=f"{ADMIN_KEY_VARIABLE} is shorter than "
-                     f"{MIN_ADMIN_KEY_LENGTH} characters and is ignored; use a longer one")
+        _log.warning(
+            "admin_key_ignored",
+            reason=f"{ADMIN_KEY_VARIABLE} is shorter than "
+            f"{MIN_ADMIN_KEY_LENGTH} characters and is ignored; use a longer one",
+        )
     sessions = open_store(settings.database_url)
     registry = ClientRegistry(sessions, load_cipher())
     ledger = SyncLedger(sessions)
     orchestrator = Orchestrator(DagsterGraphQL(settings.dagster_url))
     return Services(
-        registry=registry, api_keys=ApiKeys(sessions), ledger=ledger,
+        registry=registry,
+        api_keys=ApiKeys(sessions),
+        ledger=ledger,
         orchestrator=orchestrator,
-        supervisor=SyncSupervisor(ledger, registry, orchestrator,
-                                  on_finished=metrics.sync_finished),
+        supervisor=SyncSupervisor(
+            ledger, registry, orchestrator, on_finished=metrics.sync_finished
+        ),
         status=StatusReader(orchestrator.reader),
         customers=CustomerReader(PublishedWarehouse(settings.published_warehouse)),
-        metrics=metrics)
+        metrics=metrics,
+    )
 
 
 def create_app(settings: ApiSettings | None = None, *, supervise: bool = True) -> FastAPI:
@@ -78,8 +85,11 @@ def create_app(settings: ApiSettings | None = None, *, supervise: bool = True) -
         app.state.services = found
         stop = threading.Event()
         worker = threading.Thread(
-            target=found.supervisor.watch, args=(stop, settings.sync_poll_seconds),
-            name="sync-supervisor", daemon=True)
+            target=found.supervisor.watch,
+            args=(stop, settings.sync_poll_seconds),
+            name="sync-supervisor",
+            daemon=True,
+        )
         if supervise:
             worker.start()
         try:
@@ -92,8 +102,13 @@ def create_app(settings: ApiSettings | None = None, *, supervise: bool = True) -
             found.orchestrator.graphql.close()
             found.customers.warehouse.close()
 
-    app = FastAPI(title="Integration Platform API", version="1.0.0", description=DESCRIPTION,
-                  lifespan=lifespan, dependencies=[Depends(reject_unknown_query_parameters)])
+    app = FastAPI(
+        title="Integration Platform API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query_parameters)],
+    )
     install_error_handlers(app)
     for module in (clients, syncs, customers, health):
         app.include_router(module.router)

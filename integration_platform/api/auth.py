@@ -20,18 +20,29 @@ bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: B
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def authenticate(request: Request,
-                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-                 found: Annotated[Services, Depends(services)]) -> Principal:
+def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    found: Annotated[Services, Depends(services)],
+) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(401, "unauthenticated", "send an API key as `Authorization: Bearer "
-                       "<key>` (create one with `integration-platform api keys create`)",
-                       headers=CHALLENGE)
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "send an API key as `Authorization: Bearer "
+            "<key>` (create one with `integration-platform api keys create`)",
+            headers=CHALLENGE,
+        )
     principal = found.api_keys.authenticate(credentials.credentials)
     if principal is None:
-        raise ApiError(401, "invalid_api_key", "this API key is unknown or revoked: check "
-                       "the key, or create a new one with `integration-platform api keys "
-                       "create`", headers=CHALLENGE)
+        raise ApiError(
+            401,
+            "invalid_api_key",
+            "this API key is unknown or revoked: check "
+            "the key, or create a new one with `integration-platform api keys "
+            "create`",
+            headers=CHALLENGE,
+        )
     request.state.key_id = principal.key_id
     return principal
 
@@ -39,8 +50,11 @@ def authenticate(request: Request,
 def require(scope: str) -> Callable[..., Principal]:
     def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if scope not in principal.scopes:
-            raise ApiError(403, "missing_scope", f"this API key lacks the {scope} scope; "
-                           f"create a key with --scope {scope}")
+            raise ApiError(
+                403,
+                "missing_scope",
+                f"this API key lacks the {scope} scope; create a key with --scope {scope}",
+            )
         return principal
 
     return check
@@ -49,5 +63,9 @@ def require(scope: str) -> Callable[..., Principal]:
 def authorize_client(principal: Principal, client_id: str, request: Request) -> None:
     request.state.client_id = client_id
     if not principal.may_see(client_id):
-        raise ApiError(403, "client_forbidden", f"this API key is limited to client "
-                       f"{principal.client_id!r} and cannot reach {client_id!r}")
+        raise ApiError(
+            403,
+            "client_forbidden",
+            f"this API key is limited to client "
+            f"{principal.client_id!r} and cannot reach {client_id!r}",
+        )

@@ -45,9 +45,14 @@ class ErrorBody(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str,
-                 fields: list[FieldError] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.fields = fields or []
@@ -55,12 +60,24 @@ class ApiError(Exception):
 
 
 STORE_STATUS: dict[type[StoreError], int] = {
-    InvalidRequest: 422, ClientNotFound: 404, ClientExists: 409, ClientInactive: 409,
+    InvalidRequest: 422,
+    ClientNotFound: 404,
+    ClientExists: 409,
+    ClientInactive: 409,
     IdempotencyKeyReused: 409,
 }
-HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
-              413: "too_large", 415: "unsupported_media_type", 422: "validation_failed"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -79,21 +96,32 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-def _body(request: Request, status: int, code: str, message: str,
-          fields: list[FieldError] | None = None,
-          headers: dict[str, str] | None = None) -> JSONResponse:
-    detail = ErrorDetail(code=code, message=message, fields=fields or [],
-                         request_id=getattr(request.state, "request_id", None))
-    return JSONResponse(ErrorBody(error=detail).model_dump(), status_code=status,
-                        headers=headers)
+def _body(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    fields: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    detail = ErrorDetail(
+        code=code,
+        message=message,
+        fields=fields or [],
+        request_id=getattr(request.state, "request_id", None),
+    )
+    return JSONResponse(ErrorBody(error=detail).model_dump(), status_code=status, headers=headers)
 
 
 def _validation_fields(errors: Any) -> list[FieldError]:
     fields = []
     for error in errors:
         location = [str(part) for part in error.get("loc", ())]
-        where = location[0] if location and location[0] in (
-            "body", "query", "path", "header", "cookie") else "body"
+        where = (
+            location[0]
+            if location and location[0] in ("body", "query", "path", "header", "cookie")
+            else "body"
+        )
         parts = location[1:] if location and location[0] == where else location
         path = ""
         for part in parts:
@@ -110,17 +138,28 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
-        fields = [FieldError(path=p.path, message=p.message) for p in exc.problems] \
-            if isinstance(exc, InvalidRequest) else []
-        message = ("the request has invalid fields; see fields for each one"
-                   if isinstance(exc, InvalidRequest) else str(exc))
+        fields = (
+            [FieldError(path=p.path, message=p.message) for p in exc.problems]
+            if isinstance(exc, InvalidRequest)
+            else []
+        )
+        message = (
+            "the request has invalid fields; see fields for each one"
+            if isinstance(exc, InvalidRequest)
+            else str(exc)
+        )
         return _body(request, STORE_STATUS.get(type(exc), 409), exc.code, message, fields)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = _validation_fields(exc.errors())
-        return _body(request, 422, "validation_failed",
-                     "the request has invalid fields; see fields for each one", fields)
+        return _body(
+            request,
+            422,
+            "validation_failed",
+            "the request has invalid fields; see fields for each one",
+            fields,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -131,8 +170,10 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"no route {request.url.path}: see /docs for the API's routes"
         elif exc.status_code == 405:
             headers["Allow"] = allowed_methods(request)
-            message = (f"{request.method} is not allowed on {request.url.path}; it allows "
-                       f"{headers['Allow']}")
+            message = (
+                f"{request.method} is not allowed on {request.url.path}; it allows "
+                f"{headers['Allow']}"
+            )
         elif exc.status_code == 400:
             message = f"the request could not be read ({exc.detail}): send JSON as documented"
         return _body(request, exc.status_code, code, message, headers=headers or None)
@@ -157,7 +198,16 @@ def reject_unknown_query_parameters(request: Request) -> None:
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         takes = ", ".join(sorted(known)) or "no query parameters"
-        raise ApiError(422, "validation_failed", "the request has invalid fields; see fields",
-                       [FieldError(path=name, location="query",
-                                   message=f"unknown query parameter; this route takes {takes}")
-                        for name in unknown])
+        raise ApiError(
+            422,
+            "validation_failed",
+            "the request has invalid fields; see fields",
+            [
+                FieldError(
+                    path=name,
+                    location="query",
+                    message=f"unknown query parameter; this route takes {takes}",
+                )
+                for name in unknown
+            ],
+        )

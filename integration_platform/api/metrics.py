@@ -17,25 +17,36 @@ class ApiMetrics:
         self.request_seconds = Histogram(
             "integration_platform_api_request_duration_seconds",
             "API request latency by route template, method and status code.",
-            ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.sync_requests = Counter(
             "integration_platform_sync_requests_total",
             "Sync requests by result: created, idempotent_replay, already_running, rejected.",
-            ["result"], registry=self.registry)
+            ["result"],
+            registry=self.registry,
+        )
         self.syncs_finished = Counter(
             "integration_platform_syncs_finished_total",
-            "Syncs that ended, by outcome (succeeded, failed).", ["outcome"],
-            registry=self.registry)
+            "Syncs that ended, by outcome (succeeded, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.sync_seconds = Histogram(
             "integration_platform_sync_duration_seconds",
-            "Seconds from a sync's request to its end, by outcome.", ["outcome"],
-            buckets=SYNC_BUCKETS, registry=self.registry)
+            "Seconds from a sync's request to its end, by outcome.",
+            ["outcome"],
+            buckets=SYNC_BUCKETS,
+            registry=self.registry,
+        )
 
     def sync_finished(self, sync: Sync) -> None:
         self.syncs_finished.labels(sync.state).inc()
         if sync.finished_at is not None:
             self.sync_seconds.labels(sync.state).observe(
-                (sync.finished_at - sync.created_at).total_seconds())
+                (sync.finished_at - sync.created_at).total_seconds()
+            )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -23,9 +23,12 @@ def decode_cursor(cursor: str | None) -> str | None:
         if not isinstance(after, str):
             raise TypeError(after)
     except (ValueError, TypeError, KeyError, UnicodeError, binascii.Error):
-        raise ApiError(400, "invalid_cursor", "cursor is not one this API handed out: pass "
-                       "next_cursor from the previous page unchanged, or leave it out to "
-                       "start from the first page",
-                       [FieldError(path="cursor", message="not a cursor of this API",
-                                   location="query")]) from None
+        raise ApiError(
+            400,
+            "invalid_cursor",
+            "cursor is not one this API handed out: pass "
+            "next_cursor from the previous page unchanged, or leave it out to "
+            "start from the first page",
+            [FieldError(path="cursor", message="not a cursor of this API", location="query")],
+        ) from None
     return after

@@ -43,8 +43,10 @@ class RequestLogMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []),
-                                      (REQUEST_ID_HEADER, request_id.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ]
             await send(message)
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
@@ -53,10 +55,16 @@ class RequestLogMiddleware:
             finally:
                 latency = time.perf_counter() - started
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
-                client_id = state.get("client_id") or scope.get("path_params", {}).get(
-                    "client_id")
+                client_id = state.get("client_id") or scope.get("path_params", {}).get("client_id")
                 self.metrics.request_seconds.labels(route, scope["method"], str(status)).observe(
-                    latency)
-                _log.info("api_request", method=scope["method"], route=route, status=status,
-                          latency_ms=round(latency * 1000, 2), client_id=client_id,
-                          key_id=state.get("key_id"))
+                    latency
+                )
+                _log.info(
+                    "api_request",
+                    method=scope["method"],
+                    route=route,
+                    status=status,
+                    latency_ms=round(latency * 1000, 2),
+                    client_id=client_id,
+                    key_id=state.get("key_id"),
+                )

@@ -21,22 +21,28 @@ class Strict(BaseModel):
 
 
 class ClientCreate(Strict):
-    id: ClientId | None = Field(None, description="Lowercase slug (a Dagster partition key); "
-                                "derived from the name when left out.")
+    id: ClientId | None = Field(
+        None,
+        description="Lowercase slug (a Dagster partition key); "
+        "derived from the name when left out.",
+    )
     name: Name
     credentials: dict[SourceName, dict[VariableName, SecretValue]] = Field(
         default_factory=dict,
         description="Per source, values for the variables its spec references, e.g. "
-                    '{"crm": {"CRM_CLIENT_ID": "...", "CRM_CLIENT_SECRET": "...", '
-                    '"CRM_BASE_URL": "https://..."}}. Write-only: never returned.')
+        '{"crm": {"CRM_CLIENT_ID": "...", "CRM_CLIENT_SECRET": "...", '
+        '"CRM_BASE_URL": "https://..."}}. Write-only: never returned.',
+    )
 
 
 class ClientPatch(Strict):
     name: Name | None = None
     credentials: dict[SourceName, dict[VariableName, SecretValue | None] | None] | None = Field(
-        None, description="JSON merge patch of the credentials: a value sets (rotates) a "
-                          "variable, null removes it, a source set to null removes all of "
-                          "that source's credentials.")
+        None,
+        description="JSON merge patch of the credentials: a value sets (rotates) a "
+        "variable, null removes it, a source set to null removes all of "
+        "that source's credentials.",
+    )
 
 
 class CredentialSummary(BaseModel):
@@ -50,7 +56,8 @@ class ClientOut(BaseModel):
     active: bool
     uses_environment_credentials: bool = Field(
         description="The operator's own client (the demo): runs read credentials from the "
-                    "platform's environment.")
+        "platform's environment."
+    )
     credentials: dict[str, CredentialSummary]
     dagster_partition_registered_at: datetime | None
     created_at: datetime
@@ -65,7 +72,8 @@ class ClientPage(BaseModel):
 
 class SyncCreate(Strict):
     sources: Annotated[list[SourceName], Field(max_length=50)] | None = Field(
-        None, description="Sources to sync; default: every source the client has credentials for.")
+        None, description="Sources to sync; default: every source the client has credentials for."
+    )
     start_date: date | None = Field(None, description="First day (UTC); default: end_date.")
     end_date: date | None = Field(None, description="Last day (UTC); default: yesterday.")
     full_refresh: bool = Field(False, description="Ignore incremental marks; replace the days.")
@@ -85,7 +93,8 @@ class SyncOut(BaseModel):
     end_date: date
     full_refresh: bool
     reused: Literal["idempotency_key", "already_running"] | None = Field(
-        None, description="Set when this answer returns an existing sync instead of a new one.")
+        None, description="Set when this answer returns an existing sync instead of a new one."
+    )
     raw_runs: dict[str, RunLink]
     transform_run: RunLink | None
     error: str | None
@@ -102,15 +111,18 @@ class LastErrorOut(BaseModel):
 
 
 class StageOut(BaseModel):
-    state: str = Field(description="never_run, queued, running, retrying, succeeded, failed, "
-                                   "canceled, or unknown (Dagster could not be asked)")
+    state: str = Field(
+        description="never_run, queued, running, retrying, succeeded, failed, "
+        "canceled, or unknown (Dagster could not be asked)"
+    )
     run_id: str | None
     run_url: str | None
     run_started_at: datetime | None
     run_ended_at: datetime | None
     last_error: LastErrorOut | None
     freshness: dict[str, datetime] = Field(
-        description="Per asset, when it last materialized for this client.")
+        description="Per asset, when it last materialized for this client."
+    )
 
 
 class SourceStatusOut(StageOut):
@@ -128,7 +140,8 @@ class StatusOut(BaseModel):
     sources: list[SourceStatusOut]
     transform: StageOut
     dagster_error: str | None = Field(
-        None, description="Set when Dagster could not be asked: states are then `unknown`.")
+        None, description="Set when Dagster could not be asked: states are then `unknown`."
+    )
 
 
 class CustomerPageOut(BaseModel):
@@ -138,7 +151,8 @@ class CustomerPageOut(BaseModel):
 
 class ProvenanceOut(BaseModel):
     field_sources: dict[str, Any] = Field(
-        description="Per field group, the source record it survived from.")
+        description="Per field group, the source record it survived from."
+    )
     record_keys: list[str]
     source_systems: list[str]
 

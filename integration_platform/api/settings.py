@@ -23,6 +23,9 @@ class ApiSettings:
 
     @classmethod
     def from_environment(cls) -> ApiSettings:
-        return cls(database_url=database_url(), dagster_url=webserver_url(),
-                   published_warehouse=Warehouse(environment.warehouse_path()).published_path,
-                   sync_poll_seconds=float(os.environ.get(SYNC_POLL_VARIABLE, "2")))
+        return cls(
+            database_url=database_url(),
+            dagster_url=webserver_url(),
+            published_warehouse=Warehouse(environment.warehouse_path()).published_path,
+            sync_poll_seconds=float(os.environ.get(SYNC_POLL_VARIABLE, "2")),
+        )

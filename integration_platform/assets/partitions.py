@@ -35,11 +35,14 @@ def partitions_for(endpoint: EndpointSpec) -> PartitionsDefinition:
     window = endpoint.partitions
     assert window.start is not None
     end = window.end.isoformat() if window.end else None
-    return MultiPartitionsDefinition({
-        CLIENT_DIMENSION: CLIENTS,
-        DATE_DIMENSION: DailyPartitionsDefinition(start_date=window.start.isoformat(),
-                                                  end_date=end, timezone="UTC"),
-    })
+    return MultiPartitionsDefinition(
+        {
+            CLIENT_DIMENSION: CLIENTS,
+            DATE_DIMENSION: DailyPartitionsDefinition(
+                start_date=window.start.isoformat(), end_date=end, timezone="UTC"
+            ),
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ copy, and reports a schema-drift check that blocks downstream assets on breaking
 (No `from __future__ import annotations` here: Dagster reads the config annotation at runtime.)
 """
 
-
 import asyncio
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -55,8 +54,9 @@ from integration_platform.specs.models import SourceSpec
 DRIFT_CHECK = "schema_drift"
 # A whole-step retry for what outlasts the HTTP engine's own retries (an API down for a
 # minute, a long load holding the write lock).
-RAW_RETRY_POLICY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL,
-                               jitter=Jitter.PLUS_MINUS)
+RAW_RETRY_POLICY = RetryPolicy(
+    max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+)
 
 
 class RawLoadConfig(Config):
@@ -78,14 +78,16 @@ def api_resource_key(source: str) -> str:
     return f"api_{source}"
 
 
-def build_raw_asset(spec: SourceSpec, endpoint: str, *,
-                    retry_policy: RetryPolicy | None = RAW_RETRY_POLICY) -> AssetsDefinition:
+def build_raw_asset(
+    spec: SourceSpec, endpoint: str, *, retry_policy: RetryPolicy | None = RAW_RETRY_POLICY
+) -> AssetsDefinition:
     config = spec.endpoints[endpoint]
     key = raw_asset_key(spec.source, endpoint)
     api_key = api_resource_key(spec.source)
     description = (config.description or f"{spec.source} {endpoint}") + (
         f"\n\nRaw records of `{spec.source}.{endpoint}` as received, one row per record, "
-        f"in `raw.{spec.source}__{endpoint}` with lineage columns.")
+        f"in `raw.{spec.source}__{endpoint}` with lineage columns."
+    )
 
     @asset(
         key=key,
@@ -99,17 +101,28 @@ def build_raw_asset(spec: SourceSpec, endpoint: str, *,
         backfill_policy=BackfillPolicy.single_run(),
         # A scheduled source should have loaded yesterday by the end of today.
         freshness_policy=FreshnessPolicy.time_window(
-            fail_window=timedelta(hours=48), warn_window=timedelta(hours=30),
-        ) if spec.schedule and config.is_partitioned else None,
+            fail_window=timedelta(hours=48),
+            warn_window=timedelta(hours=30),
+        )
+        if spec.schedule and config.is_partitioned
+        else None,
         pool=f"api_{spec.source}",
         required_resource_keys={api_key, "warehouse", "landing"},
-        check_specs=[AssetCheckSpec(
-            DRIFT_CHECK, asset=key, blocking=True,
-            description="Records match the endpoint's schema contract: error when a required "
-                        "field disappears, is renamed or changes type; warning on new fields.")],
-        metadata={"source": spec.source, "endpoint": endpoint,
-                  "dagster/table_name": f"raw.{spec.source}__{endpoint}",
-                  "primary_key": ", ".join(config.primary_keys)},
+        check_specs=[
+            AssetCheckSpec(
+                DRIFT_CHECK,
+                asset=key,
+                blocking=True,
+                description="Records match the endpoint's schema contract: error when a required "
+                "field disappears, is renamed or changes type; warning on new fields.",
+            )
+        ],
+        metadata={
+            "source": spec.source,
+            "endpoint": endpoint,
+            "dagster/table_name": f"raw.{spec.source}__{endpoint}",
+            "primary_key": ", ".join(config.primary_keys),
+        },
     )
     def _raw(context: AssetExecutionContext, config: RawLoadConfig) -> Iterator[Any]:
         yield from materialize_raw(context, config, source=spec.source, endpoint=endpoint)
@@ -135,8 +148,9 @@ class _RawRun:
     its pages, marks and rate limits live in that client's folders, its rows carry its id.
     """
 
-    def __init__(self, context: AssetExecutionContext, run_config: RawLoadConfig, source: str,
-                 endpoint: str) -> None:
+    def __init__(
+        self, context: AssetExecutionContext, run_config: RawLoadConfig, source: str, endpoint: str
+    ) -> None:
         self.context = context
         self.config = run_config
         self.source, self.endpoint = source, endpoint
@@ -159,8 +173,9 @@ class _RawRun:
             try:
                 self._specs[client_id] = self.api.spec(client_id)
             except (MissingCredentialsError, SpecError) as exc:
-                raise Failure(description=f"{self.source} for client {client_id}: {exc}",
-                              allow_retries=False) from exc
+                raise Failure(
+                    description=f"{self.source} for client {client_id}: {exc}", allow_retries=False
+                ) from exc
         return self._specs[client_id]
 
     async def run(self) -> list[PartitionOutcome | BaseException]:
@@ -172,25 +187,30 @@ class _RawRun:
             # load_memory_mb), so a long backfill cannot pile up staged partitions.
             async with slots, self.lease(partition).held() as lease_wait:
                 if lease_wait >= 1:
-                    self.context.log.info(f"waited {lease_wait:.0f} s for another run to "
-                                          f"finish partition {partition}")
+                    self.context.log.info(
+                        f"waited {lease_wait:.0f} s for another run to finish partition {partition}"
+                    )
                 attempt, landed, mode, stager = await self.extract(partition)
                 # DuckDB work is blocking: keep it off the event loop so extractions go on.
                 with stager:
-                    outcome = await asyncio.to_thread(self.load, partition, attempt, landed,
-                                                      mode, stager)
+                    outcome = await asyncio.to_thread(
+                        self.load, partition, attempt, landed, mode, stager
+                    )
                 outcome.lease_wait = lease_wait
                 return outcome
 
-        return list(await asyncio.gather(*(one(p) for p in self.partitions()),
-                                         return_exceptions=True))
+        return list(
+            await asyncio.gather(*(one(p) for p in self.partitions()), return_exceptions=True)
+        )
 
     def lease(self, partition: ClientPartition) -> PartitionLease:
         zone = self.landing.zone(partition.client_id)
         return PartitionLease(
             zone.partition_folder(self.source, self.endpoint, partition.day),
             what=f"{self.source}/{self.endpoint} partition {partition}",
-            run_id=self.run_id, timeout_seconds=self.landing.lease_timeout_seconds)
+            run_id=self.run_id,
+            timeout_seconds=self.landing.lease_timeout_seconds,
+        )
 
     async def extract(self, partition: ClientPartition) -> tuple[Attempt, Landed, str, Stager]:
         client, day = partition.client_id, partition.day
@@ -199,57 +219,98 @@ class _RawRun:
         state = self.landing.incremental_state(client)
         # A full refresh must not continue an unfinished incremental attempt: those pages
         # hold only the changes since the mark, and a full refresh replaces the partition.
-        resume = (self.config.resume and endpoint_spec.parent is None
-                  and not (self.config.full_refresh and endpoint_spec.incremental is not None))
-        attempt = self.landing.zone(client).open_attempt(self.source, self.endpoint, day,
-                                                         self.run_id, resume=resume)
-        incremental = (endpoint_spec.incremental is not None and not self.config.full_refresh
-                       and state.get(self.source, self.endpoint, day) is not None)
+        resume = (
+            self.config.resume
+            and endpoint_spec.parent is None
+            and not (self.config.full_refresh and endpoint_spec.incremental is not None)
+        )
+        attempt = self.landing.zone(client).open_attempt(
+            self.source, self.endpoint, day, self.run_id, resume=resume
+        )
+        incremental = (
+            endpoint_spec.incremental is not None
+            and not self.config.full_refresh
+            and state.get(self.source, self.endpoint, day) is not None
+        )
         # DuckDB stages the pages on another core while they land (its temp files, if it
         # spills, go with the attempt).
-        stager = Stager(spec, self.endpoint, attempt, temp_directory=attempt.folder / ".tmp",
-                        memory_limit_mb=self.warehouse.load_memory_mb)
+        stager = Stager(
+            spec,
+            self.endpoint,
+            attempt,
+            temp_directory=attempt.folder / ".tmp",
+            memory_limit_mb=self.warehouse.load_memory_mb,
+        )
         try:
             landed = await extract_to_landing(
-                spec, self.endpoint, attempt, partition=day, run_id=self.run_id, state=state,
+                spec,
+                self.endpoint,
+                attempt,
+                partition=day,
+                run_id=self.run_id,
+                state=state,
                 full_refresh=self.config.full_refresh,
-                rate_limit_dir=self.landing.rate_limit_dir(client))
+                rate_limit_dir=self.landing.rate_limit_dir(client),
+            )
         except BaseException as exc:
             stager.close()  # whatever stopped the extraction, nothing will be loaded
             if not isinstance(exc, ExtractionError):
                 raise
-            await asyncio.to_thread(_record_failed_request, self.warehouse, self.source,
-                                    self.endpoint, partition, self.run_id, exc)
+            await asyncio.to_thread(
+                _record_failed_request,
+                self.warehouse,
+                self.source,
+                self.endpoint,
+                partition,
+                self.run_id,
+                exc,
+            )
             raise Failure(
                 description=f"{self.source}.{self.endpoint} [{partition}]: {exc}",
-                metadata={"landing_attempt": MetadataValue.path(str(attempt.folder)),
-                          "pages_landed": len(attempt.entries())},
+                metadata={
+                    "landing_attempt": MetadataValue.path(str(attempt.folder)),
+                    "pages_landed": len(attempt.entries()),
+                },
                 # A later try can succeed only when the API was failing, not when it refused.
                 allow_retries=isinstance(exc, RetriesExhausted | CircuitOpenError),
             ) from exc
         if landed.resumed_after_pages:
-            self.context.log.info(f"resumed {attempt.folder.name} after "
-                                  f"{landed.resumed_after_pages} landed page(s)")
+            self.context.log.info(
+                f"resumed {attempt.folder.name} after {landed.resumed_after_pages} landed page(s)"
+            )
         return attempt, landed, "merge" if incremental else "replace", stager
 
-    def load(self, partition: ClientPartition, attempt: Attempt, landed: Landed,
-             mode: str, stager: Stager) -> PartitionOutcome:
+    def load(
+        self,
+        partition: ClientPartition,
+        attempt: Attempt,
+        landed: Landed,
+        mode: str,
+        stager: Stager,
+    ) -> PartitionOutcome:
         stager.finish()  # the last pages, before taking the lock
         with self.warehouse.locked() as lock_wait:
             try:
-                result = stager.load(self.warehouse.path, partition=partition.day,
-                                     client_id=partition.client_id, run_id=self.run_id,
-                                     mode="merge" if mode == "merge" else "replace",
-                                     on_breaking_drift="accept" if self.config.accept_drift
-                                     else "hold")
+                result = stager.load(
+                    self.warehouse.path,
+                    partition=partition.day,
+                    client_id=partition.client_id,
+                    run_id=self.run_id,
+                    mode="merge" if mode == "merge" else "replace",
+                    on_breaking_drift="accept" if self.config.accept_drift else "hold",
+                )
             except LoadCountError as exc:
                 # The same pages would read the same way again: no retry.
-                raise Failure(description=str(exc), allow_retries=False, metadata={
-                    "landing_attempt": MetadataValue.path(str(attempt.folder))}) from exc
+                raise Failure(
+                    description=str(exc),
+                    allow_retries=False,
+                    metadata={"landing_attempt": MetadataValue.path(str(attempt.folder))},
+                ) from exc
         if landed.extractor is not None and not result.held:
             landed.extractor.commit_state()  # a held load must be fetched again next time
-        self.landing.zone(partition.client_id).prune(self.source, self.endpoint, partition.day,
-                                                     keep=self.landing.keep_attempts)
+        self.landing.zone(partition.client_id).prune(
+            self.source, self.endpoint, partition.day, keep=self.landing.keep_attempts
+        )
         return PartitionOutcome(partition, landed, result, attempt, mode, lock_wait)
 
     def publish(self) -> None:
@@ -263,14 +324,16 @@ class _RawRun:
 PARTITIONS_IN_FLIGHT = 3
 
 
-def materialize_raw(context: AssetExecutionContext, run_config: RawLoadConfig, *, source: str,
-                    endpoint: str) -> Iterator[Any]:
+def materialize_raw(
+    context: AssetExecutionContext, run_config: RawLoadConfig, *, source: str, endpoint: str
+) -> Iterator[Any]:
     raw_run = _RawRun(context, run_config, source, endpoint)
     partitions = raw_run.partitions()
     results = asyncio.run(raw_run.run())
     outcomes = [r for r in results if isinstance(r, PartitionOutcome)]
-    errors = {p: r for p, r in zip(partitions, results, strict=True)
-              if isinstance(r, BaseException)}
+    errors = {
+        p: r for p, r in zip(partitions, results, strict=True) if isinstance(r, BaseException)
+    }
     for error in errors.values():
         if not isinstance(error, Exception):
             raise error  # an interrupt, not a partition's failure
@@ -279,26 +342,32 @@ def materialize_raw(context: AssetExecutionContext, run_config: RawLoadConfig, *
     if loaded:
         raw_run.publish()
     if not errors and not held:
-        yield MaterializeResult(metadata=_metadata(outcomes),
-                                check_results=[_drift_check([o.result for o in outcomes])])
+        yield MaterializeResult(
+            metadata=_metadata(outcomes), check_results=[_drift_check([o.result for o in outcomes])]
+        )
         return
     if len(errors) == 1 and not outcomes:
         raise next(iter(errors.values()))
     # Some partitions did not load. Say exactly which did (each its own materialization),
     # then fail the step for the rest: the warehouse and Dagster's record agree.
     for outcome in loaded:
-        yield AssetMaterialization(asset_key=context.asset_key, partition=outcome.partition.key,
-                                   metadata=_metadata([outcome]))
+        yield AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=outcome.partition.key,
+            metadata=_metadata([outcome]),
+        )
     if outcomes:
         yield _drift_check([o.result for o in outcomes], held=held)
     problems = [_held_text(o) for o in held]
     problems += [f"Partition {p}: {_error_text(e)}" for p, e in errors.items()]
     raise Failure(
         description=f"{source}.{endpoint}: {len(loaded)} of {len(partitions)} partition(s) "
-                    "loaded. " + " ".join(problems),
-        metadata={"loaded_partitions": MetadataValue.json([str(o.partition) for o in loaded]),
-                  "held_partitions": MetadataValue.json([str(o.partition) for o in held]),
-                  "failed_partitions": MetadataValue.json([str(p) for p in errors])},
+        "loaded. " + " ".join(problems),
+        metadata={
+            "loaded_partitions": MetadataValue.json([str(o.partition) for o in loaded]),
+            "held_partitions": MetadataValue.json([str(o.partition) for o in held]),
+            "failed_partitions": MetadataValue.json([str(p) for p in errors]),
+        },
         allow_retries=not held and all(_retriable(e) for e in errors.values()),
     )
 
@@ -334,18 +403,21 @@ def _metadata(outcomes: list[PartitionOutcome]) -> dict[str, Any]:
     if len(outcomes) > 1:
         metadata["partitions"] = len(outcomes)
         metadata["rows_per_partition"] = MetadataValue.json(
-            {str(o.partition): o.result.rows for o in outcomes})
+            {str(o.partition): o.result.rows for o in outcomes}
+        )
     return metadata
 
 
 def _held_text(outcome: PartitionOutcome) -> str:
     result = outcome.result
-    return (f"Partition {outcome.partition} held: its "
-            f"{result.records_extracted} new record(s) break the schema contract "
-            f"({result.drift.summary()}), so it keeps its previous {result.rows_kept} row(s) "
-            f"and nothing was replaced; the new pages are in {outcome.attempt.folder}. If "
-            "this is the API's new shape, run again with config accept_drift: true (or "
-            "update the contract in the spec); otherwise report it to the API's owner.")
+    return (
+        f"Partition {outcome.partition} held: its "
+        f"{result.records_extracted} new record(s) break the schema contract "
+        f"({result.drift.summary()}), so it keeps its previous {result.rows_kept} row(s) "
+        f"and nothing was replaced; the new pages are in {outcome.attempt.folder}. If "
+        "this is the API's new shape, run again with config accept_drift: true (or "
+        "update the contract in the spec); otherwise report it to the API's owner."
+    )
 
 
 def _error_text(error: BaseException) -> str:
@@ -362,11 +434,18 @@ def _retriable(error: BaseException) -> bool:
     return isinstance(error, WarehouseBusyError | PartitionBusyError)
 
 
-def _drift_check(results: list[LoadResult],
-                 held: Sequence[PartitionOutcome] = ()) -> AssetCheckResult:
+def _drift_check(
+    results: list[LoadResult], held: Sequence[PartitionOutcome] = ()
+) -> AssetCheckResult:
     """One check result for the run: the worst drift any of its partitions showed."""
-    worst = max(results, key=lambda r: (r.drift.breaking and not r.drift_accepted,
-                                        r.drift.breaking, bool(r.drift.new_fields)))
+    worst = max(
+        results,
+        key=lambda r: (
+            r.drift.breaking and not r.drift_accepted,
+            r.drift.breaking,
+            bool(r.drift.new_fields),
+        ),
+    )
     report = worst.drift
     blocking = report.breaking and not worst.drift_accepted
     description = report.summary()
@@ -376,13 +455,20 @@ def _drift_check(results: list[LoadResult],
         "difference": MetadataValue.json(report.as_dict()),
         "dead_letters": sum(r.dead_letters for r in results),
         "schema_hash": worst.schema_hash,
-        "contract_created": any(r.contract_created for r in results)}
+        "contract_created": any(r.contract_created for r in results),
+    }
     if held:
         description = f"{len(held)} partition(s) held, previous rows kept: {description}"
-        metadata["held"] = MetadataValue.json({
-            str(o.partition): {"rows_kept": o.result.rows_kept,
-                               "records_not_loaded": o.result.records_extracted,
-                               "landing_attempt": str(o.attempt.folder)} for o in held})
+        metadata["held"] = MetadataValue.json(
+            {
+                str(o.partition): {
+                    "rows_kept": o.result.rows_kept,
+                    "records_not_loaded": o.result.records_extracted,
+                    "landing_attempt": str(o.attempt.folder),
+                }
+                for o in held
+            }
+        )
     return AssetCheckResult(
         check_name=DRIFT_CHECK,
         passed=not blocking and not report.new_fields,
@@ -395,8 +481,7 @@ def _drift_check(results: list[LoadResult],
 def _preview_markdown(result: LoadResult) -> str:
     if not result.preview:
         return "_no records_"
-    columns = [k for k, v in result.preview[0].items()
-               if not isinstance(v, dict | list)][:8]
+    columns = [k for k, v in result.preview[0].items() if not isinstance(v, dict | list)][:8]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for record in result.preview:
         cells = [str(record.get(c, "")).replace("|", "\\|")[:40] for c in columns]
@@ -404,21 +489,39 @@ def _preview_markdown(result: LoadResult) -> str:
     return "\n".join(lines)
 
 
-def _record_failed_request(warehouse: Any, source: str, endpoint: str,
-                           partition: ClientPartition, run_id: str,
-                           exc: ExtractionError) -> None:
+def _record_failed_request(
+    warehouse: Any,
+    source: str,
+    endpoint: str,
+    partition: ClientPartition,
+    run_id: str,
+    exc: ExtractionError,
+) -> None:
     attempts = len(exc.attempts) if isinstance(exc, RetriesExhausted) else 1
     request = exc.request if isinstance(exc, RetriesExhausted) else ""
     with warehouse.connect() as connection:
         ensure_schema(connection)
         connection.execute(
             "INSERT INTO raw._failed_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [source, endpoint, partition.day or UNPARTITIONED, run_id, request,
-             str(exc)[:2000], attempts, datetime.now(UTC), partition.client_id])
+            [
+                source,
+                endpoint,
+                partition.day or UNPARTITIONED,
+                run_id,
+                request,
+                str(exc)[:2000],
+                attempts,
+                datetime.now(UTC),
+                partition.client_id,
+            ],
+        )
 
 
-def raw_assets(specs: dict[str, SourceSpec], *,
-               retry_policy: RetryPolicy | None = RAW_RETRY_POLICY) -> list[AssetsDefinition]:
-    return [build_raw_asset(spec, endpoint, retry_policy=retry_policy)
-            for spec in specs.values() for endpoint in spec.endpoints]
-
+def raw_assets(
+    specs: dict[str, SourceSpec], *, retry_policy: RetryPolicy | None = RAW_RETRY_POLICY
+) -> list[AssetsDefinition]:
+    return [
+        build_raw_asset(spec, endpoint, retry_policy=retry_policy)
+        for spec in specs.values()
+        for endpoint in spec.endpoints
+    ]

@@ -45,8 +45,7 @@ class ApiSourceResource(ConfigurableResource["ApiSourceResource"]):
         if client_id != DEMO_CLIENT_ID:
             from integration_platform.clients.credentials import credentials_for
 
-            return load_spec(Path(self.spec_file),
-                             env=credentials_for(client_id, self.source))
+            return load_spec(Path(self.spec_file), env=credentials_for(client_id, self.source))
         env = {}
         for name, value in self._variables().items():
             current = value if value is not None else os.environ.get(name.upper())
@@ -56,8 +55,7 @@ class ApiSourceResource(ConfigurableResource["ApiSourceResource"]):
 
     def _variables(self) -> dict[str, Any]:
         base = set(ApiSourceResource.model_fields)
-        return {name: getattr(self, name) for name in type(self).model_fields
-                if name not in base}
+        return {name: getattr(self, name) for name in type(self).model_fields if name not in base}
 
 
 def referenced_variables(spec_file: Path) -> dict[str, bool]:
@@ -73,12 +71,14 @@ def api_resource(spec: SourceSpec) -> ApiSourceResource:
     assert spec.file is not None
     variables = referenced_variables(spec.file)
     fields: dict[str, Any] = {name.lower(): (str | None, None) for name in variables}
-    model = create_model(f"{spec.source.title()}ApiResource",
-                         __base__=ApiSourceResource, **fields)
+    model = create_model(f"{spec.source.title()}ApiResource", __base__=ApiSourceResource, **fields)
     # Bound only when set: Dagster fails a run on an unset EnvVar with a config error that
     # names neither the spec nor where the sandbox's values are; `spec()` says both.
-    values = {name.lower(): EnvVar(name) for name, has_default in variables.items()
-              if not has_default and os.environ.get(name)}
+    values = {
+        name.lower(): EnvVar(name)
+        for name, has_default in variables.items()
+        if not has_default and os.environ.get(name)
+    }
     resource: ApiSourceResource = model(source=spec.source, spec_file=str(spec.file), **values)
     return resource
 
@@ -94,8 +94,11 @@ class WarehouseResource(ConfigurableResource["WarehouseResource"]):
     load_memory_mb: int = DEFAULT_LOAD_MEMORY_MB
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(Path(self.path), lock_timeout_seconds=self.lock_timeout_seconds,
-                         load_memory_mb=self.load_memory_mb)
+        return Warehouse(
+            Path(self.path),
+            lock_timeout_seconds=self.lock_timeout_seconds,
+            load_memory_mb=self.load_memory_mb,
+        )
 
 
 class LandingZoneResource(ConfigurableResource["LandingZoneResource"]):
@@ -112,8 +115,9 @@ class LandingZoneResource(ConfigurableResource["LandingZoneResource"]):
         return LandingZone(path_under(Path(self.root), client_id, what="client id"))
 
     def incremental_state(self, client_id: str = DEMO_CLIENT_ID) -> IncrementalState:
-        return IncrementalState(path_under(Path(self.state_root), "incremental", client_id,
-                                           what="client id"))
+        return IncrementalState(
+            path_under(Path(self.state_root), "incremental", client_id, what="client id")
+        )
 
     def rate_limit_dir(self, client_id: str = DEMO_CLIENT_ID) -> Path:
         return path_under(Path(self.state_root), "ratelimit", client_id, what="client id")

@@ -37,9 +37,12 @@ class AlertWebhookResource(ConfigurableResource["AlertWebhookResource"]):
         self._post(payload)
         return True
 
-    @retry(retry=retry_if_exception_type((httpx.TransportError, httpx.HTTPStatusError)),
-           stop=stop_after_attempt(3), wait=wait_exponential(multiplier=0.5, max=4),
-           reraise=True)
+    @retry(
+        retry=retry_if_exception_type((httpx.TransportError, httpx.HTTPStatusError)),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.5, max=4),
+        reraise=True,
+    )
     def _post(self, payload: dict[str, Any]) -> None:
         response = httpx.post(self.url, json=payload, timeout=self.timeout_seconds)
         response.raise_for_status()
@@ -47,8 +50,10 @@ class AlertWebhookResource(ConfigurableResource["AlertWebhookResource"]):
 
 def failure_payload(context: RunFailureSensorContext) -> dict[str, Any]:
     run = context.dagster_run
-    steps = [_error_chain(getattr(event.event_specific_data, "error", None))
-             for event in context.get_step_failure_events()]
+    steps = [
+        _error_chain(getattr(event.event_specific_data, "error", None))
+        for event in context.get_step_failure_events()
+    ]
     steps = [step for step in steps if step]
     message = "\n".join(steps) or context.failure_event.message or "run failed"
     return {
@@ -71,11 +76,15 @@ def _error_chain(error: Any) -> str:
 
 
 def build_alert_sensor() -> SensorDefinition:
-    @run_failure_sensor(name="alert_on_run_failure", default_status=DefaultSensorStatus.RUNNING,
-                        monitor_all_code_locations=False,
-                        description="Posts every failed run to ALERT_WEBHOOK_URL.")
-    def alert_on_run_failure(context: RunFailureSensorContext,
-                             alerts: AlertWebhookResource) -> None:
+    @run_failure_sensor(
+        name="alert_on_run_failure",
+        default_status=DefaultSensorStatus.RUNNING,
+        monitor_all_code_locations=False,
+        description="Posts every failed run to ALERT_WEBHOOK_URL.",
+    )
+    def alert_on_run_failure(
+        context: RunFailureSensorContext, alerts: AlertWebhookResource
+    ) -> None:
         payload = failure_payload(context)
         if alerts.post(payload):
             _log.info("alert_sent", run_id=payload["run_id"], job=payload["job"])

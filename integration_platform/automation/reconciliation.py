@@ -66,50 +66,66 @@ def build_reconciliation(
         endpoints = pushed_endpoints(spec)
         if not endpoints:
             continue
-        windows = {(spec.endpoints[e].partitions.start, spec.endpoints[e].partitions.end)
-                   for e in endpoints}
+        windows = {
+            (spec.endpoints[e].partitions.start, spec.endpoints[e].partitions.end)
+            for e in endpoints
+        }
         if len(windows) > 1:
             raise ValueError(
                 f"{source}: the endpoints webhooks feed ({', '.join(endpoints)}) have different "
                 "partition start/end dates, so one reconciliation job cannot cover them; give "
-                "them the same `partitions.start` and `end`")
+                "them the same `partitions.start` and `end`"
+            )
         keys = [raw_asset_key(source, e) for e in endpoints]
         job = define_asset_job(
             reconciliation_job_name(source),
             selection=AssetSelection.assets(*keys),
-            config=RunConfig(ops={key.to_python_identifier(): RawLoadConfig(full_refresh=True)
-                                  for key in keys}),
+            config=RunConfig(
+                ops={key.to_python_identifier(): RawLoadConfig(full_refresh=True) for key in keys}
+            ),
             description=f"Pull one day of the {source} endpoints its webhooks feed "
-                        f"({', '.join(endpoints)}) and replace that day's raw rows with the "
-                        "API's, filling whatever the webhooks missed.",
-            tags={"integration_platform/reconciliation": source})
+            f"({', '.join(endpoints)}) and replace that day's raw rows with the "
+            "API's, filling whatever the webhooks missed.",
+            tags={"integration_platform/reconciliation": source},
+        )
         jobs.append(job)
         schedules.append(_reconciliation_schedule(spec, job))
     return jobs, schedules
 
 
-def _reconciliation_schedule(spec: SourceSpec,
-                             job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+def _reconciliation_schedule(
+    spec: SourceSpec, job: UnresolvedAssetJobDefinition
+) -> ScheduleDefinition:
     source = spec.source
     cron = spec.schedule or DEFAULT_CRON
     window = spec.endpoints[pushed_endpoints(spec)[0]].partitions
     assert window.start is not None
-    days = DailyPartitionsDefinition(start_date=window.start.isoformat(), timezone="UTC",
-                                     end_date=window.end.isoformat() if window.end else None)
+    days = DailyPartitionsDefinition(
+        start_date=window.start.isoformat(),
+        timezone="UTC",
+        end_date=window.end.isoformat() if window.end else None,
+    )
     status = DefaultScheduleStatus.STOPPED if spec.schedule else DefaultScheduleStatus.RUNNING
 
-    @schedule(name=f"{reconciliation_job_name(source)}_daily", cron_schedule=cron, job=job,
-              execution_timezone="UTC", default_status=status,
-              description=f"At {cron} (UTC), reconcile the {source} day that just ended with "
-                          "its API (webhooks may have missed events).")
+    @schedule(
+        name=f"{reconciliation_job_name(source)}_daily",
+        cron_schedule=cron,
+        job=job,
+        execution_timezone="UTC",
+        default_status=status,
+        description=f"At {cron} (UTC), reconcile the {source} day that just ended with "
+        "its API (webhooks may have missed events).",
+    )
     def _reconcile_last_day(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
         now = context.scheduled_execution_time or datetime.now(UTC)
         day = (now.astimezone(UTC).date() - timedelta(days=1)).isoformat()
         if not days.has_partition_key(day):
             return SkipReason(f"{day} is not a partition of the {source} endpoints")
         # Webhooks arrive for the demo client (the receiver checks its signing secret).
-        return RunRequest(run_key=f"{reconciliation_job_name(source)}:{day}",
-                          partition_key=partition_key(DEMO_CLIENT_ID, day),
-                          tags={CLIENT_TAG: DEMO_CLIENT_ID, KIND_TAG: RECONCILIATION})
+        return RunRequest(
+            run_key=f"{reconciliation_job_name(source)}:{day}",
+            partition_key=partition_key(DEMO_CLIENT_ID, day),
+            tags={CLIENT_TAG: DEMO_CLIENT_ID, KIND_TAG: RECONCILIATION},
+        )
 
     return _reconcile_last_day

@@ -46,7 +46,8 @@ def source_automation(
             job = define_asset_job(
                 f"{source}_daily",
                 selection=AssetSelection.assets(*(raw_asset_key(source, e) for e in daily)),
-                description=f"Pull one day of every partitioned {source} endpoint.")
+                description=f"Pull one day of every partitioned {source} endpoint.",
+            )
             jobs.append(job)
             assert first_day is not None
             schedules.append(_daily_schedule(source, spec.schedule, job, first_day))
@@ -54,7 +55,8 @@ def source_automation(
             job = define_asset_job(
                 f"{source}_reference",
                 selection=AssetSelection.assets(*(raw_asset_key(source, e) for e in reference)),
-                description=f"Reload the {source} reference endpoints (not partitioned).")
+                description=f"Reload the {source} reference endpoints (not partitioned).",
+            )
             jobs.append(job)
             schedules.append(_reference_schedule(source, spec.schedule, job))
     return jobs, schedules
@@ -64,8 +66,9 @@ def registered_clients(context: ScheduleEvaluationContext) -> list[str]:
     return sorted(context.instance.get_dynamic_partitions(CLIENTS_PARTITIONS))
 
 
-def last_complete_day(source: str, when: datetime, first_day: date,
-                      clients: list[str]) -> list[RunRequest] | SkipReason:
+def last_complete_day(
+    source: str, when: datetime, first_day: date, clients: list[str]
+) -> list[RunRequest] | SkipReason:
     """One run per client that fills the UTC day before `when` (the day that just ended)."""
     day = (when.astimezone(UTC) - timedelta(days=1)).date()
     if day < first_day:
@@ -73,36 +76,56 @@ def last_complete_day(source: str, when: datetime, first_day: date,
     if not clients:
         return SkipReason("no client is registered (the clients dynamic partitions are empty)")
     key = day.isoformat()
-    return [RunRequest(run_key=f"{source}:{client}:{key}", partition_key=partition_key(client, key),
-                       tags={CLIENT_TAG: client, KIND_TAG: SCHEDULED}) for client in clients]
+    return [
+        RunRequest(
+            run_key=f"{source}:{client}:{key}",
+            partition_key=partition_key(client, key),
+            tags={CLIENT_TAG: client, KIND_TAG: SCHEDULED},
+        )
+        for client in clients
+    ]
 
 
-def _daily_schedule(source: str, cron: str, job: UnresolvedAssetJobDefinition,
-                    first_day: date) -> ScheduleDefinition:
-    @schedule(name=f"{source}_daily_schedule", cron_schedule=cron, job=job,
-              execution_timezone="UTC",
-              description=f"At {cron} (UTC), pull the {source} day that just ended, for each "
-                          "client.")
+def _daily_schedule(
+    source: str, cron: str, job: UnresolvedAssetJobDefinition, first_day: date
+) -> ScheduleDefinition:
+    @schedule(
+        name=f"{source}_daily_schedule",
+        cron_schedule=cron,
+        job=job,
+        execution_timezone="UTC",
+        description=f"At {cron} (UTC), pull the {source} day that just ended, for each client.",
+    )
     def _fill_last_day(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
-        return last_complete_day(source, context.scheduled_execution_time, first_day,
-                                 registered_clients(context))
+        return last_complete_day(
+            source, context.scheduled_execution_time, first_day, registered_clients(context)
+        )
 
     return _fill_last_day
 
 
-def _reference_schedule(source: str, cron: str,
-                        job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
-    @schedule(name=f"{source}_reference_schedule", cron_schedule=cron, job=job,
-              execution_timezone="UTC",
-              description=f"At {cron} (UTC), reload the {source} reference endpoints, for each "
-                          "client.")
+def _reference_schedule(
+    source: str, cron: str, job: UnresolvedAssetJobDefinition
+) -> ScheduleDefinition:
+    @schedule(
+        name=f"{source}_reference_schedule",
+        cron_schedule=cron,
+        job=job,
+        execution_timezone="UTC",
+        description=f"At {cron} (UTC), reload the {source} reference endpoints, for each client.",
+    )
     def _reload(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
         clients = registered_clients(context)
         if not clients:
             return SkipReason("no client is registered")
         stamp = (context.scheduled_execution_time or datetime.now(UTC)).isoformat()
-        return [RunRequest(run_key=f"{source}:{client}:{stamp}", partition_key=client,
-                           tags={CLIENT_TAG: client, KIND_TAG: SCHEDULED})
-                for client in clients]
+        return [
+            RunRequest(
+                run_key=f"{source}:{client}:{stamp}",
+                partition_key=client,
+                tags={CLIENT_TAG: client, KIND_TAG: SCHEDULED},
+            )
+            for client in clients
+        ]
 
     return _reload

@@ -65,8 +65,13 @@ SENSOR_NAME = "webhook_inbox_sensor"
 SOURCE_TAG = "integration_platform/webhook_source"
 BATCH_TAG = "integration_platform/webhook_batch"
 BATCH_WINDOW_VARIABLE = "WEBHOOK_BATCH_WINDOW_SECONDS"
-IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-             DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
 
 
 class WebhookInboxResource(ConfigurableResource["WebhookInboxResource"]):
@@ -94,8 +99,10 @@ def default_inbox_resource() -> WebhookInboxResource:
     try:
         seconds = float(window)
     except ValueError:
-        raise ValueError(f"{BATCH_WINDOW_VARIABLE}={window!r} is not a number of seconds "
-                         "(e.g. 300; 0 drains at every sensor tick)") from None
+        raise ValueError(
+            f"{BATCH_WINDOW_VARIABLE}={window!r} is not a number of seconds "
+            "(e.g. 300; 0 drains at every sensor tick)"
+        ) from None
     return WebhookInboxResource(path=str(inbox_path()), batch_window_seconds=seconds)
 
 
@@ -109,58 +116,84 @@ class DrainConfig(Config):
 
 
 def build_drain_job(specs: Mapping[str, SourceSpec]) -> JobDefinition:
-    @op(name=DRAIN_OP, description="Land one batch of inbox events in the raw tables (merge "
-                                   "on primary key) and mark them drained.")
-    def drain_webhook_batch(context: OpExecutionContext, config: DrainConfig,
-                            webhook_inbox: WebhookInboxResource,
-                            warehouse: WarehouseResource, landing: LandingZoneResource) -> None:
+    @op(
+        name=DRAIN_OP,
+        description="Land one batch of inbox events in the raw tables (merge "
+        "on primary key) and mark them drained.",
+    )
+    def drain_webhook_batch(
+        context: OpExecutionContext,
+        config: DrainConfig,
+        webhook_inbox: WebhookInboxResource,
+        warehouse: WarehouseResource,
+        landing: LandingZoneResource,
+    ) -> None:
         spec = specs[config.source]
         with webhook_inbox.inbox() as inbox:
-            drain = BatchDrain(spec, inbox, landing.zone(), warehouse.warehouse(),
-                               publish=warehouse.publish, keep_attempts=landing.keep_attempts)
+            drain = BatchDrain(
+                spec,
+                inbox,
+                landing.zone(),
+                warehouse.warehouse(),
+                publish=warehouse.publish,
+                keep_attempts=landing.keep_attempts,
+            )
             result = drain.run(config.first_seq, config.last_seq, context.run_id)
             forgotten = inbox.prune(
-                (datetime.now(UTC) - timedelta(days=webhook_inbox.retention_days)).isoformat())
+                (datetime.now(UTC) - timedelta(days=webhook_inbox.retention_days)).isoformat()
+            )
         if forgotten:
-            context.log.info(f"forgot {forgotten} inbox row(s) older than "
-                             f"{webhook_inbox.retention_days:g} days")
+            context.log.info(
+                f"forgot {forgotten} inbox row(s) older than {webhook_inbox.retention_days:g} days"
+            )
         if not result.events:
-            context.log.info(f"batch {config.source}:{config.first_seq}-{config.last_seq} "
-                             "was drained already; nothing to do")
+            context.log.info(
+                f"batch {config.source}:{config.first_seq}-{config.last_seq} "
+                "was drained already; nothing to do"
+            )
         for drained in result.partitions:
             # Pushed events are the demo client's (the receiver verifies its secret).
             endpoint = spec.endpoints[drained.endpoint]
-            key = partition_key(DEMO_CLIENT_ID,
-                                drained.partition if endpoint.is_partitioned else None)
+            key = partition_key(
+                DEMO_CLIENT_ID, drained.partition if endpoint.is_partitioned else None
+            )
             with partition_loading_context(dynamic_partitions_store=context.instance):
                 known = partitions_for(endpoint).has_partition_key(key)
             if not known:
                 context.log.warning(
                     f"{drained.endpoint}: loaded {drained.result.rows} row(s) under "
-                    f"{key}, outside the asset's partitions")
+                    f"{key}, outside the asset's partitions"
+                )
                 continue
-            context.log_event(AssetMaterialization(
-                asset_key=raw_asset_key(spec.source, drained.endpoint),
-                partition=key,
-                description=f"{drained.events} webhook event(s) merged on primary key",
-                metadata={
-                    "via": "webhooks",
-                    "webhook_events": drained.events,
-                    "rows_loaded": drained.result.rows,
-                    "rows_replaced": drained.result.rows_replaced,
-                    "dead_letters": drained.result.dead_letters,
-                    "table": drained.result.table,
-                    "load_mode": "merge",
-                    "landing_attempt": MetadataValue.path(str(drained.attempt)),
-                    "inbox_batch": f"{config.source}:{config.first_seq}-{config.last_seq}",
-                }))
-        context.log.info(f"drained {result.marked} event(s) into "
-                         f"{len(result.partitions)} raw partition(s)")
+            context.log_event(
+                AssetMaterialization(
+                    asset_key=raw_asset_key(spec.source, drained.endpoint),
+                    partition=key,
+                    description=f"{drained.events} webhook event(s) merged on primary key",
+                    metadata={
+                        "via": "webhooks",
+                        "webhook_events": drained.events,
+                        "rows_loaded": drained.result.rows,
+                        "rows_replaced": drained.result.rows_replaced,
+                        "dead_letters": drained.result.dead_letters,
+                        "table": drained.result.table,
+                        "load_mode": "merge",
+                        "landing_attempt": MetadataValue.path(str(drained.attempt)),
+                        "inbox_batch": f"{config.source}:{config.first_seq}-{config.last_seq}",
+                    },
+                )
+            )
+        context.log.info(
+            f"drained {result.marked} event(s) into {len(result.partitions)} raw partition(s)"
+        )
 
     # One op: a step subprocess (the multiprocess default) would only add start-up time.
-    @job(name=DRAIN_JOB, executor_def=in_process_executor,
-         description="Drain one batch of the webhook inbox into the raw tables through the "
-                     f"raw loader (launched by {SENSOR_NAME}).")
+    @job(
+        name=DRAIN_JOB,
+        executor_def=in_process_executor,
+        description="Drain one batch of the webhook inbox into the raw tables through the "
+        f"raw loader (launched by {SENSOR_NAME}).",
+    )
     def drain_webhooks() -> None:
         drain_webhook_batch()
 
@@ -168,17 +201,25 @@ def build_drain_job(specs: Mapping[str, SourceSpec]) -> JobDefinition:
 
 
 def _drain_in_flight(instance: DagsterInstance, source: str) -> bool:
-    runs = instance.get_runs(filters=RunsFilter(job_name=DRAIN_JOB, statuses=IN_FLIGHT,
-                                                tags={SOURCE_TAG: source}), limit=1)
+    runs = instance.get_runs(
+        filters=RunsFilter(job_name=DRAIN_JOB, statuses=IN_FLIGHT, tags={SOURCE_TAG: source}),
+        limit=1,
+    )
     return bool(runs)
 
 
 def _run_request(batch: Batch, run_key: str) -> RunRequest:
     return RunRequest(
         run_key=run_key,
-        run_config=RunConfig(ops={DRAIN_OP: DrainConfig(
-            source=batch.source, first_seq=batch.first_seq, last_seq=batch.last_seq)}),
-        tags={SOURCE_TAG: batch.source, BATCH_TAG: batch.key, KIND_TAG: WEBHOOK_DRAIN})
+        run_config=RunConfig(
+            ops={
+                DRAIN_OP: DrainConfig(
+                    source=batch.source, first_seq=batch.first_seq, last_seq=batch.last_seq
+                )
+            }
+        ),
+        tags={SOURCE_TAG: batch.source, BATCH_TAG: batch.key, KIND_TAG: WEBHOOK_DRAIN},
+    )
 
 
 def _waited_seconds(batch: Batch, now: float) -> float:
@@ -186,21 +227,30 @@ def _waited_seconds(batch: Batch, now: float) -> float:
     return now - datetime.fromisoformat(batch.first_received_at).timestamp()
 
 
-def build_webhook_sensor(specs: Mapping[str, SourceSpec], drain_job: JobDefinition, *,
-                         minimum_interval_seconds: int = 10,
-                         stranded_after_seconds: float = 300.0,
-                         max_runs_per_tick: int = 5) -> SensorDefinition:
+def build_webhook_sensor(
+    specs: Mapping[str, SourceSpec],
+    drain_job: JobDefinition,
+    *,
+    minimum_interval_seconds: int = 10,
+    stranded_after_seconds: float = 300.0,
+    max_runs_per_tick: int = 5,
+) -> SensorDefinition:
     sources = sorted(name for name, spec in specs.items() if spec.webhooks is not None)
 
-    @sensor(name=SENSOR_NAME, job=drain_job, minimum_interval_seconds=minimum_interval_seconds,
-            default_status=DefaultSensorStatus.RUNNING,
-            description="Launches a drain_webhooks run per batch of webhook events waiting in "
-                        "the inbox, once the batch's oldest event has waited the inbox "
-                        "resource's batch_window_seconds (default 300) or max_batch_events "
-                        "are waiting; cursor: the last arrival number handed to a run, per "
-                        "source.")
-    def webhook_inbox_sensor(context: SensorEvaluationContext,
-                             webhook_inbox: WebhookInboxResource) -> SensorResult:
+    @sensor(
+        name=SENSOR_NAME,
+        job=drain_job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Launches a drain_webhooks run per batch of webhook events waiting in "
+        "the inbox, once the batch's oldest event has waited the inbox "
+        "resource's batch_window_seconds (default 300) or max_batch_events "
+        "are waiting; cursor: the last arrival number handed to a run, per "
+        "source.",
+    )
+    def webhook_inbox_sensor(
+        context: SensorEvaluationContext, webhook_inbox: WebhookInboxResource
+    ) -> SensorResult:
         cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
         requests: list[RunRequest] = []
         waiting: list[str] = []
@@ -208,28 +258,35 @@ def build_webhook_sensor(specs: Mapping[str, SourceSpec], drain_job: JobDefiniti
         now = time.time()
         window = webhook_inbox.batch_window_seconds
         # A handed-out event was due `window` after it arrived; stranded this long after that.
-        cutoff = (datetime.now(UTC) - timedelta(
-            seconds=stranded_after_seconds + window)).isoformat()
+        cutoff = (
+            datetime.now(UTC) - timedelta(seconds=stranded_after_seconds + window)
+        ).isoformat()
         with webhook_inbox.inbox() as inbox:
             for source in sources:
                 if _drain_in_flight(context.instance, source):
                     waiting.append(source)
                     continue
                 after = int(cursor.get(source, 0))
-                stranded = inbox.stranded_batch(source, up_to_seq=after, received_before=cutoff,
-                                                max_events=webhook_inbox.max_batch_events)
+                stranded = inbox.stranded_batch(
+                    source,
+                    up_to_seq=after,
+                    received_before=cutoff,
+                    max_events=webhook_inbox.max_batch_events,
+                )
                 if stranded is not None:
                     attempt = int(now // max(stranded_after_seconds, 1.0))
                     requests.append(_run_request(stranded, f"{stranded.key}:again-{attempt}"))
                 while len(requests) < max_runs_per_tick:
-                    batch = inbox.next_batch(source, after_seq=after,
-                                             max_events=webhook_inbox.max_batch_events)
+                    batch = inbox.next_batch(
+                        source, after_seq=after, max_events=webhook_inbox.max_batch_events
+                    )
                     if batch is None:
                         break
                     waited = _waited_seconds(batch, now)
                     if batch.events < webhook_inbox.max_batch_events and waited < window:
-                        batching.append(f"{source} ({batch.events} event(s), the oldest "
-                                        f"{waited:.0f} s old)")
+                        batching.append(
+                            f"{source} ({batch.events} event(s), the oldest {waited:.0f} s old)"
+                        )
                         break
                     requests.append(_run_request(batch, batch.key))
                     after = batch.last_seq
@@ -240,11 +297,14 @@ def build_webhook_sensor(specs: Mapping[str, SourceSpec], drain_job: JobDefiniti
             if waiting:
                 reasons.append(f"a drain is already queued or running for {', '.join(waiting)}")
             if batching:
-                reasons.append(f"batching until the oldest event has waited {window:g} s or "
-                               f"{webhook_inbox.max_batch_events} are waiting: "
-                               f"{', '.join(batching)}")
+                reasons.append(
+                    f"batching until the oldest event has waited {window:g} s or "
+                    f"{webhook_inbox.max_batch_events} are waiting: "
+                    f"{', '.join(batching)}"
+                )
             skip = "; ".join(reasons) or "no undrained webhook events"
-        return SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True),
-                            skip_reason=skip)
+        return SensorResult(
+            run_requests=requests, cursor=json.dumps(cursor, sort_keys=True), skip_reason=skip
+        )
 
     return webhook_inbox_sensor

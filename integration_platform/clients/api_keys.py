@@ -58,17 +58,31 @@ class ApiKeys:
     def create(self, name: str, scopes: list[str], client_id: str | None = None) -> IssuedKey:
         unknown = sorted(set(scopes) - set(SCOPES))
         if unknown or not scopes:
-            raise InvalidRequest([Problem("scopes", f"unknown scope(s) {', '.join(unknown)}; "
-                                          f"choose from {', '.join(SCOPES)}" if unknown else
-                                          f"give at least one of {', '.join(SCOPES)}")])
+            raise InvalidRequest(
+                [
+                    Problem(
+                        "scopes",
+                        f"unknown scope(s) {', '.join(unknown)}; choose from {', '.join(SCOPES)}"
+                        if unknown
+                        else f"give at least one of {', '.join(SCOPES)}",
+                    )
+                ]
+            )
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         now = utc_now()
         with self.sessions() as session:
             if client_id is not None and session.get(ClientRow, client_id) is None:
                 raise ClientNotFound(client_id)
-            session.add(ApiKeyRow(id=key_id, secret_sha256=_sha256(secret), name=name,
-                                  scopes=sorted(set(scopes)), client_id=client_id,
-                                  created_at=now))
+            session.add(
+                ApiKeyRow(
+                    id=key_id,
+                    secret_sha256=_sha256(secret),
+                    name=name,
+                    scopes=sorted(set(scopes)),
+                    client_id=client_id,
+                    created_at=now,
+                )
+            )
             session.commit()
         token = f"{TOKEN_PREFIX}_{key_id}_{secret}"
         register_secrets([token])
@@ -85,15 +99,21 @@ class ApiKeys:
 
     def listing(self) -> list[tuple[Principal, datetime, datetime | None]]:
         with self.sessions() as session:
-            return [(Principal(r.id, r.name, frozenset(r.scopes), r.client_id), r.created_at,
-                     r.revoked_at)
-                    for r in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at))]
+            return [
+                (
+                    Principal(r.id, r.name, frozenset(r.scopes), r.client_id),
+                    r.created_at,
+                    r.revoked_at,
+                )
+                for r in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at))
+            ]
 
     def authenticate(self, token: str) -> Principal | None:
         """The principal a bearer token stands for, or None (unknown, revoked, malformed)."""
         admin = os.environ.get(ADMIN_KEY_VARIABLE, "")
         if len(admin) >= MIN_ADMIN_KEY_LENGTH and hmac.compare_digest(
-                _sha256(token), _sha256(admin)):
+            _sha256(token), _sha256(admin)
+        ):
             return Principal("admin", "bootstrap admin key", frozenset(SCOPES), None)
         prefix, _, rest = token.partition("_")
         key_id, _, secret = rest.partition("_")

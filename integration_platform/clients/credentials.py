@@ -41,36 +41,59 @@ def _source_variables() -> tuple[tuple[str, SourceVariables], ...]:
     for name, spec in sorted(load_specs().items()):
         assert spec.file is not None
         variables = referenced_variables(spec.file)
-        found.append((name, SourceVariables(
-            required=frozenset(v for v, has_default in variables.items() if not has_default),
-            optional=frozenset(v for v, has_default in variables.items() if has_default))))
+        found.append(
+            (
+                name,
+                SourceVariables(
+                    required=frozenset(
+                        v for v, has_default in variables.items() if not has_default
+                    ),
+                    optional=frozenset(v for v, has_default in variables.items() if has_default),
+                ),
+            )
+        )
     return tuple(found)
 
 
-def credential_problems(credentials: Mapping[str, Mapping[str, str]],
-                        prefix: str = "credentials") -> list[Problem]:
+def credential_problems(
+    credentials: Mapping[str, Mapping[str, str]], prefix: str = "credentials"
+) -> list[Problem]:
     """What is wrong with a complete set of credentials per source (empty: nothing)."""
     known = source_variables()
     problems: list[Problem] = []
     for source, values in credentials.items():
         if source not in known:
-            problems.append(Problem(f"{prefix}.{source}",
-                                    f"unknown source; known sources: {', '.join(sorted(known))}"))
+            problems.append(
+                Problem(
+                    f"{prefix}.{source}",
+                    f"unknown source; known sources: {', '.join(sorted(known))}",
+                )
+            )
             continue
         allowed = known[source]
         for name, value in values.items():
             if name not in allowed.all:
-                problems.append(Problem(
-                    f"{prefix}.{source}.{name}",
-                    f"the {source} spec does not reference ${{{name}}}; it uses: "
-                    f"{', '.join(sorted(allowed.all))}"))
+                problems.append(
+                    Problem(
+                        f"{prefix}.{source}.{name}",
+                        f"the {source} spec does not reference ${{{name}}}; it uses: "
+                        f"{', '.join(sorted(allowed.all))}",
+                    )
+                )
             elif not value.strip():
-                problems.append(Problem(f"{prefix}.{source}.{name}",
-                                        "empty value; give the value or leave the variable out"))
-        problems += [Problem(f"{prefix}.{source}.{name}",
-                             f"required: the {source} spec references ${{{name}}} without a "
-                             "default")
-                     for name in sorted(allowed.required - set(values))]
+                problems.append(
+                    Problem(
+                        f"{prefix}.{source}.{name}",
+                        "empty value; give the value or leave the variable out",
+                    )
+                )
+        problems += [
+            Problem(
+                f"{prefix}.{source}.{name}",
+                f"required: the {source} spec references ${{{name}}} without a default",
+            )
+            for name in sorted(allowed.required - set(values))
+        ]
     return problems
 
 
@@ -96,4 +119,5 @@ def credentials_for(client_id: str, source: str) -> dict[str, str]:
         return {name: os.environ[name] for name in sorted(names) if name in os.environ}
     raise MissingCredentialsError(
         f"client {client_id!r} has no credentials for {source}: PATCH /clients/{client_id} "
-        f"with credentials.{source}")
+        f"with credentials.{source}"
+    )

@@ -37,7 +37,8 @@ class CredentialCipher:
             raise SecretKeyError(
                 f"{SECRET_KEY_VARIABLE} holds a value that is not a Fernet key (32 url-safe "
                 "base64-encoded bytes). Generate one with: python -c 'from cryptography.fernet "
-                "import Fernet; print(Fernet.generate_key().decode())'") from exc
+                "import Fernet; print(Fernet.generate_key().decode())'"
+            ) from exc
 
     def encrypt(self, values: dict[str, str]) -> bytes:
         return self._fernet.encrypt(json.dumps(values, sort_keys=True).encode())
@@ -49,7 +50,8 @@ class CredentialCipher:
             raise SecretKeyError(
                 "stored credentials cannot be decrypted with the configured key(s): was "
                 f"{SECRET_KEY_VARIABLE} changed? Put the old key after the new one "
-                "(comma-separated) so both can decrypt.") from None
+                "(comma-separated) so both can decrypt."
+            ) from None
         values: dict[str, str] = json.loads(plain)
         return values
 
@@ -80,7 +82,10 @@ def _local_key(data_dir: Path) -> bytes:
         return path.read_bytes().strip()
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(key + b"\n")
-    _log.warning("generated_local_secret_key", path=str(path),
-                 hint=f"credentials are encrypted with a key kept in {path} (mode 0600); set "
-                      f"{SECRET_KEY_VARIABLE} to keep the key outside the data directory")
+    _log.warning(
+        "generated_local_secret_key",
+        path=str(path),
+        hint=f"credentials are encrypted with a key kept in {path} (mode 0600); set "
+        f"{SECRET_KEY_VARIABLE} to keep the key outside the data directory",
+    )
     return key

@@ -35,7 +35,7 @@ def normalized_url(url: str) -> str:
     """`postgresql://` (what most tools write) means psycopg 3, the driver this project ships."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

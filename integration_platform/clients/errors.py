@@ -29,16 +29,21 @@ class ClientNotFound(StoreError):
     code = "client_not_found"
 
     def __init__(self, client_id: str) -> None:
-        super().__init__(f"no client {client_id!r}: list clients with GET /clients, or "
-                         "register it with POST /clients")
+        super().__init__(
+            f"no client {client_id!r}: list clients with GET /clients, or "
+            "register it with POST /clients"
+        )
 
 
 class ClientExists(StoreError):
     code = "client_exists"
 
     def __init__(self, client_id: str, active: bool) -> None:
-        hint = ("pick another id, or PATCH it to change its name or credentials" if active
-                else "it was deactivated and ids are never reused; pick another id")
+        hint = (
+            "pick another id, or PATCH it to change its name or credentials"
+            if active
+            else "it was deactivated and ids are never reused; pick another id"
+        )
         super().__init__(f"client {client_id!r} already exists: {hint}")
 
 
@@ -46,5 +51,7 @@ class ClientInactive(StoreError):
     code = "client_inactive"
 
     def __init__(self, client_id: str) -> None:
-        super().__init__(f"client {client_id!r} is deactivated: it can no longer be changed "
-                         "or synced; register a new client instead")
+        super().__init__(
+            f"client {client_id!r} is deactivated: it can no longer be changed "
+            "or synced; register a new client instead"
+        )

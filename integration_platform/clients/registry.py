@@ -64,9 +64,14 @@ class ClientRegistry:
         """The registry of this process's store (`DATABASE_URL` or the data directory)."""
         return _default_registry(database_url())
 
-    def create(self, client_id: str, name: str,
-               credentials: Mapping[str, Mapping[str, str]] | None = None, *,
-               credentials_from_environment: bool = False) -> Client:
+    def create(
+        self,
+        client_id: str,
+        name: str,
+        credentials: Mapping[str, Mapping[str, str]] | None = None,
+        *,
+        credentials_from_environment: bool = False,
+    ) -> Client:
         credentials = credentials or {}
         problems = credential_problems(credentials)
         if problems:
@@ -76,9 +81,16 @@ class ClientRegistry:
             existing = session.get(ClientRow, client_id)
             if existing is not None:
                 raise ClientExists(client_id, existing.active)
-            session.add(ClientRow(id=client_id, name=name, active=True,
-                                  credentials_from_environment=credentials_from_environment,
-                                  created_at=now, updated_at=now))
+            session.add(
+                ClientRow(
+                    id=client_id,
+                    name=name,
+                    active=True,
+                    credentials_from_environment=credentials_from_environment,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             for source, values in credentials.items():
                 session.add(self._credential_row(client_id, source, dict(values), now))
             try:
@@ -92,8 +104,14 @@ class ClientRegistry:
             row = session.get(ClientRow, client_id)
             return None if row is None else self._clients(session, [row])[0]
 
-    def page(self, *, limit: int, after: str | None = None, only: str | None = None,
-             include_inactive: bool = False) -> list[Client]:
+    def page(
+        self,
+        *,
+        limit: int,
+        after: str | None = None,
+        only: str | None = None,
+        include_inactive: bool = False,
+    ) -> list[Client]:
         """Clients ordered by id, the first `limit` after `after`; `only` limits to one id."""
         query = select(ClientRow).order_by(ClientRow.id).limit(limit)
         if after is not None:
@@ -106,8 +124,13 @@ class ClientRegistry:
             rows = list(session.scalars(query))
             return self._clients(session, rows)
 
-    def update(self, client_id: str, *, name: str | None = None,
-               credentials: CredentialsPatch | None = None) -> Client:
+    def update(
+        self,
+        client_id: str,
+        *,
+        name: str | None = None,
+        credentials: CredentialsPatch | None = None,
+    ) -> Client:
         now = utc_now()
         with self.sessions() as session:
             row = session.get(ClientRow, client_id)
@@ -132,8 +155,9 @@ class ClientRegistry:
                 raise ClientNotFound(client_id)
             if row.active:
                 row.active, row.deactivated_at, row.updated_at = False, now, now
-                for stored in session.scalars(select(CredentialRow).where(
-                        CredentialRow.client_id == client_id)):
+                for stored in session.scalars(
+                    select(CredentialRow).where(CredentialRow.client_id == client_id)
+                ):
                     session.delete(stored)
                 session.commit()
         return self._require(client_id)
@@ -157,11 +181,22 @@ class ClientRegistry:
     def awaiting_partition(self) -> list[str]:
         """Active clients Dagster has not been told about yet."""
         with self.sessions() as session:
-            return list(session.scalars(select(ClientRow.id).where(
-                ClientRow.active.is_(True), ClientRow.partition_registered_at.is_(None))))
+            return list(
+                session.scalars(
+                    select(ClientRow.id).where(
+                        ClientRow.active.is_(True), ClientRow.partition_registered_at.is_(None)
+                    )
+                )
+            )
 
-    def _patch_source(self, session: Session, client_id: str, source: str,
-                      patch: Mapping[str, str | None] | None, now: datetime) -> None:
+    def _patch_source(
+        self,
+        session: Session,
+        client_id: str,
+        source: str,
+        patch: Mapping[str, str | None] | None,
+        now: datetime,
+    ) -> None:
         stored = session.get(CredentialRow, (client_id, source))
         if patch is None:
             if stored is not None:
@@ -181,12 +216,17 @@ class ClientRegistry:
             session.flush()
         session.add(self._credential_row(client_id, source, values, now))
 
-    def _credential_row(self, client_id: str, source: str, values: dict[str, str],
-                        now: datetime) -> CredentialRow:
+    def _credential_row(
+        self, client_id: str, source: str, values: dict[str, str], now: datetime
+    ) -> CredentialRow:
         register_secrets(values.values())
-        return CredentialRow(client_id=client_id, source=source,
-                             ciphertext=self.cipher.encrypt(values),
-                             variables=sorted(values), rotated_at=now)
+        return CredentialRow(
+            client_id=client_id,
+            source=source,
+            ciphertext=self.cipher.encrypt(values),
+            variables=sorted(values),
+            rotated_at=now,
+        )
 
     def _require(self, client_id: str) -> Client:
         client = self.get(client_id)
@@ -198,16 +238,28 @@ class ClientRegistry:
     def _clients(session: Session, rows: list[ClientRow]) -> list[Client]:
         """Views of these rows, with what their credentials look like (one query for all)."""
         stored: dict[str, dict[str, CredentialInfo]] = {row.id: {} for row in rows}
-        for credential in session.scalars(select(CredentialRow).where(
-                CredentialRow.client_id.in_(list(stored))).order_by(CredentialRow.source)):
+        for credential in session.scalars(
+            select(CredentialRow)
+            .where(CredentialRow.client_id.in_(list(stored)))
+            .order_by(CredentialRow.source)
+        ):
             stored[credential.client_id][credential.source] = CredentialInfo(
-                list(credential.variables), credential.rotated_at)
-        return [Client(
-            id=row.id, name=row.name, active=row.active,
-            credentials_from_environment=row.credentials_from_environment,
-            created_at=row.created_at, updated_at=row.updated_at,
-            deactivated_at=row.deactivated_at, partition_registered_at=row.partition_registered_at,
-            credentials=stored[row.id]) for row in rows]
+                list(credential.variables), credential.rotated_at
+            )
+        return [
+            Client(
+                id=row.id,
+                name=row.name,
+                active=row.active,
+                credentials_from_environment=row.credentials_from_environment,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                deactivated_at=row.deactivated_at,
+                partition_registered_at=row.partition_registered_at,
+                credentials=stored[row.id],
+            )
+            for row in rows
+        ]
 
 
 @cache

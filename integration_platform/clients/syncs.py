@@ -29,8 +29,10 @@ class IdempotencyKeyReused(StoreError):
     code = "idempotency_key_reused"
 
     def __init__(self, key: str) -> None:
-        super().__init__(f"Idempotency-Key {key!r} was already used for a different sync "
-                         "request of this client: send a new key for a new request")
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used for a different sync "
+            "request of this client: send a new key for a new request"
+        )
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,22 @@ class Opened:
 
 
 def _view(row: SyncRow) -> Sync:
-    return Sync(id=row.id, client_id=row.client_id, sources=list(row.sources),
-                start_date=row.start_date, end_date=row.end_date, full_refresh=row.full_refresh,
-                idempotency_key=row.idempotency_key, state=row.state,  # type: ignore[arg-type]
-                raw_runs=dict(row.raw_runs or {}), transform_run_id=row.transform_run_id,
-                error=row.error, created_at=row.created_at, updated_at=row.updated_at,
-                finished_at=row.finished_at)
+    return Sync(
+        id=row.id,
+        client_id=row.client_id,
+        sources=list(row.sources),
+        start_date=row.start_date,
+        end_date=row.end_date,
+        full_refresh=row.full_refresh,
+        idempotency_key=row.idempotency_key,
+        state=row.state,  # type: ignore[arg-type]
+        raw_runs=dict(row.raw_runs or {}),
+        transform_run_id=row.transform_run_id,
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+    )
 
 
 class SyncLedger:
@@ -91,13 +103,21 @@ class SyncLedger:
             if found is not None:
                 return found
             now = utc_now()
-            row = SyncRow(id=f"syn_{uuid.uuid4().hex}", client_id=client_id,
-                          sources=list(request.sources), start_date=request.start_date,
-                          end_date=request.end_date, full_refresh=request.full_refresh,
-                          idempotency_key=request.idempotency_key,
-                          request_sha256=request.request_sha256, state="queued",
-                          active_client_id=client_id, raw_runs={}, created_at=now,
-                          updated_at=now)
+            row = SyncRow(
+                id=f"syn_{uuid.uuid4().hex}",
+                client_id=client_id,
+                sources=list(request.sources),
+                start_date=request.start_date,
+                end_date=request.end_date,
+                full_refresh=request.full_refresh,
+                idempotency_key=request.idempotency_key,
+                request_sha256=request.request_sha256,
+                state="queued",
+                active_client_id=client_id,
+                raw_runs={},
+                created_at=now,
+                updated_at=now,
+            )
             with self.sessions() as session:
                 session.add(row)
                 try:
@@ -111,15 +131,17 @@ class SyncLedger:
     def _existing(self, client_id: str, request: SyncRequest) -> Opened | None:
         with self.sessions() as session:
             if request.idempotency_key is not None:
-                keyed = session.scalar(select(SyncRow).where(
-                    SyncRow.client_id == client_id,
-                    SyncRow.idempotency_key == request.idempotency_key))
+                keyed = session.scalar(
+                    select(SyncRow).where(
+                        SyncRow.client_id == client_id,
+                        SyncRow.idempotency_key == request.idempotency_key,
+                    )
+                )
                 if keyed is not None:
                     if keyed.request_sha256 != request.request_sha256:
                         raise IdempotencyKeyReused(request.idempotency_key)
                     return Opened(_view(keyed), "idempotency_key")
-            running = session.scalar(select(SyncRow).where(
-                SyncRow.active_client_id == client_id))
+            running = session.scalar(select(SyncRow).where(SyncRow.active_client_id == client_id))
             return None if running is None else Opened(_view(running), "already_running")
 
     def get(self, sync_id: str) -> Sync | None:
@@ -129,14 +151,23 @@ class SyncLedger:
 
     def latest(self, client_id: str) -> Sync | None:
         with self.sessions() as session:
-            row = session.scalar(select(SyncRow).where(SyncRow.client_id == client_id)
-                                 .order_by(SyncRow.created_at.desc()).limit(1))
+            row = session.scalar(
+                select(SyncRow)
+                .where(SyncRow.client_id == client_id)
+                .order_by(SyncRow.created_at.desc())
+                .limit(1)
+            )
             return None if row is None else _view(row)
 
     def active_ids(self) -> list[str]:
         with self.sessions() as session:
-            return list(session.scalars(select(SyncRow.id).where(
-                SyncRow.active_client_id.is_not(None)).order_by(SyncRow.created_at)))
+            return list(
+                session.scalars(
+                    select(SyncRow.id)
+                    .where(SyncRow.active_client_id.is_not(None))
+                    .order_by(SyncRow.created_at)
+                )
+            )
 
     def claim(self, sync_id: str, seconds: float = 60.0) -> Sync | None:
         """Hold an active sync to advance it (None: ended, or another worker holds it)."""
@@ -144,9 +175,13 @@ class SyncLedger:
         with self.sessions() as session:
             claimed = session.execute(
                 update(SyncRow)
-                .where(SyncRow.id == sync_id, SyncRow.active_client_id.is_not(None),
-                       or_(SyncRow.lease_until.is_(None), SyncRow.lease_until < now))
-                .values(lease_until=now + timedelta(seconds=seconds)))
+                .where(
+                    SyncRow.id == sync_id,
+                    SyncRow.active_client_id.is_not(None),
+                    or_(SyncRow.lease_until.is_(None), SyncRow.lease_until < now),
+                )
+                .values(lease_until=now + timedelta(seconds=seconds))
+            )
             session.commit()
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return None

@@ -68,8 +68,9 @@ class CredentialRow(Base):
 
     __tablename__ = "client_credentials"
 
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"),
-                                           primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
+    )
     source: Mapped[str] = mapped_column(String(64), primary_key=True)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     # Names only, so the API can say which variables are set without decrypting anything.
@@ -91,8 +92,9 @@ class ApiKeyRow(Base):
 
 class SyncRow(Base):
     __tablename__ = "syncs"
-    __table_args__ = (UniqueConstraint("client_id", "idempotency_key",
-                                       name="uq_syncs_client_idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("client_id", "idempotency_key", name="uq_syncs_client_idempotency_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)

@@ -49,7 +49,7 @@ class LogLine:
         if isinstance(exception, str) and exception.strip():
             parts.append(exception.strip().splitlines()[-1])
         text = " ".join(str(part) for part in parts).replace("\n", " ")
-        return text if len(text) <= NOTICE_CHARS else text[:NOTICE_CHARS - 3] + "..."
+        return text if len(text) <= NOTICE_CHARS else text[: NOTICE_CHARS - 3] + "..."
 
 
 def parse_line(text: str) -> LogLine:

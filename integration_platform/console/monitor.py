@@ -82,8 +82,7 @@ class Console:
 
     def exited(self, child: Child) -> None:
         code = child.process.returncode if child.process else None
-        self.echo(f"{self._label(child)} EXITED with code {code}; the last "
-                  f"lines of {child.log}:")
+        self.echo(f"{self._label(child)} EXITED with code {code}; the last lines of {child.log}:")
         for text in last_lines(child.log, LAST_LINES_ON_EXIT):
             self.echo(f"    {text}")
 

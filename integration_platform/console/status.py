@@ -63,8 +63,10 @@ class StreamsProbe(LineProbe):
             self.last_event_id = line.fields.get("last_event_id") or self.last_event_id
 
     def report(self) -> str:
-        text = (f"{count(self.events, 'event')} loaded into raw ({count(self.rows, 'row')}, "
-                f"{count(self.loads, 'load')}")
+        text = (
+            f"{count(self.events, 'event')} loaded into raw ({count(self.rows, 'row')}, "
+            f"{count(self.loads, 'load')}"
+        )
         text += f", {count(self.dead_letters, 'dead letter')})" if self.dead_letters else ")"
         if self.last_event_id:
             text += f"; last event id {self.last_event_id}"
@@ -87,8 +89,10 @@ class ApiProbe(LineProbe):
             self.failed += status >= 500
 
     def report(self) -> str:
-        text = (f"{count(self.requests, 'request')} ({self.refused:,} refused with 4xx, "
-                f"{self.failed:,} failed with 5xx)")
+        text = (
+            f"{count(self.requests, 'request')} ({self.refused:,} refused with 4xx, "
+            f"{self.failed:,} failed with 5xx)"
+        )
         self.requests = self.refused = self.failed = 0
         return text
 
@@ -111,10 +115,13 @@ class WebhooksProbe(LineProbe):
         now = self._counts()
         last, self.last = self.last, now
         # Pruning forgets old rows, so a difference can be negative: nothing new then.
-        accepted, rejected, ignored = (max(now[key] - last[key], 0)
-                                       for key in ("received", "rejected", "ignored"))
-        return (f"{count(accepted, 'event')} accepted, {rejected:,} rejected, {ignored:,} "
-                f"ignored; {count(now['undrained'], 'event')} waiting for the next drain run")
+        accepted, rejected, ignored = (
+            max(now[key] - last[key], 0) for key in ("received", "rejected", "ignored")
+        )
+        return (
+            f"{count(accepted, 'event')} accepted, {rejected:,} rejected, {ignored:,} "
+            f"ignored; {count(now['undrained'], 'event')} waiting for the next drain run"
+        )
 
 
 class SandboxProbe(LineProbe):
@@ -142,8 +149,10 @@ class SandboxProbe(LineProbe):
         last = self.last or dict.fromkeys(now, 0)
         self.last = now
         new = {key: now[key] - last[key] for key in now}
-        text = (f"{count(new['webhooks'], 'webhook')} sent ({new['webhooks_failed']:,} failed), "
-                f"{count(new['streamed'], 'stream event')} sent")
+        text = (
+            f"{count(new['webhooks'], 'webhook')} sent ({new['webhooks_failed']:,} failed), "
+            f"{count(new['streamed'], 'stream event')} sent"
+        )
         return text + (f", {count(new['chaos'], 'fault')} injected" if new["chaos"] else "")
 
 
@@ -169,8 +178,7 @@ class DagsterProbe(LineProbe):
             return None
         if not self.ui_ready:
             return None
-        return (f"Dagster UI ready: {self.ui_url}  (after "
-                f"{time.monotonic() - self.started:.0f} s)")
+        return f"Dagster UI ready: {self.ui_url}  (after {time.monotonic() - self.started:.0f} s)"
 
     def report(self) -> str:
         from datetime import UTC, datetime
@@ -182,13 +190,18 @@ class DagsterProbe(LineProbe):
         since, self.since = datetime.fromtimestamp(self.since, UTC), time.time()
         with DagsterInstance.from_config(str(self.dagster_home)) as instance:
             launched = instance.get_run_records(RunsFilter(created_after=since))
-            finished = instance.get_run_records(RunsFilter(
-                updated_after=since,
-                statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]))
+            finished = instance.get_run_records(
+                RunsFilter(
+                    updated_after=since,
+                    statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE],
+                )
+            )
             in_flight = instance.get_runs_count(RunsFilter(statuses=IN_FLIGHT))
         drains = sum(r.dagster_run.job_name == DRAIN_JOB for r in launched)
         succeeded = sum(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in finished)
-        text = (f"{count(len(launched), 'run')} launched ({count(drains, 'webhook drain')}), "
-                f"{succeeded:,} succeeded, {len(finished) - succeeded:,} failed; "
-                f"{in_flight:,} queued or running")
+        text = (
+            f"{count(len(launched), 'run')} launched ({count(drains, 'webhook drain')}), "
+            f"{succeeded:,} succeeded, {len(finished) - succeeded:,} failed; "
+            f"{in_flight:,} queued or running"
+        )
         return text if self.ui_ready else text + "; the UI is still starting"

@@ -82,10 +82,17 @@ class ExtractionSummary:
 
 
 @asynccontextmanager
-async def open_extractor(spec: SourceSpec, endpoint: str, *, state_dir: Path | None,
-                         partition: str | None = None, state: IncrementalState | None = None,
-                         full_refresh: bool = False, resume_from: PageRequest | None = None,
-                         clock: Clock | None = None) -> AsyncIterator[EndpointExtractor]:
+async def open_extractor(
+    spec: SourceSpec,
+    endpoint: str,
+    *,
+    state_dir: Path | None,
+    partition: str | None = None,
+    state: IncrementalState | None = None,
+    full_refresh: bool = False,
+    resume_from: PageRequest | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[EndpointExtractor]:
     """An EndpointExtractor with the source's HTTP client (and, for a GraphQL source, its gql
     session) open for as long as the block runs."""
     async with SourceClient(spec, state_dir=state_dir, clock=clock) as client:
@@ -93,9 +100,16 @@ async def open_extractor(spec: SourceSpec, endpoint: str, *, state_dir: Path | N
         if graphql is not None:
             await graphql.__aenter__()
         try:
-            yield EndpointExtractor(spec, endpoint, client, partition=partition, state=state,
-                                    full_refresh=full_refresh, resume_from=resume_from,
-                                    graphql=graphql)
+            yield EndpointExtractor(
+                spec,
+                endpoint,
+                client,
+                partition=partition,
+                state=state,
+                full_refresh=full_refresh,
+                resume_from=resume_from,
+                graphql=graphql,
+            )
         finally:
             if graphql is not None:
                 await graphql.__aexit__(None, None, None)
@@ -104,13 +118,22 @@ async def open_extractor(spec: SourceSpec, endpoint: str, *, state_dir: Path | N
 class EndpointExtractor:
     """Pages of one endpoint for one partition (or none), as an async iterator."""
 
-    def __init__(self, spec: SourceSpec, endpoint: str, client: SourceClient, *,
-                 partition: str | None = None, state: IncrementalState | None = None,
-                 full_refresh: bool = False, resume_from: PageRequest | None = None,
-                 graphql: GraphQLClient | None = None) -> None:
+    def __init__(
+        self,
+        spec: SourceSpec,
+        endpoint: str,
+        client: SourceClient,
+        *,
+        partition: str | None = None,
+        state: IncrementalState | None = None,
+        full_refresh: bool = False,
+        resume_from: PageRequest | None = None,
+        graphql: GraphQLClient | None = None,
+    ) -> None:
         if endpoint not in spec.endpoints:
-            raise KeyError(f"{spec.source} has no endpoint {endpoint!r}; it has "
-                           f"{', '.join(spec.endpoints)}")
+            raise KeyError(
+                f"{spec.source} has no endpoint {endpoint!r}; it has {', '.join(spec.endpoints)}"
+            )
         self.spec = spec
         self.name = endpoint
         self.endpoint: EndpointSpec = spec.endpoints[endpoint]
@@ -122,13 +145,15 @@ class EndpointExtractor:
         self.graphql = graphql
         # For GraphQL the body is the response's `data`: `records` is a path inside it.
         self.paginator: Paginator = build_paginator(
-            self.endpoint.pagination, self.endpoint.records, graphql=spec.kind == "graphql")
+            self.endpoint.pagination, self.endpoint.records, graphql=spec.kind == "graphql"
+        )
         self._document: GraphQLRequest | None = None
         if spec.kind == "graphql":
             if graphql is None:
                 raise ValueError(f"{spec.source} is a GraphQL source: pass a GraphQLClient")
-            self._document = GraphQLClient.parse(spec.query_text(endpoint),
-                                                 f"{spec.source}.{endpoint}")
+            self._document = GraphQLClient.parse(
+                spec.query_text(endpoint), f"{spec.source}.{endpoint}"
+            )
         self.summary = ExtractionSummary(spec.source, endpoint, partition)
         self._mark: tuple[datetime | None, Any] | None = None
 
@@ -140,8 +165,9 @@ class EndpointExtractor:
         partitions = endpoint.partitions
         if self.partition is not None:
             if not endpoint.is_partitioned:
-                raise ValueError(f"{self.spec.source}.{self.name} is not partitioned: "
-                                 "run it without a partition")
+                raise ValueError(
+                    f"{self.spec.source}.{self.name} is not partitioned: run it without a partition"
+                )
             values.update(window_params(partitions, daily_window(self.partition)))
         incremental = endpoint.incremental
         if incremental and not self.full_refresh:
@@ -151,15 +177,18 @@ class EndpointExtractor:
                 current = parse_instant(values.get(incremental.param))
                 if since is None or current is None or since > current:
                     values[incremental.param] = (
-                        format_instant(since, partitions.format) if since else mark)
+                        format_instant(since, partitions.format) if since else mark
+                    )
             elif incremental.initial_value and incremental.param not in values:
                 values[incremental.param] = incremental.initial_value
         if placeholders:
             values = {k: _fill(v, placeholders) for k, v in values.items()}
         path = endpoint.path.format(**placeholders) if placeholders else endpoint.path
         if self.spec.kind == "graphql":
-            variables = {k: _fill(v, placeholders) if placeholders else v
-                         for k, v in endpoint.variables.items()}
+            variables = {
+                k: _fill(v, placeholders) if placeholders else v
+                for k, v in endpoint.variables.items()
+            }
             return PageRequest(path=self.spec.graphql_path, variables={**variables, **values})
         return PageRequest(path=path, params=values)
 
@@ -171,8 +200,7 @@ class EndpointExtractor:
     # -- running ---------------------------------------------------------------------------
 
     async def pages(self) -> AsyncIterator[ExtractedPage]:
-        with bind_context(source=self.spec.source, endpoint=self.name,
-                          partition=self.partition):
+        with bind_context(source=self.spec.source, endpoint=self.name, partition=self.partition):
             async for page in self._pages():
                 yield page
         _log.info("extraction_finished", **self.summary.as_dict())
@@ -207,8 +235,9 @@ class EndpointExtractor:
 
     async def _fetch(self, request: PageRequest) -> FetchedPage:
         if self.graphql is not None and self._document is not None:
-            return await self.graphql.fetch(self._document, request,
-                                            errors_policy=self.endpoint.graphql_errors)
+            return await self.graphql.fetch(
+                self._document, request, errors_policy=self.endpoint.graphql_errors
+            )
         return await self.client.fetch(request, method=self.endpoint.method)
 
     def _records(self, fetched: FetchedPage) -> list[Any]:
@@ -217,11 +246,13 @@ class EndpointExtractor:
         if not isinstance(records, list):
             raise ResponseShapeError(
                 f"{self.spec.source}.{self.name}: expected a list of records at "
-                f"{self.endpoint.records or 'the top level'}, got {type(records).__name__}")
+                f"{self.endpoint.records or 'the top level'}, got {type(records).__name__}"
+            )
         return records
 
-    async def _chain(self, first: PageRequest,
-                     parent: Mapping[str, Any] | None) -> AsyncIterator[ExtractedPage]:
+    async def _chain(
+        self, first: PageRequest, parent: Mapping[str, Any] | None
+    ) -> AsyncIterator[ExtractedPage]:
         guard = PageLoopGuard(self.endpoint.max_pages)
         request: PageRequest | None = first
         index = 0
@@ -243,8 +274,9 @@ class EndpointExtractor:
                 return
             request, index = following, index + 1
 
-    async def _fetch_in_order(self, plan: list[PageRequest], guard: PageLoopGuard,
-                              parent: Mapping[str, Any] | None) -> AsyncIterator[ExtractedPage]:
+    async def _fetch_in_order(
+        self, plan: list[PageRequest], guard: PageLoopGuard, parent: Mapping[str, Any] | None
+    ) -> AsyncIterator[ExtractedPage]:
         """Fetch known pages `concurrency` at a time, yielding them in order (bounded memory)."""
         in_flight: deque[asyncio.Task[FetchedPage]] = deque()
         upcoming = iter(plan)
@@ -274,13 +306,20 @@ class EndpointExtractor:
         """Run the endpoint once per parent record, `parent.concurrency` parents at a time."""
         assert self.endpoint.parent is not None
         link = self.endpoint.parent
-        parent_partition = (self.partition
-                            if self.spec.endpoints[link.endpoint].is_partitioned else None)
-        parents = EndpointExtractor(self.spec, link.endpoint, self.client,
-                                    partition=parent_partition, full_refresh=True,
-                                    graphql=self.graphql)
+        parent_partition = (
+            self.partition if self.spec.endpoints[link.endpoint].is_partitioned else None
+        )
+        parents = EndpointExtractor(
+            self.spec,
+            link.endpoint,
+            self.client,
+            partition=parent_partition,
+            full_refresh=True,
+            graphql=self.graphql,
+        )
         queue: asyncio.Queue[ExtractedPage | BaseException | None] = asyncio.Queue(
-            maxsize=link.concurrency * 2)
+            maxsize=link.concurrency * 2
+        )
         slots = asyncio.Semaphore(link.concurrency)
 
         async def run_child(values: dict[str, Any]) -> None:

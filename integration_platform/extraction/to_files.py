@@ -18,10 +18,16 @@ def state_root() -> Path:
     return environment.data_dir() / "state"
 
 
-async def extract_to_directory(spec: SourceSpec, endpoint: str, out_dir: Path, *,
-                               partition: str | None = None, full_refresh: bool = False,
-                               clock: Clock | None = None,
-                               state: IncrementalState | None = None) -> ExtractionSummary:
+async def extract_to_directory(
+    spec: SourceSpec,
+    endpoint: str,
+    out_dir: Path,
+    *,
+    partition: str | None = None,
+    full_refresh: bool = False,
+    clock: Clock | None = None,
+    state: IncrementalState | None = None,
+) -> ExtractionSummary:
     """Pages land as `page-000001.json` (raw bodies); marks advance only at the end."""
     check_partition_key(f"{spec.source}.{endpoint}", spec.endpoints[endpoint], partition)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -30,12 +36,24 @@ async def extract_to_directory(spec: SourceSpec, endpoint: str, out_dir: Path, *
         return await _extract(spec, endpoint, out_dir, partition, full_refresh, clock, state)
 
 
-async def _extract(spec: SourceSpec, endpoint: str, out_dir: Path, partition: str | None,
-                   full_refresh: bool, clock: Clock | None,
-                   state: IncrementalState) -> ExtractionSummary:
-    async with open_extractor(spec, endpoint, state_dir=state_root() / "ratelimit",
-                              partition=partition, state=state, full_refresh=full_refresh,
-                              clock=clock) as extractor:
+async def _extract(
+    spec: SourceSpec,
+    endpoint: str,
+    out_dir: Path,
+    partition: str | None,
+    full_refresh: bool,
+    clock: Clock | None,
+    state: IncrementalState,
+) -> ExtractionSummary:
+    async with open_extractor(
+        spec,
+        endpoint,
+        state_dir=state_root() / "ratelimit",
+        partition=partition,
+        state=state,
+        full_refresh=full_refresh,
+        clock=clock,
+    ) as extractor:
         async for page in extractor.pages():
             target = out_dir / f"page-{page.index + 1:06d}.json"
             tmp = target.with_suffix(".tmp")

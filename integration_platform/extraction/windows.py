@@ -41,8 +41,9 @@ def check_partition_key(name: str, endpoint: EndpointSpec, partition_key: str | 
         raise PartitionKeyError(f"{name} is not partitioned: run it without a partition")
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", partition_key):
         shown = partition_key if len(partition_key) <= 40 else partition_key[:40] + "..."
-        raise PartitionKeyError(f"partition {shown!r} is not a day: daily partitions are "
-                                "YYYY-MM-DD")
+        raise PartitionKeyError(
+            f"partition {shown!r} is not a day: daily partitions are YYYY-MM-DD"
+        )
     daily_window(partition_key)  # a real date (not 2025-02-30)
 
 

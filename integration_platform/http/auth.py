@@ -63,14 +63,24 @@ def build_auth(spec: AuthSpec, base_url: str, clock: Clock | None = None) -> htt
             return Basic(spec.username, spec.password)
         case spec_models.OAuth2ClientCredentials():
             return ClientCredentials(
-                resolve_url(base_url, spec.token_url), spec.client_id, spec.client_secret,
-                scope=spec.scope, client_auth=spec.client_auth,
-                refresh_margin_seconds=spec.refresh_margin_seconds, clock=clock,
+                resolve_url(base_url, spec.token_url),
+                spec.client_id,
+                spec.client_secret,
+                scope=spec.scope,
+                client_auth=spec.client_auth,
+                refresh_margin_seconds=spec.refresh_margin_seconds,
+                clock=clock,
             )
         case spec_models.HmacAuth():
-            return HmacSigner(spec.key_id, spec.secret, algorithm=spec.algorithm,
-                              canonical=spec.canonical, headers=spec.headers,
-                              encoding=spec.encoding, clock=clock)
+            return HmacSigner(
+                spec.key_id,
+                spec.secret,
+                algorithm=spec.algorithm,
+                canonical=spec.canonical,
+                headers=spec.headers,
+                encoding=spec.encoding,
+                clock=clock,
+            )
         case spec_models.CustomAuth():
             return load_custom_auth(spec.class_path, spec.options)
     raise TypeError(f"unsupported auth spec {type(spec).__name__}")  # pragma: no cover
@@ -89,8 +99,9 @@ def resolve_url(base_url: str, url: str) -> str:
 class ApiKey(httpx.Auth):
     """A fixed key in a header or a query parameter."""
 
-    def __init__(self, name: str, value: SecretStr,
-                 location: Literal["header", "query"] = "header") -> None:
+    def __init__(
+        self, name: str, value: SecretStr, location: Literal["header", "query"] = "header"
+    ) -> None:
         self.name = name
         self.location = location
         self._value = value
@@ -145,11 +156,19 @@ class ClientCredentials(httpx.Auth):
 
     requires_request_body = True  # a request refused with 401 is sent again
 
-    def __init__(self, token_url: str, client_id: str, client_secret: SecretStr, *,
-                 scope: str | None = None, client_auth: Literal["body", "basic"] = "body",
-                 refresh_margin_seconds: float = 30.0, clock: Clock | None = None,
-                 timeout: float = 30.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: SecretStr,
+        *,
+        scope: str | None = None,
+        client_auth: Literal["body", "basic"] = "body",
+        refresh_margin_seconds: float = 30.0,
+        clock: Clock | None = None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.token_url = token_url
         self.client_id = client_id
         self.scope = scope
@@ -180,8 +199,10 @@ class ClientCredentials(httpx.Auth):
         response = yield request
         if response.status_code != 401:
             return
-        logger.info("%s refused the access token (HTTP 401): fetching a new one",
-                    _without_query(request.url))
+        logger.info(
+            "%s refused the access token (HTTP 401): fetching a new one",
+            _without_query(request.url),
+        )
         token = await self._replace_token(token)
         request.headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         response = yield request
@@ -235,12 +256,17 @@ class ClientCredentials(httpx.Auth):
         requested_at = self._clock.now()
         client = httpx.AsyncClient(transport=self._transport, timeout=self._timeout)
         try:
-            response = await client.post(self.token_url, data=form,
-                                         auth=basic or httpx.USE_CLIENT_DEFAULT,
-                                         headers={"Accept": "application/json"})
+            response = await client.post(
+                self.token_url,
+                data=form,
+                auth=basic or httpx.USE_CLIENT_DEFAULT,
+                headers={"Accept": "application/json"},
+            )
         except httpx.UnsupportedProtocol:
-            raise AuthError(f"token_url {self.token_url!r} is not an http(s) URL: write an "
-                            "absolute URL, or a path relative to base_url") from None
+            raise AuthError(
+                f"token_url {self.token_url!r} is not an http(s) URL: write an "
+                "absolute URL, or a path relative to base_url"
+            ) from None
         except httpx.TransportError as exc:
             raise TransientHTTPError(
                 f"could not reach the token endpoint {self.token_url} "
@@ -255,8 +281,7 @@ class ClientCredentials(httpx.Auth):
         else:
             margin = min(self.refresh_margin_seconds, lifetime / 2)
             self._refresh_at = requested_at + lifetime - margin
-        logger.debug("fetched an access token from %s (expires in %s s)", self.token_url,
-                     lifetime)
+        logger.debug("fetched an access token from %s (expires in %s s)", self.token_url, lifetime)
 
     def _parse_token_response(self, response: httpx.Response) -> tuple[SecretStr, float | None]:
         status = response.status_code
@@ -265,8 +290,9 @@ class ClientCredentials(httpx.Auth):
                 f"the token endpoint {self.token_url} answered HTTP {status}"
                 f"{self._server_error(response)}; it will be retried",
                 status_code=status,
-                retry_after=parse_retry_after(response.headers.get("retry-after"),
-                                              self._clock.now()),
+                retry_after=parse_retry_after(
+                    response.headers.get("retry-after"), self._clock.now()
+                ),
             )
         if not response.is_success:
             raise AuthError(
@@ -283,13 +309,17 @@ class ClientCredentials(httpx.Auth):
                 raise TransientHTTPError(
                     f"the token endpoint {self.token_url} answered HTTP {status} with a JSON "
                     f"body that does not parse ({len(response.content)} bytes; probably cut "
-                    "off); it will be retried", status_code=status) from None
+                    "off); it will be retried",
+                    status_code=status,
+                ) from None
             body = None  # an HTML login page or the like: token_url is wrong (below)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise AuthError(f"the token endpoint {self.token_url} answered HTTP {status} without "
-                            "an access_token: check that token_url points at the OAuth2 token "
-                            "endpoint")
+            raise AuthError(
+                f"the token endpoint {self.token_url} answered HTTP {status} without "
+                "an access_token: check that token_url points at the OAuth2 token "
+                "endpoint"
+            )
         expires_in = body.get("expires_in")
         try:
             lifetime = float(expires_in) if expires_in is not None else None
@@ -306,8 +336,9 @@ class ClientCredentials(httpx.Auth):
             return f": {self._redact(text)}" if text else ""
         if not isinstance(body, dict):
             return ""
-        parts = [str(body[key]) for key in ("error", "error_description", "message")
-                 if body.get(key)]
+        parts = [
+            str(body[key]) for key in ("error", "error_description", "message") if body.get(key)
+        ]
         return f": {self._redact(': '.join(parts))}" if parts else ""
 
     def _redact(self, text: str) -> str:
@@ -315,9 +346,11 @@ class ClientCredentials(httpx.Auth):
         return text.replace(secret, "***") if secret else text
 
     def __repr__(self) -> str:
-        return (f"ClientCredentials(token_url={self.token_url!r}, client_id={self.client_id!r}, "
-                f"client_secret={_HIDDEN}, scope={self.scope!r}, "
-                f"client_auth={self.client_auth!r})")
+        return (
+            f"ClientCredentials(token_url={self.token_url!r}, client_id={self.client_id!r}, "
+            f"client_secret={_HIDDEN}, scope={self.scope!r}, "
+            f"client_auth={self.client_auth!r})"
+        )
 
 
 def _without_query(url: httpx.URL) -> str:
@@ -327,11 +360,15 @@ def _without_query(url: httpx.URL) -> str:
 
 # -- HMAC request signing ---------------------------------------------------------------------
 
-SIGNING_PLACEHOLDERS = frozenset({"method", "path", "query", "path_query", "timestamp",
-                                  "body_sha256", "key_id"})
+SIGNING_PLACEHOLDERS = frozenset(
+    {"method", "path", "query", "path_query", "timestamp", "body_sha256", "key_id"}
+)
 DEFAULT_CANONICAL = "{method}\n{path_query}\n{timestamp}\n{body_sha256}"
-DEFAULT_SIGNED_HEADERS = {"X-Key-Id": "{key_id}", "X-Timestamp": "{timestamp}",
-                          "X-Signature": "{signature}"}
+DEFAULT_SIGNED_HEADERS = {
+    "X-Key-Id": "{key_id}",
+    "X-Timestamp": "{timestamp}",
+    "X-Signature": "{signature}",
+}
 
 
 class HmacSigner(httpx.Auth):
@@ -344,10 +381,17 @@ class HmacSigner(httpx.Auth):
 
     requires_request_body = True
 
-    def __init__(self, key_id: str, secret: SecretStr, *,
-                 algorithm: Literal["sha256", "sha512", "sha1"] = "sha256",
-                 canonical: str = DEFAULT_CANONICAL, headers: Mapping[str, str] | None = None,
-                 encoding: Literal["hex", "base64"] = "hex", clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        key_id: str,
+        secret: SecretStr,
+        *,
+        algorithm: Literal["sha256", "sha512", "sha1"] = "sha256",
+        canonical: str = DEFAULT_CANONICAL,
+        headers: Mapping[str, str] | None = None,
+        encoding: Literal["hex", "base64"] = "hex",
+        clock: Clock | None = None,
+    ) -> None:
         headers = dict(DEFAULT_SIGNED_HEADERS if headers is None else headers)
         _check_template("canonical", canonical, SIGNING_PLACEHOLDERS)
         for name, template in headers.items():
@@ -377,17 +421,25 @@ class HmacSigner(httpx.Auth):
             "body_sha256": hashlib.sha256(request.content).hexdigest(),
             "key_id": self.key_id,
         }
-        digest = hmac.new(self._secret.get_secret_value().encode(),
-                          self.canonical.format(**values).encode(), self.algorithm).digest()
-        signature = (digest.hex() if self.encoding == "hex"
-                     else base64.b64encode(digest).decode("ascii"))
-        return {name: template.format(**values, signature=signature)
-                for name, template in self.headers.items()}
+        digest = hmac.new(
+            self._secret.get_secret_value().encode(),
+            self.canonical.format(**values).encode(),
+            self.algorithm,
+        ).digest()
+        signature = (
+            digest.hex() if self.encoding == "hex" else base64.b64encode(digest).decode("ascii")
+        )
+        return {
+            name: template.format(**values, signature=signature)
+            for name, template in self.headers.items()
+        }
 
     def __repr__(self) -> str:
-        return (f"HmacSigner(key_id={self.key_id!r}, secret={_HIDDEN}, "
-                f"algorithm={self.algorithm!r}, encoding={self.encoding!r}, "
-                f"headers={sorted(self.headers)!r})")
+        return (
+            f"HmacSigner(key_id={self.key_id!r}, secret={_HIDDEN}, "
+            f"algorithm={self.algorithm!r}, encoding={self.encoding!r}, "
+            f"headers={sorted(self.headers)!r})"
+        )
 
 
 def _check_template(where: str, template: str, allowed: frozenset[str]) -> None:
@@ -395,12 +447,16 @@ def _check_template(where: str, template: str, allowed: frozenset[str]) -> None:
     try:
         fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as exc:
-        raise ValueError(f"hmac {where} {template!r} is not a valid template ({exc}): write a "
-                         "literal brace as {{ or }}") from None
+        raise ValueError(
+            f"hmac {where} {template!r} is not a valid template ({exc}): write a "
+            "literal brace as {{ or }}"
+        ) from None
     unknown = sorted(set(fields) - allowed)
     if unknown:
-        raise ValueError(f"hmac {where} uses unknown placeholder(s) {unknown}: "
-                         f"the placeholders are {sorted(allowed)}")
+        raise ValueError(
+            f"hmac {where} uses unknown placeholder(s) {unknown}: "
+            f"the placeholders are {sorted(allowed)}"
+        )
 
 
 # -- custom -----------------------------------------------------------------------------------
@@ -412,8 +468,10 @@ def load_custom_auth(class_path: str, options: Mapping[str, Any]) -> httpx.Auth:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"custom auth {class_path!r}: cannot import {module_name!r} ({exc}); "
-                         "is the module installed or on PYTHONPATH?") from None
+        raise ValueError(
+            f"custom auth {class_path!r}: cannot import {module_name!r} ({exc}); "
+            "is the module installed or on PYTHONPATH?"
+        ) from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
         raise ValueError(f"custom auth {class_path!r}: {module_name} has no class {attribute!r}")
@@ -421,13 +479,16 @@ def load_custom_auth(class_path: str, options: Mapping[str, Any]) -> httpx.Auth:
         inspect.signature(factory).bind(**options)
     except TypeError as exc:
         # bind() names parameters, never values: options may hold secrets from the environment.
-        raise ValueError(f"custom auth {class_path!r}: options {sorted(options)} do not fit its "
-                         f"parameters ({exc})") from None
+        raise ValueError(
+            f"custom auth {class_path!r}: options {sorted(options)} do not fit its "
+            f"parameters ({exc})"
+        ) from None
     except ValueError:
         pass  # no introspectable signature: let the call itself complain
     auth = factory(**options)
     if not isinstance(auth, httpx.Auth):
-        raise ValueError(f"custom auth {class_path!r} built a {type(auth).__name__}, not an "
-                         "httpx.Auth: subclass httpx.Auth and implement auth_flow")
+        raise ValueError(
+            f"custom auth {class_path!r} built a {type(auth).__name__}, not an "
+            "httpx.Auth: subclass httpx.Auth and implement auth_flow"
+        )
     return auth
-

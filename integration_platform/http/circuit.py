@@ -23,8 +23,14 @@ class CircuitBreaker:
     the methods never await, so its tasks cannot interleave inside them.
     """
 
-    def __init__(self, failure_threshold: int, cooldown_seconds: float,
-                 clock: Clock | None = None, *, source: str = "This source") -> None:
+    def __init__(
+        self,
+        failure_threshold: int,
+        cooldown_seconds: float,
+        clock: Clock | None = None,
+        *,
+        source: str = "This source",
+    ) -> None:
         if failure_threshold < 1:
             raise ValueError(f"failure_threshold must be at least 1, not {failure_threshold!r}")
         if cooldown_seconds <= 0:
@@ -40,8 +46,9 @@ class CircuitBreaker:
         self._trial_started_at: float | None = None
 
     @classmethod
-    def from_spec(cls, spec: CircuitBreakerSpec, source: str,
-                  clock: Clock | None = None) -> CircuitBreaker:
+    def from_spec(
+        cls, spec: CircuitBreakerSpec, source: str, clock: Clock | None = None
+    ) -> CircuitBreaker:
         return cls(spec.failure_threshold, spec.cooldown_seconds, clock, source=source)
 
     @property
@@ -69,7 +76,8 @@ class CircuitBreaker:
             raise CircuitOpenError(
                 f"{self.source} failed {self.consecutive_failures} times in a row and one trial "
                 "call is checking whether it recovered; calls are refused until it reports. "
-                "Retry in a moment.")
+                "Retry in a moment."
+            )
         self._trial_started_at = now
 
     def record_success(self) -> None:
@@ -101,8 +109,10 @@ class CircuitBreaker:
     def _refusal(self, retry_at: float, now: float) -> str:
         when = datetime.fromtimestamp(retry_at, UTC).strftime("%H:%M:%S UTC")
         last = f" (last: {self.last_failure})" if self.last_failure else ""
-        return (f"{self.source} failed {self.consecutive_failures} times in a row{last}, so "
-                f"calls to it are paused; one trial call will go through at {when} "
-                f"(in {retry_at - now:.1f}s). Check the API's status and the source's base_url "
-                "and credentials, then re-run; if these failures are expected, raise "
-                "circuit_breaker.failure_threshold in the source spec.")
+        return (
+            f"{self.source} failed {self.consecutive_failures} times in a row{last}, so "
+            f"calls to it are paused; one trial call will go through at {when} "
+            f"(in {retry_at - now:.1f}s). Check the API's status and the source's base_url "
+            "and credentials, then re-run; if these failures are expected, raise "
+            "circuit_breaker.failure_threshold in the source spec."
+        )

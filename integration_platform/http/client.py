@@ -99,18 +99,30 @@ class GovernedTransport(httpx.AsyncBaseTransport):
         stats.requests += 1
         request_id = uuid.uuid4().hex[:12]
         started = time.monotonic()
-        fields = {"request_id": request_id, "source": self._client.spec.source,
-                  "method": request.method, "attempt": CURRENT_ATTEMPT.get(),
-                  "url": redact_url(request.url, self._client.secret_params)}
+        fields = {
+            "request_id": request_id,
+            "source": self._client.spec.source,
+            "method": request.method,
+            "attempt": CURRENT_ATTEMPT.get(),
+            "url": redact_url(request.url, self._client.secret_params),
+        }
         try:
             response = await self._inner.handle_async_request(request)
         except httpx.TransportError as exc:
-            _log.warning("http_request", **fields, error=type(exc).__name__,
-                         latency_ms=round((time.monotonic() - started) * 1000, 1))
+            _log.warning(
+                "http_request",
+                **fields,
+                error=type(exc).__name__,
+                latency_ms=round((time.monotonic() - started) * 1000, 1),
+            )
             raise
-        _log.info("http_request", **fields, status=response.status_code,
-                  latency_ms=round((time.monotonic() - started) * 1000, 1),
-                  rate_limit_wait_ms=round(waited * 1000, 1))
+        _log.info(
+            "http_request",
+            **fields,
+            status=response.status_code,
+            latency_ms=round((time.monotonic() - started) * 1000, 1),
+            rate_limit_wait_ms=round(waited * 1000, 1),
+        )
         if limiter is not None:
             limiter.observe(response.headers, response.status_code)
         return response
@@ -122,29 +134,54 @@ class GovernedTransport(httpx.AsyncBaseTransport):
 class SourceClient:
     """The HTTP client of one source; share one instance across that source's endpoints."""
 
-    def __init__(self, spec: SourceSpec, *, state_dir: Path | None = None,
-                 clock: Clock | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        spec: SourceSpec,
+        *,
+        state_dir: Path | None = None,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.spec = spec
         self.clock = clock or SystemClock()
         self.stats = RequestStats()
         self.secret_params = secret_query_params(spec)
         self.secrets = secret_values(spec)
         rate = spec.rate_limit
-        self.limiter = None if rate is None else SharedRateLimiter(
-            spec.source, rate.requests_per_second, burst=rate.burst, state_dir=state_dir,
-            clock=self.clock, respect_headers=rate.respect_headers)
+        self.limiter = (
+            None
+            if rate is None
+            else SharedRateLimiter(
+                spec.source,
+                rate.requests_per_second,
+                burst=rate.burst,
+                state_dir=state_dir,
+                clock=self.clock,
+                respect_headers=rate.respect_headers,
+            )
+        )
         self.breaker = CircuitBreaker.from_spec(spec.circuit_breaker, spec.source, self.clock)
         timeout = spec.timeout
-        self.timeout = httpx.Timeout(connect=timeout.connect_seconds, read=timeout.read_seconds,
-                                     write=timeout.write_seconds, pool=timeout.total_seconds)
+        self.timeout = httpx.Timeout(
+            connect=timeout.connect_seconds,
+            read=timeout.read_seconds,
+            write=timeout.write_seconds,
+            pool=timeout.total_seconds,
+        )
         inner = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=spec.concurrency * 2,
-                                max_keepalive_connections=spec.concurrency * 2))
+            limits=httpx.Limits(
+                max_connections=spec.concurrency * 2, max_keepalive_connections=spec.concurrency * 2
+            )
+        )
         self.auth = build_auth(spec.auth, spec.base_url, self.clock)
         self.http = httpx.AsyncClient(
-            base_url=spec.base_url, headers=spec.headers, auth=self.auth, timeout=self.timeout,
-            transport=GovernedTransport(inner, self), follow_redirects=True)
+            base_url=spec.base_url,
+            headers=spec.headers,
+            auth=self.auth,
+            timeout=self.timeout,
+            transport=GovernedTransport(inner, self),
+            follow_redirects=True,
+        )
 
     async def __aenter__(self) -> SourceClient:
         return self
@@ -160,27 +197,31 @@ class SourceClient:
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def fetch(self, request: PageRequest, *, method: str = "GET",
-                    json_body: Any = None) -> FetchedPage:
+    async def fetch(
+        self, request: PageRequest, *, method: str = "GET", json_body: Any = None
+    ) -> FetchedPage:
         """GET (or POST) one page and parse its JSON, retrying what is worth retrying."""
 
         async def attempt() -> FetchedPage:
             return await self._attempt(request, method, json_body)
 
         page: FetchedPage = await self.retrying(
-            attempt, lambda: self.describe(method, self._url(request)))
+            attempt, lambda: self.describe(method, self._url(request))
+        )
         return page
 
-    async def retrying(self, attempt: Callable[[], Any],
-                       description: str | Callable[[], str]) -> Any:
+    async def retrying(
+        self, attempt: Callable[[], Any], description: str | Callable[[], str]
+    ) -> Any:
         """Run `attempt` under the source's retry policy; raise RetriesExhausted with history.
 
         `description` may be a function: it is called only if every attempt fails."""
         policy = self.spec.retry
         history: list[Attempt] = []
         started = time.monotonic()
-        jitter = wait_random_exponential(multiplier=policy.initial_delay_seconds,
-                                         max=policy.max_delay_seconds)
+        jitter = wait_random_exponential(
+            multiplier=policy.initial_delay_seconds, max=policy.max_delay_seconds
+        )
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -191,8 +232,9 @@ class SourceClient:
         def record(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             waited = state.next_action.sleep if state.next_action else 0.0
-            history.append(Attempt(state.attempt_number, str(exc),
-                                   time.monotonic() - started, waited))
+            history.append(
+                Attempt(state.attempt_number, str(exc), time.monotonic() - started, waited)
+            )
             self.stats.retries += 1
 
         attempts = 0
@@ -206,20 +248,23 @@ class SourceClient:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.max_attempts)
             | stop_after_delay(policy.max_elapsed_seconds),
-            wait=wait, retry=retry_if_exception_type(TransientHTTPError),
-            sleep=self.clock.sleep, before_sleep=record)
+            wait=wait,
+            retry=retry_if_exception_type(TransientHTTPError),
+            sleep=self.clock.sleep,
+            before_sleep=record,
+        )
         try:
             return await retrying(numbered)
         except RetryError as exc:
             last = exc.last_attempt.exception()
-            history.append(Attempt(exc.last_attempt.attempt_number, str(last),
-                                   time.monotonic() - started))
+            history.append(
+                Attempt(exc.last_attempt.attempt_number, str(last), time.monotonic() - started)
+            )
             described = description if isinstance(description, str) else description()
             raise RetriesExhausted(described, history) from last
 
     def _url(self, request: PageRequest) -> httpx.URL:
-        return self.http.build_request("GET", request.path,
-                                       params=dict(request.params) or None).url
+        return self.http.build_request("GET", request.path, params=dict(request.params) or None).url
 
     async def _attempt(self, request: PageRequest, method: str, json_body: Any) -> FetchedPage:
         self.breaker.check()
@@ -233,17 +278,18 @@ class SourceClient:
             async with asyncio.timeout(self.spec.timeout.total_seconds):
                 # `params=None` when empty: httpx drops a URL's own query whenever params is given.
                 response = await self.http.request(
-                    method, request.path, params=dict(request.params) or None, json=json_body)
+                    method, request.path, params=dict(request.params) or None, json=json_body
+                )
         except (httpx.TimeoutException, TimeoutError) as exc:
             self._failed()
             self.stats.transport_errors += 1
-            raise TransientHTTPError(
-                f"{description()}: timed out ({type(exc).__name__})") from exc
+            raise TransientHTTPError(f"{description()}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             self._failed()
             self.stats.transport_errors += 1
             raise TransientHTTPError(
-                f"{description()}: connection failed ({type(exc).__name__}: {exc})") from exc
+                f"{description()}: connection failed ({type(exc).__name__}: {exc})"
+            ) from exc
         self.stats.bytes += len(response.content)
         if response.status_code >= 400:
             self._check_status(response, description())
@@ -253,11 +299,18 @@ class SourceClient:
             self._failed()
             raise TransientHTTPError(
                 f"{description()}: the body is not valid JSON ({len(response.content)} bytes, "
-                f"{exc}); it was probably cut off") from exc
+                f"{exc}); it was probably cut off"
+            ) from exc
         self.breaker.record_success()
-        return FetchedPage(request=request, url=redact_url(response.url, self.secret_params),
-                           status_code=response.status_code, headers=response.headers,
-                           content=response.content, body=body, fetched_at=datetime.now(UTC))
+        return FetchedPage(
+            request=request,
+            url=redact_url(response.url, self.secret_params),
+            status_code=response.status_code,
+            headers=response.headers,
+            content=response.content,
+            body=body,
+            fetched_at=datetime.now(UTC),
+        )
 
     def _failed(self) -> None:
         self.breaker.record_failure()
@@ -274,16 +327,21 @@ class SourceClient:
                 self.stats.throttled += 1
             else:
                 self.stats.server_errors += 1
-            retry_after = parse_retry_after(response.headers.get("retry-after"),
-                                            self.clock.now())
-            raise TransientHTTPError(f"{description}: HTTP {status}: {snippet}",
-                                     status_code=status, retry_after=retry_after)
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
+            raise TransientHTTPError(
+                f"{description}: HTTP {status}: {snippet}",
+                status_code=status,
+                retry_after=retry_after,
+            )
         if status == 401:
             raise AuthError(
                 f"{description}: HTTP 401 (credentials refused): {snippet}. Check the "
-                f"credentials the spec of {self.spec.source!r} reads from the environment.")
+                f"credentials the spec of {self.spec.source!r} reads from the environment."
+            )
         if status == 403:
             raise PermanentHTTPError(
                 f"{description}: HTTP 403 (forbidden): {snippet}. The credentials work but "
-                "lack permission for this resource.", status)
+                "lack permission for this resource.",
+                status,
+            )
         raise PermanentHTTPError(f"{description}: HTTP {status}: {snippet}", status)

@@ -25,8 +25,9 @@ class PermanentHTTPError(ExtractionError):
 class TransientHTTPError(ExtractionError):
     """A failure worth retrying: 429/5xx, timeouts, dropped connections, truncated bodies."""
 
-    def __init__(self, message: str, status_code: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.retry_after = retry_after
@@ -50,10 +51,13 @@ class RetriesExhausted(ExtractionError):
     attempts: list[Attempt] = field(default_factory=list)
 
     def __str__(self) -> str:
-        history = "; ".join(f"#{a.number} {a.outcome} after {a.elapsed_seconds:.2f}s"
-                            for a in self.attempts)
-        return (f"{self.request} failed after {len(self.attempts)} attempts ({history}). "
-                "The API kept failing: check its status, or raise retry.max_attempts.")
+        history = "; ".join(
+            f"#{a.number} {a.outcome} after {a.elapsed_seconds:.2f}s" for a in self.attempts
+        )
+        return (
+            f"{self.request} failed after {len(self.attempts)} attempts ({history}). "
+            "The API kept failing: check its status, or raise retry.max_attempts."
+        )
 
 
 class CircuitOpenError(ExtractionError):

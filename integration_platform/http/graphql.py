@@ -38,7 +38,8 @@ from integration_platform.http.ratelimit import parse_retry_after
 # and gql hands back only the parsed result. A list, not a value, because gql runs the request
 # in a child task that sees a copy of the context: appending to a shared list crosses over.
 _RESPONSES: contextvars.ContextVar[list[httpx.Response] | None] = contextvars.ContextVar(
-    "graphql_responses", default=None)
+    "graphql_responses", default=None
+)
 
 
 def _last_response() -> httpx.Response | None:
@@ -53,10 +54,14 @@ class _RecordingTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
         content = await response.aread()
-        headers = [(k, v) for k, v in response.headers.multi_items()
-                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
-        recorded = httpx.Response(response.status_code, headers=headers, content=content,
-                                  request=request)
+        headers = [
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        recorded = httpx.Response(
+            response.status_code, headers=headers, content=content, request=request
+        )
         responses = _RESPONSES.get()
         if responses is not None:
             responses.append(recorded)
@@ -73,14 +78,23 @@ class GraphQLClient:
         self.source = source_client
         spec = source_client.spec
         self.url = spec.base_url.rstrip("/") + spec.graphql_path
-        inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(
-            max_connections=spec.concurrency * 2, max_keepalive_connections=spec.concurrency * 2))
+        inner = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(
+                max_connections=spec.concurrency * 2, max_keepalive_connections=spec.concurrency * 2
+            )
+        )
         transport = HTTPXAsyncTransport(
-            url=self.url, auth=source_client.auth, timeout=source_client.timeout,
+            url=self.url,
+            auth=source_client.auth,
+            timeout=source_client.timeout,
             headers=dict(spec.headers),
-            transport=_RecordingTransport(GovernedTransport(inner, source_client)))
-        self._client = Client(transport=transport, fetch_schema_from_transport=validate_schema,
-                              execute_timeout=spec.timeout.total_seconds)
+            transport=_RecordingTransport(GovernedTransport(inner, source_client)),
+        )
+        self._client = Client(
+            transport=transport,
+            fetch_schema_from_transport=validate_schema,
+            execute_timeout=spec.timeout.total_seconds,
+        )
         self._session: Any = None
 
     async def __aenter__(self) -> GraphQLClient:
@@ -102,11 +116,13 @@ class GraphQLClient:
         try:
             return gql(document)
         except GraphQLError as exc:
-            raise ResponseShapeError(f"{name}: not a valid GraphQL document: {exc.message}") \
-                from exc
+            raise ResponseShapeError(
+                f"{name}: not a valid GraphQL document: {exc.message}"
+            ) from exc
 
-    async def fetch(self, document: GraphQLRequest, request: PageRequest, *,
-                    errors_policy: str = "fail") -> FetchedPage:
+    async def fetch(
+        self, document: GraphQLRequest, request: PageRequest, *, errors_policy: str = "fail"
+    ) -> FetchedPage:
         """Execute one page of `document` with `request.variables`, retrying transient faults."""
         variables = dict(request.variables or {})
 
@@ -115,8 +131,8 @@ class GraphQLClient:
             _RESPONSES.set([])
             try:
                 result = await self._session.execute(
-                    GraphQLRequest(document, variable_values=variables),
-                    get_execution_result=True)
+                    GraphQLRequest(document, variable_values=variables), get_execution_result=True
+                )
                 data, errors = result.data, list(result.errors or [])
             except TransportQueryError as exc:
                 # gql raises on any `errors` array, even next to data: the policy decides.
@@ -125,31 +141,43 @@ class GraphQLClient:
                 if isinstance(exc, GraphQLError):
                     raise ResponseShapeError(
                         f"{self.url}: the query no longer fits the API's schema: {exc.message}. "
-                        "Update the .graphql file to the current schema.") from exc
+                        "Update the .graphql file to the current schema."
+                    ) from exc
                 raise self._classify(exc, "query") from exc
             self.source.breaker.record_success()
             return self._page(request, data, errors, errors_policy)
 
         page: FetchedPage = await self.source.retrying(
-            attempt, f"{self.source.spec.source}: POST {self.url}")
+            attempt, f"{self.source.spec.source}: POST {self.url}"
+        )
         return page
 
-    def _page(self, request: PageRequest, data: Any, errors: list[Any],
-              errors_policy: str) -> FetchedPage:
+    def _page(
+        self, request: PageRequest, data: Any, errors: list[Any], errors_policy: str
+    ) -> FetchedPage:
         raw = _last_response()
         if errors and (errors_policy == "fail" or data is None):
-            summary = "; ".join(f"{e.get('message')} at {'.'.join(map(str, e.get('path') or []))}"
-                                for e in errors[:5])
+            summary = "; ".join(
+                f"{e.get('message')} at {'.'.join(map(str, e.get('path') or []))}"
+                for e in errors[:5]
+            )
             raise GraphQLResponseError(
                 f"{self.url}: the API answered with {len(errors)} GraphQL error(s): {summary}. "
-                "Set graphql_errors: record on the endpoint to keep partial data.", errors)
+                "Set graphql_errors: record on the endpoint to keep partial data.",
+                errors,
+            )
         content = raw.content if raw is not None else b""
         self.source.stats.bytes += len(content)
-        return FetchedPage(request=request, url=self.url,
-                           status_code=raw.status_code if raw is not None else 200,
-                           headers=raw.headers if raw is not None else httpx.Headers(),
-                           content=content, body=data, fetched_at=datetime.now(UTC),
-                           graphql_errors=errors)
+        return FetchedPage(
+            request=request,
+            url=self.url,
+            status_code=raw.status_code if raw is not None else 200,
+            headers=raw.headers if raw is not None else httpx.Headers(),
+            content=content,
+            body=data,
+            fetched_at=datetime.now(UTC),
+            graphql_errors=errors,
+        )
 
     def _classify(self, exc: Exception, what: str) -> Exception:
         """gql's exceptions mapped onto the engine's transient / permanent split."""
@@ -164,14 +192,24 @@ class GraphQLClient:
                 else:
                     stats.server_errors += 1
                 header = raw.headers.get("retry-after") if raw is not None else None
-                return TransientHTTPError(f"{self.url} ({what}): HTTP {code}", code,
-                                          parse_retry_after(header, self.source.clock.now()))
+                return TransientHTTPError(
+                    f"{self.url} ({what}): HTTP {code}",
+                    code,
+                    parse_retry_after(header, self.source.clock.now()),
+                )
             if code == 401:
-                return AuthError(f"{self.url} ({what}): HTTP 401 (credentials refused). Check "
-                                 "the token the spec reads from the environment.")
+                return AuthError(
+                    f"{self.url} ({what}): HTTP 401 (credentials refused). Check "
+                    "the token the spec reads from the environment."
+                )
             return PermanentHTTPError(f"{self.url} ({what}): HTTP {code}: {exc}", code)
-        if isinstance(exc, TransportProtocolError | TransportConnectionFailed
-                      | httpx.TransportError | TimeoutError):
+        if isinstance(
+            exc,
+            TransportProtocolError
+            | TransportConnectionFailed
+            | httpx.TransportError
+            | TimeoutError,
+        ):
             self.source.breaker.record_failure()
             stats.transport_errors += 1
             return TransientHTTPError(f"{self.url} ({what}): {type(exc).__name__}: {exc}")

@@ -91,16 +91,22 @@ class PageRequest:
         return _digest({"path": self.path, "params": self.params, "variables": self.variables})
 
     def to_checkpoint(self) -> dict[str, Any]:
-        return {"path": self.path, "params": dict(self.params),
-                "variables": None if self.variables is None else dict(self.variables)}
+        return {
+            "path": self.path,
+            "params": dict(self.params),
+            "variables": None if self.variables is None else dict(self.variables),
+        }
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Mapping[str, Any]) -> PageRequest:
         path, params = checkpoint.get("path"), checkpoint.get("params", {})
         variables = checkpoint.get("variables")
-        if (not isinstance(path, str) or not isinstance(params, Mapping)
-                or not all(isinstance(v, ParamValue) for v in params.values())
-                or not (variables is None or isinstance(variables, Mapping))):
+        if (
+            not isinstance(path, str)
+            or not isinstance(params, Mapping)
+            or not all(isinstance(v, ParamValue) for v in params.values())
+            or not (variables is None or isinstance(variables, Mapping))
+        ):
             raise ValueError(
                 f"not a pagination checkpoint: {checkpoint!r}. Expected {{'path': str, "
                 "'params': {name: scalar}, 'variables': {...} or None}; delete the checkpoint "
@@ -166,8 +172,15 @@ def _where(keys: list[str | int]) -> str:
 
 
 def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-             int: "a number", float: "a number", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -201,8 +214,10 @@ def select(body: Any, path: str) -> Any:
     node, done = body, list[str | int]()
     for key in _keys(path):
         if node is None and done:
-            raise ResponseShapeError(f"{_where(done)} is null in the response, so {path!r} "
-                                     "cannot be read. The API may have changed")
+            raise ResponseShapeError(
+                f"{_where(done)} is null in the response, so {path!r} "
+                "cannot be read. The API may have changed"
+            )
         node = _step(node, key, done, path)
         done.append(key)
     return node
@@ -226,8 +241,12 @@ def _count(body: Any, path: str, what: str) -> int | None:
         return None
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
-    whole = (isinstance(value, int | float) and not isinstance(value, bool)
-             and float(value).is_integer() and value >= 0)
+    whole = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and float(value).is_integer()
+        and value >= 0
+    )
     if whole:
         return int(value)
     raise ResponseShapeError(
@@ -258,8 +277,9 @@ class PageSlots(ABC):
         try:
             return int(value)
         except (TypeError, ValueError):
-            raise ValueError(f"request {self.what} {name}={value!r} is not a whole number") \
-                from None
+            raise ValueError(
+                f"request {self.what} {name}={value!r} is not a whole number"
+            ) from None
 
 
 class QueryParams(PageSlots):
@@ -311,8 +331,9 @@ def _follow(reference: str, request: PageRequest, response: PageResponse) -> Pag
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     if len({name for name, _ in pairs}) < len(pairs):
         return PageRequest(path=url, params={}, variables=request.variables)
-    return PageRequest(path=urlunsplit(parts._replace(query="")), params=dict(pairs),
-                       variables=request.variables)
+    return PageRequest(
+        path=urlunsplit(parts._replace(query="")), params=dict(pairs), variables=request.variables
+    )
 
 
 # -- Link headers (RFC 8288) ------------------------------------------------------------------
@@ -349,7 +370,7 @@ def parse_link_header(value: str) -> list[Link]:
         if end < 0:
             i = _skip_to_next_link(value, i)
             continue
-        url, i = value[i + 1:end].strip(), end + 1
+        url, i = value[i + 1 : end].strip(), end + 1
         params: dict[str, str] = {}
         while True:
             while i < n and value[i] in " \t":
@@ -420,11 +441,11 @@ def _skip_to_next_link(value: str, i: int) -> int:
 class Paginator(ABC):
     """One pagination style. The engine's loop:
 
-        request = paginator.first_request(base)
-        response = send(request); records = paginator.records(response)
-        rest = paginator.all_requests(request, response)
-        if rest is not None: send them all, concurrently (their records via records())
-        else: while (request := paginator.next_request(request, response)) is not None: ...
+    request = paginator.first_request(base)
+    response = send(request); records = paginator.records(response)
+    rest = paginator.all_requests(request, response)
+    if rest is not None: send them all, concurrently (their records via records())
+    else: while (request := paginator.next_request(request, response)) is not None: ...
     """
 
     def __init__(self, records_path: str, slots: PageSlots | None = None) -> None:
@@ -441,7 +462,7 @@ class Paginator(ABC):
             raise ResponseShapeError(
                 f"expected a list of records at {_where(_keys(self.records_path))}, but found "
                 f"{_kind(records)}: set the endpoint's `records` to the path of the list "
-                "(\"\" when the body itself is the list)"
+                '("" when the body itself is the list)'
             )
         return records
 
@@ -458,8 +479,7 @@ class Paginator(ABC):
 class SinglePagePaginator(Paginator):
     """One request, no pagination. A single object as the body is one record."""
 
-    def __init__(self, spec: SinglePage, records_path: str,
-                 slots: PageSlots | None = None) -> None:
+    def __init__(self, spec: SinglePage, records_path: str, slots: PageSlots | None = None) -> None:
         super().__init__(records_path, slots)
 
     def records(self, response: PageResponse) -> list[Any]:
@@ -481,14 +501,16 @@ class OffsetPaginator(Paginator):
     page_size serves short pages all along, and stopping there would silently drop records.
     """
 
-    def __init__(self, spec: OffsetPagination, records_path: str,
-                 slots: PageSlots | None = None) -> None:
+    def __init__(
+        self, spec: OffsetPagination, records_path: str, slots: PageSlots | None = None
+    ) -> None:
         super().__init__(records_path, slots)
         self.spec = spec
 
     def first_request(self, base: PageRequest) -> PageRequest:
-        return self.slots.set(base, **{self.spec.offset_param: 0,
-                                       self.spec.limit_param: self.spec.page_size})
+        return self.slots.set(
+            base, **{self.spec.offset_param: 0, self.spec.limit_param: self.spec.page_size}
+        )
 
     def _total(self, response: PageResponse) -> int | None:
         path = self.spec.total_path
@@ -515,22 +537,30 @@ class OffsetPaginator(Paginator):
         if step == 0:
             return []
         start = self.slots.whole_number(first, self.spec.offset_param, 0) + step
-        return [self.slots.set(first, **{self.spec.offset_param: offset})
-                for offset in range(start, total, step)]
+        return [
+            self.slots.set(first, **{self.spec.offset_param: offset})
+            for offset in range(start, total, step)
+        ]
 
 
 class PageNumberPaginator(Paginator):
     """`page`/`per_page`: ends on an empty page, a short page, or the last of total_pages
     (when the response tells total_pages, a short page does not end it; see OffsetPaginator)."""
 
-    def __init__(self, spec: PageNumberPagination, records_path: str,
-                 slots: PageSlots | None = None) -> None:
+    def __init__(
+        self, spec: PageNumberPagination, records_path: str, slots: PageSlots | None = None
+    ) -> None:
         super().__init__(records_path, slots)
         self.spec = spec
 
     def first_request(self, base: PageRequest) -> PageRequest:
-        return self.slots.set(base, **{self.spec.page_param: self.spec.first_page,
-                                       self.spec.size_param: self.spec.page_size})
+        return self.slots.set(
+            base,
+            **{
+                self.spec.page_param: self.spec.first_page,
+                self.spec.size_param: self.spec.page_size,
+            },
+        )
 
     def _last_page(self, response: PageResponse) -> int | None:
         path = self.spec.total_pages_path
@@ -556,15 +586,18 @@ class PageNumberPaginator(Paginator):
         if not self.records(response):
             return []
         page = self.slots.whole_number(first, self.spec.page_param, self.spec.first_page)
-        return [self.slots.set(first, **{self.spec.page_param: number})
-                for number in range(page + 1, last + 1)]
+        return [
+            self.slots.set(first, **{self.spec.page_param: number})
+            for number in range(page + 1, last + 1)
+        ]
 
 
 class _ChainPaginator(Paginator):
     """Follows a chain (cursor, next URL, Link header); sends the page size only if one is set."""
 
-    def __init__(self, records_path: str, slots: PageSlots | None, page_size: int | None,
-                 size_param: str) -> None:
+    def __init__(
+        self, records_path: str, slots: PageSlots | None, page_size: int | None, size_param: str
+    ) -> None:
         super().__init__(records_path, slots)
         self._page_size = page_size
         self._size_param = size_param
@@ -578,8 +611,9 @@ class _ChainPaginator(Paginator):
 class CursorPaginator(_ChainPaginator):
     """An opaque cursor from the body, sent back as `cursor_param`; absent, null or "" ends."""
 
-    def __init__(self, spec: CursorPagination, records_path: str,
-                 slots: PageSlots | None = None) -> None:
+    def __init__(
+        self, spec: CursorPagination, records_path: str, slots: PageSlots | None = None
+    ) -> None:
         super().__init__(records_path, slots, spec.page_size, spec.size_param)
         self.spec = spec
 
@@ -600,8 +634,9 @@ class CursorPaginator(_ChainPaginator):
 class NextUrlPaginator(_ChainPaginator):
     """The body holds the next page's URL, absolute or relative; absent, null or "" ends."""
 
-    def __init__(self, spec: NextUrlPagination, records_path: str,
-                 slots: PageSlots | None = None) -> None:
+    def __init__(
+        self, spec: NextUrlPagination, records_path: str, slots: PageSlots | None = None
+    ) -> None:
         super().__init__(records_path, slots, spec.page_size, spec.size_param)
         self.spec = spec
 
@@ -622,8 +657,9 @@ class NextUrlPaginator(_ChainPaginator):
 class LinkHeaderPaginator(_ChainPaginator):
     """RFC 8288 `Link: <url>; rel="next"`: follows the link whose rel includes spec.rel."""
 
-    def __init__(self, spec: LinkHeaderPagination, records_path: str,
-                 slots: PageSlots | None = None) -> None:
+    def __init__(
+        self, spec: LinkHeaderPagination, records_path: str, slots: PageSlots | None = None
+    ) -> None:
         super().__init__(records_path, slots, spec.page_size, spec.size_param)
         self.spec = spec
 
@@ -643,8 +679,9 @@ class RelayPaginator(Paginator):
     connection_path inside `data`; `first`/`after` variables; ends when hasNextPage is false.
     The endpoint's `records` path is not used: the connection says where the records are."""
 
-    def __init__(self, spec: RelayPagination, records_path: str,
-                 slots: PageSlots | None = None) -> None:
+    def __init__(
+        self, spec: RelayPagination, records_path: str, slots: PageSlots | None = None
+    ) -> None:
         super().__init__(records_path, GraphQLVariables())
         self.spec = spec
 
@@ -666,8 +703,10 @@ class RelayPaginator(Paginator):
                 node = _step(node, key, done, path)
                 done.append(key)
         if not isinstance(node, Mapping):
-            raise ResponseShapeError(f"expected a Relay connection object at {path!r}, "
-                                     f"but found {_kind(node)}: check connection_path in the spec")
+            raise ResponseShapeError(
+                f"expected a Relay connection object at {path!r}, "
+                f"but found {_kind(node)}: check connection_path in the spec"
+            )
         return node
 
     def records(self, response: PageResponse) -> list[Any]:
@@ -678,8 +717,9 @@ class RelayPaginator(Paginator):
         else:
             edges = select(connection, "edges")
             if not isinstance(edges, list):
-                raise ResponseShapeError(f"expected a list at '{path}.edges', "
-                                         f"but found {_kind(edges)}")
+                raise ResponseShapeError(
+                    f"expected a list at '{path}.edges', but found {_kind(edges)}"
+                )
             nodes = [None if edge is None else select(edge, "node") for edge in edges]
         if any(node is None for node in nodes):
             raise ResponseShapeError(
@@ -722,8 +762,7 @@ _PAGINATORS: dict[type[Any], Callable[[Any, str, PageSlots], Paginator]] = {
 }
 
 
-def build_paginator(spec: PaginationSpec, records_path: str, *,
-                    graphql: bool = False) -> Paginator:
+def build_paginator(spec: PaginationSpec, records_path: str, *, graphql: bool = False) -> Paginator:
     """The paginator for an endpoint's pagination spec: its page parameters go into the query
     string, or for a GraphQL source into the query's variables."""
     slots = GraphQLVariables() if graphql else QueryParams()

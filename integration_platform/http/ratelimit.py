@@ -73,7 +73,8 @@ class LimiterState:
 # The number acquire() gave the request the current task is making, for observe() to read back:
 # GovernedTransport acquires and observes inside one task, around one request.
 _TICKET: contextvars.ContextVar[tuple[SharedRateLimiter, int] | None] = contextvars.ContextVar(
-    "rate_limit_ticket", default=None)
+    "rate_limit_ticket", default=None
+)
 
 
 # --- header parsing: small pure functions --------------------------------------------------------
@@ -211,8 +212,12 @@ class _FileStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         # thread_local=False: our own threading lock already serializes threads, and a shared
         # context is roughly half the cost of filelock's per-thread one.
-        self._file_lock = FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT_SECONDS,
-                                   poll_interval=LOCK_POLL_SECONDS, thread_local=False)
+        self._file_lock = FileLock(
+            f"{path}.lock",
+            timeout=LOCK_TIMEOUT_SECONDS,
+            poll_interval=LOCK_POLL_SECONDS,
+            thread_local=False,
+        )
         self._lock = threading.Lock()
 
     @classmethod
@@ -247,7 +252,8 @@ class _FileStore:
             raise RateLimitStateError(
                 f"Could not lock {self._file_lock.lock_file} within {LOCK_TIMEOUT_SECONDS:.0f}s: "
                 "another process is stuck holding it. Stop that process, or give this run its "
-                "own state_dir.") from exc
+                "own state_dir."
+            ) from exc
         return result
 
 
@@ -265,10 +271,18 @@ class SharedRateLimiter:
     is shared only by users of this instance, so create one per source and share it.
     """
 
-    def __init__(self, source: str, requests_per_second: float, burst: int = 1,
-                 state_dir: Path | None = None, clock: Clock | None = None,
-                 respect_headers: bool = True, *, low_water_mark: float = 1,
-                 max_block_seconds: float = 3600.0) -> None:
+    def __init__(
+        self,
+        source: str,
+        requests_per_second: float,
+        burst: int = 1,
+        state_dir: Path | None = None,
+        clock: Clock | None = None,
+        respect_headers: bool = True,
+        *,
+        low_water_mark: float = 1,
+        max_block_seconds: float = 3600.0,
+    ) -> None:
         """`respect_headers=False` ignores remaining/reset quota headers (some APIs send wrong
         ones) but still honours Retry-After on 429/503: Retry-After is an instruction, not a
         hint, and calling earlier only earns another refusal (or a ban).
@@ -278,8 +292,9 @@ class SharedRateLimiter:
         `max_block_seconds` caps any single block, so a bogus header cannot stall a run for days.
         """
         if not (math.isfinite(requests_per_second) and requests_per_second > 0):
-            raise ValueError(f"requests_per_second must be a positive number, "
-                             f"not {requests_per_second!r}")
+            raise ValueError(
+                f"requests_per_second must be a positive number, not {requests_per_second!r}"
+            )
         if burst < 1:
             raise ValueError(f"burst must be at least 1, not {burst!r}")
         self.source = source
@@ -290,22 +305,39 @@ class SharedRateLimiter:
         self.low_water_mark = low_water_mark
         self.max_block_seconds = max_block_seconds
         self.clock: Clock = clock or SystemClock()
-        self.state_path = None if state_dir is None else path_under(
-            Path(state_dir), _state_file_name(source), what="rate-limit state name")
+        self.state_path = (
+            None
+            if state_dir is None
+            else path_under(Path(state_dir), _state_file_name(source), what="rate-limit state name")
+        )
         self._store: _MemoryStore | _FileStore = (
-            _MemoryStore() if self.state_path is None else _FileStore(self.state_path))
+            _MemoryStore() if self.state_path is None else _FileStore(self.state_path)
+        )
         self.waited_seconds = 0.0  # total this instance spent waiting in acquire()
         self.blocks = 0  # times this instance pushed the source's block further out
         self.acquired = 0
 
     @classmethod
-    def from_spec(cls, source: str, spec: RateLimitSpec, *, state_dir: Path | None = None,
-                  clock: Clock | None = None) -> SharedRateLimiter:
-        return cls(source, spec.requests_per_second, burst=spec.burst, state_dir=state_dir,
-                   clock=clock, respect_headers=spec.respect_headers)
+    def from_spec(
+        cls,
+        source: str,
+        spec: RateLimitSpec,
+        *,
+        state_dir: Path | None = None,
+        clock: Clock | None = None,
+    ) -> SharedRateLimiter:
+        return cls(
+            source,
+            spec.requests_per_second,
+            burst=spec.burst,
+            state_dir=state_dir,
+            clock=clock,
+            respect_headers=spec.respect_headers,
+        )
 
-    def _reserve(self, state: LimiterState, *,
-                 now: float) -> tuple[LimiterState, tuple[float, int | None]]:
+    def _reserve(
+        self, state: LimiterState, *, now: float
+    ) -> tuple[LimiterState, tuple[float, int | None]]:
         """Book the next slot; a slot that starts now is also a send, and gets its number."""
         start = max(now, state.tat - (self.burst - 1) * self.interval, state.blocked_until)
         tat = max(state.tat, start) + self.interval
@@ -361,8 +393,7 @@ class SharedRateLimiter:
             self.blocks += 1
         return extended
 
-    def observe(self, headers: Mapping[str, str] | httpx.Headers,
-                status_code: int) -> float | None:
+    def observe(self, headers: Mapping[str, str] | httpx.Headers, status_code: int) -> float | None:
         """Learn from a response's rate-limit headers; returns its Retry-After delay, if any.
 
         Call it in the task that acquired the slot for this request: a quota reading then counts
@@ -382,13 +413,19 @@ class SharedRateLimiter:
         ticket = _TICKET.get()
         _TICKET.set(None)  # one response per acquired slot
         if self.respect_headers:
-            readings = [(q.remaining, q.reset_seconds) for q in read_quotas(lowered, now)
-                        if q.reset_seconds is not None]
+            readings = [
+                (q.remaining, q.reset_seconds)
+                for q in read_quotas(lowered, now)
+                if q.reset_seconds is not None
+            ]
             in_flight = 0
             if readings and ticket is not None and ticket[0] is self:
                 in_flight = self._sent_after(ticket[1])
-            resets = [reset for remaining, reset in readings
-                      if reset is not None and remaining - in_flight <= self.low_water_mark]
+            resets = [
+                reset
+                for remaining, reset in readings
+                if reset is not None and remaining - in_flight <= self.low_water_mark
+            ]
             if resets:
                 self.block_until(now + max(resets))
         return retry_after

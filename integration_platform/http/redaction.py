@@ -14,8 +14,19 @@ REDACTED = "***"
 # Not secret by themselves, but they name the account: kept out of messages and logs too.
 IDENTIFIER_FIELDS = frozenset({"client_id", "key_id"})
 # Query parameters that carry credentials in the wild, whatever the spec calls them.
-ALWAYS_SECRET_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token",
-                                  "client_secret", "signature", "sig", "password"})
+ALWAYS_SECRET_PARAMS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "key",
+        "token",
+        "access_token",
+        "client_secret",
+        "signature",
+        "sig",
+        "password",
+    }
+)
 
 
 def secret_query_params(spec: SourceSpec) -> frozenset[str]:
@@ -33,7 +44,8 @@ def redact_url(url: httpx.URL | str, secret_params: Iterable[str] = ALWAYS_SECRE
     # split is ten times cheaper than building an httpx.URL (measured: 0.3 ms per call).
     split = urlsplit(text)
     if "@" not in split.netloc and not any(
-            name.lower() in hidden for name, _ in parse_qsl(split.query, keep_blank_values=True)):
+        name.lower() in hidden for name, _ in parse_qsl(split.query, keep_blank_values=True)
+    ):
         return text
     parsed = httpx.URL(text)
     params = [(k, REDACTED if k.lower() in hidden else v) for k, v in parsed.params.multi_items()]

@@ -19,9 +19,16 @@ import orjson
 from integration_platform.specs.models import ContractField, SchemaContract
 
 # DuckDB's json_type() names onto the spec's field types.
-JSON_TYPES = {"BIGINT": "integer", "UBIGINT": "integer", "HUGEINT": "integer",
-              "DOUBLE": "number", "VARCHAR": "string", "BOOLEAN": "boolean",
-              "OBJECT": "object", "ARRAY": "array"}
+JSON_TYPES = {
+    "BIGINT": "integer",
+    "UBIGINT": "integer",
+    "HUGEINT": "integer",
+    "DOUBLE": "number",
+    "VARCHAR": "string",
+    "BOOLEAN": "boolean",
+    "OBJECT": "object",
+    "ARRAY": "array",
+}
 IMPLIED = {"number": {"number", "integer"}, "any": set(JSON_TYPES.values())}
 
 
@@ -70,17 +77,28 @@ class DriftReport:
         return bool(self.disappeared or self.retyped)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"disappeared": self.disappeared, "retyped": self.retyped,
-                "renamed": self.renamed, "new_fields": self.new_fields}
+        return {
+            "disappeared": self.disappeared,
+            "retyped": self.retyped,
+            "renamed": self.renamed,
+            "new_fields": self.new_fields,
+        }
 
     def summary(self) -> str:
-        parts = [f"field {name!r} missing from {count} record(s)"
-                 + (f" (renamed to {self.renamed[name]!r}?)" if name in self.renamed else "")
-                 for name, count in self.disappeared.items()]
-        parts += [f"field {name!r} is now {'/'.join(t['observed'])}, contract says "
-                  f"{'/'.join(t['expected'])}" for name, t in self.retyped.items()]
-        parts += [f"new field {name!r} ({'/'.join(types) or 'null'})"
-                  for name, types in self.new_fields.items()]
+        parts = [
+            f"field {name!r} missing from {count} record(s)"
+            + (f" (renamed to {self.renamed[name]!r}?)" if name in self.renamed else "")
+            for name, count in self.disappeared.items()
+        ]
+        parts += [
+            f"field {name!r} is now {'/'.join(t['observed'])}, contract says "
+            f"{'/'.join(t['expected'])}"
+            for name, t in self.retyped.items()
+        ]
+        parts += [
+            f"new field {name!r} ({'/'.join(types) or 'null'})"
+            for name, types in self.new_fields.items()
+        ]
         return "; ".join(parts) or "matches the contract"
 
 
@@ -98,9 +116,10 @@ def declared(spec: SchemaContract) -> Contract:
 
 def inferred(observed: Observed) -> Contract:
     """Required: present in every record. Types: every non-null type seen."""
-    return {name: FieldRule(f.types or frozenset(JSON_TYPES.values()),
-                            f.present == observed.records)
-            for name, f in observed.fields.items()}
+    return {
+        name: FieldRule(f.types or frozenset(JSON_TYPES.values()), f.present == observed.records)
+        for name, f in observed.fields.items()
+    }
 
 
 def initial_contract(spec: SchemaContract, observed: Observed) -> Contract:
@@ -116,8 +135,7 @@ def compare(contract: Contract, observed: Observed) -> DriftReport:
         if rule.required and present < observed.records:
             report.disappeared[name] = observed.records - present
         if seen and not seen.types <= rule.types:
-            report.retyped[name] = {"expected": sorted(rule.types),
-                                    "observed": sorted(seen.types)}
+            report.retyped[name] = {"expected": sorted(rule.types), "observed": sorted(seen.types)}
     for name, seen in observed.fields.items():
         if name not in contract:
             report.new_fields[name] = sorted(seen.types)
@@ -144,8 +162,9 @@ def accept(contract: Contract, report: DriftReport) -> Contract:
     for name in report.disappeared:
         accepted[name] = FieldRule(accepted[name].types, required=False)
     for name, kinds in report.retyped.items():
-        accepted[name] = FieldRule(accepted[name].types | frozenset(kinds["observed"]),
-                                   accepted[name].required)
+        accepted[name] = FieldRule(
+            accepted[name].types | frozenset(kinds["observed"]), accepted[name].required
+        )
     return accepted
 
 

@@ -71,38 +71,74 @@ class Landed:
     resumed_after_pages: int
 
 
-async def extract_to_landing(spec: SourceSpec, endpoint: str, attempt: Attempt, *,
-                             partition: str | None, run_id: str, state: IncrementalState,
-                             full_refresh: bool, rate_limit_dir: Path | None = None,
-                             clock: Clock | None = None) -> Landed:
+async def extract_to_landing(
+    spec: SourceSpec,
+    endpoint: str,
+    attempt: Attempt,
+    *,
+    partition: str | None,
+    run_id: str,
+    state: IncrementalState,
+    full_refresh: bool,
+    rate_limit_dir: Path | None = None,
+    clock: Clock | None = None,
+) -> Landed:
     """Fetch the endpoint's pages into `attempt`, continuing it if an earlier run died."""
-    with bind_context(source=spec.source, endpoint=endpoint, partition=partition,
-                      run_id=run_id):
-        return await _extract(spec, endpoint, attempt, partition=partition, run_id=run_id,
-                              state=state, full_refresh=full_refresh,
-                              rate_limit_dir=rate_limit_dir, clock=clock)
+    with bind_context(source=spec.source, endpoint=endpoint, partition=partition, run_id=run_id):
+        return await _extract(
+            spec,
+            endpoint,
+            attempt,
+            partition=partition,
+            run_id=run_id,
+            state=state,
+            full_refresh=full_refresh,
+            rate_limit_dir=rate_limit_dir,
+            clock=clock,
+        )
 
 
-async def _extract(spec: SourceSpec, endpoint: str, attempt: Attempt, *,
-                   partition: str | None, run_id: str, state: IncrementalState,
-                   full_refresh: bool, rate_limit_dir: Path | None,
-                   clock: Clock | None) -> Landed:
+async def _extract(
+    spec: SourceSpec,
+    endpoint: str,
+    attempt: Attempt,
+    *,
+    partition: str | None,
+    run_id: str,
+    state: IncrementalState,
+    full_refresh: bool,
+    rate_limit_dir: Path | None,
+    clock: Clock | None,
+) -> Landed:
     landed, resume_from, finished = attempt.resume_point()
     if finished:
         attempt.mark_complete()
         return Landed(ExtractionSummary(spec.source, endpoint, partition), None, landed)
-    async with open_extractor(spec, endpoint, state_dir=rate_limit_dir, partition=partition,
-                              state=state, full_refresh=full_refresh,
-                              resume_from=resume_from, clock=clock) as extractor:
+    async with open_extractor(
+        spec,
+        endpoint,
+        state_dir=rate_limit_dir,
+        partition=partition,
+        state=state,
+        full_refresh=full_refresh,
+        resume_from=resume_from,
+        clock=clock,
+    ) as extractor:
         try:
             with _PageWriter() as writer:
                 async for page in extractor.pages():
                     await writer.submit(
-                        attempt.write_page, landed + page.index + 1, page.fetched.content,
-                        records=len(page.records), url=page.fetched.url,
-                        fetched_at=page.fetched.fetched_at, run_id=run_id,
-                        request=page.fetched.request, next_request=page.next_request,
-                        graphql_errors=page.fetched.graphql_errors)
+                        attempt.write_page,
+                        landed + page.index + 1,
+                        page.fetched.content,
+                        records=len(page.records),
+                        url=page.fetched.url,
+                        fetched_at=page.fetched.fetched_at,
+                        run_id=run_id,
+                        request=page.fetched.request,
+                        next_request=page.next_request,
+                        graphql_errors=page.fetched.graphql_errors,
+                    )
                 await writer.drain()
         finally:
             attempt.close()  # after the writer's last page

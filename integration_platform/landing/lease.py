@@ -37,8 +37,15 @@ class PartitionBusyError(RuntimeError):
 class PartitionLease:
     """The lease of one partition folder, for one run."""
 
-    def __init__(self, folder: Path, *, what: str, run_id: str, timeout_seconds: float,
-                 poll_seconds: float = 0.25) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        what: str,
+        run_id: str,
+        timeout_seconds: float,
+        poll_seconds: float = 0.25,
+    ) -> None:
         self.folder = folder
         self.what = what  # "crm/contacts partition 2025-03-01", for messages
         self.run_id = run_id
@@ -71,14 +78,22 @@ class PartitionLease:
                         f"{self.what} is being materialized by {self.holder()}; waited "
                         f"{waited:.0f} s for it. Let that run finish (or cancel it in the "
                         "Dagster UI's Runs page), then run this one again; the wait is the "
-                        "landing resource's lease_timeout_seconds.") from None
+                        "landing resource's lease_timeout_seconds."
+                    ) from None
                 if not told:
                     _log.info("partition_lease_wait", partition=self.what, holder=self.holder())
                     told = True
                 await asyncio.sleep(self.poll_seconds)
-        (self.folder / HOLDER_FILE).write_bytes(orjson.dumps({
-            "run_id": self.run_id, "pid": os.getpid(), "host": socket.gethostname(),
-            "since": datetime.now(UTC).isoformat()}))
+        (self.folder / HOLDER_FILE).write_bytes(
+            orjson.dumps(
+                {
+                    "run_id": self.run_id,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "since": datetime.now(UTC).isoformat(),
+                }
+            )
+        )
         return time.monotonic() - started
 
     def release(self) -> None:
@@ -92,5 +107,7 @@ class PartitionLease:
             holder = orjson.loads((self.folder / HOLDER_FILE).read_bytes())
         except (OSError, orjson.JSONDecodeError):
             return "another run"
-        return (f"run {holder.get('run_id')} (pid {holder.get('pid')} on "
-                f"{holder.get('host')}, since {holder.get('since')})")
+        return (
+            f"run {holder.get('run_id')} (pid {holder.get('pid')} on "
+            f"{holder.get('host')}, since {holder.get('since')})"
+        )

@@ -107,12 +107,15 @@ def records_locator(spec: SourceSpec, endpoint: str) -> RecordsLocator:
     if isinstance(config.pagination, RelayPagination):
         connection = [*keys, *config.pagination.connection_path.split(".")]
         # edges[].node, or `nodes` when the connection has no edges (the paginator's rule)
-        both = f"[{_sql_string(_path([*connection, 'edges']))}, " \
-               f"{_sql_string(_path([*connection, 'nodes']))}]"
+        both = (
+            f"[{_sql_string(_path([*connection, 'edges']))}, "
+            f"{_sql_string(_path([*connection, 'nodes']))}]"
+        )
         return RecordsLocator(
             part=f"json_extract(json, {both})",
             records="CASE WHEN part[1] IS NOT NULL THEN json_extract(part[1], '$[*].\"node\"') "
-                    "ELSE json_extract(part[2], '$[*]') END")
+            "ELSE json_extract(part[2], '$[*]') END",
+        )
     keys += [k for k in config.records.split(".") if k]
     listed = RecordsLocator(part=f"json_extract(json, {_sql_string(_path([*keys, '[*]']))})")
     if not isinstance(config.pagination, SinglePage):
@@ -122,7 +125,8 @@ def records_locator(spec: SourceSpec, endpoint: str) -> RecordsLocator:
     return RecordsLocator(
         part=listed.part,
         records=f"CASE WHEN len(part) > 0 THEN part WHEN json_type(json, {at}) = 'OBJECT' "
-                f"THEN [json_extract(json, {at})] ELSE part END")
+        f"THEN [json_extract(json, {at})] ELSE part END",
+    )
 
 
 def _path(keys: list[str]) -> str:
@@ -180,14 +184,21 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute(SCHEMA_SQL)
 
 
-def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: str,
-                 attempt: Attempt, partition: str | None, run_id: str,
-                 client_id: str = DEMO_CLIENT_ID,
-                 mode: LoadMode = "replace",
-                 extra_statements: Sequence[tuple[str, Sequence[object]]] = (),
-                 memory_limit_mb: int = DEFAULT_LOAD_MEMORY_MB,
-                 staged: Observed | None = None,
-                 on_breaking_drift: DriftPolicy = "hold") -> LoadResult:
+def load_attempt(
+    connection: duckdb.DuckDBPyConnection,
+    *,
+    spec: SourceSpec,
+    endpoint: str,
+    attempt: Attempt,
+    partition: str | None,
+    run_id: str,
+    client_id: str = DEMO_CLIENT_ID,
+    mode: LoadMode = "replace",
+    extra_statements: Sequence[tuple[str, Sequence[object]]] = (),
+    memory_limit_mb: int = DEFAULT_LOAD_MEMORY_MB,
+    staged: Observed | None = None,
+    on_breaking_drift: DriftPolicy = "hold",
+) -> LoadResult:
     """Load one attempt's pages into the partition, in one transaction.
 
     Every load checks its own counts: each page yields as many records as the extraction
@@ -210,25 +221,37 @@ def load_attempt(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, end
     """
     with _settings(connection, memory_limit=f"{memory_limit_mb}MB"):
         try:
-            return _load(connection, spec=spec, endpoint=endpoint, attempt=attempt,
-                         partition=partition, run_id=run_id, client_id=client_id, mode=mode,
-                         extra_statements=extra_statements,
-                         memory_limit_mb=memory_limit_mb,
-                         reading_threads=max(1, memory_limit_mb // _READER_MB_PER_THREAD),
-                         observed=staged, on_breaking_drift=on_breaking_drift)
+            return _load(
+                connection,
+                spec=spec,
+                endpoint=endpoint,
+                attempt=attempt,
+                partition=partition,
+                run_id=run_id,
+                client_id=client_id,
+                mode=mode,
+                extra_statements=extra_statements,
+                memory_limit_mb=memory_limit_mb,
+                reading_threads=max(1, memory_limit_mb // _READER_MB_PER_THREAD),
+                observed=staged,
+                on_breaking_drift=on_breaking_drift,
+            )
         except duckdb.OutOfMemoryException as exc:
             raise LoadMemoryError(
                 f"loading {spec.source}/{endpoint} partition {partition or UNPARTITIONED} ran "
                 f"out of its {memory_limit_mb} MB memory limit ({str(exc).splitlines()[0]}). "
                 "Nothing was written; the landed pages are kept. Raise the warehouse "
-                "resource's load_memory_mb and run it again.") from exc
+                "resource's load_memory_mb and run it again."
+            ) from exc
 
 
 @contextmanager
 def _settings(connection: duckdb.DuckDBPyConnection, **values: object) -> Iterator[None]:
     """DuckDB settings for a while, then the values they had before."""
-    before = {name: connection.execute(f"SELECT current_setting('{name}')").fetchall()[0][0]
-              for name in values}
+    before = {
+        name: connection.execute(f"SELECT current_setting('{name}')").fetchall()[0][0]
+        for name in values
+    }
     for name, value in values.items():
         connection.execute(f"SET {name} = {_sql_string(str(value))}")
     try:
@@ -238,12 +261,22 @@ def _settings(connection: duckdb.DuckDBPyConnection, **values: object) -> Iterat
             connection.execute(f"SET {name} = {_sql_string(str(value))}")
 
 
-def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: str,
-          attempt: Attempt, partition: str | None, run_id: str, client_id: str,
-          mode: LoadMode,
-          extra_statements: Sequence[tuple[str, Sequence[object]]], memory_limit_mb: int,
-          reading_threads: int, observed: Observed | None,
-          on_breaking_drift: DriftPolicy) -> LoadResult:
+def _load(
+    connection: duckdb.DuckDBPyConnection,
+    *,
+    spec: SourceSpec,
+    endpoint: str,
+    attempt: Attempt,
+    partition: str | None,
+    run_id: str,
+    client_id: str,
+    mode: LoadMode,
+    extra_statements: Sequence[tuple[str, Sequence[object]]],
+    memory_limit_mb: int,
+    reading_threads: int,
+    observed: Observed | None,
+    on_breaking_drift: DriftPolicy,
+) -> LoadResult:
     started = time.monotonic()
     config = spec.endpoints[endpoint]
     table = table_name(spec.source, endpoint)
@@ -258,30 +291,56 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
         threads = int(connection.execute("SELECT current_setting('threads')").fetchall()[0][0])
         threads = min(threads, reading_threads)
         with _settings(connection, threads=threads):
-            _stage(connection, spec, endpoint, attempt, memory_limit_mb=memory_limit_mb,
-                   threads=threads)
+            _stage(
+                connection,
+                spec,
+                endpoint,
+                attempt,
+                memory_limit_mb=memory_limit_mb,
+                threads=threads,
+            )
         observed = _observe(connection)
     extracted = _check_pages_read_whole(connection, where, attempt)
     stored = connection.execute(
         "SELECT contract FROM raw._contracts WHERE source = ? AND endpoint = ?",
-        [spec.source, endpoint]).fetchall()
+        [spec.source, endpoint],
+    ).fetchall()
     created = not stored
-    contract = (contracts.from_json(stored[0][0]) if stored
-                else contracts.initial_contract(config.contract, observed))
+    contract = (
+        contracts.from_json(stored[0][0])
+        if stored
+        else contracts.initial_contract(config.contract, observed)
+    )
     report = contracts.compare(contract, observed)
     if report.breaking and on_breaking_drift == "accept":
         contract = contracts.accept(contract, report)
     if report.breaking and on_breaking_drift == "hold":
         kept = _count(connection, f"SELECT count(*) FROM {table} WHERE {in_partition}", this)
         _drop_staging(connection)
-        _log.warning("partition_held", source=spec.source, endpoint=endpoint,
-                     partition=partition_key, run_id=run_id, records=extracted, rows_kept=kept,
-                     drift=report.summary(), attempt=str(attempt.folder))
+        _log.warning(
+            "partition_held",
+            source=spec.source,
+            endpoint=endpoint,
+            partition=partition_key,
+            run_id=run_id,
+            records=extracted,
+            rows_kept=kept,
+            drift=report.summary(),
+            attempt=str(attempt.folder),
+        )
         return LoadResult(
-            table=table, rows=0, dead_letters=0, rows_replaced=0,
-            schema_hash=observed.schema_hash(), drift=report, contract_created=False,
-            seconds=round(time.monotonic() - started, 3), records_extracted=extracted,
-            held=True, rows_kept=kept)
+            table=table,
+            rows=0,
+            dead_letters=0,
+            rows_replaced=0,
+            schema_hash=observed.schema_hash(),
+            drift=report,
+            contract_created=False,
+            seconds=round(time.monotonic() - started, 3),
+            records_extracted=extracted,
+            held=True,
+            rows_kept=kept,
+        )
     _mark_violations(connection, contract, config.primary_keys)
 
     now = datetime.now(UTC)
@@ -291,15 +350,19 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
         before = _count(connection, count_partition, this)
         if mode == "replace":
             replaced = connection.execute(
-                f"DELETE FROM {table} WHERE {in_partition}", this).fetchall()
+                f"DELETE FROM {table} WHERE {in_partition}", this
+            ).fetchall()
             connection.execute(
                 "DELETE FROM raw._dead_letters WHERE source = ? AND endpoint = ? "
                 "AND client_id = ? AND partition_key = ?",
-                [spec.source, endpoint, *this])
+                [spec.source, endpoint, *this],
+            )
         else:
             replaced = connection.execute(
                 f"DELETE FROM {table} WHERE {in_partition} AND _primary_key IN "
-                f"(SELECT _pk FROM _accepted)", this).fetchall()
+                f"(SELECT _pk FROM _accepted)",
+                this,
+            ).fetchall()
         # A key that arrived twice keeps its latest record. The window runs over the narrow
         # (key, position) columns only, so the insert below streams instead of sorting records.
         connection.execute("""
@@ -308,30 +371,46 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
             QUALIFY row_number() OVER (PARTITION BY _pk
                                        ORDER BY _page DESC, _page_index DESC) > 1
         """)
-        inserted = int(connection.execute(f"""
+        inserted = int(
+            connection.execute(
+                f"""
             INSERT INTO {table}
             SELECT s.record, ?, ?, ?, ?, m._fetched_at, m._request_url, s._record_hash,
                    s._pk, s._page, s._page_index, ?, ?
             FROM _accepted AS s JOIN _manifest AS m USING (_page)
             ANTI JOIN _superseded AS d USING (_page, _page_index)
-        """, [spec.source, endpoint, partition_key, run_id, now, client_id]).fetchall()[0][0])
-        dead = int(connection.execute("""
+        """,
+                [spec.source, endpoint, partition_key, run_id, now, client_id],
+            ).fetchall()[0][0]
+        )
+        dead = int(
+            connection.execute(
+                """
             INSERT INTO raw._dead_letters
             SELECT ?, ?, ?, ?, s._page, m._file, s._page_index, s.record, v._reason, ?, ?
             FROM _staged AS s JOIN _manifest AS m USING (_page)
             JOIN _violations AS v USING (_page, _page_index)
-        """, [spec.source, endpoint, partition_key, run_id, now, client_id]).fetchall()[0][0])
+        """,
+                [spec.source, endpoint, partition_key, run_id, now, client_id],
+            ).fetchall()[0][0]
+        )
         duplicates = _count(connection, "SELECT count(*) FROM _superseded")
         removed = int(replaced[0][0])
         _check_counts_add_up(
-            where, extracted=extracted, inserted=inserted, dead=dead, duplicates=duplicates,
+            where,
+            extracted=extracted,
+            inserted=inserted,
+            dead=dead,
+            duplicates=duplicates,
             expected_after=before - removed + inserted,
-            after=_count(connection, count_partition, this))
+            after=_count(connection, count_partition, this),
+        )
         if observed.records:
             evolved = contracts.evolve(contract, report)
             connection.execute(
                 "INSERT OR REPLACE INTO raw._contracts VALUES (?, ?, ?, ?)",
-                [spec.source, endpoint, contracts.to_json(evolved), now])
+                [spec.source, endpoint, contracts.to_json(evolved), now],
+            )
         for sql, parameters in extra_statements:
             connection.execute(sql, parameters)
         connection.execute("COMMIT")
@@ -342,21 +421,40 @@ def _load(connection: duckdb.DuckDBPyConnection, *, spec: SourceSpec, endpoint: 
         "SELECT record FROM _accepted ORDER BY _page, _page_index LIMIT 5"
     ).fetchall()
     _drop_staging(connection)
-    _log.info("partition_loaded", source=spec.source, endpoint=endpoint, partition=partition_key,
-              run_id=run_id, table=table, records=extracted, rows=inserted, dead_letters=dead,
-              duplicates=duplicates, mode=mode, drift=report.summary(),
-              seconds=round(time.monotonic() - started, 3))
+    _log.info(
+        "partition_loaded",
+        source=spec.source,
+        endpoint=endpoint,
+        partition=partition_key,
+        run_id=run_id,
+        table=table,
+        records=extracted,
+        rows=inserted,
+        dead_letters=dead,
+        duplicates=duplicates,
+        mode=mode,
+        drift=report.summary(),
+        seconds=round(time.monotonic() - started, 3),
+    )
     return LoadResult(
-        table=table, rows=inserted, dead_letters=dead, rows_replaced=removed,
-        schema_hash=observed.schema_hash(), drift=report,
+        table=table,
+        rows=inserted,
+        dead_letters=dead,
+        rows_replaced=removed,
+        schema_hash=observed.schema_hash(),
+        drift=report,
         contract_created=created and observed.records > 0,
         preview=[orjson.loads(row[0]) for row in preview_rows],
-        seconds=round(time.monotonic() - started, 3), records_extracted=extracted,
-        duplicates=duplicates, drift_accepted=report.breaking and on_breaking_drift == "accept")
+        seconds=round(time.monotonic() - started, 3),
+        records_extracted=extracted,
+        duplicates=duplicates,
+        drift_accepted=report.breaking and on_breaking_drift == "accept",
+    )
 
 
-def _count(connection: duckdb.DuckDBPyConnection, sql: str,
-           parameters: Sequence[object] = ()) -> int:
+def _count(
+    connection: duckdb.DuckDBPyConnection, sql: str, parameters: Sequence[object] = ()
+) -> int:
     return int(connection.execute(sql, parameters).fetchall()[0][0])
 
 
@@ -366,8 +464,9 @@ def _drop_staging(connection: duckdb.DuckDBPyConnection) -> None:
         connection.execute(f"DROP TABLE IF EXISTS {temp}")
 
 
-def _check_pages_read_whole(connection: duckdb.DuckDBPyConnection, where: str,
-                            attempt: Attempt) -> int:
+def _check_pages_read_whole(
+    connection: duckdb.DuckDBPyConnection, where: str, attempt: Attempt
+) -> int:
     """The records the extraction counted, after checking that staging read each page's all."""
     short = connection.execute("""
         SELECT m._page, m._file, m._records, count(s._page) AS read
@@ -377,35 +476,55 @@ def _check_pages_read_whole(connection: duckdb.DuckDBPyConnection, where: str,
     extracted = _count(connection, "SELECT coalesce(sum(_records), 0) FROM _manifest")
     if short:
         read = _count(connection, "SELECT count(*) FROM _staged")
-        pages = "; ".join(f"{file}: {counted} extracted, {got} read"
-                          for _, file, counted, got in short[:5])
+        pages = "; ".join(
+            f"{file}: {counted} extracted, {got} read" for _, file, counted, got in short[:5]
+        )
         raise LoadCountError(
             f"{where}: the extraction counted {extracted} records but the loader read {read} "
             f"from the landed pages ({len(short)} page(s) differ: {pages}). Nothing was "
             f"written; the pages are kept in {attempt.folder}. The spec's records path and "
             "the pages' shape disagree: check `records` (and the pagination's paths) against "
-            "one of those pages, then run the partition again.")
+            "one of those pages, then run the partition again."
+        )
     return extracted
 
 
-def _check_counts_add_up(where: str, *, extracted: int, inserted: int, dead: int,
-                         duplicates: int, expected_after: int, after: int) -> None:
+def _check_counts_add_up(
+    where: str,
+    *,
+    extracted: int,
+    inserted: int,
+    dead: int,
+    duplicates: int,
+    expected_after: int,
+    after: int,
+) -> None:
     if inserted + dead + duplicates != extracted:
         raise LoadCountError(
             f"{where}: {extracted} records extracted, but {inserted} rows inserted + {dead} "
             f"dead letters + {duplicates} superseded duplicates = "
             f"{inserted + dead + duplicates}. Nothing was written (rolled back); run the "
-            "partition again, and report this if it repeats.")
+            "partition again, and report this if it repeats."
+        )
     if after != expected_after:
         raise LoadCountError(
             f"{where}: the partition would hold {after} rows, expected {expected_after} "
             "(its rows before, minus those replaced, plus those inserted): something else "
-            "wrote to it during the load. Nothing was written (rolled back); run it again.")
+            "wrote to it during the load. Nothing was written (rolled back); run it again."
+        )
 
 
-def _stage(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: str,
-           attempt: Attempt, entries: Sequence[PageEntry] | None = None, *,
-           append: bool = False, memory_limit_mb: int, threads: int) -> None:
+def _stage(
+    connection: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    endpoint: str,
+    attempt: Attempt,
+    entries: Sequence[PageEntry] | None = None,
+    *,
+    append: bool = False,
+    memory_limit_mb: int,
+    threads: int,
+) -> None:
     """`_manifest` (one row per page) and `_staged` (one row per record, with its key), made
     from `entries` (all the attempt's pages by default), or added to with `append`.
 
@@ -415,8 +534,13 @@ def _stage(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: st
     entries = attempt.entries() if entries is None else entries
     needed = _page_memory_mb(max((e.bytes for e in entries), default=0), threads)
     if needed > memory_limit_mb:
-        _log.info("large_pages", source=spec.source, endpoint=endpoint,
-                  largest_page_bytes=max(e.bytes for e in entries), memory_limit_mb=needed)
+        _log.info(
+            "large_pages",
+            source=spec.source,
+            endpoint=endpoint,
+            largest_page_bytes=max(e.bytes for e in entries),
+            memory_limit_mb=needed,
+        )
         with _settings(connection, memory_limit=f"{needed}MB"):
             _stage_entries(connection, spec, endpoint, attempt, entries, append=append)
     else:
@@ -434,16 +558,27 @@ def _page_memory_mb(largest_page: int, threads: int) -> int:
     return 64 + 20 * page_mb * max(1, threads)
 
 
-def _stage_entries(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endpoint: str,
-                   attempt: Attempt, entries: Sequence[PageEntry], *, append: bool) -> None:
-    chunk = pa.table({
-        "_file": pa.array([e.file for e in entries], pa.string()),
-        "_page": pa.array([e.page for e in entries], pa.int32()),
-        "_request_url": pa.array([e.url for e in entries], pa.string()),
-        "_fetched_at": pa.array([datetime.fromisoformat(e.fetched_at) for e in entries],
-                                pa.timestamp("us", tz="UTC")),
-        "_records": pa.array([e.records for e in entries], pa.int64()),
-    })
+def _stage_entries(
+    connection: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    endpoint: str,
+    attempt: Attempt,
+    entries: Sequence[PageEntry],
+    *,
+    append: bool,
+) -> None:
+    chunk = pa.table(
+        {
+            "_file": pa.array([e.file for e in entries], pa.string()),
+            "_page": pa.array([e.page for e in entries], pa.int32()),
+            "_request_url": pa.array([e.url for e in entries], pa.string()),
+            "_fetched_at": pa.array(
+                [datetime.fromisoformat(e.fetched_at) for e in entries],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "_records": pa.array([e.records for e in entries], pa.int64()),
+        }
+    )
     locator = records_locator(spec, endpoint)
     if entries:
         files = ", ".join(_sql_string(str(attempt.folder / e.file)) for e in entries)
@@ -451,11 +586,13 @@ def _stage_entries(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endp
         # reads a top-level array as one document per element, which hides a bare-array
         # body's records from the records path.)
         largest = max(e.bytes for e in entries)
-        pages = (f"SELECT _file, {locator.records} AS records "
-                 f"FROM (SELECT regexp_extract(filename, '[^/]+$') AS _file, json, "
-                 f"{locator.part} AS part "
-                 f"FROM read_json_objects([{files}], format = 'unstructured', filename = true, "
-                 f"compression = 'gzip', maximum_object_size = {_object_size(largest)}))")
+        pages = (
+            f"SELECT _file, {locator.records} AS records "
+            f"FROM (SELECT regexp_extract(filename, '[^/]+$') AS _file, json, "
+            f"{locator.part} AS part "
+            f"FROM read_json_objects([{files}], format = 'unstructured', filename = true, "
+            f"compression = 'gzip', maximum_object_size = {_object_size(largest)}))"
+        )
     else:
         pages = "SELECT NULL::VARCHAR AS _file, NULL::JSON[] AS records WHERE false"
     # One pass over the files, each page parsed once; no table of whole pages is kept. The
@@ -475,7 +612,8 @@ def _stage_entries(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, endp
             connection.execute(f"INSERT INTO _staged {staged}")
         else:
             connection.execute(
-                "CREATE OR REPLACE TEMP TABLE _manifest AS SELECT * FROM _manifest_chunk")
+                "CREATE OR REPLACE TEMP TABLE _manifest AS SELECT * FROM _manifest_chunk"
+            )
             connection.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {staged}")
     finally:
         connection.unregister("_manifest_chunk")
@@ -491,8 +629,9 @@ def _object_size(largest_page: int) -> int:
 
 
 def _pk_sql(spec: SourceSpec, endpoint: str) -> str:
-    return " || '|' || ".join(f"coalesce(record ->> {_sql_string(k)}, '')"
-                              for k in spec.endpoints[endpoint].primary_keys)
+    return " || '|' || ".join(
+        f"coalesce(record ->> {_sql_string(k)}, '')" for k in spec.endpoints[endpoint].primary_keys
+    )
 
 
 # Above this many distinct keys, one call per record for all their types costs more than
@@ -500,8 +639,10 @@ def _pk_sql(spec: SourceSpec, endpoint: str) -> str:
 _MAX_KEYS_AT_ONCE = 256
 
 
-def _observe(connection: duckdb.DuckDBPyConnection, pages: tuple[int, int] | None = None,
-             ) -> Observed:
+def _observe(
+    connection: duckdb.DuckDBPyConnection,
+    pages: tuple[int, int] | None = None,
+) -> Observed:
     """Which keys the object records carry, how often, and their non-null JSON types (of the
     pages numbered first..last when given, else of everything staged).
 
@@ -518,8 +659,7 @@ def _observe(connection: duckdb.DuckDBPyConnection, pages: tuple[int, int] | Non
         return _observe_key_by_key(connection, int(sum(n for _, n in key_sets)), where)
     index = {name: position for position, name in enumerate(names)}
     # JSON pointers (RFC 6901) address any key exactly, dots and quotes included.
-    pointers = ", ".join(_sql_string("/" + n.replace("~", "~0").replace("/", "~1"))
-                         for n in names)
+    pointers = ", ".join(_sql_string("/" + n.replace("~", "~0").replace("/", "~1")) for n in names)
     shapes = connection.execute(f"""
         SELECT json_keys(record) AS keys, json_type(record, [{pointers}]) AS kinds, count(*)
         FROM _staged WHERE {where} AND json_type(record) = 'OBJECT' GROUP BY ALL
@@ -534,13 +674,11 @@ def _observe(connection: duckdb.DuckDBPyConnection, pages: tuple[int, int] | Non
             kind = kinds[index[key]]
             if kind is not None and kind != "NULL":
                 kinds_seen[key].add(contracts.JSON_TYPES.get(kind, kind.lower()))
-    fields = {name: ObservedField(present[name], frozenset(kinds_seen[name]))
-              for name in names}
+    fields = {name: ObservedField(present[name], frozenset(kinds_seen[name])) for name in names}
     return Observed(total, fields)
 
 
-def _observe_key_by_key(connection: duckdb.DuckDBPyConnection, total: int,
-                        where: str) -> Observed:
+def _observe_key_by_key(connection: duckdb.DuckDBPyConnection, total: int, where: str) -> Observed:
     rows = connection.execute(f"""
         SELECT key, count(*) AS present,
                list(DISTINCT json_type(record -> key))
@@ -549,9 +687,12 @@ def _observe_key_by_key(connection: duckdb.DuckDBPyConnection, total: int,
               WHERE {where} AND json_type(record) = 'OBJECT')
         GROUP BY key
     """).fetchall()
-    fields = {key: ObservedField(int(present), frozenset(
-        contracts.JSON_TYPES.get(t, t.lower()) for t in (types or [])))
-        for key, present, types in rows}
+    fields = {
+        key: ObservedField(
+            int(present), frozenset(contracts.JSON_TYPES.get(t, t.lower()) for t in (types or []))
+        )
+        for key, present, types in rows
+    }
     return Observed(total, fields)
 
 
@@ -560,17 +701,23 @@ def merge_observed(first: Observed, second: Observed) -> Observed:
     fields = dict(first.fields)
     for name, seen in second.fields.items():
         earlier = fields.get(name)
-        fields[name] = seen if earlier is None else ObservedField(
-            earlier.present + seen.present, earlier.types | seen.types)
+        fields[name] = (
+            seen
+            if earlier is None
+            else ObservedField(earlier.present + seen.present, earlier.types | seen.types)
+        )
     return Observed(first.records + second.records, fields)
 
 
-def _mark_violations(connection: duckdb.DuckDBPyConnection, contract: Contract,
-                     primary_keys: list[str]) -> None:
+def _mark_violations(
+    connection: duckdb.DuckDBPyConnection, contract: Contract, primary_keys: list[str]
+) -> None:
     checks = ["CASE WHEN json_type(record) <> 'OBJECT' THEN 'record is not a JSON object' END"]
     for key in primary_keys:
-        checks.append(f"CASE WHEN (record ->> {_sql_string(key)}) IS NULL "
-                      f"THEN {_sql_string(f'primary key {key!r} is missing')} END")
+        checks.append(
+            f"CASE WHEN (record ->> {_sql_string(key)}) IS NULL "
+            f"THEN {_sql_string(f'primary key {key!r} is missing')} END"
+        )
     # The type of every contract field in one call (one parse of the record): NULL when the
     # field is absent, 'NULL' when it is null.
     paths = ", ".join(_sql_string(f'$."{name}"') for name in contract)
@@ -578,20 +725,23 @@ def _mark_violations(connection: duckdb.DuckDBPyConnection, contract: Contract,
     for position, (name, rule) in enumerate(contract.items(), start=1):
         kind = f"_kinds[{position}]"
         if rule.required:
-            checks.append(f"CASE WHEN {kind} IS NULL THEN "
-                          f"{_sql_string(f'required field {name!r} is missing')} END")
+            checks.append(
+                f"CASE WHEN {kind} IS NULL THEN "
+                f"{_sql_string(f'required field {name!r} is missing')} END"
+            )
         allowed = sorted({d for t in rule.types for d in _DUCKDB_NAMES.get(t, [])} | {"NULL"})
         allowed_sql = ", ".join(_sql_string(a) for a in allowed)
         expected = "/".join(sorted(rule.types))
         checks.append(
             f"CASE WHEN {kind} NOT IN ({allowed_sql}) THEN {_sql_string(f'field {name!r} is ')}"
-            f" || lower({kind}) || {_sql_string(f', contract says {expected}')} END")
+            f" || lower({kind}) || {_sql_string(f', contract says {expected}')} END"
+        )
     # Only the few records that break the contract are written down (an UPDATE of every staged
     # row would rewrite the partition, in memory); `_accepted` is everything else.
     connection.execute(f"""
         CREATE OR REPLACE TEMP TABLE _violations AS
         SELECT _page, _page_index, _reason
-        FROM (SELECT _page, _page_index, nullif(concat_ws('; ', {', '.join(checks)}), '') AS _reason
+        FROM (SELECT _page, _page_index, nullif(concat_ws('; ', {", ".join(checks)}), '') AS _reason
               FROM (SELECT _page, _page_index, record, {kinds} AS _kinds FROM _staged))
         WHERE _reason IS NOT NULL
     """)
@@ -612,16 +762,29 @@ class Stager:
     the same `memory_limit_mb` as a load and spills beyond it. Close it when done.
     """
 
-    def __init__(self, spec: SourceSpec, endpoint: str, attempt: Attempt, *, temp_directory: Path,
-                 memory_limit_mb: int = DEFAULT_LOAD_MEMORY_MB, chunk_pages: int = 100,
-                 poll_seconds: float = 0.05) -> None:
+    def __init__(
+        self,
+        spec: SourceSpec,
+        endpoint: str,
+        attempt: Attempt,
+        *,
+        temp_directory: Path,
+        memory_limit_mb: int = DEFAULT_LOAD_MEMORY_MB,
+        chunk_pages: int = 100,
+        poll_seconds: float = 0.05,
+    ) -> None:
         self.spec, self.endpoint, self.attempt = spec, endpoint, attempt
         self.memory_limit_mb = memory_limit_mb
         self._chunk_pages, self._poll_seconds = chunk_pages, poll_seconds
         self._threads = max(1, memory_limit_mb // _READER_MB_PER_THREAD)
-        self.connection = duckdb.connect(":memory:", config={
-            "memory_limit": f"{memory_limit_mb}MB", "threads": self._threads,
-            "temp_directory": str(temp_directory)})
+        self.connection = duckdb.connect(
+            ":memory:",
+            config={
+                "memory_limit": f"{memory_limit_mb}MB",
+                "threads": self._threads,
+                "temp_directory": str(temp_directory),
+            },
+        )
         self._staged_entries = 0
         self._manifest_offset = 0  # bytes of the manifest already staged
         self._waiting: list[PageEntry] = []  # landed, not staged yet
@@ -647,12 +810,20 @@ class Stager:
         if len(entries) < minimum or (not entries and self._staged_entries > 0):
             return
         self._waiting = []
-        _stage(self.connection, self.spec, self.endpoint, self.attempt, entries,
-               append=self._staged_entries > 0, memory_limit_mb=self.memory_limit_mb,
-               threads=self._threads)
+        _stage(
+            self.connection,
+            self.spec,
+            self.endpoint,
+            self.attempt,
+            entries,
+            append=self._staged_entries > 0,
+            memory_limit_mb=self.memory_limit_mb,
+            threads=self._threads,
+        )
         if entries:
             self._observed = merge_observed(
-                self._observed, _observe(self.connection, (entries[0].page, entries[-1].page)))
+                self._observed, _observe(self.connection, (entries[0].page, entries[-1].page))
+            )
         self._staged_entries += len(entries)
 
     @property
@@ -669,15 +840,25 @@ class Stager:
             except duckdb.Error as exc:
                 self._error = exc
         if self._error is not None:
-            _log.warning("staging_failed", source=self.spec.source, endpoint=self.endpoint,
-                         error=str(self._error)[:500])
+            _log.warning(
+                "staging_failed",
+                source=self.spec.source,
+                endpoint=self.endpoint,
+                error=str(self._error)[:500],
+            )
             return None
         return self._observed
 
-    def load(self, warehouse: Path, *, partition: str | None, run_id: str,
-             client_id: str = DEMO_CLIENT_ID,
-             mode: LoadMode = "replace",
-             on_breaking_drift: DriftPolicy = "hold") -> LoadResult:
+    def load(
+        self,
+        warehouse: Path,
+        *,
+        partition: str | None,
+        run_id: str,
+        client_id: str = DEMO_CLIENT_ID,
+        mode: LoadMode = "replace",
+        on_breaking_drift: DriftPolicy = "hold",
+    ) -> LoadResult:
         """`load_attempt` into the warehouse file from what was staged; call under its lock."""
         observed = self.finish()
         connection = self.connection
@@ -685,12 +866,19 @@ class Stager:
         try:
             connection.execute("USE warehouse")
             connection.execute("RESET threads")  # staging is done: every core again
-            return load_attempt(connection, spec=self.spec, endpoint=self.endpoint,
-                                attempt=self.attempt, partition=partition, run_id=run_id,
-                                client_id=client_id,
-                                mode=mode, memory_limit_mb=self.memory_limit_mb,
-                                staged=observed,
-                                on_breaking_drift=on_breaking_drift)
+            return load_attempt(
+                connection,
+                spec=self.spec,
+                endpoint=self.endpoint,
+                attempt=self.attempt,
+                partition=partition,
+                run_id=run_id,
+                client_id=client_id,
+                mode=mode,
+                memory_limit_mb=self.memory_limit_mb,
+                staged=observed,
+                on_breaking_drift=on_breaking_drift,
+            )
         finally:
             connection.execute("USE memory")
             connection.execute("DETACH warehouse")

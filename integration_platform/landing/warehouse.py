@@ -25,9 +25,14 @@ class WarehouseBusyError(RuntimeError):
 
 
 class Warehouse:
-    def __init__(self, path: Path, *, lock_timeout_seconds: float = 300.0,
-                 published_path: Path | None = None,
-                 load_memory_mb: int = DEFAULT_LOAD_MEMORY_MB) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        lock_timeout_seconds: float = 300.0,
+        published_path: Path | None = None,
+        load_memory_mb: int = DEFAULT_LOAD_MEMORY_MB,
+    ) -> None:
         self.path = path
         self.lock_timeout_seconds = lock_timeout_seconds
         self.load_memory_mb = load_memory_mb  # DuckDB's memory limit while a load runs

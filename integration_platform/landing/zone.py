@@ -127,10 +127,19 @@ class Attempt:
             return False
         return hashlib.sha256(content).hexdigest() == entry.sha256
 
-    def write_page(self, number: int, content: bytes, *, records: int, url: str,
-                   fetched_at: datetime, run_id: str, request: PageRequest,
-                   next_request: PageRequest | None,
-                   graphql_errors: list[Any] | None = None) -> PageEntry:
+    def write_page(
+        self,
+        number: int,
+        content: bytes,
+        *,
+        records: int,
+        url: str,
+        fetched_at: datetime,
+        run_id: str,
+        request: PageRequest,
+        next_request: PageRequest | None,
+        graphql_errors: list[Any] | None = None,
+    ) -> PageEntry:
         """Land one page: its file first, then its manifest line (the page's commit).
 
         A file without its line (the process died in between) is overwritten when the page is
@@ -142,12 +151,18 @@ class Attempt:
         with open(os.path.join(self.folder, name), "wb") as page:
             page.write(gzip.compress(content, compresslevel=1, mtime=0))
         entry = PageEntry(
-            page=number, file=name, records=records, bytes=len(content),
-            sha256=hashlib.sha256(content).hexdigest(), url=url,
-            fetched_at=fetched_at.astimezone(UTC).isoformat(), run_id=run_id,
+            page=number,
+            file=name,
+            records=records,
+            bytes=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            url=url,
+            fetched_at=fetched_at.astimezone(UTC).isoformat(),
+            run_id=run_id,
             request=request.to_checkpoint(),
             next_request=next_request.to_checkpoint() if next_request else None,
-            graphql_errors=graphql_errors or [])
+            graphql_errors=graphql_errors or [],
+        )
         if self._manifest is None:
             self._manifest = self.manifest_path.open("ab")
         self._manifest.write(orjson.dumps(entry.__dict__) + b"\n")
@@ -174,8 +189,9 @@ class LandingZone:
 
     def partition_folder(self, source: str, endpoint: str, partition: str | None) -> Path:
         """`<root>/<source>/<endpoint>/<partition>`; UnsafePathError if a name would leave root."""
-        return path_under(self.root, source, endpoint, partition or UNPARTITIONED,
-                          what="landing zone name")
+        return path_under(
+            self.root, source, endpoint, partition or UNPARTITIONED, what="landing zone name"
+        )
 
     def attempts(self, source: str, endpoint: str, partition: str | None) -> Iterator[Attempt]:
         folder = self.partition_folder(source, endpoint, partition)
@@ -184,8 +200,9 @@ class LandingZone:
                 if child.is_dir():
                     yield Attempt(child)
 
-    def open_attempt(self, source: str, endpoint: str, partition: str | None,
-                     run_id: str, *, resume: bool = True) -> Attempt:
+    def open_attempt(
+        self, source: str, endpoint: str, partition: str | None, run_id: str, *, resume: bool = True
+    ) -> Attempt:
         """The unfinished attempt of this partition to continue, or a new one.
 
         Only the newest attempt is ever continued: an unfinished one that a later attempt

@@ -29,8 +29,9 @@ def webserver_url() -> str:
 
 
 class DagsterGraphQL:
-    def __init__(self, url: str | None = None, *, timeout: float = 15.0,
-                 ui_url: str | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, *, timeout: float = 15.0, ui_url: str | None = None
+    ) -> None:
         self.url = (url or webserver_url()).rstrip("/")
         # The UI's address for links (behind a proxy it may differ from the API's).
         self.ui_url = (ui_url or os.environ.get(UI_URL_VARIABLE) or self.url).rstrip("/")
@@ -41,21 +42,25 @@ class DagsterGraphQL:
 
     def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
-            response = self._http.post(f"{self.url}/graphql",
-                                       json={"query": query, "variables": variables or {}})
+            response = self._http.post(
+                f"{self.url}/graphql", json={"query": query, "variables": variables or {}}
+            )
         except httpx.HTTPError as exc:
             raise DagsterUnavailable(
                 f"the Dagster webserver at {self.url} did not answer ({type(exc).__name__}: "
                 f"{exc}); is it running? (make run starts it; {WEBSERVER_URL_VARIABLE} "
-                "points elsewhere)") from None
+                "points elsewhere)"
+            ) from None
         if response.status_code >= 500:
-            raise DagsterUnavailable(f"the Dagster webserver at {self.url} answered "
-                                     f"{response.status_code}")
+            raise DagsterUnavailable(
+                f"the Dagster webserver at {self.url} answered {response.status_code}"
+            )
         try:
             body = response.json()
         except ValueError:
-            raise DagsterUnavailable(f"the Dagster webserver at {self.url} answered "
-                                     f"{response.status_code} without JSON") from None
+            raise DagsterUnavailable(
+                f"the Dagster webserver at {self.url} answered {response.status_code} without JSON"
+            ) from None
         if body.get("errors"):
             messages = "; ".join(str(e.get("message", e)) for e in body["errors"])
             raise DagsterRefused(f"Dagster refused the request: {messages}")
@@ -67,11 +72,14 @@ class DagsterGraphQL:
         try:
             response = self._http.get(f"{self.url}/server_info", timeout=3.0)
         except httpx.HTTPError as exc:
-            raise DagsterUnavailable(f"the Dagster webserver at {self.url} did not answer "
-                                     f"({type(exc).__name__})") from None
+            raise DagsterUnavailable(
+                f"the Dagster webserver at {self.url} did not answer ({type(exc).__name__})"
+            ) from None
         if response.status_code != 200:
-            raise DagsterUnavailable(f"the Dagster webserver at {self.url} answered "
-                                     f"{response.status_code} on /server_info")
+            raise DagsterUnavailable(
+                f"the Dagster webserver at {self.url} answered "
+                f"{response.status_code} on /server_info"
+            )
 
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_url}/runs/{run_id}"

@@ -125,8 +125,10 @@ class Orchestrator:
         return self._graph
 
     def raw_assets(self, source: str) -> list[AssetNode]:
-        return sorted((n for n in self.asset_graph().values()
-                       if n.raw_source == source and n.materializable), key=lambda n: n.key)
+        return sorted(
+            (n for n in self.asset_graph().values() if n.raw_source == source and n.materializable),
+            key=lambda n: n.key,
+        )
 
     def transform_selection(self, raw_keys: set[AssetKey]) -> list[AssetNode]:
         """What runs after these raw assets: every asset downstream of them, plus what those
@@ -141,12 +143,17 @@ class Orchestrator:
         def parents(key: AssetKey) -> tuple[AssetKey, ...]:
             return graph[key].dependencies if key in graph else ()
 
-        static = {key for key in _closure(downstream, parents) - downstream
-                  if key in graph and graph[key].raw_source is None
-                  and not any(graph[k].raw_source for k in _closure({key}, parents)
-                              if k in graph)}
-        return sorted((graph[k] for k in downstream | static
-                       if k in graph and graph[k].materializable), key=lambda n: n.key)
+        static = {
+            key
+            for key in _closure(downstream, parents) - downstream
+            if key in graph
+            and graph[key].raw_source is None
+            and not any(graph[k].raw_source for k in _closure({key}, parents) if k in graph)
+        }
+        return sorted(
+            (graph[k] for k in downstream | static if k in graph and graph[k].materializable),
+            key=lambda n: n.key,
+        )
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -159,15 +166,25 @@ class Orchestrator:
         """
         repositories = self.graphql.execute(REPOSITORIES_QUERY)["repositoriesOrError"]
         if repositories["__typename"] != "RepositoryConnection":
-            raise DagsterRefused(f"Dagster could not list repositories: "
-                                 f"{repositories.get('message')}")
+            raise DagsterRefused(
+                f"Dagster could not list repositories: {repositories.get('message')}"
+            )
         for repository in repositories["nodes"]:
-            result = self.graphql.execute(ADD_PARTITION_MUTATION, {
-                "selector": {"repositoryName": repository["name"],
-                             "repositoryLocationName": repository["location"]["name"]},
-                "name": CLIENTS_PARTITIONS, "key": client_id})["addDynamicPartition"]
-            if result["__typename"] in ("AddDynamicPartitionSuccess",
-                                        "DuplicateDynamicPartitionError"):
+            result = self.graphql.execute(
+                ADD_PARTITION_MUTATION,
+                {
+                    "selector": {
+                        "repositoryName": repository["name"],
+                        "repositoryLocationName": repository["location"]["name"],
+                    },
+                    "name": CLIENTS_PARTITIONS,
+                    "key": client_id,
+                },
+            )["addDynamicPartition"]
+            if result["__typename"] in (
+                "AddDynamicPartitionSuccess",
+                "DuplicateDynamicPartitionError",
+            ):
                 return True
         return _add_to_local_instance(client_id)
 
@@ -179,8 +196,10 @@ class Orchestrator:
         (`crm:reference`). Each is one run: a run has one kind of partition."""
         assets = self.raw_assets(source)
         if not assets:
-            raise DagsterRefused(f"Dagster has no raw assets for source {source!r}: is the "
-                                 "code location loaded with this source's spec?")
+            raise DagsterRefused(
+                f"Dagster has no raw assets for source {source!r}: is the "
+                "code location loaded with this source's spec?"
+            )
         daily = [a for a in assets if a.partition_type == "MULTIPARTITIONED"]
         reference = [a for a in assets if a.partition_type != "MULTIPARTITIONED"]
         parts = {source: daily, f"{source}:{REFERENCE_PART}": reference}
@@ -204,8 +223,9 @@ class Orchestrator:
             tags[PARTITION_TAG] = sync.client_id
         config: dict[str, Any] = {}
         if sync.full_refresh:
-            config = {"ops": {a.op_name: {"config": {"full_refresh": True}}
-                              for a in assets if a.op_name}}
+            config = {
+                "ops": {a.op_name: {"config": {"full_refresh": True}} for a in assets if a.op_name}
+            }
         return self._launch(assets, tags, config)
 
     def launch_transform(self, sync: Sync) -> str | None:
@@ -224,35 +244,46 @@ class Orchestrator:
     def _sync_tags(sync: Sync, stage: str) -> dict[str, str]:
         return {CLIENT_TAG: sync.client_id, SYNC_TAG: sync.id, STAGE_TAG: stage, KIND_TAG: SYNC}
 
-    def _launch(self, assets: list[AssetNode], tags: dict[str, str],
-                config: dict[str, Any]) -> str:
+    def _launch(self, assets: list[AssetNode], tags: dict[str, str], config: dict[str, Any]) -> str:
         first = assets[0]
         jobs = [j for j in (first.job,) if j]
         if not jobs:
             raise DagsterRefused(f"Dagster has no asset job for {'/'.join(first.key)}")
         params = {
-            "selector": {"repositoryLocationName": first.location,
-                         "repositoryName": first.repository, "jobName": jobs[0],
-                         "assetSelection": [{"path": list(a.key)} for a in assets]},
+            "selector": {
+                "repositoryLocationName": first.location,
+                "repositoryName": first.repository,
+                "jobName": jobs[0],
+                "assetSelection": [{"path": list(a.key)} for a in assets],
+            },
             "runConfigData": config,
-            "executionMetadata": {"tags": [{"key": k, "value": v}
-                                           for k, v in sorted(tags.items())]},
+            "executionMetadata": {
+                "tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]
+            },
         }
         result = self.graphql.execute(LAUNCH_MUTATION, {"params": params})["launchRun"]
         if result["__typename"] == "LaunchRunSuccess":
             run_id: str = result["run"]["runId"]
-            _log.info("run_launched", run_id=run_id, assets=len(assets),
-                      client_id=tags.get(CLIENT_TAG), sync_id=tags.get(SYNC_TAG),
-                      stage=tags.get(STAGE_TAG), source=tags.get(SOURCE_TAG))
+            _log.info(
+                "run_launched",
+                run_id=run_id,
+                assets=len(assets),
+                client_id=tags.get(CLIENT_TAG),
+                sync_id=tags.get(SYNC_TAG),
+                stage=tags.get(STAGE_TAG),
+                source=tags.get(SOURCE_TAG),
+            )
             return run_id
-        detail = (result.get("message") or "; ".join(
-            e["message"] for e in result.get("errors") or []) or result.get("invalidStepKey")
-            or "")
+        detail = (
+            result.get("message")
+            or "; ".join(e["message"] for e in result.get("errors") or [])
+            or result.get("invalidStepKey")
+            or ""
+        )
         raise DagsterRefused(f"Dagster did not launch the run ({result['__typename']}): {detail}")
 
 
-def _closure(start: set[AssetKey],
-             step: Callable[[AssetKey], Iterable[AssetKey]]) -> set[AssetKey]:
+def _closure(start: set[AssetKey], step: Callable[[AssetKey], Iterable[AssetKey]]) -> set[AssetKey]:
     """`start` and everything reachable from it through `step` (children or parents)."""
     found = set(start)
     frontier = list(start)
@@ -267,13 +298,16 @@ def _closure(start: set[AssetKey],
 def _asset_node(node: dict[str, Any]) -> AssetNode:
     jobs = [j for j in node.get("jobNames") or [] if j.startswith("__ASSET_JOB")]
     return AssetNode(
-        key=tuple(node["assetKey"]["path"]), op_name=node.get("opName"),
+        key=tuple(node["assetKey"]["path"]),
+        op_name=node.get("opName"),
         partitioned=bool(node.get("isPartitioned")),
         partition_type=(node.get("partitionDefinition") or {}).get("type"),
         materializable=bool(node.get("isMaterializable")),
         job=jobs[0] if jobs else None,
         dependencies=tuple(tuple(d["path"]) for d in node.get("dependencyKeys") or []),
-        repository=node["repository"]["name"], location=node["repository"]["location"]["name"])
+        repository=node["repository"]["name"],
+        location=node["repository"]["location"]["name"],
+    )
 
 
 def _add_to_local_instance(client_id: str) -> bool:

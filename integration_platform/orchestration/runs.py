@@ -43,8 +43,9 @@ query Logs($runId: ID!, $cursor: String) {
   }
 }
 """
-ACTIVE_RUN_STATUSES = frozenset({"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "MANAGED",
-                                 "CANCELING"})
+ACTIVE_RUN_STATUSES = frozenset(
+    {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "MANAGED", "CANCELING"}
+)
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,23 @@ def _run(node: dict[str, Any]) -> Run:
                 value = entry.get("intValue", entry.get("floatValue"))
                 if value is not None:
                     figures[entry["label"]] = value
-            materializations.append(Materialization(
-                tuple(event["assetKey"]["path"]), _time(event["timestamp"]) or datetime.now(UTC),
-                figures))
+            materializations.append(
+                Materialization(
+                    tuple(event["assetKey"]["path"]),
+                    _time(event["timestamp"]) or datetime.now(UTC),
+                    figures,
+                )
+            )
     created = _time(node.get("creationTime")) or datetime.now(UTC)
-    return Run(run_id=node["runId"], status=node["status"],
-               tags={t["key"]: t["value"] for t in node.get("tags") or []},
-               created_at=created, started_at=_time(node.get("startTime")),
-               ended_at=_time(node.get("endTime")), materializations=materializations)
+    return Run(
+        run_id=node["runId"],
+        status=node["status"],
+        tags={t["key"]: t["value"] for t in node.get("tags") or []},
+        created_at=created,
+        started_at=_time(node.get("startTime")),
+        ended_at=_time(node.get("endTime")),
+        materializations=materializations,
+    )
 
 
 class RunReader:
@@ -115,9 +125,13 @@ class RunReader:
 
     def runs(self, tags: dict[str, str], limit: int = 50) -> list[Run]:
         """Runs carrying every one of `tags`, newest first."""
-        data = self.graphql.execute(RUNS_QUERY, {
-            "filter": {"tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]},
-            "limit": limit})
+        data = self.graphql.execute(
+            RUNS_QUERY,
+            {
+                "filter": {"tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]},
+                "limit": limit,
+            },
+        )
         result = data["runsOrError"]
         if result["__typename"] != "Runs":
             raise DagsterRefused(f"Dagster could not list runs: {result.get('message')}")

@@ -16,11 +16,24 @@ from integration_platform.orchestration.orchestrator import (
 from integration_platform.orchestration.runs import Run, RunReader
 
 # Run statuses as a person reads them.
-RUN_STATES = {"QUEUED": "queued", "NOT_STARTED": "queued", "STARTING": "queued",
-              "MANAGED": "queued", "STARTED": "running", "CANCELING": "running",
-              "SUCCESS": "succeeded", "FAILURE": "failed", "CANCELED": "canceled"}
-FIGURES = {"records": "records", "rows_loaded": "rows_loaded", "retries": "retries",
-           "429s": "throttled_429s", "dead_letters": "dead_letters"}
+RUN_STATES = {
+    "QUEUED": "queued",
+    "NOT_STARTED": "queued",
+    "STARTING": "queued",
+    "MANAGED": "queued",
+    "STARTED": "running",
+    "CANCELING": "running",
+    "SUCCESS": "succeeded",
+    "FAILURE": "failed",
+    "CANCELED": "canceled",
+}
+FIGURES = {
+    "records": "records",
+    "rows_loaded": "rows_loaded",
+    "retries": "retries",
+    "429s": "throttled_429s",
+    "dead_letters": "dead_letters",
+}
 RUNS_LOOKED_AT = 50
 
 
@@ -95,13 +108,27 @@ class StatusReader:
         if failed is not None:
             message = self.reader.failure(failed.run_id) or "the run failed (no step error)"
             last_error = LastError(message, failed.run_id, failed.ended_at or failed.created_at)
-        return StageStatus(_state(latest), latest.run_id, latest.started_at, latest.ended_at,
-                           figures, last_error, dict(sorted(freshness.items())))
+        return StageStatus(
+            _state(latest),
+            latest.run_id,
+            latest.started_at,
+            latest.ended_at,
+            figures,
+            last_error,
+            dict(sorted(freshness.items())),
+        )
 
 
 # The state that speaks for several parts: the one most in need of attention.
-_STATE_WEIGHT = {"running": 0, "retrying": 1, "queued": 2, "failed": 3, "canceled": 4,
-                 "succeeded": 5, "never_run": 6}
+_STATE_WEIGHT = {
+    "running": 0,
+    "retrying": 1,
+    "queued": 2,
+    "failed": 3,
+    "canceled": 4,
+    "succeeded": 5,
+    "never_run": 6,
+}
 
 
 def _combined(stages: list[StageStatus]) -> StageStatus:
@@ -115,7 +142,10 @@ def _combined(stages: list[StageStatus]) -> StageStatus:
     errors = [s.last_error for s in stages if s.last_error is not None]
     return StageStatus(
         state=min((s.state for s in stages), key=lambda state: _STATE_WEIGHT.get(state, 0)),
-        run_id=newest.run_id, run_started_at=newest.run_started_at,
-        run_ended_at=newest.run_ended_at, figures=figures,
+        run_id=newest.run_id,
+        run_started_at=newest.run_started_at,
+        run_ended_at=newest.run_ended_at,
+        figures=figures,
         last_error=max(errors, key=lambda e: e.at) if errors else None,
-        freshness=dict(sorted(freshness.items())))
+        freshness=dict(sorted(freshness.items())),
+    )

@@ -33,9 +33,15 @@ _log = get_logger("integration_platform.orchestration")
 
 
 class SyncSupervisor:
-    def __init__(self, ledger: SyncLedger, registry: ClientRegistry, orchestrator: Orchestrator,
-                 *, on_finished: Callable[[Sync], None] | None = None,
-                 launch_deadline: timedelta = LAUNCH_DEADLINE) -> None:
+    def __init__(
+        self,
+        ledger: SyncLedger,
+        registry: ClientRegistry,
+        orchestrator: Orchestrator,
+        *,
+        on_finished: Callable[[Sync], None] | None = None,
+        launch_deadline: timedelta = LAUNCH_DEADLINE,
+    ) -> None:
         self.ledger, self.registry, self.orchestrator = ledger, registry, orchestrator
         self.on_finished = on_finished
         self.launch_deadline = launch_deadline
@@ -49,9 +55,14 @@ class SyncSupervisor:
             advanced = self._step(sync)
         except DagsterUnavailable as exc:
             if sync.state == "queued" and utc_now() - sync.created_at > self.launch_deadline:
-                advanced = self.ledger.save(sync, state="failed", error=(
-                    f"Dagster could not be reached for {self.launch_deadline} ({exc}); start "
-                    "the platform and sync again"))
+                advanced = self.ledger.save(
+                    sync,
+                    state="failed",
+                    error=(
+                        f"Dagster could not be reached for {self.launch_deadline} ({exc}); start "
+                        "the platform and sync again"
+                    ),
+                )
             else:
                 advanced = self.ledger.save(sync, error=f"waiting for Dagster: {exc}")
         except DagsterRefused as exc:
@@ -60,8 +71,13 @@ class SyncSupervisor:
             self.ledger.save(sync)  # release the claim; the next pass tries again
             raise
         if not advanced.active and sync.active:
-            _log.info("sync_finished", sync_id=sync.id, client_id=sync.client_id,
-                      state=advanced.state, error=advanced.error)
+            _log.info(
+                "sync_finished",
+                sync_id=sync.id,
+                client_id=sync.client_id,
+                state=advanced.state,
+                error=advanced.error,
+            )
             if self.on_finished is not None:
                 self.on_finished(advanced)
         return advanced
@@ -98,8 +114,11 @@ class SyncSupervisor:
 
     def _launch_raw(self, sync: Sync) -> Sync:
         client = self.registry.get(sync.client_id)
-        if client is not None and client.partition_registered_at is None \
-                and self.orchestrator.register_client(sync.client_id):
+        if (
+            client is not None
+            and client.partition_registered_at is None
+            and self.orchestrator.register_client(sync.client_id)
+        ):
             self.registry.mark_partition_registered(sync.client_id)
         runs = {part: self.orchestrator.launch_raw(sync, part) for part in self._parts(sync)}
         return self.ledger.save(sync, state="extracting", raw_runs=runs, error=None)
@@ -118,32 +137,44 @@ class SyncSupervisor:
         runs = {s: run.run_id for s, run in latest.items() if run is not None}
         missing = sorted(s for s, run in latest.items() if run is None)
         if missing:
-            return self.ledger.save(sync, state="failed", error=(
-                f"Dagster has no run of this sync for {', '.join(missing)} any more (deleted?); "
-                "sync again"))
+            return self.ledger.save(
+                sync,
+                state="failed",
+                error=(
+                    f"Dagster has no run of this sync for {', '.join(missing)} any more "
+                    "(deleted?); "
+                    "sync again"
+                ),
+            )
         if any(run.active or run.will_retry for run in latest.values() if run is not None):
             return self.ledger.save(sync, raw_runs={**sync.raw_runs, **runs}, error=None)
-        failed = {s: run for s, run in latest.items() if run is not None
-                  and run.status != "SUCCESS"}
+        failed = {
+            s: run for s, run in latest.items() if run is not None and run.status != "SUCCESS"
+        }
         if failed:
             reasons = [f"{source}: {self._reason(run)}" for source, run in sorted(failed.items())]
-            return self.ledger.save(sync, state="failed", raw_runs=runs,
-                                    error="; ".join(reasons))
+            return self.ledger.save(sync, state="failed", raw_runs=runs, error="; ".join(reasons))
         transform = self.orchestrator.launch_transform(sync)
         if transform is None:
             return self.ledger.save(sync, state="succeeded", raw_runs=runs, error=None)
-        return self.ledger.save(sync, state="transforming", raw_runs=runs,
-                                transform_run_id=transform, error=None)
+        return self.ledger.save(
+            sync, state="transforming", raw_runs=runs, transform_run_id=transform, error=None
+        )
 
     def _after_transform(self, sync: Sync) -> Sync:
         run = self._latest(sync, TRANSFORM_STAGE)
         if run is None or run.active or run.will_retry:
             return self.ledger.save(sync)
         if run.status == "SUCCESS":
-            return self.ledger.save(sync, state="succeeded", transform_run_id=run.run_id,
-                                    error=None)
-        return self.ledger.save(sync, state="failed", transform_run_id=run.run_id,
-                                error=f"transform: {self._reason(run)}")
+            return self.ledger.save(
+                sync, state="succeeded", transform_run_id=run.run_id, error=None
+            )
+        return self.ledger.save(
+            sync,
+            state="failed",
+            transform_run_id=run.run_id,
+            error=f"transform: {self._reason(run)}",
+        )
 
     def _reason(self, run: Run) -> str:
         if run.status == "CANCELED":

@@ -42,13 +42,22 @@ def parse_days(days: str | None, day: str | None) -> tuple[date, date]:
     except ValueError:
         raise click.BadParameter(
             f"{days or day!r} is not a UTC day or START...END range of days "
-            "(e.g. 2025-03-01...2025-03-07)") from None
+            "(e.g. 2025-03-01...2025-03-07)"
+        ) from None
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
     return yesterday, yesterday
 
 
-def run_main_job(*, client_id: str, start: date, end: date, selection: str | None,
-                 full_refresh: bool, echo: Echo, log_name: str) -> MainJobResult:
+def run_main_job(
+    *,
+    client_id: str,
+    start: date,
+    end: date,
+    selection: str | None,
+    full_refresh: bool,
+    echo: Echo,
+    log_name: str,
+) -> MainJobResult:
     """Plan and run the main job in the instance of DAGSTER_HOME (prepared like `make run`'s
     when unset); what the runs print goes to `data/logs/<log_name>.log`."""
     silence_dagster_notices()
@@ -68,7 +77,8 @@ def run_main_job(*, client_id: str, start: date, end: date, selection: str | Non
             raise click.ClickException(
                 f"client {client_id!r} is not registered in the Dagster instance at "
                 f"{os.environ['DAGSTER_HOME']}: register it with the API (POST /clients), "
-                "or use the demo client")
+                "or use the demo client"
+            )
         try:
             stages = plan(defs, client_id=client_id, start=start, end=end, selection=selection)
         except (MainJobError, ValueError) as exc:
@@ -94,14 +104,18 @@ def _require_variables(defs: Definitions, stages: list[Stage]) -> None:
         if not isinstance(resource, ApiSourceResource):
             continue
         spec_file = Path(resource.spec_file)
-        unset = sorted(name for name, has_default in referenced_variables(spec_file).items()
-                       if not has_default and not os.environ.get(name))
+        unset = sorted(
+            name
+            for name, has_default in referenced_variables(spec_file).items()
+            if not has_default and not os.environ.get(name)
+        )
         if unset:
             missing.append(f"{', '.join(unset)} ({source}: {_shown(spec_file)})")
     if missing:
         raise click.ClickException(
             f"not set: {'; '.join(missing)}. Export them in your environment "
-            "(config/sandbox.env, which the CLI reads, holds only the sandbox's demo values)")
+            "(config/sandbox.env, which the CLI reads, holds only the sandbox's demo values)"
+        )
 
 
 def _shown(path: Path) -> str:
@@ -111,17 +125,33 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def materialize_command(*, client_id: str, days: str | None, day: str | None,
-                        selection: str | None, full_refresh: bool, echo: Echo) -> bool:
+def materialize_command(
+    *,
+    client_id: str,
+    days: str | None,
+    day: str | None,
+    selection: str | None,
+    full_refresh: bool,
+    echo: Echo,
+) -> bool:
     start, end = parse_days(days, day)
-    result = run_main_job(client_id=client_id, start=start, end=end, selection=selection,
-                          full_refresh=full_refresh, echo=echo, log_name="materialize")
+    result = run_main_job(
+        client_id=client_id,
+        start=start,
+        end=end,
+        selection=selection,
+        full_refresh=full_refresh,
+        echo=echo,
+        log_name="materialize",
+    )
     assert result.progress is not None
     echo("")
     for line in result.progress.summary():
         echo(line)
-    echo(f"\n{'done' if result.success else 'FAILED'}: {len(result.run_ids)} run(s) in "
-         f"{os.environ['DAGSTER_HOME']} ({', '.join(r[:8] for r in result.run_ids)}); "
-         f"warehouse {environment.warehouse_path()}, and its published copy for BI tools "
-         "beside it")
+    echo(
+        f"\n{'done' if result.success else 'FAILED'}: {len(result.run_ids)} run(s) in "
+        f"{os.environ['DAGSTER_HOME']} ({', '.join(r[:8] for r in result.run_ids)}); "
+        f"warehouse {environment.warehouse_path()}, and its published copy for BI tools "
+        "beside it"
+    )
     return result.success

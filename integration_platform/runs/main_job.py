@@ -59,19 +59,22 @@ class MainJobResult:
     progress: Progress | None = None
 
 
-def plan(defs: Definitions, *, client_id: str, start: date, end: date,
-         selection: str | None = None) -> list[Stage]:
+def plan(
+    defs: Definitions, *, client_id: str, start: date, end: date, selection: str | None = None
+) -> list[Stage]:
     """The runs that materialize `selection` (default: everything) for a client's days."""
     if end < start:
         raise MainJobError(f"the range ends ({end}) before it starts ({start})")
     graph = defs.resolve_asset_graph()
-    chosen = (AssetSelection.from_string(selection) if selection else AssetSelection.all())
+    chosen = AssetSelection.from_string(selection) if selection else AssetSelection.all()
     keys = sorted(chosen.resolve(graph), key=lambda k: k.to_user_string())
     materializable = [k for k in keys if graph.get(k).is_materializable]
     if not materializable:
-        raise MainJobError(f"the selection {selection!r} matches no asset that can be "
-                           "materialized; see the asset keys in the UI (raw/<source>/"
-                           "<endpoint>, staging/..., marts/...)")
+        raise MainJobError(
+            f"the selection {selection!r} matches no asset that can be "
+            "materialized; see the asset keys in the UI (raw/<source>/"
+            "<endpoint>, staging/..., marts/...)"
+        )
     by_day, by_client, rest = [], [], []
     for key in materializable:
         partitions = graph.get(key).partitions_def
@@ -84,48 +87,83 @@ def plan(defs: Definitions, *, client_id: str, start: date, end: date,
     client = {CLIENT_TAG: client_id, KIND_TAG: MATERIALIZE}
     stages = []
     if by_day:
-        stages.append(Stage("raw_days", tuple(by_day), {
-            **client, RANGE_START_TAG: partition_key(client_id, start.isoformat()),
-            RANGE_END_TAG: partition_key(client_id, end.isoformat())}, raw=True))
+        stages.append(
+            Stage(
+                "raw_days",
+                tuple(by_day),
+                {
+                    **client,
+                    RANGE_START_TAG: partition_key(client_id, start.isoformat()),
+                    RANGE_END_TAG: partition_key(client_id, end.isoformat()),
+                },
+                raw=True,
+            )
+        )
     if by_client:
-        stages.append(Stage("raw_reference", tuple(by_client),
-                            {**client, PARTITION_TAG: client_id}, raw=True))
+        stages.append(
+            Stage("raw_reference", tuple(by_client), {**client, PARTITION_TAG: client_id}, raw=True)
+        )
     if rest:
-        owned = {check for assets_def in defs.assets or []
-                 if isinstance(assets_def, AssetsDefinition) and set(assets_def.keys) & set(rest)
-                 for check in assets_def.check_keys}
-        stages.append(Stage("transform", tuple(rest), client, raw=False,
-                            checks=tuple(sorted(owned, key=str))))
+        owned = {
+            check
+            for assets_def in defs.assets or []
+            if isinstance(assets_def, AssetsDefinition) and set(assets_def.keys) & set(rest)
+            for check in assets_def.check_keys
+        }
+        stages.append(
+            Stage("transform", tuple(rest), client, raw=False, checks=tuple(sorted(owned, key=str)))
+        )
     return stages
 
 
-def run(defs: Definitions, instance: DagsterInstance, stages: Sequence[Stage], *, echo: Echo,
-        log: TextIO, full_refresh: bool = False) -> MainJobResult:
+def run(
+    defs: Definitions,
+    instance: DagsterInstance,
+    stages: Sequence[Stage],
+    *,
+    echo: Echo,
+    log: TextIO,
+    full_refresh: bool = False,
+) -> MainJobResult:
     """Run the stages in order, stopping after one that failed; what the runs print goes to
     `log`, progress lines to `echo`."""
     progress = Progress(echo)
-    jobs = [define_asset_job(f"cli_{stage.name}", selection=AssetSelection.assets(*stage.keys)
-                             | AssetSelection.checks(*stage.checks))
-            for stage in stages]
+    jobs = [
+        define_asset_job(
+            f"cli_{stage.name}",
+            selection=AssetSelection.assets(*stage.keys) | AssetSelection.checks(*stage.checks),
+        )
+        for stage in stages
+    ]
     runnable = Definitions(
-        assets=list(defs.assets or []), asset_checks=list(defs.asset_checks or []),
-        resources=dict(defs.resources or {}), jobs=jobs,
-        loggers={"progress": progress.logger_definition()})
+        assets=list(defs.assets or []),
+        asset_checks=list(defs.asset_checks or []),
+        resources=dict(defs.resources or {}),
+        jobs=jobs,
+        loggers={"progress": progress.logger_definition()},
+    )
     result = MainJobResult(success=True, progress=progress)
     for stage in stages:
-        echo(f"-- {stage.name}: {len(stage.keys)} asset(s)"
-             + (f", {stage.tags.get(RANGE_START_TAG)} ... {stage.tags.get(RANGE_END_TAG)}"
-                if RANGE_START_TAG in stage.tags else ""))
+        echo(
+            f"-- {stage.name}: {len(stage.keys)} asset(s)"
+            + (
+                f", {stage.tags.get(RANGE_START_TAG)} ... {stage.tags.get(RANGE_END_TAG)}"
+                if RANGE_START_TAG in stage.tags
+                else ""
+            )
+        )
         run_config: dict[str, Any] = {"loggers": {"progress": {}}}
         if full_refresh and stage.raw:
-            run_config["ops"] = {key.to_python_identifier(): {"config": {"full_refresh": True}}
-                                 for key in stage.keys}
+            run_config["ops"] = {
+                key.to_python_identifier(): {"config": {"full_refresh": True}} for key in stage.keys
+            }
         job = runnable.resolve_job_def(f"cli_{stage.name}")
         # dbt's own console output goes to the log file, not the console: the progress lines
         # say what happened, the log file says everything.
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), quiet_dagster():
-            outcome = job.execute_in_process(instance=instance, tags=stage.tags,
-                                             run_config=run_config, raise_on_error=False)
+            outcome = job.execute_in_process(
+                instance=instance, tags=stage.tags, run_config=run_config, raise_on_error=False
+            )
         result.run_ids.append(outcome.run_id)
         if not outcome.success:
             result.success = False

@@ -89,8 +89,12 @@ class Progress(logging.Handler):
         self.check_results[(key, name)] = (passed, metadata)
         if not passed:
             self.assets.setdefault(key, AssetLine()).checks_failed.append(name)
-            self.echo(f"{self._elapsed()}  ! check {name} on {key} did not pass: "
-                      f"{evaluation.description or ''}".rstrip(": "))  # type: ignore[union-attr]
+            description = evaluation.description or ""  # type: ignore[union-attr]
+            self.echo(
+                f"{self._elapsed()}  ! check {name} on {key} did not pass: {description}".rstrip(
+                    ": "
+                )
+            )
 
     def _failed(self, event: DagsterEvent) -> None:
         error = event.event_specific_data.error  # type: ignore[union-attr]
@@ -106,11 +110,12 @@ class Progress(logging.Handler):
         lines = []
         if self.assets:
             width = max(len(key) for key in self.assets)
-            lines += [f"{'asset':<{width}}  partitions       rows  checks",
-                      f"{'-' * width}  ----------  ---------  ------"]
+            lines += [
+                f"{'asset':<{width}}  partitions       rows  checks",
+                f"{'-' * width}  ----------  ---------  ------",
+            ]
             for key, line in sorted(self.assets.items()):
-                checks = (f"failed: {', '.join(line.checks_failed)}" if line.checks_failed
-                          else "ok")
+                checks = f"failed: {', '.join(line.checks_failed)}" if line.checks_failed else "ok"
                 rows = "-" if line.rows is None else str(line.rows)
                 lines.append(f"{key:<{width}}  {line.partitions:>10}  {rows:>9}  {checks}")
         else:

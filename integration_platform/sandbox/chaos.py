@@ -54,12 +54,25 @@ class ChaosSettings(BaseModel):
 
 PROFILES: dict[str, ChaosSettings] = {
     "none": ChaosSettings(),
-    "light": ChaosSettings(rate_limit_429=0.02, server_error_burst=0.01, drop=0.01,
-                           malformed=0.01, retry_after_seconds=0.2),
-    "heavy": ChaosSettings(rate_limit_429=0.08, server_error_burst=0.04, burst_length=3,
-                           slow=0.02, slow_seconds=2.0, drop=0.04, malformed=0.04,
-                           retry_after_seconds=0.2, retry_after_http_date=0.3,
-                           graphql_partial_errors=0.0),
+    "light": ChaosSettings(
+        rate_limit_429=0.02,
+        server_error_burst=0.01,
+        drop=0.01,
+        malformed=0.01,
+        retry_after_seconds=0.2,
+    ),
+    "heavy": ChaosSettings(
+        rate_limit_429=0.08,
+        server_error_burst=0.04,
+        burst_length=3,
+        slow=0.02,
+        slow_seconds=2.0,
+        drop=0.04,
+        malformed=0.04,
+        retry_after_seconds=0.2,
+        retry_after_http_date=0.3,
+        graphql_partial_errors=0.0,
+    ),
 }
 
 
@@ -169,8 +182,12 @@ class ChaosMiddleware:
         if fault is None:
             await self.app(scope, receive, send)
         elif fault == "429":
-            await _send_json(send, 429, {"error": "rate_limited", "message": "slow down"},
-                             {"retry-after": self.engine.retry_after()})
+            await _send_json(
+                send,
+                429,
+                {"error": "rate_limited", "message": "slow down"},
+                {"retry-after": self.engine.retry_after()},
+            )
         elif fault in ("500", "502", "503"):
             await _send_json(send, int(fault), {"error": "server_error", "message": fault})
         elif fault == "slow":
@@ -197,18 +214,25 @@ class ChaosMiddleware:
         if drop:
             # Promise the whole body, deliver half, then hang up.
             headers.append((b"content-length", str(len(body)).encode()))
-            await send({"type": "http.response.start", "status": start.get("status", 200),
-                        "headers": headers})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": start.get("status", 200),
+                    "headers": headers,
+                }
+            )
             await send({"type": "http.response.body", "body": cut, "more_body": True})
             raise DroppedConnection("chaos: connection dropped mid-body")
         headers.append((b"content-length", str(len(cut)).encode()))
-        await send({"type": "http.response.start", "status": start.get("status", 200),
-                    "headers": headers})
+        await send(
+            {"type": "http.response.start", "status": start.get("status", 200), "headers": headers}
+        )
         await send({"type": "http.response.body", "body": cut})
 
 
-async def _send_json(send: Send, status: int, payload: object,
-                     extra_headers: dict[str, str] | None = None) -> None:
+async def _send_json(
+    send: Send, status: int, payload: object, extra_headers: dict[str, str] | None = None
+) -> None:
     body = orjson.dumps(payload)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode(), v.encode()) for k, v in (extra_headers or {}).items()]

@@ -11,24 +11,74 @@ import string
 from integration_platform.sandbox.population import Address, Person
 
 NICKNAMES = {
-    "robert": "Bob", "william": "Bill", "richard": "Dick", "james": "Jim", "john": "Jack",
-    "michael": "Mike", "christopher": "Chris", "matthew": "Matt", "joseph": "Joe",
-    "daniel": "Dan", "anthony": "Tony", "thomas": "Tom", "steven": "Steve", "edward": "Ed",
-    "benjamin": "Ben", "samuel": "Sam", "alexander": "Alex", "nicholas": "Nick",
-    "jonathan": "Jon", "timothy": "Tim", "andrew": "Andy", "david": "Dave", "patrick": "Pat",
-    "gregory": "Greg", "jeffrey": "Jeff", "kenneth": "Ken", "ronald": "Ron", "donald": "Don",
-    "elizabeth": "Liz", "jennifer": "Jen", "katherine": "Kate", "kathryn": "Kate",
-    "margaret": "Maggie", "patricia": "Patty", "rebecca": "Becky", "susan": "Sue",
-    "deborah": "Debbie", "jessica": "Jess", "stephanie": "Steph", "victoria": "Vicky",
-    "christine": "Chris", "samantha": "Sam", "alexandra": "Alex", "abigail": "Abby",
-    "kimberly": "Kim", "cynthia": "Cindy", "pamela": "Pam", "barbara": "Barb",
-    "jacqueline": "Jackie", "theodore": "Ted", "frederick": "Fred", "lawrence": "Larry",
+    "robert": "Bob",
+    "william": "Bill",
+    "richard": "Dick",
+    "james": "Jim",
+    "john": "Jack",
+    "michael": "Mike",
+    "christopher": "Chris",
+    "matthew": "Matt",
+    "joseph": "Joe",
+    "daniel": "Dan",
+    "anthony": "Tony",
+    "thomas": "Tom",
+    "steven": "Steve",
+    "edward": "Ed",
+    "benjamin": "Ben",
+    "samuel": "Sam",
+    "alexander": "Alex",
+    "nicholas": "Nick",
+    "jonathan": "Jon",
+    "timothy": "Tim",
+    "andrew": "Andy",
+    "david": "Dave",
+    "patrick": "Pat",
+    "gregory": "Greg",
+    "jeffrey": "Jeff",
+    "kenneth": "Ken",
+    "ronald": "Ron",
+    "donald": "Don",
+    "elizabeth": "Liz",
+    "jennifer": "Jen",
+    "katherine": "Kate",
+    "kathryn": "Kate",
+    "margaret": "Maggie",
+    "patricia": "Patty",
+    "rebecca": "Becky",
+    "susan": "Sue",
+    "deborah": "Debbie",
+    "jessica": "Jess",
+    "stephanie": "Steph",
+    "victoria": "Vicky",
+    "christine": "Chris",
+    "samantha": "Sam",
+    "alexandra": "Alex",
+    "abigail": "Abby",
+    "kimberly": "Kim",
+    "cynthia": "Cindy",
+    "pamela": "Pam",
+    "barbara": "Barb",
+    "jacqueline": "Jackie",
+    "theodore": "Ted",
+    "frederick": "Fred",
+    "lawrence": "Larry",
 }
 
 STREET_ABBREVIATIONS = {
-    "Street": "St", "Avenue": "Ave", "Road": "Rd", "Drive": "Dr", "Lane": "Ln",
-    "Boulevard": "Blvd", "Court": "Ct", "Place": "Pl", "Square": "Sq", "Terrace": "Ter",
-    "Straße": "Str.", "Strasse": "Str.", "Crescent": "Cres",
+    "Street": "St",
+    "Avenue": "Ave",
+    "Road": "Rd",
+    "Drive": "Dr",
+    "Lane": "Ln",
+    "Boulevard": "Blvd",
+    "Court": "Ct",
+    "Place": "Pl",
+    "Square": "Sq",
+    "Terrace": "Ter",
+    "Straße": "Str.",
+    "Strasse": "Str.",
+    "Crescent": "Cres",
 }
 
 
@@ -73,15 +123,17 @@ def email_variant(email: str, r: random.Random, alias_tag: str) -> str:
 def phone_format(person: Person, r: random.Random) -> str:
     """The same number as different systems store it."""
     n, cc = person.phone_national, person.phone_country_code
-    return r.choice((
-        f"+{cc}{n}",
-        f"+{cc} {n[:3]} {n[3:6]} {n[6:]}",
-        f"({n[:3]}) {n[3:6]}-{n[6:]}",
-        f"{n[:3]}.{n[3:6]}.{n[6:]}",
-        f"{n[:3]}-{n[3:6]}-{n[6:]}",
-        f"00{cc} {n}",
-        f"{cc}-{n}",
-    ))
+    return r.choice(
+        (
+            f"+{cc}{n}",
+            f"+{cc} {n[:3]} {n[3:6]} {n[6:]}",
+            f"({n[:3]}) {n[3:6]}-{n[6:]}",
+            f"{n[:3]}.{n[3:6]}.{n[6:]}",
+            f"{n[:3]}-{n[3:6]}-{n[6:]}",
+            f"00{cc} {n}",
+            f"{cc}-{n}",
+        )
+    )
 
 
 def street_variant(street: str, r: random.Random) -> str:

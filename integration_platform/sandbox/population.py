@@ -51,8 +51,16 @@ COUNTRIES: dict[str, tuple[str, str, str, float]] = {
     "CA": ("en_CA", "CAD", "1", 0.08),
 }
 
-FREE_EMAIL_DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com",
-                      "proton.me", "fastmail.com", "aol.com")
+FREE_EMAIL_DOMAINS = (
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "hotmail.com",
+    "icloud.com",
+    "proton.me",
+    "fastmail.com",
+    "aol.com",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +121,16 @@ class _LocalePools:
 
 PLANS = ("starter", "pro", "business")
 PLAN_WEIGHTS = (0.55, 0.35, 0.10)
-INDUSTRIES = ("software", "retail", "finance", "healthcare", "manufacturing", "education",
-              "media", "logistics")
+INDUSTRIES = (
+    "software",
+    "retail",
+    "finance",
+    "healthcare",
+    "manufacturing",
+    "education",
+    "media",
+    "logistics",
+)
 
 
 class Population:
@@ -183,7 +199,10 @@ class Population:
         city, state, postcode = r.choice(pools.places)
         address = Address(
             street=f"{r.randint(1, 9999)} {r.choice(pools.streets)}",
-            city=city, state=state, postcode=postcode, country=country,
+            city=city,
+            state=state,
+            postcode=postcode,
+            country=country,
         )
         company_id = r.randrange(self.company_count)
         return Person(
@@ -193,8 +212,9 @@ class Population:
             email=_email(first, last, entity_id, r, self.company(company_id).domain),
             phone_country_code=COUNTRIES[country][2],
             # Multiplying by a prime coprime to 10 keeps national numbers unique per person.
-            phone_national=(f"{r.randint(2, 9)}{r.randint(0, 99):02d}"
-                            f"{(entity_id * 7919 + 1234567) % 10**7:07d}"),
+            phone_national=(
+                f"{r.randint(2, 9)}{r.randint(0, 99):02d}{(entity_id * 7919 + 1234567) % 10**7:07d}"
+            ),
             date_of_birth=date(1950, 1, 1) + timedelta(days=r.randrange(365 * 55)),
             company_id=company_id,
             address=address,
@@ -216,8 +236,9 @@ class Population:
         country = self.person(entity_id).address.country
         pools = self._pools[country]
         city, state, postcode = r.choice(pools.places)
-        return Address(f"{r.randint(1, 9999)} {r.choice(pools.streets)}", city, state, postcode,
-                       country)
+        return Address(
+            f"{r.randint(1, 9999)} {r.choice(pools.streets)}", city, state, postcode, country
+        )
 
 
 def _email(first: str, last: str, entity_id: int, r: random.Random, work_domain: str) -> str:
@@ -229,8 +250,22 @@ def _email(first: str, last: str, entity_id: int, r: random.Random, work_domain:
 
 
 def _ascii(text: str) -> str:
-    table = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "é": "e", "è": "e",
-                           "ë": "e", "ï": "i", "ç": "c", "'": "", " ": "", "-": ""})
+    table = str.maketrans(
+        {
+            "ä": "ae",
+            "ö": "oe",
+            "ü": "ue",
+            "ß": "ss",
+            "é": "e",
+            "è": "e",
+            "ë": "e",
+            "ï": "i",
+            "ç": "c",
+            "'": "",
+            " ": "",
+            "-": "",
+        }
+    )
     kept = (ch for ch in text.lower().translate(table) if ch.isascii() and ch.isalnum())
     return "".join(kept) or "x"
 

@@ -23,14 +23,18 @@ class Quota:
 
     def x_ratelimit_headers(self) -> dict[str, str]:
         """GitHub-style headers; Reset is the epoch second at which the window resets."""
-        return {"x-ratelimit-limit": str(self.limit),
-                "x-ratelimit-remaining": str(self.remaining),
-                "x-ratelimit-reset": str(math.ceil(self.reset_at))}
+        return {
+            "x-ratelimit-limit": str(self.limit),
+            "x-ratelimit-remaining": str(self.remaining),
+            "x-ratelimit-reset": str(math.ceil(self.reset_at)),
+        }
 
     def ietf_headers(self, window_seconds: float) -> dict[str, str]:
         """IETF draft-ietf-httpapi-ratelimit-headers structured fields."""
-        return {"ratelimit-policy": f'"default";q={self.limit};w={math.ceil(window_seconds)}',
-                "ratelimit": f'"default";r={self.remaining};t={math.ceil(self.reset_in)}'}
+        return {
+            "ratelimit-policy": f'"default";q={self.limit};w={math.ceil(window_seconds)}',
+            "ratelimit": f'"default";r={self.remaining};t={math.ceil(self.reset_in)}',
+        }
 
     def retry_after(self) -> str:
         return str(max(1, math.ceil(self.reset_in)))

@@ -43,8 +43,7 @@ class CustomerEndpoint:
     envelope: Callable[[list[dict[str, Any]]], dict[str, Any]]
 
 
-def customer_endpoints(world: World,
-                       vendors: tuple[str, ...] = VENDORS) -> list[CustomerEndpoint]:
+def customer_endpoints(world: World, vendors: tuple[str, ...] = VENDORS) -> list[CustomerEndpoint]:
     """The customer endpoints of `vendors`, with the records their APIs would serve."""
     engine = ChaosEngine(PROFILES["none"], world.settings.seed)
 
@@ -59,44 +58,52 @@ def customer_endpoints(world: World,
 
     def crm_endpoint() -> CustomerEndpoint:
         vendor = crm.CRM(world, engine)
-        return CustomerEndpoint("crm", "crm", "contacts", len(vendor.roster), vendor.contact,
-                                data)
+        return CustomerEndpoint("crm", "crm", "contacts", len(vendor.roster), vendor.contact, data)
 
     def billing_endpoint() -> CustomerEndpoint:
         vendor = billing.Billing(world, engine)
-        return CustomerEndpoint("billing", "billing", "customers", len(vendor.roster),
-                                vendor.customer, data)
+        return CustomerEndpoint(
+            "billing", "billing", "customers", len(vendor.roster), vendor.customer, data
+        )
 
     def support_endpoint() -> CustomerEndpoint:
         vendor = support.Support(world, engine)
 
         def node(position: int) -> dict[str, Any]:
             record = vendor.customer_record(position)
-            return {"id": world.record_id(support.CUSTOMER_PREFIX, position),
-                    **{name: record[name] for name in SUPPORT_FIELDS}}
+            return {
+                "id": world.record_id(support.CUSTOMER_PREFIX, position),
+                **{name: record[name] for name in SUPPORT_FIELDS},
+            }
 
-        return CustomerEndpoint("support", "support", "customers", len(vendor.roster), node,
-                                relay)
+        return CustomerEndpoint("support", "support", "customers", len(vendor.roster), node, relay)
 
     def analytics_endpoint() -> CustomerEndpoint:
         vendor = analytics.Analytics(world, engine)
-        return CustomerEndpoint("analytics", "analytics", "users", len(vendor.roster),
-                                vendor.user, data)
+        return CustomerEndpoint(
+            "analytics", "analytics", "users", len(vendor.roster), vendor.user, data
+        )
 
     def clinic_endpoint() -> CustomerEndpoint:
         vendor = clinic.Clinic(world)
-        return CustomerEndpoint("clinic", "clinic", "patients", len(vendor.roster),
-                                vendor.patient, keyed("patients"))
+        return CustomerEndpoint(
+            "clinic", "clinic", "patients", len(vendor.roster), vendor.patient, keyed("patients")
+        )
 
     def insurer_endpoint() -> CustomerEndpoint:
         vendor = insurer.Insurer(world)
-        return CustomerEndpoint("insurer", "insurer", "members", len(vendor.roster),
-                                vendor.member, keyed("members"))
+        return CustomerEndpoint(
+            "insurer", "insurer", "members", len(vendor.roster), vendor.member, keyed("members")
+        )
 
     builders: dict[str, Callable[[], CustomerEndpoint]] = {
-        "crm": crm_endpoint, "billing": billing_endpoint, "support": support_endpoint,
-        "analytics": analytics_endpoint, "clinic": clinic_endpoint,
-        "insurer": insurer_endpoint}
+        "crm": crm_endpoint,
+        "billing": billing_endpoint,
+        "support": support_endpoint,
+        "analytics": analytics_endpoint,
+        "clinic": clinic_endpoint,
+        "insurer": insurer_endpoint,
+    }
     return [builders[vendor]() for vendor in vendors]
 
 
@@ -105,10 +112,15 @@ def _pages(endpoint: CustomerEndpoint, positions: range) -> Iterator[list[dict[s
         yield [endpoint.record(p) for p in range(start, min(start + PAGE_SIZE, positions.stop))]
 
 
-def load_customers(connection: duckdb.DuckDBPyConnection, specs: dict[str, SourceSpec],
-                   world: World, landing_root: Path, *,
-                   only: Callable[[CustomerEndpoint], range] | None = None,
-                   run_id: str = "sandbox-projection") -> dict[str, int]:
+def load_customers(
+    connection: duckdb.DuckDBPyConnection,
+    specs: dict[str, SourceSpec],
+    world: World,
+    landing_root: Path,
+    *,
+    only: Callable[[CustomerEndpoint], range] | None = None,
+    run_id: str = "sandbox-projection",
+) -> dict[str, int]:
     """Load the customer endpoint of every sandbox vendor that `specs` declares (the four SaaS
     vendors, the registry's clinic and insurer) into its raw table; return rows per table.
 
@@ -119,18 +131,27 @@ def load_customers(connection: duckdb.DuckDBPyConnection, specs: dict[str, Sourc
     vendors = tuple(vendor for vendor in ALL_VENDORS if vendor in specs)
     for endpoint in customer_endpoints(world, vendors):
         spec = specs[endpoint.source]
-        attempt = zone.open_attempt(endpoint.source, endpoint.endpoint, None, run_id,
-                                    resume=False)
+        attempt = zone.open_attempt(endpoint.source, endpoint.endpoint, None, run_id, resume=False)
         positions = only(endpoint) if only else range(endpoint.count)
         for number, records in enumerate(_pages(endpoint, positions), start=1):
             attempt.write_page(
-                number, orjson.dumps(endpoint.envelope(records)), records=len(records),
+                number,
+                orjson.dumps(endpoint.envelope(records)),
+                records=len(records),
                 url=f"sandbox://{endpoint.vendor}/{endpoint.endpoint}?page={number}",
-                fetched_at=datetime.now(UTC), run_id=run_id,
+                fetched_at=datetime.now(UTC),
+                run_id=run_id,
                 request=PageRequest(path=f"/{endpoint.endpoint}", params={"page": number}),
-                next_request=None)
+                next_request=None,
+            )
         attempt.mark_complete()
-        result = load_attempt(connection, spec=spec, endpoint=endpoint.endpoint,
-                              attempt=attempt, partition=None, run_id=run_id)
+        result = load_attempt(
+            connection,
+            spec=spec,
+            endpoint=endpoint.endpoint,
+            attempt=attempt,
+            partition=None,
+            run_id=run_id,
+        )
         loaded[result.table] = result.rows
     return loaded

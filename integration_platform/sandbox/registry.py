@@ -46,19 +46,47 @@ class RegistryNoise:
 
 REGISTRY_NOISE = {
     "clinic": RegistryNoise(
-        name_typo=0.06, nickname=0.04, names_swapped=0.03, given_name_missing=0.02,
-        surname_missing=0.01, street_number_missing=0.04, street_typo=0.04,
-        address_lines_swapped=0.02, suburb_typo=0.03, suburb_missing=0.03, postcode_typo=0.02,
-        postcode_missing=0.02, state_missing=0.05, moved=0.04, birth_date_missing=0.04,
-        birth_day_month_swapped=0.02, birth_date_typo=0.03, national_id_missing=0.10,
-        national_id_typo=0.04),
+        name_typo=0.06,
+        nickname=0.04,
+        names_swapped=0.03,
+        given_name_missing=0.02,
+        surname_missing=0.01,
+        street_number_missing=0.04,
+        street_typo=0.04,
+        address_lines_swapped=0.02,
+        suburb_typo=0.03,
+        suburb_missing=0.03,
+        postcode_typo=0.02,
+        postcode_missing=0.02,
+        state_missing=0.05,
+        moved=0.04,
+        birth_date_missing=0.04,
+        birth_day_month_swapped=0.02,
+        birth_date_typo=0.03,
+        national_id_missing=0.10,
+        national_id_typo=0.04,
+    ),
     "insurer": RegistryNoise(
-        name_typo=0.05, nickname=0.03, names_swapped=0.02, given_name_missing=0.01,
-        surname_missing=0.01, street_number_missing=0.03, street_typo=0.03,
-        address_lines_swapped=0.0, suburb_typo=0.02, suburb_missing=0.02, postcode_typo=0.02,
-        postcode_missing=0.01, state_missing=0.03, moved=0.05, birth_date_missing=0.03,
-        birth_day_month_swapped=0.02, birth_date_typo=0.02, national_id_missing=0.06,
-        national_id_typo=0.03),
+        name_typo=0.05,
+        nickname=0.03,
+        names_swapped=0.02,
+        given_name_missing=0.01,
+        surname_missing=0.01,
+        street_number_missing=0.03,
+        street_typo=0.03,
+        address_lines_swapped=0.0,
+        suburb_typo=0.02,
+        suburb_missing=0.02,
+        postcode_typo=0.02,
+        postcode_missing=0.01,
+        state_missing=0.03,
+        moved=0.05,
+        birth_date_missing=0.03,
+        birth_day_month_swapped=0.02,
+        birth_date_typo=0.02,
+        national_id_missing=0.06,
+        national_id_typo=0.03,
+    ),
 }
 UNIT_KINDS = ("Apt", "Unit", "Flat", "Suite")
 
@@ -114,8 +142,11 @@ def registry_person(population: Population, roster: Roster, position: int) -> Re
         street = noise.typo(street, r)
     # about one person in six lives in a unit; the unit belongs to the person, not the record
     unit_roll = mix64(population.seed, 0x14, entity)
-    unit = (f"{UNIT_KINDS[unit_roll % len(UNIT_KINDS)]} {1 + (unit_roll >> 8) % 40}"
-            if unit_roll % 6 == 0 and address is person.address else None)
+    unit = (
+        f"{UNIT_KINDS[unit_roll % len(UNIT_KINDS)]} {1 + (unit_roll >> 8) % 40}"
+        if unit_roll % 6 == 0 and address is person.address
+        else None
+    )
     if hit(rates.address_lines_swapped) and unit is not None:
         street, unit = unit, street
     street_number: str | None = None if hit(rates.street_number_missing) else number
@@ -140,12 +171,27 @@ def registry_person(population: Population, roster: Roster, position: int) -> Re
 
     national_id: str | None = person.national_id
     if hit(rates.national_id_typo):
-        national_id = digit_typo(person.national_id, r) if r.random() < 0.6 else (
-            transposed(person.national_id, r))
+        national_id = (
+            digit_typo(person.national_id, r)
+            if r.random() < 0.6
+            else (transposed(person.national_id, r))
+        )
     if hit(rates.national_id_missing):
         national_id = None
-    return RegistryPerson(entity, given, surname, street_number, street, unit, suburb, postcode,
-                          state, address.country, birth, national_id)
+    return RegistryPerson(
+        entity,
+        given,
+        surname,
+        street_number,
+        street,
+        unit,
+        suburb,
+        postcode,
+        state,
+        address.country,
+        birth,
+        national_id,
+    )
 
 
 def digit_typo(text: str, r: random.Random, first: int = 0) -> str:
@@ -155,7 +201,7 @@ def digit_typo(text: str, r: random.Random, first: int = 0) -> str:
         return noise.typo(text, r)
     i = r.choice(digits)
     replacement = r.choice([d for d in "0123456789" if d != text[i]])
-    return text[:i] + replacement + text[i + 1:]
+    return text[:i] + replacement + text[i + 1 :]
 
 
 def transposed(text: str, r: random.Random) -> str:
@@ -164,16 +210,19 @@ def transposed(text: str, r: random.Random) -> str:
     if not candidates:
         return text
     i = r.choice(candidates)
-    return text[:i] + text[i + 1] + text[i] + text[i + 2:]
+    return text[:i] + text[i + 1] + text[i] + text[i + 2 :]
 
 
 def national_id_format(national_id: str, country: str, r: random.Random) -> str:
     """How systems write the same nine digits: SSN-style with hyphens, grouped, or plain."""
     if len(national_id) != 9 or not national_id.isdigit():
         return national_id
-    return r.choice((
-        f"{national_id[:3]}-{national_id[3:5]}-{national_id[5:]}" if country == "US"
-        else f"{national_id[:3]} {national_id[3:6]} {national_id[6:]}",
-        national_id,
-        national_id,
-    ))
+    return r.choice(
+        (
+            f"{national_id[:3]}-{national_id[3:5]}-{national_id[5:]}"
+            if country == "US"
+            else f"{national_id[:3]} {national_id[3:6]} {national_id[6:]}",
+            national_id,
+            national_id,
+        )
+    )

@@ -28,13 +28,31 @@ from integration_platform.sandbox.population import (
 VENDORS = ("crm", "billing", "support", "analytics")
 REGISTRY_VENDORS = ("clinic", "insurer")
 ALL_VENDORS = VENDORS + REGISTRY_VENDORS
-VENDOR_SALT = {"crm": 101, "billing": 202, "support": 303, "analytics": 404, "clinic": 505,
-               "insurer": 606}
+VENDOR_SALT = {
+    "crm": 101,
+    "billing": 202,
+    "support": 303,
+    "analytics": 404,
+    "clinic": 505,
+    "insurer": 606,
+}
 # Share of the population each vendor knows, and share of its records that are duplicates.
-PRESENCE = {"crm": 0.80, "billing": 0.60, "support": 0.45, "analytics": 0.55, "clinic": 0.70,
-            "insurer": 0.70}
-DUPLICATE_RATE = {"crm": 0.04, "billing": 0.02, "support": 0.03, "analytics": 0.015,
-                  "clinic": 0.08, "insurer": 0.04}
+PRESENCE = {
+    "crm": 0.80,
+    "billing": 0.60,
+    "support": 0.45,
+    "analytics": 0.55,
+    "clinic": 0.70,
+    "insurer": 0.70,
+}
+DUPLICATE_RATE = {
+    "crm": 0.04,
+    "billing": 0.02,
+    "support": 0.03,
+    "analytics": 0.015,
+    "clinic": 0.08,
+    "insurer": 0.04,
+}
 
 
 class Timeline:

@@ -62,8 +62,10 @@ def parse_vendors(text: str) -> tuple[str, ...]:
         elif name in PORT_OFFSETS:
             chosen.add(name)
         else:
-            raise ValueError(f"unknown vendor {name!r}: expected vendors "
-                             f"{', '.join(ALL_VENDORS)} or groups {', '.join(VENDOR_GROUPS)}")
+            raise ValueError(
+                f"unknown vendor {name!r}: expected vendors "
+                f"{', '.join(ALL_VENDORS)} or groups {', '.join(VENDOR_GROUPS)}"
+            )
     if not chosen:
         raise ValueError("no vendor chosen")
     return tuple(vendor for vendor in ALL_VENDORS if vendor in chosen)
@@ -75,9 +77,14 @@ def vendor_urls(host: str, base_port: int, vendors: tuple[str, ...] = VENDORS) -
 
 
 class Sandbox:
-    def __init__(self, settings: SandboxSettings, credentials: SandboxCredentials,
-                 host: str = "127.0.0.1", base_port: int = DEFAULT_BASE_PORT,
-                 vendors: tuple[str, ...] = VENDORS) -> None:
+    def __init__(
+        self,
+        settings: SandboxSettings,
+        credentials: SandboxCredentials,
+        host: str = "127.0.0.1",
+        base_port: int = DEFAULT_BASE_PORT,
+        vendors: tuple[str, ...] = VENDORS,
+    ) -> None:
         self.tenants = Tenants(settings, credentials)
         self.world = self.tenants.world(0)  # the default tenant's
         self.host = host
@@ -90,7 +97,8 @@ class Sandbox:
         try:
             for vendor in vendors:
                 self._sockets[vendor] = _bind(
-                    host, base_port + PORT_OFFSETS[vendor] if base_port else 0)
+                    host, base_port + PORT_OFFSETS[vendor] if base_port else 0
+                )
         except OSError:
             for sock in self._sockets.values():
                 sock.close()
@@ -104,18 +112,25 @@ class Sandbox:
         servers = []
         for vendor in self.vendors:
             app = VENDOR_APPS[vendor](self.tenants, self.engines[vendor])
-            config = uvicorn.Config(app, log_level="warning", access_log=False,
-                                    lifespan="on", timeout_graceful_shutdown=2)
+            config = uvicorn.Config(
+                app,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=2,
+            )
             servers.append(uvicorn.Server(config))
         return servers
 
     async def serve(self) -> None:
         """Serve until every server is told to exit (Ctrl-C in the foreground)."""
         self._servers = self._build_servers()
-        await asyncio.gather(*(
-            server.serve(sockets=[self._sockets[vendor]])
-            for vendor, server in zip(self.vendors, self._servers, strict=True)
-        ))
+        await asyncio.gather(
+            *(
+                server.serve(sockets=[self._sockets[vendor]])
+                for vendor, server in zip(self.vendors, self._servers, strict=True)
+            )
+        )
 
     def run(self) -> None:
         # uvloop, as uvicorn itself would pick: the sandbox must not be the bottleneck of
@@ -148,8 +163,12 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 

@@ -57,23 +57,28 @@ def tenant_credentials(default: SandboxCredentials, seed: int, tenant: int) -> S
         return default
 
     def value(attribute: str, template: str) -> str:
-        digest = hashlib.blake2b(f"sandbox-tenant/{seed}/{tenant}/{attribute}".encode(),
-                                 digest_size=24).digest()
-        return template.format(tenant=tenant, secret=digest[:12].hex(),
-                               secret_b64=base64.b64encode(digest).decode())
+        digest = hashlib.blake2b(
+            f"sandbox-tenant/{seed}/{tenant}/{attribute}".encode(), digest_size=24
+        ).digest()
+        return template.format(
+            tenant=tenant, secret=digest[:12].hex(), secret_b64=base64.b64encode(digest).decode()
+        )
 
-    return SandboxCredentials(**{attribute: value(attribute, template)
-                                 for attribute, template in _DERIVED.items()})
+    return SandboxCredentials(
+        **{attribute: value(attribute, template) for attribute, template in _DERIVED.items()}
+    )
 
 
 def tenant_world(settings: SandboxSettings, default: SandboxCredentials, tenant: int) -> World:
     """Tenant `tenant`'s world: its credentials and the population of its own seed."""
-    return World(replace(settings, seed=tenant_seed(settings.seed, tenant)),
-                 tenant_credentials(default, settings.seed, tenant), tenant)
+    return World(
+        replace(settings, seed=tenant_seed(settings.seed, tenant)),
+        tenant_credentials(default, settings.seed, tenant),
+        tenant,
+    )
 
 
-def client_variables(credentials: SandboxCredentials, vendor: str,
-                     base_url: str) -> dict[str, str]:
+def client_variables(credentials: SandboxCredentials, vendor: str, base_url: str) -> dict[str, str]:
     """What a client of `vendor` needs, named as the source specs' variables.
 
     `{"CRM_BASE_URL": ..., "CRM_CLIENT_ID": ..., "CRM_CLIENT_SECRET": ...}`: the credential
@@ -86,16 +91,24 @@ def client_variables(credentials: SandboxCredentials, vendor: str,
     return variables
 
 
-def client_listing(tenants: Tenants, numbers: Iterable[int],
-                   urls: Mapping[str, str]) -> dict[str, Any]:
+def client_listing(
+    tenants: Tenants, numbers: Iterable[int], urls: Mapping[str, str]
+) -> dict[str, Any]:
     """What `/_sandbox/tenants` and `sandbox tenants --json` print: per tenant, per vendor in
     `urls`, the variables of `client_variables`, in the shape of a client's credentials in the
     API: `{"tenants": [{"tenant": 1, "credentials": {"crm": {"CRM_CLIENT_ID": ...}}}]}`."""
-    return {"tenants": [
-        {"tenant": number, "credentials": {
-            vendor: client_variables(tenants.credentials(number), vendor, url)
-            for vendor, url in urls.items()}}
-        for number in numbers]}
+    return {
+        "tenants": [
+            {
+                "tenant": number,
+                "credentials": {
+                    vendor: client_variables(tenants.credentials(number), vendor, url)
+                    for vendor, url in urls.items()
+                },
+            }
+            for number in numbers
+        ]
+    }
 
 
 class Tenants:
@@ -104,13 +117,15 @@ class Tenants:
 
     def __init__(self, settings: SandboxSettings, default: SandboxCredentials) -> None:
         if not 1 <= settings.tenants <= MAX_TENANTS:
-            raise ValueError(f"tenants={settings.tenants} is out of range: expected "
-                             f"1..{MAX_TENANTS}")
+            raise ValueError(
+                f"tenants={settings.tenants} is out of range: expected 1..{MAX_TENANTS}"
+            )
         self.settings = settings
         self.count = settings.tenants
         self._default = default
-        self._credentials = [tenant_credentials(default, settings.seed, tenant)
-                             for tenant in range(self.count)]
+        self._credentials = [
+            tenant_credentials(default, settings.seed, tenant) for tenant in range(self.count)
+        ]
         self._worlds: dict[int, World] = {}
         self._indexes: dict[tuple[str, ...], dict[bytes, int]] = {}
         self._lock = threading.Lock()
@@ -120,8 +135,10 @@ class Tenants:
 
     def _known(self, tenant: int) -> int:
         if not 0 <= tenant < self.count:
-            raise UnknownTenantError(f"no tenant {tenant}: there are {self.count}, numbered "
-                                     f"0..{self.count - 1} (--tenants N serves 0..N-1)")
+            raise UnknownTenantError(
+                f"no tenant {tenant}: there are {self.count}, numbered "
+                f"0..{self.count - 1} (--tenants N serves 0..N-1)"
+            )
         return tenant
 
     def credentials(self, tenant: int) -> SandboxCredentials:

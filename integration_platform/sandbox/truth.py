@@ -11,9 +11,12 @@ from integration_platform.sandbox.vendors.common import TruthRow
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
 
 
-def ground_truth(settings: SandboxSettings, credentials: SandboxCredentials,
-                 vendors: tuple[str, ...] = VENDORS,
-                 tenant: int = 0) -> Iterator[tuple[str, TruthRow]]:
+def ground_truth(
+    settings: SandboxSettings,
+    credentials: SandboxCredentials,
+    vendors: tuple[str, ...] = VENDORS,
+    tenant: int = 0,
+) -> Iterator[tuple[str, TruthRow]]:
     """Every record of `vendors` for one tenant (default: the default tenant, 0)."""
     world = tenant_world(settings, credentials, tenant)
     for vendor in vendors:

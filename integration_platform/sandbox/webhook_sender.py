@@ -44,9 +44,16 @@ class WebhookSender:
     Use it as an async context manager: the HTTP client lives as long as the block.
     """
 
-    def __init__(self, url: str, secret: str, *, max_attempts: int = 5,
-                 backoff_base_seconds: float = 0.2, backoff_max_seconds: float = 5.0,
-                 timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        max_attempts: int = 5,
+        backoff_base_seconds: float = 0.2,
+        backoff_max_seconds: float = 5.0,
+        timeout_seconds: float = 5.0,
+    ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self.url = url
@@ -62,8 +69,12 @@ class WebhookSender:
         self._client = httpx.AsyncClient(timeout=self.timeout_seconds)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -85,8 +96,9 @@ class WebhookSender:
         client = self._client
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential(multiplier=self.backoff_base_seconds,
-                                  max=self.backoff_max_seconds),
+            wait=wait_exponential(
+                multiplier=self.backoff_base_seconds, max=self.backoff_max_seconds
+            ),
             retry=retry_if_exception_type((httpx.TransportError, DeliveryRejected)),
             before_sleep=self._count_retry,
         )
@@ -95,14 +107,19 @@ class WebhookSender:
                 with attempt:
                     self.counts.attempts += 1
                     # Signed per attempt: a retry carries a fresh timestamp, as real senders do.
-                    response = await client.post(self.url, content=body,
-                                                 headers=self.signed_headers(message_id, body))
+                    response = await client.post(
+                        self.url, content=body, headers=self.signed_headers(message_id, body)
+                    )
                     if not response.is_success:
                         raise DeliveryRejected(f"{self.url} answered {response.status_code}")
         except RetryError as exc:
             self.counts.failed += 1
-            log.warning("webhook %s not delivered after %d attempts: %s", message_id,
-                        self.max_attempts, exc.last_attempt.exception())
+            log.warning(
+                "webhook %s not delivered after %d attempts: %s",
+                message_id,
+                self.max_attempts,
+                exc.last_attempt.exception(),
+            )
             return False
         self.counts.delivered += 1
         return True

@@ -88,8 +88,9 @@ class World:
     `<prefix>_t<tenant>_<8 hex>`, so no id is ever valid for two tenants.
     """
 
-    def __init__(self, settings: SandboxSettings, credentials: SandboxCredentials,
-                 tenant: int = 0) -> None:
+    def __init__(
+        self, settings: SandboxSettings, credentials: SandboxCredentials, tenant: int = 0
+    ) -> None:
         self.settings = settings
         self.credentials = credentials
         self.tenant = tenant
@@ -132,5 +133,7 @@ class World:
         return (high << 32) | low
 
 
-_RECORD_ID = re.compile(r"(?P<prefix>[a-z]+)_(?P<tag>t[0-9]+_)?(?P<low>[0-9a-f]{8})"
-                        r"(?P<high>[0-9a-f]*)")
+_RECORD_ID = re.compile(
+    r"(?P<prefix>[a-z]+)_(?P<tag>t[0-9]+_)?(?P<low>[0-9a-f]{8})"
+    r"(?P<high>[0-9a-f]*)"
+)

@@ -30,8 +30,9 @@ class SpecError(ValueError):
     def __init__(self, file: Path, problems: list[str]) -> None:
         self.file = file
         self.problems = problems
-        super().__init__(f"{file}: " + ("\n  " if len(problems) > 1 else "") +
-                         "\n  ".join(problems))
+        super().__init__(
+            f"{file}: " + ("\n  " if len(problems) > 1 else "") + "\n  ".join(problems)
+        )
 
 
 class _KeepReferences(dict[str, str]):
@@ -84,35 +85,40 @@ def load_spec(file: Path, env: Mapping[str, str] | None = None) -> SourceSpec:
     return spec
 
 
-def load_specs(files: Iterable[Path] | None = None,
-               env: Mapping[str, str] | None = None) -> dict[str, SourceSpec]:
+def load_specs(
+    files: Iterable[Path] | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, SourceSpec]:
     """Every spec, keyed by source name; two files declaring one source is an error."""
     specs: dict[str, SourceSpec] = {}
     for file in spec_paths() if files is None else files:
         spec = load_spec(file, env)
         if spec.source in specs:
-            raise SpecError(file, [f"source: {spec.source!r} is already declared in "
-                                   f"{specs[spec.source]._file}"])
+            raise SpecError(
+                file, [f"source: {spec.source!r} is already declared in {specs[spec.source]._file}"]
+            )
         specs[spec.source] = spec
     return specs
 
 
-def load_source(source: str, env: Mapping[str, str],
-                files: Iterable[Path] | None = None) -> SourceSpec:
+def load_source(
+    source: str, env: Mapping[str, str], files: Iterable[Path] | None = None
+) -> SourceSpec:
     """One source's spec resolved from `env`; the others are parsed but never resolved, so
     their variables need not be set. UnknownSourceError when no spec declares `source`."""
     specs = load_specs(files)
     if source not in specs:
-        raise UnknownSourceError(f"no source {source!r}; known: "
-                                 f"{', '.join(sorted(specs)) or 'none'}")
+        raise UnknownSourceError(
+            f"no source {source!r}; known: {', '.join(sorted(specs)) or 'none'}"
+        )
     return resolve_spec(specs[source], env)
 
 
 def resolve_spec(spec: SourceSpec, env: Mapping[str, str]) -> SourceSpec:
     """The spec again, from its file, with its (and only its) `${VAR}` references resolved."""
     if spec.file is None:
-        raise ValueError(f"source {spec.source!r} was not loaded from a file, so it cannot be "
-                         "resolved again")
+        raise ValueError(
+            f"source {spec.source!r} was not loaded from a file, so it cannot be resolved again"
+        )
     return load_spec(spec.file, env)
 
 
@@ -131,8 +137,10 @@ def _check_query_files(spec: SourceSpec, file: Path) -> None:
             problems.append(f"endpoints.{name}.query_file: {exc}")
             continue
         if not found:
-            problems.append(f"endpoints.{name}.query_file: {endpoint.query_file!r} not found "
-                            f"next to the spec (looked in {file.parent})")
+            problems.append(
+                f"endpoints.{name}.query_file: {endpoint.query_file!r} not found "
+                f"next to the spec (looked in {file.parent})"
+            )
     if problems:
         raise SpecError(file, problems)
 
@@ -149,12 +157,17 @@ def _describe(error: Any) -> str:
         return f"{path}: required key is missing"
     if kind == "union_tag_invalid":
         ctx = error.get("ctx", {})
-        return (f"{path}: unknown type {ctx.get('tag', value)!r}; expected one of "
-                f"{ctx.get('expected_tags', '')}")
+        return (
+            f"{path}: unknown type {ctx.get('tag', value)!r}; expected one of "
+            f"{ctx.get('expected_tags', '')}"
+        )
     message = error["msg"].removeprefix("Value error, ")
     return f"{path}: {message}" + (f" (got {value!r})" if _shows(value, kind) else "")
 
 
 def _shows(value: Any, kind: str) -> bool:
-    return isinstance(value, str | int | float) and not kind.startswith("value_error") and (
-        not isinstance(value, str) or "${" not in value)
+    return (
+        isinstance(value, str | int | float)
+        and not kind.startswith("value_error")
+        and (not isinstance(value, str) or "${" not in value)
+    )

@@ -113,8 +113,7 @@ class OAuth2ClientCredentials(Strict):
     client_secret: SecretRef
     scope: EnvStr | None = None
     client_auth: Literal["body", "basic"] = "body"
-    refresh_margin_seconds: float = Field(30.0, ge=0,
-                                          description="renew this long before expiry")
+    refresh_margin_seconds: float = Field(30.0, ge=0, description="renew this long before expiry")
 
 
 class HmacAuth(Strict):
@@ -129,8 +128,11 @@ class HmacAuth(Strict):
         description="placeholders: method, path, query, path_query, timestamp, body_sha256, key_id",
     )
     headers: dict[str, str] = Field(
-        default_factory=lambda: {"X-Key-Id": "{key_id}", "X-Timestamp": "{timestamp}",
-                                 "X-Signature": "{signature}"},
+        default_factory=lambda: {
+            "X-Key-Id": "{key_id}",
+            "X-Timestamp": "{timestamp}",
+            "X-Signature": "{signature}",
+        },
         description="headers to send; placeholders as in canonical, plus signature",
     )
     encoding: Literal["hex", "base64"] = "hex"
@@ -211,8 +213,13 @@ class RelayPagination(Strict):
 
 
 PaginationSpec = Annotated[
-    SinglePage | OffsetPagination | PageNumberPagination | CursorPagination | NextUrlPagination
-    | LinkHeaderPagination | RelayPagination,
+    SinglePage
+    | OffsetPagination
+    | PageNumberPagination
+    | CursorPagination
+    | NextUrlPagination
+    | LinkHeaderPagination
+    | RelayPagination,
     Field(discriminator="type"),
 ]
 
@@ -262,7 +269,8 @@ class PartitionSpec(Strict):
     end_param: str | None = Field(None, description="request parameter for the window end")
     format: Literal["iso", "epoch", "date"] = "iso"
     field: JsonPath | None = Field(
-        None, description="record field whose UTC day is the partition (for pushed records)")
+        None, description="record field whose UTC day is the partition (for pushed records)"
+    )
 
     @model_validator(mode="after")
     def _daily_needs_a_start(self) -> PartitionSpec:
@@ -292,24 +300,73 @@ class SchemaContract(Strict):
 
     mode: Literal["declared", "infer"] = "infer"
     fields: dict[str, ContractField | FieldType | list[FieldType]] = Field(
-        default_factory=dict, description="name → type, [types], or {type, required}")
+        default_factory=dict, description="name → type, [types], or {type, required}"
+    )
 
 
-CANONICAL_CUSTOMER_FIELDS = frozenset({
-    "email", "phone", "first_name", "last_name", "full_name", "date_of_birth", "company",
-    "address_line", "city", "postcode", "state", "country", "updated_at",
-})
+CANONICAL_CUSTOMER_FIELDS = frozenset(
+    {
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "full_name",
+        "date_of_birth",
+        "company",
+        "address_line",
+        "city",
+        "postcode",
+        "state",
+        "country",
+        "updated_at",
+    }
+)
 
 # -- entity mappings --------------------------------------------------------------------------
 
 # strftime/strptime directives DuckDB parses (a format it cannot parse would fail dbt at run
 # time, so the spec refuses it at load time)
-_DATE_DIRECTIVES = frozenset({
-    "a", "A", "w", "d", "-d", "b", "B", "h", "m", "-m", "y", "-y", "Y", "j", "-j", "H", "-H",
-    "I", "-I", "p", "M", "-M", "S", "-S", "f", "g", "n", "z", "Z", "U", "W", "%"})
+_DATE_DIRECTIVES = frozenset(
+    {
+        "a",
+        "A",
+        "w",
+        "d",
+        "-d",
+        "b",
+        "B",
+        "h",
+        "m",
+        "-m",
+        "y",
+        "-y",
+        "Y",
+        "j",
+        "-j",
+        "H",
+        "-H",
+        "I",
+        "-I",
+        "p",
+        "M",
+        "-M",
+        "S",
+        "-S",
+        "f",
+        "g",
+        "n",
+        "z",
+        "Z",
+        "U",
+        "W",
+        "%",
+    }
+)
 EPOCH_FORMATS = frozenset({"epoch", "epoch_ms"})
-_FORMAT_HELP = ("use strptime directives such as \"%Y%m%d\" or \"%d/%m/%Y\", or epoch "
-                "(seconds) / epoch_ms (milliseconds)")
+_FORMAT_HELP = (
+    'use strptime directives such as "%Y%m%d" or "%d/%m/%Y", or epoch '
+    "(seconds) / epoch_ms (milliseconds)"
+)
 
 
 def _date_format(value: str) -> str:
@@ -320,10 +377,15 @@ def _date_format(value: str) -> str:
     if unknown:
         raise ValueError(f"{value!r} has unknown directive(s) {', '.join(unknown)}: {_FORMAT_HELP}")
     parts = {d.lstrip("-") for d in directives}
-    if "'" in value or not (parts & {"Y", "y"}) or not (
-            "j" in parts or (parts & {"m", "b", "B", "h"} and "d" in parts)):
-        raise ValueError(f"{value!r} is not a date format (it needs a year, month and day, "
-                         f"and no quotes): {_FORMAT_HELP}")
+    if (
+        "'" in value
+        or not (parts & {"Y", "y"})
+        or not ("j" in parts or (parts & {"m", "b", "B", "h"} and "d" in parts))
+    ):
+        raise ValueError(
+            f"{value!r} is not a date format (it needs a year, month and day, "
+            f"and no quotes): {_FORMAT_HELP}"
+        )
     return value
 
 
@@ -344,12 +406,13 @@ class FieldSource(Strict):
     """
 
     path: JsonPath | None = None
-    concat: list[JsonPath] | None = Field(None, min_length=2,
-                                          description="paths whose values are joined by `sep`")
+    concat: list[JsonPath] | None = Field(
+        None, min_length=2, description="paths whose values are joined by `sep`"
+    )
     sep: str = Field(" ", max_length=8, pattern=r"^[^'\\]*$")
     format: Annotated[list[str], BeforeValidator(_as_list)] | None = Field(
-        None, description="date_of_birth only: strptime format(s) tried in order, epoch or "
-                          "epoch_ms")
+        None, description="date_of_birth only: strptime format(s) tried in order, epoch or epoch_ms"
+    )
 
     @field_validator("format")
     @classmethod
@@ -365,8 +428,10 @@ class FieldSource(Strict):
             raise ValueError("give either `path` (one JSON path) or `concat` (a list of paths)")
         formats = self.formats
         if len(formats) > 1 and set(formats) & EPOCH_FORMATS:
-            raise ValueError("epoch formats cannot be combined with other formats: a number "
-                             "such as 19151111 would be ambiguous")
+            raise ValueError(
+                "epoch formats cannot be combined with other formats: a number "
+                "such as 19151111 would be ambiguous"
+            )
         return self
 
     @property
@@ -383,14 +448,20 @@ def _field_source(value: Any) -> Any:
         return {"path": value}
     if isinstance(value, dict | FieldSource):
         return value
-    raise ValueError("expected a JSON path (address.zip), {path: ..., format: ...} or "
-                     "{concat: [path, path], sep: \" \"}")
+    raise ValueError(
+        "expected a JSON path (address.zip), {path: ..., format: ...} or "
+        '{concat: [path, path], sep: " "}'
+    )
 
 
 FieldMapping = Annotated[FieldSource, BeforeValidator(_field_source)]
 # names an identifier may not take: they are columns or comparisons of entity resolution already
-_RESERVED_IDENTIFIERS = CANONICAL_CUSTOMER_FIELDS | {"external_id", "address", "identifier",
-                                                      "identifiers"}
+_RESERVED_IDENTIFIERS = CANONICAL_CUSTOMER_FIELDS | {
+    "external_id",
+    "address",
+    "identifier",
+    "identifiers",
+}
 
 
 class CustomerMapping(Strict):
@@ -422,11 +493,15 @@ class CustomerMapping(Strict):
     def _identifier_names(cls, value: dict[str, FieldSource]) -> dict[str, FieldSource]:
         for name in value:
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
-                raise ValueError(f"identifier name {name!r}: use lowercase letters, digits and "
-                                 "_ (e.g. national_id, tax_id)")
+                raise ValueError(
+                    f"identifier name {name!r}: use lowercase letters, digits and "
+                    "_ (e.g. national_id, tax_id)"
+                )
             if name in _RESERVED_IDENTIFIERS:
-                raise ValueError(f"identifier name {name!r} is a canonical field: map it as "
-                                 "one, or name the identifier differently")
+                raise ValueError(
+                    f"identifier name {name!r} is a canonical field: map it as "
+                    "one, or name the identifier differently"
+                )
         return value
 
     @model_validator(mode="before")
@@ -438,15 +513,22 @@ class CustomerMapping(Strict):
                 raise ValueError(
                     f"unknown customer field(s) {sorted(unknown)}: canonical fields are "
                     f"{sorted(CANONICAL_CUSTOMER_FIELDS | {'external_id'})}, plus "
-                    "identifiers: {name: path}")
+                    "identifiers: {name: path}"
+                )
         return value
 
     @model_validator(mode="after")
     def _formats_only_for_dates(self) -> CustomerMapping:
-        dated = [name for name, source in self.fields.items()
-                 if source.format is not None and name != "date_of_birth"]
-        dated += [f"identifiers.{name}" for name, source in self.identifiers.items()
-                  if source.format is not None]
+        dated = [
+            name
+            for name, source in self.fields.items()
+            if source.format is not None and name != "date_of_birth"
+        ]
+        dated += [
+            f"identifiers.{name}"
+            for name, source in self.identifiers.items()
+            if source.format is not None
+        ]
         if dated:
             raise ValueError(f"{', '.join(dated)}: `format` applies to date_of_birth only")
         return self
@@ -454,8 +536,11 @@ class CustomerMapping(Strict):
     @property
     def fields(self) -> dict[str, FieldSource]:
         """The mapped canonical fields (identifiers apart), in declaration order."""
-        return {name: source for name in type(self).model_fields
-                if name != "identifiers" and (source := getattr(self, name)) is not None}
+        return {
+            name: source
+            for name in type(self).model_fields
+            if name != "identifiers" and (source := getattr(self, name)) is not None
+        }
 
 
 class EntityMappings(Strict):
@@ -477,7 +562,8 @@ class EndpointSpec(Strict):
     params: dict[str, EnvStr | int | float | bool] = Field(default_factory=dict)
     headers: dict[str, EnvStr] = Field(default_factory=dict)
     records: JsonPath = Field(
-        "", description="where the records are (for GraphQL: inside `data`); empty for the root")
+        "", description="where the records are (for GraphQL: inside `data`); empty for the root"
+    )
     primary_key: str | list[str]
     pagination: PaginationSpec = Field(default_factory=lambda: SinglePage(type="single"))
     max_pages: int | None = Field(None, ge=1)
@@ -506,16 +592,22 @@ def _check_pagination_fits(name: str, endpoint: EndpointSpec, kind: str) -> None
     """Pagination styles that cannot work for the source's kind, said at load time."""
     style = endpoint.pagination.type
     if kind == "rest" and style == "relay":
-        raise ValueError(f"endpoint {name!r}: relay pagination is for kind: graphql; REST APIs "
-                         "page with offset, page_number, cursor, next_url or link_header")
+        raise ValueError(
+            f"endpoint {name!r}: relay pagination is for kind: graphql; REST APIs "
+            "page with offset, page_number, cursor, next_url or link_header"
+        )
     if kind == "graphql" and style in ("next_url", "link_header"):
-        raise ValueError(f"endpoint {name!r}: {style} pagination follows URLs, but a GraphQL "
-                         "source posts every page to one URL: use relay, cursor, offset or "
-                         "page_number, whose values are sent as query variables")
+        raise ValueError(
+            f"endpoint {name!r}: {style} pagination follows URLs, but a GraphQL "
+            "source posts every page to one URL: use relay, cursor, offset or "
+            "page_number, whose values are sent as query variables"
+        )
     if kind == "graphql" and style in ("offset", "page_number", "cursor") and not endpoint.records:
-        raise ValueError(f"endpoint {name!r}: set `records` to the path of the list inside the "
-                         "response's data (e.g. allPeople.people): with "
-                         f"{style} pagination the engine must know where each page's records are")
+        raise ValueError(
+            f"endpoint {name!r}: set `records` to the path of the list inside the "
+            "response's data (e.g. allPeople.people): with "
+            f"{style} pagination the engine must know where each page's records are"
+        )
 
 
 class WebhookSpec(Strict):
@@ -530,7 +622,8 @@ class WebhookSpec(Strict):
     event_type_path: JsonPath = "type"
     object_path: JsonPath = Field("data.object", description="where the API object is")
     routes: dict[str, str] = Field(
-        min_length=1, description="event type → endpoint whose raw table receives the object")
+        min_length=1, description="event type → endpoint whose raw table receives the object"
+    )
 
 
 class StreamSpec(Strict):
@@ -593,14 +686,18 @@ class SourceSpec(Strict):
                 raise ValueError(f"endpoint {name!r}: query_file is only for kind: graphql")
             _check_pagination_fits(name, endpoint, self.kind)
             if endpoint.parent and endpoint.parent.endpoint not in self.endpoints:
-                raise ValueError(f"endpoint {name!r}: parent {endpoint.parent.endpoint!r} "
-                                 "is not an endpoint of this source")
+                raise ValueError(
+                    f"endpoint {name!r}: parent {endpoint.parent.endpoint!r} "
+                    "is not an endpoint of this source"
+                )
         routed = list(self.webhooks.routes.values()) if self.webhooks else []
         routed += [stream.endpoint for stream in self.streams.values()]
         for target in routed:
             if target not in self.endpoints:
-                raise ValueError(f"push target {target!r} is not an endpoint of this source; "
-                                 f"endpoints: {', '.join(self.endpoints)}")
+                raise ValueError(
+                    f"push target {target!r} is not an endpoint of this source; "
+                    f"endpoints: {', '.join(self.endpoints)}"
+                )
         return self
 
 
@@ -620,6 +717,8 @@ def query_file_path(spec_file: Path, query_file: str) -> Path:
     folder = spec_file.resolve().parent
     path = (folder / query_file).resolve()
     if Path(query_file).is_absolute() or not path.is_relative_to(folder):
-        raise ValueError(f"query_file {query_file!r} is outside the spec's folder {folder}: "
-                         "keep .graphql files beside the spec (or in a subfolder)")
+        raise ValueError(
+            f"query_file {query_file!r} is outside the spec's folder {folder}: "
+            "keep .graphql files beside the spec (or in a subfolder)"
+        )
     return path

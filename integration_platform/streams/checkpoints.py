@@ -30,11 +30,14 @@ def ensure_table(connection: duckdb.DuckDBPyConnection) -> None:
 def read(connection: duckdb.DuckDBPyConnection, source: str, stream: str) -> str | None:
     rows = connection.execute(
         f"SELECT last_event_id FROM {TABLE} WHERE source = ? AND stream = ?",  # noqa: S608
-        [source, stream]).fetchall()
+        [source, stream],
+    ).fetchall()
     return str(rows[0][0]) if rows else None
 
 
 def advance(source: str, stream: str, last_event_id: str) -> Statement:
     """The statement that records `last_event_id`, to run inside the load's transaction."""
-    return (f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)",  # noqa: S608
-            [source, stream, last_event_id, datetime.now(UTC)])
+    return (
+        f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)",  # noqa: S608
+        [source, stream, last_event_id, datetime.now(UTC)],
+    )

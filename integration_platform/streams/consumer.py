@@ -58,21 +58,39 @@ class ConsumerStats:
     finished_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        seconds = ((self.finished_at or time.monotonic()) - self.first_event_at
-                   if self.first_event_at is not None else 0.0)
-        return {"source": self.source, "stream": self.stream,
-                "resumed_after": self.resumed_after, "last_event_id": self.last_event_id,
-                "events": self.events, "batches": self.batches,
-                "connections": self.connections, "max_buffered": self.max_buffered,
-                "buffer_events": self.buffer_events, "seconds": round(seconds, 3),
-                "events_per_second": round(self.events / seconds, 1) if seconds else None}
+        seconds = (
+            (self.finished_at or time.monotonic()) - self.first_event_at
+            if self.first_event_at is not None
+            else 0.0
+        )
+        return {
+            "source": self.source,
+            "stream": self.stream,
+            "resumed_after": self.resumed_after,
+            "last_event_id": self.last_event_id,
+            "events": self.events,
+            "batches": self.batches,
+            "connections": self.connections,
+            "max_buffered": self.max_buffered,
+            "buffer_events": self.buffer_events,
+            "seconds": round(seconds, 3),
+            "events_per_second": round(self.events / seconds, 1) if seconds else None,
+        }
 
 
 class StreamConsumer:
-    def __init__(self, spec: SourceSpec, stream: str, sink: BatchSink, *,
-                 clock: Clock | None = None, idle_timeout_seconds: float = 60.0,
-                 max_events: int | None = None, rate_limit_dir: Path | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        spec: SourceSpec,
+        stream: str,
+        sink: BatchSink,
+        *,
+        clock: Clock | None = None,
+        idle_timeout_seconds: float = 60.0,
+        max_events: int | None = None,
+        rate_limit_dir: Path | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.spec, self.stream, self.sink = spec, stream, sink
         self.config = spec.streams[stream]
         self.clock = clock
@@ -89,17 +107,27 @@ class StreamConsumer:
         stop = stop or asyncio.Event()
         resumed: str | None = await self._when_warehouse_free(self.sink.resume)
         self.stats.resumed_after = self.stats.last_event_id = resumed
-        _log.info("stream_starting", stream=f"{self.spec.source}.{self.stream}",
-                  resume_after=resumed, batch_size=self.config.batch_size,
-                  batch_seconds=self.config.batch_seconds,
-                  buffer_events=self.config.buffer_events)
-        async with SourceClient(self.spec, state_dir=self.rate_limit_dir,
-                                transport=self.transport) as client:
-            reader = SSEReader(client, self.stream, clock=self.clock,
-                               idle_timeout_seconds=self.idle_timeout_seconds)
+        _log.info(
+            "stream_starting",
+            stream=f"{self.spec.source}.{self.stream}",
+            resume_after=resumed,
+            batch_size=self.config.batch_size,
+            batch_seconds=self.config.batch_seconds,
+            buffer_events=self.config.buffer_events,
+        )
+        async with SourceClient(
+            self.spec, state_dir=self.rate_limit_dir, transport=self.transport
+        ) as client:
+            reader = SSEReader(
+                client,
+                self.stream,
+                clock=self.clock,
+                idle_timeout_seconds=self.idle_timeout_seconds,
+            )
             reading = asyncio.create_task(
                 reader.read_into(self.queue, resumed, max_events=self.max_events),
-                name=f"read {self.spec.source}.{self.stream}")
+                name=f"read {self.spec.source}.{self.stream}",
+            )
             stopping = asyncio.create_task(stop.wait())
             stopping.add_done_callback(lambda _: reading.cancel())
             try:
@@ -141,16 +169,18 @@ class StreamConsumer:
                 batch.append(event)
             await self._write(batch)
 
-    async def _next_event(self, reading: asyncio.Task[None],
-                          timeout: float | None) -> StreamEvent | None:
+    async def _next_event(
+        self, reading: asyncio.Task[None], timeout: float | None
+    ) -> StreamEvent | None:
         """The next event; None once `timeout` passes, or the reader is done and all is read."""
         if not self.queue.empty():
             return self.queue.get_nowait()
         if reading.done():
             return None
         getter = asyncio.ensure_future(self.queue.get())
-        done, _ = await asyncio.wait({getter, reading}, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {getter, reading}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if getter in done:
             return getter.result()
         getter.cancel()  # asyncio.Queue leaves the item in the queue for a cancelled get

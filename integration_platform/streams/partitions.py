@@ -21,7 +21,8 @@ class PartitionField:
                 raise ValueError(
                     f"{source}.{endpoint} has daily partitions but no `partitions.field`: pushed "
                     "records need the record field whose UTC day is their partition, e.g. "
-                    "`partitions: {..., field: occurred_at}`")
+                    "`partitions: {..., field: occurred_at}`"
+                )
             self.field = config.partitions.field
         # A top-level field is one dict lookup; `select` (dotted paths) costs ~10x that.
         self._key = self.field if self.field and not set(self.field) & set(".[]") else None

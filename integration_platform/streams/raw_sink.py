@@ -66,12 +66,22 @@ class BatchResult:
 class RawStreamSink:
     """Writes one stream's micro-batches into raw; called from a worker thread, one at a time."""
 
-    def __init__(self, spec: SourceSpec, stream: str, *, warehouse: Warehouse, landing_root: Path,
-                 run_id: str, keep_attempts: int = 2, publish_every_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        spec: SourceSpec,
+        stream: str,
+        *,
+        warehouse: Warehouse,
+        landing_root: Path,
+        run_id: str,
+        keep_attempts: int = 2,
+        publish_every_seconds: float = 60.0,
+    ) -> None:
         config = spec.streams[stream]
         self.spec, self.stream, self.endpoint = spec, stream, config.endpoint
-        self.partitions = PartitionField(spec.source, config.endpoint,
-                                         spec.endpoints[config.endpoint])
+        self.partitions = PartitionField(
+            spec.source, config.endpoint, spec.endpoints[config.endpoint]
+        )
         self.warehouse = warehouse
         self.zone = LandingZone(landing_root / STREAMS_FOLDER)
         self.folder = path_under(self.zone.root, spec.source, stream, what="stream name")
@@ -110,8 +120,10 @@ class RawStreamSink:
             groups.setdefault(partition, []).append(event)
 
         fetched_at = datetime.now(UTC)
-        landed = [(partition, self._land(partition, members, fetched_at))
-                  for partition, members in groups.items()]
+        landed = [
+            (partition, self._land(partition, members, fetched_at))
+            for partition, members in groups.items()
+        ]
         plan = checkpoint_plan(events, owners, list(groups))
         dead = [self._dead_letter(event, reason, fetched_at) for event, reason in rejected]
         rows = 0
@@ -122,11 +134,17 @@ class RawStreamSink:
             for step, (partition, attempt) in enumerate(landed):
                 last = step == len(landed) - 1
                 result = load_attempt(
-                    connection, spec=self.spec, endpoint=self.endpoint, attempt=attempt,
-                    partition=partition, run_id=self.run_id, mode="merge",
+                    connection,
+                    spec=self.spec,
+                    endpoint=self.endpoint,
+                    attempt=attempt,
+                    partition=partition,
+                    run_id=self.run_id,
+                    mode="merge",
                     on_breaking_drift="dead_letter",
                     extra_statements=self._advance(plan[step]) + (dead if last else []),
-                    memory_limit_mb=self.warehouse.load_memory_mb)
+                    memory_limit_mb=self.warehouse.load_memory_mb,
+                )
                 rows += result.rows
         for partition in groups:
             self.zone.prune(self.spec.source, self.stream, partition, keep=self.keep_attempts)
@@ -169,7 +187,8 @@ class RawStreamSink:
                 # A load may spill (its memory is bounded): next to the warehouse, as a
                 # file database would, not in whatever folder the consumer started in.
                 self._instance = duckdb.connect(
-                    ":memory:", config={"temp_directory": f"{self.warehouse.path}.tmp"})
+                    ":memory:", config={"temp_directory": f"{self.warehouse.path}.tmp"}
+                )
             instance = self._instance
             path = str(self.warehouse.path).replace("'", "''")
             try:
@@ -178,7 +197,8 @@ class RawStreamSink:
                 raise WarehouseBusyError(
                     f"cannot open {self.warehouse.path} ({exc}): a process that does not take "
                     "the write lock has it open. Point readers at the published copy "
-                    f"{self.warehouse.published_path.name} instead") from exc
+                    f"{self.warehouse.published_path.name} instead"
+                ) from exc
             try:
                 instance.execute("USE warehouse")
                 yield instance
@@ -191,16 +211,28 @@ class RawStreamSink:
                     instance.close()
                     raise
 
-    def _land(self, partition: str | None, events: Sequence[StreamEvent],
-              fetched_at: datetime) -> Attempt:
-        attempt = self.zone.open_attempt(self.spec.source, self.stream, partition, self.run_id,
-                                         resume=False)
+    def _land(
+        self, partition: str | None, events: Sequence[StreamEvent], fetched_at: datetime
+    ) -> Attempt:
+        attempt = self.zone.open_attempt(
+            self.spec.source, self.stream, partition, self.run_id, resume=False
+        )
         content = ('{"data":[' + ",".join([event.data for event in events]) + "]}").encode()
         # The manifest's request says which events the page holds, for lineage and replay.
-        request = PageRequest(self.spec.streams[self.stream].path,
-                              {"first_event_id": events[0].id, "last_event_id": events[-1].id})
-        attempt.write_page(1, content, records=len(events), url=self.url, fetched_at=fetched_at,
-                           run_id=self.run_id, request=request, next_request=None)
+        request = PageRequest(
+            self.spec.streams[self.stream].path,
+            {"first_event_id": events[0].id, "last_event_id": events[-1].id},
+        )
+        attempt.write_page(
+            1,
+            content,
+            records=len(events),
+            url=self.url,
+            fetched_at=fetched_at,
+            run_id=self.run_id,
+            request=request,
+            next_request=None,
+        )
         attempt.mark_complete()
         return attempt
 
@@ -215,13 +247,22 @@ class RawStreamSink:
             record = event.data
         except orjson.JSONDecodeError:
             record = orjson.dumps(event.data).decode()  # kept as a JSON string
-        return ("INSERT INTO raw._dead_letters VALUES (?, ?, NULL, ?, NULL, ?, NULL, ?, ?, ?, ?)",
-                [self.spec.source, self.endpoint, self.run_id, self.url, record, reason, at,
-                 DEMO_CLIENT_ID])
+        return (
+            "INSERT INTO raw._dead_letters VALUES (?, ?, NULL, ?, NULL, ?, NULL, ?, ?, ?, ?)",
+            [
+                self.spec.source,
+                self.endpoint,
+                self.run_id,
+                self.url,
+                record,
+                reason,
+                at,
+                DEMO_CLIENT_ID,
+            ],
+        )
 
     @staticmethod
-    def _commit_alone(connection: duckdb.DuckDBPyConnection,
-                      statements: list[Statement]) -> None:
+    def _commit_alone(connection: duckdb.DuckDBPyConnection, statements: list[Statement]) -> None:
         """A batch with nothing to load (all rejected) still advances its checkpoint."""
         connection.execute("BEGIN TRANSACTION")
         try:
@@ -233,8 +274,11 @@ class RawStreamSink:
             raise
 
 
-def checkpoint_plan(events: Sequence[StreamEvent], owners: Sequence[str | _Rejected | None],
-                    order: Sequence[str | None]) -> list[str | None]:
+def checkpoint_plan(
+    events: Sequence[StreamEvent],
+    owners: Sequence[str | _Rejected | None],
+    order: Sequence[str | None],
+) -> list[str | None]:
     """For each load in `order` (then one more when nothing loads), the checkpoint it may write.
 
     That is the id of the last event of the longest prefix of the batch whose events are all in
@@ -252,6 +296,7 @@ def checkpoint_plan(events: Sequence[StreamEvent], owners: Sequence[str | _Rejec
         start = pointer
         while pointer < len(owners) and owners[pointer] in done:
             pointer += 1
-        plan.append(next((events[i].id for i in range(pointer - 1, start - 1, -1)
-                          if events[i].id), None))
+        plan.append(
+            next((events[i].id for i in range(pointer - 1, start - 1, -1) if events[i].id), None)
+        )
     return plan

@@ -43,7 +43,12 @@ class ReconnectDelay:
         self.retry_after_seconds = retry_after_seconds
 
     def next_delay(self) -> float:
-        backoff = (0.0 if self.failures == 0 else
-                   min(self.max_backoff_seconds,
-                       self.initial_backoff_seconds * 2 ** min(self.failures - 1, 30)))
+        backoff = (
+            0.0
+            if self.failures == 0
+            else min(
+                self.max_backoff_seconds,
+                self.initial_backoff_seconds * 2 ** min(self.failures - 1, 30),
+            )
+        )
         return max(self.retry_seconds, backoff, self.retry_after_seconds or 0.0)

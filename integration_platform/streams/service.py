@@ -39,35 +39,59 @@ class Locations:
         return cls(warehouse, data_dir / "landing", data_dir / "state" / "ratelimit")
 
 
-def select_streams(specs: dict[str, SourceSpec], source: str | None,
-                   stream: str | None) -> list[tuple[SourceSpec, str]]:
+def select_streams(
+    specs: dict[str, SourceSpec], source: str | None, stream: str | None
+) -> list[tuple[SourceSpec, str]]:
     """(spec, stream name) for every stream the filters let through; ValueError if none do."""
     if source is not None and source not in specs:
         raise ValueError(f"no source {source!r}; known: {', '.join(sorted(specs)) or 'none'}")
-    chosen = [(spec, name) for spec in specs.values() if source in (None, spec.source)
-              for name in spec.streams if stream in (None, name)]
+    chosen = [
+        (spec, name)
+        for spec in specs.values()
+        if source in (None, spec.source)
+        for name in spec.streams
+        if stream in (None, name)
+    ]
     if not chosen:
         declared = [f"{spec.source}.{name}" for spec in specs.values() for name in spec.streams]
         wanted = ".".join(part for part in (source, stream) if part) or "any source"
-        raise ValueError(f"no stream matches {wanted}; declared streams: "
-                         f"{', '.join(declared) or 'none (add `streams:` to a spec)'}")
+        raise ValueError(
+            f"no stream matches {wanted}; declared streams: "
+            f"{', '.join(declared) or 'none (add `streams:` to a spec)'}"
+        )
     return chosen
 
 
-async def consume_streams(chosen: list[tuple[SourceSpec, str]], where: Locations, *,
-                          stop: asyncio.Event, max_events: int | None = None,
-                          idle_timeout_seconds: float = 60.0,
-                          publish_every_seconds: float = 60.0) -> list[ConsumerStats]:
+async def consume_streams(
+    chosen: list[tuple[SourceSpec, str]],
+    where: Locations,
+    *,
+    stop: asyncio.Event,
+    max_events: int | None = None,
+    idle_timeout_seconds: float = 60.0,
+    publish_every_seconds: float = 60.0,
+) -> list[ConsumerStats]:
     """Run one consumer per stream; the first to fail stops the others (cleanly), then raises."""
     run_id = f"stream-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     warehouse = Warehouse(where.warehouse)
     consumers = [
-        StreamConsumer(spec, name, RawStreamSink(
-            spec, name, warehouse=warehouse, landing_root=where.landing, run_id=run_id,
-            publish_every_seconds=publish_every_seconds),
-            idle_timeout_seconds=idle_timeout_seconds, max_events=max_events,
-            rate_limit_dir=where.rate_limit_state)
-        for spec, name in chosen]
+        StreamConsumer(
+            spec,
+            name,
+            RawStreamSink(
+                spec,
+                name,
+                warehouse=warehouse,
+                landing_root=where.landing,
+                run_id=run_id,
+                publish_every_seconds=publish_every_seconds,
+            ),
+            idle_timeout_seconds=idle_timeout_seconds,
+            max_events=max_events,
+            rate_limit_dir=where.rate_limit_state,
+        )
+        for spec, name in chosen
+    ]
     tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     if any(task.exception() for task in done):
@@ -79,8 +103,9 @@ async def consume_streams(chosen: list[tuple[SourceSpec, str]], where: Locations
     return [consumer.stats for consumer in consumers]
 
 
-def run_streams(chosen: list[tuple[SourceSpec, str]], where: Locations,
-                **options: Any) -> list[ConsumerStats]:
+def run_streams(
+    chosen: list[tuple[SourceSpec, str]], where: Locations, **options: Any
+) -> list[ConsumerStats]:
     """`consume_streams` in its own event loop, stopped by SIGTERM or SIGINT."""
 
     async def main() -> list[ConsumerStats]:

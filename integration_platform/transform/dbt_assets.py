@@ -6,7 +6,6 @@ dbt runs under the warehouse write lock, then the read-only copy is published. (
 `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.)
 """
 
-
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -39,8 +38,7 @@ class IntegrationDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            return AssetKey(["raw", dbt_resource_props["source_name"],
-                             dbt_resource_props["name"]])
+            return AssetKey(["raw", dbt_resource_props["source_name"], dbt_resource_props["name"]])
         return AssetKey([_layer(dbt_resource_props), dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
@@ -64,7 +62,8 @@ def prepare_dbt_project(specs: dict[str, SourceSpec]) -> DbtProject:
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
     if changed or _manifest_is_stale(project.manifest_path, project_dir):
         DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
-            ["parse", "--quiet"], target_path=project.target_path).wait()
+            ["parse", "--quiet"], target_path=project.target_path
+        ).wait()
     return project
 
 
@@ -80,10 +79,14 @@ def _manifest_is_stale(manifest: Path, project_dir: Path) -> bool:
 
 
 def build_dbt_assets(project: DbtProject) -> Any:
-    @dbt_assets(manifest=project.manifest_path, project=project,
-                dagster_dbt_translator=IntegrationDbtTranslator())
-    def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource,
-                   warehouse: WarehouseResource) -> Iterator[Any]:
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=IntegrationDbtTranslator(),
+    )
+    def dbt_models(
+        context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> Iterator[Any]:
         store = warehouse.warehouse()
         os.environ["WAREHOUSE_PATH"] = str(store.path)  # dbt's profile reads it
         # A subset run tests only what it builds: dbt's default (eager) would also run, say,

@@ -26,8 +26,11 @@ HEADER = "# Generated from the source specs (transform/generate.py): do not edit
 def generate(specs: dict[str, SourceSpec], project_dir: Path) -> list[Path]:
     """Write the generated dbt files; return those that changed."""
     models, macros = project_dir / GENERATED_MODELS, project_dir / GENERATED_MACROS
-    handwritten = {p.stem for p in (project_dir / "models").rglob("*.sql")
-                   if GENERATED_MODELS not in p.relative_to(project_dir).parents}
+    handwritten = {
+        p.stem
+        for p in (project_dir / "models").rglob("*.sql")
+        if GENERATED_MODELS not in p.relative_to(project_dir).parents
+    }
     files: dict[Path, str] = {models / "_sources.yml": _sources_yaml(specs)}
     identity_models: list[str] = []
     identifier_kinds: set[str] = set()
@@ -45,12 +48,16 @@ def generate(specs: dict[str, SourceSpec], project_dir: Path) -> list[Path]:
     files[macros / "customer_identity_models.sql"] = (
         "{# Generated from the source specs: the staging models holding customer identities. #}\n"
         "{% macro customer_identity_models() %}{{ return("
-        + repr(identity_models) + ") }}{% endmacro %}\n")
+        + repr(identity_models)
+        + ") }}{% endmacro %}\n"
+    )
     files[macros / "customer_identifier_kinds.sql"] = (
         "{# Generated from the source specs: the identifier kinds (national_id, ...) that "
         "customer mappings declare. #}\n"
         "{% macro customer_identifier_kinds() %}{{ return("
-        + repr(sorted(identifier_kinds)) + ") }}{% endmacro %}\n")
+        + repr(sorted(identifier_kinds))
+        + ") }}{% endmacro %}\n"
+    )
     changed = [path for path, text in files.items() if _write_if_changed(path, text)]
     for stale in [*models.glob("stg_*.sql")]:
         if stale not in files:
@@ -62,40 +69,58 @@ def generate(specs: dict[str, SourceSpec], project_dir: Path) -> list[Path]:
 def _sources_yaml(specs: dict[str, SourceSpec]) -> str:
     sources = []
     for source, spec in sorted(specs.items()):
-        tables = [{
-            "name": endpoint,
-            "identifier": f"{source}__{endpoint}",
-            "description": config.description or f"{source} {endpoint}, one row per record.",
-            "meta": {"dagster": {"asset_key": ["raw", source, endpoint]}},
-            "columns": [{"name": "record", "description": "The record exactly as the API sent it."},
-                        {"name": "_client_id",
-                         "description": "The integration client whose credentials fetched "
-                                        "the record; a partition is one client's day.",
-                         "data_tests": ["not_null"]},
-                        {"name": "_primary_key",
-                         "description": "The record's primary key (unique within a client).",
-                         "data_tests": ["not_null"]}],
-        } for endpoint, config in sorted(spec.endpoints.items())]
-        sources.append({"name": source, "schema": "raw",
-                        "description": spec.description or f"The {source} API.",
-                        "tables": tables})
+        tables = [
+            {
+                "name": endpoint,
+                "identifier": f"{source}__{endpoint}",
+                "description": config.description or f"{source} {endpoint}, one row per record.",
+                "meta": {"dagster": {"asset_key": ["raw", source, endpoint]}},
+                "columns": [
+                    {"name": "record", "description": "The record exactly as the API sent it."},
+                    {
+                        "name": "_client_id",
+                        "description": "The integration client whose credentials fetched "
+                        "the record; a partition is one client's day.",
+                        "data_tests": ["not_null"],
+                    },
+                    {
+                        "name": "_primary_key",
+                        "description": "The record's primary key (unique within a client).",
+                        "data_tests": ["not_null"],
+                    },
+                ],
+            }
+            for endpoint, config in sorted(spec.endpoints.items())
+        ]
+        sources.append(
+            {
+                "name": source,
+                "schema": "raw",
+                "description": spec.description or f"The {source} API.",
+                "tables": tables,
+            }
+        )
     return HEADER + yaml.safe_dump({"version": 2, "sources": sources}, sort_keys=False)
 
 
 def _identity_model(source: str, endpoint: str, mapping: CustomerMapping) -> str:
     fields = _jinja_mapping(mapping.fields)
-    identifiers = (f", identifiers={_jinja_mapping(mapping.identifiers)}"
-                   if mapping.identifiers else "")
-    return ("-- Generated from the source spec's entity mapping: do not edit.\n"
-            f"{{{{ stage_customer_identity({source!r}, {endpoint!r}, {fields}"
-            f"{identifiers}) }}}}\n")
+    identifiers = (
+        f", identifiers={_jinja_mapping(mapping.identifiers)}" if mapping.identifiers else ""
+    )
+    return (
+        "-- Generated from the source spec's entity mapping: do not edit.\n"
+        f"{{{{ stage_customer_identity({source!r}, {endpoint!r}, {fields}"
+        f"{identifiers}) }}}}\n"
+    )
 
 
 def _jinja_mapping(sources: dict[str, FieldSource]) -> str:
     """A Jinja dict literal of field -> source, written as in the spec (a plain path stays a
     string; a format or a concatenation stays an object)."""
-    pairs = ", ".join(f"{name!r}: {_jinja_source(source)}"
-                      for name, source in sorted(sources.items()))
+    pairs = ", ".join(
+        f"{name!r}: {_jinja_source(source)}" for name, source in sorted(sources.items())
+    )
     return f"{{{pairs}}}"
 
 
@@ -111,25 +136,50 @@ def _models_yaml(names: list[str], specs: dict[str, SourceSpec]) -> str:
         source, endpoint = name.removeprefix("stg_").split("__", 1)
         mapping = specs[source].endpoints[endpoint].entity.customer
         assert mapping is not None  # names holds only endpoints that map customer
-        models.append({
-            "name": name,
-            "description": f"Customer identities of {source}.{endpoint}, normalized for entity "
-                           "resolution (generated from the spec's entity mapping).",
-            "config": {"tags": ["customer_identity"]},
-            "columns": [
-                {"name": "client_id", "description": "Raw `_client_id`: the integration "
-                 "client the record belongs to.", "data_tests": ["not_null"]},
-                {"name": "record_key", "description": "client_id:source:endpoint:primary key "
-                 "(unique across clients)", "data_tests": ["unique", "not_null"]},
-                *({"name": f, "description": f"From {_described(field_source)} of "
-                                                 f"raw.{source}__{endpoint}.record"}
-                  for f, field_source in sorted(mapping.fields.items())),
-                *([{"name": "identifiers", "description": "Identifier kind -> normalized value: "
-                    + "; ".join(f"{kind} from {_described(field_source)}" for kind, field_source
-                                in sorted(mapping.identifiers.items()))}]
-                  if mapping.identifiers else []),
-            ],
-        })
+        models.append(
+            {
+                "name": name,
+                "description": f"Customer identities of {source}.{endpoint}, normalized for entity "
+                "resolution (generated from the spec's entity mapping).",
+                "config": {"tags": ["customer_identity"]},
+                "columns": [
+                    {
+                        "name": "client_id",
+                        "description": "Raw `_client_id`: the integration "
+                        "client the record belongs to.",
+                        "data_tests": ["not_null"],
+                    },
+                    {
+                        "name": "record_key",
+                        "description": "client_id:source:endpoint:primary key "
+                        "(unique across clients)",
+                        "data_tests": ["unique", "not_null"],
+                    },
+                    *(
+                        {
+                            "name": f,
+                            "description": f"From {_described(field_source)} of "
+                            f"raw.{source}__{endpoint}.record",
+                        }
+                        for f, field_source in sorted(mapping.fields.items())
+                    ),
+                    *(
+                        [
+                            {
+                                "name": "identifiers",
+                                "description": "Identifier kind -> normalized value: "
+                                + "; ".join(
+                                    f"{kind} from {_described(field_source)}"
+                                    for kind, field_source in sorted(mapping.identifiers.items())
+                                ),
+                            }
+                        ]
+                        if mapping.identifiers
+                        else []
+                    ),
+                ],
+            }
+        )
         unit_tests.append(normalizer_unit_test(source, endpoint, mapping))
     document: dict[str, object] = {"version": 2, "models": models}
     if unit_tests:

@@ -19,22 +19,34 @@ from integration_platform.specs.models import CustomerMapping, FieldSource
 
 # canonical field -> (raw value, expected normalized value) cases, in row order
 FIELD_CASES: dict[str, list[tuple[str, str | None]]] = {
-    "email": [(" John.Doe+News@GMail.com ", "johndoe@gmail.com"),
-              ("Jane.Roe+billing@Example.COM", "jane.roe@example.com"),
-              ("not an email", None)],
-    "phone": [("+1 (415) 555-0100", "4155550100"),
-              ("0044 20 7946 0958", "2079460958"),
-              ("555-0100", None)],
+    "email": [
+        (" John.Doe+News@GMail.com ", "johndoe@gmail.com"),
+        ("Jane.Roe+billing@Example.COM", "jane.roe@example.com"),
+        ("not an email", None),
+    ],
+    "phone": [
+        ("+1 (415) 555-0100", "4155550100"),
+        ("0044 20 7946 0958", "2079460958"),
+        ("555-0100", None),
+    ],
     "first_name": [(" José ", "jose"), ("ANNE-MARIE", "anne-marie"), ("Zoë", "zoe")],
-    "last_name": [("Müller-Lüdenscheidt", "muller-ludenscheidt"), ("O'Brien", "obrien"),
-                  ("Groß", "gross")],
+    "last_name": [
+        ("Müller-Lüdenscheidt", "muller-ludenscheidt"),
+        ("O'Brien", "obrien"),
+        ("Groß", "gross"),
+    ],
     "postcode": [("94105-1234", "94105"), ("sw1a 1aa", "SW1A1AA"), ("10115", "10115")],
-    "address_line": [("12 Main Street", "12 main st"),
-                     ("1697 Lothar-Lachmann-Straße", "1697 lothar lachmann str"),
-                     ("928 Handestr.", "928 handestr")],
+    "address_line": [
+        ("12 Main Street", "12 main st"),
+        ("1697 Lothar-Lachmann-Straße", "1697 lothar lachmann str"),
+        ("928 Handestr.", "928 handestr"),
+    ],
 }
 IDENTIFIER_CASES: list[tuple[str, str | None]] = [
-    (" 123-45-6789 ", "123456789"), ("ab 12 cd", "AB12CD"), ("--", None)]
+    (" 123-45-6789 ", "123456789"),
+    ("ab 12 cd", "AB12CD"),
+    ("--", None),
+]
 # a full name is split when the spec maps no first/last name: raw -> (first, last)
 FULL_NAME_CASES: list[tuple[str, tuple[str | None, str | None]]] = [
     ("Doe, Jane", ("jane", "doe")),
@@ -51,16 +63,27 @@ def normalizer_unit_test(source: str, endpoint: str, mapping: CustomerMapping) -
         cases["date_of_birth"] = date_cases(fields["date_of_birth"].formats)
     # an id keeps only letters and digits, so its value is predictable whatever joins its
     # parts, unless the separator itself is a letter or digit
-    identifier_cases = ({kind: IDENTIFIER_CASES for kind in mapping.identifiers}
-                        if not any(char.isalnum() for source in mapping.identifiers.values()
-                                   if source.concat for char in source.sep) else {})
-    rows = max(len(FULL_NAME_CASES), *(len(c) for c in [*cases.values(),
-                                                         *identifier_cases.values()]))
+    identifier_cases = (
+        {kind: IDENTIFIER_CASES for kind in mapping.identifiers}
+        if not any(
+            char.isalnum()
+            for source in mapping.identifiers.values()
+            if source.concat
+            for char in source.sep
+        )
+        else {}
+    )
+    rows = max(
+        len(FULL_NAME_CASES), *(len(c) for c in [*cases.values(), *identifier_cases.values()])
+    )
     records: list[dict[str, Any]] = [{} for _ in range(rows)]
     expected: list[dict[str, Any]] = [
-        {"client_id": DEMO_CLIENT_ID,
-         "record_key": f"{DEMO_CLIENT_ID}:{source}:{endpoint}:k{i + 1}"}
-        for i in range(rows)]
+        {
+            "client_id": DEMO_CLIENT_ID,
+            "record_key": f"{DEMO_CLIENT_ID}:{source}:{endpoint}:k{i + 1}",
+        }
+        for i in range(rows)
+    ]
     for field, field_cases in cases.items():
         for i in range(rows):
             raw, normalized = field_cases[i] if i < len(field_cases) else (None, None)
@@ -73,15 +96,19 @@ def normalizer_unit_test(source: str, endpoint: str, mapping: CustomerMapping) -
     if identifier_cases:
         # the whole map: every kind's normalized value, kinds without one left out
         for i in range(rows):
-            present = {kind: kind_cases[i][1] for kind, kind_cases in identifier_cases.items()
-                       if i < len(kind_cases) and kind_cases[i][1] is not None}
+            present = {
+                kind: kind_cases[i][1]
+                for kind, kind_cases in identifier_cases.items()
+                if i < len(kind_cases) and kind_cases[i][1] is not None
+            }
             expected[i]["identifiers"] = (
-                "{" + ", ".join(f"{kind}={value}" for kind, value in sorted(present.items()))
-                + "}")
+                "{" + ", ".join(f"{kind}={value}" for kind, value in sorted(present.items())) + "}"
+            )
     if "full_name" in fields:
         for i in range(rows):
-            raw_full, (first, last) = (FULL_NAME_CASES[i] if i < len(FULL_NAME_CASES)
-                                       else (None, (None, None)))
+            raw_full, (first, last) = (
+                FULL_NAME_CASES[i] if i < len(FULL_NAME_CASES) else (None, (None, None))
+            )
             if not _place_value(records[i], fields["full_name"], raw_full):
                 continue
             for field, value in (("first_name", first), ("last_name", last)):
@@ -92,16 +119,16 @@ def normalizer_unit_test(source: str, endpoint: str, mapping: CustomerMapping) -
         f"'{DEMO_CLIENT_ID}' as _client_id, 'k{i + 1}' as _primary_key, "
         "'__all__' as _partition_key, timestamptz '2025-01-01 00:00:00+00' as _fetched_at, "
         "timestamptz '2025-01-01 00:00:00+00' as _loaded_at, 'unit-test' as _run_id"
-        for i, record in enumerate(records))
+        for i, record in enumerate(records)
+    )
     return {
         "name": f"stg_{source}__{endpoint}_normalizes_identity_fields",
         "description": "The normalizers on this source's mapped fields: email aliases, Gmail "
-                       "dots and case; phone formats; ZIP+4; accents; 'Last, First' names; "
-                       "dates of birth in the mapped formats (invalid ones null); composed "
-                       "fields; identifiers.",
+        "dots and case; phone formats; ZIP+4; accents; 'Last, First' names; "
+        "dates of birth in the mapped formats (invalid ones null); composed "
+        "fields; identifiers.",
         "model": f"stg_{source}__{endpoint}",
-        "given": [{"input": f"source('{source}', '{endpoint}')", "format": "sql",
-                   "rows": fixture}],
+        "given": [{"input": f"source('{source}', '{endpoint}')", "format": "sql", "rows": fixture}],
         "expect": {"rows": expected},
     }
 
@@ -115,12 +142,16 @@ def date_cases(formats: list[str]) -> list[tuple[Any, str | None]]:
     if not formats:
         return [("1915-11-11", "1915-11-11"), ("1915-11-31", None), ("unknown", None)]
     # %y reads 00-68 as 20xx: a two-digit year needs a date it reads back as itself
-    born = date(1985, 11, 11) if any("%y" in f or "%-y" in f for f in formats) else (
-        date(1915, 11, 11))
+    born = (
+        date(1985, 11, 11)
+        if any("%y" in f or "%-y" in f for f in formats)
+        else (date(1915, 11, 11))
+    )
     valid: list[tuple[Any, str | None]] = [(born.strftime(f), born.isoformat()) for f in formats]
     with_day = next((f for f in formats if "%d" in f or "%-d" in f), None)
-    invalid = ([(born.replace(day=30).strftime(with_day).replace("30", "31", 1), None)]
-               if with_day else [])
+    invalid = (
+        [(born.replace(day=30).strftime(with_day).replace("30", "31", 1), None)] if with_day else []
+    )
     return [*valid, *invalid, ("unknown", None)]
 
 

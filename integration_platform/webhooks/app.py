@@ -58,14 +58,22 @@ def route_path(spec: SourceSpec) -> str:
 
 def safe_headers(headers: Mapping[str, str]) -> str:
     """The request's headers as JSON, credential values redacted and long values cut."""
-    kept = {name: REDACTED if SECRET_HEADER.search(name) else value[:256]
-            for name, value in list(headers.items())[:64]}
+    kept = {
+        name: REDACTED if SECRET_HEADER.search(name) else value[:256]
+        for name, value in list(headers.items())[:64]
+    }
     return orjson.dumps(kept).decode()
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, reason: str, detail: str, event_id: str | None = None,
-                 body_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        detail: str,
+        event_id: str | None = None,
+        body_bytes: int | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status, self.reason, self.detail = status, reason, detail
         self.event_id, self.body_bytes = event_id, body_bytes
@@ -100,7 +108,8 @@ class SourceEndpoint:
             raise WebhookConfigError(
                 f"{spec.source}: the webhook secret cannot be used for "
                 f"{spec.webhooks.signature} signatures ({exc}); Standard Webhooks secrets are "
-                "base64, optionally prefixed whsec_") from None
+                "base64, optionally prefixed whsec_"
+            ) from None
         self.writer = writer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -114,9 +123,17 @@ class SourceEndpoint:
             status, content = 503, {"error": "inbox_unavailable"}
             extra = [(b"retry-after", b"5")]
         body = orjson.dumps(content)
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()), *extra]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *extra,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def answer(self, scope: Scope, receive: Receive) -> Answer:
@@ -130,22 +147,42 @@ class SourceEndpoint:
         except _Refused as refused:
             return await self._reject(scope, headers, refused)
         except SignatureError as exc:
-            return await self._reject(scope, headers, _Refused(
-                exc.status, exc.reason, str(exc), body_bytes=body_bytes))
+            return await self._reject(
+                scope, headers, _Refused(exc.status, exc.reason, str(exc), body_bytes=body_bytes)
+            )
         except EventRejected as exc:
-            return await self._reject(scope, headers, _Refused(
-                exc.status, exc.reason, exc.detail, exc.event_id, body_bytes))
+            return await self._reject(
+                scope,
+                headers,
+                _Refused(exc.status, exc.reason, exc.detail, exc.event_id, body_bytes),
+            )
         now = utc_now()
         if routed.endpoint is None or routed.partition_key is None:
             await self._write(Ignored(self.source, routed.event_id, routed.event_type, now))
             return 200, {"status": Outcome.IGNORED.value, "event_id": routed.event_id}
-        outcome = await self._write(Receipt(
-            self.source, routed.event_id, routed.event_type, routed.endpoint,
-            routed.partition_key, body, now))
+        outcome = await self._write(
+            Receipt(
+                self.source,
+                routed.event_id,
+                routed.event_type,
+                routed.endpoint,
+                routed.partition_key,
+                body,
+                now,
+            )
+        )
         if outcome is Outcome.CONFLICT:
-            return await self._reject(scope, headers, _Refused(
-                409, "event_id_reused", "this event id was accepted before with another body",
-                routed.event_id, body_bytes))
+            return await self._reject(
+                scope,
+                headers,
+                _Refused(
+                    409,
+                    "event_id_reused",
+                    "this event id was accepted before with another body",
+                    routed.event_id,
+                    body_bytes,
+                ),
+            )
         return 200, {"status": outcome.value, "event_id": routed.event_id}
 
     async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
@@ -154,12 +191,16 @@ class SourceEndpoint:
             try:
                 length = int(declared)
             except ValueError:
-                raise _Refused(400, "malformed_request",
-                               f"Content-Length {declared[:20]!r} is not a number") from None
+                raise _Refused(
+                    400, "malformed_request", f"Content-Length {declared[:20]!r} is not a number"
+                ) from None
             if length > self.max_body_bytes:
-                raise _Refused(413, "body_too_large",
-                               f"Content-Length {length} is over {self.max_body_bytes} bytes",
-                               body_bytes=length)
+                raise _Refused(
+                    413,
+                    "body_too_large",
+                    f"Content-Length {length} is over {self.max_body_bytes} bytes",
+                    body_bytes=length,
+                )
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -168,9 +209,12 @@ class SourceEndpoint:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise _Refused(413, "body_too_large",
-                               f"the body went over {self.max_body_bytes} bytes",
-                               body_bytes=size)
+                raise _Refused(
+                    413,
+                    "body_too_large",
+                    f"the body went over {self.max_body_bytes} bytes",
+                    body_bytes=size,
+                )
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -185,38 +229,65 @@ class SourceEndpoint:
     async def _reject(self, scope: Scope, headers: Headers, refused: _Refused) -> Answer:
         client = scope.get("client")
         remote = f"{client[0]}:{client[1]}" if client else None
-        _log.warning("webhook_rejected", source=self.source, status=refused.status,
-                     reason=refused.reason, detail=refused.detail, remote=remote,
-                     event_id=refused.event_id)
-        await self._write(Rejection(
-            self.source, refused.status, refused.reason, refused.detail, refused.event_id,
-            remote, safe_headers(headers), refused.body_bytes, utc_now()))
+        _log.warning(
+            "webhook_rejected",
+            source=self.source,
+            status=refused.status,
+            reason=refused.reason,
+            detail=refused.detail,
+            remote=remote,
+            event_id=refused.event_id,
+        )
+        await self._write(
+            Rejection(
+                self.source,
+                refused.status,
+                refused.reason,
+                refused.detail,
+                refused.event_id,
+                remote,
+                safe_headers(headers),
+                refused.body_bytes,
+                utc_now(),
+            )
+        )
         return refused.status, {"error": refused.reason, "detail": refused.detail}
 
 
 def webhook_specs(env: Mapping[str, str]) -> dict[str, SourceSpec]:
     """The specs with webhooks, resolved from `env` (the receiver needs their secrets only)."""
     unresolved = load_specs()
-    return {name: load_spec(spec.file, env=env) for name, spec in unresolved.items()
-            if spec.webhooks is not None and spec.file is not None}
+    return {
+        name: load_spec(spec.file, env=env)
+        for name, spec in unresolved.items()
+        if spec.webhooks is not None and spec.file is not None
+    }
 
 
-def create_receiver_app(specs: Mapping[str, SourceSpec], inbox: Path, *,
-                        synchronous: Synchronous = "NORMAL",
-                        clock: Clock = time.time) -> Starlette:
+def create_receiver_app(
+    specs: Mapping[str, SourceSpec],
+    inbox: Path,
+    *,
+    synchronous: Synchronous = "NORMAL",
+    clock: Clock = time.time,
+) -> Starlette:
     """The receiver for every spec with webhooks (resolved specs: the secrets are needed)."""
     with_webhooks = [spec for spec in specs.values() if spec.webhooks is not None]
     if not with_webhooks:
-        raise WebhookConfigError("no source spec declares `webhooks:`, so there is nothing "
-                                 "to receive (see sources/billing.yaml for an example)")
+        raise WebhookConfigError(
+            "no source spec declares `webhooks:`, so there is nothing "
+            "to receive (see sources/billing.yaml for an example)"
+        )
     writer = InboxWriter(inbox, synchronous=synchronous)
     routes: list[Route] = []
     seen: dict[str, str] = {}
     for spec in with_webhooks:
         path = route_path(spec)
         if path in seen:
-            raise WebhookConfigError(f"sources {seen[path]!r} and {spec.source!r} both "
-                                     f"receive webhooks at {path}: give each its own path")
+            raise WebhookConfigError(
+                f"sources {seen[path]!r} and {spec.source!r} both "
+                f"receive webhooks at {path}: give each its own path"
+            )
         seen[path] = spec.source
         routes.append(Route(path, SourceEndpoint(spec, writer, clock), methods=["POST"]))
 

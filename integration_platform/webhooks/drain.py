@@ -64,10 +64,13 @@ def page_body(spec: SourceSpec, endpoint: str, records: list[Any]) -> Any:
     else:
         page = records
         keys = (["data"] if spec.kind == "graphql" else []) + [
-            key for key in config.records.split(".") if key]
+            key for key in config.records.split(".") if key
+        ]
     if any("[" in key or "*" in key for key in keys):
-        raise ValueError(f"{spec.source}.{endpoint}: records path {config.records!r} cannot "
-                         "hold pushed records (only plain dotted keys can)")
+        raise ValueError(
+            f"{spec.source}.{endpoint}: records path {config.records!r} cannot "
+            "hold pushed records (only plain dotted keys can)"
+        )
     for key in reversed(keys):
         page = {key: page}
     return page
@@ -76,9 +79,17 @@ def page_body(spec: SourceSpec, endpoint: str, records: list[Any]) -> Any:
 class BatchDrain:
     """Drains one batch (arrival numbers first..last of one source); safe to run again."""
 
-    def __init__(self, spec: SourceSpec, inbox: Inbox, zone: LandingZone, warehouse: Warehouse,
-                 *, publish: bool = True, publish_every_seconds: float = 60.0,
-                 keep_attempts: int = 2) -> None:
+    def __init__(
+        self,
+        spec: SourceSpec,
+        inbox: Inbox,
+        zone: LandingZone,
+        warehouse: Warehouse,
+        *,
+        publish: bool = True,
+        publish_every_seconds: float = 60.0,
+        keep_attempts: int = 2,
+    ) -> None:
         self.spec = spec
         self.router = EventRouter(spec)
         self.inbox, self.zone, self.warehouse = inbox, zone, warehouse
@@ -100,38 +111,56 @@ class BatchDrain:
             raise ValueError(
                 f"{self.spec.source}: inbox events of batch {first_seq}-{last_seq} go to "
                 f"endpoint(s) {', '.join(gone)}, no longer in the spec: put the endpoint back "
-                "and re-run (the events wait in the inbox until they are drained)")
-        landed = {key: self._land(key[0], key[1], group, run_id)
-                  for key, group in groups.items()}
+                "and re-run (the events wait in the inbox until they are drained)"
+            )
+        landed = {key: self._land(key[0], key[1], group, run_id) for key, group in groups.items()}
         with self.warehouse.locked():
             connection = duckdb.connect(str(self.warehouse.path))
             try:
                 for (endpoint, partition), attempt in landed.items():
-                    loaded = load_attempt(connection, spec=self.spec, endpoint=endpoint,
-                                          attempt=attempt, partition=partition, run_id=run_id,
-                                          mode="merge", on_breaking_drift="dead_letter",
-                                          memory_limit_mb=self.warehouse.load_memory_mb)
-                    result.partitions.append(DrainedPartition(
-                        endpoint, partition, len(groups[(endpoint, partition)]), loaded,
-                        attempt.folder))
+                    loaded = load_attempt(
+                        connection,
+                        spec=self.spec,
+                        endpoint=endpoint,
+                        attempt=attempt,
+                        partition=partition,
+                        run_id=run_id,
+                        mode="merge",
+                        on_breaking_drift="dead_letter",
+                        memory_limit_mb=self.warehouse.load_memory_mb,
+                    )
+                    result.partitions.append(
+                        DrainedPartition(
+                            endpoint,
+                            partition,
+                            len(groups[(endpoint, partition)]),
+                            loaded,
+                            attempt.folder,
+                        )
+                    )
             finally:
                 connection.close()
             if self.publish and self._publish_due():
                 self.warehouse.publish()
         for drained in result.partitions:
-            self.zone.prune(self.spec.source, drained.endpoint, drained.partition,
-                            keep=self.keep_attempts)
-        result.marked = self.inbox.mark_drained(self.spec.source,
-                                                [event.seq for event in events], run_id)
+            self.zone.prune(
+                self.spec.source, drained.endpoint, drained.partition, keep=self.keep_attempts
+            )
+        result.marked = self.inbox.mark_drained(
+            self.spec.source, [event.seq for event in events], run_id
+        )
         return result
 
     def _publish_due(self) -> bool:
         published = self.warehouse.published_path
-        return (not published.exists()
-                or time.time() - published.stat().st_mtime >= self.publish_every_seconds)
+        return (
+            not published.exists()
+            or time.time() - published.stat().st_mtime >= self.publish_every_seconds
+        )
 
-    def _land(self, endpoint: str, partition: str, events: list[StoredEvent],
-              run_id: str) -> Attempt:
+    def _land(
+        self, endpoint: str, partition: str, events: list[StoredEvent], run_id: str
+    ) -> Attempt:
         """A complete attempt in the partition's folder, built aside and moved in whole.
 
         Built aside so a pull of the same partition running now never mistakes it for an
@@ -140,22 +169,32 @@ class BatchDrain:
         folder = self.zone.partition_folder(self.spec.source, endpoint, partition)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{run_id[:8]}-webhooks"
-        staging = path_under(self.zone.root, ".incoming",
-                             f"{self.spec.source}-{endpoint}-{partition}-{name}",
-                             what="webhook staging name")
+        staging = path_under(
+            self.zone.root,
+            ".incoming",
+            f"{self.spec.source}-{endpoint}-{partition}-{name}",
+            what="webhook staging name",
+        )
         staging.mkdir(parents=True, exist_ok=True)
         attempt = Attempt(staging)
         url = f"webhook:{route_path(self.spec)}"
         for number, start in enumerate(range(0, len(events), RECORDS_PER_PAGE), start=1):
-            chunk = events[start:start + RECORDS_PER_PAGE]
+            chunk = events[start : start + RECORDS_PER_PAGE]
             records = [self.router.record(orjson.loads(event.body)) for event in chunk]
-            request = PageRequest(path=route_path(self.spec), params={
-                "first_seq": chunk[0].seq, "last_seq": chunk[-1].seq})
+            request = PageRequest(
+                path=route_path(self.spec),
+                params={"first_seq": chunk[0].seq, "last_seq": chunk[-1].seq},
+            )
             attempt.write_page(
-                number, orjson.dumps(page_body(self.spec, endpoint, records)),
-                records=len(records), url=url,
+                number,
+                orjson.dumps(page_body(self.spec, endpoint, records)),
+                records=len(records),
+                url=url,
                 fetched_at=max(datetime.fromisoformat(e.received_at) for e in chunk),
-                run_id=run_id, request=request, next_request=None)
+                run_id=run_id,
+                request=request,
+                next_request=None,
+            )
         (staging / COMPLETE).write_text(datetime.now(UTC).isoformat())
         folder.mkdir(parents=True, exist_ok=True)
         os.replace(staging, folder / name)

@@ -155,13 +155,20 @@ class Batch:
 class Inbox:
     """One connection to the inbox file; use it from one thread at a time."""
 
-    def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL",
-                 busy_timeout_seconds: float = 30.0, autocheckpoint: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Synchronous = "NORMAL",
+        busy_timeout_seconds: float = 30.0,
+        autocheckpoint: bool = True,
+    ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode; transactions are explicit (BEGIN IMMEDIATE for writes).
-        self._connection = sqlite3.connect(path, timeout=busy_timeout_seconds,
-                                           isolation_level=None, check_same_thread=False)
+        self._connection = sqlite3.connect(
+            path, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
+        )
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute(f"PRAGMA synchronous={synchronous}")
         if not autocheckpoint:
@@ -206,14 +213,25 @@ class Inbox:
                 elif isinstance(item, Ignored):
                     connection.execute(
                         "INSERT OR IGNORE INTO ignored VALUES (?, ?, ?, ?)",
-                        (item.source, item.event_id, item.event_type, item.received_at))
+                        (item.source, item.event_id, item.event_type, item.received_at),
+                    )
                     outcomes.append(Outcome.IGNORED)
                 else:
                     connection.execute(
                         "INSERT INTO rejections (source, status, reason, detail, event_id, "
                         "remote, headers, body_bytes, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (item.source, item.status, item.reason, item.detail, item.event_id,
-                         item.remote, item.headers, item.body_bytes, item.at))
+                        (
+                            item.source,
+                            item.status,
+                            item.reason,
+                            item.detail,
+                            item.event_id,
+                            item.remote,
+                            item.headers,
+                            item.body_bytes,
+                            item.at,
+                        ),
+                    )
                     outcomes.append(Outcome.RECORDED)
         return outcomes
 
@@ -223,13 +241,23 @@ class Inbox:
         cursor = connection.execute(
             "INSERT OR IGNORE INTO events (source, event_id, event_type, endpoint, "
             "partition_key, body, body_sha256, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (receipt.source, receipt.event_id, receipt.event_type, receipt.endpoint,
-             receipt.partition_key, receipt.body, digest, receipt.received_at))
+            (
+                receipt.source,
+                receipt.event_id,
+                receipt.event_type,
+                receipt.endpoint,
+                receipt.partition_key,
+                receipt.body,
+                digest,
+                receipt.received_at,
+            ),
+        )
         if cursor.rowcount == 1:
             return Outcome.ACCEPTED
         (kept,) = connection.execute(
             "SELECT body_sha256 FROM events WHERE source = ? AND event_id = ?",
-            (receipt.source, receipt.event_id)).fetchone()
+            (receipt.source, receipt.event_id),
+        ).fetchone()
         return Outcome.DUPLICATE if kept == digest else Outcome.CONFLICT
 
     # -- the sensor's and the drain's side -------------------------------------------------
@@ -239,24 +267,30 @@ class Inbox:
         row = self._connection.execute(
             "SELECT min(seq), max(seq), count(*), min(received_at) FROM (SELECT seq, "
             "received_at FROM events WHERE source = ? AND drained_at IS NULL AND seq > ? "
-            "ORDER BY seq LIMIT ?)", (source, after_seq, max_events)).fetchone()
+            "ORDER BY seq LIMIT ?)",
+            (source, after_seq, max_events),
+        ).fetchone()
         return Batch(source, *row) if row[2] else None
 
-    def stranded_batch(self, source: str, *, up_to_seq: int, received_before: str,
-                       max_events: int) -> Batch | None:
+    def stranded_batch(
+        self, source: str, *, up_to_seq: int, received_before: str, max_events: int
+    ) -> Batch | None:
         """Undrained events already handed to a run (seq <= up_to_seq) that is long gone."""
         row = self._connection.execute(
             "SELECT min(seq), max(seq), count(*), min(received_at) FROM (SELECT seq, "
             "received_at FROM events WHERE source = ? AND drained_at IS NULL AND seq <= ? "
             "AND received_at < ? ORDER BY seq LIMIT ?)",
-            (source, up_to_seq, received_before, max_events)).fetchone()
+            (source, up_to_seq, received_before, max_events),
+        ).fetchone()
         return Batch(source, *row) if row[2] else None
 
     def undrained(self, source: str, first_seq: int, last_seq: int) -> list[StoredEvent]:
         rows = self._connection.execute(
             "SELECT seq, event_id, event_type, endpoint, partition_key, body, received_at "
             "FROM events WHERE source = ? AND seq BETWEEN ? AND ? AND drained_at IS NULL "
-            "ORDER BY seq", (source, first_seq, last_seq)).fetchall()
+            "ORDER BY seq",
+            (source, first_seq, last_seq),
+        ).fetchall()
         return [StoredEvent(*row) for row in rows]
 
     def mark_drained(self, source: str, seqs: Sequence[int], run_id: str) -> int:
@@ -265,12 +299,13 @@ class Inbox:
         now = utc_now()
         with self._transaction() as connection:
             for start in range(0, len(seqs), 500):
-                chunk = list(seqs[start:start + 500])
+                chunk = list(seqs[start : start + 500])
                 marks = ", ".join("?" * len(chunk))
                 marked += connection.execute(
                     f"UPDATE events SET drained_at = ?, drained_run_id = ? "  # noqa: S608
                     f"WHERE source = ? AND drained_at IS NULL AND seq IN ({marks})",
-                    (now, run_id, source, *chunk)).rowcount
+                    (now, run_id, source, *chunk),
+                ).rowcount
         return marked
 
     def prune(self, older_than: str) -> int:
@@ -282,12 +317,14 @@ class Inbox:
         """
         with self._transaction() as connection:
             removed = connection.execute(
-                "DELETE FROM events WHERE drained_at IS NOT NULL AND drained_at < ?",
-                (older_than,)).rowcount
-            removed += connection.execute("DELETE FROM ignored WHERE received_at < ?",
-                                          (older_than,)).rowcount
-            removed += connection.execute("DELETE FROM rejections WHERE at < ?",
-                                          (older_than,)).rowcount
+                "DELETE FROM events WHERE drained_at IS NOT NULL AND drained_at < ?", (older_than,)
+            ).rowcount
+            removed += connection.execute(
+                "DELETE FROM ignored WHERE received_at < ?", (older_than,)
+            ).rowcount
+            removed += connection.execute(
+                "DELETE FROM rejections WHERE at < ?", (older_than,)
+            ).rowcount
         return removed
 
     def counts(self, source: str | None = None) -> dict[str, int]:
@@ -295,17 +332,29 @@ class Inbox:
         where, params = ("WHERE source = ?", (source,)) if source else ("", ())
         received, undrained = self._connection.execute(
             f"SELECT count(*), count(*) FILTER (WHERE drained_at IS NULL) "  # noqa: S608
-            f"FROM events {where}", params).fetchone()
+            f"FROM events {where}",
+            params,
+        ).fetchone()
         ignored = self._connection.execute(
-            f"SELECT count(*) FROM ignored {where}", params).fetchone()[0]  # noqa: S608
+            f"SELECT count(*) FROM ignored {where}",  # noqa: S608
+            params,
+        ).fetchone()[0]
         rejected = self._connection.execute(
-            f"SELECT count(*) FROM rejections {where}", params).fetchone()[0]  # noqa: S608
-        return {"received": received, "undrained": undrained, "ignored": ignored,
-                "rejected": rejected}
+            f"SELECT count(*) FROM rejections {where}",  # noqa: S608
+            params,
+        ).fetchone()[0]
+        return {
+            "received": received,
+            "undrained": undrained,
+            "ignored": ignored,
+            "rejected": rejected,
+        }
 
     def rejections(self, source: str | None = None) -> list[Rejection]:
         where, params = ("WHERE source = ?", (source,)) if source else ("", ())
         rows = self._connection.execute(
             f"SELECT source, status, reason, detail, event_id, remote, headers, "  # noqa: S608
-            f"body_bytes, at FROM rejections {where} ORDER BY id", params).fetchall()
+            f"body_bytes, at FROM rejections {where} ORDER BY id",
+            params,
+        ).fetchall()
         return [Rejection(*row) for row in rows]

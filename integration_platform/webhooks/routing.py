@@ -25,8 +25,7 @@ class WebhookConfigError(ValueError):
 class EventRejected(Exception):
     """A verified request whose body cannot be used; `reason` goes to the rejection table."""
 
-    def __init__(self, status: int, reason: str, detail: str,
-                 event_id: str | None = None) -> None:
+    def __init__(self, status: int, reason: str, detail: str, event_id: str | None = None) -> None:
         super().__init__(detail)
         self.status, self.reason, self.detail, self.event_id = status, reason, detail, event_id
 
@@ -40,8 +39,10 @@ class FieldPath:
 
     def __init__(self, path: str, where: str) -> None:
         if any(c in path for c in "[]*"):
-            raise WebhookConfigError(f"{where}: {path!r} must be a plain dotted path "
-                                     "(e.g. data.object) to be read from pushed events")
+            raise WebhookConfigError(
+                f"{where}: {path!r} must be a plain dotted path "
+                "(e.g. data.object) to be read from pushed events"
+            )
         self.path = path
         self.keys = [key for key in path.split(".") if key]
 
@@ -85,10 +86,13 @@ class EventRouter:
                     f"{spec.source}: webhook events of type {event_type!r} go to endpoint "
                     f"{endpoint!r}, which is partitioned by day, but its `partitions` has no "
                     "`field`: name the record field whose UTC day is the partition "
-                    "(e.g. `field: created`)")
+                    "(e.g. `field: created`)"
+                )
             self._partition_fields[endpoint] = (
                 FieldPath(partitions.field, f"{spec.source}.{endpoint}: partitions")
-                if partitions.type == "daily" and partitions.field else None)
+                if partitions.type == "daily" and partitions.field
+                else None
+            )
 
     def route(self, body: bytes) -> RoutedEvent:
         """Read a verified body; raise EventRejected when it is not an event we can place."""
@@ -103,10 +107,15 @@ class EventRouter:
             return RoutedEvent(event_id, event_type, None, None)
         record = self.record(event)
         if not isinstance(record, dict):
-            raise EventRejected(400, "malformed_body",
-                                f"{self.webhooks.object_path!r} is not a JSON object", event_id)
-        return RoutedEvent(event_id, event_type, endpoint,
-                           self._partition_key(record, endpoint, event_id))
+            raise EventRejected(
+                400,
+                "malformed_body",
+                f"{self.webhooks.object_path!r} is not a JSON object",
+                event_id,
+            )
+        return RoutedEvent(
+            event_id, event_type, endpoint, self._partition_key(record, endpoint, event_id)
+        )
 
     def record(self, event: Any) -> Any:
         """The API object inside a parsed event."""
@@ -121,8 +130,9 @@ class EventRouter:
         except KeyError as exc:
             raise EventRejected(400, "malformed_body", f"no {what}: {exc}") from None
         if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
-            raise EventRejected(400, "malformed_body",
-                                f"the {what} at {path.path!r} is not a string or a number")
+            raise EventRejected(
+                400, "malformed_body", f"the {what} at {path.path!r} is not a string or a number"
+            )
         return str(value)
 
     def _partition_key(self, record: dict[str, Any], endpoint: str, event_id: str) -> str:
@@ -135,7 +145,10 @@ class EventRouter:
             instant = None
         if instant is None:
             raise EventRejected(
-                422, "unplaceable_record",
+                422,
+                "unplaceable_record",
                 f"the {endpoint} record has no readable {field.path!r} (ISO 8601 or epoch), "
-                "so it cannot be placed in a daily partition", event_id)
+                "so it cannot be placed in a daily partition",
+                event_id,
+            )
         return instant.astimezone(UTC).date().isoformat()

@@ -33,8 +33,10 @@ def bind(host: str, port: int, name: str = "webhook receiver") -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror}): is another {name} "
-                      "running? Pick another port with --port") from None
+        raise OSError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): is another {name} "
+            "running? Pick another port with --port"
+        ) from None
     sock.listen(2048)
     sock.setblocking(False)
     return sock
@@ -43,16 +45,30 @@ def bind(host: str, port: int, name: str = "webhook receiver") -> socket.socket:
 def server_config(app: ASGIApp, limits: ClientLimits | None = None) -> uvicorn.Config:
     """The settings the receiver runs with (the benchmark serves its baseline with these too):
     uvloop and httptools, slow clients cut off after `limits`, logs as JSON lines."""
-    return uvicorn_config(app, limits=limits, log_level="warning", access_log=False,
-                          lifespan="on", timeout_graceful_shutdown=5, backlog=2048)
+    return uvicorn_config(
+        app,
+        limits=limits,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        backlog=2048,
+    )
 
 
 class ReceiverServer:
     """Any of the platform's ASGI apps on uvicorn (the webhook receiver, the API), with the
     slow-client limits."""
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
-                 limits: ClientLimits | None = None, name: str = "webhook receiver") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        limits: ClientLimits | None = None,
+        name: str = "webhook receiver",
+    ) -> None:
         self.host, self.name = host, name
         self._socket = bind(host, port, name)
         self.port: int = self._socket.getsockname()[1]
@@ -66,8 +82,9 @@ class ReceiverServer:
 
     def start(self, timeout: float = 10.0) -> ReceiverServer:
         """Serve from a background thread; return once it accepts requests."""
-        self._thread = threading.Thread(target=self._serve_in_thread,
-                                        name=self.name.replace(" ", "-"), daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve_in_thread, name=self.name.replace(" ", "-"), daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -93,6 +110,10 @@ class ReceiverServer:
     def __enter__(self) -> ReceiverServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -74,14 +74,16 @@ def _check_timestamp(value: str, tolerance_seconds: float, clock: Clock) -> int:
     text = value.strip()
     if not _EPOCH_SECONDS.fullmatch(text):
         shown = text if len(text) <= 40 else text[:40] + "..."
-        raise InvalidTimestamp(f"timestamp {shown!r} is not whole epoch seconds (at most 11 "
-                               "digits, no sign)")
+        raise InvalidTimestamp(
+            f"timestamp {shown!r} is not whole epoch seconds (at most 11 digits, no sign)"
+        )
     timestamp = int(text)
     drift = clock() - timestamp
     if abs(drift) > tolerance_seconds:
         when = "old" if drift > 0 else "far in the future"
-        raise StaleTimestamp(f"timestamp is {abs(drift):.0f} s {when}; the tolerance is "
-                             f"{tolerance_seconds:.0f} s")
+        raise StaleTimestamp(
+            f"timestamp is {abs(drift):.0f} s {when}; the tolerance is {tolerance_seconds:.0f} s"
+        )
     return timestamp
 
 
@@ -108,8 +110,9 @@ class StandardWebhooksVerifier:
 
     HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
-    def __init__(self, secret: str, tolerance_seconds: float = 300.0,
-                 clock: Clock = time.time) -> None:
+    def __init__(
+        self, secret: str, tolerance_seconds: float = 300.0, clock: Clock = time.time
+    ) -> None:
         self._webhook = _TolerantWebhook(secret, tolerance_seconds, clock)
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
@@ -118,8 +121,7 @@ class StandardWebhooksVerifier:
         if missing:
             raise MalformedSignature(f"missing header(s): {', '.join(missing)}")
         try:
-            self._webhook.verify(body, {k: v for k, v in present.items() if v},
-                                 json_parse=False)
+            self._webhook.verify(body, {k: v for k, v in present.items() if v}, json_parse=False)
         except WebhookVerificationError as exc:
             raise InvalidSignature(f"no signature matches the body ({exc})") from None
         except ValueError as exc:
@@ -137,8 +139,9 @@ class StripeVerifier:
 
     HEADER = "stripe-signature"
 
-    def __init__(self, secret: str, tolerance_seconds: float = 300.0,
-                 clock: Clock = time.time) -> None:
+    def __init__(
+        self, secret: str, tolerance_seconds: float = 300.0, clock: Clock = time.time
+    ) -> None:
         self._key = secret.encode()
         self._tolerance_seconds = tolerance_seconds
         self._clock = clock
@@ -163,8 +166,9 @@ class StripeVerifier:
         if len(timestamps) != 1 or not signatures:
             raise MalformedSignature(f"{self.HEADER} needs exactly one t= and at least one v1=")
         _check_timestamp(timestamps[0], self._tolerance_seconds, self._clock)
-        expected = hmac.new(self._key, timestamps[0].encode() + b"." + body,
-                            hashlib.sha256).digest()
+        expected = hmac.new(
+            self._key, timestamps[0].encode() + b"." + body, hashlib.sha256
+        ).digest()
         # Check every candidate, so the time taken does not say which one matched.
         matched = False
         for signature in signatures:

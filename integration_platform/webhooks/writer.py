@@ -25,20 +25,32 @@ _Pending = tuple[InboxWrite, "asyncio.Future[Outcome]"]
 
 
 class InboxWriter:
-    def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL",
-                 max_batch: int = 1000, checkpoint_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Synchronous = "NORMAL",
+        max_batch: int = 1000,
+        checkpoint_seconds: float = 1.0,
+    ) -> None:
         self.path = path
         self.max_batch = max_batch
         self._inbox = Inbox(path, synchronous=synchronous, autocheckpoint=False)
-        self._executor = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
-                          if synchronous == "FULL" else None)
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
+            if synchronous == "FULL"
+            else None
+        )
         self._queue: list[_Pending] = []
         self._committing = False
         self.commits = 0
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(
-            target=self._checkpoint_every, args=(checkpoint_seconds,), daemon=True,
-            name="inbox-checkpoint")
+            target=self._checkpoint_every,
+            args=(checkpoint_seconds,),
+            daemon=True,
+            name="inbox-checkpoint",
+        )
         self._checkpointer.start()
 
     async def write(self, item: InboxWrite) -> Outcome:
@@ -52,7 +64,7 @@ class InboxWriter:
         return await future
 
     def _commit_next(self) -> None:
-        batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+        batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         if not batch:
             self._committing = False
             return
@@ -65,13 +77,16 @@ class InboxWriter:
             else:
                 self._settle(batch, outcomes, None)
             return
-        done = asyncio.get_running_loop().run_in_executor(self._executor, self._inbox.write,
-                                                          writes)
-        done.add_done_callback(lambda finished: self._settle(
-            batch, [] if finished.exception() else finished.result(), finished.exception()))
+        done = asyncio.get_running_loop().run_in_executor(self._executor, self._inbox.write, writes)
+        done.add_done_callback(
+            lambda finished: self._settle(
+                batch, [] if finished.exception() else finished.result(), finished.exception()
+            )
+        )
 
-    def _settle(self, batch: list[_Pending], outcomes: list[Outcome],
-                error: BaseException | None) -> None:
+    def _settle(
+        self, batch: list[_Pending], outcomes: list[Outcome], error: BaseException | None
+    ) -> None:
         self.commits += 1
         for position, (_, future) in enumerate(batch):
             if future.done():  # the request went away (client disconnect, cancellation)

@@ -66,8 +66,9 @@ class Api:
         return httpx.Client(base_url=self.url, timeout=10)
 
     def as_key(self, token: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10,
-                            headers={"Authorization": f"Bearer {token}"})
+        return httpx.Client(
+            base_url=self.url, timeout=10, headers={"Authorization": f"Bearer {token}"}
+        )
 
 
 @pytest.fixture
@@ -82,19 +83,29 @@ def api_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def published_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Built once: the API only ever reads it."""
     return build_published_warehouse(
-        tmp_path_factory.mktemp("published") / "warehouse.published.duckdb")
+        tmp_path_factory.mktemp("published") / "warehouse.published.duckdb"
+    )
 
 
 @pytest.fixture
-def api(api_environment: Path, store_url: str, fake_dagster: tuple[FakeDagster, str],
-        published_warehouse: Path) -> Iterator[Api]:
+def api(
+    api_environment: Path,
+    store_url: str,
+    fake_dagster: tuple[FakeDagster, str],
+    published_warehouse: Path,
+) -> Iterator[Api]:
     dagster, dagster_url = fake_dagster
     published = published_warehouse
-    settings = ApiSettings(database_url=store_url, dagster_url=dagster_url,
-                           published_warehouse=published, sync_poll_seconds=0.2)
+    settings = ApiSettings(
+        database_url=store_url,
+        dagster_url=dagster_url,
+        published_warehouse=published,
+        sync_poll_seconds=0.2,
+    )
     server = ReceiverServer(create_app(settings), port=0, name="API server").start()
-    http = httpx.Client(base_url=server.url, timeout=10,
-                        headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    http = httpx.Client(
+        base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    )
     yield Api(server.url, http, dagster, store_url, settings)
     http.close()
     server.stop()

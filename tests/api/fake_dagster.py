@@ -17,8 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-RAW_ASSETS = {"crm": ["companies", "contacts"], "billing": ["customers", "invoices"],
-              "support": ["customers"], "analytics": ["events"]}
+RAW_ASSETS = {
+    "crm": ["companies", "contacts"],
+    "billing": ["customers", "invoices"],
+    "support": ["customers"],
+    "analytics": ["events"],
+}
 DOWNSTREAM = [("staging", "stg_crm__contacts"), ("marts", "dim_customers")]
 SEED = ("dbt", "nicknames")
 
@@ -44,8 +48,13 @@ class FakeDagster:
     server: Any = None  # the ReceiverServer serving it: tests stop it to take Dagster down
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
-    def finish(self, run_id: str, status: str = "SUCCESS", failure: str | None = None,
-               figures: dict[str, int] | None = None) -> None:
+    def finish(
+        self,
+        run_id: str,
+        status: str = "SUCCESS",
+        failure: str | None = None,
+        figures: dict[str, int] | None = None,
+    ) -> None:
         run = next(r for r in self.runs if r.run_id == run_id)
         run.status, run.failure, run.figures = status, failure, figures or {}
 
@@ -53,8 +62,12 @@ class FakeDagster:
         return [r for r in self.runs if all(r.tags.get(k) == v for k, v in tags.items())]
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/server_info", self._info),
-                                 Route("/graphql", self._graphql, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/server_info", self._info),
+                Route("/graphql", self._graphql, methods=["POST"]),
+            ]
+        )
 
     async def _info(self, request: Request) -> JSONResponse:
         return JSONResponse({"dagster_version": "fake"})
@@ -70,84 +83,172 @@ class FakeDagster:
 
     def _op_AssetGraph(self, _: dict[str, Any]) -> dict[str, Any]:
         repository = {"name": "__repository__", "location": {"name": "integration_platform"}}
-        nodes = [{"assetKey": {"path": ["raw", source, endpoint]},
-                  "opName": f"raw__{source}__{endpoint}",
-                  # Raw assets as the code location declares them: client x day, or reference
-                  # data partitioned by client alone.
-                  "isPartitioned": True, "isMaterializable": True,
-                  "partitionDefinition": {"type": "DYNAMIC" if endpoint == "companies"
-                                          else "MULTIPARTITIONED"},
-                  "jobNames": ["__ASSET_JOB"], "dependencyKeys": [], "repository": repository}
-                 for source, endpoints in RAW_ASSETS.items() for endpoint in endpoints]
-        nodes += [{"assetKey": {"path": list(DOWNSTREAM[0])}, "opName": "dbt_models",
-                   "isPartitioned": False, "isMaterializable": True, "jobNames": ["__ASSET_JOB"],
-                   "dependencyKeys": [{"path": ["raw", "crm", "contacts"]}],
-                   "repository": repository},
-                  {"assetKey": {"path": list(DOWNSTREAM[1])}, "opName": "dbt_models",
-                   "isPartitioned": False, "isMaterializable": True, "jobNames": ["__ASSET_JOB"],
-                   "dependencyKeys": [{"path": list(DOWNSTREAM[0])}, {"path": list(SEED)},
-                                      {"path": ["staging", "stg_billing__invoices"]}],
-                   "repository": repository},
-                  {"assetKey": {"path": list(SEED)}, "opName": "dbt_models",
-                   "isPartitioned": False, "isMaterializable": True, "jobNames": ["__ASSET_JOB"],
-                   "dependencyKeys": [], "repository": repository},
-                  # billing's staging: read by dim_customers, fed by billing's raw assets
-                  {"assetKey": {"path": ["staging", "stg_billing__invoices"]},
-                   "opName": "dbt_models", "isPartitioned": False, "isMaterializable": True,
-                   "jobNames": ["__ASSET_JOB"],
-                   "dependencyKeys": [{"path": ["raw", "billing", "invoices"]}],
-                   "repository": repository}]
+        nodes = [
+            {
+                "assetKey": {"path": ["raw", source, endpoint]},
+                "opName": f"raw__{source}__{endpoint}",
+                # Raw assets as the code location declares them: client x day, or reference
+                # data partitioned by client alone.
+                "isPartitioned": True,
+                "isMaterializable": True,
+                "partitionDefinition": {
+                    "type": "DYNAMIC" if endpoint == "companies" else "MULTIPARTITIONED"
+                },
+                "jobNames": ["__ASSET_JOB"],
+                "dependencyKeys": [],
+                "repository": repository,
+            }
+            for source, endpoints in RAW_ASSETS.items()
+            for endpoint in endpoints
+        ]
+        nodes += [
+            {
+                "assetKey": {"path": list(DOWNSTREAM[0])},
+                "opName": "dbt_models",
+                "isPartitioned": False,
+                "isMaterializable": True,
+                "jobNames": ["__ASSET_JOB"],
+                "dependencyKeys": [{"path": ["raw", "crm", "contacts"]}],
+                "repository": repository,
+            },
+            {
+                "assetKey": {"path": list(DOWNSTREAM[1])},
+                "opName": "dbt_models",
+                "isPartitioned": False,
+                "isMaterializable": True,
+                "jobNames": ["__ASSET_JOB"],
+                "dependencyKeys": [
+                    {"path": list(DOWNSTREAM[0])},
+                    {"path": list(SEED)},
+                    {"path": ["staging", "stg_billing__invoices"]},
+                ],
+                "repository": repository,
+            },
+            {
+                "assetKey": {"path": list(SEED)},
+                "opName": "dbt_models",
+                "isPartitioned": False,
+                "isMaterializable": True,
+                "jobNames": ["__ASSET_JOB"],
+                "dependencyKeys": [],
+                "repository": repository,
+            },
+            # billing's staging: read by dim_customers, fed by billing's raw assets
+            {
+                "assetKey": {"path": ["staging", "stg_billing__invoices"]},
+                "opName": "dbt_models",
+                "isPartitioned": False,
+                "isMaterializable": True,
+                "jobNames": ["__ASSET_JOB"],
+                "dependencyKeys": [{"path": ["raw", "billing", "invoices"]}],
+                "repository": repository,
+            },
+        ]
         return {"assetNodes": nodes}
 
     def _op_Launch(self, variables: dict[str, Any]) -> dict[str, Any]:
         if self.launches_refused:
             return {"launchRun": {"__typename": "PythonError", "message": self.launches_refused}}
         params = variables["params"]
-        run = FakeRun(run_id=f"run-{next(self._ids):04d}",
-                      tags={t["key"]: t["value"] for t in params["executionMetadata"]["tags"]},
-                      assets=[a["path"] for a in params["selector"]["assetSelection"]],
-                      config=params.get("runConfigData") or {})
+        run = FakeRun(
+            run_id=f"run-{next(self._ids):04d}",
+            tags={t["key"]: t["value"] for t in params["executionMetadata"]["tags"]},
+            assets=[a["path"] for a in params["selector"]["assetSelection"]],
+            config=params.get("runConfigData") or {},
+        )
         self.runs.append(run)
         return {"launchRun": {"__typename": "LaunchRunSuccess", "run": {"runId": run.run_id}}}
 
     def _op_Runs(self, variables: dict[str, Any]) -> dict[str, Any]:
         wanted = {t["key"]: t["value"] for t in variables["filter"]["tags"]}
         found = sorted(self.runs_with(**wanted), key=lambda r: r.created, reverse=True)
-        return {"runsOrError": {"__typename": "Runs", "results": [
-            self._run_node(r) for r in found[: variables.get("limit") or 50]]}}
+        return {
+            "runsOrError": {
+                "__typename": "Runs",
+                "results": [self._run_node(r) for r in found[: variables.get("limit") or 50]],
+            }
+        }
 
     def _run_node(self, run: FakeRun) -> dict[str, Any]:
         done = run.status in ("SUCCESS", "FAILURE")
-        steps = [{"stepKey": "step", "status": run.status, "materializations": [
-            {"assetKey": {"path": path}, "timestamp": str(int(run.created * 1000)),
-             "metadataEntries": [{"label": k, "intValue": v} for k, v in run.figures.items()]}
-            for path in run.assets]}] if run.status == "SUCCESS" else []
-        return {"runId": run.run_id, "status": run.status, "creationTime": run.created,
-                "startTime": run.created, "endTime": run.created + 1 if done else None,
-                "tags": [{"key": k, "value": v} for k, v in run.tags.items()],
-                "stepStats": steps}
+        steps = (
+            [
+                {
+                    "stepKey": "step",
+                    "status": run.status,
+                    "materializations": [
+                        {
+                            "assetKey": {"path": path},
+                            "timestamp": str(int(run.created * 1000)),
+                            "metadataEntries": [
+                                {"label": k, "intValue": v} for k, v in run.figures.items()
+                            ],
+                        }
+                        for path in run.assets
+                    ],
+                }
+            ]
+            if run.status == "SUCCESS"
+            else []
+        )
+        return {
+            "runId": run.run_id,
+            "status": run.status,
+            "creationTime": run.created,
+            "startTime": run.created,
+            "endTime": run.created + 1 if done else None,
+            "tags": [{"key": k, "value": v} for k, v in run.tags.items()],
+            "stepStats": steps,
+        }
 
     def _op_Logs(self, variables: dict[str, Any]) -> dict[str, Any]:
         run = next(r for r in self.runs if r.run_id == variables["runId"])
-        events = [{"__typename": "ExecutionStepFailureEvent", "stepKey": "raw__crm__contacts",
-                   "message": "step failed", "error": {"message": "Traceback ..."},
-                   "failureMetadata": {"description": run.failure}}] if run.failure else []
-        return {"logsForRun": {"__typename": "EventConnection", "cursor": "1",
-                               "hasMore": False, "events": events}}
+        events = (
+            [
+                {
+                    "__typename": "ExecutionStepFailureEvent",
+                    "stepKey": "raw__crm__contacts",
+                    "message": "step failed",
+                    "error": {"message": "Traceback ..."},
+                    "failureMetadata": {"description": run.failure},
+                }
+            ]
+            if run.failure
+            else []
+        )
+        return {
+            "logsForRun": {
+                "__typename": "EventConnection",
+                "cursor": "1",
+                "hasMore": False,
+                "events": events,
+            }
+        }
 
     def _op_Repositories(self, _: dict[str, Any]) -> dict[str, Any]:
-        return {"repositoriesOrError": {"__typename": "RepositoryConnection", "nodes": [
-            {"name": "__repository__", "location": {"name": "integration_platform"}}]}}
+        return {
+            "repositoriesOrError": {
+                "__typename": "RepositoryConnection",
+                "nodes": [{"name": "__repository__", "location": {"name": "integration_platform"}}],
+            }
+        }
 
     def _op_AddClient(self, variables: dict[str, Any]) -> dict[str, Any]:
         if not self.declares_clients:
-            return {"addDynamicPartition": {
-                "__typename": "UnauthorizedError",
-                "message": "The repository does not contain a dynamic partitions definition "
-                           "with the given name."}}
+            return {
+                "addDynamicPartition": {
+                    "__typename": "UnauthorizedError",
+                    "message": "The repository does not contain a dynamic partitions definition "
+                    "with the given name.",
+                }
+            }
         key = variables["key"]
         if key in self.partitions:
-            return {"addDynamicPartition": {"__typename": "DuplicateDynamicPartitionError",
-                                            "message": "exists"}}
+            return {
+                "addDynamicPartition": {
+                    "__typename": "DuplicateDynamicPartitionError",
+                    "message": "exists",
+                }
+            }
         self.partitions.add(key)
         return {"addDynamicPartition": {"__typename": "AddDynamicPartitionSuccess"}}

@@ -13,11 +13,25 @@ from integration_platform.clients.database import open_store
 
 
 def test_a_created_key_is_printed_once_and_authenticates_with_its_scopes(
-    api_environment: Path, store_url: str, monkeypatch: pytest.MonkeyPatch,
+    api_environment: Path,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", store_url)
-    result = CliRunner().invoke(main, ["api", "keys", "create", "--name", "bi tool",
-                                       "--scope", "data:read", "--scope", "status:read"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "api",
+            "keys",
+            "create",
+            "--name",
+            "bi tool",
+            "--scope",
+            "data:read",
+            "--scope",
+            "status:read",
+        ],
+    )
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()
     principal = ApiKeys(open_store(store_url)).authenticate(token)
@@ -30,13 +44,16 @@ def test_a_created_key_is_printed_once_and_authenticates_with_its_scopes(
 
 
 def test_an_unknown_scope_or_client_is_refused_saying_what_exists(
-    api_environment: Path, store_url: str, monkeypatch: pytest.MonkeyPatch,
+    api_environment: Path,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", store_url)
     bad_scope = CliRunner().invoke(main, ["api", "keys", "create", "--scope", "admin"])
     assert bad_scope.exit_code != 0
     assert "clients:read" in bad_scope.output
-    bad_client = CliRunner().invoke(main, ["api", "keys", "create", "--all-scopes",
-                                           "--client", "nobody"])
+    bad_client = CliRunner().invoke(
+        main, ["api", "keys", "create", "--all-scopes", "--client", "nobody"]
+    )
     assert bad_client.exit_code != 0
     assert "no client 'nobody'" in bad_client.output

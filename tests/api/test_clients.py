@@ -14,13 +14,17 @@ from integration_platform.clients.credentials import credentials_for
 from integration_platform.logs import configure_logging
 from tests.api.conftest import Api
 
-CRM = {"CRM_CLIENT_ID": "acme-crm-client", "CRM_CLIENT_SECRET": "acme-crm-secret-9f8e7d",
-       "CRM_BASE_URL": "http://127.0.0.1:9/crm"}
+CRM = {
+    "CRM_CLIENT_ID": "acme-crm-client",
+    "CRM_CLIENT_SECRET": "acme-crm-secret-9f8e7d",
+    "CRM_BASE_URL": "http://127.0.0.1:9/crm",
+}
 
 
 def register(api: Api, client_id: str, **extra: object) -> dict:
-    response = api.http.post("/clients", json={"id": client_id, "name": f"{client_id} Inc.",
-                                               **extra})
+    response = api.http.post(
+        "/clients", json={"id": client_id, "name": f"{client_id} Inc.", **extra}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -38,9 +42,9 @@ def test_credentials_are_encrypted_in_the_database_when_stored(api: Api) -> None
     register(api, "acme", credentials={"crm": CRM})
     engine = create_engine(api.store_url)
     with engine.connect() as connection:
-        row = connection.execute(text(
-            "select ciphertext, variables from client_credentials where client_id = 'acme'"
-        )).one()
+        row = connection.execute(
+            text("select ciphertext, variables from client_credentials where client_id = 'acme'")
+        ).one()
     engine.dispose()
     stored = bytes(row[0])
     assert CRM["CRM_CLIENT_SECRET"].encode() not in stored
@@ -52,8 +56,14 @@ def test_credentials_are_encrypted_in_the_database_when_stored(api: Api) -> None
 def test_unknown_source_and_variable_are_refused_with_their_paths_when_registering(
     api: Api,
 ) -> None:
-    response = api.http.post("/clients", json={"id": "acme", "name": "Acme", "credentials": {
-        "crm": {**CRM, "CRM_PASSWORD": "x1"}, "erp": {"ERP_KEY": "x2"}}})
+    response = api.http.post(
+        "/clients",
+        json={
+            "id": "acme",
+            "name": "Acme",
+            "credentials": {"crm": {**CRM, "CRM_PASSWORD": "x1"}, "erp": {"ERP_KEY": "x2"}},
+        },
+    )
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "validation_failed"
@@ -65,16 +75,25 @@ def test_unknown_source_and_variable_are_refused_with_their_paths_when_registeri
 
 
 def test_a_missing_required_variable_is_named_when_a_source_is_incomplete(api: Api) -> None:
-    response = api.http.post("/clients", json={"id": "acme", "name": "Acme", "credentials": {
-        "crm": {"CRM_CLIENT_ID": "x", "CRM_BASE_URL": "http://h"}}})
+    response = api.http.post(
+        "/clients",
+        json={
+            "id": "acme",
+            "name": "Acme",
+            "credentials": {"crm": {"CRM_CLIENT_ID": "x", "CRM_BASE_URL": "http://h"}},
+        },
+    )
     assert response.status_code == 422
     assert [f["path"] for f in response.json()["error"]["fields"]] == [
-        "credentials.crm.CRM_CLIENT_SECRET"]
+        "credentials.crm.CRM_CLIENT_SECRET"
+    ]
 
 
 def test_malformed_fields_are_reported_with_paths_when_the_body_is_wrong(api: Api) -> None:
-    response = api.http.post("/clients", json={"id": "Not A Slug", "name": "",
-                                               "credentials": {"crm": {"CRM_CLIENT_ID": 5}}})
+    response = api.http.post(
+        "/clients",
+        json={"id": "Not A Slug", "name": "", "credentials": {"crm": {"CRM_CLIENT_ID": 5}}},
+    )
     assert response.status_code == 422
     paths = {f["path"] for f in response.json()["error"]["fields"]}
     assert {"id", "name", "credentials.crm.CRM_CLIENT_ID"} <= paths
@@ -119,11 +138,13 @@ def test_a_forged_cursor_is_refused_with_a_hint_when_listing(api: Api) -> None:
 
 
 def test_rotating_one_secret_keeps_the_other_variables_when_patched(
-    api: Api, monkeypatch: pytest.MonkeyPatch,
+    api: Api,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first = register(api, "acme", credentials={"crm": CRM})
-    response = api.http.patch("/clients/acme", json={
-        "credentials": {"crm": {"CRM_CLIENT_SECRET": "rotated-secret-123"}}})
+    response = api.http.patch(
+        "/clients/acme", json={"credentials": {"crm": {"CRM_CLIENT_SECRET": "rotated-secret-123"}}}
+    )
     assert response.status_code == 200
     rotated = response.json()["credentials"]["crm"]
     assert rotated["variables"] == sorted(CRM)
@@ -134,8 +155,9 @@ def test_rotating_one_secret_keeps_the_other_variables_when_patched(
 
 def test_removing_a_required_variable_is_refused_when_patched(api: Api) -> None:
     register(api, "acme", credentials={"crm": CRM})
-    response = api.http.patch("/clients/acme",
-                              json={"credentials": {"crm": {"CRM_CLIENT_SECRET": None}}})
+    response = api.http.patch(
+        "/clients/acme", json={"credentials": {"crm": {"CRM_CLIENT_SECRET": None}}}
+    )
     assert response.status_code == 422
     assert response.json()["error"]["fields"][0]["path"] == "credentials.crm.CRM_CLIENT_SECRET"
     assert api.http.get("/clients/acme").json()["credentials"]["crm"]["variables"] == sorted(CRM)
@@ -149,8 +171,10 @@ def test_deactivated_client_keeps_its_record_but_loses_credentials_when_deleted(
     assert response.status_code == 200
     assert response.json()["active"] is False
     assert response.json()["credentials"] == {}
-    assert api.http.post("/integrations/acme/sync", json={}).json()["error"]["code"] == \
-        "client_inactive"
+    assert (
+        api.http.post("/integrations/acme/sync", json={}).json()["error"]["code"]
+        == "client_inactive"
+    )
     assert api.http.patch("/clients/acme", json={"name": "x"}).status_code == 409
     assert [c["id"] for c in api.http.get("/clients").json()["data"]] == []
     listed = api.http.get("/clients", params={"include_inactive": "true"}).json()["data"]
@@ -162,11 +186,19 @@ def test_no_credential_value_reaches_a_log_line_when_credentials_are_written(api
     configure_logging("DEBUG", stream=stream)
     try:
         register(api, "acme", credentials={"crm": CRM})
-        api.http.patch("/clients/acme",
-                       json={"credentials": {"crm": {"CRM_CLIENT_SECRET": "rotated-secret-456"}}},
-                       headers={"X-Request-ID": "req-rotate-1"})
-        api.http.post("/clients", json={"id": "bad", "name": "x", "credentials": {
-            "crm": {**CRM, "CRM_PASSWORD": "never-log-this-789"}}})
+        api.http.patch(
+            "/clients/acme",
+            json={"credentials": {"crm": {"CRM_CLIENT_SECRET": "rotated-secret-456"}}},
+            headers={"X-Request-ID": "req-rotate-1"},
+        )
+        api.http.post(
+            "/clients",
+            json={
+                "id": "bad",
+                "name": "x",
+                "credentials": {"crm": {**CRM, "CRM_PASSWORD": "never-log-this-789"}},
+            },
+        )
     finally:
         configure_logging()
     logged = stream.getvalue()
@@ -191,10 +223,11 @@ def test_request_id_is_returned_and_a_fresh_one_made_when_the_given_one_is_unsaf
     assert unsafe.headers["X-Request-ID"] not in ("a b\tc", "")
 
 
-@pytest.mark.parametrize(("method", "path"), [("get", "/clients"), ("post", "/clients"),
-                                         ("get", "/clients/acme/customers")])
-def test_answers_401_with_a_json_body_when_no_key_is_sent(api: Api, method: str,
-                                                          path: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("get", "/clients"), ("post", "/clients"), ("get", "/clients/acme/customers")],
+)
+def test_answers_401_with_a_json_body_when_no_key_is_sent(api: Api, method: str, path: str) -> None:
     with api.anonymous() as anonymous:
         response = anonymous.request(method.upper(), path, json={"name": "x"})
     assert response.status_code == 401
@@ -240,8 +273,7 @@ def test_a_key_limited_to_one_client_reaches_only_that_client(api: Api) -> None:
     with api.as_key(issued.token) as acme:
         assert [c["id"] for c in acme.get("/clients").json()["data"]] == ["acme"]
         assert acme.get("/clients/acme").status_code == 200
-        for path in ("/clients/globex", "/clients/globex/customers",
-                     "/integrations/globex/status"):
+        for path in ("/clients/globex", "/clients/globex/customers", "/integrations/globex/status"):
             response = acme.get(path)
             assert response.status_code == 403, path
             assert response.json()["error"]["code"] == "client_forbidden"

@@ -76,69 +76,94 @@ def test_one_customer_comes_with_its_360_figures_and_provenance_when_read(api: A
 
 
 def test_an_unchanged_page_answers_304_until_a_new_copy_is_published(
-    api: Api, tmp_path: Path,
+    api: Api,
+    tmp_path: Path,
 ) -> None:
     register(api, "acme")
     first = api.http.get("/clients/acme/customers", params={"limit": 5})
     etag = first.headers["ETag"]
-    again = api.http.get("/clients/acme/customers", params={"limit": 5},
-                         headers={"If-None-Match": etag})
+    again = api.http.get(
+        "/clients/acme/customers", params={"limit": 5}, headers={"If-None-Match": etag}
+    )
     assert again.status_code == 304
     assert again.content == b""
-    other_page = api.http.get("/clients/acme/customers", params={"limit": 6},
-                              headers={"If-None-Match": etag})
+    other_page = api.http.get(
+        "/clients/acme/customers", params={"limit": 6}, headers={"If-None-Match": etag}
+    )
     assert other_page.status_code == 200
     detail = api.http.get("/clients/acme/customers/cust-0002")
-    assert api.http.get("/clients/acme/customers/cust-0002", headers={
-        "If-None-Match": detail.headers["ETag"]}).status_code == 304
+    assert (
+        api.http.get(
+            "/clients/acme/customers/cust-0002", headers={"If-None-Match": detail.headers["ETag"]}
+        ).status_code
+        == 304
+    )
 
 
 def test_the_etag_changes_when_a_new_copy_is_published(tmp_path: Path, api: Api) -> None:
-    published = build_published_warehouse(tmp_path / "own" / "warehouse.published.duckdb",
-                                          {"acme": ["a-1"]})
-    settings = ApiSettings(database_url=api.store_url, dagster_url=api.settings.dagster_url,
-                           published_warehouse=published, sync_poll_seconds=5)
+    published = build_published_warehouse(
+        tmp_path / "own" / "warehouse.published.duckdb", {"acme": ["a-1"]}
+    )
+    settings = ApiSettings(
+        database_url=api.store_url,
+        dagster_url=api.settings.dagster_url,
+        published_warehouse=published,
+        sync_poll_seconds=5,
+    )
     register(api, "acme")
-    with ReceiverServer(create_app(settings, supervise=False), port=0, name="API") as server, \
-            httpx.Client(base_url=server.url,
-                         headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
+    with (
+        ReceiverServer(create_app(settings, supervise=False), port=0, name="API") as server,
+        httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+    ):
         before = http.get("/clients/acme/customers")
         assert [c["customer_id"] for c in before.json()["data"]] == ["a-1"]
         newer = build_published_warehouse(tmp_path / "next.duckdb", {"acme": ["a-1", "a-2"]})
         newer.replace(published)  # publishing swaps the file in
-        after = http.get("/clients/acme/customers",
-                         headers={"If-None-Match": before.headers["ETag"]})
+        after = http.get(
+            "/clients/acme/customers", headers={"If-None-Match": before.headers["ETag"]}
+        )
     assert after.status_code == 200
     assert [c["customer_id"] for c in after.json()["data"]] == ["a-1", "a-2"]
 
 
 def test_a_warehouse_without_client_ids_is_refused_rather_than_mixing_clients(
-    tmp_path: Path, api: Api,
+    tmp_path: Path,
+    api: Api,
 ) -> None:
     published = tmp_path / "untenanted.duckdb"
     with duckdb.connect(str(published)) as connection:
-        connection.execute("create schema marts; create table marts.dim_customers as "
-                           "select 'c1' as customer_id, 'x@y.z' as email")
-    settings = ApiSettings(database_url=api.store_url, dagster_url=api.settings.dagster_url,
-                           published_warehouse=published, sync_poll_seconds=5)
+        connection.execute(
+            "create schema marts; create table marts.dim_customers as "
+            "select 'c1' as customer_id, 'x@y.z' as email"
+        )
+    settings = ApiSettings(
+        database_url=api.store_url,
+        dagster_url=api.settings.dagster_url,
+        published_warehouse=published,
+        sync_poll_seconds=5,
+    )
     register(api, "acme")
     with ReceiverServer(create_app(settings, supervise=False), port=0, name="API") as server:
-
-        response = httpx.get(f"{server.url}/clients/acme/customers",
-                             headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        response = httpx.get(
+            f"{server.url}/clients/acme/customers", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "warehouse_not_tenant_aware"
     assert "x@y.z" not in response.text
 
 
-def test_an_empty_page_is_returned_when_nothing_is_published_yet(api: Api,
-                                                                  tmp_path: Path) -> None:
-    settings = ApiSettings(database_url=api.store_url, dagster_url=api.settings.dagster_url,
-                           published_warehouse=tmp_path / "missing.duckdb", sync_poll_seconds=5)
+def test_an_empty_page_is_returned_when_nothing_is_published_yet(api: Api, tmp_path: Path) -> None:
+    settings = ApiSettings(
+        database_url=api.store_url,
+        dagster_url=api.settings.dagster_url,
+        published_warehouse=tmp_path / "missing.duckdb",
+        sync_poll_seconds=5,
+    )
     register(api, "acme")
-    with ReceiverServer(create_app(settings, supervise=False), port=0, name="API") as server, \
-            httpx.Client(base_url=server.url,
-                         headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
+    with (
+        ReceiverServer(create_app(settings, supervise=False), port=0, name="API") as server,
+        httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+    ):
         listing = http.get("/clients/acme/customers")
         one = http.get("/clients/acme/customers/cust-0001")
         ready = http.get("/health/ready")

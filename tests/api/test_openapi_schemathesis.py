@@ -16,9 +16,15 @@ from tests.api.conftest import ADMIN_KEY, Api
 from tests.api.test_clients import CRM
 
 # The schema the live API serves at /openapi.json (built without starting anything).
-schema = schemathesis.openapi.from_dict(create_app(ApiSettings(
-    database_url="sqlite://", dagster_url="http://127.0.0.1:9",
-    published_warehouse=Path("unused.duckdb"))).openapi())
+schema = schemathesis.openapi.from_dict(
+    create_app(
+        ApiSettings(
+            database_url="sqlite://",
+            dagster_url="http://127.0.0.1:9",
+            published_warehouse=Path("unused.duckdb"),
+        )
+    ).openapi()
+)
 
 
 @pytest.fixture
@@ -29,14 +35,23 @@ def live_api(api: Api) -> Api:
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
 def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
-    case: schemathesis.Case, live_api: Api,
+    case: schemathesis.Case,
+    live_api: Api,
 ) -> None:
     # Not `positive_data_acceptance`: schema-valid is not always acceptable here (a cursor
     # this API never handed out, credentials for a source that does not exist: 400/422).
-    case.call_and_validate(base_url=live_api.url,
-                           headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-                           excluded_checks=[schemathesis.checks.positive_data_acceptance])
+    case.call_and_validate(
+        base_url=live_api.url,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        excluded_checks=[schemathesis.checks.positive_data_acceptance],
+    )

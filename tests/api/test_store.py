@@ -26,8 +26,9 @@ from tests.api.test_clients import CRM
 
 
 @pytest.fixture
-def registry(api_environment: Path, store_url: str,
-             monkeypatch: pytest.MonkeyPatch) -> ClientRegistry:
+def registry(
+    api_environment: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> ClientRegistry:
     monkeypatch.setenv("DATABASE_URL", store_url)
     return ClientRegistry.open_default()
 
@@ -40,20 +41,24 @@ def test_a_run_gets_the_clients_stored_credentials_when_it_asks(
 
 
 def test_the_demo_client_gets_the_environment_when_nothing_is_stored(
-    registry: ClientRegistry, monkeypatch: pytest.MonkeyPatch,
+    registry: ClientRegistry,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CRM_CLIENT_ID", "env-client")
     monkeypatch.setenv("CRM_CLIENT_SECRET", "env-secret-1234")
     monkeypatch.setenv("CRM_BASE_URL", "http://env")
     assert ensure_demo_client(registry) is True
     assert ensure_demo_client(registry) is False  # idempotent: make run starts again
-    assert credentials_for("demo", "crm") == {"CRM_BASE_URL": "http://env",
-                                              "CRM_CLIENT_ID": "env-client",
-                                              "CRM_CLIENT_SECRET": "env-secret-1234"}
+    assert credentials_for("demo", "crm") == {
+        "CRM_BASE_URL": "http://env",
+        "CRM_CLIENT_ID": "env-client",
+        "CRM_CLIENT_SECRET": "env-secret-1234",
+    }
 
 
 def test_a_run_is_refused_credentials_the_client_does_not_have(
-    registry: ClientRegistry, monkeypatch: pytest.MonkeyPatch,
+    registry: ClientRegistry,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BILLING_API_KEY", "the-operators-own-key")
     registry.create("acme", "Acme", {"crm": CRM})
@@ -67,7 +72,8 @@ def test_a_run_is_refused_credentials_the_client_does_not_have(
 
 
 def test_old_credentials_still_open_after_the_key_is_rotated(
-    api_environment: Path, store_url: str,
+    api_environment: Path,
+    store_url: str,
 ) -> None:
     old, new = Fernet.generate_key(), Fernet.generate_key()
     sessions = open_store(store_url)
@@ -87,7 +93,8 @@ def test_a_malformed_key_is_refused_with_how_to_make_one(
 
 
 def test_a_local_key_is_made_once_with_mode_0600_and_one_warning_when_none_is_set(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("INTEGRATION_PLATFORM_SECRET_KEY", raising=False)
     stream = StringIO()
@@ -101,8 +108,11 @@ def test_a_local_key_is_made_once_with_mode_0600_and_one_warning_when_none_is_se
     key_file = tmp_path / "secret.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert second.decrypt(token) == {"A": "b"}
-    warnings = [json.loads(line) for line in stream.getvalue().splitlines()
-                if "generated_local_secret_key" in line]
+    warnings = [
+        json.loads(line)
+        for line in stream.getvalue().splitlines()
+        if "generated_local_secret_key" in line
+    ]
     assert len(warnings) == 1
     assert warnings[0]["level"] == "warning"
     assert key_file.read_text().strip() not in stream.getvalue()
@@ -118,7 +128,9 @@ def test_migrations_create_every_table_and_run_again_harmlessly(store_url: str) 
 
 
 def test_the_admin_key_file_is_written_once_and_authenticates_with_every_scope(
-    api_environment: Path, store_url: str, monkeypatch: pytest.MonkeyPatch,
+    api_environment: Path,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("INTEGRATION_PLATFORM_ADMIN_KEY")
     keys = ApiKeys(open_store(store_url))

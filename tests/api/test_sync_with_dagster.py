@@ -44,8 +44,13 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def dagster_webserver(tmp_path: Path, sandbox: Sandbox, api_environment: Path,
-                      store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def dagster_webserver(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    api_environment: Path,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(INSTANCE)
@@ -57,18 +62,30 @@ def dagster_webserver(tmp_path: Path, sandbox: Sandbox, api_environment: Path,
     port = free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     process = subprocess.Popen(
-        [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
-         "-w", str(PROJECT_ROOT / "workspace.yaml")],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        [
+            str(BIN / "dagster-webserver"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             assert process.poll() is None, "the Dagster webserver exited while starting"
             try:
-                nodes = httpx.post(f"{url}/graphql", timeout=10, json={
-                    "query": "{ assetNodes { id } }"}).json()["data"]["assetNodes"]
+                nodes = httpx.post(
+                    f"{url}/graphql", timeout=10, json={"query": "{ assetNodes { id } }"}
+                ).json()["data"]["assetNodes"]
                 if nodes:
                     break
             except (httpx.TransportError, KeyError, TypeError):
@@ -88,23 +105,33 @@ def dagster_webserver(tmp_path: Path, sandbox: Sandbox, api_environment: Path,
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_registered_clients_sync_runs_on_dagster_and_its_status_reads_them_when_requested(
-    dagster_webserver: str, store_url: str, api_environment: Path,
+    dagster_webserver: str,
+    store_url: str,
+    api_environment: Path,
 ) -> None:
     """Raw run to success, then the dbt run launched: the whole dbt build is left out to keep
     this test short (the stand-in Dagster covers the sync's later states, and
     tests/e2e/test_pipeline_end_to_end.py the dbt assets)."""
-    settings = ApiSettings(database_url=store_url, dagster_url=dagster_webserver,
-                           published_warehouse=api_environment / "warehouse.published.duckdb",
-                           sync_poll_seconds=0.5)
+    settings = ApiSettings(
+        database_url=store_url,
+        dagster_url=dagster_webserver,
+        published_warehouse=api_environment / "warehouse.published.duckdb",
+        sync_poll_seconds=0.5,
+    )
     credentials = {name: os.environ[name] for name in source_variables()["crm"].required}
-    with ReceiverServer(create_app(settings), port=0, name="API server") as server, \
-            httpx.Client(base_url=server.url, timeout=120,
-                         headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
-        created = http.post("/clients", json={"id": "acme", "name": "Acme",
-                                              "credentials": {"crm": credentials}})
+    with (
+        ReceiverServer(create_app(settings), port=0, name="API server") as server,
+        httpx.Client(
+            base_url=server.url, timeout=120, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        ) as http,
+    ):
+        created = http.post(
+            "/clients", json={"id": "acme", "name": "Acme", "credentials": {"crm": credentials}}
+        )
         assert created.status_code == 201, created.text
-        sync = http.post("/integrations/acme/sync", json={"start_date": DAY,
-                                                          "end_date": DAY}).json()
+        sync = http.post(
+            "/integrations/acme/sync", json={"start_date": DAY, "end_date": DAY}
+        ).json()
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             status = http.get("/integrations/acme/status").json()
@@ -125,9 +152,14 @@ def test_a_registered_clients_sync_runs_on_dagster_and_its_status_reads_them_whe
         client = http.get("/clients/acme").json()
         assert client["dagster_partition_registered_at"] is not None
 
-    runs = httpx.post(f"{dagster_webserver}/graphql", json={"query": """
+    runs = httpx.post(
+        f"{dagster_webserver}/graphql",
+        json={
+            "query": """
         { runsOrError(filter: {tags: [{key: "integration_platform/client_id", value: "acme"}]})
-          { ... on Runs { results { tags { key value } assetSelection { path } } } } }"""}).json()
+          { ... on Runs { results { tags { key value } assetSelection { path } } } } }"""
+        },
+    ).json()
     found = {}
     for run in runs["data"]["runsOrError"]["results"]:
         tags = {t["key"]: t["value"] for t in run["tags"]}

@@ -12,8 +12,11 @@ from tests.api.conftest import Api
 from tests.api.test_clients import CRM, register
 
 YESTERDAY = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-BILLING = {"BILLING_API_KEY": "acme-billing-key-123", "BILLING_BASE_URL": "http://127.0.0.1:9",
-           "BILLING_WEBHOOK_SECRET": "whsec_acme_0123456789"}
+BILLING = {
+    "BILLING_API_KEY": "acme-billing-key-123",
+    "BILLING_BASE_URL": "http://127.0.0.1:9",
+    "BILLING_WEBHOOK_SECRET": "whsec_acme_0123456789",
+}
 
 
 def eventually(check: Callable[[], object], timeout: float = 10.0) -> object:
@@ -35,8 +38,11 @@ def finish_every_run(api: Api, client_id: str, sync_id: str) -> None:
     eventually(lambda: api.dagster.runs_with(**{"integration_platform/sync_id": sync_id}))
     for run in api.dagster.runs_with(**{"integration_platform/sync_id": sync_id}):
         api.dagster.finish(run.run_id)
-    eventually(lambda: api.dagster.runs_with(**{"integration_platform/sync_id": sync_id,
-                                                "integration_platform/stage": "transform"}))
+    eventually(
+        lambda: api.dagster.runs_with(
+            **{"integration_platform/sync_id": sync_id, "integration_platform/stage": "transform"}
+        )
+    )
     for run in api.dagster.runs_with(**{"integration_platform/stage": "transform"}):
         api.dagster.finish(run.run_id)
     eventually(lambda: sync_state(api, client_id, sync_id)["state"] == "succeeded")
@@ -46,8 +52,9 @@ def test_sync_launches_one_raw_run_per_source_tagged_for_the_client_when_request
     api: Api,
 ) -> None:
     register(api, "acme", credentials={"crm": CRM, "billing": BILLING})
-    response = api.http.post("/integrations/acme/sync", json={
-        "start_date": "2025-03-01", "end_date": "2025-03-07"})
+    response = api.http.post(
+        "/integrations/acme/sync", json={"start_date": "2025-03-01", "end_date": "2025-03-07"}
+    )
     assert response.status_code == 202
     sync = response.json()
     assert sync["state"] == "queued"
@@ -85,10 +92,12 @@ def test_full_refresh_sets_every_raw_asset_config_when_asked(api: Api) -> None:
     runs = eventually(lambda: len(api.dagster.runs) == 2 and api.dagster.runs)
     assert isinstance(runs, list)
     by_part = {run.tags["integration_platform/raw_part"]: run for run in runs}
-    assert by_part["crm"].config == {"ops": {
-        "raw__crm__contacts": {"config": {"full_refresh": True}}}}
-    assert by_part["crm:reference"].config == {"ops": {
-        "raw__crm__companies": {"config": {"full_refresh": True}}}}
+    assert by_part["crm"].config == {
+        "ops": {"raw__crm__contacts": {"config": {"full_refresh": True}}}
+    }
+    assert by_part["crm:reference"].config == {
+        "ops": {"raw__crm__companies": {"config": {"full_refresh": True}}}
+    }
     assert by_part["crm"].tags["dagster/asset_partition_range_start"] == f"acme|{YESTERDAY}"
 
 
@@ -109,8 +118,7 @@ def test_an_idempotency_key_conflicts_when_reused_for_another_request(api: Api) 
     register(api, "acme", credentials={"crm": CRM})
     headers = {"Idempotency-Key": "order-43"}
     api.http.post("/integrations/acme/sync", json={}, headers=headers)
-    other = api.http.post("/integrations/acme/sync", json={"full_refresh": True},
-                          headers=headers)
+    other = api.http.post("/integrations/acme/sync", json={"full_refresh": True}, headers=headers)
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "idempotency_key_reused"
 
@@ -144,14 +152,20 @@ def test_dbt_runs_after_the_raw_runs_and_the_sync_succeeds_when_every_run_succee
     time.sleep(0.4)
     assert len(api.dagster.runs) == 2  # nothing downstream before the raw runs end
     for run in raw:
-        api.dagster.finish(run.run_id, figures={"records": 40, "rows_loaded": 40,
-                                                "retries": 3, "429s": 2, "dead_letters": 1})
-    transform = eventually(lambda: api.dagster.runs_with(
-        **{"integration_platform/stage": "transform"}))
+        api.dagster.finish(
+            run.run_id,
+            figures={"records": 40, "rows_loaded": 40, "retries": 3, "429s": 2, "dead_letters": 1},
+        )
+    transform = eventually(
+        lambda: api.dagster.runs_with(**{"integration_platform/stage": "transform"})
+    )
     assert isinstance(transform, list)
     # Downstream of crm, plus the seed they read (a fresh warehouse has none); not billing's.
-    assert transform[0].assets == [["dbt", "nicknames"], ["marts", "dim_customers"],
-                                   ["staging", "stg_crm__contacts"]]
+    assert transform[0].assets == [
+        ["dbt", "nicknames"],
+        ["marts", "dim_customers"],
+        ["staging", "stg_crm__contacts"],
+    ]
     assert transform[0].tags["integration_platform/client_id"] == "acme"
     assert "dagster/asset_partition_range_start" not in transform[0].tags
     assert sync_state(api, "acme", sync["id"])["state"] == "transforming"
@@ -164,7 +178,11 @@ def test_dbt_runs_after_the_raw_runs_and_the_sync_succeeds_when_every_run_succee
     assert crm["state"] == "succeeded"
     assert crm["run_id"] in {run.run_id for run in raw}
     assert (crm["records"], crm["retries"], crm["throttled_429s"], crm["dead_letters"]) == (
-        80, 6, 4, 2)  # the days' run and the reference run, each reporting its figures
+        80,
+        6,
+        4,
+        2,
+    )  # the days' run and the reference run, each reporting its figures
     assert set(crm["freshness"]) == {"raw/crm/companies", "raw/crm/contacts"}
     assert crm["last_error"] is None
     assert status["transform"]["state"] == "succeeded"
@@ -174,8 +192,10 @@ def test_status_gives_the_failure_in_plain_words_when_a_raw_run_fails(api: Api) 
     register(api, "acme", credentials={"crm": CRM})
     sync = api.http.post("/integrations/acme/sync", json={}).json()
     eventually(lambda: len(api.dagster.runs) == 2)
-    reason = ("crm.contacts [acme|2025-03-01]: 401 Unauthorized from /oauth/token: check "
-              "CRM_CLIENT_SECRET")
+    reason = (
+        "crm.contacts [acme|2025-03-01]: 401 Unauthorized from /oauth/token: check "
+        "CRM_CLIENT_SECRET"
+    )
     [days] = api.dagster.runs_with(**{"integration_platform/raw_part": "crm"})
     [reference] = api.dagster.runs_with(**{"integration_platform/raw_part": "crm:reference"})
     api.dagster.finish(reference.run_id)
@@ -196,8 +216,12 @@ def test_sync_fails_with_dagsters_reason_when_the_launch_is_refused(api: Api) ->
     register(api, "acme", credentials={"crm": CRM})
     api.dagster.launches_refused = "DagsterInvariantViolationError: no such asset"
     sync = api.http.post("/integrations/acme/sync", json={}).json()
-    failed = eventually(lambda: sync_state(api, "acme", sync["id"])["state"] == "failed"
-                        and sync_state(api, "acme", sync["id"]))
+    failed = eventually(
+        lambda: (
+            sync_state(api, "acme", sync["id"])["state"] == "failed"
+            and sync_state(api, "acme", sync["id"])
+        )
+    )
     assert isinstance(failed, dict)
     assert "no such asset" in failed["error"]
 
@@ -245,8 +269,10 @@ def test_metrics_count_sync_requests_and_outcomes_when_syncs_run(api: Api) -> No
     assert 'integration_platform_sync_requests_total{result="already_running"} 1.0' in text
     assert 'integration_platform_sync_requests_total{result="rejected"} 1.0' in text
     assert 'integration_platform_syncs_finished_total{outcome="succeeded"} 1.0' in text
-    assert 'integration_platform_api_request_duration_seconds_count{method="POST",' \
-           'route="/integrations/{client_id}/sync",status="202"} 1.0' in text
+    assert (
+        'integration_platform_api_request_duration_seconds_count{method="POST",'
+        'route="/integrations/{client_id}/sync",status="202"} 1.0' in text
+    )
 
 
 def test_sync_waits_and_status_says_why_when_dagster_is_down(api: Api) -> None:
@@ -254,8 +280,11 @@ def test_sync_waits_and_status_says_why_when_dagster_is_down(api: Api) -> None:
     api.dagster.server.stop()
     response = api.http.post("/integrations/acme/sync", json={})
     assert response.status_code == 202
-    waiting = eventually(lambda: (sync_state(api, "acme", response.json()["id"])["error"] or "")
-                         .startswith("waiting for Dagster"))
+    waiting = eventually(
+        lambda: (sync_state(api, "acme", response.json()["id"])["error"] or "").startswith(
+            "waiting for Dagster"
+        )
+    )
     assert waiting
     status = api.http.get("/integrations/acme/status")
     assert status.status_code == 200

@@ -18,8 +18,16 @@ from integration_platform.environment import PROJECT_ROOT
 
 MARTS = PROJECT_ROOT / "dbt_project" / "models" / "marts" / "customers"
 LISTS = {"emails", "phones", "record_keys", "source_systems", "source_record_keys"}
-INTEGERS = {"record_count", "active_subscriptions", "succeeded_payments", "open_tickets",
-            "tickets", "usage_events_30d", "active_days_30d", "days_since_last_payment"}
+INTEGERS = {
+    "record_count",
+    "active_subscriptions",
+    "succeeded_payments",
+    "open_tickets",
+    "tickets",
+    "usage_events_30d",
+    "active_days_30d",
+    "days_since_last_payment",
+}
 DECIMALS = {"mrr_reporting", "lifetime_revenue_reporting", "usage_quantity_30d"}
 DATES = {"date_of_birth", "as_of_date"}
 
@@ -60,9 +68,15 @@ def sample_value(name: str, client_id: str, customer_id: str) -> Any:
         return ["crm"]
     if name.endswith("_source_record_key"):
         return f"crm:contacts:{client_id}-{customer_id}"
-    return {"VARCHAR[]": [], "BOOLEAN": False, "INTEGER": 1, "DECIMAL(18, 2)": 9.5,
-            "DATE": date(2025, 6, 30), "TIMESTAMPTZ": datetime(2025, 6, 30, tzinfo=UTC),
-            "VARCHAR": f"{name} of {customer_id}"}[kind]
+    return {
+        "VARCHAR[]": [],
+        "BOOLEAN": False,
+        "INTEGER": 1,
+        "DECIMAL(18, 2)": 9.5,
+        "DATE": date(2025, 6, 30),
+        "TIMESTAMPTZ": datetime(2025, 6, 30, tzinfo=UTC),
+        "VARCHAR": f"{name} of {customer_id}",
+    }[kind]
 
 
 CLIENT_CUSTOMERS = {
@@ -71,8 +85,7 @@ CLIENT_CUSTOMERS = {
 }
 
 
-def build_published_warehouse(path: Path,
-                              customers: dict[str, list[str]] | None = None) -> Path:
+def build_published_warehouse(path: Path, customers: dict[str, list[str]] | None = None) -> Path:
     customers = customers or CLIENT_CUSTOMERS
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = duckdb.connect(str(path))
@@ -81,12 +94,20 @@ def build_published_warehouse(path: Path,
         for model in ("dim_customers", "customer_360"):
             columns = model_columns(model)
             assert "client_id" in columns, f"{model}.yml documents no client_id"
-            connection.execute(f"create or replace table marts.{model} (" + ", ".join(
-                f"{c} {column_type(c)}" for c in columns) + ")")
-            rows = [[sample_value(c, client_id, customer_id) for c in columns]
-                    for client_id, ids in customers.items() for customer_id in ids]
-            connection.executemany(f"insert into marts.{model} values (" + ", ".join(  # noqa: S608
-                "?" for _ in columns) + ")", rows)
+            connection.execute(
+                f"create or replace table marts.{model} ("
+                + ", ".join(f"{c} {column_type(c)}" for c in columns)
+                + ")"
+            )
+            rows = [
+                [sample_value(c, client_id, customer_id) for c in columns]
+                for client_id, ids in customers.items()
+                for customer_id in ids
+            ]
+            connection.executemany(
+                f"insert into marts.{model} values (" + ", ".join("?" for _ in columns) + ")",
+                rows,
+            )
     finally:
         connection.close()
     return path

@@ -24,8 +24,18 @@ def sandbox_process(log: Path, *arguments: str) -> Iterator[int]:
     base = free_port_block(4)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(BIN / "integration-platform"), "sandbox", "up", "--base-port", str(base),
-             *arguments], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(BIN / "integration-platform"),
+                "sandbox",
+                "up",
+                "--base-port",
+                str(base),
+                *arguments,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 60
         while True:

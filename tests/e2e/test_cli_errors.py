@@ -68,10 +68,21 @@ def closed_port() -> int:
 def run(tmp_path: Path, spec: str, *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "specs").mkdir(exist_ok=True)
     (tmp_path / "specs" / "shop.yaml").write_text(spec)
-    env = {**os.environ, **SECRETS, "SOURCES_PATH": str(tmp_path / "specs"),
-           "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "DEBUG"}
-    return subprocess.run([str(BIN / "integration-platform"), *args], cwd=PROJECT_ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        **SECRETS,
+        "SOURCES_PATH": str(tmp_path / "specs"),
+        "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data"),
+        "LOG_LEVEL": "DEBUG",
+    }
+    return subprocess.run(
+        [str(BIN / "integration-platform"), *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def leaked(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -87,12 +98,12 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_error_names_the_failure_without_any_secret_when_the_token_endpoint_is_unreachable(
     tmp_path: Path,
 ) -> None:
-    result = run(tmp_path, OAUTH_SPEC.replace("PORT", str(closed_port())),
-                 "extract", "shop.orders")
+    result = run(tmp_path, OAUTH_SPEC.replace("PORT", str(closed_port())), "extract", "shop.orders")
     assert result.returncode == 1
     assert "could not reach the token endpoint" in error_line(result)
     assert "client_secret=***" in error_line(result) and "http://***@127.0.0.1" in error_line(
-        result)
+        result
+    )
     assert not leaked(result), f"{leaked(result)} printed:\n{result.stderr[-3000:]}"
 
 
@@ -111,8 +122,12 @@ def test_error_hides_the_client_id_when_the_sandbox_refuses_the_client_credentia
 def test_error_hides_the_api_key_when_the_sandbox_refuses_a_key_sent_in_the_query(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    result = run(tmp_path, QUERY_KEY_SPEC.replace("BASE", sandbox.urls["billing"]),
-                 "extract", "shop.customers")
+    result = run(
+        tmp_path,
+        QUERY_KEY_SPEC.replace("BASE", sandbox.urls["billing"]),
+        "extract",
+        "shop.customers",
+    )
     assert result.returncode == 1
     assert "401" in error_line(result)
     assert not leaked(result), f"{leaked(result)} printed:\n{result.stderr[-3000:]}"
@@ -123,15 +138,27 @@ def test_unexpected_failure_prints_one_line_and_logs_its_traceback_as_json_when_
 ) -> None:
     in_the_way = tmp_path / "out"
     in_the_way.write_text("a file where the output folder should go")
-    result = run(tmp_path, OAUTH_SPEC.replace("PORT", str(closed_port())),
-                 "extract", "shop.orders", "--out", str(in_the_way / "pages"))
+    result = run(
+        tmp_path,
+        OAUTH_SPEC.replace("PORT", str(closed_port())),
+        "extract",
+        "shop.orders",
+        "--out",
+        str(in_the_way / "pages"),
+    )
     assert result.returncode == 1
     assert error_line(result).startswith("Error: NotADirectoryError:")
-    loose = [line for line in result.stderr.splitlines()
-             if line and not line.startswith(("{", "Error: "))]
+    loose = [
+        line
+        for line in result.stderr.splitlines()
+        if line and not line.startswith(("{", "Error: "))
+    ]
     assert not loose, f"lines that are not JSON: {loose[:5]}"
-    [failure] = [json.loads(line) for line in result.stderr.splitlines()
-                 if line.startswith("{") and '"command_failed"' in line]
+    [failure] = [
+        json.loads(line)
+        for line in result.stderr.splitlines()
+        if line.startswith("{") and '"command_failed"' in line
+    ]
     assert failure["level"] == "error" and failure["command"] == "extract"
     assert "Traceback (most recent call last)" in failure["exception"]
     assert "NotADirectoryError" in failure["exception"]

@@ -19,13 +19,21 @@ BIN = Path(sys.executable).parent
 def test_no_configured_secret_appears_in_any_log_line_when_a_full_run_logs_at_debug(
     tmp_path: Path,
 ) -> None:
-    secrets = {name: value for name, value in dotenv_values(SANDBOX_ENV_FILE).items()
-               if value and SECRET_VARIABLE.search(name)}
+    secrets = {
+        name: value
+        for name, value in dotenv_values(SANDBOX_ENV_FILE).items()
+        if value and SECRET_VARIABLE.search(name)
+    }
     assert len(secrets) >= 6, "the sandbox's credentials should all count as secrets"
     env = {**os.environ, "LOG_LEVEL": "DEBUG", "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path)}
-    result = subprocess.run([str(BIN / "integration-platform"), "demo", "--customers", "150"],
-                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [str(BIN / "integration-platform"), "demo", "--customers", "150"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # The console, and the file the runs' own output (dbt's included) went to.
     output = result.stdout + result.stderr + (tmp_path / "demo" / "logs" / "demo.log").read_text()
@@ -38,6 +46,9 @@ def test_no_configured_secret_appears_in_any_log_line_when_a_full_run_logs_at_de
     for field in ("request_id", "source", "endpoint", "attempt", "status", "latency_ms", "url"):
         assert all(field in line for line in requests), f"{field} missing from request logs"
     assert {line["source"] for line in requests} == {"crm", "billing", "support", "analytics"}
-    finished = {(line["source"], line["endpoint"]) for line in lines
-                if line.get("event") == "extraction_finished"}
+    finished = {
+        (line["source"], line["endpoint"])
+        for line in lines
+        if line.get("event") == "extraction_finished"
+    }
     assert len(finished) == 10, finished  # every endpoint of the four sources

@@ -34,7 +34,9 @@ PAID = {"paid", "1"}
 
 @pytest.mark.slow
 def test_marts_match_the_sandbox_when_every_asset_is_materialized_for_a_partition(
-    make_sandbox: type[Sandbox], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    make_sandbox: type[Sandbox],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sandbox = make_sandbox(customers=600)
     for vendor, url in sandbox.urls.items():
@@ -45,8 +47,9 @@ def test_marts_match_the_sandbox_when_every_asset_is_materialized_for_a_partitio
     warehouse = tmp_path / "warehouse.duckdb"
     resources = {
         "warehouse": WarehouseResource(path=str(warehouse)),
-        "landing": LandingZoneResource(root=str(tmp_path / "landing"),
-                                       state_root=str(tmp_path / "state")),
+        "landing": LandingZoneResource(
+            root=str(tmp_path / "landing"), state_root=str(tmp_path / "state")
+        ),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         **{f"api_{name}": api_resource(spec) for name, spec in load_specs().items()},
     }
@@ -57,48 +60,70 @@ def test_marts_match_the_sandbox_when_every_asset_is_materialized_for_a_partitio
     instance = DagsterInstance.ephemeral()
     register_clients(instance, DEMO_CLIENT_ID)
 
-    assert materialize(raw_daily, partition_key=demo_partition(DAY), resources=resources,
-                       instance=instance).success
-    assert materialize(raw_reference, partition_key=DEMO_CLIENT_ID, resources=resources,
-                       instance=instance).success
+    assert materialize(
+        raw_daily, partition_key=demo_partition(DAY), resources=resources, instance=instance
+    ).success
+    assert materialize(
+        raw_reference, partition_key=DEMO_CLIENT_ID, resources=resources, instance=instance
+    ).success
     dbt_keys = [k for a in dbt_models for k in a.keys]
     checks = list(defs.asset_checks or [])
     assert checks, "the entity-resolution quality check should be defined"
-    result = materialize([*assets, *checks],
-                         selection=AssetSelection.assets(*dbt_keys)
-                         | AssetSelection.checks(*checks),
-                         resources=resources, instance=instance, raise_on_error=False)
+    result = materialize(
+        [*assets, *checks],
+        selection=AssetSelection.assets(*dbt_keys) | AssetSelection.checks(*checks),
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
     assert result.success, [e.message for e in result.get_step_failure_events()]
-    failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed
-                     and e.severity.value == "ERROR"]
+    failed_checks = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity.value == "ERROR"
+    ]
     assert not failed_checks, [(e.asset_key, e.check_name) for e in failed_checks]
-    quality = [e for e in result.get_asset_check_evaluations()
-               if e.check_name == "entity_resolution_quality"]
+    quality = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "entity_resolution_quality"
+    ]
     assert len(quality) == 1
     assert quality[0].passed
     assert float(quality[0].metadata["f1"].value) >= 0.97  # type: ignore[arg-type]
     assert float(quality[0].metadata["precision"].value) >= 0.99  # type: ignore[arg-type]
 
     # Revenue: paid invoices of the day, straight from the API, equal fct_invoices.
-    invoices = httpx.get(f"{sandbox.urls['billing']}/v1/invoices", params={
-        "created_since": f"{DAY}T00:00:00Z", "created_before": "2025-06-11T00:00:00Z",
-        "limit": 500}, headers={"X-API-Key": sandbox.world.credentials.billing_api_key}).json()
+    invoices = httpx.get(
+        f"{sandbox.urls['billing']}/v1/invoices",
+        params={
+            "created_since": f"{DAY}T00:00:00Z",
+            "created_before": "2025-06-11T00:00:00Z",
+            "limit": 500,
+        },
+        headers={"X-API-Key": sandbox.world.credentials.billing_api_key},
+    ).json()
     expected: dict[str, Decimal] = {}
     for invoice in invoices["data"]:
         if str(invoice["status"]).lower() in PAID:
             currency = invoice["currency"].upper()
-            expected[currency] = expected.get(currency, Decimal(0)) + Decimal(
-                invoice["amount_due"]) / 100
+            expected[currency] = (
+                expected.get(currency, Decimal(0)) + Decimal(invoice["amount_due"]) / 100
+            )
     assert expected, "the chosen day should have paid invoices"
 
     connection = duckdb.connect(str(warehouse), read_only=True)
     try:
-        actual = dict(connection.execute(
-            "SELECT currency, sum(amount_due) FROM marts.fct_invoices "
-            "WHERE status = 'paid' GROUP BY 1").fetchall())
+        actual = dict(
+            connection.execute(
+                "SELECT currency, sum(amount_due) FROM marts.fct_invoices "
+                "WHERE status = 'paid' GROUP BY 1"
+            ).fetchall()
+        )
         customers = connection.execute("SELECT count(*) FROM marts.dim_customers").fetchall()
         three_sixty = connection.execute(
-            "SELECT count(*), count(DISTINCT customer_id) FROM marts.customer_360").fetchall()
+            "SELECT count(*), count(DISTINCT customer_id) FROM marts.customer_360"
+        ).fetchall()
     finally:
         connection.close()
     assert {k: Decimal(str(v)) for k, v in actual.items()} == expected

@@ -49,8 +49,14 @@ def _free(port: int) -> bool:
 
 def test_definitions_validate_when_run_in_the_repository_root(tmp_path: Path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    result = subprocess.run([str(BIN / "dagster"), "definitions", "validate"], cwd=PROJECT_ROOT,
-                            env=env, capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [str(BIN / "dagster"), "definitions", "validate"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All code locations passed validation" in result.stdout + result.stderr
 
@@ -65,19 +71,45 @@ def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
     """`make run`'s command on free ports: everything answers, and the console stays quiet
     (start-up lines, a status line per process every --status-every, each warning once) while
     each process's output lands in data/logs/<process>.log."""
-    base, ui, api, webhooks = (free_port_block(4), free_port_block(1), free_port_block(1),
-                               free_port_block(1))
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-           "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data")}
-    for variable in ("INTEGRATION_PLATFORM_ADMIN_KEY", "INTEGRATION_PLATFORM_SECRET_KEY",
-                     "DATABASE_URL", "DAGSTER_WEBSERVER_URL"):
+    base, ui, api, webhooks = (
+        free_port_block(4),
+        free_port_block(1),
+        free_port_block(1),
+        free_port_block(1),
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data"),
+    }
+    for variable in (
+        "INTEGRATION_PLATFORM_ADMIN_KEY",
+        "INTEGRATION_PLATFORM_SECRET_KEY",
+        "DATABASE_URL",
+        "DAGSTER_WEBSERVER_URL",
+    ):
         env.pop(variable, None)
     process = subprocess.Popen(
-        [str(BIN / "integration-platform"), "up", "--base-port", str(base), "--ui-port", str(ui),
-         "--api-port", str(api), "--webhook-port", str(webhooks),
-         "--status-every", str(STATUS_EVERY)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            str(BIN / "integration-platform"),
+            "up",
+            "--base-port",
+            str(base),
+            "--ui-port",
+            str(ui),
+            "--api-port",
+            str(api),
+            "--webhook-port",
+            str(webhooks),
+            "--status-every",
+            str(STATUS_EVERY),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     started = time.monotonic()
     try:
         deadline = time.monotonic() + 150
@@ -124,10 +156,14 @@ def _assert_quiet_console(output: str, ran: float, logs: Path) -> None:
     assert '"level"' not in output and "Warning:" not in output, output  # no raw log lines
     notices = [line for line in lines if " warning: " in line or " error: " in line]
     assert len(notices) == len(set(notices)), f"a warning printed twice:\n{output}"
-    loaded = [int(n.replace(",", "")) for n in
-              re.findall(r"^\[streams\]\s+([\d,]+) events? loaded", output, re.M)]
-    accepted = [int(n.replace(",", "")) for n in
-                re.findall(r"^\[webhooks\]\s+([\d,]+) events? accepted", output, re.M)]
+    loaded = [
+        int(n.replace(",", ""))
+        for n in re.findall(r"^\[streams\]\s+([\d,]+) events? loaded", output, re.M)
+    ]
+    accepted = [
+        int(n.replace(",", ""))
+        for n in re.findall(r"^\[webhooks\]\s+([\d,]+) events? accepted", output, re.M)
+    ]
     assert sum(loaded) > 0 and sum(accepted) > 0, output
     assert re.search(r"^\[dagster\]\s+\d+ runs? launched", output, re.M), output
     assert f"each process logs to {logs}" in output and "Dagster UI ready" in output, output
@@ -146,9 +182,13 @@ def test_demo_builds_marts_whose_facts_link_to_customers_when_run_headless(
     """`make demo` itself, at its default size: the whole job, sandbox to marts (in this
     test's virtual environment, which `make test` installed)."""
     result = subprocess.run(
-        ["make", "--no-print-directory", "demo", f"VENV={sys.prefix}"], cwd=PROJECT_ROOT,
+        ["make", "--no-print-directory", "demo", f"VENV={sys.prefix}"],
+        cwd=PROJECT_ROOT,
         env={**os.environ, "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path)},
-        capture_output=True, text=True, timeout=600)
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     output = result.stdout
     # A line per asset partition as it lands, and no log flood.
@@ -162,10 +202,16 @@ def test_demo_builds_marts_whose_facts_link_to_customers_when_run_headless(
     with duckdb.connect(str(published), read_only=True) as connection:
         customers = connection.execute("SELECT count(*) FROM marts.dim_customers").fetchall()
         assert customers[0][0] > 0
-        for fact in ("fct_invoices", "fct_payments", "fct_subscriptions", "fct_tickets",
-                     "fct_product_usage_daily"):
+        for fact in (
+            "fct_invoices",
+            "fct_payments",
+            "fct_subscriptions",
+            "fct_tickets",
+            "fct_product_usage_daily",
+        ):
             rows, linked = connection.execute(
-                f"SELECT count(*), count(customer_id) FROM marts.{fact}").fetchall()[0]  # noqa: S608
+                f"SELECT count(*), count(customer_id) FROM marts.{fact}"
+            ).fetchall()[0]
             assert rows > 0 and linked == rows, f"{fact}: {linked} of {rows} facts linked"
 
 
@@ -185,8 +231,9 @@ def test_sandbox_starts_within_three_seconds_when_at_the_default_size(
 
 def test_ground_truth_command_writes_every_vendor_record_when_asked(tmp_path: Path) -> None:
     out = tmp_path / "truth.csv"
-    result = CliRunner().invoke(main, ["sandbox", "ground-truth", "--customers", "150",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["sandbox", "ground-truth", "--customers", "150", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
     assert {r["vendor"] for r in rows} == {"crm", "billing", "support", "analytics"}
@@ -204,27 +251,38 @@ def test_sandbox_up_refuses_a_busy_port_with_a_clear_message_when_one_is_taken()
     assert "another sandbox running" in result.output
 
 
-
-
-@pytest.mark.parametrize(("arguments", "says"), [
-    (["--client", "nobody", "--partition", "2025-03-01"], "client 'nobody' is not registered"),
-    (["--partition-range", "2025-03-07...2025-03-01"], "ends (2025-03-01) before it starts"),
-    (["--partition-range", "March"], "is not a UTC day or START...END range"),
-    (["--partition", "2025-03-01", "--select", 'key:"nothing/*"'], "matches no asset"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (["--client", "nobody", "--partition", "2025-03-01"], "client 'nobody' is not registered"),
+        (["--partition-range", "2025-03-07...2025-03-01"], "ends (2025-03-01) before it starts"),
+        (["--partition-range", "March"], "is not a UTC day or START...END range"),
+        (["--partition", "2025-03-01", "--select", 'key:"nothing/*"'], "matches no asset"),
+    ],
+)
 def test_materialize_says_what_is_wrong_in_one_line_when_asked_for_the_impossible(
-    tmp_path: Path, arguments: list[str], says: str,
+    tmp_path: Path,
+    arguments: list[str],
+    says: str,
 ) -> None:
     result = subprocess.run(
-        [str(BIN / "integration-platform"), "materialize", *arguments], cwd=PROJECT_ROOT,
-        env={**os.environ, "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path),
-             "DAGSTER_HOME": str(tmp_path / "home")},
-        capture_output=True, text=True, timeout=300)
+        [str(BIN / "integration-platform"), "materialize", *arguments],
+        cwd=PROJECT_ROOT,
+        env={
+            **os.environ,
+            "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path),
+            "DAGSTER_HOME": str(tmp_path / "home"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     assert says in result.stderr, result.stderr
     # One error line (a usage error adds click's usage hint), nothing after it.
     assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == [
-        result.stderr.strip().splitlines()[-1]], result.stderr
+        result.stderr.strip().splitlines()[-1]
+    ], result.stderr
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -235,14 +293,29 @@ def test_materialize_names_the_unset_variables_their_spec_and_sandbox_env_in_one
     sources = tmp_path / "sources"
     shutil.copytree(PROJECT_ROOT / "sources", sources)
     (sources / "shop.yaml").write_text(SHOP)
-    env = {**os.environ, "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data"),
-           "DAGSTER_HOME": str(tmp_path / "home"), "SOURCES_PATH": str(sources)}
+    env = {
+        **os.environ,
+        "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "SOURCES_PATH": str(sources),
+    }
     for variable in ("SHOP_URL", "SHOP_KEY"):
         env.pop(variable, None)
     result = subprocess.run(
-        [str(BIN / "integration-platform"), "materialize", "--partition", "2025-03-01",
-         "--select", 'key:"raw/shop/*" or key:"raw/crm/*"'], cwd=PROJECT_ROOT, env=env,
-        capture_output=True, text=True, timeout=300)
+        [
+            str(BIN / "integration-platform"),
+            "materialize",
+            "--partition",
+            "2025-03-01",
+            "--select",
+            'key:"raw/shop/*" or key:"raw/crm/*"',
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
     assert "SHOP_KEY, SHOP_URL" in line and str(sources / "shop.yaml") in line, line

@@ -68,8 +68,9 @@ with open(sys.argv[1], "w") as out:
 def billing_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A big sandbox in its own process, billing's server-side quota out of the way."""
     log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
-    with sandbox_process(log, "--customers", str(CUSTOMERS),
-                         "--billing-rate-limit", "100000") as base:
+    with sandbox_process(
+        log, "--customers", str(CUSTOMERS), "--billing-rate-limit", "100000"
+    ) as base:
         yield f"http://127.0.0.1:{base + 1}"
 
 
@@ -90,8 +91,14 @@ def invoices_spec(tmp_path: Path) -> Path:
 class Run:
     """One `materialize` process on its own data dir."""
 
-    def __init__(self, tmp_path: Path, name: str, data: Path, env: dict[str, str],
-                 wait_for: Path | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        name: str,
+        data: Path,
+        env: dict[str, str],
+        wait_for: Path | None = None,
+    ) -> None:
         script = tmp_path / "materialize.py"
         script.write_text(MATERIALIZE)
         self.outcome_path = tmp_path / f"{name}.json"
@@ -99,10 +106,16 @@ class Run:
         self.data = data
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(script), str(self.outcome_path),
-                 *([str(wait_for)] if wait_for else [])],
+                [
+                    sys.executable,
+                    str(script),
+                    str(self.outcome_path),
+                    *([str(wait_for)] if wait_for else []),
+                ],
                 env={**env, "INTEGRATION_PLATFORM_DATA_DIR": str(data)},
-                stdout=log, stderr=subprocess.STDOUT)
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def finish(self) -> dict[str, Any]:
         self.process.wait(timeout=150)
@@ -120,13 +133,15 @@ class Run:
             self.process.wait(timeout=10)
 
     def manifests(self) -> list[Path]:
-        return sorted((self.data / "landing" / "demo" / "billing" / "invoices")
-                      .glob("*/*/manifest.jsonl"))
+        return sorted(
+            (self.data / "landing" / "demo" / "billing" / "invoices").glob("*/*/manifest.jsonl")
+        )
 
     def table(self) -> list[tuple[str, str]]:
         with duckdb.connect(str(self.data / "warehouse.duckdb"), read_only=True) as connection:
-            return connection.execute('SELECT _primary_key, record::VARCHAR '
-                                      'FROM raw."billing__invoices" ORDER BY ALL').fetchall()
+            return connection.execute(
+                'SELECT _primary_key, record::VARCHAR FROM raw."billing__invoices" ORDER BY ALL'
+            ).fetchall()
 
 
 def lines(path: Path) -> int:
@@ -144,11 +159,16 @@ def runs() -> Iterator[list[Run]]:
 
 @pytest.mark.slow
 def test_killed_run_resumes_after_its_landed_pages_and_loads_every_invoice_once_when_rerun(
-    billing_url: str, tmp_path: Path, runs: list[Run],
+    billing_url: str,
+    tmp_path: Path,
+    runs: list[Run],
 ) -> None:
     load_sandbox_env()  # the demo credentials, as the CLI loads them
-    env = {**os.environ, "SOURCES_PATH": str(invoices_spec(tmp_path)),
-           "BILLING_BASE_URL": billing_url}
+    env = {
+        **os.environ,
+        "SOURCES_PATH": str(invoices_spec(tmp_path)),
+        "BILLING_BASE_URL": billing_url,
+    }
     env.pop("WAREHOUSE_PATH", None)
     go = tmp_path / "resume-now"
     clean = Run(tmp_path, "clean", tmp_path / "clean", env)

@@ -43,13 +43,31 @@ def analytics_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(BIN / "integration-platform"), "sandbox", "up", "--base-port", str(base),
-             "--seed", str(SEED), "--customers", str(CUSTOMERS), "--stream-rate", str(RATE)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(BIN / "integration-platform"),
+                "sandbox",
+                "up",
+                "--base-port",
+                str(base),
+                "--seed",
+                str(SEED),
+                "--customers",
+                str(CUSTOMERS),
+                "--stream-rate",
+                str(RATE),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{base + 3}"
     try:
-        wait_for(lambda: _healthy(url), 60, lambda: f"the sandbox did not start: "
-                 f"{log.read_text()[-2000:]}", process)
+        wait_for(
+            lambda: _healthy(url),
+            60,
+            lambda: f"the sandbox did not start: {log.read_text()[-2000:]}",
+            process,
+        )
         yield url
     finally:
         process.send_signal(signal.SIGTERM)
@@ -63,8 +81,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, failure: Callable[[], str],
-             process: subprocess.Popen[bytes] | None = None, poll: float = 0.05) -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float,
+    failure: Callable[[], str],
+    process: subprocess.Popen[bytes] | None = None,
+    poll: float = 0.05,
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert process is None or process.poll() is None, failure()
@@ -80,9 +103,19 @@ class Consumer:
         self.out = tmp_path / f"{name}.json"
         with self.log.open("wb") as log, self.out.open("wb") as out:
             self.process = subprocess.Popen(
-                [str(BIN / "integration-platform"), "streams", "consume",
-                 "--source", "analytics", "--stream", "usage"],
-                env=env, stdout=out, stderr=log)
+                [
+                    str(BIN / "integration-platform"),
+                    "streams",
+                    "consume",
+                    "--source",
+                    "analytics",
+                    "--stream",
+                    "usage",
+                ],
+                env=env,
+                stdout=out,
+                stderr=log,
+            )
 
     def failure(self) -> str:
         return f"consumer exited {self.process.poll()}: {self.log.read_text()[-3000:]}"
@@ -100,12 +133,15 @@ def checkpoint(warehouse: Path) -> int | None:
     """The stream's checkpoint, read under the write lock (so no writer holds the file)."""
     if not warehouse.exists():
         return None
-    with Warehouse(warehouse, lock_timeout_seconds=30).locked(), \
-            duckdb.connect(str(warehouse), read_only=True) as connection:
+    with (
+        Warehouse(warehouse, lock_timeout_seconds=30).locked(),
+        duckdb.connect(str(warehouse), read_only=True) as connection,
+    ):
         try:
             rows = connection.execute(
                 "SELECT last_event_id FROM raw._stream_checkpoints "
-                "WHERE source = 'analytics' AND stream = 'usage'").fetchall()
+                "WHERE source = 'analytics' AND stream = 'usage'"
+            ).fetchall()
         except duckdb.CatalogException:
             return None
     return int(rows[0][0]) if rows else None
@@ -149,13 +185,18 @@ def kill_mid_write(consumer: Consumer, warehouse: Path, after_seconds: float) ->
 
 
 def test_no_event_is_lost_or_doubled_when_the_consumer_is_killed_mid_batch_and_restarted(
-        analytics_url: str, tmp_path: Path) -> None:
+    analytics_url: str, tmp_path: Path
+) -> None:
     load_sandbox_env()
     data = tmp_path / "data"
     warehouse = data / "warehouse.duckdb"
-    env = {**os.environ, "SOURCES_PATH": str(stream_spec(tmp_path)),
-           "ANALYTICS_BASE_URL": analytics_url, "INTEGRATION_PLATFORM_DATA_DIR": str(data),
-           "LOG_LEVEL": "INFO"}
+    env = {
+        **os.environ,
+        "SOURCES_PATH": str(stream_spec(tmp_path)),
+        "ANALYTICS_BASE_URL": analytics_url,
+        "INTEGRATION_PLATFORM_DATA_DIR": str(data),
+        "LOG_LEVEL": "INFO",
+    }
     env.pop("WAREHOUSE_PATH", None)
     history = httpx.get(f"{analytics_url}/_sandbox/stats", timeout=10).json()["counts"]["events"]
 
@@ -163,23 +204,29 @@ def test_no_event_is_lost_or_doubled_when_the_consumer_is_killed_mid_batch_and_r
     wait_for(reached(warehouse, history + BATCH), 60, first.failure, first.process, poll=0.25)
     first_kill = kill_mid_write(first, warehouse, 0.03)
     second = Consumer("second", tmp_path, env)
-    wait_for(reached(warehouse, first_kill + BATCH), 60, second.failure, second.process,
-             poll=0.25)
+    wait_for(reached(warehouse, first_kill + BATCH), 60, second.failure, second.process, poll=0.25)
     second_kill = kill_mid_write(second, warehouse, 0.12)
 
     last_one = Consumer("last", tmp_path, env)
-    wait_for(reached(warehouse, second_kill + BATCH), 60, last_one.failure, last_one.process,
-             poll=0.25)
+    wait_for(
+        reached(warehouse, second_kill + BATCH), 60, last_one.failure, last_one.process, poll=0.25
+    )
     hangup = httpx.post(f"{analytics_url}/_sandbox/stream/disconnect", timeout=10).json()
     # `retry: 2000`: the consumer is back about two seconds later, after its last event id.
-    wait_for(reached(warehouse, second_kill + 2 * BATCH), 60, last_one.failure,
-             last_one.process, poll=0.25)
+    wait_for(
+        reached(warehouse, second_kill + 2 * BATCH),
+        60,
+        last_one.failure,
+        last_one.process,
+        poll=0.25,
+    )
     summary = last_one.stop()
 
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         rows = connection.execute(
             "SELECT (record ->> 'event_id')::BIGINT, record::VARCHAR "
-            'FROM raw."analytics__events" ORDER BY 1').fetchall()
+            'FROM raw."analytics__events" ORDER BY 1'
+        ).fetchall()
     ids = [int(event_id) for event_id, _ in rows]
     last = checkpoint(warehouse)
     assert hangup["disconnected"] == 1
@@ -187,13 +234,13 @@ def test_no_event_is_lost_or_doubled_when_the_consumer_is_killed_mid_batch_and_r
     assert summary["connections"] == 2
     assert summary["last_event_id"] == str(last)
     assert ids == list(range(history + 1, last + 1)), (
-        f"{len(ids)} rows, {len(set(ids))} distinct, for ids {history + 1}..{last}")
+        f"{len(ids)} rows, {len(set(ids))} distinct, for ids {history + 1}..{last}"
+    )
     assert [orjson.loads(record) for _, record in rows] == deterministic_events(ids)
 
 
 def deterministic_events(ids: list[int]) -> list[dict[str, Any]]:
     """The events `ids` as the sandbox's generator makes them for this seed and population."""
-    world = World(SandboxSettings(seed=SEED, customers=CUSTOMERS),
-                  SandboxCredentials.from_env())
+    world = World(SandboxSettings(seed=SEED, customers=CUSTOMERS), SandboxCredentials.from_env())
     vendor = Analytics(world, ChaosEngine(ChaosSettings(), SEED))
     return [vendor.event(event_id, None) for event_id in ids]

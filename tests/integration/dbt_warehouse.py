@@ -42,19 +42,33 @@ class DbtWarehouse:
     def create(cls, root: Path, specs: dict[str, SourceSpec]) -> DbtWarehouse:
         """An empty warehouse file under `root` and a dbt project generated from `specs`."""
         project = root / "dbt_project"
-        shutil.copytree(environment.PROJECT_ROOT / "dbt_project", project,
-                        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages",
-                                                      ".user.yml", "generated"))
+        shutil.copytree(
+            environment.PROJECT_ROOT / "dbt_project",
+            project,
+            ignore=shutil.ignore_patterns(
+                "target", "logs", "dbt_packages", ".user.yml", "generated"
+            ),
+        )
         generate(specs, project)
         return cls(root / "warehouse.duckdb", project)
 
     def dbt(self, *args: str) -> list[str]:
         """Run dbt; return "<node name> <status>" per node, asserting that none failed."""
         done = subprocess.run(
-            [dbt_executable(), *args, "--project-dir", str(self.project),
-             "--profiles-dir", str(self.project)],
+            [
+                dbt_executable(),
+                *args,
+                "--project-dir",
+                str(self.project),
+                "--profiles-dir",
+                str(self.project),
+            ],
             env={**os.environ, "WAREHOUSE_PATH": str(self.path)},
-            capture_output=True, text=True, timeout=300, check=False)
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, done.stdout[-4000:]
         results = json.loads((self.project / "target" / "run_results.json").read_text())
         return [f"{_node_name(r['unique_id'])} {r['status']}" for r in results["results"]]
@@ -86,8 +100,7 @@ class Landed:
     attempt: Attempt
 
 
-async def land_sandbox(loads: list[tuple[SourceSpec, str, str | None]],
-                       data: Path) -> list[Landed]:
+async def land_sandbox(loads: list[tuple[SourceSpec, str, str | None]], data: Path) -> list[Landed]:
     """Extract each (spec, endpoint, partition) over HTTP into a landing zone under `data`,
     whole (full refresh)."""
     zone, state = LandingZone(data / "landing"), IncrementalState(data / "state")
@@ -95,21 +108,33 @@ async def land_sandbox(loads: list[tuple[SourceSpec, str, str | None]],
     for spec, endpoint, partition in loads:
         run_id = str(uuid.uuid4())
         attempt = zone.open_attempt(spec.source, endpoint, partition, run_id, resume=False)
-        await extract_to_landing(spec, endpoint, attempt, partition=partition, run_id=run_id,
-                                 state=state, full_refresh=True,
-                                 rate_limit_dir=data / "ratelimit")
+        await extract_to_landing(
+            spec,
+            endpoint,
+            attempt,
+            partition=partition,
+            run_id=run_id,
+            state=state,
+            full_refresh=True,
+            rate_limit_dir=data / "ratelimit",
+        )
         landed.append(Landed(spec, endpoint, partition, attempt))
     return landed
 
 
-def load_landed(warehouse: Path, landed: list[Landed],
-                client_id: str = DEMO_CLIENT_ID) -> None:
+def load_landed(warehouse: Path, landed: list[Landed], client_id: str = DEMO_CLIENT_ID) -> None:
     """Load every landed partition into the raw tables as `client_id`'s rows."""
     with duckdb.connect(str(warehouse)) as connection:
         for item in landed:
-            load_attempt(connection, spec=item.spec, endpoint=item.endpoint,
-                         attempt=item.attempt, partition=item.partition,
-                         run_id=str(uuid.uuid4()), client_id=client_id)
+            load_attempt(
+                connection,
+                spec=item.spec,
+                endpoint=item.endpoint,
+                attempt=item.attempt,
+                partition=item.partition,
+                run_id=str(uuid.uuid4()),
+                client_id=client_id,
+            )
 
 
 def _node_name(unique_id: str) -> str:

@@ -25,9 +25,13 @@ EXPORT_ROWS = 16_500  # ~17 MB as JSON
 
 def person(i: int) -> dict[str, Any]:
     first = ["Ada", "Grace", "Alan", "Edsger", "Barbara"][i % 5]
-    return {"id": f"p{i:03d}", "given_name": first, "family_name": f"Family{i}",
-            "dob": f"19{50 + i % 40:02d}{1 + i % 12:02d}{1 + i % 28:02d}",
-            "address": {"number": str(i + 1), "street": "Main Street"}}
+    return {
+        "id": f"p{i:03d}",
+        "given_name": first,
+        "family_name": f"Family{i}",
+        "dob": f"19{50 + i % 40:02d}{1 + i % 12:02d}{1 + i % 28:02d}",
+        "address": {"number": str(i + 1), "street": "Main Street"},
+    }
 
 
 SCHEMA = build_schema("""
@@ -47,19 +51,24 @@ type Query {
 class _Root:
     def allPeople(self, _info: Any, page: int, perPage: int) -> dict[str, Any]:
         start = (page - 1) * perPage
-        return {"people": [person(i) for i in range(start, min(start + perPage, PEOPLE))],
-                "totalPages": -(-PEOPLE // perPage)}
+        return {
+            "people": [person(i) for i in range(start, min(start + perPage, PEOPLE))],
+            "totalPages": -(-PEOPLE // perPage),
+        }
 
     def peopleSlice(self, _info: Any, limit: int, offset: int) -> dict[str, Any]:
-        return {"items": [person(i) for i in range(offset, min(offset + limit, PEOPLE))],
-                "total": PEOPLE}
+        return {
+            "items": [person(i) for i in range(offset, min(offset + limit, PEOPLE))],
+            "total": PEOPLE,
+        }
 
-    def peopleConnection(self, _info: Any, first: int,
-                         after: str | None = None) -> dict[str, Any]:
+    def peopleConnection(self, _info: Any, first: int, after: str | None = None) -> dict[str, Any]:
         start = int(after) if after else 0
         end = min(start + first, PEOPLE)
-        return {"nodes": [person(i) for i in range(start, end)],
-                "pageInfo": {"hasNextPage": end < PEOPLE, "endCursor": str(end)}}
+        return {
+            "nodes": [person(i) for i in range(start, end)],
+            "pageInfo": {"hasNextPage": end < PEOPLE, "endCursor": str(end)},
+        }
 
 
 async def people(request: Request) -> Response:
@@ -74,15 +83,20 @@ async def account(_: Request) -> Response:
 
 
 async def export(_: Request) -> Response:
-    return JSONResponse([{**person(i), "id": f"e{i:05d}", "notes": "n" * 1000}
-                         for i in range(EXPORT_ROWS)])
+    return JSONResponse(
+        [{**person(i), "id": f"e{i:05d}", "notes": "n" * 1000} for i in range(EXPORT_ROWS)]
+    )
 
 
 async def graphql_endpoint(request: Request) -> Response:
     body = await request.json()
-    result = await graphql(SCHEMA, body["query"], root_value=_Root(),
-                           variable_values=body.get("variables"),
-                           operation_name=body.get("operationName"))
+    result = await graphql(
+        SCHEMA,
+        body["query"],
+        root_value=_Root(),
+        variable_values=body.get("variables"),
+        operation_name=body.get("operationName"),
+    )
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
         payload["errors"] = [error.formatted for error in result.errors]
@@ -90,7 +104,11 @@ async def graphql_endpoint(request: Request) -> Response:
 
 
 def create_app() -> Starlette:
-    return Starlette(routes=[
-        Route("/people", people), Route("/account", account), Route("/export", export),
-        Route("/graphql", graphql_endpoint, methods=["POST"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/people", people),
+            Route("/account", account),
+            Route("/export", export),
+            Route("/graphql", graphql_endpoint, methods=["POST"]),
+        ]
+    )

@@ -13,19 +13,26 @@ from integration_platform.sandbox.world import SandboxCredentials
 
 def ground_truth_ids(base_url: str, endpoint: str, tenant: int = 0) -> dict[str, int]:
     """record id → entity id from a vendor's /_sandbox/ground-truth CSV (of one tenant)."""
-    response = httpx.get(f"{base_url}/_sandbox/ground-truth",
-                         params={"tenant": tenant} if tenant else None, timeout=30)
+    response = httpx.get(
+        f"{base_url}/_sandbox/ground-truth",
+        params={"tenant": tenant} if tenant else None,
+        timeout=30,
+    )
     response.raise_for_status()
     rows = csv.DictReader(io.StringIO(response.text))
     return {row["record_id"]: int(row["entity_id"]) for row in rows if row["endpoint"] == endpoint}
 
 
 def crm_token(base_url: str, credentials: SandboxCredentials) -> str:
-    response = httpx.post(f"{base_url}/oauth/token", data={
-        "grant_type": "client_credentials",
-        "client_id": credentials.crm_client_id,
-        "client_secret": credentials.crm_client_secret,
-    }, timeout=10)
+    response = httpx.post(
+        f"{base_url}/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": credentials.crm_client_id,
+            "client_secret": credentials.crm_client_secret,
+        },
+        timeout=10,
+    )
     response.raise_for_status()
     return str(response.json()["access_token"])
 
@@ -34,8 +41,9 @@ def crm_pages(base_url: str, token: str, path: str, **params: Any) -> list[dict[
     """Every page of a CRM collection, following next_cursor until it is absent."""
     pages: list[dict[str, Any]] = []
     cursor: str | None = None
-    with httpx.Client(base_url=base_url, timeout=10,
-                      headers={"authorization": f"Bearer {token}"}) as client:
+    with httpx.Client(
+        base_url=base_url, timeout=10, headers={"authorization": f"Bearer {token}"}
+    ) as client:
         while True:
             query = {**params, **({"cursor": cursor} if cursor else {})}
             response = client.get(path, params=query)

@@ -83,8 +83,13 @@ def failed_run() -> Iterator[tuple[DagsterInstance, Any]]:
 def test_every_scheduled_source_gets_a_daily_schedule_when_specs_declare_a_cron() -> None:
     jobs, schedules = source_automation(load_specs())
     names = {s.name for s in schedules}
-    assert {"crm_daily_schedule", "billing_daily_schedule", "support_daily_schedule",
-            "analytics_daily_schedule", "crm_reference_schedule"} <= names
+    assert {
+        "crm_daily_schedule",
+        "billing_daily_schedule",
+        "support_daily_schedule",
+        "analytics_daily_schedule",
+        "crm_reference_schedule",
+    } <= names
     crm = next(s for s in schedules if s.name == "crm_daily_schedule")
     assert crm.cron_schedule == "15 2 * * *"
     assert crm.execution_timezone == "UTC"
@@ -99,12 +104,15 @@ def test_schedule_fills_the_day_that_just_ended_for_each_client_when_it_ticks() 
     tick = datetime(2025, 3, 8, 2, 30, tzinfo=UTC)
     with instance_for_test() as instance:  # schedules need a persistent instance
         register_clients(instance, "demo", "acme")
-        with build_schedule_context(instance=instance, scheduled_execution_time=tick,
-                                    repository_def=repository) as context:
+        with build_schedule_context(
+            instance=instance, scheduled_execution_time=tick, repository_def=repository
+        ) as context:
             requests = list(billing.evaluate_tick(context).run_requests or [])
     assert all(isinstance(r, RunRequest) for r in requests)
     assert sorted((r.partition_key, r.tags[CLIENT_TAG]) for r in requests) == [
-        ("acme|2025-03-07", "acme"), ("demo|2025-03-07", "demo")]
+        ("acme|2025-03-07", "acme"),
+        ("demo|2025-03-07", "demo"),
+    ]
 
 
 # `name` sensor|schedule|job, sensor|schedule|job (`name`, `job:name` (the Runs filter) and
@@ -117,32 +125,38 @@ README_NAMES = (
 )
 
 
-def test_every_sensor_schedule_and_job_the_readme_names_exists_when_the_definitions_load(
-) -> None:
+def test_every_sensor_schedule_and_job_the_readme_names_exists_when_the_definitions_load() -> None:
     from integration_platform.definitions import defs, specs
 
     repository = defs.get_repository_def()
-    defined = {"sensor": {s.name for s in repository.sensor_defs},
-               "schedule": {s.name for s in repository.schedule_defs},
-               "job": {j.name for j in repository.get_all_jobs()}}
+    defined = {
+        "sensor": {s.name for s in repository.sensor_defs},
+        "schedule": {s.name for s in repository.schedule_defs},
+        "job": {j.name for j in repository.get_all_jobs()},
+    }
     readme = " ".join((PROJECT_ROOT / "README.md").read_text().split())  # lines joined
-    mentioned = {(m["kind"], m["name"]) for pattern in README_NAMES
-                 for m in pattern.finditer(readme)}
+    mentioned = {
+        (m["kind"], m["name"]) for pattern in README_NAMES for m in pattern.finditer(readme)
+    }
     assert {("sensor", "webhook_inbox_sensor"), ("job", "drain_webhooks")} <= mentioned
-    missing = [f"the {kind} `{name}`" for kind, name in sorted(mentioned)
-               if not {name.replace("<source>", source) for source in specs}
-               & defined[kind]]
+    missing = [
+        f"the {kind} `{name}`"
+        for kind, name in sorted(mentioned)
+        if not {name.replace("<source>", source) for source in specs} & defined[kind]
+    ]
     assert not missing, f"README.md names {', '.join(missing)}; the UI has {defined}"
 
 
 def test_schedule_skips_when_the_day_is_before_the_first_partition_or_no_client_exists() -> None:
     from integration_platform.automation.schedules import last_complete_day
 
-    early = last_complete_day("crm", datetime(2025, 1, 1, 2, 15, tzinfo=UTC),
-                              datetime(2025, 1, 1).date(), ["demo"])
+    early = last_complete_day(
+        "crm", datetime(2025, 1, 1, 2, 15, tzinfo=UTC), datetime(2025, 1, 1).date(), ["demo"]
+    )
     assert isinstance(early, SkipReason)
-    nobody = last_complete_day("crm", datetime(2025, 3, 8, 2, 15, tzinfo=UTC),
-                               datetime(2025, 1, 1).date(), [])
+    nobody = last_complete_day(
+        "crm", datetime(2025, 3, 8, 2, 15, tzinfo=UTC), datetime(2025, 1, 1).date(), []
+    )
     assert isinstance(nobody, SkipReason) and "no client" in str(nobody.skip_message)
 
 
@@ -152,8 +166,10 @@ def test_failed_run_posts_an_alert_naming_the_job_and_error_when_a_url_is_set(
     instance, result = failed_run
     with Receiver(fail_first=1) as receiver:
         context = build_run_status_sensor_context(
-            sensor_name="alert_on_run_failure", dagster_instance=instance,
-            dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
+            sensor_name="alert_on_run_failure",
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=result.get_run_failure_event(),
             resources={"alerts": AlertWebhookResource(url=receiver.url)},
         ).for_run_failure()
         build_alert_sensor()(context)
@@ -169,15 +185,18 @@ def test_no_alert_is_posted_and_nothing_fails_when_no_url_is_configured(
 ) -> None:
     instance, result = failed_run
     context = build_run_status_sensor_context(
-        sensor_name="alert_on_run_failure", dagster_instance=instance,
-        dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
+        sensor_name="alert_on_run_failure",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
         resources={"alerts": AlertWebhookResource(url="")},
     ).for_run_failure()
     build_alert_sensor()(context)
 
 
 def test_the_demo_client_has_partitions_when_the_launcher_prepares_dagster_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from integration_platform.assets.partitions import CLIENTS_PARTITIONS
     from integration_platform.launcher import prepare_dagster_home

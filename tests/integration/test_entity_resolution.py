@@ -73,37 +73,57 @@ class ResolvedWarehouse(DbtWarehouse):
     built: list[str] = field(default_factory=list)  # "<node name> <status>" of the first build
 
 
-def _load_erp(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, world: World,
-              landing: Path) -> dict[str, str]:
+def _load_erp(
+    connection: duckdb.DuckDBPyConnection, spec: SourceSpec, world: World, landing: Path
+) -> dict[str, str]:
     """ERP records: every third CRM contact, email and phone dropped, under ERP ids."""
     crm = next(e for e in raw_projection.customer_endpoints(world) if e.source == "crm")
     roster = world.roster("crm")
     records, truth = [], {}
     for position in range(0, crm.count, 3):
         contact = crm.record(position)
-        record = {"id": f"erp-{position:05d}", "first_name": contact["first_name"],
-                  "last_name": contact["last_name"], "birthday": contact["birthday"],
-                  "address": contact["address"]}
+        record = {
+            "id": f"erp-{position:05d}",
+            "first_name": contact["first_name"],
+            "last_name": contact["last_name"],
+            "birthday": contact["birthday"],
+            "address": contact["address"],
+        }
         records.append(record)
         truth[f"erp:customers:{record['id']}"] = str(roster.entity(position))
     attempt = LandingZone(landing).open_attempt("erp", "customers", None, "erp-load")
-    attempt.write_page(1, orjson.dumps({"data": records}), records=len(records),
-                       url="sandbox://erp/customers", fetched_at=datetime.now(UTC),
-                       run_id="erp-load", request=PageRequest(path="/customers"),
-                       next_request=None)
+    attempt.write_page(
+        1,
+        orjson.dumps({"data": records}),
+        records=len(records),
+        url="sandbox://erp/customers",
+        fetched_at=datetime.now(UTC),
+        run_id="erp-load",
+        request=PageRequest(path="/customers"),
+        next_request=None,
+    )
     attempt.mark_complete()
-    load_attempt(connection, spec=spec, endpoint="customers", attempt=attempt, partition=None,
-                 run_id="erp-load")
+    load_attempt(
+        connection,
+        spec=spec,
+        endpoint="customers",
+        attempt=attempt,
+        partition=None,
+        run_id="erp-load",
+    )
     return truth
 
 
 @pytest.fixture(scope="module")
-def resolved(tmp_path_factory: pytest.TempPathFactory,
-             sandbox_credentials: SandboxCredentials) -> Iterator[ResolvedWarehouse]:
+def resolved(
+    tmp_path_factory: pytest.TempPathFactory, sandbox_credentials: SandboxCredentials
+) -> Iterator[ResolvedWarehouse]:
     root = tmp_path_factory.mktemp("entity_resolution")
     (root / "erp.yaml").write_text(ERP_SPEC)
-    specs = {spec.source: spec for spec in
-             (load_spec(path) for path in [*spec_paths(), root / "erp.yaml"])}
+    specs = {
+        spec.source: spec
+        for spec in (load_spec(path) for path in [*spec_paths(), root / "erp.yaml"])
+    }
     warehouse = DbtWarehouse.create(root, specs)
     settings = SandboxSettings(customers=CUSTOMERS, seed=SEED)
     world = World(settings, sandbox_credentials)
@@ -113,10 +133,14 @@ def resolved(tmp_path_factory: pytest.TempPathFactory,
     sandbox = Sandbox(settings, sandbox_credentials, base_port=0).start()
     try:
         with httpx.Client(timeout=30) as client:
-            truth = ground_truth(sandbox.urls, customer_endpoints(
-                {name: spec for name, spec in specs.items() if name != "erp"}), client)
-        resolved = ResolvedWarehouse(warehouse.path, warehouse.project, specs,
-                                     {**truth, **erp_truth}, sandbox)
+            truth = ground_truth(
+                sandbox.urls,
+                customer_endpoints({name: spec for name, spec in specs.items() if name != "erp"}),
+                client,
+            )
+        resolved = ResolvedWarehouse(
+            warehouse.path, warehouse.project, specs, {**truth, **erp_truth}, sandbox
+        )
         resolved.built = resolved.dbt("build", *ER_SELECTION)
         yield resolved
     finally:
@@ -124,7 +148,8 @@ def resolved(tmp_path_factory: pytest.TempPathFactory,
 
 
 def test_clusters_match_the_ground_truth_when_all_customer_endpoints_are_resolved(
-        resolved: ResolvedWarehouse) -> None:
+    resolved: ResolvedWarehouse,
+) -> None:
     scores = pairwise_scores(resolved.clusters(), resolved.truth)
     assert scores.records_compared == len(resolved.truth)
     assert scores.precision >= MIN_PRECISION, scores
@@ -132,7 +157,8 @@ def test_clusters_match_the_ground_truth_when_all_customer_endpoints_are_resolve
 
 
 def test_records_without_email_or_phone_join_their_customer_when_a_source_lacks_both(
-        resolved: ResolvedWarehouse) -> None:
+    resolved: ResolvedWarehouse,
+) -> None:
     clusters = resolved.clusters()
     erp = {key: entity for key, entity in resolved.truth.items() if key.startswith("erp:")}
     customer_of_entity: dict[str, Counter[str]] = {}
@@ -141,9 +167,13 @@ def test_records_without_email_or_phone_join_their_customer_when_a_source_lacks_
             customer_of_entity.setdefault(entity, Counter())[clusters[key]] += 1
     joined = sum(clusters[key] in customer_of_entity[entity] for key, entity in erp.items())
     wrongly_joined = sum(
-        any(clusters[key] in customers for other, customers in customer_of_entity.items()
-            if other != entity)
-        for key, entity in erp.items())
+        any(
+            clusters[key] in customers
+            for other, customers in customer_of_entity.items()
+            if other != entity
+        )
+        for key, entity in erp.items()
+    )
     assert joined / len(erp) >= 0.9, (joined, len(erp))
     assert wrongly_joined == 0
 
@@ -152,8 +182,9 @@ def test_customer_ids_stay_the_same_when_dbt_runs_again(resolved: ResolvedWareho
     before = resolved.clusters()
     resolved.dbt("run", "--select", "int_customer_clusters", "dim_customers")
     assert resolved.clusters() == before
-    origins = resolved.execute("select distinct customer_id_origin "
-                               "from intermediate.int_customer_clusters")
+    origins = resolved.execute(
+        "select distinct customer_id_origin from intermediate.int_customer_clusters"
+    )
     assert origins == [("kept",)]
 
 
@@ -165,19 +196,30 @@ def test_customer_ids_stay_the_same_when_records_arrive(resolved: ResolvedWareho
         "select record_key, email from intermediate.int_customer_identities "
         "join intermediate.int_customer_clusters using (record_key) "
         "where int_customer_clusters.source_system = 'crm' and email is not null "
-        "order by cluster_size desc, record_key limit 1")[0]
+        "order by cluster_size desc, record_key limit 1"
+    )[0]
     known_key = sandbox_key(known_key, DEMO_CLIENT_ID)
     now = datetime.now(UTC)
     for record_id, record in [
-        ("usr_00000000a", {"email": "quentin.zebulon.unseen@example.org",
-                           "name": "Quentin Zebulon", "country": "US"}),
+        (
+            "usr_00000000a",
+            {
+                "email": "quentin.zebulon.unseen@example.org",
+                "name": "Quentin Zebulon",
+                "country": "US",
+            },
+        ),
         ("usr_00000000b", {"email": known, "name": None, "country": None}),
     ]:
         resolved.execute(
             "insert into raw.analytics__users (record, _source, _endpoint, _partition_key, "
             "_run_id, _fetched_at, _primary_key, _client_id) values (?, 'analytics', 'users', "
-            "'__all__', 'test', ?, ?, ?)", json.dumps({"user_id": record_id, **record}), now,
-            record_id, DEMO_CLIENT_ID)
+            "'__all__', 'test', ?, ?, ?)",
+            json.dumps({"user_id": record_id, **record}),
+            now,
+            record_id,
+            DEMO_CLIENT_ID,
+        )
     # build: the data tests (every identity in one cluster, ...) also hold after the arrival
     resolved.dbt("build", *ER_SELECTION)
     after = resolved.clusters()
@@ -187,15 +229,18 @@ def test_customer_ids_stay_the_same_when_records_arrive(resolved: ResolvedWareho
 
 
 def test_dbt_data_and_unit_tests_pass_when_the_models_are_built(
-        resolved: ResolvedWarehouse) -> None:
+    resolved: ResolvedWarehouse,
+) -> None:
     passed = set(resolved.built)
-    for node in ("dim_customers_survivorship_prefers_source_priority_then_recency",
-                 "dim_customers_survivorship_takes_complete_groups_and_breaks_ties_by_key",
-                 "stg_crm__contacts_normalizes_identity_fields",
-                 "stg_erp__customers_normalizes_identity_fields",
-                 "assert_customer_clusters_follow_matches",
-                 "assert_customer_pairs_within_one_client",
-                 "assert_customers_belong_to_one_client"):
+    for node in (
+        "dim_customers_survivorship_prefers_source_priority_then_recency",
+        "dim_customers_survivorship_takes_complete_groups_and_breaks_ties_by_key",
+        "stg_crm__contacts_normalizes_identity_fields",
+        "stg_erp__customers_normalizes_identity_fields",
+        "assert_customer_clusters_follow_matches",
+        "assert_customer_pairs_within_one_client",
+        "assert_customers_belong_to_one_client",
+    ):
         assert f"{node} pass" in passed, sorted(passed)
     assert any(node.startswith("covers_all_int_customer_clusters_record_key") for node in passed)
 
@@ -204,20 +249,23 @@ def _sandbox_specs(resolved: ResolvedWarehouse) -> dict[str, SourceSpec]:
     return {name: spec for name, spec in resolved.specs.items() if name != "erp"}
 
 
-def _check_resources(resolved: ResolvedWarehouse, urls: dict[str, str],
-                     monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def _check_resources(
+    resolved: ResolvedWarehouse, urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
     """The check's resources, the API resources reading base URLs from the environment."""
     for vendor, url in urls.items():
         monkeypatch.setenv(VENDOR_URL_VARIABLES[vendor], url)
     resources: dict[str, Any] = {
-        "warehouse": WarehouseResource(path=str(resolved.path), publish=False)}
+        "warehouse": WarehouseResource(path=str(resolved.path), publish=False)
+    }
     for name, spec in _sandbox_specs(resolved).items():
         resources[api_resource_key(name)] = api_resource(spec)
     return resources
 
 
 def test_quality_check_reports_precision_recall_and_f1_when_the_sources_are_the_sandbox(
-        resolved: ResolvedWarehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    resolved: ResolvedWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert resolved.sandbox is not None
     resources = _check_resources(resolved, resolved.sandbox.urls, monkeypatch)
     check = build_entity_resolution_check(_sandbox_specs(resolved))
@@ -231,12 +279,14 @@ def test_quality_check_reports_precision_recall_and_f1_when_the_sources_are_the_
 
 
 def test_quality_check_skips_when_the_sources_are_not_the_sandbox(
-        resolved: ResolvedWarehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    resolved: ResolvedWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert resolved.sandbox is not None
     nowhere = {vendor: "http://127.0.0.1:9" for vendor in resolved.sandbox.urls}
     check = build_entity_resolution_check(_sandbox_specs(resolved))
-    result = check(build_asset_check_context(
-        resources=_check_resources(resolved, nowhere, monkeypatch)))
+    result = check(
+        build_asset_check_context(resources=_check_resources(resolved, nowhere, monkeypatch))
+    )
     assert isinstance(result, AssetCheckResult)
     assert result.passed
     assert result.metadata["skipped"].value is True

@@ -85,8 +85,12 @@ endpoints:
 """
 # (id, clinic patient position, prescription ref): one person twice with refs one
 # transposition apart, another twice with different refs
-PHARMACY_RECORDS = [("ph-1", 0, "RX-1001"), ("ph-2", 0, "RX-1010"), ("ph-3", 1, "RX-2001"),
-                    ("ph-4", 1, "RX-7777")]
+PHARMACY_RECORDS = [
+    ("ph-1", 0, "RX-1001"),
+    ("ph-2", 0, "RX-1010"),
+    ("ph-3", 1, "RX-2001"),
+    ("ph-4", 1, "RX-7777"),
+]
 
 
 @dataclass
@@ -102,39 +106,52 @@ class RegistryWarehouse(DbtWarehouse):
     def staged(self, model: str, *columns: str) -> list[tuple[Any, ...]]:
         """`columns` of a staging model beside the raw record's JSON, by record key."""
         return self.execute(
-            f"select {', '.join(columns)}, raw.record from staging.{model} as staged "  # noqa: S608
+            f"select {', '.join(columns)}, raw.record from staging.{model} as staged "
             f"join raw.{model.removeprefix('stg_')} as raw "
-            "on staged.source_record_id = raw._primary_key order by staged.record_key")
+            "on staged.source_record_id = raw._primary_key order by staged.record_key"
+        )
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory,
-             sandbox_credentials: SandboxCredentials) -> Iterator[RegistryWarehouse]:
+def registry(
+    tmp_path_factory: pytest.TempPathFactory, sandbox_credentials: SandboxCredentials
+) -> Iterator[RegistryWarehouse]:
     root = tmp_path_factory.mktemp("entity_resolution_registry")
     (root / "pharmacy.yaml").write_text(PHARMACY_SPEC)
-    specs = {spec.source: spec for spec in (load_spec(path) for path in [
-        *spec_paths(), *spec_paths(str(REGISTRY_SPECS)), root / "pharmacy.yaml"])}
+    specs = {
+        spec.source: spec
+        for spec in (
+            load_spec(path)
+            for path in [*spec_paths(), *spec_paths(str(REGISTRY_SPECS)), root / "pharmacy.yaml"]
+        )
+    }
     warehouse = DbtWarehouse.create(root, specs)
     settings = SandboxSettings(customers=CUSTOMERS, seed=SEED)
     world = World(settings, sandbox_credentials)
     with duckdb.connect(str(warehouse.path)) as connection:
         # the SaaS customer tables exist but hold nothing: only registry records resolve
-        raw_projection.load_customers(connection, {name: specs[name] for name in VENDORS},
-                                      world, root / "landing", only=lambda _: range(0))
+        raw_projection.load_customers(
+            connection,
+            {name: specs[name] for name in VENDORS},
+            world,
+            root / "landing",
+            only=lambda _: range(0),
+        )
         _load_pharmacy(connection, specs["pharmacy"], world, root / "landing")
-    sandbox = Sandbox(settings, sandbox_credentials, base_port=0,
-                      vendors=REGISTRY_VENDORS).start()
+    sandbox = Sandbox(settings, sandbox_credentials, base_port=0, vendors=REGISTRY_VENDORS).start()
     try:
         with pytest.MonkeyPatch.context() as patch:
             for vendor, url in sandbox.urls.items():
                 patch.setenv(VENDOR_URL_VARIABLES[vendor], url)
             _extract(root, warehouse.path, {name: specs[name] for name in REGISTRY_VENDORS})
             with httpx.Client(timeout=30) as client:
-                truth = ground_truth(sandbox.urls, customer_endpoints(
-                    {name: specs[name] for name in REGISTRY_VENDORS}), client)
+                truth = ground_truth(
+                    sandbox.urls,
+                    customer_endpoints({name: specs[name] for name in REGISTRY_VENDORS}),
+                    client,
+                )
             built = warehouse.dbt("build", *ER_SELECTION)
-            yield RegistryWarehouse(warehouse.path, warehouse.project, truth, sandbox, specs,
-                                    built)
+            yield RegistryWarehouse(warehouse.path, warehouse.project, truth, sandbox, specs, built)
     finally:
         sandbox.stop()
 
@@ -143,42 +160,70 @@ def _extract(root: Path, warehouse: Path, specs: dict[str, SourceSpec]) -> None:
     """Materialize the registry's raw assets as a user's run would, through HTTP."""
     resources: dict[str, Any] = {
         "warehouse": WarehouseResource(path=str(warehouse), publish=False),
-        "landing": LandingZoneResource(root=str(root / "landing"),
-                                       state_root=str(root / "state")),
-        **{api_resource_key(name): api_resource(spec) for name, spec in specs.items()}}
+        "landing": LandingZoneResource(root=str(root / "landing"), state_root=str(root / "state")),
+        **{api_resource_key(name): api_resource(spec) for name, spec in specs.items()},
+    }
     assets = raw_assets(specs, retry_policy=None)
-    assert {asset.key for asset in assets} == {AssetKey(["raw", "clinic", "patients"]),
-                                               AssetKey(["raw", "insurer", "members"])}
+    assert {asset.key for asset in assets} == {
+        AssetKey(["raw", "clinic", "patients"]),
+        AssetKey(["raw", "insurer", "members"]),
+    }
     # the registry's endpoints are reference data: one partition per client, the demo's here
     instance = DagsterInstance.ephemeral()
     register_clients(instance, DEMO_CLIENT_ID)
-    result = materialize(assets, resources=resources, partition_key=DEMO_CLIENT_ID,
-                         instance=instance, raise_on_error=False)
+    result = materialize(
+        assets,
+        resources=resources,
+        partition_key=DEMO_CLIENT_ID,
+        instance=instance,
+        raise_on_error=False,
+    )
     assert result.success, [event.message for event in result.get_step_failure_events()]
 
 
-def _load_pharmacy(connection: duckdb.DuckDBPyConnection, spec: SourceSpec, world: World,
-                   landing: Path) -> None:
+def _load_pharmacy(
+    connection: duckdb.DuckDBPyConnection, spec: SourceSpec, world: World, landing: Path
+) -> None:
     """Pharmacy records copied from clinic patients' true identities, with their own refs."""
     roster, population = world.roster("clinic"), world.population
     records = []
     for record_id, position, rx in PHARMACY_RECORDS:
         person = population.person(roster.entity(position))
-        records.append({"id": record_id, "first": person.first_name, "last": person.last_name,
-                        "dob": person.date_of_birth.strftime("%d.%m.%Y"),
-                        "nid": person.national_id, "rx": rx})
+        records.append(
+            {
+                "id": record_id,
+                "first": person.first_name,
+                "last": person.last_name,
+                "dob": person.date_of_birth.strftime("%d.%m.%Y"),
+                "nid": person.national_id,
+                "rx": rx,
+            }
+        )
     attempt = LandingZone(landing).open_attempt("pharmacy", "customers", None, "pharmacy-load")
-    attempt.write_page(1, orjson.dumps({"data": records}), records=len(records),
-                       url="sandbox://pharmacy/customers", fetched_at=datetime.now(UTC),
-                       run_id="pharmacy-load", request=PageRequest(path="/customers"),
-                       next_request=None)
+    attempt.write_page(
+        1,
+        orjson.dumps({"data": records}),
+        records=len(records),
+        url="sandbox://pharmacy/customers",
+        fetched_at=datetime.now(UTC),
+        run_id="pharmacy-load",
+        request=PageRequest(path="/customers"),
+        next_request=None,
+    )
     attempt.mark_complete()
-    load_attempt(connection, spec=spec, endpoint="customers", attempt=attempt, partition=None,
-                 run_id="pharmacy-load")
+    load_attempt(
+        connection,
+        spec=spec,
+        endpoint="customers",
+        attempt=attempt,
+        partition=None,
+        run_id="pharmacy-load",
+    )
 
 
 def test_registry_records_resolve_across_and_within_sources_when_neither_has_email_or_phone(
-        registry: RegistryWarehouse) -> None:
+    registry: RegistryWarehouse,
+) -> None:
     quality = registry.quality()
     assert quality.overall.records_compared == len(registry.truth)
     assert quality.across_sources.true_pairs > 200 and quality.within_source.true_pairs > 20
@@ -188,7 +233,8 @@ def test_registry_records_resolve_across_and_within_sources_when_neither_has_ema
 
 
 def test_blocking_keeps_nearly_every_true_pair_without_a_cross_join_when_ids_are_noisy(
-        registry: RegistryWarehouse) -> None:
+    registry: RegistryWarehouse,
+) -> None:
     quality = registry.quality()
     assert quality.pair_completeness >= MIN_PAIR_COMPLETENESS, quality.summary()
     records = len(registry.truth)
@@ -196,15 +242,19 @@ def test_blocking_keeps_nearly_every_true_pair_without_a_cross_join_when_ids_are
     # national ids alone would miss the pairs whose ids are missing or mistyped
     found_by_id_only = registry.execute(
         "select count(*) from intermediate.int_customer_candidate_pairs "
-        "where blocking_rules = ['identifier']")[0][0]
+        "where blocking_rules = ['identifier']"
+    )[0][0]
     assert found_by_id_only < quality.true_candidate_pairs / 2
 
 
 def test_dates_of_birth_parse_in_each_declared_format_when_sources_write_them_differently(
-        registry: RegistryWarehouse) -> None:
+    registry: RegistryWarehouse,
+) -> None:
     seen: dict[str, int] = {}
-    for model, path, parse in (("stg_clinic__patients", "date_of_birth", _clinic_date),
-                               ("stg_insurer__members", "born", _epoch_date)):
+    for model, path, parse in (
+        ("stg_clinic__patients", "date_of_birth", _clinic_date),
+        ("stg_insurer__members", "born", _epoch_date),
+    ):
         for parsed, record in registry.staged(model, "date_of_birth"):
             raw = orjson.loads(record)[path]
             expected, kind = parse(raw)
@@ -229,11 +279,13 @@ def _epoch_date(raw: int | None) -> tuple[date | None, str]:
     if raw is None:
         return None, "missing"
     return date(1970, 1, 1) + timedelta(days=raw // 86400), (
-        "epoch before 1970" if raw < 0 else "epoch")
+        "epoch before 1970" if raw < 0 else "epoch"
+    )
 
 
 def test_address_line_joins_street_number_and_street_when_the_spec_concatenates_them(
-        registry: RegistryWarehouse) -> None:
+    registry: RegistryWarehouse,
+) -> None:
     rows = registry.staged("stg_clinic__patients", "address_line")
     kinds = set()
     for address_line, record in rows:
@@ -248,18 +300,21 @@ def test_address_line_joins_street_number_and_street_when_the_spec_concatenates_
     assert kinds == {"both", "street only"}
     [(house_numbers_read,)] = registry.execute(
         "select count(*) from intermediate.int_customer_identities_enriched "
-        "where source_system = 'insurer' and address_number is not null")
+        "where source_system = 'insurer' and address_number is not null"
+    )
     assert house_numbers_read > 0.9 * sum(key.startswith("insurer:") for key in registry.truth)
 
 
 def test_national_ids_compare_exact_fuzzy_or_different_when_one_side_has_a_typo(
-        registry: RegistryWarehouse) -> None:
+    registry: RegistryWarehouse,
+) -> None:
     rows = registry.execute(
         "select l.identifiers['national_id'], r.identifiers['national_id'], "
         "national_id_level, national_id_weight, reasons "
         "from intermediate.int_customer_pair_scores as scores "
         "join intermediate.int_customer_identities_enriched as l on l.record_key = left_key "
-        "join intermediate.int_customer_identities_enriched as r on r.record_key = right_key")
+        "join intermediate.int_customer_identities_enriched as r on r.record_key = right_key"
+    )
     levels: dict[str | None, list[float]] = {}
     for left, right, level, weight, reasons in rows:
         levels.setdefault(level, []).append(weight)
@@ -283,54 +338,77 @@ def _one_edit_apart(a: str, b: str) -> bool:
     if len(a) != len(b):
         return False
     diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
-    return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
-                              and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    return len(diff) == 1 or (
+        len(diff) == 2
+        and diff[1] == diff[0] + 1
+        and a[diff[0]] == b[diff[1]]
+        and a[diff[1]] == b[diff[0]]
+    )
 
 
 def test_identifier_kinds_without_levels_of_their_own_weigh_as_generic_identifiers_when_declared(
-        registry: RegistryWarehouse) -> None:
-    generic = dict(registry.execute(
-        "select level, round(log2(m_probability / u_probability), 3) "
-        "from reference.er_comparison_levels where comparison = 'identifier'"))
-    scored = {(left, right): (level, weight) for left, right, level, weight in registry.execute(
-        "select left_key, right_key, prescription_ref_level, prescription_ref_weight::double "
-        "from intermediate.int_customer_pair_scores where left_key like 'demo:pharmacy:%' "
-        "and right_key like 'demo:pharmacy:%'")}
+    registry: RegistryWarehouse,
+) -> None:
+    generic = dict(
+        registry.execute(
+            "select level, round(log2(m_probability / u_probability), 3) "
+            "from reference.er_comparison_levels where comparison = 'identifier'"
+        )
+    )
+    scored = {
+        (left, right): (level, weight)
+        for left, right, level, weight in registry.execute(
+            "select left_key, right_key, prescription_ref_level, prescription_ref_weight::double "
+            "from intermediate.int_customer_pair_scores where left_key like 'demo:pharmacy:%' "
+            "and right_key like 'demo:pharmacy:%'"
+        )
+    }
     assert scored[("demo:pharmacy:customers:ph-1", "demo:pharmacy:customers:ph-2")] == (
-        "fuzzy", generic["fuzzy"])
+        "fuzzy",
+        generic["fuzzy"],
+    )
     assert scored[("demo:pharmacy:customers:ph-3", "demo:pharmacy:customers:ph-4")] == (
-        "different", generic["different"])
+        "different",
+        generic["different"],
+    )
     clusters = registry.clusters()
     assert clusters["pharmacy:customers:ph-1"] == clusters["pharmacy:customers:ph-2"]
 
 
 def test_golden_record_carries_the_national_id_when_its_records_have_one(
-        registry: RegistryWarehouse) -> None:
+    registry: RegistryWarehouse,
+) -> None:
     rows = registry.execute(
-        "select identifiers['national_id'], record_count from marts.dim_customers")
+        "select identifiers['national_id'], record_count from marts.dim_customers"
+    )
     with_id = [national_id for national_id, _ in rows if national_id is not None]
     assert len(with_id) > 0.9 * len(rows)
     assert all(re.fullmatch(r"[0-9]{9}", national_id) for national_id in with_id)
 
 
 def test_dbt_unit_tests_of_the_new_mapping_forms_pass_when_the_models_are_built(
-        registry: RegistryWarehouse) -> None:
+    registry: RegistryWarehouse,
+) -> None:
     passed = set(registry.built)
-    for node in ("stg_clinic__patients_normalizes_identity_fields",
-                 "stg_insurer__members_normalizes_identity_fields",
-                 "stg_pharmacy__customers_normalizes_identity_fields",
-                 "assert_customer_clusters_follow_matches"):
+    for node in (
+        "stg_clinic__patients_normalizes_identity_fields",
+        "stg_insurer__members_normalizes_identity_fields",
+        "stg_pharmacy__customers_normalizes_identity_fields",
+        "assert_customer_clusters_follow_matches",
+    ):
         assert f"{node} pass" in passed, sorted(passed)
 
 
 def test_quality_check_reports_across_within_and_completeness_when_the_registry_is_served(
-        registry: RegistryWarehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry: RegistryWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     registry_specs = {name: registry.specs[name] for name in REGISTRY_VENDORS}
     for vendor, url in registry.sandbox.urls.items():
         monkeypatch.setenv(VENDOR_URL_VARIABLES[vendor], url)
     resources: dict[str, Any] = {
         "warehouse": WarehouseResource(path=str(registry.path), publish=False),
-        **{api_resource_key(name): api_resource(spec) for name, spec in registry_specs.items()}}
+        **{api_resource_key(name): api_resource(spec) for name, spec in registry_specs.items()},
+    }
     check = build_entity_resolution_check(registry_specs)
     result = check(build_asset_check_context(resources=resources))
     assert isinstance(result, AssetCheckResult)

@@ -52,8 +52,12 @@ SOURCES = environment.PROJECT_ROOT / "sources"
 VENDORS = ("crm", "billing", "support", "analytics")
 HEAVY = PROFILES["heavy"].model_copy(update={"slow_seconds": 0.5})
 # The endpoints whose records the ground truth lists, by source.
-CUSTOMER_ENDPOINTS = {"crm": "contacts", "billing": "customers", "support": "customers",
-                      "analytics": "users"}
+CUSTOMER_ENDPOINTS = {
+    "crm": "contacts",
+    "billing": "customers",
+    "support": "customers",
+    "analytics": "users",
+}
 
 
 @pytest.fixture
@@ -75,8 +79,11 @@ def env(sandbox: Sandbox, sandbox_credentials: object) -> dict[str, str]:
 
 
 def sandbox_env(sandbox: Sandbox) -> dict[str, str]:
-    return {**os.environ, "SOURCES_PATH": str(SOURCES),
-            **{f"{vendor.upper()}_BASE_URL": url for vendor, url in sandbox.urls.items()}}
+    return {
+        **os.environ,
+        "SOURCES_PATH": str(SOURCES),
+        **{f"{vendor.upper()}_BASE_URL": url for vendor, url in sandbox.urls.items()},
+    }
 
 
 def heavy_chaos_everywhere(chaos: ChaosSwitch) -> None:
@@ -91,8 +98,14 @@ def shipped(env: dict[str, str]) -> dict[str, SourceSpec]:
     return load_specs(sorted(SOURCES.glob("*.yaml")), env)
 
 
-def variant(env: dict[str, str], source: str, endpoint: str, *,
-            source_changes: dict[str, Any] | None = None, **endpoint_changes: Any) -> SourceSpec:
+def variant(
+    env: dict[str, str],
+    source: str,
+    endpoint: str,
+    *,
+    source_changes: dict[str, Any] | None = None,
+    **endpoint_changes: Any,
+) -> SourceSpec:
     """The shipped spec of `source` with `endpoint` (and the source) changed as given."""
     raw = yaml.safe_load((SOURCES / f"{source}.yaml").read_text())
     raw["endpoints"][endpoint] = {**raw["endpoints"][endpoint], **endpoint_changes}
@@ -158,8 +171,12 @@ class InFlight:
         self.most = 0
 
 
-def watch(monkeypatch: pytest.MonkeyPatch, owner: type, *,
-          counts: Callable[[PageRequest], bool] = lambda _: True) -> InFlight:
+def watch(
+    monkeypatch: pytest.MonkeyPatch,
+    owner: type,
+    *,
+    counts: Callable[[PageRequest], bool] = lambda _: True,
+) -> InFlight:
     """Wrap `owner.fetch` (SourceClient or GraphQLClient) to record requests and concurrency."""
     seen = InFlight(counts)
     original = owner.fetch  # type: ignore[attr-defined]
@@ -179,8 +196,9 @@ def watch(monkeypatch: pytest.MonkeyPatch, owner: type, *,
     return seen
 
 
-async def extract(spec: SourceSpec, endpoint: str, out: Path, *, within: float = 45,
-                  **options: Any) -> ExtractionSummary:
+async def extract(
+    spec: SourceSpec, endpoint: str, out: Path, *, within: float = 45, **options: Any
+) -> ExtractionSummary:
     """The library path of `integration-platform extract`, bounded so a loop fails, not hangs."""
     async with asyncio.timeout(within):
         return await extract_to_directory(spec, endpoint, out, **options)
@@ -220,19 +238,38 @@ def test_every_shipped_endpoint_returns_exactly_the_sandbox_records_when_vendors
 # -- 2. every pagination style, heavy chaos -----------------------------------------------------
 
 PAGINATION_STYLES = {
-    "cursor": ("crm", "contacts", {"type": "cursor", "cursor_path": "next_cursor",
-                                   "cursor_param": "cursor", "page_size": 25,
-                                   "size_param": "limit"}),
-    "next_url": ("crm", "contacts", {"type": "next_url", "next_url_path": "links.next",
-                                     "page_size": 25, "size_param": "limit"}),
-    "link_header": ("crm", "contacts", {"type": "link_header", "page_size": 25,
-                                        "size_param": "limit"}),
-    "offset": ("billing", "customers", {"type": "offset", "page_size": 25,
-                                        "total_path": "total"}),
-    "page_number": ("analytics", "users", {"type": "page_number", "page_size": 25,
-                                           "total_pages_path": "total_pages"}),
-    "relay": ("support", "customers", {"type": "relay", "connection_path": "customers",
-                                       "page_size": 25}),
+    "cursor": (
+        "crm",
+        "contacts",
+        {
+            "type": "cursor",
+            "cursor_path": "next_cursor",
+            "cursor_param": "cursor",
+            "page_size": 25,
+            "size_param": "limit",
+        },
+    ),
+    "next_url": (
+        "crm",
+        "contacts",
+        {"type": "next_url", "next_url_path": "links.next", "page_size": 25, "size_param": "limit"},
+    ),
+    "link_header": (
+        "crm",
+        "contacts",
+        {"type": "link_header", "page_size": 25, "size_param": "limit"},
+    ),
+    "offset": ("billing", "customers", {"type": "offset", "page_size": 25, "total_path": "total"}),
+    "page_number": (
+        "analytics",
+        "users",
+        {"type": "page_number", "page_size": 25, "total_pages_path": "total_pages"},
+    ),
+    "relay": (
+        "support",
+        "customers",
+        {"type": "relay", "connection_path": "customers", "page_size": 25},
+    ),
 }
 
 
@@ -276,8 +313,9 @@ async def test_client_waits_until_the_date_when_the_crm_gives_retry_after_as_an_
     sandbox: Sandbox, env: dict[str, str], chaos: ChaosSwitch, tmp_path: Path
 ) -> None:
     # The first request is the token request; the second, the first page, gets the 429.
-    chaos("crm", ChaosSettings(retry_after_seconds=7, retry_after_http_date=1.0),
-          script=[None, "429"])
+    chaos(
+        "crm", ChaosSettings(retry_after_seconds=7, retry_after_http_date=1.0), script=[None, "429"]
+    )
     clock = FakeClock(start=time.time())
     spec = shipped(env)["crm"]
     summary = await extract(spec, "contacts", tmp_path / "out", clock=clock, full_refresh=True)
@@ -305,8 +343,9 @@ async def test_token_request_is_retried_when_its_body_is_cut_off(
 ) -> None:
     chaos("crm", ChaosSettings(), script=["malformed"])  # the first request is the token's
     spec = shipped(env)["crm"]
-    summary = await extract(spec, "companies", tmp_path / "out", full_refresh=True,
-                            clock=FakeClock(start=time.time()))
+    summary = await extract(
+        spec, "companies", tmp_path / "out", full_refresh=True, clock=FakeClock(start=time.time())
+    )
     assert summary.records == counts(sandbox, "crm")["companies"]
     assert summary.retries == 1
 
@@ -316,8 +355,12 @@ async def test_slow_response_is_retried_when_it_outlasts_the_read_timeout(
     sandbox: Sandbox, env: dict[str, str], chaos: ChaosSwitch, tmp_path: Path
 ) -> None:
     chaos("billing", ChaosSettings(slow_seconds=2.0), script=["slow"])
-    spec = variant(env, "billing", "subscriptions", source_changes={
-        "timeout": {"connect_seconds": 5, "read_seconds": 0.3, "total_seconds": 5}})
+    spec = variant(
+        env,
+        "billing",
+        "subscriptions",
+        source_changes={"timeout": {"connect_seconds": 5, "read_seconds": 0.3, "total_seconds": 5}},
+    )
     async with SourceClient(spec, state_dir=state_root() / "ratelimit") as client:
         page = await client.fetch(PageRequest("/v1/subscriptions", {"limit": 5}))
     assert len(page.body["data"]) == 5
@@ -328,13 +371,15 @@ async def test_slow_response_is_retried_when_it_outlasts_the_read_timeout(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("path", "params", "status", "says"), [
-    ("/v2/nope", {}, 404, "Not Found"),
-    ("/v2/contacts", {"limit": 999}, 400, "limit=999 is out of range"),
-])
+@pytest.mark.parametrize(
+    ("path", "params", "status", "says"),
+    [
+        ("/v2/nope", {}, 404, "Not Found"),
+        ("/v2/contacts", {"limit": 999}, 400, "limit=999 is out of range"),
+    ],
+)
 async def test_permanent_error_raises_after_one_request_when_the_crm_refuses_it(
-    path: str, params: dict[str, Any], status: int, says: str,
-    sandbox: Sandbox, env: dict[str, str]
+    path: str, params: dict[str, Any], status: int, says: str, sandbox: Sandbox, env: dict[str, str]
 ) -> None:
     spec = shipped(env)["crm"]
     async with SourceClient(spec, clock=FakeClock()) as client:
@@ -360,9 +405,16 @@ async def test_retries_exhausted_lists_every_attempt_when_billing_keeps_answerin
     chaos("billing", ALWAYS_5XX)
     # No rate limit: every sleep on the clock is then a back-off (full jitter may draw one
     # shorter than the limiter's own pacing, so the two could not be told apart).
-    spec = variant(env, "billing", "customers", source_changes={
-        "retry": {"max_attempts": 4, "initial_delay_seconds": 0.5, "max_delay_seconds": 5},
-        "circuit_breaker": {"failure_threshold": 50}, "rate_limit": None})
+    spec = variant(
+        env,
+        "billing",
+        "customers",
+        source_changes={
+            "retry": {"max_attempts": 4, "initial_delay_seconds": 0.5, "max_delay_seconds": 5},
+            "circuit_breaker": {"failure_threshold": 50},
+            "rate_limit": None,
+        },
+    )
     clock = FakeClock(start=time.time())
     async with SourceClient(spec, clock=clock) as client:
         with pytest.raises(RetriesExhausted) as caught:
@@ -383,9 +435,15 @@ async def test_circuit_opens_and_refuses_calls_when_billing_fails_past_the_thres
     env: dict[str, str], chaos: ChaosSwitch
 ) -> None:
     chaos("billing", ALWAYS_5XX)
-    spec = variant(env, "billing", "customers", source_changes={
-        "retry": {"max_attempts": 8, "initial_delay_seconds": 0.1, "max_delay_seconds": 1},
-        "circuit_breaker": {"failure_threshold": 3, "cooldown_seconds": 60}})
+    spec = variant(
+        env,
+        "billing",
+        "customers",
+        source_changes={
+            "retry": {"max_attempts": 8, "initial_delay_seconds": 0.1, "max_delay_seconds": 1},
+            "circuit_breaker": {"failure_threshold": 3, "cooldown_seconds": 60},
+        },
+    )
     async with SourceClient(spec, clock=FakeClock(start=time.time())) as client:
         with pytest.raises(CircuitOpenError, match="failed 3 times in a row"):
             await client.fetch(PageRequest("/v1/customers", {"limit": 10}))
@@ -427,11 +485,15 @@ async def test_pages_keep_data_and_errors_when_the_endpoint_records_graphql_erro
     records = landed_records(spec, "tickets", out)
     assert summary.records == len(records) == counts(sandbox, "support")["tickets"]
     assert summary.graphql_errors == failures > 0
-    landed_errors = [error for file in sorted(out.glob("page-*.json"))
-                     for error in json.loads(file.read_bytes()).get("errors", [])]
+    landed_errors = [
+        error
+        for file in sorted(out.glob("page-*.json"))
+        for error in json.loads(file.read_bytes()).get("errors", [])
+    ]
     assert len(landed_errors) == failures
     assert {e["message"] for e in landed_errors} == {
-        "comments service unavailable: try again later"}
+        "comments service unavailable: try again later"
+    }
     assert sum(record["comments"] is None for record in records) == failures
 
 
@@ -451,11 +513,14 @@ async def test_pagination_loop_error_when_the_crm_hands_back_the_cursor_it_was_g
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("style", "repeat", "says"), [
-    ("offset", 2, "page 2 holds exactly the records of page 1"),
-    ("page_number", 1, "page 2 holds exactly the records of page 1"),
-    ("relay", 2, "already made"),
-])
+@pytest.mark.parametrize(
+    ("style", "repeat", "says"),
+    [
+        ("offset", 2, "page 2 holds exactly the records of page 1"),
+        ("page_number", 1, "page 2 holds exactly the records of page 1"),
+        ("relay", 2, "already made"),
+    ],
+)
 async def test_pagination_loop_error_when_the_vendor_serves_a_page_again(
     style: str, repeat: int, says: str, env: dict[str, str], chaos: ChaosSwitch, tmp_path: Path
 ) -> None:
@@ -510,8 +575,13 @@ async def test_second_run_asks_only_from_the_high_water_mark_when_contacts_are_i
 async def test_mark_stays_put_when_the_run_fails_half_way(
     env: dict[str, str], chaos: ChaosSwitch, tmp_path: Path
 ) -> None:
-    spec = variant(env, "crm", "contacts", pagination=PAGINATION_STYLES["cursor"][2],
-                   source_changes={"retry": {"max_attempts": 2}})
+    spec = variant(
+        env,
+        "crm",
+        "contacts",
+        pagination=PAGINATION_STYLES["cursor"][2],
+        source_changes={"retry": {"max_attempts": 2}},
+    )
     state = IncrementalState(state_root() / "incremental")
     earlier = "2025-01-01T00:00:00Z"
     state.set("crm", "contacts", None, earlier)
@@ -546,8 +616,9 @@ async def test_child_endpoint_returns_every_ticket_within_the_concurrency_when_r
 ) -> None:
     # A small private sandbox (one request per customer and per two tickets adds up), heavy
     # chaos without HTTP-date Retry-Afters (each would stall the whole source for 1-2 s).
-    sandbox = make_sandbox(customers=60,
-                           chaos=HEAVY.model_copy(update={"retry_after_http_date": 0.0}))
+    sandbox = make_sandbox(
+        customers=60, chaos=HEAVY.model_copy(update={"retry_after_http_date": 0.0})
+    )
     shutil.copytree(SOURCES / "queries", tmp_path / "queries")
     (tmp_path / "queries" / "customer_tickets.graphql").write_text(CUSTOMER_TICKETS_QUERY)
     raw = yaml.safe_load((SOURCES / "support.yaml").read_text())
@@ -561,8 +632,11 @@ async def test_child_endpoint_returns_every_ticket_within_the_concurrency_when_r
     raw["rate_limit"] = {"requests_per_second": 200, "burst": 10}  # the fan-out, not the pacing
     spec = SourceSpec.model_validate(raw, context={"env": sandbox_env(sandbox)})
     spec._file = tmp_path / "support.yaml"
-    children = watch(monkeypatch, GraphQLClient,
-                     counts=lambda request: "customer_id" in (request.variables or {}))
+    children = watch(
+        monkeypatch,
+        GraphQLClient,
+        counts=lambda request: "customer_id" in (request.variables or {}),
+    )
     out = tmp_path / "out"
     summary = await extract(spec, "customer_tickets", out, full_refresh=True)
     tickets = ids(landed_records(spec, "customer_tickets", out))
@@ -581,8 +655,12 @@ async def test_child_endpoint_returns_every_ticket_within_the_concurrency_when_r
 async def test_pages_are_fetched_concurrently_and_yielded_in_order_when_the_total_is_known(
     sandbox: Sandbox, env: dict[str, str], chaos: ChaosSwitch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = variant(env, "billing", "invoices", pagination={
-        "type": "offset", "page_size": 40, "total_path": "total"})
+    spec = variant(
+        env,
+        "billing",
+        "invoices",
+        pagination={"type": "offset", "page_size": 40, "total_path": "total"},
+    )
     assert spec.concurrency == 4
     chaos("billing", HEAVY)  # slow pages and retries: later pages often finish first
     seen = watch(monkeypatch, SourceClient)
@@ -608,8 +686,9 @@ def test_partition_returns_exactly_the_contacts_updated_that_day_when_run_for_on
     env = sandbox_env(sandbox)
     spec = shipped(env)["crm"]
     run_cli(env, "crm.contacts", "--out", str(tmp_path / "all"), "--full-refresh")
-    summary = run_cli(env, "crm.contacts", "--partition", "2025-03-01",
-                      "--out", str(tmp_path / "day"))
+    summary = run_cli(
+        env, "crm.contacts", "--partition", "2025-03-01", "--out", str(tmp_path / "day")
+    )
     window = daily_window("2025-03-01")
     everything = landed_records(spec, "contacts", tmp_path / "all")
     that_day = {r["id"] for r in everything if window.start <= updated(r) < window.end}

@@ -35,8 +35,9 @@ def shipped_spec(source: str, sandbox: Sandbox, **env: str) -> SourceSpec:
 
 
 def client_for(spec: SourceSpec, flow: httpx.Auth | None = None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=spec.base_url, timeout=10,
-                             auth=flow or auth.build_auth(spec.auth, spec.base_url))
+    return httpx.AsyncClient(
+        base_url=spec.base_url, timeout=10, auth=flow or auth.build_auth(spec.auth, spec.base_url)
+    )
 
 
 async def test_requests_keep_succeeding_across_token_expiry_when_tokens_live_one_second(
@@ -72,8 +73,9 @@ async def test_expired_token_is_refreshed_and_the_request_retried_when_the_api_a
         first = await client.get("/v2/contacts", params={"limit": 5})
         await asyncio.sleep(1.3)
         second = await client.get("/v2/contacts", params={"limit": 5})
-        parallel = await asyncio.gather(*(client.get("/v2/contacts", params={"limit": 1})
-                                          for _ in range(20)))
+        parallel = await asyncio.gather(
+            *(client.get("/v2/contacts", params={"limit": 1}) for _ in range(20))
+        )
     assert (first.status_code, second.status_code) == (200, 200)
     assert [r.status_code for r in second.history] == [401]
     assert second.json()["data"] == first.json()["data"]

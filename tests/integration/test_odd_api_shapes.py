@@ -78,12 +78,12 @@ endpoints:
 
 QUERIES = {
     "all_people.graphql": "query People($page: Int, $perPage: Int) { allPeople(page: $page, "
-                          "perPage: $perPage) { totalPages people { id given_name dob } } }",
+    "perPage: $perPage) { totalPages people { id given_name dob } } }",
     "people_slice.graphql": "query Slice($limit: Int, $offset: Int) { peopleSlice("
-                            "limit: $limit, offset: $offset) { total items { id family_name } } }",
+    "limit: $limit, offset: $offset) { total items { id family_name } } }",
     "people_nodes.graphql": "query Nodes($first: Int, $after: String) { peopleConnection("
-                            "first: $first, after: $after) { pageInfo { hasNextPage endCursor } "
-                            "nodes { id given_name } } }",
+    "first: $first, after: $after) { pageInfo { hasNextPage endCursor } "
+    "nodes { id given_name } } }",
 }
 
 
@@ -107,8 +107,9 @@ def write_specs(folder: Path, url: str, *replacements: tuple[str, str]) -> list[
     return files
 
 
-def run(specs: dict[str, SourceSpec], data: Path,
-        keys: list[tuple[str, str]] | None = None) -> ExecuteInProcessResult:
+def run(
+    specs: dict[str, SourceSpec], data: Path, keys: list[tuple[str, str]] | None = None
+) -> ExecuteInProcessResult:
     resources: dict[str, Any] = {
         "warehouse": WarehouseResource(path=str(data / "warehouse.duckdb"), publish=False),
         "landing": LandingZoneResource(root=str(data / "landing"), state_root=str(data / "state")),
@@ -119,44 +120,65 @@ def run(specs: dict[str, SourceSpec], data: Path,
         assets = [a for a in assets if a.key in {AssetKey(["raw", *k]) for k in keys}]
     instance = DagsterInstance.ephemeral()
     register_clients(instance, DEMO_CLIENT_ID)
-    return materialize(assets, resources=resources, partition_key=DEMO_CLIENT_ID,
-                       instance=instance, raise_on_error=False)
+    return materialize(
+        assets,
+        resources=resources,
+        partition_key=DEMO_CLIENT_ID,
+        instance=instance,
+        raise_on_error=False,
+    )
 
 
 def row_counts(data: Path) -> dict[str, int]:
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
-        tables = [t for (t,) in connection.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw' "
-            "AND table_name NOT LIKE '\\_%' ESCAPE '\\'").fetchall()]
-        return {t: connection.execute(f'SELECT count(*) FROM raw."{t}"').fetchall()[0][0]  # noqa: S608
-                for t in tables}
+        tables = [
+            t
+            for (t,) in connection.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw' "
+                "AND table_name NOT LIKE '\\_%' ESCAPE '\\'"
+            ).fetchall()
+        ]
+        return {
+            t: connection.execute(f'SELECT count(*) FROM raw."{t}"').fetchall()[0][0]
+            for t in tables
+        }
 
 
 def test_every_record_of_every_odd_shape_is_a_row_when_materialized(
-    odd_api: str, tmp_path: Path,
+    odd_api: str,
+    tmp_path: Path,
 ) -> None:
-    specs = {s.source: s for s in (load_spec(f, env={})
-                                   for f in write_specs(tmp_path / "specs", odd_api))}
+    specs = {
+        s.source: s
+        for s in (load_spec(f, env={}) for f in write_specs(tmp_path / "specs", odd_api))
+    }
     result = run(specs, tmp_path / "data")
     assert result.success
     people = odd_apis.PEOPLE
     assert row_counts(tmp_path / "data") == {
-        "oddrest__people": people, "oddrest__account": 1,
-        "oddrest__export": odd_apis.EXPORT_ROWS, "oddgql__all_people": people,
-        "oddgql__people_slice": people, "oddgql__people_nodes": people}
+        "oddrest__people": people,
+        "oddrest__account": 1,
+        "oddrest__export": odd_apis.EXPORT_ROWS,
+        "oddgql__all_people": people,
+        "oddgql__people_slice": people,
+        "oddgql__people_nodes": people,
+    }
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
         assert metadata["records"].value == metadata["rows_loaded"].value, event.asset_key
     with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as db:
         # Pages 1..3 of ten people each: the third page is short and ends the listing.
-        assert db.execute('SELECT _page, count(*) FROM raw."oddrest__people" GROUP BY 1 '
-                          "ORDER BY 1").fetchall() == [(1, 10), (2, 10), (3, 3)]
-        assert db.execute("SELECT record->>'dob' FROM raw.\"oddgql__all_people\" "
-                          "WHERE _primary_key = 'p000'").fetchall() == [("19500101",)]
+        assert db.execute(
+            'SELECT _page, count(*) FROM raw."oddrest__people" GROUP BY 1 ORDER BY 1'
+        ).fetchall() == [(1, 10), (2, 10), (3, 3)]
+        assert db.execute(
+            "SELECT record->>'dob' FROM raw.\"oddgql__all_people\" WHERE _primary_key = 'p000'"
+        ).fetchall() == [("19500101",)]
 
 
 def test_the_extraction_summary_counts_graphql_records_when_they_sit_under_data(
-    odd_api: str, tmp_path: Path,
+    odd_api: str,
+    tmp_path: Path,
 ) -> None:
     [_, graphql_file] = write_specs(tmp_path / "specs", odd_api)
     spec = load_spec(graphql_file, env={})
@@ -164,15 +186,29 @@ def test_the_extraction_summary_counts_graphql_records_when_they_sit_under_data(
     assert (summary.records, summary.pages) == (odd_apis.PEOPLE, 3)
 
 
-@pytest.mark.parametrize(("replacement", "endpoint", "says"), [
-    (('records: ""\n    primary_key: id\n    pagination: {type: page_number',
-      'records: data\n    primary_key: id\n    pagination: {type: page_number'),
-     ("oddrest", "people"), "expected an object at the top level to look up 'data'"),
-    (("records: allPeople.people", "records: allPeople.persons"),
-     ("oddgql", "all_people"), "no key 'persons'"),
-])
+@pytest.mark.parametrize(
+    ("replacement", "endpoint", "says"),
+    [
+        (
+            (
+                'records: ""\n    primary_key: id\n    pagination: {type: page_number',
+                "records: data\n    primary_key: id\n    pagination: {type: page_number",
+            ),
+            ("oddrest", "people"),
+            "expected an object at the top level to look up 'data'",
+        ),
+        (
+            ("records: allPeople.people", "records: allPeople.persons"),
+            ("oddgql", "all_people"),
+            "no key 'persons'",
+        ),
+    ],
+)
 def test_a_run_fails_saying_where_it_looked_when_the_records_path_misreads_the_shape(
-    odd_api: str, tmp_path: Path, replacement: tuple[str, str], endpoint: tuple[str, str],
+    odd_api: str,
+    tmp_path: Path,
+    replacement: tuple[str, str],
+    endpoint: tuple[str, str],
     says: str,
 ) -> None:
     files = write_specs(tmp_path / "specs", odd_api, replacement)

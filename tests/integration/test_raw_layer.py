@@ -53,10 +53,20 @@ from tests.conftest import ChaosSwitch
 from tests.integration.sandbox_client import ground_truth_ids
 
 SOURCES = environment.PROJECT_ROOT / "sources"
-SECRET_VARIABLES = ("CRM_CLIENT_ID", "CRM_CLIENT_SECRET", "BILLING_API_KEY", "SUPPORT_API_TOKEN",
-                    "ANALYTICS_KEY_ID", "ANALYTICS_SIGNING_SECRET")
-CUSTOMER_ENDPOINTS = {("crm", "contacts"), ("billing", "customers"), ("support", "customers"),
-                      ("analytics", "users")}
+SECRET_VARIABLES = (
+    "CRM_CLIENT_ID",
+    "CRM_CLIENT_SECRET",
+    "BILLING_API_KEY",
+    "SUPPORT_API_TOKEN",
+    "ANALYTICS_KEY_ID",
+    "ANALYTICS_SIGNING_SECRET",
+)
+CUSTOMER_ENDPOINTS = {
+    ("crm", "contacts"),
+    ("billing", "customers"),
+    ("support", "customers"),
+    ("analytics", "users"),
+}
 # Days of the session sandbox (seed 7, 300 customers) chosen for what they hold.
 BUSY_DAY = "2025-08-24"  # ≥ 2 contacts, invoices and tickets, 9 events
 OTHER_DAY = "2025-05-16"  # ≥ 1 record on every partitioned endpoint
@@ -68,17 +78,20 @@ LINEAGE = "_primary_key, record::VARCHAR, _record_hash, _partition_key"
 class Platform:
     """The raw assets of some specs, with resources on their own data dir."""
 
-    def __init__(self, data: Path, specs: dict[str, SourceSpec], *,
-                 lock_timeout_seconds: float = 60.0) -> None:
+    def __init__(
+        self, data: Path, specs: dict[str, SourceSpec], *, lock_timeout_seconds: float = 60.0
+    ) -> None:
         self.data = data
         self.specs = specs
         self.warehouse_path = data / "warehouse.duckdb"
         self.published_path = data / "warehouse.published.duckdb"
         self.resources: dict[str, Any] = {
-            "warehouse": WarehouseResource(path=str(self.warehouse_path),
-                                           lock_timeout_seconds=lock_timeout_seconds),
-            "landing": LandingZoneResource(root=str(data / "landing"),
-                                           state_root=str(data / "state")),
+            "warehouse": WarehouseResource(
+                path=str(self.warehouse_path), lock_timeout_seconds=lock_timeout_seconds
+            ),
+            "landing": LandingZoneResource(
+                root=str(data / "landing"), state_root=str(data / "state")
+            ),
             **{api_resource_key(name): api_resource(spec) for name, spec in specs.items()},
         }
         # No step retries: a failure must show at once, not after Dagster's back-off.
@@ -91,32 +104,60 @@ class Platform:
 
     def partitioned(self) -> list[AssetsDefinition]:
         """The assets with daily partitions (client x day)."""
-        return [a for a in self.assets.values()
-                if isinstance(a.partitions_def, MultiPartitionsDefinition)]
+        return [
+            a
+            for a in self.assets.values()
+            if isinstance(a.partitions_def, MultiPartitionsDefinition)
+        ]
 
-    def materialize(self, assets: list[AssetsDefinition],
-                    partition: str | None = None) -> ExecuteInProcessResult:
+    def materialize(
+        self, assets: list[AssetsDefinition], partition: str | None = None
+    ) -> ExecuteInProcessResult:
         return self.run(assets, partition)
 
-    def run(self, assets: list[AssetsDefinition], partition: str | None = None,
-            config: dict[str, Any] | None = None) -> ExecuteInProcessResult:
+    def run(
+        self,
+        assets: list[AssetsDefinition],
+        partition: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> ExecuteInProcessResult:
         """Materialize the demo client's `partition` (a day, or None for reference data),
         with raw config for each asset's op."""
-        run_config = {"ops": {a.key.to_python_identifier(): {"config": config}
-                              for a in assets if a.key in self.assets}} if config else None
-        return materialize(assets, partition_key=demo_partition(partition),
-                           resources=self.resources, instance=self.instance,
-                           run_config=run_config, raise_on_error=False)
+        run_config = (
+            {
+                "ops": {
+                    a.key.to_python_identifier(): {"config": config}
+                    for a in assets
+                    if a.key in self.assets
+                }
+            }
+            if config
+            else None
+        )
+        return materialize(
+            assets,
+            partition_key=demo_partition(partition),
+            resources=self.resources,
+            instance=self.instance,
+            run_config=run_config,
+            raise_on_error=False,
+        )
 
-    def query(self, sql: str, params: list[Any] | None = None, *,
-              path: Path | None = None) -> list[tuple[Any, ...]]:
+    def query(
+        self, sql: str, params: list[Any] | None = None, *, path: Path | None = None
+    ) -> list[tuple[Any, ...]]:
         with duckdb.connect(str(path or self.warehouse_path), read_only=True) as connection:
             return connection.execute(sql, params or []).fetchall()
 
-    def rows(self, source: str, endpoint: str, partition: str,
-             columns: str = LINEAGE) -> list[tuple[Any, ...]]:
-        return sorted(self.query(f'SELECT {columns} FROM raw."{source}__{endpoint}" '  # noqa: S608
-                                 "WHERE _partition_key = ?", [partition]))
+    def rows(
+        self, source: str, endpoint: str, partition: str, columns: str = LINEAGE
+    ) -> list[tuple[Any, ...]]:
+        return sorted(
+            self.query(
+                f'SELECT {columns} FROM raw."{source}__{endpoint}" WHERE _partition_key = ?',
+                [partition],
+            )
+        )
 
     def served(self, source: str, endpoint: str, partition: str | None) -> dict[str, Any]:
         """What the API serves for this window, fetched plainly (no landing, no warehouse)."""
@@ -129,29 +170,33 @@ class Platform:
                 if graphql is not None:
                     await graphql.__aenter__()
                 try:
-                    extractor = EndpointExtractor(spec, endpoint, client, partition=partition,
-                                                  full_refresh=True, graphql=graphql)
-                    return [record async for page in extractor.pages()
-                            for record in page.records]
+                    extractor = EndpointExtractor(
+                        spec,
+                        endpoint,
+                        client,
+                        partition=partition,
+                        full_refresh=True,
+                        graphql=graphql,
+                    )
+                    return [record async for page in extractor.pages() for record in page.records]
                 finally:
                     if graphql is not None:
                         await graphql.__aexit__(None, None, None)
 
-        return {"|".join(str(record[k]) for k in keys): record
-                for record in asyncio.run(fetch())}
+        return {"|".join(str(record[k]) for k in keys): record for record in asyncio.run(fetch())}
 
 
 PlatformFactory = Callable[..., Platform]
 
 
 @pytest.fixture
-def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-             sandbox_credentials: object) -> PlatformFactory:
+def platform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox_credentials: object
+) -> PlatformFactory:
     """`platform(server, spec_files=None, **options)`: raw assets aimed at `server`."""
     made = 0
 
-    def make(server: Sandbox, spec_files: list[Path] | None = None,
-             **options: Any) -> Platform:
+    def make(server: Sandbox, spec_files: list[Path] | None = None, **options: Any) -> Platform:
         nonlocal made
         made += 1
         for vendor, url in server.urls.items():
@@ -185,9 +230,11 @@ def failure_messages(result: ExecuteInProcessResult) -> str:
 
 
 def drift_evaluation(result: ExecuteInProcessResult, source: str, endpoint: str) -> Any:
-    [evaluation] = [e for e in result.get_asset_check_evaluations()
-                    if e.check_name == DRIFT_CHECK
-                    and e.asset_key == AssetKey(["raw", source, endpoint])]
+    [evaluation] = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == DRIFT_CHECK and e.asset_key == AssetKey(["raw", source, endpoint])
+    ]
     return evaluation
 
 
@@ -198,14 +245,19 @@ GROUND_TRUTH_DAY = "2025-05-18"  # seed 7, 2000 customers: ≥ 3 records on ever
 
 
 def test_raw_tables_hold_exactly_what_the_apis_serve_when_materialized_under_light_chaos(
-    make_sandbox: Callable[..., Sandbox], platform: PlatformFactory,
+    make_sandbox: Callable[..., Sandbox],
+    platform: PlatformFactory,
 ) -> None:
     server = make_sandbox(customers=2000)
     raw = platform(server)
-    endpoints = [(s, e, spec.endpoints[e].is_partitioned)
-                 for s, spec in raw.specs.items() for e in spec.endpoints]
-    served = {(s, e): raw.served(s, e, GROUND_TRUTH_DAY if daily else None)
-              for s, e, daily in endpoints}
+    endpoints = [
+        (s, e, spec.endpoints[e].is_partitioned)
+        for s, spec in raw.specs.items()
+        for e in spec.endpoints
+    ]
+    served = {
+        (s, e): raw.served(s, e, GROUND_TRUTH_DAY if daily else None) for s, e, daily in endpoints
+    }
     assert all(served.values()), f"every endpoint must have records that day: {served.keys()}"
     # Light chaos, plus scripted faults so every vendor surely fails a few requests.
     for engine in server.engines.values():
@@ -224,8 +276,13 @@ def test_raw_tables_hold_exactly_what_the_apis_serve_when_materialized_under_lig
         expected = served[(source, endpoint)]
         run_id = daily.run_id if is_daily else whole.run_id
         partition = GROUND_TRUTH_DAY if is_daily else "__all__"
-        rows = raw.rows(source, endpoint, partition, "_primary_key, record::VARCHAR, _source, "
-                        "_endpoint, _run_id, _fetched_at, _request_url, _record_hash")
+        rows = raw.rows(
+            source,
+            endpoint,
+            partition,
+            "_primary_key, record::VARCHAR, _source, "
+            "_endpoint, _run_id, _fetched_at, _request_url, _record_hash",
+        )
         where = f"{source}.{endpoint}"
         assert [row[0] for row in rows] == sorted(expected), f"{where}: keys differ or repeat"
         assert {row[0]: json.loads(row[1]) for row in rows} == expected, f"{where}: records"
@@ -242,12 +299,17 @@ def test_raw_tables_hold_exactly_what_the_apis_serve_when_materialized_under_lig
 
 # -- 3. re-running a partition ----------------------------------------------------------------
 
-IDEMPOTENT = [("crm", "contacts"), ("billing", "invoices"), ("support", "tickets"),
-              ("analytics", "events")]
+IDEMPOTENT = [
+    ("crm", "contacts"),
+    ("billing", "invoices"),
+    ("support", "tickets"),
+    ("analytics", "events"),
+]
 
 
 def test_rerun_gives_identical_rows_and_leaves_other_partitions_alone_when_a_day_is_reloaded(
-    sandbox: Sandbox, platform: PlatformFactory,
+    sandbox: Sandbox,
+    platform: PlatformFactory,
 ) -> None:
     raw = platform(sandbox)
     assets = [raw.asset(*key) for key in IDEMPOTENT]
@@ -268,7 +330,8 @@ def test_rerun_gives_identical_rows_and_leaves_other_partitions_alone_when_a_day
 
 
 def test_full_refresh_fetches_the_whole_day_when_an_incremental_run_died_before_loading(
-    sandbox: Sandbox, platform: PlatformFactory,
+    sandbox: Sandbox,
+    platform: PlatformFactory,
 ) -> None:
     raw = platform(sandbox)
     contacts = raw.asset("crm", "contacts")
@@ -279,9 +342,16 @@ def test_full_refresh_fetches_the_whole_day_when_an_incremental_run_died_before_
     changed = next(iter(served.values()))
     landing = raw.resources["landing"].zone()
     died = landing.open_attempt("crm", "contacts", BUSY_DAY, "died-run")
-    died.write_page(1, json.dumps({"data": [changed]}).encode(), records=1, url="u",
-                    fetched_at=datetime.now(UTC), run_id="died-run", next_request=None,
-                    request=PageRequest("/v2/contacts", {"updated_since": changed["updated_at"]}))
+    died.write_page(
+        1,
+        json.dumps({"data": [changed]}).encode(),
+        records=1,
+        url="u",
+        fetched_at=datetime.now(UTC),
+        run_id="died-run",
+        next_request=None,
+        request=PageRequest("/v2/contacts", {"updated_since": changed["updated_at"]}),
+    )
 
     refresh = raw.run([contacts], BUSY_DAY, {"full_refresh": True})
 
@@ -305,7 +375,9 @@ def downstream_of(raw_asset: AssetsDefinition, ran: list[str]) -> AssetsDefiniti
 
 
 def test_drift_check_fails_blocks_downstream_and_keeps_the_rows_when_a_reload_drifts(
-    sandbox: Sandbox, chaos: ChaosSwitch, platform: PlatformFactory,
+    sandbox: Sandbox,
+    chaos: ChaosSwitch,
+    platform: PlatformFactory,
 ) -> None:
     raw = platform(sandbox)
     contacts = raw.asset("crm", "contacts")
@@ -339,8 +411,9 @@ def test_drift_check_fails_blocks_downstream_and_keeps_the_rows_when_a_reload_dr
     assert raw.query("SELECT count(*) FROM raw._dead_letters") == [(0,)]
     assert raw.rows("crm", "contacts", BEFORE_DRIFT), "the earlier day keeps its rows"
 
-    accepted = raw.run([contacts, summary], AFTER_DRIFT,
-                       {"accept_drift": True, "full_refresh": True})
+    accepted = raw.run(
+        [contacts, summary], AFTER_DRIFT, {"accept_drift": True, "full_refresh": True}
+    )
     assert accepted.success, failure_messages(accepted)
     assert ran == ["contact_summary"]
     assert "accepted" in drift_evaluation(accepted, "crm", "contacts").description
@@ -349,7 +422,9 @@ def test_drift_check_fails_blocks_downstream_and_keeps_the_rows_when_a_reload_dr
 
 
 def test_drift_check_only_warns_and_downstream_runs_when_records_bring_new_fields(
-    sandbox: Sandbox, platform: PlatformFactory, tmp_path: Path,
+    sandbox: Sandbox,
+    platform: PlatformFactory,
+    tmp_path: Path,
 ) -> None:
     # A declared-only contract: every field the CRM sends beyond it is a new field.
     declared = spec_copy(tmp_path, "crm", ("mode: infer", "mode: declared"))
@@ -386,14 +461,20 @@ print(connection.execute(count).fetchone()[0], flush=True)
 
 
 def test_open_reader_keeps_its_snapshot_and_new_readers_see_new_rows_when_a_load_publishes(
-    sandbox: Sandbox, platform: PlatformFactory, tmp_path: Path,
+    sandbox: Sandbox,
+    platform: PlatformFactory,
+    tmp_path: Path,
 ) -> None:
     raw = platform(sandbox)
     contacts = raw.asset("crm", "contacts")
     assert raw.materialize([contacts], BEFORE_DRIFT).success
     go = tmp_path / "read-again"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(raw.published_path), str(go)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(raw.published_path), str(go)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert reader.stdout is not None
         snapshot = int(reader.stdout.readline())
@@ -430,8 +511,12 @@ def lock_holder() -> Iterator[Callable[[Path], None]]:
     holders: list[subprocess.Popen[str]] = []
 
     def hold(path: Path) -> None:
-        holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(path)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", LOCK_HOLDER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         holders.append(holder)
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
 
@@ -442,12 +527,14 @@ def lock_holder() -> Iterator[Callable[[Path], None]]:
 
 
 def test_load_fails_with_warehouse_busy_and_writes_nothing_when_another_process_holds_the_lock(
-    sandbox: Sandbox, platform: PlatformFactory, lock_holder: Callable[[Path], None],
+    sandbox: Sandbox,
+    platform: PlatformFactory,
+    lock_holder: Callable[[Path], None],
 ) -> None:
     raw = platform(sandbox, lock_timeout_seconds=1)
     contacts = raw.asset("crm", "contacts")
     assert raw.materialize([contacts], BEFORE_DRIFT).success
-    tables = "SELECT _partition_key, count(*) FROM raw.\"crm__contacts\" GROUP BY ALL"
+    tables = 'SELECT _partition_key, count(*) FROM raw."crm__contacts" GROUP BY ALL'
     before = raw.query(tables), raw.query(tables, path=raw.published_path)
 
     lock_holder(Path(f"{raw.warehouse_path}.lock"))
@@ -465,11 +552,19 @@ def test_load_fails_with_warehouse_busy_and_writes_nothing_when_another_process_
 
 
 def test_asset_fails_clearly_and_records_the_failed_request_when_the_api_keeps_erroring(
-    sandbox: Sandbox, chaos: ChaosSwitch, platform: PlatformFactory, tmp_path: Path,
+    sandbox: Sandbox,
+    chaos: ChaosSwitch,
+    platform: PlatformFactory,
+    tmp_path: Path,
 ) -> None:
-    impatient = spec_copy(tmp_path, "billing", (
-        "retry: {max_attempts: 8, initial_delay_seconds: 0.2, max_delay_seconds: 10}",
-        "retry: {max_attempts: 3, initial_delay_seconds: 0.05, max_delay_seconds: 0.1}"))
+    impatient = spec_copy(
+        tmp_path,
+        "billing",
+        (
+            "retry: {max_attempts: 8, initial_delay_seconds: 0.2, max_delay_seconds: 10}",
+            "retry: {max_attempts: 3, initial_delay_seconds: 0.05, max_delay_seconds: 0.1}",
+        ),
+    )
     raw = platform(sandbox, [impatient])
     chaos("billing", ChaosSettings(server_error_burst=1.0, burst_length=1000))
 
@@ -481,12 +576,15 @@ def test_asset_fails_clearly_and_records_the_failed_request_when_the_api_keeps_e
     assert description.startswith(f"billing.invoices [{demo_partition(BUSY_DAY)}]: billing: GET ")
     assert "failed after 3 attempts" in description and "HTTP 50" in description
     assert "raise retry.max_attempts" in description
-    [row] = raw.query("SELECT source, endpoint, partition_key, run_id, request, error, attempts, "
-                      "client_id FROM raw._failed_requests")
+    [row] = raw.query(
+        "SELECT source, endpoint, partition_key, run_id, request, error, attempts, "
+        "client_id FROM raw._failed_requests"
+    )
     assert row[:4] == ("billing", "invoices", BUSY_DAY, result.run_id)
     assert row[7] == DEMO_CLIENT_ID
     assert row[4].startswith(f"billing: GET {sandbox.urls['billing']}/v1/invoices?")
     assert "HTTP 50" in row[5] and row[6] == 3
     assert os.environ["BILLING_API_KEY"] not in row[4] + row[5]
-    assert raw.query("SELECT count(*) FROM information_schema.tables "
-                     "WHERE table_name = 'billing__invoices'") == [(0,)]
+    assert raw.query(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'billing__invoices'"
+    ) == [(0,)]

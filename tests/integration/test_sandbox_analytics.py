@@ -32,16 +32,21 @@ class AnalyticsSignature(httpx.Auth):
         self.secret = secret
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers.update(signing.signed_headers(
-            self.key_id, self.secret, request.method, request.url.raw_path, request.content))
+        request.headers.update(
+            signing.signed_headers(
+                self.key_id, self.secret, request.method, request.url.raw_path, request.content
+            )
+        )
         yield request
 
 
 def signed_client(sandbox: Sandbox) -> httpx.Client:
     creds = sandbox.world.credentials
-    return httpx.Client(base_url=sandbox.urls["analytics"], timeout=10,
-                        auth=AnalyticsSignature(creds.analytics_key_id,
-                                                creds.analytics_signing_secret))
+    return httpx.Client(
+        base_url=sandbox.urls["analytics"],
+        timeout=10,
+        auth=AnalyticsSignature(creds.analytics_key_id, creds.analytics_signing_secret),
+    )
 
 
 @pytest.fixture
@@ -56,8 +61,9 @@ def all_pages(client: httpx.Client, path: str, **params: Any) -> tuple[list[dict
     first = client.get(path, params={**params, "page": 1}).raise_for_status().json()
     records += first["data"]
     for page in range(2, first["total_pages"] + 1):
-        records += client.get(path, params={**params, "page": page}).raise_for_status().json()[
-            "data"]
+        records += (
+            client.get(path, params={**params, "page": page}).raise_for_status().json()["data"]
+        )
     return records, first["total"]
 
 
@@ -80,15 +86,20 @@ def historical_total(client: httpx.Client) -> int:
 
 
 def test_paging_users_returns_exactly_the_ground_truth_when_signed(
-        sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox: Sandbox, client: httpx.Client
+) -> None:
     users, total = all_pages(client, "/v1/users", per_page=50)
     ids = [user["user_id"] for user in users]
 
     csv_text = httpx.get(sandbox.urls["analytics"] + "/_sandbox/ground-truth").text
-    truth_csv = [row["record_id"] for row in csv.DictReader(io.StringIO(csv_text))
-                 if row["endpoint"] == "users"]
-    truth = [row.record_id for row in analytics.ground_truth(sandbox.world)
-             if row.endpoint == "users"]
+    truth_csv = [
+        row["record_id"]
+        for row in csv.DictReader(io.StringIO(csv_text))
+        if row["endpoint"] == "users"
+    ]
+    truth = [
+        row.record_id for row in analytics.ground_truth(sandbox.world) if row.endpoint == "users"
+    ]
     assert len(ids) == len(set(ids)) == total
     assert ids == truth_csv == truth
     assert all(user["email"] and "phone" not in user for user in users)
@@ -98,7 +109,8 @@ def test_paging_users_returns_exactly_the_ground_truth_when_signed(
 
 
 def test_paging_events_returns_every_event_once_when_signed(
-        sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox: Sandbox, client: httpx.Client
+) -> None:
     events, total = all_pages(client, "/v1/events", per_page=500)
     users = {row.record_id for row in analytics.ground_truth(sandbox.world)}
 
@@ -110,7 +122,8 @@ def test_paging_events_returns_every_event_once_when_signed(
 
 
 def test_since_and_until_select_half_open_range_when_given_events_own_timestamps(
-        client: httpx.Client) -> None:
+    client: httpx.Client,
+) -> None:
     events = client.get("/v1/events", params={"per_page": 500}).json()["data"]
     since, until = events[100]["occurred_at"], events[300]["occurred_at"]
 
@@ -145,9 +158,13 @@ def _bad_request(creds: SandboxCredentials, case: str) -> tuple[str, dict[str, s
     """(path with query, headers, body) of one wrongly signed request."""
     path, body, now = "/v1/users?per_page=5", b'{"page": 1}', int(time.time())
 
-    def headers(secret: str = creds.analytics_signing_secret, signed_path: str = path,
-                signed_body: bytes = body, stamp: int = now,
-                key_id: str = creds.analytics_key_id) -> dict[str, str]:
+    def headers(
+        secret: str = creds.analytics_signing_secret,
+        signed_path: str = path,
+        signed_body: bytes = body,
+        stamp: int = now,
+        key_id: str = creds.analytics_key_id,
+    ) -> dict[str, str]:
         return signing.signed_headers(key_id, secret, "GET", signed_path, signed_body, stamp)
 
     cases = {
@@ -163,21 +180,24 @@ def _bad_request(creds: SandboxCredentials, case: str) -> tuple[str, dict[str, s
     return path, cases[case], body
 
 
-@pytest.mark.parametrize(("case", "error"), [
-    ("unsigned", "missing_signature"),
-    ("stale", "stale_timestamp"),
-    ("future", "stale_timestamp"),
-    ("tampered_body", "bad_signature"),
-    ("tampered_query", "bad_signature"),
-    ("wrong_secret", "bad_signature"),
-    ("unknown_key", "unknown_key"),
-])
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("unsigned", "missing_signature"),
+        ("stale", "stale_timestamp"),
+        ("future", "stale_timestamp"),
+        ("tampered_body", "bad_signature"),
+        ("tampered_query", "bad_signature"),
+        ("wrong_secret", "bad_signature"),
+        ("unknown_key", "unknown_key"),
+    ],
+)
 def test_request_is_rejected_with_401_naming_the_problem_when_badly_signed(
-        sandbox: Sandbox, case: str, error: str) -> None:
+    sandbox: Sandbox, case: str, error: str
+) -> None:
     path, headers, body = _bad_request(sandbox.world.credentials, case)
 
-    response = httpx.request("GET", sandbox.urls["analytics"] + path, headers=headers,
-                             content=body)
+    response = httpx.request("GET", sandbox.urls["analytics"] + path, headers=headers, content=body)
 
     assert response.status_code == 401
     assert response.json()["error"] == error
@@ -187,8 +207,7 @@ def test_request_is_rejected_with_401_naming_the_problem_when_badly_signed(
 def test_request_with_a_body_is_accepted_when_signed_over_that_body(sandbox: Sandbox) -> None:
     path, headers, body = _bad_request(sandbox.world.credentials, "correct")
 
-    response = httpx.request("GET", sandbox.urls["analytics"] + path, headers=headers,
-                             content=body)
+    response = httpx.request("GET", sandbox.urls["analytics"] + path, headers=headers, content=body)
 
     assert response.status_code == 200
     assert len(response.json()["data"]) == 5
@@ -198,7 +217,8 @@ def test_request_with_a_body_is_accepted_when_signed_over_that_body(sandbox: San
 
 
 def test_rate_limit_headers_are_sent_and_excess_gets_429_when_quota_is_exceeded(
-        make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch) -> None:
+    make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(analytics, "REQUESTS_PER_SECOND", 5)
     with signed_client(make_sandbox()) as http:
         responses = [http.get("/v1/users", params={"per_page": 1}) for _ in range(12)]
@@ -219,7 +239,8 @@ def test_rate_limit_headers_are_sent_and_excess_gets_429_when_quota_is_exceeded(
 
 
 def test_stream_sends_retry_then_consecutive_ids_after_the_history_when_connected(
-        sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox: Sandbox, client: httpx.Client
+) -> None:
     history = historical_total(client)
     users = {row.record_id for row in analytics.ground_truth(sandbox.world)}
 
@@ -239,7 +260,8 @@ def test_stream_sends_retry_then_consecutive_ids_after_the_history_when_connecte
 
 
 def test_stream_resumes_right_after_last_event_id_when_the_server_disconnects_it(
-        sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox: Sandbox, client: httpx.Client
+) -> None:
     with connect_sse(client, "GET", "/v1/stream") as source:
         events = source.iter_sse()
         before = usage_events(events, 5)
@@ -248,11 +270,13 @@ def test_stream_resumes_right_after_last_event_id_when_the_server_disconnects_it
         before += usage_events(events, 200)
     last_id = int(before[-1].id)
 
-    with connect_sse(client, "GET", "/v1/stream",
-                     headers={"Last-Event-ID": str(last_id)}) as source:
+    with connect_sse(
+        client, "GET", "/v1/stream", headers={"Last-Event-ID": str(last_id)}
+    ) as source:
         after = usage_events(source.iter_sse(), 5)
-    with connect_sse(client, "GET", "/v1/stream",
-                     headers={"Last-Event-ID": str(int(before[0].id) - 1)}) as source:
+    with connect_sse(
+        client, "GET", "/v1/stream", headers={"Last-Event-ID": str(int(before[0].id) - 1)}
+    ) as source:
         replay = usage_events(source.iter_sse(), len(before))
 
     assert hangup.json()["disconnected"] >= 1
@@ -263,11 +287,13 @@ def test_stream_resumes_right_after_last_event_id_when_the_server_disconnects_it
 
 
 def test_last_event_id_query_parameter_resumes_the_stream_when_no_header_is_sent(
-        client: httpx.Client) -> None:
+    client: httpx.Client,
+) -> None:
     with connect_sse(client, "GET", "/v1/stream?last_event_id=41") as source:
         from_query = usage_events(source.iter_sse(), 1)
-    with connect_sse(client, "GET", "/v1/stream?last_event_id=41",
-                     headers={"Last-Event-ID": "99"}) as source:
+    with connect_sse(
+        client, "GET", "/v1/stream?last_event_id=41", headers={"Last-Event-ID": "99"}
+    ) as source:
         from_header = usage_events(source.iter_sse(), 1)
     bad = client.get("/v1/stream", headers={"Last-Event-ID": "abc"})
 
@@ -277,7 +303,8 @@ def test_last_event_id_query_parameter_resumes_the_stream_when_no_header_is_sent
 
 
 def test_stream_serves_tens_of_thousands_of_events_quickly_when_rate_is_zero(
-        make_sandbox: Callable[..., Sandbox]) -> None:
+    make_sandbox: Callable[..., Sandbox],
+) -> None:
     unthrottled = make_sandbox(stream_events_per_second=0)
     started = time.perf_counter()
     with signed_client(unthrottled) as http, connect_sse(http, "GET", "/v1/stream") as source:
@@ -292,20 +319,23 @@ def test_stream_serves_tens_of_thousands_of_events_quickly_when_rate_is_zero(
 
 @pytest.mark.parametrize("fault", ["drop", "malformed"])
 def test_stream_resumes_without_gap_when_chaos_breaks_it_off_mid_event(
-        chaos: ChaosSwitch, client: httpx.Client, fault: str) -> None:
+    chaos: ChaosSwitch, client: httpx.Client, fault: str
+) -> None:
     start_after = 5000
     chaos("analytics", script=[fault])
     received: list[ServerSentEvent] = []
     broken_off = False
-    with connect_sse(client, "GET", "/v1/stream",
-                     headers={"Last-Event-ID": str(start_after)}) as source:
+    with connect_sse(
+        client, "GET", "/v1/stream", headers={"Last-Event-ID": str(start_after)}
+    ) as source:
         try:
             received = usage_events(source.iter_sse(), 200)
         except httpx.RemoteProtocolError:
             broken_off = True
     last_id = int(received[-1].id) if received else start_after
-    with connect_sse(client, "GET", "/v1/stream",
-                     headers={"Last-Event-ID": str(last_id)}) as source:
+    with connect_sse(
+        client, "GET", "/v1/stream", headers={"Last-Event-ID": str(last_id)}
+    ) as source:
         resumed = usage_events(source.iter_sse(), 3)
 
     assert len(received) < 100
@@ -320,7 +350,8 @@ def test_stream_resumes_without_gap_when_chaos_breaks_it_off_mid_event(
 
 @pytest.mark.parametrize(("path", "key"), [("/v1/users", "user_id"), ("/v1/events", "event_id")])
 def test_page_after_the_repeat_page_serves_it_again_when_the_repeat_knob_is_set(
-        chaos: ChaosSwitch, client: httpx.Client, path: str, key: str) -> None:
+    chaos: ChaosSwitch, client: httpx.Client, path: str, key: str
+) -> None:
     clean = [client.get(path, params={"per_page": 20, "page": p}).json() for p in (1, 2, 3, 4)]
     chaos("analytics", ChaosSettings(repeat_cursor_at_page=2))
     buggy = [client.get(path, params={"per_page": 20, "page": p}).json() for p in (1, 2, 3, 4)]
@@ -335,7 +366,8 @@ def test_page_after_the_repeat_page_serves_it_again_when_the_repeat_knob_is_set(
 
 
 def test_events_from_the_drift_date_use_type_and_string_quantity_when_schema_drifts(
-        chaos: ChaosSwitch, client: httpx.Client) -> None:
+    chaos: ChaosSwitch, client: httpx.Client
+) -> None:
     chaos("analytics", ChaosSettings(schema_drift_from=date(2025, 7, 1)))
     events, _ = all_pages(client, "/v1/events", per_page=500)
     with connect_sse(client, "GET", "/v1/stream") as source:
@@ -344,23 +376,28 @@ def test_events_from_the_drift_date_use_type_and_string_quantity_when_schema_dri
     before = [e for e in events if e["occurred_at"] < "2025-07-01"]
     after = [e for e in events if e["occurred_at"] >= "2025-07-01"]
     assert before and after
-    assert all("event_type" in e and "type" not in e and isinstance(e["quantity"], int)
-               for e in before)
-    assert all("type" in e and "event_type" not in e and isinstance(e["quantity"], str)
-               for e in after)
+    assert all(
+        "event_type" in e and "type" not in e and isinstance(e["quantity"], int) for e in before
+    )
+    assert all(
+        "type" in e and "event_type" not in e and isinstance(e["quantity"], str) for e in after
+    )
     assert "type" in live and isinstance(live["quantity"], str)
 
 
 def test_same_seed_serves_identical_pages_when_another_sandbox_starts(
-        sandbox: Sandbox, client: httpx.Client, make_sandbox: Callable[..., Sandbox]) -> None:
+    sandbox: Sandbox, client: httpx.Client, make_sandbox: Callable[..., Sandbox]
+) -> None:
     twin = make_sandbox(seed=sandbox.world.settings.seed)
     other = make_sandbox(seed=sandbox.world.settings.seed + 1)
     params = {"per_page": 30, "page": 2}
 
     def pages(server: Sandbox) -> list[Any]:
         with signed_client(server) as http:
-            return [http.get(path, params=params).raise_for_status().json()
-                    for path in ("/v1/users", "/v1/events")]
+            return [
+                http.get(path, params=params).raise_for_status().json()
+                for path in ("/v1/users", "/v1/events")
+            ]
 
     assert pages(twin) == pages(sandbox)
     assert pages(other) != pages(sandbox)

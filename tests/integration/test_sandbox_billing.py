@@ -40,8 +40,11 @@ MakeSandbox = Callable[..., Sandbox]
 
 
 def billing_client(server: Sandbox, credentials: SandboxCredentials) -> httpx.Client:
-    return httpx.Client(base_url=server.urls["billing"], timeout=10,
-                        headers={"x-api-key": credentials.billing_api_key})
+    return httpx.Client(
+        base_url=server.urls["billing"],
+        timeout=10,
+        headers={"x-api-key": credentials.billing_api_key},
+    )
 
 
 def get_page(client: httpx.Client, endpoint: str, **params: Any) -> dict[str, Any]:
@@ -56,17 +59,20 @@ def get_page(client: httpx.Client, endpoint: str, **params: Any) -> dict[str, An
     raise AssertionError(f"/v1/{endpoint} stayed rate limited")
 
 
-def all_pages(client: httpx.Client, endpoint: str, limit: int = 500,
-              **params: Any) -> list[dict[str, Any]]:
+def all_pages(
+    client: httpx.Client, endpoint: str, limit: int = 500, **params: Any
+) -> list[dict[str, Any]]:
     pages = [get_page(client, endpoint, offset=0, limit=limit, **params)]
     while pages[-1]["offset"] + limit < pages[-1]["total"]:
-        pages.append(get_page(client, endpoint, offset=pages[-1]["offset"] + limit,
-                              limit=limit, **params))
+        pages.append(
+            get_page(client, endpoint, offset=pages[-1]["offset"] + limit, limit=limit, **params)
+        )
     return pages
 
 
-def all_records(client: httpx.Client, endpoint: str, limit: int = 500,
-                **params: Any) -> list[dict[str, Any]]:
+def all_records(
+    client: httpx.Client, endpoint: str, limit: int = 500, **params: Any
+) -> list[dict[str, Any]]:
     return [r for page in all_pages(client, endpoint, limit, **params) for r in page["data"]]
 
 
@@ -78,8 +84,9 @@ def stats(server: Sandbox) -> dict[str, Any]:
 
 
 def emit(server: Sandbox, count: int) -> dict[str, Any]:
-    response = httpx.post(f"{server.urls['billing']}/_sandbox/webhooks/emit",
-                          params={"count": count}, timeout=60)
+    response = httpx.post(
+        f"{server.urls['billing']}/_sandbox/webhooks/emit", params={"count": count}, timeout=60
+    )
     response.raise_for_status()
     body: dict[str, Any] = response.json()
     return body
@@ -135,8 +142,10 @@ class WebhookReceiver:
                     failing = len(receiver.deliveries) < receiver.fail_first
                     status = 500 if failing else 200 if verified else 401
                     receiver.deliveries.append(
-                        Delivery(self.headers["webhook-id"], body, verified, status,
-                                 time.monotonic()))
+                        Delivery(
+                            self.headers["webhook-id"], body, verified, status, time.monotonic()
+                        )
+                    )
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -207,10 +216,12 @@ def test_every_reference_resolves_when_joining_the_four_endpoints(
         payments = all_records(client, "payments")
     assert Counter(s["customer"] for s in subscriptions.values()) == Counter(list(customers))
     assert len(invoices) == 4 * len(subscriptions) == len(payments)
-    assert all(i["customer"] == subscriptions[i["subscription"]]["customer"]
-               for i in invoices.values())
-    assert all(i["amount_due"] == subscriptions[i["subscription"]]["amount"]
-               for i in invoices.values())
+    assert all(
+        i["customer"] == subscriptions[i["subscription"]]["customer"] for i in invoices.values()
+    )
+    assert all(
+        i["amount_due"] == subscriptions[i["subscription"]]["amount"] for i in invoices.values()
+    )
     assert Counter(p["invoice"] for p in payments) == Counter(list(invoices))
     for payment in payments:
         invoice = invoices[payment["invoice"]]
@@ -225,9 +236,11 @@ def test_pages_are_identical_when_two_sandboxes_share_a_seed(
     first, second = make_sandbox(customers=120), make_sandbox(customers=120)
     other_seed = make_sandbox(customers=120, seed=8)
     for endpoint in ENDPOINTS:
-        with billing_client(first, sandbox_credentials) as a, \
-                billing_client(second, sandbox_credentials) as b, \
-                billing_client(other_seed, sandbox_credentials) as c:
+        with (
+            billing_client(first, sandbox_credentials) as a,
+            billing_client(second, sandbox_credentials) as b,
+            billing_client(other_seed, sandbox_credentials) as c,
+        ):
             params = {"offset": 10, "limit": 25}
             page = get_page(a, endpoint, **params)
             assert page == get_page(b, endpoint, **params)
@@ -242,8 +255,11 @@ def test_request_is_refused_with_401_when_the_api_key_is_missing_or_wrong(
     sandbox: Sandbox, sandbox_credentials: SandboxCredentials, how: str
 ) -> None:
     key = sandbox_credentials.billing_api_key
-    headers = {"missing": {}, "wrong": {"x-api-key": key[:-1]},
-               "bearer-instead-of-header": {"authorization": f"Bearer {key}"}}[how]
+    headers = {
+        "missing": {},
+        "wrong": {"x-api-key": key[:-1]},
+        "bearer-instead-of-header": {"authorization": f"Bearer {key}"},
+    }[how]
     for endpoint in ENDPOINTS:
         response = httpx.get(f"{sandbox.urls['billing']}/v1/{endpoint}", headers=headers)
         assert response.status_code == 401
@@ -257,12 +273,18 @@ def test_requests_get_429_with_retry_after_when_the_per_second_quota_is_spent(
     server = make_sandbox(customers=50, billing_requests_per_second=5)
 
     async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.urls["billing"], timeout=10, headers={
-                "x-api-key": sandbox_credentials.billing_api_key}) as client:
+        async with httpx.AsyncClient(
+            base_url=server.urls["billing"],
+            timeout=10,
+            headers={"x-api-key": sandbox_credentials.billing_api_key},
+        ) as client:
             await client.get("/v1/customers", params={"limit": 1})  # warm up the record pools
             await asyncio.sleep(1.02 - time.time() % 1.0)  # start at the top of a window
-            return list(await asyncio.gather(*(
-                client.get("/v1/customers", params={"limit": 1}) for _ in range(12))))
+            return list(
+                await asyncio.gather(
+                    *(client.get("/v1/customers", params={"limit": 1}) for _ in range(12))
+                )
+            )
 
     responses = asyncio.run(burst())
     accepted = [r for r in responses if r.status_code == 200]
@@ -282,8 +304,16 @@ def test_requests_get_429_with_retry_after_when_the_per_second_quota_is_spent(
     assert stats(server)["rate_limited"] == 7
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"offset": -1},
-                                    {"offset": "x"}, {"created_since": "last tuesday"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 501},
+        {"offset": -1},
+        {"offset": "x"},
+        {"created_since": "last tuesday"},
+    ],
+)
 def test_bad_paging_parameters_get_400_when_the_client_asks_for_the_impossible(
     sandbox: Sandbox, sandbox_credentials: SandboxCredentials, params: dict[str, Any]
 ) -> None:
@@ -301,10 +331,19 @@ def test_created_filters_return_exactly_the_window_when_since_and_before_are_giv
     since, before = datetime(2025, 4, 1, tzinfo=UTC), datetime(2025, 9, 1, tzinfo=UTC)
     with billing_client(sandbox, sandbox_credentials) as client:
         everything = all_records(client, endpoint)
-        iso_pages = all_pages(client, endpoint, limit=40, created_since=since.isoformat(),
-                              created_before=before.isoformat().replace("+00:00", "Z"))
-        epoch = all_records(client, endpoint, created_since=int(since.timestamp()),
-                            created_before=int(before.timestamp()))
+        iso_pages = all_pages(
+            client,
+            endpoint,
+            limit=40,
+            created_since=since.isoformat(),
+            created_before=before.isoformat().replace("+00:00", "Z"),
+        )
+        epoch = all_records(
+            client,
+            endpoint,
+            created_since=int(since.timestamp()),
+            created_before=int(before.timestamp()),
+        )
     expected = [r["id"] for r in everything if since <= as_datetime(r["created"]) < before]
     assert 0 < len(expected) < len(everything)
     assert [r["id"] for p in iso_pages for r in p["data"]] == expected
@@ -344,9 +383,10 @@ def test_invoices_change_schema_only_from_the_drift_date_when_drift_is_on(
     assert before == plain[: len(before)], "records before the drift date must not change"
     assert all("status" in r and isinstance(r["amount_due"], int) for r in before)
     assert all("status" not in r and "state" in r for r in after)
-    assert all(isinstance(r["amount_due"], str) and MAJOR_UNITS.match(r["amount_due"])
-               for r in after)
-    for old, new in zip(plain[len(before):], after, strict=True):
+    assert all(
+        isinstance(r["amount_due"], str) and MAJOR_UNITS.match(r["amount_due"]) for r in after
+    )
+    for old, new in zip(plain[len(before) :], after, strict=True):
         assert Decimal(new["amount_due"]) * 100 == old["amount_due"]
         assert new["state"] == old["status"]
     assert all("status" in p for p in payments)
@@ -356,16 +396,20 @@ def test_cached_pages_are_the_rendered_ones_and_follow_the_drift_switch_when_cac
     make_sandbox: MakeSandbox, sandbox_credentials: SandboxCredentials
 ) -> None:
     plain_server = make_sandbox(customers=60, billing_requests_per_second=1000)
-    cached_server = make_sandbox(customers=60, billing_requests_per_second=1000,
-                                 billing_page_cache_mb=4)
-    with billing_client(plain_server, sandbox_credentials) as plain, \
-            billing_client(cached_server, sandbox_credentials) as cached:
+    cached_server = make_sandbox(
+        customers=60, billing_requests_per_second=1000, billing_page_cache_mb=4
+    )
+    with (
+        billing_client(plain_server, sandbox_credentials) as plain,
+        billing_client(cached_server, sandbox_credentials) as cached,
+    ):
         expected = all_pages(plain, "invoices", limit=50)
         first, second = (all_pages(cached, "invoices", limit=50) for _ in range(2))
         stats = cached.get("/_sandbox/stats").json()["page_cache"]
         uncached = plain.get("/_sandbox/stats").json()["page_cache"]
         cached_server.engines["billing"].configure(
-            ChaosSettings(schema_drift_from=date(2025, 1, 1)))
+            ChaosSettings(schema_drift_from=date(2025, 1, 1))
+        )
         drifted = all_pages(cached, "invoices", limit=50)
     assert first == second == expected
     assert stats["pages"] == len(expected) and stats["hits"] == len(expected)
@@ -398,8 +442,11 @@ def test_statuses_and_money_are_messy_when_reading_raw_records(
     names = [c["name"] for c in customers if c["name"]]
     assert any(", " in n for n in names) and any(", " not in n for n in names)
     assert all(isinstance(c["created"], int) and c["metadata"] == {} for c in customers)
-    assert all(set(c["address"]) == {"line1", "city", "state", "postal_code", "country"}
-               for c in customers if c["address"])
+    assert all(
+        set(c["address"]) == {"line1", "city", "state", "postal_code", "country"}
+        for c in customers
+        if c["address"]
+    )
 
 
 def test_revenue_stats_match_the_records_when_statuses_are_normalized(
@@ -421,7 +468,8 @@ def test_revenue_stats_match_the_records_when_statuses_are_normalized(
     assert {c: r["invoices_paid_amount_due_minor"] for c, r in revenue.items()} == dict(paid)
     assert {c: Decimal(r["payments_succeeded_amount"]) for c, r in revenue.items()} == succeeded
     assert sum(r["invoices_paid"] for r in revenue.values()) == sum(
-        1 for i in invoices if i["status"] in PAID)
+        1 for i in invoices if i["status"] in PAID
+    )
 
 
 # -- webhooks --------------------------------------------------------------------------------
@@ -442,8 +490,7 @@ def test_webhook_is_retried_until_accepted_when_the_receiver_first_answers_500(
 
 
 def test_some_webhooks_arrive_twice_with_the_same_id_when_many_are_emitted(
-    make_sandbox: MakeSandbox, sandbox_credentials: SandboxCredentials,
-    receiver: WebhookReceiver
+    make_sandbox: MakeSandbox, sandbox_credentials: SandboxCredentials, receiver: WebhookReceiver
 ) -> None:
     server = make_sandbox(webhook_url=receiver.url, webhook_events_per_second=0)
     result = emit(server, 200)
@@ -460,8 +507,10 @@ def test_some_webhooks_arrive_twice_with_the_same_id_when_many_are_emitted(
 
     events = [json.loads(d.body) for d in deliveries]
     assert {e["type"] for e in events} == {"invoice.paid", "payment.succeeded", "payment.failed"}
-    assert all(e["id"] == d.webhook_id and e["id"].startswith("evt_")
-               for e, d in zip(events, deliveries, strict=True))
+    assert all(
+        e["id"] == d.webhook_id and e["id"].startswith("evt_")
+        for e, d in zip(events, deliveries, strict=True)
+    )
     with billing_client(server, sandbox_credentials) as client:
         for event in events[:20]:
             obj = event["data"]["object"]
@@ -492,13 +541,16 @@ def test_emit_is_refused_with_409_when_no_webhook_url_is_set(sandbox: Sandbox) -
 
 
 def test_webhook_counts_as_failed_after_bounded_retries_when_the_receiver_is_down(
-    make_sandbox: MakeSandbox
+    make_sandbox: MakeSandbox,
 ) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
-    server = make_sandbox(customers=50, webhook_url=f"http://127.0.0.1:{closed_port}/hooks",
-                          webhook_events_per_second=0)
+    server = make_sandbox(
+        customers=50,
+        webhook_url=f"http://127.0.0.1:{closed_port}/hooks",
+        webhook_events_per_second=0,
+    )
     started = time.monotonic()
     result = emit(server, 1)
     assert result["failed"] == 1 and result["sent"] == 0

@@ -22,8 +22,12 @@ def crm_get(sandbox: Sandbox, sandbox_credentials: SandboxCredentials):  # type:
     token = crm_token(url, sandbox_credentials)
 
     def get(timeout: float = 5.0) -> httpx.Response:
-        return httpx.get(f"{url}/v2/contacts", params={"limit": 50}, timeout=timeout,
-                         headers={"authorization": f"Bearer {token}"})
+        return httpx.get(
+            f"{url}/v2/contacts",
+            params={"limit": 50},
+            timeout=timeout,
+            headers={"authorization": f"Bearer {token}"},
+        )
 
     return get
 
@@ -81,8 +85,9 @@ def test_body_is_not_json_when_malformed_chaos_fires(chaos: ChaosSwitch, crm_get
 def test_heavy_profile_mixes_every_transport_fault_when_hammered(
     sandbox: Sandbox, chaos: ChaosSwitch, crm_get
 ) -> None:
-    chaos("crm", ChaosSettings(rate_limit_429=0.1, server_error_burst=0.05, drop=0.05,
-                               malformed=0.05))
+    chaos(
+        "crm", ChaosSettings(rate_limit_429=0.1, server_error_burst=0.05, drop=0.05, malformed=0.05)
+    )
     outcomes: Counter[str] = Counter()
     for _ in range(300):
         try:
@@ -102,8 +107,9 @@ def test_heavy_profile_mixes_every_transport_fault_when_hammered(
     assert injected["drop"] >= outcomes["drop"]
 
 
-def test_admin_route_switches_chaos_when_posted_to(sandbox: Sandbox, chaos: ChaosSwitch,
-                                                  crm_get) -> None:
+def test_admin_route_switches_chaos_when_posted_to(
+    sandbox: Sandbox, chaos: ChaosSwitch, crm_get
+) -> None:
     url = f"{sandbox.urls['crm']}/_sandbox/chaos"
     answer = httpx.post(url, json={"settings": {"rate_limit_429": 1.0}})
     assert answer.status_code == 200 and answer.json()["rate_limit_429"] == 1.0

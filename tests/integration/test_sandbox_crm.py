@@ -49,14 +49,16 @@ def test_timestamps_come_in_mixed_formats_when_integrations_wrote_them_different
     sandbox: Sandbox, sandbox_credentials: SandboxCredentials
 ) -> None:
     url = sandbox.urls["crm"]
-    records = [r for p in crm_pages(url, crm_token(url, sandbox_credentials), "/v2/contacts")
-               for r in p["data"]]
+    records = [
+        r
+        for p in crm_pages(url, crm_token(url, sandbox_credentials), "/v2/contacts")
+        for r in p["data"]
+    ]
     kinds = {type(r["updated_at"]).__name__ for r in records}
     offsets = {r["created_at"][-6:] for r in records if isinstance(r["created_at"], str)}
     assert kinds == {"int", "str"}
     assert any(o.startswith(("-", "+")) and o != "+00:00" for o in offsets)
-    assert any(isinstance(r["created_at"], str) and r["created_at"].endswith("Z")
-               for r in records)
+    assert any(isinstance(r["created_at"], str) and r["created_at"].endswith("Z") for r in records)
 
 
 def test_updated_since_returns_only_newer_records_when_filtering(
@@ -66,13 +68,19 @@ def test_updated_since_returns_only_newer_records_when_filtering(
     token = crm_token(url, sandbox_credentials)
     since = datetime(2025, 7, 1, tzinfo=UTC)
     everything = [r for p in crm_pages(url, token, "/v2/contacts") for r in p["data"]]
-    newer = [r for p in crm_pages(url, token, "/v2/contacts", updated_since=since.isoformat())
-             for r in p["data"]]
+    newer = [
+        r
+        for p in crm_pages(url, token, "/v2/contacts", updated_since=since.isoformat())
+        for r in p["data"]
+    ]
     expected = [r["id"] for r in everything if _as_datetime(r["updated_at"]) >= since]
     assert [r["id"] for r in newer] == expected
     assert 0 < len(newer) < len(everything)
-    epoch = [r for p in crm_pages(url, token, "/v2/contacts", updated_since=int(since.timestamp()))
-             for r in p["data"]]
+    epoch = [
+        r
+        for p in crm_pages(url, token, "/v2/contacts", updated_since=int(since.timestamp()))
+        for r in p["data"]
+    ]
     assert [r["id"] for r in epoch] == expected
 
 
@@ -90,9 +98,14 @@ def test_companies_page_like_contacts_when_listing_reference_data(
 def test_token_endpoint_rejects_wrong_secret_when_credentials_are_bad(
     sandbox: Sandbox, sandbox_credentials: SandboxCredentials
 ) -> None:
-    response = httpx.post(f"{sandbox.urls['crm']}/oauth/token", data={
-        "grant_type": "client_credentials", "client_id": sandbox_credentials.crm_client_id,
-        "client_secret": "wrong"})
+    response = httpx.post(
+        f"{sandbox.urls['crm']}/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sandbox_credentials.crm_client_id,
+            "client_secret": "wrong",
+        },
+    )
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
 
@@ -101,8 +114,10 @@ def test_token_endpoint_accepts_basic_auth_when_client_authenticates_by_header(
     sandbox: Sandbox, sandbox_credentials: SandboxCredentials
 ) -> None:
     response = httpx.post(
-        f"{sandbox.urls['crm']}/oauth/token", data={"grant_type": "client_credentials"},
-        auth=(sandbox_credentials.crm_client_id, sandbox_credentials.crm_client_secret))
+        f"{sandbox.urls['crm']}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(sandbox_credentials.crm_client_id, sandbox_credentials.crm_client_secret),
+    )
     assert response.status_code == 200
     assert response.json()["token_type"] == "Bearer"
 
@@ -135,10 +150,12 @@ def test_a_page_repeats_its_cursor_when_the_repeat_cursor_knob_is_on(
     chaos("crm", ChaosSettings(repeat_cursor_at_page=3))
     headers = {"authorization": f"Bearer {token}"}
     first = httpx.get(f"{url}/v2/contacts", params={"limit": 10}, headers=headers).json()
-    second = httpx.get(f"{url}/v2/contacts", headers=headers,
-                       params={"limit": 10, "cursor": first["next_cursor"]}).json()
-    third = httpx.get(f"{url}/v2/contacts", headers=headers,
-                      params={"limit": 10, "cursor": second["next_cursor"]}).json()
+    second = httpx.get(
+        f"{url}/v2/contacts", headers=headers, params={"limit": 10, "cursor": first["next_cursor"]}
+    ).json()
+    third = httpx.get(
+        f"{url}/v2/contacts", headers=headers, params={"limit": 10, "cursor": second["next_cursor"]}
+    ).json()
     assert second["next_cursor"] != first["next_cursor"]
     assert third["next_cursor"] == second["next_cursor"]
 
@@ -163,8 +180,11 @@ def test_bad_cursor_gets_a_400_that_says_so_when_the_client_invents_one(
     sandbox: Sandbox, sandbox_credentials: SandboxCredentials
 ) -> None:
     url = sandbox.urls["crm"]
-    response = httpx.get(f"{url}/v2/contacts", params={"cursor": "not-a-cursor"},
-                         headers={"authorization": f"Bearer {crm_token(url, sandbox_credentials)}"})
+    response = httpx.get(
+        f"{url}/v2/contacts",
+        params={"cursor": "not-a-cursor"},
+        headers={"authorization": f"Bearer {crm_token(url, sandbox_credentials)}"},
+    )
     assert response.status_code == 400
     assert "cursor" in response.json()["message"]
 
@@ -174,7 +194,10 @@ def test_limit_out_of_range_gets_400_when_asking_for_an_impossible_page(
     sandbox: Sandbox, sandbox_credentials: SandboxCredentials, limit: object
 ) -> None:
     url = sandbox.urls["crm"]
-    response = httpx.get(f"{url}/v2/contacts", params={"limit": str(limit)},
-                         headers={"authorization": f"Bearer {crm_token(url, sandbox_credentials)}"})
+    response = httpx.get(
+        f"{url}/v2/contacts",
+        params={"limit": str(limit)},
+        headers={"authorization": f"Bearer {crm_token(url, sandbox_credentials)}"},
+    )
     assert response.status_code == 400
     assert "limit" in response.json()["message"]

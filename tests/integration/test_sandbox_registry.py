@@ -22,8 +22,12 @@ CUSTOMERS = 300
 
 @pytest.fixture(scope="module")
 def registry(sandbox_credentials: SandboxCredentials) -> Iterator[Sandbox]:
-    server = Sandbox(SandboxSettings(seed=7, customers=CUSTOMERS), sandbox_credentials,
-                     base_port=0, vendors=REGISTRY_VENDORS).start()
+    server = Sandbox(
+        SandboxSettings(seed=7, customers=CUSTOMERS),
+        sandbox_credentials,
+        base_port=0,
+        vendors=REGISTRY_VENDORS,
+    ).start()
     yield server
     server.stop()
 
@@ -38,13 +42,17 @@ def _pages(get: Any, path: str, records: str, params: list[dict[str, int]]) -> l
 
 
 def test_clinic_serves_every_patient_once_by_page_when_the_token_is_right(
-        registry: Sandbox, sandbox_credentials: SandboxCredentials) -> None:
+    registry: Sandbox, sandbox_credentials: SandboxCredentials
+) -> None:
     url = registry.urls["clinic"]
     assert httpx.get(f"{url}/v1/patients").status_code == 401
-    assert httpx.get(f"{url}/v1/patients",
-                     headers={"Authorization": "Bearer wrong"}).status_code == 401
-    with httpx.Client(base_url=url, headers={
-            "Authorization": f"Bearer {sandbox_credentials.clinic_api_token}"}) as client:
+    assert (
+        httpx.get(f"{url}/v1/patients", headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {sandbox_credentials.clinic_api_token}"}
+    ) as client:
         first = client.get("/v1/patients", params={"per_page": 100}).json()
         pages = [{"page": n, "per_page": 100} for n in range(1, first["total_pages"] + 1)]
         patients = _pages(client.get, "/v1/patients", "patients", pages)
@@ -55,15 +63,26 @@ def test_clinic_serves_every_patient_once_by_page_when_the_token_is_right(
 
 
 def test_insurer_serves_members_by_offset_when_basic_credentials_are_right(
-        registry: Sandbox, sandbox_credentials: SandboxCredentials) -> None:
+    registry: Sandbox, sandbox_credentials: SandboxCredentials
+) -> None:
     url = registry.urls["insurer"]
-    assert httpx.get(f"{url}/api/members", auth=(sandbox_credentials.insurer_username,
-                                                  "wrong")).status_code == 401
-    with httpx.Client(base_url=url, auth=(sandbox_credentials.insurer_username,
-                                          sandbox_credentials.insurer_password)) as client:
+    assert (
+        httpx.get(
+            f"{url}/api/members", auth=(sandbox_credentials.insurer_username, "wrong")
+        ).status_code
+        == 401
+    )
+    with httpx.Client(
+        base_url=url,
+        auth=(sandbox_credentials.insurer_username, sandbox_credentials.insurer_password),
+    ) as client:
         total = client.get("/api/members", params={"limit": 1}).json()["total"]
-        members = _pages(client.get, "/api/members", "members",
-                         [{"offset": o, "limit": 200} for o in range(0, total, 200)])
+        members = _pages(
+            client.get,
+            "/api/members",
+            "members",
+            [{"offset": o, "limit": 200} for o in range(0, total, 200)],
+        )
     assert sorted(m["member_no"] for m in members) == sorted(ground_truth_ids(url, "members"))
     assert {type(m["born"]) for m in members} == {int, type(None)}
     assert any(m["born"] is not None and m["born"] < 0 for m in members), "born before 1970"
@@ -71,8 +90,9 @@ def test_insurer_serves_members_by_offset_when_basic_credentials_are_right(
 
 
 def test_ground_truth_lists_only_the_chosen_vendors_when_asked_for_the_registry() -> None:
-    result = CliRunner().invoke(main, ["sandbox", "ground-truth", "--vendors", "registry",
-                                       "--customers", "100"])
+    result = CliRunner().invoke(
+        main, ["sandbox", "ground-truth", "--vendors", "registry", "--customers", "100"]
+    )
     assert result.exit_code == 0, result.output
     vendors = {row["vendor"] for row in csv.DictReader(io.StringIO(result.output))}
     assert vendors == {"clinic", "insurer"}

@@ -75,10 +75,15 @@ class SupportAPI:
         self.admin = f"{sandbox.urls['support']}/_sandbox"
         self.token = sandbox.world.credentials.support_api_token
 
-    def post(self, query: str, variables: dict[str, Any] | None = None,
-             headers: dict[str, str] | None = None) -> httpx.Response:
+    def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         return self.client.post(
-            self.url, json={"query": query, "variables": variables or {}},
+            self.url,
+            json={"query": query, "variables": variables or {}},
             headers={"Authorization": f"Bearer {self.token}"} if headers is None else headers,
         )
 
@@ -90,8 +95,9 @@ class SupportAPI:
         result: dict[str, Any] = body["data"]
         return result
 
-    def all_pages(self, query: str, field: str,
-                  variables: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], int]:
+    def all_pages(
+        self, query: str, field: str, variables: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
         """Every node of a top-level connection, following endCursor; and its totalCount."""
         nodes: list[dict[str, Any]] = []
         after: str | None = None
@@ -124,7 +130,8 @@ def _at(timestamp: str) -> datetime:
 
 
 def test_paging_customers_returns_the_ground_truth_once_when_following_end_cursors(
-        api: SupportAPI, sandbox: Sandbox) -> None:
+    api: SupportAPI, sandbox: Sandbox
+) -> None:
     nodes, total = api.all_pages(CUSTOMERS_PAGE, "customers")
 
     ids = [node["id"] for node in nodes]
@@ -139,7 +146,8 @@ def test_paging_customers_returns_the_ground_truth_once_when_following_end_curso
 
 
 def test_customer_ticket_pages_follow_the_child_index_when_paging_a_customers_tickets(
-        api: SupportAPI, sandbox: Sandbox) -> None:
+    api: SupportAPI, sandbox: Sandbox
+) -> None:
     world = sandbox.world
     index = ticket_index(world)
     # Three tickets in pages of two: the first page must still say there is a next one.
@@ -170,7 +178,8 @@ def test_customer_ticket_pages_follow_the_child_index_when_paging_a_customers_ti
 
 
 def test_nested_customers_tickets_and_comments_resolve_when_the_query_is_within_limits(
-        api: SupportAPI) -> None:
+    api: SupportAPI,
+) -> None:
     query = """{
       customers(first: 10) { edges { node { id
         tickets(first: 10) { totalCount edges { node { id status customer { id }
@@ -200,7 +209,8 @@ def test_nested_customers_tickets_and_comments_resolve_when_the_query_is_within_
 
 
 def test_paging_tickets_covers_every_ticket_once_when_following_end_cursors(
-        api: SupportAPI, sandbox: Sandbox) -> None:
+    api: SupportAPI, sandbox: Sandbox
+) -> None:
     nodes, total = api.all_pages(TICKETS_PAGE, "tickets")
 
     ids = [node["id"] for node in nodes]
@@ -210,23 +220,34 @@ def test_paging_tickets_covers_every_ticket_once_when_following_end_cursors(
     updated = [_at(node["updatedAt"]) for node in nodes]
     assert updated == sorted(updated)
     # Every ticket belongs to exactly one customer's connection.
-    per_customer, _ = api.all_pages("""query($after: String) { customers(first: 100, after: $after)
+    per_customer, _ = api.all_pages(
+        """query($after: String) { customers(first: 100, after: $after)
         { pageInfo { hasNextPage endCursor } totalCount
-          edges { node { tickets(first: 0) { totalCount } } } } }""", "customers")
+          edges { node { tickets(first: 0) { totalCount } } } } }""",
+        "customers",
+    )
     assert sum(customer["tickets"]["totalCount"] for customer in per_customer) == total
     counts = api.stats()["counts"]
-    assert counts == {"customers": customers, "tickets": total,
-                      "comments": sum(node["comments"]["totalCount"] for node in nodes)}
+    assert counts == {
+        "customers": customers,
+        "tickets": total,
+        "comments": sum(node["comments"]["totalCount"] for node in nodes),
+    }
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer not-the-token"},
-    {"Authorization": "Basic c2FuZGJveDpzZWNyZXQ="},
-    {"Authorization": "Bearer"},
-], ids=["missing", "wrong", "basic", "empty"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer not-the-token"},
+        {"Authorization": "Basic c2FuZGJveDpzZWNyZXQ="},
+        {"Authorization": "Bearer"},
+    ],
+    ids=["missing", "wrong", "basic", "empty"],
+)
 def test_request_is_refused_with_401_when_the_token_is_missing_or_wrong(
-        api: SupportAPI, headers: dict[str, str]) -> None:
+    api: SupportAPI, headers: dict[str, str]
+) -> None:
     response = api.post("{ customers { totalCount } }", headers=headers)
 
     assert response.status_code == 401
@@ -235,7 +256,8 @@ def test_request_is_refused_with_401_when_the_token_is_missing_or_wrong(
 
 
 def test_query_is_refused_with_400_naming_the_depth_limit_when_it_nests_too_deep(
-        api: SupportAPI) -> None:
+    api: SupportAPI,
+) -> None:
     before = api.stats()["rejected_queries"]["depth"]
 
     response = api.post(TOO_DEEP)
@@ -248,12 +270,17 @@ def test_query_is_refused_with_400_naming_the_depth_limit_when_it_nests_too_deep
     assert api.stats()["rejected_queries"]["depth"] == before + 1
 
 
-@pytest.mark.parametrize(("query", "variables"), [
-    (TOO_COSTLY, {}),
-    (TOO_COSTLY_BY_FRAGMENTS, {"n": 100}),
-], ids=["literal", "fragments-and-variables"])
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (TOO_COSTLY, {}),
+        (TOO_COSTLY_BY_FRAGMENTS, {"n": 100}),
+    ],
+    ids=["literal", "fragments-and-variables"],
+)
 def test_query_is_refused_with_400_naming_the_cost_limit_when_nested_firsts_multiply_past_it(
-        api: SupportAPI, query: str, variables: dict[str, Any]) -> None:
+    api: SupportAPI, query: str, variables: dict[str, Any]
+) -> None:
     before = api.stats()["rejected_queries"]["cost"]
 
     response = api.post(query, variables)
@@ -284,7 +311,8 @@ def test_graphql_error_names_the_range_when_first_is_above_100(api: SupportAPI) 
 
 @pytest.mark.parametrize("cursor", ["not-a-cursor", "dGlja2V0czoz"], ids=["garbage", "tickets"])
 def test_graphql_error_rejects_the_cursor_when_after_was_not_issued_by_that_connection(
-        api: SupportAPI, cursor: str) -> None:
+    api: SupportAPI, cursor: str
+) -> None:
     # dGlja2V0czoz is a cursor of the top-level tickets connection, not of customers.
     response = api.post("query($c: String) { customers(after: $c) { totalCount } }", {"c": cursor})
 
@@ -295,7 +323,8 @@ def test_graphql_error_rejects_the_cursor_when_after_was_not_issued_by_that_conn
 
 
 def test_failed_comments_come_back_as_200_with_data_and_errors_when_partial_errors_are_on(
-        api: SupportAPI, chaos: Callable[..., None]) -> None:
+    api: SupportAPI, chaos: Callable[..., None]
+) -> None:
     chaos("support", settings=ChaosSettings(graphql_partial_errors=0.3))
     query = """{ tickets(first: 50) { edges { node { id subject
                   comments(first: 5) { totalCount } } } } }"""
@@ -312,15 +341,16 @@ def test_failed_comments_come_back_as_200_with_data_and_errors_when_partial_erro
         failed = {i for i, ticket in enumerate(tickets) if ticket["comments"] is None}
         assert 0 < len(failed) < 50
         assert {tuple(error["path"]) for error in body["errors"]} == {
-            ("tickets", "edges", i, "node", "comments") for i in failed}
-        assert all("comments service unavailable" in error["message"]
-                   for error in body["errors"])
+            ("tickets", "edges", i, "node", "comments") for i in failed
+        }
+        assert all("comments service unavailable" in error["message"] for error in body["errors"])
         failed_each_time.append(failed)
     assert failed_each_time[0] == failed_each_time[1], "a retry must not heal a broken ticket"
 
 
 def test_end_cursor_repeats_the_after_cursor_when_the_repeat_cursor_knob_hits_that_page(
-        api: SupportAPI, chaos: Callable[..., None]) -> None:
+    api: SupportAPI, chaos: Callable[..., None]
+) -> None:
     chaos("support", settings=ChaosSettings(repeat_cursor_at_page=2))
     query = """query($after: String) { customers(first: 50, after: $after) {
                  pageInfo { hasNextPage endCursor } edges { node { id } } } }"""
@@ -328,31 +358,35 @@ def test_end_cursor_repeats_the_after_cursor_when_the_repeat_cursor_knob_hits_th
     first = api.data(query)["customers"]
     second = api.data(query, {"after": first["pageInfo"]["endCursor"]})["customers"]
 
-    assert second["pageInfo"] == {"hasNextPage": True,
-                                  "endCursor": first["pageInfo"]["endCursor"]}
+    assert second["pageInfo"] == {"hasNextPage": True, "endCursor": first["pageInfo"]["endCursor"]}
     first_ids = {edge["node"]["id"] for edge in first["edges"]}
     assert first_ids.isdisjoint(edge["node"]["id"] for edge in second["edges"])
 
 
-@pytest.mark.parametrize(("query", "field"), [(CUSTOMERS_PAGE, "customers"),
-                                              (TICKETS_PAGE, "tickets")],
-                         ids=["customers", "tickets"])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [(CUSTOMERS_PAGE, "customers"), (TICKETS_PAGE, "tickets")],
+    ids=["customers", "tickets"],
+)
 def test_updated_filters_return_only_records_updated_in_the_window_when_given(
-        api: SupportAPI, query: str, field: str) -> None:
+    api: SupportAPI, query: str, field: str
+) -> None:
     since, before = "2025-04-01T00:00:00Z", "2025-09-01T00:00:00Z"
     everything, _ = api.all_pages(query, field)
 
     window, total = api.all_pages(query, field, {"since": since, "before": before})
 
-    expected = [node["id"] for node in everything
-                if _at(since) <= _at(node["updatedAt"]) < _at(before)]
+    expected = [
+        node["id"] for node in everything if _at(since) <= _at(node["updatedAt"]) < _at(before)
+    ]
     assert 0 < len(expected) < len(everything)
     assert [node["id"] for node in window] == expected
     assert total == len(expected)
 
 
 def test_email_is_renamed_email_address_when_schema_drift_starts(
-        api: SupportAPI, chaos: Callable[..., None]) -> None:
+    api: SupportAPI, chaos: Callable[..., None]
+) -> None:
     plain = {node["id"]: node for node in api.all_pages(CUSTOMERS_PAGE, "customers")[0]}
     chaos("support", settings=ChaosSettings(schema_drift_from=date(2025, 7, 1)))
 
@@ -382,8 +416,11 @@ def test_unknown_customer_id_resolves_to_null_when_looked_up(api: SupportAPI) ->
 def test_get_request_answers_like_post_when_the_query_is_in_the_url(api: SupportAPI) -> None:
     query = "query($n: Int) { customers(first: $n) { edges { node { id } } } }"
 
-    response = api.client.get(api.url, params={"query": query, "variables": '{"n": 3}'},
-                              headers={"Authorization": f"Bearer {api.token}"})
+    response = api.client.get(
+        api.url,
+        params={"query": query, "variables": '{"n": 3}'},
+        headers={"Authorization": f"Bearer {api.token}"},
+    )
 
     assert response.status_code == 200
     assert response.json()["data"] == api.data(query, {"n": 3})
@@ -402,7 +439,8 @@ SNAPSHOT = """{
 
 
 def test_two_sandboxes_serve_identical_data_when_started_with_the_same_seed(
-        api: SupportAPI, client: httpx.Client, make_sandbox: Callable[..., Sandbox]) -> None:
+    api: SupportAPI, client: httpx.Client, make_sandbox: Callable[..., Sandbox]
+) -> None:
     twin = SupportAPI(client, make_sandbox())
     other = SupportAPI(client, make_sandbox(seed=8))
 

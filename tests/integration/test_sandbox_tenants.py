@@ -34,12 +34,20 @@ from tests.integration.sandbox_client import crm_token, ground_truth_ids
 TENANTS = 3
 SPEC_FILES = {
     **{vendor: environment.PROJECT_ROOT / "sources" / f"{vendor}.yaml" for vendor in VENDORS},
-    **{vendor: environment.PROJECT_ROOT / "sources_registry" / f"{vendor}.yaml"
-       for vendor in ("clinic", "insurer")},
+    **{
+        vendor: environment.PROJECT_ROOT / "sources_registry" / f"{vendor}.yaml"
+        for vendor in ("clinic", "insurer")
+    },
 }
 # The endpoint of each vendor that holds its customers (the one its ground truth lists).
-CUSTOMER_ENDPOINTS = {"crm": "contacts", "billing": "customers", "support": "customers",
-                      "analytics": "users", "clinic": "patients", "insurer": "members"}
+CUSTOMER_ENDPOINTS = {
+    "crm": "contacts",
+    "billing": "customers",
+    "support": "customers",
+    "analytics": "users",
+    "clinic": "patients",
+    "insurer": "members",
+}
 CUSTOMER_BY_ID_QUERY = "query ($id: ID!) { customer(id: $id) { id email } }"
 
 
@@ -59,16 +67,21 @@ def tenants_sandbox(sandbox_credentials: SandboxCredentials) -> Iterator[Sandbox
     """Every vendor, three tenants, on consecutive ports from a base port as `sandbox up`
     serves them (so `sandbox tenants --base-port` names the right URLs)."""
     settings = SandboxSettings(seed=TEST_SEED, customers=TEST_CUSTOMERS, tenants=TENANTS)
-    server = Sandbox(settings, sandbox_credentials, base_port=free_port_block(len(ALL_VENDORS)),
-                     vendors=ALL_VENDORS).start()
+    server = Sandbox(
+        settings,
+        sandbox_credentials,
+        base_port=free_port_block(len(ALL_VENDORS)),
+        vendors=ALL_VENDORS,
+    ).start()
     yield server
     server.stop()
 
 
 def listed_variables(sandbox: Sandbox, vendor: str, tenant: int) -> dict[str, str]:
     """What the vendor's own admin route tells a client of `tenant`."""
-    response = httpx.get(f"{sandbox.urls[vendor]}/_sandbox/tenants", params={"tenant": tenant},
-                         timeout=10)
+    response = httpx.get(
+        f"{sandbox.urls[vendor]}/_sandbox/tenants", params={"tenant": tenant}, timeout=10
+    )
     response.raise_for_status()
     [entry] = response.json()["tenants"]
     assert entry["tenant"] == tenant
@@ -105,8 +118,7 @@ async def test_each_tenant_reads_exactly_its_own_records_when_a_vendor_serves_th
 ) -> None:
     served: dict[int, set[str]] = {}
     for tenant in range(TENANTS):
-        records = await extract_customers(vendor, listed_variables(tenants_sandbox, vendor,
-                                                                   tenant))
+        records = await extract_customers(vendor, listed_variables(tenants_sandbox, vendor, tenant))
         served[tenant] = set(records)
         assert served[tenant] == truth_ids(tenants_sandbox, vendor, tenant), f"tenant {tenant}"
     assert all(served[tenant] for tenant in served)
@@ -117,13 +129,14 @@ async def test_each_tenant_reads_exactly_its_own_records_when_a_vendor_serves_th
 
 @pytest.mark.anyio
 async def test_tenants_hold_different_people_when_they_share_the_sandbox_seed(
-    tenants_sandbox: Sandbox
+    tenants_sandbox: Sandbox,
 ) -> None:
     emails = {}
     for tenant in (0, 1):
         records = await extract_customers("crm", listed_variables(tenants_sandbox, "crm", tenant))
-        emails[tenant] = {record["email"].lower() for record in records.values()
-                          if record.get("email")}
+        emails[tenant] = {
+            record["email"].lower() for record in records.values() if record.get("email")
+        }
     shared = emails[0] & emails[1]
     assert len(shared) < 0.02 * len(emails[0]), sorted(shared)[:5]
 
@@ -135,24 +148,34 @@ def test_tenant_zero_serves_what_a_one_tenant_sandbox_serves_when_more_tenants_r
     assert sandbox.tenants.count == 1
     for vendor in VENDORS:
         truth_of_one = httpx.get(f"{sandbox.urls[vendor]}/_sandbox/ground-truth", timeout=30)
-        truth_of_three = httpx.get(f"{tenants_sandbox.urls[vendor]}/_sandbox/ground-truth",
-                                   timeout=30)
+        truth_of_three = httpx.get(
+            f"{tenants_sandbox.urls[vendor]}/_sandbox/ground-truth", timeout=30
+        )
         assert truth_of_three.text == truth_of_one.text, vendor
     settings = SandboxSettings(seed=TEST_SEED, customers=TEST_CUSTOMERS)
     for vendor in ("clinic", "insurer"):
-        expected = {(row.record_id, row.entity_id)
-                    for _, row in ground_truth(settings, sandbox_credentials, (vendor,))}
+        expected = {
+            (row.record_id, row.entity_id)
+            for _, row in ground_truth(settings, sandbox_credentials, (vendor,))
+        }
         served = ground_truth_ids(tenants_sandbox.urls[vendor], CUSTOMER_ENDPOINTS[vendor])
         assert set(served.items()) == expected, vendor
     headers = {"x-api-key": sandbox_credentials.billing_api_key}
-    pages = [httpx.get(f"{server.urls['billing']}/v1/invoices", headers=headers,
-                       params={"limit": 50, "offset": 100}, timeout=10).json()
-             for server in (sandbox, tenants_sandbox)]
+    pages = [
+        httpx.get(
+            f"{server.urls['billing']}/v1/invoices",
+            headers=headers,
+            params={"limit": 50, "offset": 100},
+            timeout=10,
+        ).json()
+        for server in (sandbox, tenants_sandbox)
+    ]
     assert pages[0] == pages[1]
     assert listed_variables(tenants_sandbox, "crm", 0) == {
         "CRM_BASE_URL": tenants_sandbox.urls["crm"],
         "CRM_CLIENT_ID": sandbox_credentials.crm_client_id,
-        "CRM_CLIENT_SECRET": sandbox_credentials.crm_client_secret}
+        "CRM_CLIENT_SECRET": sandbox_credentials.crm_client_secret,
+    }
 
 
 # -- credentials that mix two tenants --------------------------------------------------------------
@@ -163,26 +186,43 @@ def _mixed_request(sandbox: Sandbox, vendor: str) -> httpx.Response:
     one, other = sandbox.tenants.credentials(1), sandbox.tenants.credentials(2)
     url = sandbox.urls[vendor]
     if vendor == "crm":
-        return httpx.post(f"{url}/oauth/token", data={
-            "grant_type": "client_credentials", "client_id": one.crm_client_id,
-            "client_secret": sandbox.tenants.credentials(0).crm_client_secret}, timeout=10)
+        return httpx.post(
+            f"{url}/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": one.crm_client_id,
+                "client_secret": sandbox.tenants.credentials(0).crm_client_secret,
+            },
+            timeout=10,
+        )
     if vendor == "billing":
-        return httpx.get(f"{url}/v1/customers", timeout=10,
-                         headers={"x-api-key": one.billing_api_key[:-4] + "0000"})
+        return httpx.get(
+            f"{url}/v1/customers",
+            timeout=10,
+            headers={"x-api-key": one.billing_api_key[:-4] + "0000"},
+        )
     if vendor == "support":
-        return httpx.post(f"{url}/graphql", json={"query": "{ customers { totalCount } }"},
-                          headers={"authorization": f"Bearer {one.support_api_token}x"},
-                          timeout=10)
+        return httpx.post(
+            f"{url}/graphql",
+            json={"query": "{ customers { totalCount } }"},
+            headers={"authorization": f"Bearer {one.support_api_token}x"},
+            timeout=10,
+        )
     if vendor == "analytics":
-        headers = signing.signed_headers(one.analytics_key_id, other.analytics_signing_secret,
-                                         "GET", "/v1/users")
+        headers = signing.signed_headers(
+            one.analytics_key_id, other.analytics_signing_secret, "GET", "/v1/users"
+        )
         return httpx.get(f"{url}/v1/users", headers=headers, timeout=10)
     if vendor == "clinic":
-        return httpx.get(f"{url}/v1/patients", timeout=10,
-                         headers={"authorization": f"Bearer {other.clinic_api_token[:-1]}"})
+        return httpx.get(
+            f"{url}/v1/patients",
+            timeout=10,
+            headers={"authorization": f"Bearer {other.clinic_api_token[:-1]}"},
+        )
     basic = base64.b64encode(f"{one.insurer_username}:{other.insurer_password}".encode())
-    return httpx.get(f"{url}/api/members", headers={"authorization": f"Basic {basic.decode()}"},
-                     timeout=10)
+    return httpx.get(
+        f"{url}/api/members", headers={"authorization": f"Basic {basic.decode()}"}, timeout=10
+    )
 
 
 @pytest.mark.parametrize("vendor", ALL_VENDORS)
@@ -195,15 +235,19 @@ def test_request_is_refused_when_its_credentials_mix_two_tenants_or_a_wrong_secr
 
 
 def test_a_tenant_reads_nothing_when_it_asks_for_another_tenants_customer_by_id(
-    tenants_sandbox: Sandbox
+    tenants_sandbox: Sandbox,
 ) -> None:
     someone_of_two = sorted(truth_ids(tenants_sandbox, "support", 2))[0]
 
     def lookup(tenant: int) -> Any:
         token = tenants_sandbox.tenants.credentials(tenant).support_api_token
         query = {"query": CUSTOMER_BY_ID_QUERY, "variables": {"id": someone_of_two}}
-        response = httpx.post(f"{tenants_sandbox.urls['support']}/graphql", json=query,
-                              headers={"authorization": f"Bearer {token}"}, timeout=10)
+        response = httpx.post(
+            f"{tenants_sandbox.urls['support']}/graphql",
+            json=query,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=10,
+        )
         response.raise_for_status()
         return response.json()["data"]["customer"]
 
@@ -213,15 +257,17 @@ def test_a_tenant_reads_nothing_when_it_asks_for_another_tenants_customer_by_id(
 
 
 def test_the_stream_carries_only_the_signing_tenants_events_when_tenant_1_listens(
-    tenants_sandbox: Sandbox
+    tenants_sandbox: Sandbox,
 ) -> None:
     credentials = tenants_sandbox.tenants.credentials(1)
-    headers = signing.signed_headers(credentials.analytics_key_id,
-                                     credentials.analytics_signing_secret, "GET", "/v1/stream")
+    headers = signing.signed_headers(
+        credentials.analytics_key_id, credentials.analytics_signing_secret, "GET", "/v1/stream"
+    )
     users = truth_ids(tenants_sandbox, "analytics", 1)
     owners = []
-    with httpx.stream("GET", f"{tenants_sandbox.urls['analytics']}/v1/stream", headers=headers,
-                      timeout=10) as response:
+    with httpx.stream(
+        "GET", f"{tenants_sandbox.urls['analytics']}/v1/stream", headers=headers, timeout=10
+    ) as response:
         assert response.status_code == 200
         for line in response.iter_lines():
             if line.startswith("data: "):
@@ -235,7 +281,7 @@ def test_the_stream_carries_only_the_signing_tenants_events_when_tenant_1_listen
 
 
 def test_stats_count_only_that_tenants_records_and_tokens_when_asked_for_one_tenant(
-    tenants_sandbox: Sandbox
+    tenants_sandbox: Sandbox,
 ) -> None:
     url = tenants_sandbox.urls["crm"]
 
@@ -259,8 +305,11 @@ def test_stats_count_only_that_tenants_records_and_tokens_when_asked_for_one_ten
 def test_admin_route_answers_400_naming_the_tenants_when_asked_for_one_that_does_not_exist(
     route: str, tenants_sandbox: Sandbox
 ) -> None:
-    response = httpx.get(f"{tenants_sandbox.urls['billing']}/_sandbox/{route}",
-                         params={"tenant": TENANTS}, timeout=10)
+    response = httpx.get(
+        f"{tenants_sandbox.urls['billing']}/_sandbox/{route}",
+        params={"tenant": TENANTS},
+        timeout=10,
+    )
     assert response.status_code == 400
     assert response.json()["message"] == f"tenant={TENANTS} is out of range: expected 0..2"
 
@@ -270,12 +319,13 @@ def test_admin_route_answers_400_naming_the_tenants_when_asked_for_one_that_does
 
 def _billing(server: Sandbox, tenant: int, path: str, **params: Any) -> httpx.Response:
     key = server.tenants.credentials(tenant).billing_api_key
-    return httpx.get(f"{server.urls['billing']}{path}", params=params, timeout=10,
-                     headers={"x-api-key": key})
+    return httpx.get(
+        f"{server.urls['billing']}{path}", params=params, timeout=10, headers={"x-api-key": key}
+    )
 
 
 def test_billing_page_cache_answers_each_tenant_with_its_own_page_when_both_ask_for_the_same(
-    make_sandbox: Callable[..., Sandbox]
+    make_sandbox: Callable[..., Sandbox],
 ) -> None:
     server = make_sandbox(tenants=2, billing_page_cache_mb=4)
     first = [_billing(server, tenant, "/v1/customers", limit=20).json() for tenant in (0, 1)]
@@ -289,7 +339,7 @@ def test_billing_page_cache_answers_each_tenant_with_its_own_page_when_both_ask_
 
 
 def test_one_tenant_spending_its_billing_quota_leaves_another_tenants_whole_when_both_call(
-    make_sandbox: Callable[..., Sandbox]
+    make_sandbox: Callable[..., Sandbox],
 ) -> None:
     server = make_sandbox(tenants=2, billing_requests_per_second=3)
     with httpx.Client(base_url=server.urls["billing"], timeout=10) as client:
@@ -300,8 +350,14 @@ def test_one_tenant_spending_its_billing_quota_leaves_another_tenants_whole_when
 
         # Within one second tenant 0 spends its 3 requests (a window may end mid-way: then
         # the next one spends them again).
-        spent = next((response for response in (customers(0) for _ in range(10))
-                      if response.status_code == 429), None)
+        spent = next(
+            (
+                response
+                for response in (customers(0) for _ in range(10))
+                if response.status_code == 429
+            ),
+            None,
+        )
         other = customers(1)
     assert spent is not None, "tenant 0 was never limited"
     assert other.status_code == 200
@@ -312,8 +368,10 @@ def test_vendor_chaos_hits_every_tenant_when_a_fault_is_scripted(tenants_sandbox
     engine = tenants_sandbox.engines["billing"]
     engine.configure(ChaosSettings(), ["503", "503"])
     try:
-        statuses = [_billing(tenants_sandbox, tenant, "/v1/customers", limit=1).status_code
-                    for tenant in (2, 1, 2)]
+        statuses = [
+            _billing(tenants_sandbox, tenant, "/v1/customers", limit=1).status_code
+            for tenant in (2, 1, 2)
+        ]
     finally:
         engine.configure(ChaosSettings())
     assert statuses == [503, 503, 200]
@@ -329,13 +387,24 @@ def _cli(*arguments: str) -> str:
 
 
 def _tenants_cli(sandbox: Sandbox, *arguments: str) -> str:
-    return _cli("sandbox", "tenants", "--seed", str(TEST_SEED), "--tenants", str(TENANTS),
-                "--vendors", "all", "--base-port", str(sandbox.ports["crm"]), *arguments)
+    return _cli(
+        "sandbox",
+        "tenants",
+        "--seed",
+        str(TEST_SEED),
+        "--tenants",
+        str(TENANTS),
+        "--vendors",
+        "all",
+        "--base-port",
+        str(sandbox.ports["crm"]),
+        *arguments,
+    )
 
 
 @pytest.mark.anyio
 async def test_sandbox_tenants_json_resolves_every_spec_to_a_working_extraction_for_tenant_1(
-    tenants_sandbox: Sandbox
+    tenants_sandbox: Sandbox,
 ) -> None:
     listing = json.loads(_tenants_cli(tenants_sandbox, "--tenant", "1", "--json"))
     [entry] = listing["tenants"]
@@ -347,33 +416,50 @@ async def test_sandbox_tenants_json_resolves_every_spec_to_a_working_extraction_
 
 
 def test_sandbox_tenants_prints_an_env_file_per_tenant_when_not_asked_for_json(
-    tenants_sandbox: Sandbox
+    tenants_sandbox: Sandbox,
 ) -> None:
     listing = json.loads(_tenants_cli(tenants_sandbox, "--json"))
     assert [entry["tenant"] for entry in listing["tenants"]] == [0, 1, 2]
     as_env = dotenv_values(stream=io.StringIO(_tenants_cli(tenants_sandbox, "--tenant", "2")))
-    expected = {name: value for variables in listing["tenants"][2]["credentials"].values()
-                for name, value in variables.items()}
+    expected = {
+        name: value
+        for variables in listing["tenants"][2]["credentials"].values()
+        for name, value in variables.items()
+    }
     assert as_env == expected
     assert as_env["SUPPORT_API_TOKEN"] == tenants_sandbox.tenants.credentials(2).support_api_token
 
 
 def test_sandbox_ground_truth_command_writes_what_the_vendors_serve_when_asked_for_tenant_1(
-    tenants_sandbox: Sandbox
+    tenants_sandbox: Sandbox,
 ) -> None:
-    written = csv.DictReader(io.StringIO(_cli(
-        "sandbox", "ground-truth", "--seed", str(TEST_SEED), "--customers", str(TEST_CUSTOMERS),
-        "--vendors", "all", "--tenant", "1")))
+    written = csv.DictReader(
+        io.StringIO(
+            _cli(
+                "sandbox",
+                "ground-truth",
+                "--seed",
+                str(TEST_SEED),
+                "--customers",
+                str(TEST_CUSTOMERS),
+                "--vendors",
+                "all",
+                "--tenant",
+                "1",
+            )
+        )
+    )
     by_vendor: dict[str, dict[str, int]] = {vendor: {} for vendor in ALL_VENDORS}
     for row in written:
         by_vendor[row["vendor"]][row["record_id"]] = int(row["entity_id"])
     for vendor in ALL_VENDORS:
-        assert by_vendor[vendor] == ground_truth_ids(tenants_sandbox.urls[vendor],
-                                                     CUSTOMER_ENDPOINTS[vendor], tenant=1)
+        assert by_vendor[vendor] == ground_truth_ids(
+            tenants_sandbox.urls[vendor], CUSTOMER_ENDPOINTS[vendor], tenant=1
+        )
 
 
 def test_platform_launcher_serves_two_tenants_when_run_with_its_defaults(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from integration_platform import launcher
 

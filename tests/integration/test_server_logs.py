@@ -80,19 +80,25 @@ def test_handler_traceback_is_one_redacted_json_line_when_a_request_breaks_the_r
     tmp_path: Path,
 ) -> None:
     spec = tmp_path / "billing.yaml"
-    spec.write_text(BILLING_SPEC.read_text().replace("${BILLING_WEBHOOK_SECRET}",
-                                                     "${HOOK_SIGNING}"))
+    spec.write_text(
+        BILLING_SPEC.read_text().replace("${BILLING_WEBHOOK_SECRET}", "${HOOK_SIGNING}")
+    )
     process = subprocess.Popen(
         [sys.executable, "-c", BROKEN_RECEIVER, str(spec), str(tmp_path / "inbox.sqlite")],
-        cwd=PROJECT_ROOT, env={**os.environ, "HOOK_SIGNING": HOOK_SIGNING},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "HOOK_SIGNING": HOOK_SIGNING},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         url = process.stdout.readline().strip()
         wait_until_healthy(url)
         body = invoice_event()
-        response = httpx.post(url + ROUTE, content=body, headers=signed(HOOK_SIGNING, body),
-                              timeout=10)
+        response = httpx.post(
+            url + ROUTE, content=body, headers=signed(HOOK_SIGNING, body), timeout=10
+        )
         assert response.status_code == 500
     finally:
         stderr = stop(process)
@@ -108,10 +114,25 @@ def test_uvicorn_and_cut_off_lines_are_json_when_the_served_receiver_meets_bad_c
     tmp_path: Path,
 ) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "integration_platform.cli", "webhooks", "serve", "--port", "0",
-         "--inbox", str(tmp_path / "inbox.sqlite"), "--header-timeout", "0.5"],
-        cwd=PROJECT_ROOT, env={**os.environ, "LOG_LEVEL": "WARNING"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "integration_platform.cli",
+            "webhooks",
+            "serve",
+            "--port",
+            "0",
+            "--inbox",
+            str(tmp_path / "inbox.sqlite"),
+            "--header-timeout",
+            "0.5",
+        ],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "LOG_LEVEL": "WARNING"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         url = process.stdout.readline().split()[-1]

@@ -24,8 +24,7 @@ from tests.integration.test_webhooks import ROUTE, billing_spec, invoice_event, 
 
 LIMITS = ClientLimits(headers_seconds=1.0, body_seconds=1.5, max_head_bytes=16 * 1024)
 SLACK = 2.0  # a loaded 2-core machine may be late by this much
-HEAD = (f"POST {ROUTE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        ).encode()
+HEAD = (f"POST {ROUTE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n").encode()
 
 
 @dataclass
@@ -57,8 +56,9 @@ class Outcome:
     closed: bool
 
 
-def trickle(port: int, chunks: Iterable[bytes], interval: float,
-            give_up_after: float = 15.0) -> Outcome:
+def trickle(
+    port: int, chunks: Iterable[bytes], interval: float, give_up_after: float = 15.0
+) -> Outcome:
     """Send `chunks` one per `interval` until the server answers or closes the connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         started = time.monotonic()
@@ -84,7 +84,7 @@ def trickle(port: int, chunks: Iterable[bytes], interval: float,
 
 
 def one_byte_at_a_time(data: bytes) -> Iterator[bytes]:
-    return (data[i:i + 1] for i in range(len(data)))
+    return (data[i : i + 1] for i in range(len(data)))
 
 
 def endless_header() -> Iterator[bytes]:
@@ -111,9 +111,11 @@ def test_client_is_cut_off_and_nothing_is_kept_when_it_trickles_a_declared_body(
     receiver: Served, secret: str
 ) -> None:
     body = invoice_event("evt_slow")
-    head = HEAD + b"".join(f"{name}: {value}\r\n".encode()
-                           for name, value in signed(secret, body).items()
-                           if name != "content-type")
+    head = HEAD + b"".join(
+        f"{name}: {value}\r\n".encode()
+        for name, value in signed(secret, body).items()
+        if name != "content-type"
+    )
     head += f"Content-Length: {len(body)}\r\n\r\n".encode()
     outcome = trickle(receiver.port, [head, *one_byte_at_a_time(body)], interval=0.05)
     assert outcome.closed, "the server kept a client that never finished its body"
@@ -133,12 +135,14 @@ def test_a_slow_client_within_the_limits_is_served_when_its_body_comes_in_pieces
     receiver: Served, secret: str
 ) -> None:
     body = invoice_event("evt_patient")
-    head = HEAD + b"".join(f"{name}: {value}\r\n".encode()
-                           for name, value in signed(secret, body).items()
-                           if name != "content-type")
+    head = HEAD + b"".join(
+        f"{name}: {value}\r\n".encode()
+        for name, value in signed(secret, body).items()
+        if name != "content-type"
+    )
     head += f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode()
     third = len(body) // 3
-    pieces = [head, body[:third], body[third:2 * third], body[2 * third:]]
+    pieces = [head, body[:third], body[third : 2 * third], body[2 * third :]]
     outcome = trickle(receiver.port, pieces, interval=0.25)
     assert outcome.answer.startswith(b"HTTP/1.1 200 "), outcome.answer[:200]
 
@@ -152,8 +156,9 @@ def test_other_clients_are_served_at_once_while_slow_clients_hold_connections(
             sock.sendall(HEAD + b"X-Slow: a")
         body = invoice_event("evt_fast")
         started = time.monotonic()
-        response = httpx.post(receiver.url + ROUTE, content=body, headers=signed(secret, body),
-                              timeout=5)
+        response = httpx.post(
+            receiver.url + ROUTE, content=body, headers=signed(secret, body), timeout=5
+        )
         assert response.status_code == 200
         assert time.monotonic() - started < 1.0
         # And every slow one is gone once the limit has passed.
@@ -172,8 +177,7 @@ def test_kept_alive_connection_serves_a_second_request_when_both_arrive_in_time(
     with httpx.Client(timeout=5) as client:
         for event_id in ("evt_a", "evt_b"):
             body = invoice_event(event_id)
-            response = client.post(receiver.url + ROUTE, content=body,
-                                   headers=signed(secret, body))
+            response = client.post(receiver.url + ROUTE, content=body, headers=signed(secret, body))
             assert response.status_code == 200
             time.sleep(LIMITS.headers_seconds * 0.6)  # idle, below uvicorn's keep-alive
         assert client.get(receiver.url + "/_health").status_code == 200

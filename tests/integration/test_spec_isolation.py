@@ -64,7 +64,7 @@ def assert_names_the_variable_the_file_and_the_sandbox_env(message: str, spec: P
 def test_extract_succeeds_when_another_spec_has_unset_variables(specs_with_shop: Path) -> None:
     result = cli("extract", "crm.companies")
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["records"] > 0
 
 
@@ -73,8 +73,9 @@ def test_extract_fails_naming_the_variable_the_spec_file_and_sandbox_env_when_it
 ) -> None:
     result = cli("extract", "shop.orders")
     assert result.exit_code == 1
-    assert_names_the_variable_the_file_and_the_sandbox_env(result.output,
-                                                           specs_with_shop / "shop.yaml")
+    assert_names_the_variable_the_file_and_the_sandbox_env(
+        result.output, specs_with_shop / "shop.yaml"
+    )
 
 
 def test_stream_consumer_runs_when_another_spec_has_unset_variables(
@@ -82,17 +83,22 @@ def test_stream_consumer_runs_when_another_spec_has_unset_variables(
 ) -> None:
     result = cli("streams", "consume", "--max-events", "3", "--publish-every", "3600")
     assert result.exit_code == 0, result.output
-    [stats] = json.loads(result.stdout[result.stdout.index("["):])
+    [stats] = json.loads(result.stdout[result.stdout.index("[") :])
     assert stats["events"] >= 3
 
 
 def test_webhook_receiver_resolves_only_the_specs_with_webhooks_when_others_lack_variables(
     specs_with_shop: Path,
 ) -> None:
-    assert list(webhook_specs({"BILLING_BASE_URL": "http://127.0.0.1:9",
-                               "BILLING_API_KEY": "key-123456",
-                               "BILLING_WEBHOOK_SECRET": "whsec_c2VjcmV0LXNlY3JldA=="})) == [
-        "billing"]
+    assert list(
+        webhook_specs(
+            {
+                "BILLING_BASE_URL": "http://127.0.0.1:9",
+                "BILLING_API_KEY": "key-123456",
+                "BILLING_WEBHOOK_SECRET": "whsec_c2VjcmV0LXNlY3JldA==",
+            }
+        )
+    ) == ["billing"]
 
 
 def test_raw_asset_of_one_source_materializes_when_another_spec_has_unset_variables(
@@ -110,5 +116,6 @@ def test_raw_asset_fails_naming_the_variable_the_spec_file_and_sandbox_env_when_
     platform = Platform(tmp_path / "dagster", load_specs())
     result = platform.materialize([platform.asset("shop", "orders")])
     assert not result.success
-    assert_names_the_variable_the_file_and_the_sandbox_env(failure_messages(result),
-                                                           specs_with_shop / "shop.yaml")
+    assert_names_the_variable_the_file_and_the_sandbox_env(
+        failure_messages(result), specs_with_shop / "shop.yaml"
+    )

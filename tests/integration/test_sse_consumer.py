@@ -49,14 +49,20 @@ def analytics_spec(url: str, **stream_settings: Any) -> SourceSpec:
 
 
 def raw_sink(spec: SourceSpec, data: Path, run_id: str = "test-run") -> RawStreamSink:
-    return RawStreamSink(spec, "usage", warehouse=Warehouse(data / "warehouse.duckdb"),
-                         landing_root=data / "landing", run_id=run_id,
-                         publish_every_seconds=3600)
+    return RawStreamSink(
+        spec,
+        "usage",
+        warehouse=Warehouse(data / "warehouse.duckdb"),
+        landing_root=data / "landing",
+        run_id=run_id,
+        publish_every_seconds=3600,
+    )
 
 
 def stream_stats(server: Sandbox) -> dict[str, Any]:
-    body: dict[str, Any] = httpx.get(f"{server.urls['analytics']}/_sandbox/stats",
-                                     timeout=10).json()
+    body: dict[str, Any] = httpx.get(
+        f"{server.urls['analytics']}/_sandbox/stats", timeout=10
+    ).json()
     return body
 
 
@@ -70,7 +76,8 @@ def raw_events(data: Path) -> list[tuple[int, str, str]]:
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
         rows = connection.execute(
             "SELECT (record ->> 'event_id')::BIGINT, record::VARCHAR, _partition_key "
-            'FROM raw."analytics__events" ORDER BY 1').fetchall()
+            'FROM raw."analytics__events" ORDER BY 1'
+        ).fetchall()
     return [(int(i), str(r), str(p)) for i, r, p in rows]
 
 
@@ -107,7 +114,8 @@ def expected_records(server: Sandbox, ids: Sequence[int]) -> list[dict[str, Any]
 
 
 def test_consumer_resumes_after_last_event_id_without_gap_or_duplicate_when_server_disconnects(
-        make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
     server = make_sandbox(stream_events_per_second=2000)
     spec = analytics_spec(server.urls["analytics"], batch_size=200, batch_seconds=0.1)
     clock = FakeClock()
@@ -131,11 +139,13 @@ def test_consumer_resumes_after_last_event_id_without_gap_or_duplicate_when_serv
     assert stored_checkpoint(tmp_path) == str(ids[-1])
     assert [orjson.loads(record) for _, record, _ in rows] == expected_records(server, ids)
     assert {partition for _, _, partition in rows} == {
-        record["occurred_at"][:10] for record in expected_records(server, ids)}
+        record["occurred_at"][:10] for record in expected_records(server, ids)
+    }
 
 
 def test_consumer_continues_after_the_warehouse_checkpoint_when_started_again(
-        make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
     server = make_sandbox(stream_events_per_second=0)
     spec = analytics_spec(server.urls["analytics"], batch_size=250)
     first = StreamConsumer(spec, "usage", raw_sink(spec, tmp_path, "run-1"), max_events=1000)
@@ -152,7 +162,8 @@ def test_consumer_continues_after_the_warehouse_checkpoint_when_started_again(
 
 
 def test_reconnect_waits_the_servers_retry_delay_when_the_server_disconnects(
-        make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
     server = make_sandbox(stream_events_per_second=500)
     spec = analytics_spec(server.urls["analytics"], batch_seconds=0.05)
     clock = FakeClock()
@@ -170,7 +181,8 @@ def test_reconnect_waits_the_servers_retry_delay_when_the_server_disconnects(
 
 
 def test_reconnect_backs_off_beyond_the_servers_retry_when_reconnecting_fails(
-        make_sandbox: MakeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_sandbox: MakeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(analytics, "STREAM_RETRY_MS", 100)
     server = make_sandbox(stream_events_per_second=500)
     spec = analytics_spec(server.urls["analytics"], batch_seconds=0.05)
@@ -193,7 +205,8 @@ def test_reconnect_backs_off_beyond_the_servers_retry_when_reconnecting_fails(
 
 
 def test_no_event_is_lost_or_doubled_when_chaos_cuts_the_stream_mid_event(
-        make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
     server = make_sandbox(stream_events_per_second=2000)
     # The first connection drops mid-event; the second ends cleanly, half an event short.
     server.engines["analytics"].configure(ChaosSettings(), script=["drop", "malformed"])
@@ -245,8 +258,9 @@ class EndlessStream:
         self.produced = 0
 
     def handler(self, request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                              content=self.body())
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, content=self.body()
+        )
 
     async def body(self) -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"
@@ -255,14 +269,17 @@ class EndlessStream:
             self.produced += self.events_per_chunk
             yield b"".join(
                 b'event: usage\nid: %d\ndata: {"event_id": %d, "padding": "%b"}\n\n'
-                % (i, i, b"x" * 200) for i in range(first, self.produced + 1))
+                % (i, i, b"x" * 200)
+                for i in range(first, self.produced + 1)
+            )
             await asyncio.sleep(0)  # a socket read lets other tasks run now and then
 
 
 def test_reader_stops_reading_and_memory_stays_flat_when_the_writer_is_slow() -> None:
     buffer, batch = 2000, 500
-    spec = analytics_spec("http://stream.test", batch_size=batch, batch_seconds=0.05,
-                          buffer_events=buffer)
+    spec = analytics_spec(
+        "http://stream.test", batch_size=batch, batch_seconds=0.05, buffer_events=buffer
+    )
     source = EndlessStream()
     sink = SlowSink(0.25)  # 2,000 events/s; reading alone goes many times faster
     consumer = StreamConsumer(spec, "usage", sink, transport=httpx.MockTransport(source.handler))
@@ -298,21 +315,45 @@ def test_reader_stops_reading_and_memory_stays_flat_when_the_writer_is_slow() ->
 
 
 def test_rows_and_checkpoint_roll_back_together_when_the_load_transaction_fails(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     spec = analytics_spec("http://127.0.0.1:9")
     sink = raw_sink(spec, tmp_path)
     assert sink.resume() is None
-    events = [StreamEvent(str(i), orjson.dumps({
-        "event_id": i, "user_id": "usr_1", "event_type": "login", "quantity": 1,
-        "occurred_at": "2026-01-02T03:04:05Z", "properties": {}}).decode()) for i in (1, 2)]
+    events = [
+        StreamEvent(
+            str(i),
+            orjson.dumps(
+                {
+                    "event_id": i,
+                    "user_id": "usr_1",
+                    "event_type": "login",
+                    "quantity": 1,
+                    "occurred_at": "2026-01-02T03:04:05Z",
+                    "properties": {},
+                }
+            ).decode(),
+        )
+        for i in (1, 2)
+    ]
     sink.write(events[:1])
     attempt = sink._land("2026-01-02", events[1:], sink._published_at)
     broken = [checkpoints.advance("analytics", "usage", "2"), ("SELECT 1 / 'not a number'", [])]
 
-    with Warehouse(tmp_path / "warehouse.duckdb").connect() as connection, \
-            pytest.raises(duckdb.Error):
-        load_attempt(connection, spec=spec, endpoint="events", attempt=attempt,
-                     partition="2026-01-02", run_id="r", mode="merge", extra_statements=broken)
+    with (
+        Warehouse(tmp_path / "warehouse.duckdb").connect() as connection,
+        pytest.raises(duckdb.Error),
+    ):
+        load_attempt(
+            connection,
+            spec=spec,
+            endpoint="events",
+            attempt=attempt,
+            partition="2026-01-02",
+            run_id="r",
+            mode="merge",
+            extra_statements=broken,
+        )
 
     assert [event_id for event_id, _, _ in raw_events(tmp_path)] == [1]
     assert stored_checkpoint(tmp_path) == "1"
@@ -329,39 +370,68 @@ def test_checkpoint_never_passes_an_unloaded_event_when_a_batch_spans_two_days()
 
 
 def test_batch_lands_in_each_events_utc_day_with_one_checkpoint_when_it_spans_midnight(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     spec = analytics_spec("http://127.0.0.1:9")
     sink = raw_sink(spec, tmp_path)
     sink.resume()
     times = ["2026-01-01T23:59:59.5Z", "2026-01-02T01:00:00+02:00", "2026-01-02T00:00:00.1Z"]
-    events = [StreamEvent(str(i), orjson.dumps({
-        "event_id": i, "user_id": "usr_1", "event_type": "login", "quantity": 1,
-        "occurred_at": at, "properties": {}}).decode()) for i, at in enumerate(times, start=10)]
+    events = [
+        StreamEvent(
+            str(i),
+            orjson.dumps(
+                {
+                    "event_id": i,
+                    "user_id": "usr_1",
+                    "event_type": "login",
+                    "quantity": 1,
+                    "occurred_at": at,
+                    "properties": {},
+                }
+            ).decode(),
+        )
+        for i, at in enumerate(times, start=10)
+    ]
 
     result = sink.write(events)
 
     assert [(i, p) for i, _, p in raw_events(tmp_path)] == [
-        (10, "2026-01-01"), (11, "2026-01-01"), (12, "2026-01-02")]
+        (10, "2026-01-01"),
+        (11, "2026-01-01"),
+        (12, "2026-01-02"),
+    ]
     assert result.partitions == ["2026-01-01", "2026-01-02"]
     assert stored_checkpoint(tmp_path) == "12"
 
 
 def test_undecodable_event_goes_to_dead_letters_and_the_checkpoint_moves_on_when_data_is_bad(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     spec = analytics_spec("http://127.0.0.1:9")
     sink = raw_sink(spec, tmp_path)
     sink.resume()
-    good = orjson.dumps({"event_id": 1, "user_id": "usr_1", "event_type": "login",
-                         "quantity": 1, "occurred_at": "2026-01-01T00:00:00Z",
-                         "properties": {}}).decode()
-    events = [StreamEvent("1", good), StreamEvent("2", '{"event_id": 2, "occurred'),
-              StreamEvent("3", '{"event_id": 3}')]
+    good = orjson.dumps(
+        {
+            "event_id": 1,
+            "user_id": "usr_1",
+            "event_type": "login",
+            "quantity": 1,
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "properties": {},
+        }
+    ).decode()
+    events = [
+        StreamEvent("1", good),
+        StreamEvent("2", '{"event_id": 2, "occurred'),
+        StreamEvent("3", '{"event_id": 3}'),
+    ]
 
     result = sink.write(events)
 
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
-        dead = connection.execute("SELECT record::VARCHAR, reason FROM raw._dead_letters "
-                                  "ORDER BY reason").fetchall()
+        dead = connection.execute(
+            "SELECT record::VARCHAR, reason FROM raw._dead_letters ORDER BY reason"
+        ).fetchall()
     assert [event_id for event_id, _, _ in raw_events(tmp_path)] == [1]
     assert result.dead_letters == 2 and len(dead) == 2
     assert "stream event 2" in dead[0][1] and "stream event 3" in dead[1][1]

@@ -94,22 +94,40 @@ def billing_spec(tmp_path: Path | None = None, *replacements: tuple[str, str]) -
     return load_spec(copy, env=os.environ)
 
 
-def invoice_event(event_id: str = "evt_1", invoice_id: str = "in_1", *, event_type: str =
-                  "invoice.paid", created: int = CREATED, **changes: Any) -> bytes:
-    invoice = {"id": invoice_id, "customer": "cus_1", "subscription": "sub_1",
-               "amount_due": 2900, "currency": "USD", "status": "paid", "created": created,
-               **changes}
-    return orjson.dumps({"id": event_id, "type": event_type, "created": created,
-                         "data": {"object": invoice}})
+def invoice_event(
+    event_id: str = "evt_1",
+    invoice_id: str = "in_1",
+    *,
+    event_type: str = "invoice.paid",
+    created: int = CREATED,
+    **changes: Any,
+) -> bytes:
+    invoice = {
+        "id": invoice_id,
+        "customer": "cus_1",
+        "subscription": "sub_1",
+        "amount_due": 2900,
+        "currency": "USD",
+        "status": "paid",
+        "created": created,
+        **changes,
+    }
+    return orjson.dumps(
+        {"id": event_id, "type": event_type, "created": created, "data": {"object": invoice}}
+    )
 
 
-def signed(secret: str, body: bytes, *, message_id: str | None = None,
-           timestamp: int | None = None) -> dict[str, str]:
+def signed(
+    secret: str, body: bytes, *, message_id: str | None = None, timestamp: int | None = None
+) -> dict[str, str]:
     message_id = message_id or orjson.loads(body)["id"]
     moment = datetime.fromtimestamp(timestamp or int(time.time()), UTC)
-    return {"content-type": "application/json", "webhook-id": message_id,
-            "webhook-timestamp": str(int(moment.timestamp())),
-            "webhook-signature": Webhook(secret).sign(message_id, moment, body.decode())}
+    return {
+        "content-type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(moment.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, moment, body.decode()),
+    }
 
 
 @dataclass
@@ -117,8 +135,9 @@ class Receiver:
     url: str
     inbox_path: Path
 
-    def post(self, body: bytes, headers: Mapping[str, str | bytes],
-             route: str = ROUTE) -> httpx.Response:
+    def post(
+        self, body: bytes, headers: Mapping[str, str | bytes], route: str = ROUTE
+    ) -> httpx.Response:
         return httpx.post(self.url + route, content=body, headers=headers, timeout=10)
 
     def inbox(self) -> Inbox:
@@ -138,11 +157,16 @@ def start_receiver(tmp_path: Path) -> Iterator[ReceiverFactory]:
     receiver app on a free port, served from a thread."""
     servers: list[ReceiverServer] = []
 
-    def start(spec: SourceSpec | None = None, wrap: Callable[[ASGIApp], ASGIApp] | None = None,
-              inbox_path: Path | None = None, synchronous: Synchronous = "NORMAL") -> Receiver:
+    def start(
+        spec: SourceSpec | None = None,
+        wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+        inbox_path: Path | None = None,
+        synchronous: Synchronous = "NORMAL",
+    ) -> Receiver:
         inbox_path = inbox_path or tmp_path / f"inbox-{len(servers)}.sqlite"
-        app: ASGIApp = create_receiver_app({"billing": spec or billing_spec()}, inbox_path,
-                                           synchronous=synchronous)
+        app: ASGIApp = create_receiver_app(
+            {"billing": spec or billing_spec()}, inbox_path, synchronous=synchronous
+        )
         server = ReceiverServer(wrap(app) if wrap else app, port=0).start()
         servers.append(server)
         return Receiver(server.url, inbox_path)
@@ -166,7 +190,11 @@ def test_event_is_acknowledged_and_kept_once_when_signed_with_the_secret(
     with receiver.inbox() as inbox:
         (event,) = inbox.undrained("billing", 0, 10**9)
     assert (event.event_id, event.event_type, event.endpoint, event.partition_key) == (
-        "evt_1", "invoice.paid", "invoices", DAY)
+        "evt_1",
+        "invoice.paid",
+        "invoices",
+        DAY,
+    )
     assert event.body == body
 
 
@@ -183,21 +211,41 @@ def forged_requests(secret: str) -> list[tuple[Forgery, bytes, dict[str, str]]]:
     other_secret = "whsec_" + "c29tZWJvZHktZWxzZS1lbnRpcmVseQ=="
     return [
         (Forgery("wrong secret", 401, "invalid_signature"), body, signed(other_secret, body)),
-        (Forgery("stale", 400, "stale_timestamp"), body,
-         signed(secret, body, timestamp=int(time.time()) - 301)),
-        (Forgery("tampered body, replayed headers", 401, "invalid_signature"),
-         invoice_event(amount_due=1), valid),
-        (Forgery("no signature", 400, "malformed_signature"), body,
-         {k: v for k, v in valid.items() if k != "webhook-signature"}),
-        (Forgery("garbled signature", 400, "malformed_signature"), body,
-         {**valid, "webhook-signature": "v1"}),
-        (Forgery("signed, not JSON", 400, "malformed_body"), b"not json",
-         signed(secret, b"not json", message_id="evt_x")),
-        (Forgery("signed, no event id", 400, "malformed_body"), b'{"type": "invoice.paid"}',
-         signed(secret, b'{"type": "invoice.paid"}', message_id="evt_y")),
-        (Forgery("signed, no day", 422, "unplaceable_record"),
-         invoice_event("evt_z", created="someday"),
-         signed(secret, invoice_event("evt_z", created="someday"))),
+        (
+            Forgery("stale", 400, "stale_timestamp"),
+            body,
+            signed(secret, body, timestamp=int(time.time()) - 301),
+        ),
+        (
+            Forgery("tampered body, replayed headers", 401, "invalid_signature"),
+            invoice_event(amount_due=1),
+            valid,
+        ),
+        (
+            Forgery("no signature", 400, "malformed_signature"),
+            body,
+            {k: v for k, v in valid.items() if k != "webhook-signature"},
+        ),
+        (
+            Forgery("garbled signature", 400, "malformed_signature"),
+            body,
+            {**valid, "webhook-signature": "v1"},
+        ),
+        (
+            Forgery("signed, not JSON", 400, "malformed_body"),
+            b"not json",
+            signed(secret, b"not json", message_id="evt_x"),
+        ),
+        (
+            Forgery("signed, no event id", 400, "malformed_body"),
+            b'{"type": "invoice.paid"}',
+            signed(secret, b'{"type": "invoice.paid"}', message_id="evt_y"),
+        ),
+        (
+            Forgery("signed, no day", 422, "unplaceable_record"),
+            invoice_event("evt_z", created="someday"),
+            signed(secret, invoice_event("evt_z", created="someday")),
+        ),
     ]
 
 
@@ -209,9 +257,15 @@ def test_requests_are_refused_and_recorded_without_touching_data_when_forged_sta
     for forgery, body, headers in cases:
         response = receiver.post(body, headers)
         assert (response.status_code, response.json()["error"]) == (
-            forgery.status, forgery.reason), forgery.name
-    assert receiver.counts() == {"received": 0, "undrained": 0, "ignored": 0,
-                                 "rejected": len(cases)}
+            forgery.status,
+            forgery.reason,
+        ), forgery.name
+    assert receiver.counts() == {
+        "received": 0,
+        "undrained": 0,
+        "ignored": 0,
+        "rejected": len(cases),
+    }
     with receiver.inbox() as inbox:
         rejections = inbox.rejections("billing")
     assert [r.reason for r in rejections] == [f.reason for f, _, _ in cases]
@@ -271,10 +325,12 @@ def test_stripe_style_signatures_are_verified_when_the_spec_says_stripe(
     now = int(time.time())
     good = receiver.post(body, {"stripe-signature": stripe_signature_header(secret, body, now)})
     assert good.status_code == 200, good.text
-    forged = receiver.post(body, {"stripe-signature": stripe_signature_header("x" + secret,
-                                                                              body, now)})
-    stale = receiver.post(body, {"stripe-signature":
-                                 stripe_signature_header(secret, body, now - 600)})
+    forged = receiver.post(
+        body, {"stripe-signature": stripe_signature_header("x" + secret, body, now)}
+    )
+    stale = receiver.post(
+        body, {"stripe-signature": stripe_signature_header(secret, body, now - 600)}
+    )
     garbled = receiver.post(body, {"stripe-signature": "t=now"})
     standard = receiver.post(body, signed(secret, body))
     assert [r.status_code for r in (forged, stale, garbled, standard)] == [401, 400, 400, 400]
@@ -290,8 +346,11 @@ def signed_at(secret: str, body: bytes, timestamp: str, scheme: str) -> dict[str
     key = base64.b64decode(secret.removeprefix("whsec_"))
     message_id = orjson.loads(body)["id"]
     digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256)
-    return {"webhook-id": message_id.encode(), "webhook-timestamp": timestamp.encode(),
-            "webhook-signature": b"v1," + base64.b64encode(digest.digest())}
+    return {
+        "webhook-id": message_id.encode(),
+        "webhook-timestamp": timestamp.encode(),
+        "webhook-signature": b"v1," + base64.b64encode(digest.digest()),
+    }
 
 
 def refusal(response: httpx.Response) -> tuple[int, str]:
@@ -305,16 +364,23 @@ def refusal(response: httpx.Response) -> tuple[int, str]:
 YEAR = 365 * 24 * 3600
 # (timestamp header, why it is refused); every one signed with the right secret.
 OUT_OF_RANGE_TIMESTAMPS = [
-    ("soon", "invalid_timestamp"), ("-1", "invalid_timestamp"),
-    ("-1750000000", "invalid_timestamp"), ("1e20", "invalid_timestamp"),
-    ("1.75e9", "invalid_timestamp"), ("1750000000.5", "invalid_timestamp"),
-    ("+1750000000", "invalid_timestamp"), ("1_750_000_000", "invalid_timestamp"),
-    ("NaN", "invalid_timestamp"), ("inf", "invalid_timestamp"),
+    ("soon", "invalid_timestamp"),
+    ("-1", "invalid_timestamp"),
+    ("-1750000000", "invalid_timestamp"),
+    ("1e20", "invalid_timestamp"),
+    ("1.75e9", "invalid_timestamp"),
+    ("1750000000.5", "invalid_timestamp"),
+    ("+1750000000", "invalid_timestamp"),
+    ("1_750_000_000", "invalid_timestamp"),
+    ("NaN", "invalid_timestamp"),
+    ("inf", "invalid_timestamp"),
     ("9" * 400, "invalid_timestamp"),  # overflows float arithmetic
     ("9" * 5000, "invalid_timestamp"),  # beyond int()'s digit limit
     ("999999999999", "invalid_timestamp"),  # 12 digits: after year 33658
-    ("0", "stale_timestamp"), ("99999999999", "stale_timestamp"),
-    ("{past}", "stale_timestamp"), ("{future}", "stale_timestamp"),
+    ("0", "stale_timestamp"),
+    ("99999999999", "stale_timestamp"),
+    ("{past}", "stale_timestamp"),
+    ("{future}", "stale_timestamp"),
 ]
 
 
@@ -334,7 +400,8 @@ def test_signed_events_get_a_recorded_400_when_their_timestamp_is_out_of_range(
     assert answers == [(t[:20], 400, reason) for t, reason in OUT_OF_RANGE_TIMESTAMPS]
     with receiver.inbox() as inbox:
         assert [r.reason for r in inbox.rejections()] == [
-            reason for _, reason in OUT_OF_RANGE_TIMESTAMPS]
+            reason for _, reason in OUT_OF_RANGE_TIMESTAMPS
+        ]
         assert all(r.detail and "timestamp" in r.detail for r in inbox.rejections())
         assert inbox.counts()["received"] == 0
     body = invoice_event("evt_ok")
@@ -349,8 +416,11 @@ def _not_in_the_window(text: str) -> bool:
 ANY_TIMESTAMP = st.one_of(
     st.integers().filter(lambda n: abs(n - time.time()) > 600).map(str),
     st.floats().map(repr),
-    st.text(st.characters(codec="latin-1", exclude_categories=["Cc", "Zs", "Zl", "Zp"]),
-            min_size=1, max_size=60).filter(_not_in_the_window),
+    st.text(
+        st.characters(codec="latin-1", exclude_categories=["Cc", "Zs", "Zl", "Zp"]),
+        min_size=1,
+        max_size=60,
+    ).filter(_not_in_the_window),
 )
 
 
@@ -378,8 +448,10 @@ def test_signed_events_never_get_anything_but_a_recorded_400_when_the_timestamp_
 def test_bodies_over_the_limit_are_refused_with_413_when_declared_or_streamed(
     start_receiver: ReceiverFactory, secret: str, tmp_path: Path
 ) -> None:
-    spec = billing_spec(tmp_path, ("signature: standard_webhooks",
-                                   "signature: standard_webhooks\n  max_body_bytes: 4096"))
+    spec = billing_spec(
+        tmp_path,
+        ("signature: standard_webhooks", "signature: standard_webhooks\n  max_body_bytes: 4096"),
+    )
     receiver = start_receiver(spec)
     big = invoice_event(notes="x" * 5000)
     declared = receiver.post(big, signed(secret, big))
@@ -388,8 +460,12 @@ def test_bodies_over_the_limit_are_refused_with_413_when_declared_or_streamed(
         for _ in range(64):
             yield b"x" * 1024
 
-    streamed = httpx.post(receiver.url + ROUTE, content=chunks(),
-                          headers=signed(secret, b"{}", message_id="evt_s"), timeout=10)
+    streamed = httpx.post(
+        receiver.url + ROUTE,
+        content=chunks(),
+        headers=signed(secret, b"{}", message_id="evt_s"),
+        timeout=10,
+    )
     assert (declared.status_code, streamed.status_code) == (413, 413)
     with receiver.inbox() as inbox:
         assert [r.reason for r in inbox.rejections()] == ["body_too_large"] * 2
@@ -436,18 +512,32 @@ def test_events_are_acknowledged_once_each_when_the_inbox_fsyncs_every_commit(
     receiver = start_receiver(synchronous="FULL")  # commits run in the writer thread
     bodies = [invoice_event(f"evt_{n}", f"in_{n}") for n in range(20)]
     with httpx.Client(base_url=receiver.url, timeout=10) as client:
-        statuses = [client.post(ROUTE, content=b, headers=signed(secret, b)).json()["status"]
-                    for b in [*bodies, bodies[0]]]
+        statuses = [
+            client.post(ROUTE, content=b, headers=signed(secret, b)).json()["status"]
+            for b in [*bodies, bodies[0]]
+        ]
     assert statuses == ["accepted"] * 20 + ["duplicate"]
     assert receiver.counts()["received"] == 20
 
 
 def spawn_receiver(inbox: Path) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "integration_platform.cli", "webhooks", "serve", "--port", "0",
-         "--inbox", str(inbox)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "LOG_LEVEL": "WARNING"})
+        [
+            sys.executable,
+            "-m",
+            "integration_platform.cli",
+            "webhooks",
+            "serve",
+            "--port",
+            "0",
+            "--inbox",
+            str(inbox),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "LOG_LEVEL": "WARNING"},
+    )
     assert process.stdout is not None
     first = process.stdout.readline()
     assert first.startswith("webhooks: listening on "), first
@@ -472,8 +562,10 @@ def test_acknowledged_events_survive_when_the_receiver_is_killed_and_restarted(
     try:
         with httpx.Client(base_url=url, timeout=10) as client:
             for body in bodies:
-                assert client.post(ROUTE, content=body,
-                                   headers=signed(secret, body)).status_code == 200
+                assert (
+                    client.post(ROUTE, content=body, headers=signed(secret, body)).status_code
+                    == 200
+                )
     finally:
         os.kill(process.pid, signal.SIGKILL)  # no shutdown, no flush: a crash
         process.wait(timeout=10)
@@ -496,8 +588,9 @@ class Pipeline:
         self.specs = specs
         self.resources: dict[str, Any] = {
             "warehouse": WarehouseResource(path=str(self.warehouse_path), publish=False),
-            "landing": LandingZoneResource(root=str(data / "landing"),
-                                           state_root=str(data / "state")),
+            "landing": LandingZoneResource(
+                root=str(data / "landing"), state_root=str(data / "state")
+            ),
             # No batch window: these tests drain at the next tick (the window's own tests below).
             "webhook_inbox": WebhookInboxResource(path=str(inbox_path), batch_window_seconds=0),
             **{api_resource_key(name): api_resource(spec) for name, spec in specs.items()},
@@ -511,14 +604,19 @@ class Pipeline:
         self.cursor: str | None = None
         jobs, schedules = build_reconciliation(specs)
         self.reconcile_schedule = schedules[0]
-        self.defs = Definitions(assets=raw_assets(specs, retry_policy=None),
-                                jobs=[self.drain_job, *jobs], schedules=schedules,
-                                resources=self.resources)
+        self.defs = Definitions(
+            assets=raw_assets(specs, retry_policy=None),
+            jobs=[self.drain_job, *jobs],
+            schedules=schedules,
+            resources=self.resources,
+        )
 
     def tick(self) -> list[RunRequest]:
-        context = build_sensor_context(instance=self.instance, cursor=self.cursor,
-                                       resources={"webhook_inbox":
-                                                  self.resources["webhook_inbox"]})
+        context = build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            resources={"webhook_inbox": self.resources["webhook_inbox"]},
+        )
         result = self.sensor(context)
         assert isinstance(result, SensorResult)
         self.cursor = result.cursor
@@ -526,39 +624,49 @@ class Pipeline:
 
     def run(self, request: RunRequest) -> None:
         outcome = self.drain_job.execute_in_process(
-            run_config=request.run_config, instance=self.instance, tags=request.tags,
-            resources=self.resources)
+            run_config=request.run_config,
+            instance=self.instance,
+            tags=request.tags,
+            resources=self.resources,
+        )
         assert outcome.success
 
     def reconcile(self, day: str) -> None:
         moment = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1, hours=3)
-        with build_schedule_context(instance=self.instance, scheduled_execution_time=moment,
-                                    repository_def=self.defs.get_repository_def()) as context:
+        with build_schedule_context(
+            instance=self.instance,
+            scheduled_execution_time=moment,
+            repository_def=self.defs.get_repository_def(),
+        ) as context:
             request = self.reconcile_schedule.evaluate_tick(context).run_requests
         assert request is not None and len(request) == 1
         assert request[0].partition_key == demo_partition(day)
         job = self.defs.resolve_job_def(reconciliation_job_name("billing"))
-        outcome = job.execute_in_process(partition_key=demo_partition(day),
-                                         instance=self.instance)
+        outcome = job.execute_in_process(partition_key=demo_partition(day), instance=self.instance)
         assert outcome.success
 
     def rows(self, endpoint: str) -> list[tuple[str, str, dict[str, Any]]]:
         """(partition, primary key, record) of every row."""
         with duckdb.connect(str(self.warehouse_path), read_only=True) as connection:
             rows = connection.execute(
-                f'SELECT _partition_key, _primary_key, record FROM raw."billing__{endpoint}" '  # noqa: S608
-                "ORDER BY 1, 2").fetchall()
+                f'SELECT _partition_key, _primary_key, record FROM raw."billing__{endpoint}" '
+                "ORDER BY 1, 2"
+            ).fetchall()
         return [(p, k, orjson.loads(r)) for p, k, r in rows]
 
 
 @pytest.fixture
-def sandbox_receiver(make_sandbox: Callable[..., Sandbox], start_receiver: ReceiverFactory,
-                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                     ) -> Callable[..., tuple[Sandbox, Receiver, Pipeline]]:
+def sandbox_receiver(
+    make_sandbox: Callable[..., Sandbox],
+    start_receiver: ReceiverFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Callable[..., tuple[Sandbox, Receiver, Pipeline]]:
     """A private sandbox whose billing sends its webhooks to a fresh receiver."""
 
-    def make(wrap: Callable[[ASGIApp], ASGIApp] | None = None,
-             ) -> tuple[Sandbox, Receiver, Pipeline]:
+    def make(
+        wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    ) -> tuple[Sandbox, Receiver, Pipeline]:
         receiver = start_receiver(wrap=wrap)
         server = make_sandbox(webhook_url=receiver.url + ROUTE, webhook_events_per_second=0)
         for vendor, url in server.urls.items():
@@ -570,8 +678,9 @@ def sandbox_receiver(make_sandbox: Callable[..., Sandbox], start_receiver: Recei
 
 
 def emit(server: Sandbox, count: int) -> dict[str, Any]:
-    response = httpx.post(f"{server.urls['billing']}/_sandbox/webhooks/emit",
-                          params={"count": count}, timeout=60)
+    response = httpx.post(
+        f"{server.urls['billing']}/_sandbox/webhooks/emit", params={"count": count}, timeout=60
+    )
     response.raise_for_status()
     result: dict[str, Any] = response.json()
     assert result["emitted"] == count and result["failed"] == 0
@@ -583,16 +692,24 @@ def served(server: Sandbox, endpoint: str, day: str) -> dict[str, dict[str, Any]
     start = date.fromisoformat(day)
     response = httpx.get(
         f"{server.urls['billing']}/v1/{endpoint}",
-        params={"created_since": f"{start}T00:00:00Z", "created_before":
-                f"{start + timedelta(days=1)}T00:00:00Z", "limit": 500},
-        headers={"X-API-Key": os.environ["BILLING_API_KEY"]}, timeout=10)
+        params={
+            "created_since": f"{start}T00:00:00Z",
+            "created_before": f"{start + timedelta(days=1)}T00:00:00Z",
+            "limit": 500,
+        },
+        headers={"X-API-Key": os.environ["BILLING_API_KEY"]},
+        timeout=10,
+    )
     response.raise_for_status()
     return {record["id"]: record for record in response.json()["data"]}
 
 
 def utc_day(value: int | str) -> str:
-    moment = (datetime.fromtimestamp(value, UTC) if isinstance(value, int)
-              else datetime.fromisoformat(value.replace("Z", "+00:00")))
+    moment = (
+        datetime.fromtimestamp(value, UTC)
+        if isinstance(value, int)
+        else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    )
     return moment.astimezone(UTC).date().isoformat()
 
 
@@ -655,17 +772,21 @@ def _age_inbox(receiver: Receiver, seconds: float) -> None:
     with sqlite3.connect(receiver.inbox_path) as connection:
         for seq, received_at in connection.execute("SELECT seq, received_at FROM events"):
             earlier = datetime.fromisoformat(received_at) - timedelta(seconds=seconds)
-            connection.execute("UPDATE events SET received_at = ? WHERE seq = ?",
-                               (earlier.isoformat(), seq))
+            connection.execute(
+                "UPDATE events SET received_at = ? WHERE seq = ?", (earlier.isoformat(), seq)
+            )
 
 
 def test_sensor_holds_fresh_events_until_the_oldest_waited_the_batch_window_when_batching(
-    start_receiver: ReceiverFactory, secret: str, tmp_path: Path,
+    start_receiver: ReceiverFactory,
+    secret: str,
+    tmp_path: Path,
 ) -> None:
     receiver = start_receiver()
     pipeline = Pipeline(tmp_path / "data", receiver.inbox_path, load_specs([BILLING_SPEC]))
     pipeline.resources["webhook_inbox"] = WebhookInboxResource(
-        path=str(receiver.inbox_path), batch_window_seconds=300)
+        path=str(receiver.inbox_path), batch_window_seconds=300
+    )
     _post_invoices(receiver, secret, range(3))
     assert pipeline.tick() == []  # fresh events wait for the window: no run
     _post_invoices(receiver, secret, range(3, 5))
@@ -679,12 +800,15 @@ def test_sensor_holds_fresh_events_until_the_oldest_waited_the_batch_window_when
 
 
 def test_sensor_drains_a_full_backlog_at_once_when_max_batch_events_are_waiting(
-    start_receiver: ReceiverFactory, secret: str, tmp_path: Path,
+    start_receiver: ReceiverFactory,
+    secret: str,
+    tmp_path: Path,
 ) -> None:
     receiver = start_receiver()
     pipeline = Pipeline(tmp_path / "data", receiver.inbox_path, load_specs([BILLING_SPEC]))
     pipeline.resources["webhook_inbox"] = WebhookInboxResource(
-        path=str(receiver.inbox_path), batch_window_seconds=300, max_batch_events=3)
+        path=str(receiver.inbox_path), batch_window_seconds=300, max_batch_events=3
+    )
     _post_invoices(receiver, secret, range(7))
     # Two full batches go at once, fresh as they are; the remainder waits for the window.
     assert [r.run_key for r in pipeline.tick()] == ["billing:1-3", "billing:4-6"]
@@ -693,8 +817,10 @@ def test_sensor_drains_a_full_backlog_at_once_when_max_batch_events_are_waiting(
 
 def _sent_events(receiver: Receiver) -> list[dict[str, Any]]:
     with sqlite3.connect(receiver.inbox_path) as connection:
-        return [orjson.loads(body) for (body,) in
-                connection.execute("SELECT body FROM events ORDER BY seq")]
+        return [
+            orjson.loads(body)
+            for (body,) in connection.execute("SELECT body FROM events ORDER BY seq")
+        ]
 
 
 def test_webhooks_reach_the_raw_tables_within_seconds_when_the_vendor_emits_them(
@@ -721,8 +847,11 @@ class DropSome:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or [])
         event_id = headers.get(b"webhook-id", b"").decode()
-        if scope["type"] == "http" and event_id and int(
-                hashlib.sha256(event_id.encode()).hexdigest(), 16) % 3 == 0:
+        if (
+            scope["type"] == "http"
+            and event_id
+            and int(hashlib.sha256(event_id.encode()).hexdigest(), 16) % 3 == 0
+        ):
             self.dropped.add(event_id)
             while (await receive()).get("more_body"):
                 pass
@@ -748,12 +877,16 @@ def test_reconciliation_makes_the_raw_day_equal_the_api_when_webhooks_were_lost(
         pipeline.run(request)
 
     def raw_day(endpoint: str, day: str) -> dict[str, dict[str, Any]]:
-        return {key: record for partition, key, record in pipeline.rows(endpoint)
-                if partition == day}
+        return {
+            key: record for partition, key, record in pipeline.rows(endpoint) if partition == day
+        }
 
     covered = sorted({partition for partition, _, _ in pipeline.rows("payments")})[:-1]
-    incomplete = [day for day in covered
-                  if set(raw_day("payments", day)) < set(served(server, "payments", day))]
+    incomplete = [
+        day
+        for day in covered
+        if set(raw_day("payments", day)) < set(served(server, "payments", day))
+    ]
     assert incomplete  # events were lost (and pending payments are never pushed)
     day = incomplete[0]
     api = {endpoint: served(server, endpoint, day) for endpoint in ("payments", "invoices")}

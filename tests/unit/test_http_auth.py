@@ -34,8 +34,9 @@ ENV = {
     "KEY_ID": "analytics-key",
     "SIGNING_SECRET": "signing-secret-abc",
 }
-SECRETS = [ENV[name] for name in ("CLIENT_SECRET", "API_KEY", "TOKEN", "PASSWORD",
-                                  "SIGNING_SECRET")]
+SECRETS = [
+    ENV[name] for name in ("CLIENT_SECRET", "API_KEY", "TOKEN", "PASSWORD", "SIGNING_SECRET")
+]
 
 Handler = Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
 
@@ -50,14 +51,21 @@ def auth_spec(raw: dict[str, Any]) -> AuthSpec:
 
 
 def oauth_spec(**overrides: Any) -> AuthSpec:
-    return auth_spec({"type": "oauth2_client_credentials", "token_url": "/oauth/token",
-                      "client_id": "${CLIENT_ID}", "client_secret": "${CLIENT_SECRET}",
-                      **overrides})
+    return auth_spec(
+        {
+            "type": "oauth2_client_credentials",
+            "token_url": "/oauth/token",
+            "client_id": "${CLIENT_ID}",
+            "client_secret": "${CLIENT_SECRET}",
+            **overrides,
+        }
+    )
 
 
 def hmac_spec(**overrides: Any) -> AuthSpec:
-    return auth_spec({"type": "hmac", "key_id": "${KEY_ID}", "secret": "${SIGNING_SECRET}",
-                      **overrides})
+    return auth_spec(
+        {"type": "hmac", "key_id": "${KEY_ID}", "secret": "${SIGNING_SECRET}", **overrides}
+    )
 
 
 class FakeVendor:
@@ -88,8 +96,11 @@ class FakeVendor:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         self.api_tokens.append(token)
         if token not in self.valid_tokens:
-            return httpx.Response(401, json={"error": "invalid_token"},
-                                  headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return httpx.Response(
+                401,
+                json={"error": "invalid_token"},
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         return httpx.Response(200, json={"token": token})
 
     def revoke_all(self) -> None:
@@ -99,20 +110,28 @@ class FakeVendor:
         return dict(parse_qsl(self.token_requests[index].content.decode()))
 
 
-def oauth(vendor: Handler, clock: FakeClock | None = None,
-          **options: Any) -> auth.ClientCredentials:
-    return auth.ClientCredentials(TOKEN_URL, ENV["CLIENT_ID"],
-                                  SecretStr(ENV["CLIENT_SECRET"]), clock=clock or FakeClock(),
-                                  transport=httpx.MockTransport(vendor), **options)
+def oauth(
+    vendor: Handler, clock: FakeClock | None = None, **options: Any
+) -> auth.ClientCredentials:
+    return auth.ClientCredentials(
+        TOKEN_URL,
+        ENV["CLIENT_ID"],
+        SecretStr(ENV["CLIENT_SECRET"]),
+        clock=clock or FakeClock(),
+        transport=httpx.MockTransport(vendor),
+        **options,
+    )
 
 
 def api_client(auth_flow: httpx.Auth, handler: Handler) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=BASE_URL, auth=auth_flow,
-                             transport=httpx.MockTransport(handler))
+    return httpx.AsyncClient(
+        base_url=BASE_URL, auth=auth_flow, transport=httpx.MockTransport(handler)
+    )
 
 
-async def sent_request(auth_flow: httpx.Auth | None, method: str = "GET", url: str = "/items",
-                       **kwargs: Any) -> httpx.Request:
+async def sent_request(
+    auth_flow: httpx.Auth | None, method: str = "GET", url: str = "/items", **kwargs: Any
+) -> httpx.Request:
     """The request as it reached the wire, after the auth flow touched it."""
     seen: list[httpx.Request] = []
 
@@ -121,8 +140,9 @@ async def sent_request(auth_flow: httpx.Auth | None, method: str = "GET", url: s
         seen.append(request)
         return httpx.Response(200, json={})
 
-    async with httpx.AsyncClient(base_url=BASE_URL, auth=auth_flow,
-                                 transport=httpx.MockTransport(record)) as client:
+    async with httpx.AsyncClient(
+        base_url=BASE_URL, auth=auth_flow, transport=httpx.MockTransport(record)
+    ) as client:
         (await client.request(method, url, **kwargs)).raise_for_status()
     return seen[-1]
 
@@ -136,7 +156,8 @@ async def test_no_auth_builds_nothing_when_the_source_is_open() -> None:
 
 async def test_api_key_goes_in_the_named_header_when_location_is_header() -> None:
     built = auth.build_auth(
-        auth_spec({"type": "api_key", "name": "X-Api-Key", "value": "${API_KEY}"}), BASE_URL)
+        auth_spec({"type": "api_key", "name": "X-Api-Key", "value": "${API_KEY}"}), BASE_URL
+    )
     request = await sent_request(built)
     assert request.headers["X-Api-Key"] == ENV["API_KEY"]
     assert "api_key" not in str(request.url)
@@ -145,7 +166,8 @@ async def test_api_key_goes_in_the_named_header_when_location_is_header() -> Non
 async def test_api_key_is_added_to_the_query_when_location_is_query() -> None:
     built = auth.build_auth(
         auth_spec({"type": "api_key", "name": "api_key", "value": "${API_KEY}", "in": "query"}),
-        BASE_URL)
+        BASE_URL,
+    )
     request = await sent_request(built, params={"page": 2})
     assert request.url.params["api_key"] == ENV["API_KEY"]
     assert request.url.params["page"] == "2"
@@ -160,7 +182,8 @@ async def test_bearer_token_is_sent_in_authorization_when_configured() -> None:
 
 async def test_basic_credentials_are_base64_encoded_when_configured() -> None:
     built = auth.build_auth(
-        auth_spec({"type": "basic", "username": "reporter", "password": "${PASSWORD}"}), BASE_URL)
+        auth_spec({"type": "basic", "username": "reporter", "password": "${PASSWORD}"}), BASE_URL
+    )
     request = await sent_request(built)
     scheme, _, encoded = request.headers["Authorization"].partition(" ")
     assert scheme == "Basic"
@@ -183,9 +206,12 @@ async def test_token_is_requested_with_credentials_in_the_form_when_client_auth_
     vendor = FakeVendor()
     async with api_client(oauth(vendor, scope="contacts.read"), vendor) as client:
         assert (await client.get("/contacts")).status_code == 200
-    assert vendor.form() == {"grant_type": "client_credentials", "scope": "contacts.read",
-                             "client_id": ENV["CLIENT_ID"],
-                             "client_secret": ENV["CLIENT_SECRET"]}
+    assert vendor.form() == {
+        "grant_type": "client_credentials",
+        "scope": "contacts.read",
+        "client_id": ENV["CLIENT_ID"],
+        "client_secret": ENV["CLIENT_SECRET"],
+    }
     assert "authorization" not in vendor.token_requests[0].headers
     assert vendor.api_tokens == ["token-1"]
 
@@ -196,7 +222,8 @@ async def test_token_is_requested_with_http_basic_when_client_auth_is_basic() ->
         assert (await client.get("/contacts")).status_code == 200
     header = vendor.token_requests[0].headers["Authorization"]
     assert base64.b64decode(header.removeprefix("Basic ")).decode() == (
-        f"{ENV['CLIENT_ID']}:{ENV['CLIENT_SECRET']}")
+        f"{ENV['CLIENT_ID']}:{ENV['CLIENT_SECRET']}"
+    )
     assert vendor.form() == {"grant_type": "client_credentials"}
 
 
@@ -319,10 +346,13 @@ def test_refresh_works_in_a_new_event_loop_when_the_auth_outlives_the_first_one(
 
 async def test_token_endpoint_401_raises_auth_error_without_the_secret_when_refused() -> None:
     vendor = FakeVendor()
-    vendor.token_response = httpx.Response(401, json={
-        "error": "invalid_client",
-        "error_description": f"wrong secret {ENV['CLIENT_SECRET']}",  # a careless server
-    })
+    vendor.token_response = httpx.Response(
+        401,
+        json={
+            "error": "invalid_client",
+            "error_description": f"wrong secret {ENV['CLIENT_SECRET']}",  # a careless server
+        },
+    )
     async with api_client(oauth(vendor), vendor) as client:
         with pytest.raises(AuthError) as caught:
             await client.get("/contacts")
@@ -346,8 +376,9 @@ async def test_token_endpoint_400_raises_auth_error_naming_the_server_error_when
 @pytest.mark.parametrize("status", [503, 429])
 async def test_token_endpoint_overload_raises_transient_error_when_it_answers(status: int) -> None:
     vendor = FakeVendor()
-    vendor.token_response = httpx.Response(status, headers={"Retry-After": "7"},
-                                           json={"error": "temporarily_unavailable"})
+    vendor.token_response = httpx.Response(
+        status, headers={"Retry-After": "7"}, json={"error": "temporarily_unavailable"}
+    )
     async with api_client(oauth(vendor), vendor) as client:
         with pytest.raises(TransientHTTPError) as caught:
             await client.get("/contacts")
@@ -385,29 +416,44 @@ async def test_token_response_without_access_token_raises_auth_error_when_malfor
 def test_oauth_refuses_a_sync_client_when_used_with_httpx_client() -> None:
     vendor = FakeVendor()
     transport = httpx.MockTransport(lambda request: httpx.Response(200))
-    with httpx.Client(auth=oauth(vendor), transport=transport) as client, \
-            pytest.raises(TypeError, match="AsyncClient"):
+    with (
+        httpx.Client(auth=oauth(vendor), transport=transport) as client,
+        pytest.raises(TypeError, match="AsyncClient"),
+    ):
         client.get(f"{BASE_URL}/contacts")
 
 
 # -- HMAC signing -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "url", "kwargs"), [
-    ("GET", "/v1/users", {"params": {"page": 1, "per_page": 5}}),
-    ("GET", "/v1/users", {"params": {"q": "Ada Lovelace & co/é", "since": "2025-01-01T00:00:00Z"}}),
-    ("GET", "/v1/users", {}),
-    ("POST", "/v1/query?dry_run=true", {"json": {"select": ["user_id"], "limit": 10}}),
-])
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs"),
+    [
+        ("GET", "/v1/users", {"params": {"page": 1, "per_page": 5}}),
+        (
+            "GET",
+            "/v1/users",
+            {"params": {"q": "Ada Lovelace & co/é", "since": "2025-01-01T00:00:00Z"}},
+        ),
+        ("GET", "/v1/users", {}),
+        ("POST", "/v1/query?dry_run=true", {"json": {"select": ["user_id"], "limit": 10}}),
+    ],
+)
 async def test_hmac_headers_equal_the_sandbox_scheme_when_using_the_defaults(
     method: str, url: str, kwargs: dict[str, Any]
 ) -> None:
     clock = FakeClock(start=1_750_000_123.9)
-    request = await sent_request(auth.build_auth(hmac_spec(), BASE_URL, clock), method, url,
-                                 **kwargs)
-    expected = signing.signed_headers(ENV["KEY_ID"], ENV["SIGNING_SECRET"], method,
-                                      request.url.raw_path, request.content,
-                                      timestamp=1_750_000_123)
+    request = await sent_request(
+        auth.build_auth(hmac_spec(), BASE_URL, clock), method, url, **kwargs
+    )
+    expected = signing.signed_headers(
+        ENV["KEY_ID"],
+        ENV["SIGNING_SECRET"],
+        method,
+        request.url.raw_path,
+        request.content,
+        timestamp=1_750_000_123,
+    )
     assert {name: request.headers[name] for name in expected} == expected
     if method == "POST":
         assert request.content  # the body was signed, not an empty string
@@ -435,25 +481,34 @@ async def test_hmac_signature_is_base64_when_encoding_is_base64() -> None:
 
 async def test_hmac_fills_every_placeholder_when_the_template_is_custom() -> None:
     clock = FakeClock(start=1_700_000_000)
-    signer = auth.build_auth(hmac_spec(
-        canonical="{key_id}|{method}|{path}|{query}|{timestamp}|{body_sha256}",
-        headers={"Authorization": "HMAC {key_id}:{signature}", "Date": "{timestamp}"},
-    ), BASE_URL, clock)
+    signer = auth.build_auth(
+        hmac_spec(
+            canonical="{key_id}|{method}|{path}|{query}|{timestamp}|{body_sha256}",
+            headers={"Authorization": "HMAC {key_id}:{signature}", "Date": "{timestamp}"},
+        ),
+        BASE_URL,
+        clock,
+    )
     request = await sent_request(signer, "PUT", "/things/a%20b", params={"x": "1"}, content=b"hi")
-    canonical = (f"{ENV['KEY_ID']}|PUT|/v2/things/a%20b|x=1|1700000000|"
-                 f"{hashlib.sha256(b'hi').hexdigest()}")
-    signature = hmac.new(ENV["SIGNING_SECRET"].encode(), canonical.encode(),
-                         hashlib.sha256).hexdigest()
+    canonical = (
+        f"{ENV['KEY_ID']}|PUT|/v2/things/a%20b|x=1|1700000000|{hashlib.sha256(b'hi').hexdigest()}"
+    )
+    signature = hmac.new(
+        ENV["SIGNING_SECRET"].encode(), canonical.encode(), hashlib.sha256
+    ).hexdigest()
     assert request.headers["Authorization"] == f"HMAC {ENV['KEY_ID']}:{signature}"
     assert request.headers["Date"] == "1700000000"
     assert "X-Signature" not in request.headers
 
 
-@pytest.mark.parametrize(("field", "template"), [
-    ("canonical", "{method}\n{uri}"),
-    ("canonical", "{method"),
-    ("headers", {"X-Signature": "{sig}"}),
-])
+@pytest.mark.parametrize(
+    ("field", "template"),
+    [
+        ("canonical", "{method}\n{uri}"),
+        ("canonical", "{method"),
+        ("headers", {"X-Signature": "{sig}"}),
+    ],
+)
 async def test_hmac_template_is_rejected_when_it_names_an_unknown_placeholder(
     field: str, template: Any
 ) -> None:
@@ -481,21 +536,30 @@ class NotAnAuth:
 
 
 async def test_custom_class_is_built_with_options_when_the_spec_names_it() -> None:
-    built = auth.build_auth(auth_spec({
-        "type": "custom", "class": "tests.unit.test_http_auth:StaticHeader",
-        "options": {"header": "X-Session", "value": "${TOKEN}"},
-    }), BASE_URL)
+    built = auth.build_auth(
+        auth_spec(
+            {
+                "type": "custom",
+                "class": "tests.unit.test_http_auth:StaticHeader",
+                "options": {"header": "X-Session", "value": "${TOKEN}"},
+            }
+        ),
+        BASE_URL,
+    )
     assert isinstance(built, StaticHeader)
     request = await sent_request(built)
     assert request.headers["X-Session"] == ENV["TOKEN"]
 
 
-@pytest.mark.parametrize(("class_path", "options", "expected"), [
-    ("tests.unit.test_http_auth:NotAnAuth", {}, "not an httpx.Auth"),
-    ("tests.unit.no_such_module:Thing", {}, "cannot import"),
-    ("tests.unit.test_http_auth:Missing", {}, "has no class 'Missing'"),
-    ("tests.unit.test_http_auth:StaticHeader", {"header": "X", "valu": "${TOKEN}"}, "'valu'"),
-])
+@pytest.mark.parametrize(
+    ("class_path", "options", "expected"),
+    [
+        ("tests.unit.test_http_auth:NotAnAuth", {}, "not an httpx.Auth"),
+        ("tests.unit.no_such_module:Thing", {}, "cannot import"),
+        ("tests.unit.test_http_auth:Missing", {}, "has no class 'Missing'"),
+        ("tests.unit.test_http_auth:StaticHeader", {"header": "X", "valu": "${TOKEN}"}, "'valu'"),
+    ],
+)
 async def test_custom_auth_raises_a_clear_value_error_when_the_class_is_unusable(
     class_path: str, options: dict[str, str], expected: str
 ) -> None:
@@ -509,14 +573,21 @@ async def test_custom_auth_raises_a_clear_value_error_when_the_class_is_unusable
 # -- secrets stay hidden ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw", [
-    {"type": "api_key", "name": "X-Api-Key", "value": "${API_KEY}"},
-    {"type": "bearer", "token": "${TOKEN}"},
-    {"type": "basic", "username": "reporter", "password": "${PASSWORD}"},
-    {"type": "oauth2_client_credentials", "token_url": "/oauth/token",
-     "client_id": "${CLIENT_ID}", "client_secret": "${CLIENT_SECRET}"},
-    {"type": "hmac", "key_id": "${KEY_ID}", "secret": "${SIGNING_SECRET}"},
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": "api_key", "name": "X-Api-Key", "value": "${API_KEY}"},
+        {"type": "bearer", "token": "${TOKEN}"},
+        {"type": "basic", "username": "reporter", "password": "${PASSWORD}"},
+        {
+            "type": "oauth2_client_credentials",
+            "token_url": "/oauth/token",
+            "client_id": "${CLIENT_ID}",
+            "client_secret": "${CLIENT_SECRET}",
+        },
+        {"type": "hmac", "key_id": "${KEY_ID}", "secret": "${SIGNING_SECRET}"},
+    ],
+)
 async def test_repr_hides_the_secret_when_an_auth_is_printed(raw: dict[str, Any]) -> None:
     built = auth.build_auth(auth_spec(raw), BASE_URL)
     text = f"{built!r} {built} {vars(built)}"

@@ -37,9 +37,10 @@ def anyio_backend() -> str:
 def vendor_spec(**changes: Any) -> SourceSpec:
     """A REST source keyed by an API key in the query, under a name only the spec knows."""
     raw: dict[str, Any] = {
-        "source": "vendor", "kind": "rest", "base_url": BASE_URL,
-        "auth": {"type": "api_key", "in": "query", "name": "access_key",
-                 "value": "${VENDOR_KEY}"},
+        "source": "vendor",
+        "kind": "rest",
+        "base_url": BASE_URL,
+        "auth": {"type": "api_key", "in": "query", "name": "access_key", "value": "${VENDOR_KEY}"},
         "retry": {"max_attempts": 4, "initial_delay_seconds": 0.5, "max_delay_seconds": 8},
         "endpoints": {"items": {"path": "/items", "primary_key": "id"}},
         **changes,
@@ -63,16 +64,25 @@ class Vendor:
 def echo(status: int, **headers: str) -> Handler:
     """An error that quotes the request URL back, as many APIs do (the key included)."""
     return lambda request: httpx.Response(
-        status, headers=headers, json={"error": "refused", "request": str(request.url)})
+        status, headers=headers, json={"error": "refused", "request": str(request.url)}
+    )
 
 
 OK = httpx.Response(200, json={"data": [{"id": 1}, {"id": 2}]})
 
 
-def client_for(vendor: Vendor, clock: FakeClock | None = None, spec: SourceSpec | None = None,
-               state_dir: Path | None = None) -> SourceClient:
-    return SourceClient(spec or vendor_spec(), clock=clock or FakeClock(), state_dir=state_dir,
-                        transport=httpx.MockTransport(vendor))
+def client_for(
+    vendor: Vendor,
+    clock: FakeClock | None = None,
+    spec: SourceSpec | None = None,
+    state_dir: Path | None = None,
+) -> SourceClient:
+    return SourceClient(
+        spec or vendor_spec(),
+        clock=clock or FakeClock(),
+        state_dir=state_dir,
+        transport=httpx.MockTransport(vendor),
+    )
 
 
 async def fetch(client: SourceClient, **params: Any) -> Any:
@@ -85,7 +95,7 @@ async def fetch(client: SourceClient, **params: Any) -> Any:
 
 @pytest.mark.parametrize("status", [400, 403, 404, 422])
 async def test_permanent_error_is_raised_after_one_request_when_the_api_refuses(
-    status: int
+    status: int,
 ) -> None:
     vendor = Vendor(echo(status))
     clock = FakeClock()
@@ -141,7 +151,7 @@ async def test_client_sleeps_until_the_date_when_retry_after_is_an_http_date() -
 
 
 async def test_retry_after_is_waited_once_when_the_rate_limiter_also_sees_it(
-    tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     spec = vendor_spec(rate_limit={"requests_per_second": 1000, "burst": 10})
     vendor = Vendor(httpx.Response(429, headers={"Retry-After": "7"}), OK)
@@ -162,11 +172,14 @@ async def test_client_backs_off_with_jitter_when_a_5xx_gives_no_retry_after() ->
     assert client.stats.server_errors == 2
 
 
-@pytest.mark.parametrize("failure", [
-    httpx.ReadTimeout("read timed out"),
-    httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
-    httpx.ConnectError("connection refused"),
-])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ReadTimeout("read timed out"),
+        httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
+        httpx.ConnectError("connection refused"),
+    ],
+)
 async def test_request_is_retried_when_the_transport_fails(failure: httpx.TransportError) -> None:
     def fail(request: httpx.Request) -> httpx.Response:
         raise failure
@@ -189,8 +202,9 @@ async def test_request_is_retried_when_the_body_is_cut_off() -> None:
 # -- giving up ----------------------------------------------------------------------------------
 
 
-async def test_retries_exhausted_lists_every_attempt_without_the_key_when_the_api_keeps_failing(
-) -> None:
+async def test_retries_exhausted_lists_every_attempt_without_the_key_when_api_keeps_failing() -> (
+    None
+):
     vendor = Vendor(echo(503))
     clock = FakeClock()
     with pytest.raises(RetriesExhausted) as caught:
@@ -201,8 +215,9 @@ async def test_retries_exhausted_lists_every_attempt_without_the_key_when_the_ap
     assert len(clock.sleeps) == 3
     message = str(error)
     assert "failed after 4 attempts" in message
-    assert all(f"#{n} vendor: GET {BASE_URL}/items?limit=10: HTTP 503" in message
-               for n in (1, 2, 3, 4))
+    assert all(
+        f"#{n} vendor: GET {BASE_URL}/items?limit=10: HTTP 503" in message for n in (1, 2, 3, 4)
+    )
     assert SECRET not in message
 
 

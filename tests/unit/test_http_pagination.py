@@ -41,8 +41,12 @@ from integration_platform.specs.models import (
 Serve = Callable[[PageRequest], PageResponse]
 
 
-def drive(paginator: Paginator, serve: Serve, base: PageRequest | None = None,
-          guard: PageLoopGuard | None = None) -> tuple[list[Any], list[PageRequest]]:
+def drive(
+    paginator: Paginator,
+    serve: Serve,
+    base: PageRequest | None = None,
+    guard: PageLoopGuard | None = None,
+) -> tuple[list[Any], list[PageRequest]]:
     """The engine's sequential loop, in miniature: every record, and every request made."""
     guard = guard or PageLoopGuard(max_pages=1000)  # a broken paginator fails, never hangs
     request: PageRequest | None = paginator.first_request(base or PageRequest("items"))
@@ -61,8 +65,9 @@ def drive(paginator: Paginator, serve: Serve, base: PageRequest | None = None,
     return records, requests
 
 
-def fetch_all(paginator: Paginator, serve: Serve,
-              base: PageRequest | None = None) -> tuple[list[Any], list[PageRequest]]:
+def fetch_all(
+    paginator: Paginator, serve: Serve, base: PageRequest | None = None
+) -> tuple[list[Any], list[PageRequest]]:
     """The engine's concurrent path: the first page, then every request all_requests lists."""
     first = paginator.first_request(base or PageRequest("items"))
     response = serve(first)
@@ -82,8 +87,10 @@ def offset_api(n: int, *, cap: int | None = None, total: Any = "count") -> Serve
     def serve(request: PageRequest) -> PageResponse:
         offset, limit = int(request.params["offset"]), int(request.params["limit"])
         limit = min(limit, cap or limit)
-        return PageResponse({"data": items(n)[offset:offset + limit],
-                             "total": n if total == "count" else total})
+        return PageResponse(
+            {"data": items(n)[offset : offset + limit], "total": n if total == "count" else total}
+        )
+
     return serve
 
 
@@ -92,8 +99,10 @@ def page_api(n: int, *, first_page: int = 1, cap: int | None = None) -> Serve:
         page, size = int(request.params["page"]), int(request.params["per_page"])
         size = min(size, cap or size)
         start = (page - first_page) * size
-        return PageResponse({"data": items(n)[start:start + size],
-                             "meta": {"total_pages": -(-n // size)}})
+        return PageResponse(
+            {"data": items(n)[start : start + size], "meta": {"total_pages": -(-n // size)}}
+        )
+
     return serve
 
 
@@ -101,8 +110,10 @@ def cursor_api(n: int, size: int, last_cursor: Any = None) -> Serve:
     def serve(request: PageRequest) -> PageResponse:
         start = int(request.params.get("cursor", 0))
         end = start + size
-        return PageResponse({"data": items(n)[start:end],
-                             "next_cursor": str(end) if end < n else last_cursor})
+        return PageResponse(
+            {"data": items(n)[start:end], "next_cursor": str(end) if end < n else last_cursor}
+        )
+
     return serve
 
 
@@ -144,9 +155,11 @@ def test_select_raises_shape_error_naming_the_null_when_the_path_crosses_null() 
 
 
 def test_checkpoint_round_trip_gives_an_equal_request_when_stored_as_json() -> None:
-    request = PageRequest("https://api.example.com/v1/items", {"cursor": "abc", "limit": 50,
-                                                               "active": True, "ratio": 0.5},
-                          {"first": 10, "after": None, "filter": {"tags": ["a", "b"]}})
+    request = PageRequest(
+        "https://api.example.com/v1/items",
+        {"cursor": "abc", "limit": 50, "active": True, "ratio": 0.5},
+        {"first": 10, "after": None, "filter": {"tags": ["a", "b"]}},
+    )
     restored = PageRequest.from_checkpoint(json.loads(json.dumps(request.to_checkpoint())))
     assert restored == request
     assert restored.fingerprint() == request.fingerprint()
@@ -167,12 +180,15 @@ def test_fingerprint_is_the_same_when_params_are_given_in_another_order() -> Non
     assert a == b and hash(a) == hash(b)
 
 
-@pytest.mark.parametrize("other", [
-    PageRequest("items", {"offset": 200, "limit": 50}),
-    PageRequest("items", {"offset": "100", "limit": 50}),
-    PageRequest("other", {"offset": 100, "limit": 50}),
-    PageRequest("items", {"offset": 100, "limit": 50}, {"after": "x"}),
-])
+@pytest.mark.parametrize(
+    "other",
+    [
+        PageRequest("items", {"offset": 200, "limit": 50}),
+        PageRequest("items", {"offset": "100", "limit": 50}),
+        PageRequest("other", {"offset": 100, "limit": 50}),
+        PageRequest("items", {"offset": 100, "limit": 50}, {"after": "x"}),
+    ],
+)
 def test_fingerprint_differs_when_anything_sent_differs(other: PageRequest) -> None:
     assert other.fingerprint() != PageRequest("items", {"offset": 100, "limit": 50}).fingerprint()
 
@@ -221,8 +237,9 @@ def test_records_raises_shape_error_saying_what_to_set_when_records_path_is_no_l
 
 
 def offset(page_size: int = 100, total: bool = False) -> OffsetPaginator:
-    spec = OffsetPagination(type="offset", page_size=page_size,
-                            total_path="total" if total else None)
+    spec = OffsetPagination(
+        type="offset", page_size=page_size, total_path="total" if total else None
+    )
     return OffsetPaginator(spec, "data")
 
 
@@ -230,7 +247,10 @@ def test_offset_fetches_every_record_once_and_stops_on_the_short_page_when_no_to
     records, requests = drive(offset(), offset_api(250))
     assert ids(records) == list(range(250))
     assert [(r.params["offset"], r.params["limit"]) for r in requests] == [
-        (0, 100), (100, 100), (200, 100)]
+        (0, 100),
+        (100, 100),
+        (200, 100),
+    ]
 
 
 def test_offset_ends_on_the_empty_page_when_the_count_is_a_multiple_of_page_size() -> None:
@@ -256,16 +276,20 @@ def test_offset_keeps_the_endpoint_params_when_it_pages() -> None:
     assert [r.params["status"] for r in requests] == ["open", "open"]
 
 
-@pytest.mark.parametrize(("total", "remaining"), [
-    (250, [100, 200]),
-    (300, [100, 200]),
-    (101, [100]),
-    (100, []),
-    (37, []),
-    (0, []),
-])
+@pytest.mark.parametrize(
+    ("total", "remaining"),
+    [
+        (250, [100, 200]),
+        (300, [100, 200]),
+        (101, [100]),
+        (100, []),
+        (37, []),
+        (0, []),
+    ],
+)
 def test_offset_all_requests_lists_exactly_the_remaining_offsets_when_the_total_is_known(
-        total: int, remaining: list[int]) -> None:
+    total: int, remaining: list[int]
+) -> None:
     records, requests = fetch_all(offset(total=True), offset_api(total))
     assert [r.params["offset"] for r in requests[1:]] == remaining
     assert ids(records) == list(range(total))
@@ -302,8 +326,12 @@ def test_offset_raises_shape_error_when_the_total_is_not_a_number() -> None:
 
 
 def pages(page_size: int = 100, total: bool = False, first_page: int = 1) -> PageNumberPaginator:
-    spec = PageNumberPagination(type="page_number", page_size=page_size, first_page=first_page,
-                                total_pages_path="meta.total_pages" if total else None)
+    spec = PageNumberPagination(
+        type="page_number",
+        page_size=page_size,
+        first_page=first_page,
+        total_pages_path="meta.total_pages" if total else None,
+    )
     return PageNumberPaginator(spec, "data")
 
 
@@ -311,7 +339,10 @@ def test_page_number_stops_on_the_short_page_when_the_api_gives_no_page_count() 
     records, requests = drive(pages(), page_api(250))
     assert ids(records) == list(range(250))
     assert [(r.params["page"], r.params["per_page"]) for r in requests] == [
-        (1, 100), (2, 100), (3, 100)]
+        (1, 100),
+        (2, 100),
+        (3, 100),
+    ]
 
 
 def test_page_number_ends_on_the_empty_page_when_the_count_is_a_multiple_of_page_size() -> None:
@@ -331,18 +362,24 @@ def test_page_number_continues_past_short_pages_when_the_api_caps_per_page() -> 
     assert [r.params["page"] for r in requests] == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize(("count", "first_page", "remaining"), [
-    (250, 1, [2, 3]),
-    (300, 1, [2, 3]),
-    (101, 1, [2]),
-    (100, 1, []),
-    (0, 1, []),
-    (250, 0, [1, 2]),
-])
+@pytest.mark.parametrize(
+    ("count", "first_page", "remaining"),
+    [
+        (250, 1, [2, 3]),
+        (300, 1, [2, 3]),
+        (101, 1, [2]),
+        (100, 1, []),
+        (0, 1, []),
+        (250, 0, [1, 2]),
+    ],
+)
 def test_page_number_all_requests_lists_exactly_the_remaining_pages_when_total_pages_is_known(
-        count: int, first_page: int, remaining: list[int]) -> None:
-    paginator, serve = pages(total=True, first_page=first_page), page_api(count,
-                                                                          first_page=first_page)
+    count: int, first_page: int, remaining: list[int]
+) -> None:
+    paginator, serve = (
+        pages(total=True, first_page=first_page),
+        page_api(count, first_page=first_page),
+    )
     records, requests = fetch_all(paginator, serve)
     assert requests[0].params["page"] == first_page
     assert [r.params["page"] for r in requests[1:]] == remaining
@@ -359,13 +396,15 @@ def test_page_number_all_requests_is_none_when_the_spec_has_no_total_pages_path(
 
 
 def cursor(page_size: int | None = None, path: str = "next_cursor") -> CursorPaginator:
-    return CursorPaginator(CursorPagination(type="cursor", cursor_path=path, page_size=page_size),
-                           "data")
+    return CursorPaginator(
+        CursorPagination(type="cursor", cursor_path=path, page_size=page_size), "data"
+    )
 
 
 @pytest.mark.parametrize("last_cursor", [None, "", "absent"])
 def test_cursor_follows_every_cursor_and_stops_when_the_last_page_has_none(
-        last_cursor: str | None) -> None:
+    last_cursor: str | None,
+) -> None:
     serve = cursor_api(25, 10, last_cursor)
 
     def without_key(request: PageRequest) -> PageResponse:
@@ -412,24 +451,32 @@ def test_cursor_all_requests_is_none_when_pages_must_be_followed() -> None:
 
 
 def next_url(page_size: int | None = None) -> NextUrlPaginator:
-    return NextUrlPaginator(NextUrlPagination(type="next_url", next_url_path="links.next",
-                                              page_size=page_size), "results")
+    return NextUrlPaginator(
+        NextUrlPagination(type="next_url", next_url_path="links.next", page_size=page_size),
+        "results",
+    )
 
 
 def test_next_url_follows_absolute_urls_with_their_query_in_params_when_given() -> None:
     second = "https://api.example.com/v1/items?page=2&size=2"
-    bodies = {"1": {"results": items(2), "links": {"next": second}},
-              "2": {"results": items(4)[2:], "links": {"next": None}}}
-    records, requests = drive(next_url(page_size=2),
-                              lambda r: PageResponse(bodies[str(r.params.get("page", 1))]))
+    bodies = {
+        "1": {"results": items(2), "links": {"next": second}},
+        "2": {"results": items(4)[2:], "links": {"next": None}},
+    }
+    records, requests = drive(
+        next_url(page_size=2), lambda r: PageResponse(bodies[str(r.params.get("page", 1))])
+    )
     assert ids(records) == [0, 1, 2, 3]
-    assert requests[1] == PageRequest("https://api.example.com/v1/items",
-                                      {"page": "2", "size": "2"})
+    assert requests[1] == PageRequest(
+        "https://api.example.com/v1/items", {"page": "2", "size": "2"}
+    )
 
 
 def test_next_url_resolves_a_relative_url_against_the_page_url_when_the_engine_gives_it() -> None:
-    response = PageResponse({"results": items(1), "links": {"next": "/v1/items?cursor=b%2Bc"}},
-                            url="https://api.example.com/v1/items?cursor=a")
+    response = PageResponse(
+        {"results": items(1), "links": {"next": "/v1/items?cursor=b%2Bc"}},
+        url="https://api.example.com/v1/items?cursor=a",
+    )
     following = next_url().next_request(PageRequest("items", {"cursor": "a"}), response)
     assert following == PageRequest("https://api.example.com/v1/items", {"cursor": "b+c"})
 
@@ -463,23 +510,27 @@ def test_next_url_stops_when_the_response_has_no_next_url(links: dict[str, Any])
 # -- Link header ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("header", "expected"), [
-    ('<https://a/x?page=2>; rel="next", <https://a/x?page=9>; rel="last"',
-     [("https://a/x?page=2", ("next",)), ("https://a/x?page=9", ("last",))]),
-    ('<https://a/x?page=9>; rel="next last"',
-     [("https://a/x?page=9", ("next", "last"))]),
-    ('<https://a/x?p=2> ;title="Page, two";  REL = Next ,<https://a/x?p=1>;rel=prev',
-     [("https://a/x?p=2", ("next",)), ("https://a/x?p=1", ("prev",))]),
-    ('<https://a/x?ids=1,2;3>; rel="next"; rel="last"',
-     [("https://a/x?ids=1,2;3", ("next",))]),
-    ('garbage, <https://a/x?p=2>; rel=next',
-     [("https://a/x?p=2", ("next",))]),
-    ('<https://a/x?p=2>; title="say \\"hi\\"";rel="next"',
-     [("https://a/x?p=2", ("next",))]),
-    ("", []),
-])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (
+            '<https://a/x?page=2>; rel="next", <https://a/x?page=9>; rel="last"',
+            [("https://a/x?page=2", ("next",)), ("https://a/x?page=9", ("last",))],
+        ),
+        ('<https://a/x?page=9>; rel="next last"', [("https://a/x?page=9", ("next", "last"))]),
+        (
+            '<https://a/x?p=2> ;title="Page, two";  REL = Next ,<https://a/x?p=1>;rel=prev',
+            [("https://a/x?p=2", ("next",)), ("https://a/x?p=1", ("prev",))],
+        ),
+        ('<https://a/x?ids=1,2;3>; rel="next"; rel="last"', [("https://a/x?ids=1,2;3", ("next",))]),
+        ("garbage, <https://a/x?p=2>; rel=next", [("https://a/x?p=2", ("next",))]),
+        ('<https://a/x?p=2>; title="say \\"hi\\"";rel="next"', [("https://a/x?p=2", ("next",))]),
+        ("", []),
+    ],
+)
 def test_parse_link_header_finds_every_link_and_rel_when_spacing_and_quoting_vary(
-        header: str, expected: list[tuple[str, tuple[str, ...]]]) -> None:
+    header: str, expected: list[tuple[str, tuple[str, ...]]]
+) -> None:
     assert [(link.url, link.rels) for link in parse_link_header(header)] == expected
 
 
@@ -494,10 +545,12 @@ def link_pages(n: int, size: int, header_name: str = "Link") -> Serve:
         start = (page - 1) * size
         links = [f'<https://api.example.com/items?page=1&per_page={size}>; rel="first"']
         if start + size < n:
-            links.append(f'< https://api.example.com/items?per_page={size}&page={page + 1} >;'
-                         f' rel="next"')
+            links.append(
+                f'< https://api.example.com/items?per_page={size}&page={page + 1} >; rel="next"'
+            )
         headers = httpx.Headers([(header_name, link) for link in links])
-        return PageResponse(items(n)[start:start + size], headers)
+        return PageResponse(items(n)[start : start + size], headers)
+
     return serve
 
 
@@ -533,29 +586,37 @@ def test_link_header_stops_when_the_response_has_no_link_header() -> None:
 
 
 def relay(path: str = "customers", page_size: int = 2) -> RelayPaginator:
-    return RelayPaginator(RelayPagination(type="relay", connection_path=path,
-                                          page_size=page_size), "")
+    return RelayPaginator(
+        RelayPagination(type="relay", connection_path=path, page_size=page_size), ""
+    )
 
 
 def connection(n: int, size: int, after: str | None) -> dict[str, Any]:
     start = 0 if after is None else int(after) + 1
-    nodes = items(n)[start:start + size]
-    return {"edges": [{"cursor": str(node["id"]), "node": node} for node in nodes],
-            "pageInfo": {"hasNextPage": start + size < n,
-                         "endCursor": str(nodes[-1]["id"]) if nodes else None}}
+    nodes = items(n)[start : start + size]
+    return {
+        "edges": [{"cursor": str(node["id"]), "node": node} for node in nodes],
+        "pageInfo": {
+            "hasNextPage": start + size < n,
+            "endCursor": str(nodes[-1]["id"]) if nodes else None,
+        },
+    }
 
 
 def test_relay_follows_end_cursors_until_has_next_page_is_false() -> None:
     def serve(request: PageRequest) -> PageResponse:
         assert request.variables is not None
-        return PageResponse({"customers": connection(5, request.variables["first"],
-                                                     request.variables.get("after"))})
+        return PageResponse(
+            {"customers": connection(5, request.variables["first"], request.variables.get("after"))}
+        )
 
     records, requests = drive(relay(), serve, PageRequest("graphql", variables={"since": "x"}))
     assert ids(records) == [0, 1, 2, 3, 4]
     assert [r.variables for r in requests] == [
-        {"since": "x", "first": 2}, {"since": "x", "first": 2, "after": "1"},
-        {"since": "x", "first": 2, "after": "3"}]
+        {"since": "x", "first": 2},
+        {"since": "x", "first": 2, "after": "1"},
+        {"since": "x", "first": 2, "after": "3"},
+    ]
 
 
 def test_relay_reads_a_nested_connection_when_the_path_is_dotted() -> None:
@@ -574,12 +635,16 @@ def test_relay_reads_nodes_when_the_connection_has_nodes_instead_of_edges() -> N
     assert ids(relay().records(PageResponse(body))) == [0, 1]
 
 
-@pytest.mark.parametrize(("body", "null_at"), [
-    ({"customer": {"tickets": None}}, "'customer.tickets'"),
-    ({"customer": None}, "'customer'"),
-])
+@pytest.mark.parametrize(
+    ("body", "null_at"),
+    [
+        ({"customer": {"tickets": None}}, "'customer.tickets'"),
+        ({"customer": None}, "'customer'"),
+    ],
+)
 def test_relay_raises_shape_error_naming_the_null_when_a_connection_is_null(
-        body: dict[str, Any], null_at: str) -> None:
+    body: dict[str, Any], null_at: str
+) -> None:
     with pytest.raises(ResponseShapeError, match=rf"null at {null_at}.*partial error"):
         relay("customer.tickets").records(PageResponse(body))
 
@@ -597,8 +662,12 @@ def test_relay_raises_shape_error_when_the_query_does_not_select_page_info() -> 
 
 
 def test_relay_raises_shape_error_when_an_edge_node_is_null() -> None:
-    body = {"customers": {"edges": [{"node": {"id": 1}}, {"node": None}],
-                          "pageInfo": {"hasNextPage": False}}}
+    body = {
+        "customers": {
+            "edges": [{"node": {"id": 1}}, {"node": None}],
+            "pageInfo": {"hasNextPage": False},
+        }
+    }
     with pytest.raises(ResponseShapeError, match="null nodes"):
         relay().records(PageResponse(body))
 
@@ -618,7 +687,7 @@ def test_guard_raises_loop_error_naming_the_cursor_when_the_api_repeats_a_cursor
 def test_guard_raises_loop_error_when_the_api_serves_the_same_page_again() -> None:
     def repeats(request: PageRequest) -> PageResponse:  # serves page 2 again for page 3
         start = min(int(request.params["offset"]), 10)
-        return PageResponse({"data": items(100)[start:start + 10]})
+        return PageResponse({"data": items(100)[start : start + 10]})
 
     with pytest.raises(PaginationLoopError, match=r"page 3 holds exactly the records of page 2"):
         drive(offset(page_size=10), repeats)
@@ -648,17 +717,21 @@ def test_guard_never_says_stop_when_max_pages_is_none() -> None:
 # -- build_paginator --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("spec", "kind"), [
-    ({"type": "single"}, SinglePagePaginator),
-    ({"type": "offset"}, OffsetPaginator),
-    ({"type": "page_number"}, PageNumberPaginator),
-    ({"type": "cursor", "cursor_path": "next"}, CursorPaginator),
-    ({"type": "next_url", "next_url_path": "next"}, NextUrlPaginator),
-    ({"type": "link_header"}, LinkHeaderPaginator),
-    ({"type": "relay", "connection_path": "customers"}, RelayPaginator),
-])
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ({"type": "single"}, SinglePagePaginator),
+        ({"type": "offset"}, OffsetPaginator),
+        ({"type": "page_number"}, PageNumberPaginator),
+        ({"type": "cursor", "cursor_path": "next"}, CursorPaginator),
+        ({"type": "next_url", "next_url_path": "next"}, NextUrlPaginator),
+        ({"type": "link_header"}, LinkHeaderPaginator),
+        ({"type": "relay", "connection_path": "customers"}, RelayPaginator),
+    ],
+)
 def test_build_paginator_picks_the_class_for_the_style_when_given_a_spec(
-        spec: dict[str, Any], kind: type[Paginator]) -> None:
+    spec: dict[str, Any], kind: type[Paginator]
+) -> None:
     parsed: PaginationSpec = TypeAdapter(PaginationSpec).validate_python(spec)
     paginator = build_paginator(parsed, "data")
     assert type(paginator) is kind

@@ -135,16 +135,26 @@ def test_source_slows_down_before_being_refused_when_remaining_reaches_low_water
     assert run(limiter.acquire()) == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize(("headers", "expected_wait"), [
-    ({"RateLimit-Policy": '"default";q=100;w=1', "RateLimit": '"default";r=0;t=2'}, 2.0),
-    ({"RateLimit": '"burst";r=40;t=1, "daily";r=0;t=4'}, 4.0),
-    ({"RateLimit": '"default";r=50;t=1'}, 0.0),
-    ({"RateLimit-Limit": "100", "RateLimit-Remaining": "0", "RateLimit-Reset": "2"}, 2.0),
-    ({"RateLimit-Remaining": "30", "RateLimit-Reset": "2"}, 0.0),
-], ids=["structured", "structured-two-policies", "structured-plenty-left", "separate",
-        "separate-plenty-left"])
+@pytest.mark.parametrize(
+    ("headers", "expected_wait"),
+    [
+        ({"RateLimit-Policy": '"default";q=100;w=1', "RateLimit": '"default";r=0;t=2'}, 2.0),
+        ({"RateLimit": '"burst";r=40;t=1, "daily";r=0;t=4'}, 4.0),
+        ({"RateLimit": '"default";r=50;t=1'}, 0.0),
+        ({"RateLimit-Limit": "100", "RateLimit-Remaining": "0", "RateLimit-Reset": "2"}, 2.0),
+        ({"RateLimit-Remaining": "30", "RateLimit-Reset": "2"}, 0.0),
+    ],
+    ids=[
+        "structured",
+        "structured-two-policies",
+        "structured-plenty-left",
+        "separate",
+        "separate-plenty-left",
+    ],
+)
 def test_ietf_headers_block_until_reset_when_quota_is_exhausted(
-        headers: dict[str, str], expected_wait: float) -> None:
+    headers: dict[str, str], expected_wait: float
+) -> None:
     clock = FakeClock(T0)
     limiter = SharedRateLimiter("crm", 100, clock=clock)
     run(limiter.acquire())
@@ -153,37 +163,56 @@ def test_ietf_headers_block_until_reset_when_quota_is_exhausted(
     assert run(limiter.acquire()) == pytest.approx(expected_wait)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ('"default";r=50;t=1', [QuotaReading(50, 1)]),
-    ('"a";r=0;t=30, "b";r=7', [QuotaReading(0, 30), QuotaReading(7, None)]),
-    ('"semi;colon, comma";r=3;t=2', [QuotaReading(3, 2)]),
-    ("limit=100, remaining=5, reset=9", [QuotaReading(5, 9)]),
-    ('"default";r=abc;t=1', []),
-    ('"default";q=100;w=1', []),
-    ("", []),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"default";r=50;t=1', [QuotaReading(50, 1)]),
+        ('"a";r=0;t=30, "b";r=7', [QuotaReading(0, 30), QuotaReading(7, None)]),
+        ('"semi;colon, comma";r=3;t=2', [QuotaReading(3, 2)]),
+        ("limit=100, remaining=5, reset=9", [QuotaReading(5, 9)]),
+        ('"default";r=abc;t=1', []),
+        ('"default";q=100;w=1', []),
+        ("", []),
+    ],
+)
 def test_ratelimit_field_is_read_per_policy_when_parsed(
-        value: str, expected: list[QuotaReading]) -> None:
+    value: str, expected: list[QuotaReading]
+) -> None:
     assert parse_ratelimit_field(value, T0) == expected
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (str(int(T0) + 3), 3.0), ("3", 3.0), ("0", 0.0), (str(int(T0) - 5), 0.0),
-    ("soon", None), ("-1", None), (None, None),
-])
-def test_reset_is_read_as_epoch_or_delta_when_parsed(value: str | None,
-                                                     expected: float | None) -> None:
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (str(int(T0) + 3), 3.0),
+        ("3", 3.0),
+        ("0", 0.0),
+        (str(int(T0) - 5), 0.0),
+        ("soon", None),
+        ("-1", None),
+        (None, None),
+    ],
+)
+def test_reset_is_read_as_epoch_or_delta_when_parsed(
+    value: str | None, expected: float | None
+) -> None:
     assert parse_reset(value, T0) == expected
 
 
 # --- Retry-After ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "value", "expected"), [
-    (429, "3", 3.0), (429, "2.5", 2.5), (503, "4", 4.0),
-])
+@pytest.mark.parametrize(
+    ("status", "value", "expected"),
+    [
+        (429, "3", 3.0),
+        (429, "2.5", 2.5),
+        (503, "4", 4.0),
+    ],
+)
 def test_retry_after_seconds_block_the_source_when_api_refuses(
-        status: int, value: str, expected: float) -> None:
+    status: int, value: str, expected: float
+) -> None:
     clock = FakeClock(T0)
     limiter = SharedRateLimiter("crm", 100, clock=clock)
     run(limiter.acquire())
@@ -247,33 +276,52 @@ def test_block_is_capped_when_retry_after_is_absurdly_long() -> None:
     assert run(limiter.acquire()) == pytest.approx(60.0)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("3", 3.0), ("2.5", 2.5), (" 1 ", 1.0), ("0", 0.0),
-    (formatdate(T0 + 7, usegmt=True), 7.0),
-    (formatdate(T0 - 60, usegmt=True), 0.0),
-    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
-    ("", None), ("soon", None), ("-3", None), ("nan", None), ("inf", None), ("1.2.3", None),
-    ("Wed, 99 Foo 2015 07:28:00 GMT", None), (None, None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("3", 3.0),
+        ("2.5", 2.5),
+        (" 1 ", 1.0),
+        ("0", 0.0),
+        (formatdate(T0 + 7, usegmt=True), 7.0),
+        (formatdate(T0 - 60, usegmt=True), 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("", None),
+        ("soon", None),
+        ("-3", None),
+        ("nan", None),
+        ("inf", None),
+        ("1.2.3", None),
+        ("Wed, 99 Foo 2015 07:28:00 GMT", None),
+        (None, None),
+    ],
+)
 def test_retry_after_is_read_as_seconds_or_http_date_when_parsed(
-        value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value, T0) == (expected if expected is None
-                                            else pytest.approx(expected))
+    value: str | None, expected: float | None
+) -> None:
+    assert parse_retry_after(value, T0) == (
+        expected if expected is None else pytest.approx(expected)
+    )
 
 
-@pytest.mark.parametrize("headers", [
-    {"X-RateLimit-Remaining": "lots", "X-RateLimit-Reset": "soon"},
-    {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "whenever"},
-    {"X-RateLimit-Remaining": "-1", "X-RateLimit-Reset": "nan"},
-    {"RateLimit": '"default";r=;t=', "RateLimit-Policy": "garbage;;;"},
-    {"RateLimit": '"unterminated;r=0;t=5'},
-    {"RateLimit-Remaining": "0"},
-    {"Retry-After": "tomorrow-ish"},
-    {"Retry-After": "-5"},
-    {"Retry-After": ""},
-], ids=lambda h: "|".join(f"{k}={v}" for k, v in h.items()))
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-RateLimit-Remaining": "lots", "X-RateLimit-Reset": "soon"},
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "whenever"},
+        {"X-RateLimit-Remaining": "-1", "X-RateLimit-Reset": "nan"},
+        {"RateLimit": '"default";r=;t=', "RateLimit-Policy": "garbage;;;"},
+        {"RateLimit": '"unterminated;r=0;t=5'},
+        {"RateLimit-Remaining": "0"},
+        {"Retry-After": "tomorrow-ish"},
+        {"Retry-After": "-5"},
+        {"Retry-After": ""},
+    ],
+    ids=lambda h: "|".join(f"{k}={v}" for k, v in h.items()),
+)
 def test_malformed_headers_are_ignored_when_a_response_carries_them(
-        headers: dict[str, str]) -> None:
+    headers: dict[str, str],
+) -> None:
     clock = FakeClock(T0)
     limiter = SharedRateLimiter("crm", 100, clock=clock)
     assert limiter.observe(headers, 429) is None
@@ -284,8 +332,10 @@ def test_malformed_headers_are_ignored_when_a_response_carries_them(
 def test_quota_headers_are_ignored_but_retry_after_obeyed_when_respect_headers_is_off() -> None:
     clock = FakeClock(T0)
     limiter = SharedRateLimiter("crm", 100, clock=clock, respect_headers=False)
-    limiter.observe({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3",
-                     "RateLimit": '"default";r=0;t=3'}, 200)
+    limiter.observe(
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3", "RateLimit": '"default";r=0;t=3'},
+        200,
+    )
     assert run(limiter.acquire()) == 0.0
     assert limiter.observe({"Retry-After": "4"}, 429) == 4.0
     assert run(limiter.acquire()) == pytest.approx(4.0)
@@ -294,8 +344,7 @@ def test_quota_headers_are_ignored_but_retry_after_obeyed_when_respect_headers_i
 # --- shared state --------------------------------------------------------------------------------
 
 
-def test_second_instance_waits_when_another_instance_used_the_shared_state(
-        tmp_path: Path) -> None:
+def test_second_instance_waits_when_another_instance_used_the_shared_state(tmp_path: Path) -> None:
     clock = FakeClock(T0)
     first = SharedRateLimiter("crm", 2, state_dir=tmp_path, clock=clock)
     second = SharedRateLimiter("crm", 2, state_dir=tmp_path, clock=clock)
@@ -315,7 +364,8 @@ def test_limiter_starts_afresh_when_state_file_is_damaged(tmp_path: Path) -> Non
 
 
 def test_acquire_overhead_stays_well_under_a_millisecond_when_state_is_in_a_file(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     limiter = SharedRateLimiter("crm", 1e9, burst=1000, state_dir=tmp_path, clock=FakeClock(T0))
     count = 500
     started = time.perf_counter()
@@ -342,8 +392,9 @@ def _hammer(state_dir: str, start: Any, stamps: Any) -> None:
 def test_processes_share_one_budget_when_they_share_a_state_dir(tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
     start, stamps = context.Barrier(3), context.Queue()
-    workers = [context.Process(target=_hammer, args=(str(tmp_path), start, stamps))
-               for _ in range(3)]
+    workers = [
+        context.Process(target=_hammer, args=(str(tmp_path), start, stamps)) for _ in range(3)
+    ]
     for worker in workers:
         worker.start()
     try:

@@ -11,8 +11,9 @@ from integration_platform.http.ratelimit import SharedRateLimiter
 T0 = 1_750_000_000.0
 
 
-async def _one_request(limiter: SharedRateLimiter, sent: asyncio.Event, answer: asyncio.Event,
-                       remaining: int) -> None:
+async def _one_request(
+    limiter: SharedRateLimiter, sent: asyncio.Event, answer: asyncio.Event, remaining: int
+) -> None:
     """Acquire, then observe this request's own response once told to (as GovernedTransport)."""
     await limiter.acquire()
     sent.set()

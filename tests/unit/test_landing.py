@@ -80,17 +80,30 @@ def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     connection.close()
 
 
-def land(zone: LandingZone, pages: list[Any], *, partition: str | None = "2025-03-01",
-         endpoint: str = "orders", run_id: str = RUN, complete: bool = True) -> Attempt:
+def land(
+    zone: LandingZone,
+    pages: list[Any],
+    *,
+    partition: str | None = "2025-03-01",
+    endpoint: str = "orders",
+    run_id: str = RUN,
+    complete: bool = True,
+) -> Attempt:
     """A new attempt holding these response bodies as pages 1..n."""
     attempt = zone.open_attempt("shop", endpoint, partition, run_id, resume=False)
     for number, body in enumerate(pages, start=1):
         attempt.write_page(
-            number, json.dumps(body).encode(), records=_records_in(body), run_id=run_id,
-            url=f"http://127.0.0.1:9/{endpoint}?offset={number - 1}", fetched_at=FETCHED_AT,
+            number,
+            json.dumps(body).encode(),
+            records=_records_in(body),
+            run_id=run_id,
+            url=f"http://127.0.0.1:9/{endpoint}?offset={number - 1}",
+            fetched_at=FETCHED_AT,
             request=PageRequest(f"/{endpoint}", {"offset": number - 1}),
-            next_request=(PageRequest(f"/{endpoint}", {"offset": number})
-                          if number < len(pages) else None))
+            next_request=(
+                PageRequest(f"/{endpoint}", {"offset": number}) if number < len(pages) else None
+            ),
+        )
     if complete:
         attempt.mark_complete()
     return attempt
@@ -103,10 +116,10 @@ def _records_in(body: Any) -> int:
     return len(body["result"]["items"] if "result" in body else body.get("data", []))
 
 
-def rows(connection: duckdb.DuckDBPyConnection, table: str = 'raw."shop__orders"',
-         where: str = "true") -> dict[str, Any]:
-    found = connection.execute(
-        f"SELECT _primary_key, record FROM {table} WHERE {where}").fetchall()  # noqa: S608
+def rows(
+    connection: duckdb.DuckDBPyConnection, table: str = 'raw."shop__orders"', where: str = "true"
+) -> dict[str, Any]:
+    found = connection.execute(f"SELECT _primary_key, record FROM {table} WHERE {where}").fetchall()
     return {pk: json.loads(record) for pk, record in found}
 
 
@@ -134,8 +147,7 @@ def test_unpartitioned_pages_land_under_all_when_there_is_no_partition(
 def test_resume_continues_after_the_last_page_when_a_run_died_mid_extraction(
     zone: LandingZone,
 ) -> None:
-    died = land(zone, [{"data": [{"id": 1}]}, {"data": [{"id": 2}]}, {"data": []}],
-                complete=False)
+    died = land(zone, [{"data": [{"id": 1}]}, {"data": [{"id": 2}]}, {"data": []}], complete=False)
     resumed = zone.open_attempt("shop", "orders", "2025-03-01", "run-0002-bbbb")
     assert resumed.folder == died.folder
     landed, request, finished = resumed.resume_point()
@@ -165,8 +177,16 @@ def test_pages_after_a_torn_manifest_line_are_kept_when_the_resumed_run_lands_th
 
     landed, request, _ = attempt.resume_point()
     assert request is not None
-    attempt.write_page(landed + 1, b'{"data": [{"id": 2}]}', records=1, url="u",
-                       fetched_at=FETCHED_AT, run_id="run-2", request=request, next_request=None)
+    attempt.write_page(
+        landed + 1,
+        b'{"data": [{"id": 2}]}',
+        records=1,
+        url="u",
+        fetched_at=FETCHED_AT,
+        run_id="run-2",
+        request=request,
+        next_request=None,
+    )
     assert [e.page for e in attempt.entries()] == [1, 2], "page 2 must not vanish behind the tear"
     assert attempt.resume_point() == (2, None, True)
 
@@ -224,14 +244,25 @@ def test_prune_keeps_only_the_newest_complete_attempts_when_attempts_pile_up(
 
 
 def observed(records: int, **fields: tuple[int, set[str]]) -> Observed:
-    return Observed(records, {name: ObservedField(present, frozenset(types))
-                              for name, (present, types) in fields.items()})
+    return Observed(
+        records,
+        {
+            name: ObservedField(present, frozenset(types))
+            for name, (present, types) in fields.items()
+        },
+    )
 
 
 def test_declared_types_expand_when_written_as_shorthand_or_lists() -> None:
-    contract = contracts.declared(SchemaContract(fields={
-        "amount": "number", "created": ["string", "integer"], "note": {"type": "string",
-                                                                       "required": False}}))
+    contract = contracts.declared(
+        SchemaContract(
+            fields={
+                "amount": "number",
+                "created": ["string", "integer"],
+                "note": {"type": "string", "required": False},
+            }
+        )
+    )
     assert contract["amount"] == FieldRule(frozenset({"number", "integer"}), True)
     assert contract["created"].types == {"string", "integer"}
     assert contract["note"] == FieldRule(frozenset({"string"}), False)
@@ -240,21 +271,27 @@ def test_declared_types_expand_when_written_as_shorthand_or_lists() -> None:
 def test_declared_fields_win_over_inferred_ones_when_both_describe_a_field() -> None:
     seen = observed(2, id=(2, {"string"}), score=(2, {"string"}), extra=(1, {"boolean"}))
     contract = contracts.initial_contract(
-        SchemaContract(mode="infer", fields={"score": "integer"}), seen)
+        SchemaContract(mode="infer", fields={"score": "integer"}), seen
+    )
     assert contract["score"].types == {"integer"}
     assert contract["id"] == FieldRule(frozenset({"string"}), True)
     assert contract["extra"] == FieldRule(frozenset({"boolean"}), False), "not in every record"
-    declared_only = contracts.initial_contract(SchemaContract(mode="declared",
-                                                              fields={"id": "string"}), seen)
+    declared_only = contracts.initial_contract(
+        SchemaContract(mode="declared", fields={"id": "string"}), seen
+    )
     assert set(declared_only) == {"id"}
 
 
 def test_drift_names_the_missing_renamed_and_retyped_fields_when_the_api_changed() -> None:
-    contract = {"id": FieldRule(frozenset({"string"}), True),
-                "email": FieldRule(frozenset({"string"}), True),
-                "score": FieldRule(frozenset({"integer"}), True)}
-    drift = contracts.compare(contract, observed(
-        3, id=(3, {"string"}), email_address=(3, {"string"}), score=(3, {"string"})))
+    contract = {
+        "id": FieldRule(frozenset({"string"}), True),
+        "email": FieldRule(frozenset({"string"}), True),
+        "score": FieldRule(frozenset({"integer"}), True),
+    }
+    drift = contracts.compare(
+        contract,
+        observed(3, id=(3, {"string"}), email_address=(3, {"string"}), score=(3, {"string"})),
+    )
     assert drift.breaking
     assert drift.disappeared == {"email": 3}
     assert drift.renamed == {"email": "email_address"}
@@ -264,10 +301,13 @@ def test_drift_names_the_missing_renamed_and_retyped_fields_when_the_api_changed
 
 
 def test_new_fields_and_nulls_do_not_break_the_contract_when_types_still_match() -> None:
-    contract = {"id": FieldRule(frozenset({"integer"}), True),
-                "note": FieldRule(frozenset({"string"}), True)}
-    drift = contracts.compare(contract, observed(
-        2, id=(2, {"integer"}), note=(2, set()), coupon=(1, {"string"})))
+    contract = {
+        "id": FieldRule(frozenset({"integer"}), True),
+        "note": FieldRule(frozenset({"string"}), True),
+    }
+    drift = contracts.compare(
+        contract, observed(2, id=(2, {"integer"}), note=(2, set()), coupon=(1, {"string"}))
+    )
     assert not drift.breaking
     assert drift.new_fields == {"coupon": ["string"]}
     evolved = contracts.evolve(contract, drift)
@@ -279,14 +319,19 @@ def test_new_fields_and_nulls_do_not_break_the_contract_when_types_still_match()
 
 
 def test_records_load_unchanged_with_lineage_when_an_attempt_is_loaded(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    records: list[dict[str, Any]] = [{"id": 1, "amount": 9.5, "tags": ["a"]},
-                                     {"id": 2, "amount": 3},
-                                     {"id": 3, "amount": 1, "nested": {"x": None}}]
+    records: list[dict[str, Any]] = [
+        {"id": 1, "amount": 9.5, "tags": ["a"]},
+        {"id": 2, "amount": 3},
+        {"id": 3, "amount": 1, "nested": {"x": None}},
+    ]
     attempt = land(zone, [{"data": records[:2], "total": 3}, {"data": records[2:], "total": 3}])
-    result = load_attempt(warehouse, spec=shop, endpoint="orders", attempt=attempt,
-                          partition="2025-03-01", run_id=RUN)
+    result = load_attempt(
+        warehouse, spec=shop, endpoint="orders", attempt=attempt, partition="2025-03-01", run_id=RUN
+    )
     assert (result.rows, result.dead_letters, result.table) == (3, 0, 'raw."shop__orders"')
     assert result.contract_created and not result.drift.breaking
     assert rows(warehouse) == {str(r["id"]): r for r in records}
@@ -297,102 +342,182 @@ def test_records_load_unchanged_with_lineage_when_an_attempt_is_loaded(
     assert [row[:4] for row in lineage] == [("shop", "orders", "2025-03-01", RUN)] * 3
     assert {row[4] for row in lineage} == {FETCHED_AT}
     assert [(row[5], row[6], row[7]) for row in lineage] == [
-        ("http://127.0.0.1:9/orders?offset=0", 1, 1), ("http://127.0.0.1:9/orders?offset=0", 1, 2),
-        ("http://127.0.0.1:9/orders?offset=1", 2, 1)]
+        ("http://127.0.0.1:9/orders?offset=0", 1, 1),
+        ("http://127.0.0.1:9/orders?offset=0", 1, 2),
+        ("http://127.0.0.1:9/orders?offset=1", 2, 1),
+    ]
     assert all(row[8] == hashlib.md5(row[9].encode()).hexdigest() for row in lineage)  # noqa: S324
 
 
 def test_the_latest_page_wins_when_a_record_arrives_twice_in_one_attempt(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    attempt = land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 1}]},
-                          {"data": [{"id": 2, "amount": 5}]}])
-    result = load_attempt(warehouse, spec=shop, endpoint="orders", attempt=attempt,
-                          partition="2025-03-01", run_id=RUN)
+    attempt = land(
+        zone,
+        [
+            {"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 1}]},
+            {"data": [{"id": 2, "amount": 5}]},
+        ],
+    )
+    result = load_attempt(
+        warehouse, spec=shop, endpoint="orders", attempt=attempt, partition="2025-03-01", run_id=RUN
+    )
     assert result.rows == 2
     assert rows(warehouse) == {"1": {"id": 1, "amount": 1}, "2": {"id": 2, "amount": 5}}
 
 
 def test_reloading_a_partition_replaces_only_that_partition_when_run_again(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
     for day, ids in (("2025-03-01", [1, 2, 3]), ("2025-03-02", [4, 5])):
-        load_attempt(warehouse, spec=shop, endpoint="orders", partition=day, run_id=RUN,
-                     attempt=land(zone, [{"data": [{"id": i, "amount": i} for i in ids]}],
-                                  partition=day))
+        load_attempt(
+            warehouse,
+            spec=shop,
+            endpoint="orders",
+            partition=day,
+            run_id=RUN,
+            attempt=land(zone, [{"data": [{"id": i, "amount": i} for i in ids]}], partition=day),
+        )
     before = warehouse.execute(
         "SELECT * FROM raw.\"shop__orders\" WHERE _partition_key = '2025-03-02' ORDER BY ALL"
     ).fetchall()
-    again = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
-                         run_id="run-2", attempt=land(zone, [{"data": [{"id": 1, "amount": 7}]}],
-                                                      partition="2025-03-01"))
+    again = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id="run-2",
+        attempt=land(zone, [{"data": [{"id": 1, "amount": 7}]}], partition="2025-03-01"),
+    )
     assert (again.rows, again.rows_replaced) == (1, 3)
     assert rows(warehouse, where="_partition_key = '2025-03-01'") == {"1": {"id": 1, "amount": 7}}
-    assert warehouse.execute(
-        "SELECT * FROM raw.\"shop__orders\" WHERE _partition_key = '2025-03-02' ORDER BY ALL"
-    ).fetchall() == before
+    assert (
+        warehouse.execute(
+            "SELECT * FROM raw.\"shop__orders\" WHERE _partition_key = '2025-03-02' ORDER BY ALL"
+        ).fetchall()
+        == before
+    )
 
 
 def test_a_partition_larger_than_the_load_memory_loads_whole_and_settings_come_back(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
     # ~135 MB of records against a 128 MB load: DuckDB must spill, not fail or drop rows.
     pad = "x" * 400
-    pages = [{"data": [{"id": page * 1000 + i, "amount": i, "pad": pad} for i in range(1000)]}
-             for page in range(300)]
+    pages = [
+        {"data": [{"id": page * 1000 + i, "amount": i, "pad": pad} for i in range(1000)]}
+        for page in range(300)
+    ]
     warehouse.execute("SET memory_limit = '2GiB'")
     warehouse.execute("SET threads = 2")
     settings = "SELECT current_setting('memory_limit'), current_setting('threads')"
-    result = load_attempt(warehouse, spec=shop, endpoint="orders", attempt=land(zone, pages),
-                          partition="2025-03-01", run_id=RUN, memory_limit_mb=128)
+    result = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        attempt=land(zone, pages),
+        partition="2025-03-01",
+        run_id=RUN,
+        memory_limit_mb=128,
+    )
     assert (result.rows, result.dead_letters) == (300_000, 0)
     assert warehouse.execute(
-        'SELECT count(DISTINCT _primary_key), sum((record ->> \'amount\')::INT) '
-        'FROM raw."shop__orders"').fetchall() == [(300_000, 300 * sum(range(1000)))]
+        "SELECT count(DISTINCT _primary_key), sum((record ->> 'amount')::INT) "
+        'FROM raw."shop__orders"'
+    ).fetchall() == [(300_000, 300 * sum(range(1000)))]
     assert warehouse.execute(settings).fetchall() == [("2.0 GiB", 2)]  # the caller's, again
 
 
 def test_a_load_starved_of_memory_says_which_setting_to_raise_and_writes_nothing(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    pages = [{"data": [{"id": page * 100 + i, "amount": i} for i in range(100)]}
-             for page in range(20)]
-    with pytest.raises(LoadMemoryError, match=r"shop/orders partition 2025-03-01 ran out of "
-                                              r"its 8 MB memory limit.*load_memory_mb"):
-        load_attempt(warehouse, spec=shop, endpoint="orders", attempt=land(zone, pages),
-                     partition="2025-03-01", run_id=RUN, memory_limit_mb=8)
+    pages = [
+        {"data": [{"id": page * 100 + i, "amount": i} for i in range(100)]} for page in range(20)
+    ]
+    with pytest.raises(
+        LoadMemoryError,
+        match=r"shop/orders partition 2025-03-01 ran out of "
+        r"its 8 MB memory limit.*load_memory_mb",
+    ):
+        load_attempt(
+            warehouse,
+            spec=shop,
+            endpoint="orders",
+            attempt=land(zone, pages),
+            partition="2025-03-01",
+            run_id=RUN,
+            memory_limit_mb=8,
+        )
     assert rows(warehouse) == {}
 
 
 def test_merge_replaces_only_the_keys_that_arrived_when_loading_incrementally(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id=RUN,
-                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}]}]))
-    merged = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
-                          run_id="run-2", mode="merge",
-                          attempt=land(zone, [{"data": [{"id": 2, "amount": 20},
-                                                        {"id": 3, "amount": 3}]}]))
+    load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id=RUN,
+        attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}]}]),
+    )
+    merged = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id="run-2",
+        mode="merge",
+        attempt=land(zone, [{"data": [{"id": 2, "amount": 20}, {"id": 3, "amount": 3}]}]),
+    )
     assert (merged.rows, merged.rows_replaced) == (2, 1)
-    assert rows(warehouse) == {"1": {"id": 1, "amount": 1}, "2": {"id": 2, "amount": 20},
-                               "3": {"id": 3, "amount": 3}}
+    assert rows(warehouse) == {
+        "1": {"id": 1, "amount": 1},
+        "2": {"id": 2, "amount": 20},
+        "3": {"id": 3, "amount": 3},
+    }
 
 
 def test_records_that_break_the_contract_become_dead_letters_when_loaded(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    attempt = land(zone, [{"data": [{"id": 1, "amount": 1}]},
-                          {"data": [{"amount": 2}, "not a record", {"id": 4, "amount": "3.50"},
-                                    {"id": 5}]}])
-    result = load_attempt(warehouse, spec=shop, endpoint="orders", attempt=attempt,
-                          partition="2025-03-01", run_id=RUN, on_breaking_drift="dead_letter")
+    attempt = land(
+        zone,
+        [
+            {"data": [{"id": 1, "amount": 1}]},
+            {"data": [{"amount": 2}, "not a record", {"id": 4, "amount": "3.50"}, {"id": 5}]},
+        ],
+    )
+    result = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        attempt=attempt,
+        partition="2025-03-01",
+        run_id=RUN,
+        on_breaking_drift="dead_letter",
+    )
     assert (result.rows, result.dead_letters) == (1, 4)
     assert result.drift.breaking
     dead = warehouse.execute("""
         SELECT page, page_file, page_index, record, reason, run_id, partition_key
         FROM raw._dead_letters ORDER BY page_index""").fetchall()
-    assert [(d[0], d[1], d[2]) for d in dead] == [(2, "page-000002.json.gz", i)
-                                                  for i in (1, 2, 3, 4)]
+    assert [(d[0], d[1], d[2]) for d in dead] == [
+        (2, "page-000002.json.gz", i) for i in (1, 2, 3, 4)
+    ]
     reasons = [d[4] for d in dead]
     assert "primary key 'id' is missing" in reasons[0]
     assert "required field 'id' is missing" in reasons[0]
@@ -404,94 +529,183 @@ def test_records_that_break_the_contract_become_dead_letters_when_loaded(
 
 
 def test_reload_clears_the_partitions_dead_letters_when_the_data_is_fixed(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id=RUN,
-                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2}]}]),
-                 on_breaking_drift="dead_letter")
+    load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id=RUN,
+        attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2}]}]),
+        on_breaking_drift="dead_letter",
+    )
     assert warehouse.execute("SELECT count(*) FROM raw._dead_letters").fetchone() == (1,)
-    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id="r2",
-                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}]}]))
+    load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id="r2",
+        attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}]}]),
+    )
     assert warehouse.execute("SELECT count(*) FROM raw._dead_letters").fetchone() == (0,)
 
 
 def test_new_fields_load_and_join_the_contract_when_records_gain_a_field(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id=RUN,
-                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}]}]))
-    gained = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-02",
-                          run_id=RUN, attempt=land(zone, [{"data": [
-                              {"id": 2, "amount": 2, "coupon": "SPRING"}]}],
-                              partition="2025-03-02"))
+    load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id=RUN,
+        attempt=land(zone, [{"data": [{"id": 1, "amount": 1}]}]),
+    )
+    gained = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-02",
+        run_id=RUN,
+        attempt=land(
+            zone, [{"data": [{"id": 2, "amount": 2, "coupon": "SPRING"}]}], partition="2025-03-02"
+        ),
+    )
     assert (gained.rows, gained.dead_letters) == (1, 0)
     assert not gained.drift.breaking and not gained.contract_created
     assert gained.drift.new_fields == {"coupon": ["string"]}
-    later = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-03",
-                         run_id=RUN, attempt=land(zone, [{"data": [{"id": 3, "amount": 3}]}],
-                                                  partition="2025-03-03"))
+    later = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-03",
+        run_id=RUN,
+        attempt=land(zone, [{"data": [{"id": 3, "amount": 3}]}], partition="2025-03-03"),
+    )
     assert later.drift.summary() == "matches the contract", "the new field is optional now"
 
 
 def test_an_empty_partition_loads_nothing_and_learns_no_contract_when_no_records_came(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    empty = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
-                         run_id=RUN, attempt=land(zone, [{"data": []}]))
+    empty = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id=RUN,
+        attempt=land(zone, [{"data": []}]),
+    )
     assert (empty.rows, empty.contract_created) == (0, False)
     assert warehouse.execute("SELECT count(*) FROM raw._contracts").fetchone() == (0,)
-    nothing = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-02",
-                           run_id=RUN, attempt=land(zone, [], partition="2025-03-02"))
+    nothing = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-02",
+        run_id=RUN,
+        attempt=land(zone, [], partition="2025-03-02"),
+    )
     assert nothing.rows == 0
-    first = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-03",
-                         run_id=RUN, attempt=land(zone, [{"data": [{"id": 1, "amount": 2}]}],
-                                                  partition="2025-03-03"))
+    first = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-03",
+        run_id=RUN,
+        attempt=land(zone, [{"data": [{"id": 1, "amount": 2}]}], partition="2025-03-03"),
+    )
     assert first.contract_created
 
 
 def test_nested_records_and_composite_keys_load_when_the_spec_says_where_they_are(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    attempt = land(zone, [{"result": {"items": [{"order_id": 1, "line": 1},
-                                                {"order_id": 1, "line": 2}]}}],
-                   endpoint="lines", partition=None)
-    result = load_attempt(warehouse, spec=shop, endpoint="lines", attempt=attempt,
-                          partition=None, run_id=RUN)
+    attempt = land(
+        zone,
+        [{"result": {"items": [{"order_id": 1, "line": 1}, {"order_id": 1, "line": 2}]}}],
+        endpoint="lines",
+        partition=None,
+    )
+    result = load_attempt(
+        warehouse, spec=shop, endpoint="lines", attempt=attempt, partition=None, run_id=RUN
+    )
     assert result.rows == 2
     assert set(rows(warehouse, 'raw."shop__lines"')) == {"1|1", "1|2"}
     assert warehouse.execute(
-        'SELECT DISTINCT _partition_key FROM raw."shop__lines"').fetchall() == [(UNPARTITIONED,)]
+        'SELECT DISTINCT _partition_key FROM raw."shop__lines"'
+    ).fetchall() == [(UNPARTITIONED,)]
 
 
 def test_relay_nodes_load_as_records_when_the_source_is_graphql(
-    tmp_path: Path, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    (tmp_path / "tickets.graphql").write_text("query T { viewer { tickets { edges { node "
-                                              "{ id } } } } }")
+    (tmp_path / "tickets.graphql").write_text(
+        "query T { viewer { tickets { edges { node { id } } } } }"
+    )
     (tmp_path / "desk.yaml").write_text(SHOP_GRAPHQL)
     desk = load_spec(tmp_path / "desk.yaml", env={})
-    page = {"data": {"viewer": {"tickets": {"edges": [{"node": {"id": "t1", "tags": []}},
-                                                      {"node": {"id": "t2", "tags": ["x"]}}],
-                                            "pageInfo": {"hasNextPage": False}}}}}
+    page = {
+        "data": {
+            "viewer": {
+                "tickets": {
+                    "edges": [
+                        {"node": {"id": "t1", "tags": []}},
+                        {"node": {"id": "t2", "tags": ["x"]}},
+                    ],
+                    "pageInfo": {"hasNextPage": False},
+                }
+            }
+        }
+    }
     attempt = zone.open_attempt("desk", "tickets", None, RUN)
-    attempt.write_page(1, json.dumps(page).encode(), records=2, url="u", fetched_at=FETCHED_AT,
-                       run_id=RUN, request=PageRequest("/graphql"), next_request=None)
-    result = load_attempt(warehouse, spec=desk, endpoint="tickets", attempt=attempt,
-                          partition=None, run_id=RUN)
+    attempt.write_page(
+        1,
+        json.dumps(page).encode(),
+        records=2,
+        url="u",
+        fetched_at=FETCHED_AT,
+        run_id=RUN,
+        request=PageRequest("/graphql"),
+        next_request=None,
+    )
+    result = load_attempt(
+        warehouse, spec=desk, endpoint="tickets", attempt=attempt, partition=None, run_id=RUN
+    )
     assert result.rows == 2
-    assert rows(warehouse, 'raw."desk__tickets"') == {"t1": {"id": "t1", "tags": []},
-                                                      "t2": {"id": "t2", "tags": ["x"]}}
+    assert rows(warehouse, 'raw."desk__tickets"') == {
+        "t1": {"id": "t1", "tags": []},
+        "t2": {"id": "t2", "tags": ["x"]},
+    }
 
 
 def test_manifest_is_the_only_checkpoint_when_a_page_file_exists_without_its_line(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    attempt = land(zone, [{"data": [{"id": 1, "amount": 1}]}, {"data": [{"id": 2, "amount": 2}]}],
-                   complete=False)
+    attempt = land(
+        zone,
+        [{"data": [{"id": 1, "amount": 1}]}, {"data": [{"id": 2, "amount": 2}]}],
+        complete=False,
+    )
     lines = attempt.manifest_path.read_bytes().splitlines(keepends=True)
     (attempt.folder / MANIFEST).write_bytes(lines[0])  # page 2's file landed, its line did not
-    result = load_attempt(warehouse, spec=shop, endpoint="orders", attempt=attempt,
-                          partition="2025-03-01", run_id=RUN)
+    result = load_attempt(
+        warehouse, spec=shop, endpoint="orders", attempt=attempt, partition="2025-03-01", run_id=RUN
+    )
     assert result.rows == 1
     assert set(rows(warehouse)) == {"1"}
 
@@ -506,11 +720,16 @@ def test_pages_land_in_order_and_a_failed_write_stops_the_extraction_when_writte
     def write(number: int) -> None:
         if number == 5:
             raise OSError("disk full")
-        attempt.write_page(number, json.dumps({"data": [{"id": number}]}).encode(), records=1,
-                           url=f"http://127.0.0.1:9/orders?offset={number}",
-                           fetched_at=FETCHED_AT, run_id=RUN,
-                           request=PageRequest("/orders", {"offset": number}),
-                           next_request=PageRequest("/orders", {"offset": number + 1}))
+        attempt.write_page(
+            number,
+            json.dumps({"data": [{"id": number}]}).encode(),
+            records=1,
+            url=f"http://127.0.0.1:9/orders?offset={number}",
+            fetched_at=FETCHED_AT,
+            run_id=RUN,
+            request=PageRequest("/orders", {"offset": number}),
+            next_request=PageRequest("/orders", {"offset": number + 1}),
+        )
 
     async def extract() -> int:
         submitted = 0
@@ -530,59 +749,84 @@ def test_pages_land_in_order_and_a_failed_write_stops_the_extraction_when_writte
 def _shop_table(path: Path) -> list[tuple[Any, ...]]:
     with duckdb.connect(str(path), read_only=True) as connection:
         return connection.execute(
-            'SELECT _primary_key, record::VARCHAR, _page, _page_index, _partition_key, '
-            '_request_url, _record_hash FROM raw."shop__orders" ORDER BY ALL').fetchall()
+            "SELECT _primary_key, record::VARCHAR, _page, _page_index, _partition_key, "
+            '_request_url, _record_hash FROM raw."shop__orders" ORDER BY ALL'
+        ).fetchall()
 
 
 def _dead_letters(path: Path) -> list[tuple[Any, ...]]:
     with duckdb.connect(str(path), read_only=True) as connection:
         return connection.execute(
-            "SELECT page, page_index, reason FROM raw._dead_letters ORDER BY ALL").fetchall()
+            "SELECT page, page_index, reason FROM raw._dead_letters ORDER BY ALL"
+        ).fetchall()
 
 
 def test_a_partition_staged_while_its_pages_land_loads_exactly_like_a_plain_load(
-    shop: SourceSpec, zone: LandingZone, tmp_path: Path,
+    shop: SourceSpec,
+    zone: LandingZone,
+    tmp_path: Path,
 ) -> None:
-    pages: list[Any] = [{"data": [{"id": page * 10 + i, "amount": i} for i in range(10)]}
-                        for page in range(7)]
+    pages: list[Any] = [
+        {"data": [{"id": page * 10 + i, "amount": i} for i in range(10)]} for page in range(7)
+    ]
     pages[3]["data"][4] = {"id": 34, "amount": "lots"}  # breaks the contract: a dead letter
     pages[5]["data"][0] = {"id": 2, "amount": 99}  # a key seen on page 1: the later one wins
     plain = land(zone, pages)
     with duckdb.connect(str(tmp_path / "plain.duckdb")) as connection:
-        expected = load_attempt(connection, spec=shop, endpoint="orders", attempt=plain,
-                                partition="2025-03-01", run_id=RUN,
-                                on_breaking_drift="dead_letter")
+        expected = load_attempt(
+            connection,
+            spec=shop,
+            endpoint="orders",
+            attempt=plain,
+            partition="2025-03-01",
+            run_id=RUN,
+            on_breaking_drift="dead_letter",
+        )
 
     attempt = zone.open_attempt("shop", "orders", "2025-03-01", RUN, resume=False)
-    with Stager(shop, "orders", attempt, temp_directory=tmp_path / "spill", chunk_pages=2,
-                poll_seconds=0.01) as stager:
+    with Stager(
+        shop, "orders", attempt, temp_directory=tmp_path / "spill", chunk_pages=2, poll_seconds=0.01
+    ) as stager:
         for number, body in enumerate(pages, start=1):  # pages land while the stager follows
             attempt.write_page(
-                number, json.dumps(body).encode(), records=len(body["data"]), run_id=RUN,
-                url=f"http://127.0.0.1:9/orders?offset={number - 1}", fetched_at=FETCHED_AT,
-                request=PageRequest("/orders", {"offset": number - 1}), next_request=None)
+                number,
+                json.dumps(body).encode(),
+                records=len(body["data"]),
+                run_id=RUN,
+                url=f"http://127.0.0.1:9/orders?offset={number - 1}",
+                fetched_at=FETCHED_AT,
+                request=PageRequest("/orders", {"offset": number - 1}),
+                next_request=None,
+            )
             time.sleep(0.03)
         staged_while_landing = stager.staged_pages
         attempt.mark_complete()
-        result = stager.load(tmp_path / "staged.duckdb", partition="2025-03-01", run_id=RUN,
-                             on_breaking_drift="dead_letter")
+        result = stager.load(
+            tmp_path / "staged.duckdb",
+            partition="2025-03-01",
+            run_id=RUN,
+            on_breaking_drift="dead_letter",
+        )
 
     assert staged_while_landing >= 2  # in chunks, before the last page landed
     assert (result.rows, result.dead_letters) == (expected.rows, expected.dead_letters) == (68, 1)
     assert result.schema_hash == expected.schema_hash and result.preview == expected.preview
     assert result.drift.as_dict() == expected.drift.as_dict()
     assert _shop_table(tmp_path / "staged.duckdb") == _shop_table(tmp_path / "plain.duckdb")
-    assert _dead_letters(tmp_path / "staged.duckdb") == [(4, 5, "field 'amount' is varchar, "
-                                                          "contract says integer/number")]
+    assert _dead_letters(tmp_path / "staged.duckdb") == [
+        (4, 5, "field 'amount' is varchar, contract says integer/number")
+    ]
 
 
 def test_the_load_stages_everything_itself_when_staging_alongside_failed(
-    shop: SourceSpec, zone: LandingZone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    shop: SourceSpec,
+    zone: LandingZone,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from integration_platform.landing import loader
 
-    pages = [{"data": [{"id": page * 10 + i, "amount": i} for i in range(10)]}
-             for page in range(4)]
+    pages = [{"data": [{"id": page * 10 + i, "amount": i} for i in range(10)]} for page in range(4)]
     attempt = land(zone, pages)
     real_observe = loader._observe
 
@@ -643,54 +887,77 @@ def shapes(tmp_path: Path) -> SourceSpec:
     return load_spec(tmp_path / "shapes.yaml", env={})
 
 
-def land_as_extracted(zone: LandingZone, spec: SourceSpec, endpoint: str,
-                      pages: list[tuple[Any, int]], partition: str | None = None) -> Attempt:
+def land_as_extracted(
+    zone: LandingZone,
+    spec: SourceSpec,
+    endpoint: str,
+    pages: list[tuple[Any, int]],
+    partition: str | None = None,
+) -> Attempt:
     """An attempt holding these (body, records the extractor counted) pages."""
     attempt = zone.open_attempt(spec.source, endpoint, partition, RUN, resume=False)
     for number, (body, records) in enumerate(pages, start=1):
-        attempt.write_page(number, json.dumps(body).encode(), records=records, run_id=RUN,
-                           url=f"http://127.0.0.1:9/{endpoint}", fetched_at=FETCHED_AT,
-                           request=PageRequest(f"/{endpoint}"), next_request=None)
+        attempt.write_page(
+            number,
+            json.dumps(body).encode(),
+            records=records,
+            run_id=RUN,
+            url=f"http://127.0.0.1:9/{endpoint}",
+            fetched_at=FETCHED_AT,
+            request=PageRequest(f"/{endpoint}"),
+            next_request=None,
+        )
     attempt.mark_complete()
     return attempt
 
 
 def test_bare_array_bodies_load_every_record_when_records_is_the_root(
-    shapes: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shapes: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    attempt = land_as_extracted(zone, shapes, "bare", [([{"id": 1}, {"id": 2}], 2),
-                                                       ([{"id": 3}], 1)])
-    result = load_attempt(warehouse, spec=shapes, endpoint="bare", attempt=attempt,
-                          partition=None, run_id=RUN)
+    attempt = land_as_extracted(
+        zone, shapes, "bare", [([{"id": 1}, {"id": 2}], 2), ([{"id": 3}], 1)]
+    )
+    result = load_attempt(
+        warehouse, spec=shapes, endpoint="bare", attempt=attempt, partition=None, run_id=RUN
+    )
     assert (result.rows, result.records_extracted) == (3, 3)
     assert set(rows(warehouse, 'raw."shapes__bare"')) == {"1", "2", "3"}
     assert result.drift.summary() == "matches the contract"
 
 
 def test_a_single_object_body_is_one_record_when_the_endpoint_has_one_page(
-    shapes: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shapes: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
     attempt = land_as_extracted(zone, shapes, "account", [({"id": "acct_1", "plan": "pro"}, 1)])
-    result = load_attempt(warehouse, spec=shapes, endpoint="account", attempt=attempt,
-                          partition=None, run_id=RUN)
+    result = load_attempt(
+        warehouse, spec=shapes, endpoint="account", attempt=attempt, partition=None, run_id=RUN
+    )
     assert result.rows == 1
-    assert rows(warehouse, 'raw."shapes__account"') == {"acct_1": {"id": "acct_1",
-                                                                   "plan": "pro"}}
+    assert rows(warehouse, 'raw."shapes__account"') == {"acct_1": {"id": "acct_1", "plan": "pro"}}
 
 
 def test_load_fails_and_keeps_the_previous_rows_when_it_reads_fewer_records_than_extracted(
-    shapes: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shapes: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
     good = land_as_extracted(zone, shapes, "listed", [({"items": [{"id": 1}, {"id": 2}]}, 2)])
-    load_attempt(warehouse, spec=shapes, endpoint="listed", attempt=good, partition=None,
-                 run_id=RUN)
+    load_attempt(
+        warehouse, spec=shapes, endpoint="listed", attempt=good, partition=None, run_id=RUN
+    )
     # The extraction counted three records on a page whose `items` the loader cannot see
     # (the API moved them): a load that said success here would lose them all.
-    moved = land_as_extracted(zone, shapes, "listed",
-                              [({"results": [{"id": 1}, {"id": 2}, {"id": 3}]}, 3)])
+    moved = land_as_extracted(
+        zone, shapes, "listed", [({"results": [{"id": 1}, {"id": 2}, {"id": 3}]}, 3)]
+    )
     with pytest.raises(LoadCountError) as error:
-        load_attempt(warehouse, spec=shapes, endpoint="listed", attempt=moved, partition=None,
-                     run_id="r2")
+        load_attempt(
+            warehouse, spec=shapes, endpoint="listed", attempt=moved, partition=None, run_id="r2"
+        )
     message = str(error.value)
     assert "counted 3 records but the loader read 0" in message
     assert "page-000001.json.gz: 3 extracted, 0 read" in message
@@ -700,44 +967,75 @@ def test_load_fails_and_keeps_the_previous_rows_when_it_reads_fewer_records_than
 
 
 def test_a_page_above_sixteen_megabytes_loads_when_the_api_sends_one(
-    shapes: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shapes: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
     records = [{"id": i, "text": "x" * 1000} for i in range(17_000)]  # about 17.3 MB
     attempt = land_as_extracted(zone, shapes, "bare", [(records, len(records))])
     assert attempt.entries()[0].bytes > 16 * 1024 * 1024
-    result = load_attempt(warehouse, spec=shapes, endpoint="bare", attempt=attempt,
-                          partition=None, run_id=RUN)
+    result = load_attempt(
+        warehouse, spec=shapes, endpoint="bare", attempt=attempt, partition=None, run_id=RUN
+    )
     assert result.rows == 17_000
 
 
 def test_graphql_records_load_from_their_path_inside_data_when_pages_are_numbered(
-    tmp_path: Path, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
     (tmp_path / "people.graphql").write_text(
         "query P($page: Int, $perPage: Int) { allPeople(page: $page, perPage: $perPage) "
-        "{ people { id } } }")
+        "{ people { id } } }"
+    )
     (tmp_path / "people.yaml").write_text(PEOPLE_GRAPHQL)
     people = load_spec(tmp_path / "people.yaml", env={})
-    attempt = land_as_extracted(zone, people, "people", [
-        ({"data": {"allPeople": {"people": [{"id": "p1"}, {"id": "p2"}]}}}, 2),
-        ({"data": {"allPeople": {"people": [{"id": "p3"}]}}}, 1)])
-    result = load_attempt(warehouse, spec=people, endpoint="people", attempt=attempt,
-                          partition=None, run_id=RUN)
+    attempt = land_as_extracted(
+        zone,
+        people,
+        "people",
+        [
+            ({"data": {"allPeople": {"people": [{"id": "p1"}, {"id": "p2"}]}}}, 2),
+            ({"data": {"allPeople": {"people": [{"id": "p3"}]}}}, 1),
+        ],
+    )
+    result = load_attempt(
+        warehouse, spec=people, endpoint="people", attempt=attempt, partition=None, run_id=RUN
+    )
     assert result.rows == 3
     assert set(rows(warehouse, 'raw."people__people"')) == {"p1", "p2", "p3"}
 
 
 def test_relay_nodes_load_when_the_connection_lists_nodes_without_edges(
-    tmp_path: Path, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
     (tmp_path / "people.graphql").write_text("query { peopleConnection { nodes { id } } }")
     (tmp_path / "people.yaml").write_text(PEOPLE_GRAPHQL)
     people = load_spec(tmp_path / "people.yaml", env={})
-    attempt = land_as_extracted(zone, people, "nodes", [
-        ({"data": {"peopleConnection": {"nodes": [{"id": "n1"}, {"id": "n2"}],
-                                        "pageInfo": {"hasNextPage": False}}}}, 2)])
-    result = load_attempt(warehouse, spec=people, endpoint="nodes", attempt=attempt,
-                          partition=None, run_id=RUN)
+    attempt = land_as_extracted(
+        zone,
+        people,
+        "nodes",
+        [
+            (
+                {
+                    "data": {
+                        "peopleConnection": {
+                            "nodes": [{"id": "n1"}, {"id": "n2"}],
+                            "pageInfo": {"hasNextPage": False},
+                        }
+                    }
+                },
+                2,
+            )
+        ],
+    )
+    result = load_attempt(
+        warehouse, spec=people, endpoint="nodes", attempt=attempt, partition=None, run_id=RUN
+    )
     assert result.rows == 2
 
 
@@ -745,14 +1043,29 @@ def test_relay_nodes_load_when_the_connection_lists_nodes_without_edges(
 
 
 def test_a_drifted_reload_leaves_the_previous_rows_in_place_when_the_contract_breaks(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id=RUN,
-                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}]}]))
-    drifted = land(zone, [{"data": [{"id": 1, "total": 1}, {"id": 2, "total": 2},
-                                    {"id": 3, "total": 3}]}])
-    result = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
-                          run_id="r2", attempt=drifted)
+    load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id=RUN,
+        attempt=land(zone, [{"data": [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}]}]),
+    )
+    drifted = land(
+        zone, [{"data": [{"id": 1, "total": 1}, {"id": 2, "total": 2}, {"id": 3, "total": 3}]}]
+    )
+    result = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id="r2",
+        attempt=drifted,
+    )
     assert result.held and result.drift.breaking
     assert (result.rows, result.rows_kept, result.records_extracted) == (0, 2, 3)
     assert result.drift.renamed == {"amount": "total"}
@@ -762,20 +1075,40 @@ def test_a_drifted_reload_leaves_the_previous_rows_in_place_when_the_contract_br
 
 
 def test_accepting_a_drift_loads_every_record_and_widens_the_contract_when_asked(
-    shop: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection,
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
-    load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01", run_id=RUN,
-                 attempt=land(zone, [{"data": [{"id": 1, "amount": 1}]}]))
-    result = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
-                          run_id="r2", on_breaking_drift="accept",
-                          attempt=land(zone, [{"data": [{"id": 1, "amount": "1.00"},
-                                                        {"id": 2}]}]))
+    load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id=RUN,
+        attempt=land(zone, [{"data": [{"id": 1, "amount": 1}]}]),
+    )
+    result = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id="r2",
+        on_breaking_drift="accept",
+        attempt=land(zone, [{"data": [{"id": 1, "amount": "1.00"}, {"id": 2}]}]),
+    )
     assert (result.rows, result.dead_letters, result.drift_accepted) == (2, 0, True)
-    stored = contracts.from_json(warehouse.execute(
-        "SELECT contract FROM raw._contracts").fetchall()[0][0])
+    stored = contracts.from_json(
+        warehouse.execute("SELECT contract FROM raw._contracts").fetchall()[0][0]
+    )
     assert stored["amount"] == FieldRule(frozenset({"integer", "number", "string"}), False)
-    again = load_attempt(warehouse, spec=shop, endpoint="orders", partition="2025-03-01",
-                         run_id="r3", attempt=land(zone, [{"data": [{"id": 3}]}]))
+    again = load_attempt(
+        warehouse,
+        spec=shop,
+        endpoint="orders",
+        partition="2025-03-01",
+        run_id="r3",
+        attempt=land(zone, [{"data": [{"id": 3}]}]),
+    )
     assert not again.held and again.rows == 1
 
 
@@ -788,9 +1121,13 @@ def test_a_second_run_fails_naming_the_holder_when_the_partition_stays_leased(
     from integration_platform.landing.lease import PartitionBusyError, PartitionLease
 
     def lease(run_id: str, timeout: float) -> PartitionLease:
-        return PartitionLease(tmp_path / "shop" / "orders" / "2025-03-01", run_id=run_id,
-                              what="shop/orders partition 2025-03-01",
-                              timeout_seconds=timeout, poll_seconds=0.01)
+        return PartitionLease(
+            tmp_path / "shop" / "orders" / "2025-03-01",
+            run_id=run_id,
+            what="shop/orders partition 2025-03-01",
+            timeout_seconds=timeout,
+            poll_seconds=0.01,
+        )
 
     async def scenario() -> str:
         async with lease("run-one", 1).held():

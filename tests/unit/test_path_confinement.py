@@ -52,10 +52,13 @@ def test_spec_is_refused_naming_the_stream_when_its_stream_name_could_leave_the_
     assert f"stream name {name!r}" in message and "lowercase letters, digits and _" in message
 
 
-@pytest.mark.parametrize(("field", "text"), [
-    ("endpoint", GOOD.replace("  orders:", '  "../orders":')),
-    ("source", GOOD.replace("source: shop", "source: " + "s" * 300)),
-])
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("endpoint", GOOD.replace("  orders:", '  "../orders":')),
+        ("source", GOOD.replace("source: shop", "source: " + "s" * 300)),
+    ],
+)
 def test_spec_is_refused_naming_the_name_when_an_endpoint_or_source_name_is_unsafe(
     tmp_path: Path, field: str, text: str
 ) -> None:
@@ -68,8 +71,9 @@ def test_spec_loads_with_its_stream_when_the_stream_name_is_plain(tmp_path: Path
     assert list(load_spec(write(tmp_path, text), env=ENV).streams) == ["order_events"]
 
 
-@pytest.mark.parametrize("query_file",
-                         ["../outside.graphql", "{outside}", "sub/../../outside.graphql"])
+@pytest.mark.parametrize(
+    "query_file", ["../outside.graphql", "{outside}", "sub/../../outside.graphql"]
+)
 def test_spec_is_refused_when_its_query_file_is_outside_the_spec_folder(
     tmp_path: Path, query_file: str
 ) -> None:
@@ -77,8 +81,9 @@ def test_spec_is_refused_when_its_query_file_is_outside_the_spec_folder(
     outside.write_text("{ tickets { edges { node { id } } } }")
     specs = tmp_path / "specs"
     (specs / "sub").mkdir(parents=True)
-    spec_file = write(specs, GRAPHQL.replace("QUERY", query_file.format(outside=outside)),
-                      "desk.yaml")
+    spec_file = write(
+        specs, GRAPHQL.replace("QUERY", query_file.format(outside=outside)), "desk.yaml"
+    )
     with pytest.raises(SpecError) as caught:
         load_spec(spec_file, env=ENV)
     assert "endpoints.tickets.query_file" in str(caught.value)
@@ -101,8 +106,9 @@ def test_spec_is_refused_when_its_query_file_links_outside_the_spec_folder(
 def test_query_is_read_when_its_file_is_in_a_subfolder_of_the_spec(tmp_path: Path) -> None:
     (tmp_path / "queries").mkdir()
     (tmp_path / "queries" / "tickets.graphql").write_text("{ tickets { pageInfo { endCursor } } }")
-    spec = load_spec(write(tmp_path, GRAPHQL.replace("QUERY", "queries/tickets.graphql"),
-                           "desk.yaml"), env=ENV)
+    spec = load_spec(
+        write(tmp_path, GRAPHQL.replace("QUERY", "queries/tickets.graphql"), "desk.yaml"), env=ENV
+    )
     assert spec.query_text("tickets").startswith("{ tickets")
 
 
@@ -150,27 +156,35 @@ def test_stream_sink_refuses_before_landing_anything_when_a_stream_name_would_le
     tmp_path: Path, name: str
 ) -> None:
     text = GOOD.replace("primary_key: id", "primary_key: id\n    partitions: {type: none}")
-    spec = load_spec(write(tmp_path, text + "streams:\n  ok: {path: /s, endpoint: orders}\n"),
-                     env=ENV)
+    spec = load_spec(
+        write(tmp_path, text + "streams:\n  ok: {path: /s, endpoint: orders}\n"), env=ENV
+    )
     # As a spec built in code (not loaded from YAML) could be: no validation ran on it.
     unchecked = spec.model_copy(update={"streams": {name: spec.streams["ok"]}})
     before = files_under(tmp_path)
     with pytest.raises(UnsafePathError, match="stream name"):
-        RawStreamSink(unchecked, name, warehouse=Warehouse(tmp_path / "w.duckdb"),
-                      landing_root=tmp_path / "landing", run_id="run-1")
+        RawStreamSink(
+            unchecked,
+            name,
+            warehouse=Warehouse(tmp_path / "w.duckdb"),
+            landing_root=tmp_path / "landing",
+            run_id="run-1",
+        )
     assert files_under(tmp_path) == before
 
 
 def test_path_under_builds_the_path_when_every_name_is_plain(tmp_path: Path) -> None:
     assert path_under(tmp_path, "crm", "contacts", "2025-03-01") == (
-        tmp_path / "crm" / "contacts" / "2025-03-01")
+        tmp_path / "crm" / "contacts" / "2025-03-01"
+    )
 
 
 # -- the command line --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("partition", ["x" * 5000, "../../../../tmp/owned", "2025-02-30",
-                                       "2025-W09-6"])
+@pytest.mark.parametrize(
+    "partition", ["x" * 5000, "../../../../tmp/owned", "2025-02-30", "2025-W09-6"]
+)
 def test_extract_says_the_partition_is_not_a_day_and_makes_no_folder_when_the_key_is_bad(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, partition: str
 ) -> None:

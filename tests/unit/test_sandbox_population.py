@@ -57,12 +57,16 @@ def test_noise_damages_identities_in_each_documented_way_when_projected() -> Non
         ident = noisy_identity(population, roster, position)
         person = population.person(ident.entity_id)
         seen["nickname"] += ident.first_name not in (None, person.first_name) and bool(
-            ident.first_name and ident.first_name.lower() != person.first_name.lower())
+            ident.first_name and ident.first_name.lower() != person.first_name.lower()
+        )
         seen["email_changed"] += ident.email is not None and ident.email != person.email
         seen["email_missing"] += ident.email is None
         seen["moved"] += ident.address is not None and ident.address.city not in (
-            person.address.city, person.address.city.upper(), person.address.city.lower(),
-            person.address.city.title())
+            person.address.city,
+            person.address.city.upper(),
+            person.address.city.lower(),
+            person.address.city.title(),
+        )
         seen["phone_format"] += ident.phone is not None and ident.phone != person.phone_e164
     assert all(count > 10 for count in seen.values()), seen
 
@@ -98,20 +102,34 @@ def test_unknown_chaos_knob_is_named_when_parsing_settings() -> None:
 def test_registry_records_take_febrl_style_damage_when_projected() -> None:
     population = Population(9, 3000)
     roster = Roster(population, "clinic")
-    seen = dict.fromkeys(("swapped", "name_typo", "id_missing", "id_typo", "no_real_date",
-                          "day_month_swapped", "number_missing", "duplicate"), 0)
+    seen = dict.fromkeys(
+        (
+            "swapped",
+            "name_typo",
+            "id_missing",
+            "id_typo",
+            "no_real_date",
+            "day_month_swapped",
+            "number_missing",
+            "duplicate",
+        ),
+        0,
+    )
     for position in range(len(roster)):
         record = registry_person(population, roster, position)
         person = population.person(record.entity_id)
         born = person.date_of_birth.strftime("%Y%m%d")
         seen["duplicate"] += roster.copy(position)
-        seen["swapped"] += (record.given_name, record.surname) == (person.last_name,
-                                                                   person.first_name)
+        seen["swapped"] += (record.given_name, record.surname) == (
+            person.last_name,
+            person.first_name,
+        )
         seen["name_typo"] += record.surname not in (None, person.last_name, person.first_name)
         seen["id_missing"] += record.national_id is None
         seen["id_typo"] += record.national_id not in (None, person.national_id)
         seen["no_real_date"] += record.birth_digits is not None and not _real_date(
-            record.birth_digits)
+            record.birth_digits
+        )
         seen["day_month_swapped"] += record.birth_digits == born[:4] + born[6:] + born[4:6] != born
         seen["number_missing"] += record.street_number is None
     assert all(count > 5 for count in seen.values()), seen
@@ -127,8 +145,10 @@ def _real_date(digits: str) -> bool:
 
 def test_registry_knows_only_part_of_the_population_when_rosters_are_built() -> None:
     population = Population(5, 2000)
-    members = {vendor: {roster.entity(p) for p in range(len(roster))}
-               for vendor, roster in ((v, Roster(population, v)) for v in REGISTRY_VENDORS)}
+    members = {
+        vendor: {roster.entity(p) for p in range(len(roster))}
+        for vendor, roster in ((v, Roster(population, v)) for v in REGISTRY_VENDORS)
+    }
     both = members["clinic"] & members["insurer"]
     assert 0.4 * 2000 < len(both) < 0.6 * 2000
     assert len(members["clinic"] | members["insurer"]) < 2000, "not everyone is a patient"
@@ -136,10 +156,15 @@ def test_registry_knows_only_part_of_the_population_when_rosters_are_built() -> 
 
 def test_vendors_keep_their_port_offsets_when_only_some_are_served() -> None:
     assert vendor_urls("127.0.0.1", 8700) == {
-        "crm": "http://127.0.0.1:8700", "billing": "http://127.0.0.1:8701",
-        "support": "http://127.0.0.1:8702", "analytics": "http://127.0.0.1:8703"}
+        "crm": "http://127.0.0.1:8700",
+        "billing": "http://127.0.0.1:8701",
+        "support": "http://127.0.0.1:8702",
+        "analytics": "http://127.0.0.1:8703",
+    }
     assert vendor_urls("127.0.0.1", 9000, parse_vendors("registry")) == {
-        "clinic": "http://127.0.0.1:9004", "insurer": "http://127.0.0.1:9005"}
+        "clinic": "http://127.0.0.1:9004",
+        "insurer": "http://127.0.0.1:9005",
+    }
     assert parse_vendors("insurer,crm") == ("crm", "insurer")
     assert parse_vendors("saas") == VENDORS
     with pytest.raises(ValueError, match="unknown vendor 'hospital'"):

@@ -19,8 +19,15 @@ from integration_platform.sandbox.tenants import (
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
 
 DEFAULT = SandboxCredentials(*(f"default-{attribute}" for attribute in SandboxCredentials.ENV))
-SECRETS = ("crm_client_secret", "billing_api_key", "billing_webhook_secret", "support_api_token",
-           "analytics_signing_secret", "clinic_api_token", "insurer_password")
+SECRETS = (
+    "crm_client_secret",
+    "billing_api_key",
+    "billing_webhook_secret",
+    "support_api_token",
+    "analytics_signing_secret",
+    "clinic_api_token",
+    "insurer_password",
+)
 
 
 def test_tenant_secrets_are_the_same_when_derived_again_and_differ_when_the_seed_does() -> None:
@@ -45,19 +52,26 @@ def test_derived_webhook_secret_signs_standard_webhooks_when_a_tenant_uses_it() 
     signer = Webhook(secret)
     now = datetime.now(UTC)
     signature = signer.sign("msg_1", now, '{"ok": true}')
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())),
-               "webhook-signature": signature}
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
     assert signer.verify('{"ok": true}', headers) == {"ok": True}
 
 
 def test_find_names_the_tenant_whose_credentials_match_when_given_all_of_them() -> None:
     tenants = Tenants(SandboxSettings(tenants=10), DEFAULT)
     seven, eight = tenants.credentials(7), tenants.credentials(8)
-    assert tenants.find(crm_client_id=seven.crm_client_id,
-                        crm_client_secret=seven.crm_client_secret) == 7
+    assert (
+        tenants.find(crm_client_id=seven.crm_client_id, crm_client_secret=seven.crm_client_secret)
+        == 7
+    )
     assert tenants.find(billing_api_key=DEFAULT.billing_api_key) == 0
-    assert tenants.find(crm_client_id=seven.crm_client_id,
-                        crm_client_secret=eight.crm_client_secret) is None
+    assert (
+        tenants.find(crm_client_id=seven.crm_client_id, crm_client_secret=eight.crm_client_secret)
+        is None
+    )
     assert tenants.find(billing_api_key="") is None
 
 
@@ -76,7 +90,8 @@ def test_record_ids_resolve_only_in_their_own_tenant_when_looked_up() -> None:
     assert ids[2].startswith("ct_t2_")
     for index, world in enumerate(worlds):
         assert [world.position_of("ct", record_id) for record_id in ids] == [
-            41 if other == index else None for other in range(3)]
+            41 if other == index else None for other in range(3)
+        ]
     assert worlds[0].position_of("co", ids[0]) is None
 
 

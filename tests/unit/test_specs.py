@@ -79,49 +79,81 @@ def test_unknown_customer_field_is_refused_when_mapping_entities(tmp_path: Path)
 
 
 def test_rich_customer_mapping_loads_when_fields_use_formats_concat_and_identifiers(
-        tmp_path: Path) -> None:
-    mapped = GOOD + """    entity:
+    tmp_path: Path,
+) -> None:
+    mapped = (
+        GOOD
+        + """    entity:
       customer:
         first_name: given_name
         date_of_birth: {path: dob, format: ["%Y%m%d", "%d/%m/%Y"]}
         address_line: {concat: [street_number, street_name], sep: " "}
         identifiers: {national_id: soc_sec_id, tax_id: {path: tax.number}}
 """
+    )
     customer = load_spec(write(tmp_path, mapped), env=ENV).endpoints["orders"].entity.customer
     assert customer is not None
     assert customer.fields["first_name"].paths == ["given_name"]
     assert customer.fields["date_of_birth"].formats == ["%Y%m%d", "%d/%m/%Y"]
     assert customer.fields["address_line"].paths == ["street_number", "street_name"]
     assert {kind: source.paths for kind, source in customer.identifiers.items()} == {
-        "national_id": ["soc_sec_id"], "tax_id": ["tax.number"]}
+        "national_id": ["soc_sec_id"],
+        "tax_id": ["tax.number"],
+    }
 
 
-@pytest.mark.parametrize(("mapping", "message"), [
-    ('{date_of_birth: {path: dob, format: "%Y-%Q-%d"}}',
-     r"entity\.customer\.date_of_birth\.format: '%Y-%Q-%d' has unknown directive\(s\) %Q"),
-    ('{date_of_birth: {path: dob, format: "%Y"}}',
-     r"date_of_birth\.format: '%Y' is not a date format \(it needs a year, month and day"),
-    ("{date_of_birth: {path: dob, format: [epoch, '%Y%m%d']}}",
-     r"entity\.customer\.date_of_birth: epoch formats cannot be combined"),
-    ("{city: {path: town, format: epoch}}",
-     r"entity\.customer: city: `format` applies to date_of_birth only"),
-    ("{address_line: {concat: [street]}}",
-     r"address_line\.concat: List should have at least 2 items"),
-    ("{address_line: {path: street, concat: [number, street]}}",
-     r"address_line: give either `path` \(one JSON path\) or `concat`"),
-    ("{address_line: [number, street]}",
-     r"address_line: expected a JSON path \(address\.zip\), \{path: \.\.\., format"),
-    ("{address_line: {concat: [number, street], separator: '-'}}",
-     r"address_line\.separator: unknown key"),
-    ("{identifiers: {email: contact}}",
-     r"entity\.customer\.identifiers: identifier name 'email' is a canonical field"),
-    ("{identifiers: {National-ID: nid}}",
-     r"identifiers: identifier name 'National-ID': use lowercase letters, digits and _"),
-    ("{identifiers: {national_id: 'a..b'}}",
-     r"identifiers\.national_id\.path: String should match pattern"),
-])
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        (
+            '{date_of_birth: {path: dob, format: "%Y-%Q-%d"}}',
+            r"entity\.customer\.date_of_birth\.format: '%Y-%Q-%d' has unknown directive\(s\) %Q",
+        ),
+        (
+            '{date_of_birth: {path: dob, format: "%Y"}}',
+            r"date_of_birth\.format: '%Y' is not a date format \(it needs a year, month and day",
+        ),
+        (
+            "{date_of_birth: {path: dob, format: [epoch, '%Y%m%d']}}",
+            r"entity\.customer\.date_of_birth: epoch formats cannot be combined",
+        ),
+        (
+            "{city: {path: town, format: epoch}}",
+            r"entity\.customer: city: `format` applies to date_of_birth only",
+        ),
+        (
+            "{address_line: {concat: [street]}}",
+            r"address_line\.concat: List should have at least 2 items",
+        ),
+        (
+            "{address_line: {path: street, concat: [number, street]}}",
+            r"address_line: give either `path` \(one JSON path\) or `concat`",
+        ),
+        (
+            "{address_line: [number, street]}",
+            r"address_line: expected a JSON path \(address\.zip\), \{path: \.\.\., format",
+        ),
+        (
+            "{address_line: {concat: [number, street], separator: '-'}}",
+            r"address_line\.separator: unknown key",
+        ),
+        (
+            "{identifiers: {email: contact}}",
+            r"entity\.customer\.identifiers: identifier name 'email' is a canonical field",
+        ),
+        (
+            "{identifiers: {National-ID: nid}}",
+            r"identifiers: identifier name 'National-ID': use lowercase letters, digits and _",
+        ),
+        (
+            "{identifiers: {national_id: 'a..b'}}",
+            r"identifiers\.national_id\.path: String should match pattern",
+        ),
+    ],
+)
 def test_bad_customer_mapping_is_named_with_its_key_path_when_a_rich_form_is_wrong(
-        tmp_path: Path, mapping: str, message: str) -> None:
+    tmp_path: Path, mapping: str, message: str
+) -> None:
     mapped = GOOD + f"    entity:\n      customer: {mapping}\n"
     with pytest.raises(SpecError, match=message) as caught:
         load_spec(write(tmp_path, mapped), env=ENV)

@@ -27,12 +27,17 @@ def clock() -> float:
     return float(NOW)
 
 
-def standard_headers(secret: str = SECRET, body: bytes = BODY, timestamp: int = NOW,
-                     message_id: str = "evt_1") -> dict[str, str]:
-    signature = Webhook(secret).sign(message_id, datetime.fromtimestamp(timestamp, UTC),
-                                     body.decode())
-    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature}
+def standard_headers(
+    secret: str = SECRET, body: bytes = BODY, timestamp: int = NOW, message_id: str = "evt_1"
+) -> dict[str, str]:
+    signature = Webhook(secret).sign(
+        message_id, datetime.fromtimestamp(timestamp, UTC), body.decode()
+    )
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature,
+    }
 
 
 def standard(tolerance: float = 300.0) -> StandardWebhooksVerifier:
@@ -75,8 +80,9 @@ def test_standard_webhook_is_stale_when_dated_beyond_the_tolerance_ahead() -> No
         standard().verify(BODY, standard_headers(timestamp=NOW + 301))
 
 
-def test_standard_webhook_passes_when_a_longer_tolerance_than_the_library_default_allows_it(
-) -> None:
+def test_standard_webhook_passes_when_a_longer_tolerance_than_the_library_default_allows_it() -> (
+    None
+):
     # The library hard-codes five minutes; the spec's tolerance must win (both ways).
     standard(tolerance=900).verify(BODY, standard_headers(timestamp=NOW - 600))
     with pytest.raises(StaleTimestamp):
@@ -119,8 +125,9 @@ def test_stripe_signature_passes_when_any_v1_matches_during_a_secret_roll() -> N
 
 def test_stripe_signature_is_invalid_when_signed_with_another_secret() -> None:
     with pytest.raises(InvalidSignature):
-        stripe().verify(BODY, {"stripe-signature":
-                               stripe_signature_header(OTHER_SECRET, BODY, NOW)})
+        stripe().verify(
+            BODY, {"stripe-signature": stripe_signature_header(OTHER_SECRET, BODY, NOW)}
+        )
 
 
 def test_stripe_signature_is_invalid_when_the_body_was_changed_after_signing() -> None:
@@ -141,10 +148,18 @@ def test_stripe_signature_is_stale_when_older_than_the_tolerance() -> None:
         stripe().verify(BODY, {"stripe-signature": header})
 
 
-@pytest.mark.parametrize("header", [
-    "", "v1=abc", f"t={NOW}", f"t={NOW},v1=zz", f"t=soon,v1={'0' * 64}",
-    f"t={NOW},t={NOW},v1={'0' * 64}", "garbage",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        "v1=abc",
+        f"t={NOW}",
+        f"t={NOW},v1=zz",
+        f"t=soon,v1={'0' * 64}",
+        f"t={NOW},t={NOW},v1={'0' * 64}",
+        "garbage",
+    ],
+)
 def test_stripe_signature_is_malformed_when_the_header_cannot_be_read(header: str) -> None:
     with pytest.raises(MalformedSignature):
         stripe().verify(BODY, {"stripe-signature": header} if header else {})

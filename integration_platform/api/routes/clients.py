@@ -29,18 +29,24 @@ Found = Annotated[Services, Depends(services)]
 
 def client_out(client: Client) -> ClientOut:
     return ClientOut(
-        id=client.id, name=client.name, active=client.active,
+        id=client.id,
+        name=client.name,
+        active=client.active,
         uses_environment_credentials=client.credentials_from_environment,
-        credentials={source: CredentialSummary(variables=info.variables,
-                                               rotated_at=info.rotated_at)
-                     for source, info in client.credentials.items()},
+        credentials={
+            source: CredentialSummary(variables=info.variables, rotated_at=info.rotated_at)
+            for source, info in client.credentials.items()
+        },
         dagster_partition_registered_at=client.partition_registered_at,
-        created_at=client.created_at, updated_at=client.updated_at,
-        deactivated_at=client.deactivated_at)
+        created_at=client.created_at,
+        updated_at=client.updated_at,
+        deactivated_at=client.deactivated_at,
+    )
 
 
-def visible_client(found: Services, principal: Principal, client_id: str,
-                   request: Request) -> Client:
+def visible_client(
+    found: Services, principal: Principal, client_id: str, request: Request
+) -> Client:
     """The client, when it exists and this key may reach it (else 403 / 404)."""
     authorize_client(principal, client_id, request)
     client = found.registry.get(client_id)
@@ -49,20 +55,41 @@ def visible_client(found: Services, principal: Principal, client_id: str,
     return client
 
 
-@router.post("/clients", status_code=201, response_model=ClientOut,
-             responses=error_responses(401, 403, 409, 422))
-def create_client(body: ClientCreate, request: Request, response: Response, found: Found,
-                  principal: Annotated[Principal, Depends(require("clients:write"))]
-                  ) -> ClientOut:
+@router.post(
+    "/clients",
+    status_code=201,
+    response_model=ClientOut,
+    responses=error_responses(401, 403, 409, 422),
+)
+def create_client(
+    body: ClientCreate,
+    request: Request,
+    response: Response,
+    found: Found,
+    principal: Annotated[Principal, Depends(require("clients:write"))],
+) -> ClientOut:
     """Register a client, with its credentials per source (stored encrypted, never returned)."""
     if principal.client_id is not None:
-        raise ApiError(403, "client_forbidden", "this API key is limited to one client and "
-                       "cannot register clients; use a key without --client")
+        raise ApiError(
+            403,
+            "client_forbidden",
+            "this API key is limited to one client and "
+            "cannot register clients; use a key without --client",
+        )
     client_id = body.id or client_id_from_name(body.name)
     if client_id is None:
-        raise ApiError(422, "validation_failed", "the request has invalid fields; see fields",
-                       [FieldError(path="id", message="no id can be made from this name: give "
-                                   f"an id matching {CLIENT_ID_PATTERN}")])
+        raise ApiError(
+            422,
+            "validation_failed",
+            "the request has invalid fields; see fields",
+            [
+                FieldError(
+                    path="id",
+                    message="no id can be made from this name: give "
+                    f"an id matching {CLIENT_ID_PATTERN}",
+                )
+            ],
+        )
     request.state.client_id = client_id
     client = found.registry.create(client_id, body.name, body.credentials)
     found.supervisor.wake.set()  # tell Dagster about the new partition soon
@@ -71,44 +98,66 @@ def create_client(body: ClientCreate, request: Request, response: Response, foun
 
 
 @router.get("/clients", response_model=ClientPage, responses=error_responses(400, 401, 403))
-def list_clients(found: Found,
-                 principal: Annotated[Principal, Depends(require("clients:read"))],
-                 limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                 cursor: Annotated[str | None, Query(max_length=1000)] = None,
-                 include_inactive: bool = False) -> ClientPage:
+def list_clients(
+    found: Found,
+    principal: Annotated[Principal, Depends(require("clients:read"))],
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    include_inactive: bool = False,
+) -> ClientPage:
     """Clients ordered by id; pass `next_cursor` back as `cursor` for the next page."""
     after = decode_cursor(cursor)
-    clients = found.registry.page(limit=limit + 1, after=after, only=principal.client_id,
-                                  include_inactive=include_inactive)
+    clients = found.registry.page(
+        limit=limit + 1, after=after, only=principal.client_id, include_inactive=include_inactive
+    )
     more = len(clients) > limit
     clients = clients[:limit]
-    return ClientPage(data=[client_out(c) for c in clients],
-                      next_cursor=encode_cursor(clients[-1].id) if more else None)
+    return ClientPage(
+        data=[client_out(c) for c in clients],
+        next_cursor=encode_cursor(clients[-1].id) if more else None,
+    )
 
 
-@router.get("/clients/{client_id}", response_model=ClientOut,
-            responses=error_responses(401, 403, 404, 422))
-def get_client(client_id: ClientIdPath, request: Request, found: Found,
-               principal: Annotated[Principal, Depends(require("clients:read"))]) -> ClientOut:
+@router.get(
+    "/clients/{client_id}", response_model=ClientOut, responses=error_responses(401, 403, 404, 422)
+)
+def get_client(
+    client_id: ClientIdPath,
+    request: Request,
+    found: Found,
+    principal: Annotated[Principal, Depends(require("clients:read"))],
+) -> ClientOut:
     return client_out(visible_client(found, principal, client_id, request))
 
 
-@router.patch("/clients/{client_id}", response_model=ClientOut,
-              responses=error_responses(401, 403, 404, 409, 422))
-def update_client(client_id: ClientIdPath, body: ClientPatch, request: Request, found: Found,
-                  principal: Annotated[Principal, Depends(require("clients:write"))]
-                  ) -> ClientOut:
+@router.patch(
+    "/clients/{client_id}",
+    response_model=ClientOut,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def update_client(
+    client_id: ClientIdPath,
+    body: ClientPatch,
+    request: Request,
+    found: Found,
+    principal: Annotated[Principal, Depends(require("clients:write"))],
+) -> ClientOut:
     """Rename a client or rotate its credentials (a JSON merge patch of them)."""
     authorize_client(principal, client_id, request)
-    return client_out(found.registry.update(client_id, name=body.name,
-                                            credentials=body.credentials))
+    return client_out(
+        found.registry.update(client_id, name=body.name, credentials=body.credentials)
+    )
 
 
-@router.delete("/clients/{client_id}", response_model=ClientOut,
-               responses=error_responses(401, 403, 404, 422))
-def deactivate_client(client_id: ClientIdPath, request: Request, found: Found,
-                      principal: Annotated[Principal, Depends(require("clients:write"))]
-                      ) -> ClientOut:
+@router.delete(
+    "/clients/{client_id}", response_model=ClientOut, responses=error_responses(401, 403, 404, 422)
+)
+def deactivate_client(
+    client_id: ClientIdPath,
+    request: Request,
+    found: Found,
+    principal: Annotated[Principal, Depends(require("clients:write"))],
+) -> ClientOut:
     """Deactivate a client: no more syncs or data reads; its credentials are erased."""
     authorize_client(principal, client_id, request)
     return client_out(found.registry.deactivate(client_id))

@@ -20,15 +20,18 @@ def live() -> LiveOut:
     return LiveOut(status="ok")
 
 
-@router.get("/health/ready", response_model=ReadyOut,
-            responses={503: {"model": ReadyOut, "description": "A part is not ready: see checks."}})
+@router.get(
+    "/health/ready",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "A part is not ready: see checks."}},
+)
 def ready(found: Found) -> ReadyOut | JSONResponse:
     """Ready when the store answers, the Dagster webserver answers and the published warehouse
     copy (if one was published yet) opens."""
-    checks = {"store": _store(found), "dagster": _dagster(found),
-              "warehouse": _warehouse(found)}
-    body = ReadyOut(status="ready" if all(c.ok for c in checks.values()) else "not_ready",
-                    checks=checks)
+    checks = {"store": _store(found), "dagster": _dagster(found), "warehouse": _warehouse(found)}
+    body = ReadyOut(
+        status="ready" if all(c.ok for c in checks.values()) else "not_ready", checks=checks
+    )
     if body.status == "ready":
         return body
     return JSONResponse(body.model_dump(), status_code=503)
@@ -39,8 +42,9 @@ def _store(found: Found) -> CheckOut:
         with found.registry.sessions() as session:
             session.execute(text("select 1"))
     except SQLAlchemyError as exc:
-        return CheckOut(ok=False,
-                        detail=f"the client store does not answer: {exc.__class__.__name__}")
+        return CheckOut(
+            ok=False, detail=f"the client store does not answer: {exc.__class__.__name__}"
+        )
     return CheckOut(ok=True, detail="the client store answers")
 
 
@@ -49,8 +53,9 @@ def _dagster(found: Found) -> CheckOut:
         found.orchestrator.graphql.check_reachable()
     except DagsterUnavailable as exc:
         return CheckOut(ok=False, detail=str(exc))
-    return CheckOut(ok=True, detail=f"the Dagster webserver at {found.orchestrator.graphql.url} "
-                    "answers")
+    return CheckOut(
+        ok=True, detail=f"the Dagster webserver at {found.orchestrator.graphql.url} answers"
+    )
 
 
 def _warehouse(found: Found) -> CheckOut:
@@ -61,12 +66,12 @@ def _warehouse(found: Found) -> CheckOut:
                 return CheckOut(ok=True, detail=f"nothing published yet at {warehouse.path}")
             cursor.execute("select 1")
     except (duckdb.Error, OSError) as exc:
-        return CheckOut(ok=False, detail=f"the published copy {warehouse.path} cannot be read: "
-                        f"{exc}")
+        return CheckOut(
+            ok=False, detail=f"the published copy {warehouse.path} cannot be read: {exc}"
+        )
     return CheckOut(ok=True, detail=f"the published copy {warehouse.path} opens read-only")
 
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(found: Found) -> Response:
-    return Response(found.metrics.render(),
-                    media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(found.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

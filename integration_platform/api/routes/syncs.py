@@ -32,33 +32,63 @@ from integration_platform.orchestration.plan import plan_sync
 from integration_platform.orchestration.status import StageStatus
 
 router = APIRouter(tags=["syncs"])
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
-    description="Retrying with the same key returns the sync the first request created.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retrying with the same key returns the sync the first request created.",
+    ),
+]
 SyncIdPath = Annotated[str, Path(pattern=r"^syn_[0-9a-f]{32}$")]
 
 
 def sync_out(found: Services, sync: Sync, reused: Reuse = "created") -> SyncOut:
     url = found.orchestrator.graphql.run_url
     return SyncOut(
-        id=sync.id, client_id=sync.client_id, state=sync.state, sources=sync.sources,
-        start_date=sync.start_date, end_date=sync.end_date, full_refresh=sync.full_refresh,
+        id=sync.id,
+        client_id=sync.client_id,
+        state=sync.state,
+        sources=sync.sources,
+        start_date=sync.start_date,
+        end_date=sync.end_date,
+        full_refresh=sync.full_refresh,
         reused=None if reused == "created" else reused,
         raw_runs={s: RunLink(run_id=r, url=url(r)) for s, r in sorted(sync.raw_runs.items())},
         transform_run=RunLink(run_id=sync.transform_run_id, url=url(sync.transform_run_id))
-        if sync.transform_run_id else None,
-        error=sync.error, created_at=sync.created_at, updated_at=sync.updated_at,
-        finished_at=sync.finished_at)
+        if sync.transform_run_id
+        else None,
+        error=sync.error,
+        created_at=sync.created_at,
+        updated_at=sync.updated_at,
+        finished_at=sync.finished_at,
+    )
 
 
-@router.post("/integrations/{client_id}/sync", status_code=202, response_model=SyncOut,
-             responses={**error_responses(401, 403, 404, 409, 422),
-                        200: {"model": SyncOut, "description": "An existing sync: the same "
-                              "Idempotency-Key, or one already running for the client."}})
-def start_sync(client_id: ClientIdPath, body: SyncCreate, request: Request, response: Response,
-               found: Found,
-               principal: Annotated[Principal, Depends(require("syncs:write"))],
-               idempotency_key: IdempotencyKey = None) -> SyncOut:
+@router.post(
+    "/integrations/{client_id}/sync",
+    status_code=202,
+    response_model=SyncOut,
+    responses={
+        **error_responses(401, 403, 404, 409, 422),
+        200: {
+            "model": SyncOut,
+            "description": "An existing sync: the same "
+            "Idempotency-Key, or one already running for the client.",
+        },
+    },
+)
+def start_sync(
+    client_id: ClientIdPath,
+    body: SyncCreate,
+    request: Request,
+    response: Response,
+    found: Found,
+    principal: Annotated[Principal, Depends(require("syncs:write"))],
+    idempotency_key: IdempotencyKey = None,
+) -> SyncOut:
     """Sync a client's sources for a day range: raw runs per source, then the dbt models.
 
     One sync per client at a time: while one is queued or running, this returns it (200,
@@ -68,18 +98,29 @@ def start_sync(client_id: ClientIdPath, body: SyncCreate, request: Request, resp
     if not client.active:
         raise ClientInactive(client_id)
     try:
-        plan = plan_sync(client, body.sources, body.start_date, body.end_date,
-                         today=datetime.now(UTC).date())
+        plan = plan_sync(
+            client, body.sources, body.start_date, body.end_date, today=datetime.now(UTC).date()
+        )
         as_sent = json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
-        opened = found.ledger.open(client_id, SyncRequest(
-            sources=plan.sources, start_date=plan.start_date, end_date=plan.end_date,
-            full_refresh=body.full_refresh, idempotency_key=idempotency_key,
-            request_sha256=hashlib.sha256(as_sent).hexdigest()))
+        opened = found.ledger.open(
+            client_id,
+            SyncRequest(
+                sources=plan.sources,
+                start_date=plan.start_date,
+                end_date=plan.end_date,
+                full_refresh=body.full_refresh,
+                idempotency_key=idempotency_key,
+                request_sha256=hashlib.sha256(as_sent).hexdigest(),
+            ),
+        )
     except StoreError:
         found.metrics.sync_requests.labels("rejected").inc()
         raise
-    result = {"created": "created", "idempotency_key": "idempotent_replay",
-              "already_running": "already_running"}[opened.reused]
+    result = {
+        "created": "created",
+        "idempotency_key": "idempotent_replay",
+        "already_running": "already_running",
+    }[opened.reused]
     found.metrics.sync_requests.labels(result).inc()
     if opened.reused == "created":
         found.supervisor.wake.set()  # the background worker launches the runs now
@@ -89,21 +130,34 @@ def start_sync(client_id: ClientIdPath, body: SyncCreate, request: Request, resp
     return sync_out(found, opened.sync, opened.reused)
 
 
-@router.get("/integrations/{client_id}/syncs/{sync_id}", response_model=SyncOut,
-            responses=error_responses(401, 403, 404, 422))
-def get_sync(client_id: ClientIdPath, sync_id: SyncIdPath, request: Request, found: Found,
-             principal: Annotated[Principal, Depends(require("status:read"))]) -> SyncOut:
+@router.get(
+    "/integrations/{client_id}/syncs/{sync_id}",
+    response_model=SyncOut,
+    responses=error_responses(401, 403, 404, 422),
+)
+def get_sync(
+    client_id: ClientIdPath,
+    sync_id: SyncIdPath,
+    request: Request,
+    found: Found,
+    principal: Annotated[Principal, Depends(require("status:read"))],
+) -> SyncOut:
     visible_client(found, principal, client_id, request)
     sync = found.ledger.get(sync_id)
     if sync is None or sync.client_id != client_id:
-        raise ApiError(404, "sync_not_found", f"client {client_id!r} has no sync {sync_id!r}; "
-                       f"GET /integrations/{client_id}/status shows its latest")
+        raise ApiError(
+            404,
+            "sync_not_found",
+            f"client {client_id!r} has no sync {sync_id!r}; "
+            f"GET /integrations/{client_id}/status shows its latest",
+        )
     return sync_out(found, sync)
 
 
 def _syncable_sources(client: Client, latest: Sync | None) -> list[str]:
-    sources = set(source_variables()) if client.credentials_from_environment \
-        else set(client.credentials)
+    sources = (
+        set(source_variables()) if client.credentials_from_environment else set(client.credentials)
+    )
     return sorted(sources | set(latest.sources if latest else []))
 
 
@@ -111,20 +165,31 @@ def _stage_fields(found: Services, stage: StageStatus) -> dict[str, object]:
     url = found.orchestrator.graphql.run_url
     error = stage.last_error
     return {
-        "state": stage.state, "run_id": stage.run_id,
+        "state": stage.state,
+        "run_id": stage.run_id,
         "run_url": url(stage.run_id) if stage.run_id else None,
-        "run_started_at": stage.run_started_at, "run_ended_at": stage.run_ended_at,
-        "last_error": LastErrorOut(message=error.message, run_id=error.run_id,
-                                   run_url=url(error.run_id), at=error.at) if error else None,
+        "run_started_at": stage.run_started_at,
+        "run_ended_at": stage.run_ended_at,
+        "last_error": LastErrorOut(
+            message=error.message, run_id=error.run_id, run_url=url(error.run_id), at=error.at
+        )
+        if error
+        else None,
         "freshness": stage.freshness,
     }
 
 
-@router.get("/integrations/{client_id}/status", response_model=StatusOut,
-            responses=error_responses(401, 403, 404, 422))
-def client_status(client_id: ClientIdPath, request: Request, found: Found,
-                  principal: Annotated[Principal, Depends(require("status:read"))]
-                  ) -> StatusOut:
+@router.get(
+    "/integrations/{client_id}/status",
+    response_model=StatusOut,
+    responses=error_responses(401, 403, 404, 422),
+)
+def client_status(
+    client_id: ClientIdPath,
+    request: Request,
+    found: Found,
+    principal: Annotated[Principal, Depends(require("status:read"))],
+) -> StatusOut:
     """Per source: state, latest run (with a link to the Dagster UI), records, retries, 429s,
     dead letters, the last error in plain words and when each asset last materialized."""
     client = visible_client(found, principal, client_id, request)
@@ -139,14 +204,20 @@ def client_status(client_id: ClientIdPath, request: Request, found: Found,
         stages = {s: StageStatus("unknown") for s in sources}
         transform, dagster_error = StageStatus("unknown"), str(exc)
     return StatusOut(
-        client_id=client_id, sync=sync_out(found, latest) if latest else None,
-        sources=[SourceStatusOut(
-            source=source, **_stage_fields(found, stage),
-            records=stage.figures.get("records"), rows_loaded=stage.figures.get("rows_loaded"),
-            retries=stage.figures.get("retries"),
-            throttled_429s=stage.figures.get("throttled_429s"),
-            dead_letters=stage.figures.get("dead_letters"))
-            for source, stage in stages.items()],
+        client_id=client_id,
+        sync=sync_out(found, latest) if latest else None,
+        sources=[
+            SourceStatusOut(
+                source=source,
+                **_stage_fields(found, stage),
+                records=stage.figures.get("records"),
+                rows_loaded=stage.figures.get("rows_loaded"),
+                retries=stage.figures.get("retries"),
+                throttled_429s=stage.figures.get("throttled_429s"),
+                dead_letters=stage.figures.get("dead_letters"),
+            )
+            for source, stage in stages.items()
+        ],
         transform=StageOut(**_stage_fields(found, transform)),
-        dagster_error=dagster_error)
-
+        dagster_error=dagster_error,
+    )

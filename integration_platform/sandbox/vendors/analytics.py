@@ -75,7 +75,11 @@ STREAM_BATCH = 500
 LIVE_SPACING_US = 1_000_000
 MAX_EVENT_ID = 10**10
 _EVENT_TIME_SALT, _EVENT_OWNER_SALT, _EVENT_BODY_SALT, _CHAOS_CUT_SALT = (
-    0xA7E0, 0xA7E1, 0xA7E2, 0xA7E3)
+    0xA7E0,
+    0xA7E1,
+    0xA7E2,
+    0xA7E3,
+)
 # Set on the ASGI scope by `StreamChaos`: the stream then breaks off mid-event by itself.
 _STREAM_FAULT_KEY = "sandbox.stream_fault"
 
@@ -96,12 +100,27 @@ class EventKind:
 
 
 EVENT_KINDS = (
-    EventKind("page_view", 0.40, "path",
-              ("/dashboard", "/reports", "/settings", "/billing", "/integrations", "/home"), 1),
-    EventKind("feature_used", 0.25, "feature",
-              ("search", "filters", "dashboards", "alerts", "sharing", "ai_assist"), 5),
-    EventKind("api_call", 0.15, "endpoint",
-              ("/v1/reports", "/v1/users", "/v1/exports", "/v1/metrics"), 1000),
+    EventKind(
+        "page_view",
+        0.40,
+        "path",
+        ("/dashboard", "/reports", "/settings", "/billing", "/integrations", "/home"),
+        1,
+    ),
+    EventKind(
+        "feature_used",
+        0.25,
+        "feature",
+        ("search", "filters", "dashboards", "alerts", "sharing", "ai_assist"),
+        5,
+    ),
+    EventKind(
+        "api_call",
+        0.15,
+        "endpoint",
+        ("/v1/reports", "/v1/users", "/v1/exports", "/v1/metrics"),
+        1000,
+    ),
     EventKind("login", 0.10, "method", ("password", "sso", "google", "magic_link"), 1),
     EventKind("export", 0.06, "format", ("csv", "xlsx", "pdf", "parquet"), 50_000),
     EventKind("invite_sent", 0.04, "role", ("member", "admin", "viewer"), 3),
@@ -109,8 +128,7 @@ EVENT_KINDS = (
 PLATFORMS = ("web", "web", "web", "ios", "android")
 # Upper bounds of each kind's share of the 16-bit range, for picking a kind from hash bits.
 _KIND_BOUNDS = tuple(
-    round(65536 * sum(kind.share for kind in EVENT_KINDS[: i + 1]))
-    for i in range(len(EVENT_KINDS))
+    round(65536 * sum(kind.share for kind in EVENT_KINDS[: i + 1])) for i in range(len(EVENT_KINDS))
 )
 
 
@@ -151,10 +169,14 @@ class MicrosecondTimeline:
     def positions_between(self, since: datetime | None, until: datetime | None) -> range:
         """Positions whose timestamp t satisfies since <= t < until."""
         positions = range(self.count)
-        lo = 0 if since is None else bisect.bisect_left(positions, to_micros(since),
-                                                         key=self.micros)
-        hi = self.count if until is None else bisect.bisect_left(positions, to_micros(until),
-                                                                  key=self.micros)
+        lo = (
+            0 if since is None else bisect.bisect_left(positions, to_micros(since), key=self.micros)
+        )
+        hi = (
+            self.count
+            if until is None
+            else bisect.bisect_left(positions, to_micros(until), key=self.micros)
+        )
         return range(lo, max(lo, hi))
 
 
@@ -170,11 +192,13 @@ class Analytics:
         users = len(self.roster)
         self.historical_events = EVENTS_PER_USER * users
         self.event_clock = MicrosecondTimeline(
-            Timeline(self.historical_events, seed, _EVENT_TIME_SALT))
+            Timeline(self.historical_events, seed, _EVENT_TIME_SALT)
+        )
         # Only parent_of is used: it is a pure hash, so it also places live events past the
         # historical ones; nothing here ever builds the reverse index.
-        self.event_owner = ChildIndex(self.historical_events, max(1, users), seed,
-                                      _EVENT_OWNER_SALT)
+        self.event_owner = ChildIndex(
+            self.historical_events, max(1, users), seed, _EVENT_OWNER_SALT
+        )
         self.live_start_us = to_micros(DATA_END)
         self.quota = WindowQuota(REQUESTS_PER_SECOND, 1.0)
         self._hangup = asyncio.Event()
@@ -192,8 +216,11 @@ class Analytics:
         updated = self.user_clock.micros(position)
         signup = updated - r.randrange(365 * _DAY_US)
         last_seen = updated - r.randrange(min(3 * _DAY_US, updated - signup + 1))
-        full_name = (f"{ident.first_name} {ident.last_name}"
-                     if ident.first_name and ident.last_name else None)
+        full_name = (
+            f"{ident.first_name} {ident.last_name}"
+            if ident.first_name and ident.last_name
+            else None
+        )
         return {
             "user_id": world.record_id(USER_PREFIX, position),
             "email": ident.email,
@@ -215,8 +242,7 @@ class Analytics:
             live = position - self.historical_events
             occurred = self.live_start_us + live * LIVE_SPACING_US + (bits >> 44) % LIVE_SPACING_US
         kind_roll = bits & 0xFFFF
-        kind = EVENT_KINDS[min(bisect.bisect_right(_KIND_BOUNDS, kind_roll),
-                               len(EVENT_KINDS) - 1)]
+        kind = EVENT_KINDS[min(bisect.bisect_right(_KIND_BOUNDS, kind_roll), len(EVENT_KINDS) - 1)]
         detail = (bits >> 16) & 0xFFFF
         quantity = 1 + ((bits >> 32) & 0xFFF) * kind.max_quantity // 0x1000
         # The vendor's v2 rollout: `event_type` renamed, `quantity` now a string.
@@ -226,8 +252,10 @@ class Analytics:
             "user_id": self.world.record_id(USER_PREFIX, self.event_owner.parent_of(position)),
             "type" if drifted else "event_type": kind.name,
             "occurred_at": iso_micros(occurred),
-            "properties": {kind.property: kind.values[detail % len(kind.values)],
-                           "platform": PLATFORMS[(detail >> 8) % len(PLATFORMS)]},
+            "properties": {
+                kind.property: kind.values[detail % len(kind.values)],
+                "platform": PLATFORMS[(detail >> 8) % len(PLATFORMS)],
+            },
             "quantity": str(quantity) if drifted else quantity,
         }
 
@@ -252,15 +280,18 @@ class Analytics:
         headers = quota.ietf_headers(self.quota.window_seconds)
         if not quota.allowed:
             return error_response(
-                429, "rate_limited",
+                429,
+                "rate_limited",
                 f"this key may make {quota.limit} requests per second: retry after the reset",
-                {**headers, "retry-after": quota.retry_after()}), headers
+                {**headers, "retry-after": quota.retry_after()},
+            ), headers
         return None, headers
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    async def _page(self, request: Request, clock: MicrosecondTimeline,
-                    make: Callable[[int], dict[str, Any]]) -> Response:
+    async def _page(
+        self, request: Request, clock: MicrosecondTimeline, make: Callable[[int], dict[str, Any]]
+    ) -> Response:
         denied, headers = self._admit()
         if denied is not None:
             return denied
@@ -274,17 +305,25 @@ class Analytics:
         start = window.start + (served - 1) * per_page
         data = [make(p) for p in range(start, min(window.stop, start + per_page))]
         total = len(window)
-        return JSONResponse({"data": data, "page": page, "per_page": per_page,
-                             "total_pages": -(-total // per_page), "total": total},
-                            headers=headers)
+        return JSONResponse(
+            {
+                "data": data,
+                "page": page,
+                "per_page": per_page,
+                "total_pages": -(-total // per_page),
+                "total": total,
+            },
+            headers=headers,
+        )
 
     async def users(self, request: Request) -> Response:
         return await self._page(request, self.user_clock, self.user)
 
     async def events(self, request: Request) -> Response:
         drift_from_us = self._drift_from_us()
-        return await self._page(request, self.event_clock,
-                                lambda position: self.event(position + 1, drift_from_us))
+        return await self._page(
+            request, self.event_clock, lambda position: self.event(position + 1, drift_from_us)
+        )
 
     async def stream(self, request: Request) -> Response:
         denied, headers = self._admit()
@@ -292,8 +331,9 @@ class Analytics:
             return denied
         last_id = self._last_event_id(request)
         fault = request.scope.get(_STREAM_FAULT_KEY)
-        return EventSourceResponse(self._feed(last_id + 1, fault), headers=headers,
-                                   ping=STREAM_PING_SECONDS, sep="\n")
+        return EventSourceResponse(
+            self._feed(last_id + 1, fault), headers=headers, ping=STREAM_PING_SECONDS, sep="\n"
+        )
 
     def _last_event_id(self, request: Request) -> int:
         # The header wins: a browser's EventSource reconnects to its original URL, so a
@@ -304,8 +344,9 @@ class Analytics:
         try:
             value = int(raw)
         except ValueError:
-            raise HTTPException(400, f"Last-Event-ID {raw!r} is not an event id: ids are "
-                                     "integers") from None
+            raise HTTPException(
+                400, f"Last-Event-ID {raw!r} is not an event id: ids are integers"
+            ) from None
         if not 0 <= value <= MAX_EVENT_ID:
             raise HTTPException(400, f"Last-Event-ID {value} is out of range 0..{MAX_EVENT_ID}")
         return value
@@ -321,8 +362,7 @@ class Analytics:
                 return
             cut_at = None
             if fault is not None:
-                cut_at = first_id + mix64(self.world.settings.seed, _CHAOS_CUT_SALT,
-                                          first_id) % 100
+                cut_at = first_id + mix64(self.world.settings.seed, _CHAOS_CUT_SALT, first_id) % 100
             rate = self.world.settings.stream_events_per_second
             loop = asyncio.get_running_loop()
             started = loop.time()
@@ -360,10 +400,15 @@ class Analytics:
         return open_streams
 
     def stats(self) -> dict[str, Any]:
-        return {"counts": {"users": len(self.roster), "events": self.historical_events},
-                "rate_limited": self.quota.rejected,
-                "stream": {"connections": self.streams_opened, "open": self.streams_open,
-                           "events_sent": self.events_streamed}}
+        return {
+            "counts": {"users": len(self.roster), "events": self.historical_events},
+            "rate_limited": self.quota.rejected,
+            "stream": {
+                "connections": self.streams_opened,
+                "open": self.streams_open,
+                "events_sent": self.events_streamed,
+            },
+        }
 
 
 class StreamChaos:
@@ -384,8 +429,9 @@ class StreamChaos:
         engine = self.chaos_app.engine
         fault = engine.decide()
         if fault == "429":
-            response = error_response(429, "rate_limited", "slow down",
-                                      {"retry-after": engine.retry_after()})
+            response = error_response(
+                429, "rate_limited", "slow down", {"retry-after": engine.retry_after()}
+            )
             await response(scope, receive, send)
             return
         if fault in ("500", "502", "503"):
@@ -417,9 +463,11 @@ class Signatures:
         stamp = headers.get(signing.TIMESTAMP_HEADER)
         signature = headers.get(signing.SIGNATURE_HEADER)
         if not (key_id and stamp and signature):
-            return _unauthorized("missing_signature",
-                                 "missing signature: send X-Key-Id, X-Timestamp (epoch seconds) "
-                                 "and X-Signature (hex HMAC-SHA256 of the canonical request)")
+            return _unauthorized(
+                "missing_signature",
+                "missing signature: send X-Key-Id, X-Timestamp (epoch seconds) "
+                "and X-Signature (hex HMAC-SHA256 of the canonical request)",
+            )
         tenant = self.tenants.find(analytics_key_id=key_id)
         if tenant is None:
             return _unauthorized("unknown_key", f"unknown key id {key_id!r}")
@@ -428,16 +476,17 @@ class Signatures:
         except ValueError:
             sent_at = math.nan
         if not math.isfinite(sent_at):
-            return _unauthorized("bad_timestamp",
-                                 f"X-Timestamp {stamp!r} is not epoch seconds")
+            return _unauthorized("bad_timestamp", f"X-Timestamp {stamp!r} is not epoch seconds")
         max_age = self.tenants.settings.signature_max_age_seconds
         skew = time.time() - sent_at
         if abs(skew) > max_age:
             direction = "old" if skew > 0 else "in the future"
-            return _unauthorized("stale_timestamp",
-                                 f"stale timestamp: X-Timestamp is {abs(skew):.0f} s {direction}, "
-                                 f"allowed ±{max_age:g} s; sign each request (and retry) anew "
-                                 "and check the client's clock")
+            return _unauthorized(
+                "stale_timestamp",
+                f"stale timestamp: X-Timestamp is {abs(skew):.0f} s {direction}, "
+                f"allowed ±{max_age:g} s; sign each request (and retry) anew "
+                "and check the client's clock",
+            )
         scope = request.scope
         target = scope.get("raw_path") or scope["path"].encode()
         if scope["query_string"]:
@@ -445,15 +494,16 @@ class Signatures:
         secret = self.tenants.credentials(tenant).analytics_signing_secret
         expected = signing.sign(secret, request.method, target, stamp, await request.body())
         if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode("latin-1")):
-            return _unauthorized("bad_signature",
-                                 "bad signature: it does not match METHOD, path?query as sent, "
-                                 "X-Timestamp and the body's SHA-256 under this key's secret")
+            return _unauthorized(
+                "bad_signature",
+                "bad signature: it does not match METHOD, path?query as sent, "
+                "X-Timestamp and the body's SHA-256 under this key's secret",
+            )
         return tenant
 
 
 def _unauthorized(code: str, message: str) -> Response:
-    return error_response(401, code, message,
-                          {"www-authenticate": 'HMAC-SHA256 realm="analytics"'})
+    return error_response(401, code, message, {"www-authenticate": 'HMAC-SHA256 realm="analytics"'})
 
 
 def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
@@ -461,13 +511,17 @@ def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
     signatures = Signatures(tenants)
 
     async def disconnect_streams(_: Request) -> Response:
-        return JSONResponse({"disconnected": sum(product.disconnect_streams()
-                                                 for product in products.built())})
+        return JSONResponse(
+            {"disconnected": sum(product.disconnect_streams() for product in products.built())}
+        )
 
     routes: list[BaseRoute] = [
         Route(path, authenticated(signatures.authenticate, products, handler))
-        for path, handler in (("/v1/users", Analytics.users), ("/v1/events", Analytics.events),
-                              (STREAM_PATH, Analytics.stream))
+        for path, handler in (
+            ("/v1/users", Analytics.users),
+            ("/v1/events", Analytics.events),
+            (STREAM_PATH, Analytics.stream),
+        )
     ]
     routes.append(Route("/_sandbox/stream/disconnect", disconnect_streams, methods=["POST"]))
     admin = VendorAdmin(VENDOR, ground_truth, lambda tenant: products[tenant].stats())

@@ -62,7 +62,12 @@ from integration_platform.sandbox.world import World
 
 VENDOR = "billing"
 CUSTOMER_PREFIX, SUBSCRIPTION_PREFIX, INVOICE_PREFIX, PAYMENT_PREFIX, EVENT_PREFIX = (
-    "cus", "sub", "in", "py", "evt")
+    "cus",
+    "sub",
+    "in",
+    "py",
+    "evt",
+)
 ENDPOINTS = ("customers", "subscriptions", "invoices", "payments")
 MAX_OFFSET = 2**62
 
@@ -104,8 +109,15 @@ _SALT_CUSTOMER, _SALT_DUPLICATE_EVENT = 0xBC1, 0xBE1
 class _WindowTimeline(Timeline):
     """A timeline over part of the data year, so a record plus a fixed delay stays inside it."""
 
-    def __init__(self, count: int, seed: int, salt: int, *, lead_seconds: float = 0.0,
-                 lag_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        count: int,
+        seed: int,
+        salt: int,
+        *,
+        lead_seconds: float = 0.0,
+        lag_seconds: float = 0.0,
+    ) -> None:
         super().__init__(count, seed, salt)
         self._window_seed, self._window_salt = seed, salt
         self._origin = DATA_START.timestamp() + lead_seconds
@@ -164,8 +176,15 @@ class Billing:
     for the default tenant the webhooks. `pages` may be shared by every tenant's Billing (its
     keys name the tenant), so the cache's bound holds for the vendor as a whole."""
 
-    def __init__(self, world: World, engine: ChaosEngine, *, pages: PageCache | None = None,
-                 webhook_max_attempts: int = 5, webhook_backoff_seconds: float = 0.2) -> None:
+    def __init__(
+        self,
+        world: World,
+        engine: ChaosEngine,
+        *,
+        pages: PageCache | None = None,
+        webhook_max_attempts: int = 5,
+        webhook_backoff_seconds: float = 0.2,
+    ) -> None:
         self.world = world
         self.engine = engine
         seed = world.settings.seed
@@ -173,22 +192,35 @@ class Billing:
         self.roster = world.roster(VENDOR)
         subscriptions = len(self.roster)
         self.invoice_count = INVOICES_PER_SUBSCRIPTION * subscriptions
-        self.invoice_parents = ChildIndex(self.invoice_count, subscriptions, seed,
-                                          _SALT_INVOICE_PARENT)
-        self.invoice_timeline = _WindowTimeline(self.invoice_count, seed, _SALT_INVOICE,
-                                                lag_seconds=PAYMENT_DELAY_SECONDS)
-        self.payment_timeline = _WindowTimeline(self.invoice_count, seed, _SALT_PAYMENT_TIME,
-                                                lead_seconds=PAYMENT_DELAY_SECONDS)
+        self.invoice_parents = ChildIndex(
+            self.invoice_count, subscriptions, seed, _SALT_INVOICE_PARENT
+        )
+        self.invoice_timeline = _WindowTimeline(
+            self.invoice_count, seed, _SALT_INVOICE, lag_seconds=PAYMENT_DELAY_SECONDS
+        )
+        self.payment_timeline = _WindowTimeline(
+            self.invoice_count, seed, _SALT_PAYMENT_TIME, lead_seconds=PAYMENT_DELAY_SECONDS
+        )
         self.quota = WindowQuota(world.settings.billing_requests_per_second, 1.0)
         self.requests: Counter[str] = Counter()
-        self.pages = pages if pages is not None else PageCache(
-            world.settings.billing_page_cache_mb * 1024 * 1024)
+        self.pages = (
+            pages
+            if pages is not None
+            else PageCache(world.settings.billing_page_cache_mb * 1024 * 1024)
+        )
         self.webhook_counts = WebhookCounts()
         # Webhooks go to one receiver, which knows the default tenant's secret only.
         url = world.settings.webhook_url if world.tenant == 0 else None
-        self.sender = None if url is None else WebhookSender(
-            url, world.credentials.billing_webhook_secret,
-            max_attempts=webhook_max_attempts, backoff_base_seconds=webhook_backoff_seconds)
+        self.sender = (
+            None
+            if url is None
+            else WebhookSender(
+                url,
+                world.credentials.billing_webhook_secret,
+                max_attempts=webhook_max_attempts,
+                backoff_base_seconds=webhook_backoff_seconds,
+            )
+        )
         self._events = self._event_stream()
         self._revenue: dict[str, dict[str, Any]] | None = None
 
@@ -234,9 +266,13 @@ class Billing:
             "name": name,
             "email": ident.email,
             "phone": ident.phone,
-            "address": None if ident.address is None else {
-                "line1": ident.address.street, "city": ident.address.city,
-                "state": ident.address.state, "postal_code": ident.address.postcode,
+            "address": None
+            if ident.address is None
+            else {
+                "line1": ident.address.street,
+                "city": ident.address.city,
+                "state": ident.address.state,
+                "postal_code": ident.address.postcode,
                 "country": ident.address.country,
             },
             "currency": person_currency,
@@ -249,8 +285,9 @@ class Billing:
         r = rng_for(self.seed, _SALT_SUBSCRIPTION, position)
         # Checkout creates the customer and the subscription together.
         created = int(self.roster.timeline.epoch(position))
-        status = _pick(SUBSCRIPTION_STATUSES,
-                       unit_interval(self.seed, _SALT_SUBSCRIPTION_STATUS, position))
+        status = _pick(
+            SUBSCRIPTION_STATUSES, unit_interval(self.seed, _SALT_SUBSCRIPTION_STATUS, position)
+        )
         return {
             "id": self.world.record_id(SUBSCRIPTION_PREFIX, position),
             "customer": self.world.record_id(CUSTOMER_PREFIX, position),
@@ -305,15 +342,22 @@ class Billing:
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    def _page(self, request: Request, endpoint: str, timeline: Timeline,
-              make: Callable[[int], dict[str, Any]]) -> Response:
+    def _page(
+        self,
+        request: Request,
+        endpoint: str,
+        timeline: Timeline,
+        make: Callable[[int], dict[str, Any]],
+    ) -> Response:
         quota = self.quota.take(self.world.credentials.billing_api_key)
         headers = quota.x_ratelimit_headers()
         if not quota.allowed:
             return error_response(
-                429, "rate_limited",
+                429,
+                "rate_limited",
                 f"more than {quota.limit} requests per second for this API key",
-                {"retry-after": quota.retry_after(), **headers})
+                {"retry-after": quota.retry_after(), **headers},
+            )
         try:
             offset = int_param(request, "offset", 0, lo=0, hi=MAX_OFFSET)
             limit = int_param(request, "limit", 100, lo=1, hi=500)
@@ -327,12 +371,26 @@ class Billing:
             start -= limit  # a buggy API serving the previous page again
         end = min(window.stop, start + limit)
         self.requests[endpoint] += 1
-        key = (self.world.tenant, endpoint, start, end, len(window), offset, limit,
-               self.engine.settings.schema_drift_from)
+        key = (
+            self.world.tenant,
+            endpoint,
+            start,
+            end,
+            len(window),
+            offset,
+            limit,
+            self.engine.settings.schema_drift_from,
+        )
         body = self.pages.get(key)
         if body is None:
-            body = orjson.dumps({"data": [make(p) for p in range(start, end)],
-                                 "total": len(window), "offset": offset, "limit": limit})
+            body = orjson.dumps(
+                {
+                    "data": [make(p) for p in range(start, end)],
+                    "total": len(window),
+                    "offset": offset,
+                    "limit": limit,
+                }
+            )
             self.pages.put(key, body)
         return Response(body, media_type="application/json", headers=headers)
 
@@ -373,8 +431,14 @@ class Billing:
 
     async def send_event(self, sender: WebhookSender, event: WebhookEvent) -> None:
         event_id = self.world.record_id(EVENT_PREFIX, event.index)
-        body = orjson.dumps({"id": event_id, "type": event.type, "created": event.created,
-                             "data": {"object": event.obj}})
+        body = orjson.dumps(
+            {
+                "id": event_id,
+                "type": event.type,
+                "created": event.created,
+                "data": {"object": event.obj},
+            }
+        )
         if not await sender.deliver(event_id, body):
             self.webhook_counts.failed += 1
             return
@@ -411,19 +475,27 @@ class Billing:
 
     async def emit(self, request: Request) -> Response:
         if self.sender is None:
-            return error_response(409, "webhooks_disabled",
-                                  "no webhook_url: start the sandbox with a webhook URL to emit")
+            return error_response(
+                409,
+                "webhooks_disabled",
+                "no webhook_url: start the sandbox with a webhook URL to emit",
+            )
         count = int_param(request, "count", 1, lo=1, hi=100_000)
         before = WebhookCounts(**vars(self.webhook_counts))
         events = self.next_events(count)
         for event in events:
             await self.send_event(self.sender, event)
         after = self.webhook_counts
-        return JSONResponse({"requested": count, "emitted": len(events),
-                             "sent": after.sent - before.sent,
-                             "failed": after.failed - before.failed,
-                             "duplicated": after.duplicated - before.duplicated,
-                             "exhausted": len(events) < count})
+        return JSONResponse(
+            {
+                "requested": count,
+                "emitted": len(events),
+                "sent": after.sent - before.sent,
+                "failed": after.failed - before.failed,
+                "duplicated": after.duplicated - before.duplicated,
+                "exhausted": len(events) < count,
+            }
+        )
 
     # -- admin -------------------------------------------------------------------------------
 
@@ -452,9 +524,11 @@ class Billing:
                 if self.payment_status(index, invoice_status) == "succeeded":
                     succeeded[currency_index] += amount
             self._revenue = {
-                currencies[c]: {"invoices_paid": paid_count[c],
-                                "invoices_paid_amount_due_minor": paid_minor[c],
-                                "payments_succeeded_amount": _major_units(succeeded[c])}
+                currencies[c]: {
+                    "invoices_paid": paid_count[c],
+                    "invoices_paid_amount_due_minor": paid_minor[c],
+                    "payments_succeeded_amount": _major_units(succeeded[c]),
+                }
                 for c in sorted(set(paid_minor) | set(succeeded), key=currencies.__getitem__)
             }
         return self._revenue
@@ -462,15 +536,24 @@ class Billing:
     def stats(self) -> dict[str, Any]:
         sender = self.sender.counts if self.sender else None
         return {
-            "counts": {"customers": len(self.roster), "subscriptions": len(self.roster),
-                       "invoices": self.invoice_count, "payments": self.invoice_count},
+            "counts": {
+                "customers": len(self.roster),
+                "subscriptions": len(self.roster),
+                "invoices": self.invoice_count,
+                "payments": self.invoice_count,
+            },
             "requests": {endpoint: self.requests[endpoint] for endpoint in ENDPOINTS},
             "rate_limited": self.quota.rejected,
-            "page_cache": {"pages": len(self.pages), "bytes": self.pages.bytes,
-                           "hits": self.pages.hits},
-            "webhooks": {**vars(self.webhook_counts),
-                         "attempts": sender.attempts if sender else 0,
-                         "retries": sender.retries if sender else 0},
+            "page_cache": {
+                "pages": len(self.pages),
+                "bytes": self.pages.bytes,
+                "hits": self.pages.hits,
+            },
+            "webhooks": {
+                **vars(self.webhook_counts),
+                "attempts": sender.attempts if sender else 0,
+                "retries": sender.retries if sender else 0,
+            },
             "revenue": self.revenue(),
         }
 
@@ -483,16 +566,19 @@ def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
     async def authenticate(request: Request) -> int | Response:
         tenant = tenants.find(billing_api_key=request.headers.get("x-api-key", ""))
         if tenant is None:
-            return error_response(401, "invalid_api_key",
-                                  "missing or wrong API key: send it in the X-API-Key header")
+            return error_response(
+                401, "invalid_api_key", "missing or wrong API key: send it in the X-API-Key header"
+            )
         return tenant
 
     routes: list[BaseRoute] = [
         Route(f"/v1/{endpoint}", authenticated(authenticate, accounts, handler))
-        for endpoint, handler in (("customers", Billing.customers),
-                                  ("subscriptions", Billing.subscriptions),
-                                  ("invoices", Billing.invoices),
-                                  ("payments", Billing.payments))
+        for endpoint, handler in (
+            ("customers", Billing.customers),
+            ("subscriptions", Billing.subscriptions),
+            ("invoices", Billing.invoices),
+            ("payments", Billing.payments),
+        )
     ]
     routes.append(Route("/_sandbox/webhooks/emit", default.emit, methods=["POST"]))
     admin = VendorAdmin(VENDOR, ground_truth, lambda tenant: accounts[tenant].stats())
@@ -502,8 +588,9 @@ def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
 def ground_truth(world: World) -> Iterator[TruthRow]:
     roster = world.roster(VENDOR)
     for position in range(len(roster)):
-        yield TruthRow("customers", world.record_id(CUSTOMER_PREFIX, position),
-                       roster.entity(position))
+        yield TruthRow(
+            "customers", world.record_id(CUSTOMER_PREFIX, position), roster.entity(position)
+        )
 
 
 def _pick(statuses: tuple[tuple[str, float, tuple[str, ...]], ...], u: float) -> str:
@@ -514,8 +601,9 @@ def _pick(statuses: tuple[tuple[str, float, tuple[str, ...]], ...], u: float) ->
     return statuses[-1][0]
 
 
-def _spellings(statuses: tuple[tuple[str, float, tuple[str, ...]], ...],
-               status: str) -> tuple[str, ...]:
+def _spellings(
+    statuses: tuple[tuple[str, float, tuple[str, ...]], ...], status: str
+) -> tuple[str, ...]:
     return next(spellings for name, _share, spellings in statuses if name == status)
 
 

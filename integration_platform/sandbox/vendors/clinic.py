@@ -65,8 +65,11 @@ class Clinic:
             "postcode": person.postcode,
             "state": person.state,
             "date_of_birth": birth,
-            "soc_sec_id": (national_id_format(person.national_id, person.country, r)
-                           if person.national_id else None),
+            "soc_sec_id": (
+                national_id_format(person.national_id, person.country, r)
+                if person.national_id
+                else None
+            ),
             "updated_at": iso(self.roster.timeline.at(position)),
         }
 
@@ -76,8 +79,9 @@ class Clinic:
         page = int_param(request, "page", 1, lo=1, hi=2**31)
         start = (page - 1) * per_page
         rows = [self.patient(p) for p in range(start, min(start + per_page, len(self.roster)))]
-        return JSONResponse({"patients": rows, "page": page, "per_page": per_page,
-                             "total_pages": total_pages})
+        return JSONResponse(
+            {"patients": rows, "page": page, "per_page": per_page, "total_pages": total_pages}
+        )
 
     def stats(self) -> dict[str, Any]:
         return {"counts": {"patients": len(self.roster)}}
@@ -88,11 +92,18 @@ def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
 
     async def authenticate(request: Request) -> int | Response:
         auth = request.headers.get("authorization", "")
-        tenant = (tenants.find(clinic_api_token=auth.removeprefix("Bearer "))
-                  if auth.startswith("Bearer ") else None)
+        tenant = (
+            tenants.find(clinic_api_token=auth.removeprefix("Bearer "))
+            if auth.startswith("Bearer ")
+            else None
+        )
         if tenant is None:
-            return error_response(401, "unauthorized", "a valid Bearer token is required",
-                                  {"www-authenticate": 'Bearer realm="clinic"'})
+            return error_response(
+                401,
+                "unauthorized",
+                "a valid Bearer token is required",
+                {"www-authenticate": 'Bearer realm="clinic"'},
+            )
         return tenant
 
     routes = [Route("/v1/patients", authenticated(authenticate, clinics, Clinic.patients))]
@@ -103,5 +114,6 @@ def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
 def ground_truth(world: World) -> Iterator[TruthRow]:
     roster = world.roster(VENDOR)
     for position in range(len(roster)):
-        yield TruthRow("patients", world.record_id(PATIENT_PREFIX, position),
-                       roster.entity(position))
+        yield TruthRow(
+            "patients", world.record_id(PATIENT_PREFIX, position), roster.entity(position)
+        )

@@ -36,8 +36,9 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def error_response(status: int, code: str, message: str,
-                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
@@ -93,8 +94,11 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 Authenticate = Callable[[Request], Awaitable[int | Response]]
 
 
-def authenticated(authenticate: Authenticate, states: PerTenant[VendorState],
-                  handler: Callable[[VendorState, Request], Awaitable[Response]]) -> Endpoint:
+def authenticated(
+    authenticate: Authenticate,
+    states: PerTenant[VendorState],
+    handler: Callable[[VendorState, Request], Awaitable[Response]],
+) -> Endpoint:
     """An endpoint that answers from the state of the tenant whose credentials came with the
     request, and refuses requests whose credentials are no tenant's."""
 
@@ -112,14 +116,26 @@ def tenant_param(request: Request, tenants: Tenants) -> int:
     return int_param(request, "tenant", 0, lo=0, hi=tenants.count - 1)
 
 
-def build_vendor_app(tenants: Tenants, engine: ChaosEngine, admin: VendorAdmin,
-                     routes: Sequence[BaseRoute], lifespan: Lifespan | None = None) -> ASGIApp:
+def build_vendor_app(
+    tenants: Tenants,
+    engine: ChaosEngine,
+    admin: VendorAdmin,
+    routes: Sequence[BaseRoute],
+    lifespan: Lifespan | None = None,
+) -> ASGIApp:
     """A vendor's Starlette app with the admin routes added and chaos wrapped around it."""
     settings = tenants.settings
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"vendor": admin.name, "status": "ok", "seed": settings.seed,
-                             "customers": settings.customers, "tenants": tenants.count})
+        return JSONResponse(
+            {
+                "vendor": admin.name,
+                "status": "ok",
+                "seed": settings.seed,
+                "customers": settings.customers,
+                "tenants": tenants.count,
+            }
+        )
 
     async def ground_truth(request: Request) -> Response:
         world = tenants.world(tenant_param(request, tenants))
@@ -133,16 +149,24 @@ def build_vendor_app(tenants: Tenants, engine: ChaosEngine, admin: VendorAdmin,
 
     async def stats(request: Request) -> Response:
         tenant = tenant_param(request, tenants)
-        return JSONResponse({"vendor": admin.name, "tenant": tenant,
-                             "seed": tenants.world(tenant).settings.seed, **admin.stats(tenant),
-                             "chaos_injected": engine.injected})
+        return JSONResponse(
+            {
+                "vendor": admin.name,
+                "tenant": tenant,
+                "seed": tenants.world(tenant).settings.seed,
+                **admin.stats(tenant),
+                "chaos_injected": engine.injected,
+            }
+        )
 
     async def tenant_credentials(request: Request) -> Response:
-        chosen = ([tenant_param(request, tenants)] if "tenant" in request.query_params
-                  else list(tenants))
+        chosen = (
+            [tenant_param(request, tenants)] if "tenant" in request.query_params else list(tenants)
+        )
         base_url = str(request.base_url).rstrip("/")
-        return JSONResponse({"vendor": admin.name,
-                             **client_listing(tenants, chosen, {admin.name: base_url})})
+        return JSONResponse(
+            {"vendor": admin.name, **client_listing(tenants, chosen, {admin.name: base_url})}
+        )
 
     async def chaos(request: Request) -> Response:
         if request.method == "POST":
@@ -164,11 +188,18 @@ def build_vendor_app(tenants: Tenants, engine: ChaosEngine, admin: VendorAdmin,
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error_response(exc.status_code, "bad_request" if exc.status_code == 400 else
-                              "error", exc.detail, headers=exc.headers)
+        return error_response(
+            exc.status_code,
+            "bad_request" if exc.status_code == 400 else "error",
+            exc.detail,
+            headers=exc.headers,
+        )
 
-    app = Starlette(routes=[*routes, *admin_routes], lifespan=lifespan,
-                    exception_handlers={HTTPException: http_error})
+    app = Starlette(
+        routes=[*routes, *admin_routes],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+    )
     return ChaosMiddleware(app, engine)
 
 

@@ -76,8 +76,11 @@ class TokenStore:
 
 
 def encode_cursor(position: int, since: datetime | None, until: datetime | None) -> str:
-    state = {"p": position, "s": since.timestamp() if since else None,
-             "u": until.timestamp() if until else None}
+    state = {
+        "p": position,
+        "s": since.timestamp() if since else None,
+        "u": until.timestamp() if until else None,
+    }
     return base64.urlsafe_b64encode(orjson.dumps(state)).decode().rstrip("=")
 
 
@@ -98,7 +101,8 @@ def _mixed_timestamp(moment: datetime, style: int) -> str | int:
         return int(moment.timestamp())
     if style == 1:
         return moment.astimezone(_OFFSETS[int(moment.timestamp()) % len(_OFFSETS)]).isoformat(
-            timespec="seconds")
+            timespec="seconds"
+        )
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -109,8 +113,9 @@ class CRM:
         self.world = world
         self.engine = engine
         self.roster = world.roster(VENDOR)
-        self.company_timeline = Timeline(world.population.company_count, world.settings.seed,
-                                         0xC0C0)
+        self.company_timeline = Timeline(
+            world.population.company_count, world.settings.seed, 0xC0C0
+        )
 
     # -- records ---------------------------------------------------------------------------
 
@@ -126,11 +131,16 @@ class CRM:
             "last_name": ident.last_name,
             "email": ident.email,
             "phone": ident.phone,
-            "company_id": (world.record_id(COMPANY_PREFIX, ident.company_id)
-                           if r.random() < 0.85 else None),
-            "address": None if ident.address is None else {
-                "street": ident.address.street, "city": ident.address.city,
-                "state": ident.address.state, "zip": ident.address.postcode,
+            "company_id": (
+                world.record_id(COMPANY_PREFIX, ident.company_id) if r.random() < 0.85 else None
+            ),
+            "address": None
+            if ident.address is None
+            else {
+                "street": ident.address.street,
+                "city": ident.address.city,
+                "state": ident.address.state,
+                "zip": ident.address.postcode,
                 "country": ident.address.country,
             },
             "birthday": ident.date_of_birth.isoformat() if ident.date_of_birth else None,
@@ -159,8 +169,9 @@ class CRM:
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    def _page(self, request: Request, timeline: Timeline,
-              make: Callable[[int], dict[str, Any]]) -> Response:
+    def _page(
+        self, request: Request, timeline: Timeline, make: Callable[[int], dict[str, Any]]
+    ) -> Response:
         limit = int_param(request, "limit", 100, lo=1, hi=500)
         cursor = request.query_params.get("cursor")
         if cursor:
@@ -181,9 +192,11 @@ class CRM:
         if "next_cursor" in body:
             # The same next page as a URL, in the body and as an RFC 8288 Link header, as
             # many APIs offer it: clients may follow whichever they prefer.
-            following = str(request.url.remove_query_params(
-                ["cursor", "updated_since", "updated_before"]).include_query_params(
-                cursor=body["next_cursor"], limit=limit))
+            following = str(
+                request.url.remove_query_params(
+                    ["cursor", "updated_since", "updated_before"]
+                ).include_query_params(cursor=body["next_cursor"], limit=limit)
+            )
             body["links"] = {"next": following}
             headers["link"] = f'<{following}>; rel="next"'
         return JSONResponse(body, headers=headers)
@@ -195,8 +208,7 @@ class CRM:
         return self._page(request, self.company_timeline, self.company)
 
     def stats(self) -> dict[str, Any]:
-        return {"counts": {"contacts": len(self.roster),
-                           "companies": self.company_timeline.count}}
+        return {"counts": {"contacts": len(self.roster), "companies": self.company_timeline.count}}
 
 
 class Authorization:
@@ -218,25 +230,40 @@ class Authorization:
                 return error_response(400, "invalid_request", "malformed Basic credentials")
             client_id, _, client_secret = decoded.partition(":")
         if form.get("grant_type") != "client_credentials":
-            return error_response(400, "unsupported_grant_type",
-                                  "only grant_type=client_credentials is supported")
-        tenant = self.tenants.find(crm_client_id=str(client_id or ""),
-                                   crm_client_secret=str(client_secret or ""))
+            return error_response(
+                400, "unsupported_grant_type", "only grant_type=client_credentials is supported"
+            )
+        tenant = self.tenants.find(
+            crm_client_id=str(client_id or ""), crm_client_secret=str(client_secret or "")
+        )
         if tenant is None:
             return error_response(401, "invalid_client", "unknown client_id or wrong secret")
         ttl = self.tokens.ttl_seconds
-        return JSONResponse({"access_token": self.tokens.issue(tenant), "token_type": "Bearer",
-                             "expires_in": int(ttl) if ttl >= 1 else ttl})
+        return JSONResponse(
+            {
+                "access_token": self.tokens.issue(tenant),
+                "token_type": "Bearer",
+                "expires_in": int(ttl) if ttl >= 1 else ttl,
+            }
+        )
 
     async def authenticate(self, request: Request) -> int | Response:
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer "):
-            return error_response(401, "invalid_token", "missing Bearer token",
-                                  {"www-authenticate": 'Bearer realm="crm"'})
+            return error_response(
+                401,
+                "invalid_token",
+                "missing Bearer token",
+                {"www-authenticate": 'Bearer realm="crm"'},
+            )
         tenant = self.tokens.tenant_of(auth[7:])
         if tenant is None:
-            return error_response(401, "invalid_token", "the access token is invalid or expired",
-                                  {"www-authenticate": 'Bearer error="invalid_token"'})
+            return error_response(
+                401,
+                "invalid_token",
+                "the access token is invalid or expired",
+                {"www-authenticate": 'Bearer error="invalid_token"'},
+            )
         return tenant
 
 
@@ -258,5 +285,6 @@ def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
 def ground_truth(world: World) -> Iterator[TruthRow]:
     roster = world.roster(VENDOR)
     for position in range(len(roster)):
-        yield TruthRow("contacts", world.record_id(CONTACT_PREFIX, position),
-                       roster.entity(position))
+        yield TruthRow(
+            "contacts", world.record_id(CONTACT_PREFIX, position), roster.entity(position)
+        )

@@ -67,11 +67,19 @@ class Insurer:
             "member_no": world.record_id(MEMBER_PREFIX, position),
             "name": {"given": person.given_name, "family": person.surname},
             "born": epoch_of(person.birth_digits),
-            "address": {"number": person.street_number, "street": person.street_name,
-                        "locality": person.suburb, "postcode": person.postcode,
-                        "region": person.state, "country": person.country},
-            "national_id": (national_id_format(person.national_id, person.country, r)
-                            if person.national_id else None),
+            "address": {
+                "number": person.street_number,
+                "street": person.street_name,
+                "locality": person.suburb,
+                "postcode": person.postcode,
+                "region": person.state,
+                "country": person.country,
+            },
+            "national_id": (
+                national_id_format(person.national_id, person.country, r)
+                if person.national_id
+                else None
+            ),
             "updated": int(self.roster.timeline.epoch(position)),
         }
 
@@ -79,8 +87,9 @@ class Insurer:
         limit = int_param(request, "limit", 100, lo=1, hi=MAX_LIMIT)
         offset = int_param(request, "offset", 0, lo=0, hi=2**31)
         rows = [self.member(p) for p in range(offset, min(offset + limit, len(self.roster)))]
-        return JSONResponse({"members": rows, "total": len(self.roster), "offset": offset,
-                             "limit": limit})
+        return JSONResponse(
+            {"members": rows, "total": len(self.roster), "offset": offset, "limit": limit}
+        )
 
     def stats(self) -> dict[str, Any]:
         return {"counts": {"members": len(self.roster)}}
@@ -91,11 +100,18 @@ def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
 
     async def authenticate(request: Request) -> int | Response:
         given = _basic_credentials(request.headers.get("authorization", ""))
-        tenant = None if given is None else tenants.find(insurer_username=given[0],
-                                                          insurer_password=given[1])
+        tenant = (
+            None
+            if given is None
+            else tenants.find(insurer_username=given[0], insurer_password=given[1])
+        )
         if tenant is None:
-            return error_response(401, "unauthorized", "HTTP Basic credentials are required",
-                                  {"www-authenticate": 'Basic realm="insurer"'})
+            return error_response(
+                401,
+                "unauthorized",
+                "HTTP Basic credentials are required",
+                {"www-authenticate": 'Basic realm="insurer"'},
+            )
         return tenant
 
     routes = [Route("/api/members", authenticated(authenticate, insurers, Insurer.members))]
@@ -117,5 +133,4 @@ def _basic_credentials(authorization: str) -> tuple[str, str] | None:
 def ground_truth(world: World) -> Iterator[TruthRow]:
     roster = world.roster(VENDOR)
     for position in range(len(roster)):
-        yield TruthRow("members", world.record_id(MEMBER_PREFIX, position),
-                       roster.entity(position))
+        yield TruthRow("members", world.record_id(MEMBER_PREFIX, position), roster.entity(position))

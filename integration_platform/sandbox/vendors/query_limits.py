@@ -53,22 +53,32 @@ class QueryLimits:
             return "depth", GraphQLError(
                 f"query depth {shape.depth} exceeds the depth limit of {self.max_depth}: "
                 "nest fewer levels (Relay's edges, node and pageInfo do not count)",
-                extensions={"code": "QUERY_TOO_DEEP", "depth": shape.depth,
-                            "maxDepth": self.max_depth},
+                extensions={
+                    "code": "QUERY_TOO_DEEP",
+                    "depth": shape.depth,
+                    "maxDepth": self.max_depth,
+                },
             )
         if shape.cost > self.max_cost:
             return "cost", GraphQLError(
                 f"query cost {shape.cost} exceeds the cost limit of {self.max_cost}: "
                 "cost is the most nodes the query can return, `first` multiplied down nested "
                 "connections; ask for smaller pages or fewer nested connections",
-                extensions={"code": "QUERY_TOO_COSTLY", "cost": shape.cost,
-                            "maxCost": self.max_cost},
+                extensions={
+                    "code": "QUERY_TOO_COSTLY",
+                    "cost": shape.cost,
+                    "maxCost": self.max_cost,
+                },
             )
         return None
 
 
-def measure(schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode,
-            variables: dict[str, Any]) -> QueryShape:
+def measure(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    variables: dict[str, Any],
+) -> QueryShape:
     """Depth and cost of `operation`; the document must already have passed validation.
 
     `variables` are the coerced variable values. Raises GraphQLError for arguments that
@@ -81,18 +91,21 @@ def measure(schema: GraphQLSchema, document: DocumentNode, operation: OperationD
 
 
 class _Measure:
-    def __init__(self, schema: GraphQLSchema, document: DocumentNode,
-                 variables: dict[str, Any]) -> None:
+    def __init__(
+        self, schema: GraphQLSchema, document: DocumentNode, variables: dict[str, Any]
+    ) -> None:
         self._schema = schema
         self._variables = variables
-        self._fragments = {d.name.value: d for d in document.definitions
-                           if isinstance(d, FragmentDefinitionNode)}
+        self._fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
         # Cost is linear in the enclosing multiplier, so each fragment is measured once:
         # a document that spreads fragments into fragments cannot make the walk exponential.
         self._measured: dict[str, QueryShape] = {}
 
-    def selection_set(self, selection_set: SelectionSetNode,
-                      parent: GraphQLNamedType) -> QueryShape:
+    def selection_set(
+        self, selection_set: SelectionSetNode, parent: GraphQLNamedType
+    ) -> QueryShape:
         depth = cost = 0
         for selection in selection_set.selections:
             shape = self._selection(selection, parent)
@@ -103,8 +116,11 @@ class _Measure:
         if isinstance(selection, FieldNode):
             return self._field(selection, parent)
         if isinstance(selection, InlineFragmentNode):
-            condition = (self._schema.get_type(selection.type_condition.name.value)
-                         if selection.type_condition else parent)
+            condition = (
+                self._schema.get_type(selection.type_condition.name.value)
+                if selection.type_condition
+                else parent
+            )
             return self.selection_set(selection.selection_set, condition or parent)
         if isinstance(selection, FragmentSpreadNode):
             return self._fragment(selection.name.value)
@@ -114,14 +130,18 @@ class _Measure:
         if name not in self._measured:
             fragment = self._fragments[name]
             condition = self._schema.get_type(fragment.type_condition.name.value)
-            self._measured[name] = (self.selection_set(fragment.selection_set, condition)
-                                    if condition else QueryShape(0, 0))
+            self._measured[name] = (
+                self.selection_set(fragment.selection_set, condition)
+                if condition
+                else QueryShape(0, 0)
+            )
         return self._measured[name]
 
     def _field(self, node: FieldNode, parent: GraphQLNamedType) -> QueryShape:
         name = node.name.value
-        if name.startswith("__") or not isinstance(parent, GraphQLObjectType
-                                                   | GraphQLInterfaceType):
+        if name.startswith("__") or not isinstance(
+            parent, GraphQLObjectType | GraphQLInterfaceType
+        ):
             return QueryShape(0, 0)  # introspection is bounded by the schema
         field = parent.fields.get(name)
         if field is None:
@@ -130,8 +150,9 @@ class _Measure:
             return QueryShape(1, 0)
         returns = get_named_type(field.type)
         inner = self.selection_set(node.selection_set, returns)
-        if any(parent.name.endswith(suffix) and name == plumbing
-               for suffix, plumbing in RELAY_PLUMBING):
+        if any(
+            parent.name.endswith(suffix) and name == plumbing for suffix, plumbing in RELAY_PLUMBING
+        ):
             return inner
         if returns.name.endswith("Connection"):
             first = self._first(node, field)

@@ -76,19 +76,31 @@ STATUSES, STATUS_WEIGHTS = ("open", "pending", "solved", "closed"), (0.2, 0.15, 
 PRIORITIES, PRIORITY_WEIGHTS = ("low", "normal", "high", "urgent"), (0.25, 0.5, 0.2, 0.05)
 CHANNELS, CHANNEL_WEIGHTS = ("email", "chat", "phone", "web"), (0.5, 0.2, 0.1, 0.2)
 SUBJECTS = (
-    "Cannot log in to my account", "Refund for a duplicate charge", "Export to CSV fails",
-    "How do I add a team member?", "Invoice shows the wrong address", "App crashes on start",
-    "Password reset email never arrives", "Question about upgrading my plan",
-    "Sync with calendar stopped working", "Please close my account", "Feature request: dark mode",
+    "Cannot log in to my account",
+    "Refund for a duplicate charge",
+    "Export to CSV fails",
+    "How do I add a team member?",
+    "Invoice shows the wrong address",
+    "App crashes on start",
+    "Password reset email never arrives",
+    "Question about upgrading my plan",
+    "Sync with calendar stopped working",
+    "Please close my account",
+    "Feature request: dark mode",
     "Two-factor code not accepted",
 )
 CUSTOMER_LINES = (
-    "Hi, this is still happening for me.", "Any update on this?", "Thanks, that fixed it!",
-    "I attached a screenshot of the error.", "It worked yesterday, nothing changed on my side.",
+    "Hi, this is still happening for me.",
+    "Any update on this?",
+    "Thanks, that fixed it!",
+    "I attached a screenshot of the error.",
+    "It worked yesterday, nothing changed on my side.",
 )
 AGENT_LINES = (
-    "Thanks for reaching out, we are looking into it.", "Could you send us a screenshot?",
-    "This should be fixed now, please try again.", "I have escalated this to engineering.",
+    "Thanks for reaching out, we are looking into it.",
+    "Could you send us a screenshot?",
+    "This should be fixed now, please try again.",
+    "I have escalated this to engineering.",
     "Closing this ticket as solved; reply to reopen it.",
 )
 AGENTS = ("Dana (Support)", "Luis (Support)", "Priya (Support)", "Sam (Billing Team)")
@@ -97,8 +109,12 @@ AGENTS = ("Dana (Support)", "Luis (Support)", "Priya (Support)", "Sam (Billing T
 def ticket_index(world: World) -> ChildIndex:
     """Which customer position each ticket belongs to: tickets are children of customers."""
     customers = len(world.roster(VENDOR))
-    return ChildIndex(children=round(TICKETS_PER_CUSTOMER * customers), parents=customers,
-                      seed=world.settings.seed, salt=_TICKET_SALT)
+    return ChildIndex(
+        children=round(TICKETS_PER_CUSTOMER * customers),
+        parents=customers,
+        seed=world.settings.seed,
+        salt=_TICKET_SALT,
+    )
 
 
 def comment_count(seed: int, ticket: int) -> int:
@@ -117,8 +133,10 @@ def decode_cursor(cursor: str, scope: str) -> int:
         raw = ""
     cursor_scope, _, slot = raw.rpartition(":")
     if cursor_scope != scope or not (slot.isascii() and slot.isdigit()):
-        raise GraphQLError(f"after={cursor!r} is not a cursor this connection issued: pass an "
-                           "endCursor from the same connection, or omit after to start over")
+        raise GraphQLError(
+            f"after={cursor!r} is not a cursor this connection issued: pass an "
+            "endCursor from the same connection, or omit after to start over"
+        )
     return int(slot)
 
 
@@ -128,8 +146,9 @@ class _Node:
     So `{ id }` alone, or a page only counted through `totalCount`, stays cheap.
     """
 
-    def __init__(self, record_id: str, position: int,
-                 make: Callable[[int], dict[str, Any]]) -> None:
+    def __init__(
+        self, record_id: str, position: int, make: Callable[[int], dict[str, Any]]
+    ) -> None:
         self.id = record_id
         self.position = position
         self._make = make
@@ -162,8 +181,9 @@ class Support:
     # -- records ---------------------------------------------------------------------------
 
     def customer_node(self, position: int) -> _Node:
-        return _Node(self.world.record_id(CUSTOMER_PREFIX, position), position,
-                     self.customer_record)
+        return _Node(
+            self.world.record_id(CUSTOMER_PREFIX, position), position, self.customer_record
+        )
 
     def ticket_node(self, ticket: int) -> _Node:
         return _Node(self.world.record_id(TICKET_PREFIX, ticket), ticket, self.ticket_record)
@@ -178,17 +198,20 @@ class Support:
         style = r.random()
         parts = (ident.first_name,) if style < 0.2 else (ident.first_name, ident.last_name)
         name = " ".join(part for part in parts if part) if style < 0.95 else None
-        organization = (world.population.company(ident.company_id).name
-                        if r.random() < 0.7 else None)
+        organization = world.population.company(ident.company_id).name if r.random() < 0.7 else None
         email, email_address = ident.email, None
         drift_from = self.engine.settings.schema_drift_from
         if drift_from is not None and updated.date() >= drift_from:
             # The vendor's contact-model migration: clients see `email` renamed `emailAddress`.
             email, email_address = None, email
         return {
-            "name": name or None, "email": email, "emailAddress": email_address,
-            "phone": ident.phone, "organization": organization,
-            "createdAt": iso(created), "updatedAt": iso(updated),
+            "name": name or None,
+            "email": email,
+            "emailAddress": email_address,
+            "phone": ident.phone,
+            "organization": organization,
+            "createdAt": iso(created),
+            "updatedAt": iso(updated),
         }
 
     def _ticket_times(self, ticket: int) -> tuple[datetime, datetime]:
@@ -204,7 +227,8 @@ class Support:
             "status": r.choices(STATUSES, STATUS_WEIGHTS)[0],
             "priority": r.choices(PRIORITIES, PRIORITY_WEIGHTS)[0],
             "channel": r.choices(CHANNELS, CHANNEL_WEIGHTS)[0],
-            "createdAt": iso(created), "updatedAt": iso(updated),
+            "createdAt": iso(created),
+            "updatedAt": iso(updated),
         }
 
     def comment(self, ticket: int, index: int, count: int, requester: str) -> dict[str, Any]:
@@ -216,8 +240,9 @@ class Support:
         return {
             "id": self.world.record_id(COMMENT_PREFIX, ticket * MAX_COMMENTS + index),
             "author": requester if by_customer else r.choice(AGENTS),
-            "body": r.choice(SUBJECTS if index == 0 else CUSTOMER_LINES if by_customer
-                             else AGENT_LINES),
+            "body": r.choice(
+                SUBJECTS if index == 0 else CUSTOMER_LINES if by_customer else AGENT_LINES
+            ),
             "public": by_customer or r.random() < 0.7,
             "createdAt": iso(at),
         }
@@ -228,16 +253,21 @@ class Support:
 
     # -- resolvers ---------------------------------------------------------------------------
 
-    def _connection(self, scope: str, slots: range, args: dict[str, Any], default_first: int,
-                    node: Callable[[int], Any]) -> dict[str, Any]:
+    def _connection(
+        self,
+        scope: str,
+        slots: range,
+        args: dict[str, Any],
+        default_first: int,
+        node: Callable[[int], Any],
+    ) -> dict[str, Any]:
         """One Relay page over `slots`; each cursor names the slot of its edge."""
         first = args.get("first")
         first = default_first if first is None else first
         if not 0 <= first <= MAX_FIRST:
             raise GraphQLError(f"first={first} is out of range: expected 0..{MAX_FIRST}")
         after = args.get("after")
-        start = slots.start if after is None else max(slots.start,
-                                                      decode_cursor(after, scope) + 1)
+        start = slots.start if after is None else max(slots.start, decode_cursor(after, scope) + 1)
         page = range(start, max(start, min(slots.stop, start + first)))
         end_cursor = encode_cursor(scope, page[-1]) if page else None
         has_next = page.stop < slots.stop
@@ -245,8 +275,7 @@ class Support:
         if after is not None and self.engine.settings.repeat_cursor_at_page == page_number:
             end_cursor, has_next = after, True  # a buggy API handing back the cursor it got
         return {
-            "edges": [{"cursor": encode_cursor(scope, slot), "node": node(slot)}
-                      for slot in page],
+            "edges": [{"cursor": encode_cursor(scope, slot), "node": node(slot)} for slot in page],
             "pageInfo": {"hasNextPage": has_next, "endCursor": end_cursor},
             "totalCount": len(slots),
         }
@@ -260,50 +289,67 @@ class Support:
             raise GraphQLError(exc.detail) from None
         return timeline.positions_between(since, until)
 
-    def resolve_customers(self, _root: object, _info: GraphQLResolveInfo,
-                          **args: Any) -> dict[str, Any]:
-        return self._connection("customers", self._window(self.roster.timeline, args), args, 50,
-                                self.customer_node)
+    def resolve_customers(
+        self, _root: object, _info: GraphQLResolveInfo, **args: Any
+    ) -> dict[str, Any]:
+        return self._connection(
+            "customers", self._window(self.roster.timeline, args), args, 50, self.customer_node
+        )
 
-    def resolve_tickets(self, _root: object, _info: GraphQLResolveInfo,
-                        **args: Any) -> dict[str, Any]:
-        return self._connection("tickets", self._window(self.ticket_timeline, args), args, 50,
-                                self.ticket_node)
+    def resolve_tickets(
+        self, _root: object, _info: GraphQLResolveInfo, **args: Any
+    ) -> dict[str, Any]:
+        return self._connection(
+            "tickets", self._window(self.ticket_timeline, args), args, 50, self.ticket_node
+        )
 
-    def resolve_customer(self, _root: object, _info: GraphQLResolveInfo,
-                         **args: Any) -> _Node | None:
+    def resolve_customer(
+        self, _root: object, _info: GraphQLResolveInfo, **args: Any
+    ) -> _Node | None:
         position = self.world.position_of(CUSTOMER_PREFIX, args["id"])
         if position is None or position >= len(self.roster):
             return None
         return self.customer_node(position)
 
-    def resolve_customer_tickets(self, customer: _Node, _info: GraphQLResolveInfo,
-                                 **args: Any) -> dict[str, Any]:
+    def resolve_customer_tickets(
+        self, customer: _Node, _info: GraphQLResolveInfo, **args: Any
+    ) -> dict[str, Any]:
         children: Sequence[int] = self.tickets.children_of(customer.position)
-        return self._connection(f"customer/{customer.position}/tickets", range(len(children)),
-                                args, 20, lambda index: self.ticket_node(children[index]))
+        return self._connection(
+            f"customer/{customer.position}/tickets",
+            range(len(children)),
+            args,
+            20,
+            lambda index: self.ticket_node(children[index]),
+        )
 
     def resolve_ticket_customer(self, ticket: _Node, _info: GraphQLResolveInfo) -> _Node:
         return self.customer_node(self.tickets.parent_of(ticket.position))
 
-    def resolve_ticket_comments(self, ticket: _Node, _info: GraphQLResolveInfo,
-                                **args: Any) -> dict[str, Any]:
+    def resolve_ticket_comments(
+        self, ticket: _Node, _info: GraphQLResolveInfo, **args: Any
+    ) -> dict[str, Any]:
         share = self.engine.settings.graphql_partial_errors
         # Keyed by ticket, not by request: a retry hits the same broken tickets.
         if share > 0 and unit_interval(self.seed, _FAILURE_SALT, ticket.position) < share:
             self.comment_failures += 1
-            raise GraphQLError("comments service unavailable: try again later",
-                               extensions={"code": "UPSTREAM_UNAVAILABLE"})
+            raise GraphQLError(
+                "comments service unavailable: try again later",
+                extensions={"code": "UPSTREAM_UNAVAILABLE"},
+            )
         count = comment_count(self.seed, ticket.position)
         requester = self._requester(ticket.position) if count else ""
-        return self._connection(f"ticket/{ticket.position}/comments", range(count), args, 20,
-                                lambda index: self.comment(ticket.position, index, count,
-                                                           requester))
+        return self._connection(
+            f"ticket/{ticket.position}/comments",
+            range(count),
+            args,
+            20,
+            lambda index: self.comment(ticket.position, index, count, requester),
+        )
 
     def _requester(self, ticket: int) -> str:
         customer = self.customer_record(self.tickets.parent_of(ticket))
-        return str(customer["name"] or customer["email"] or customer["emailAddress"]
-                   or "Customer")
+        return str(customer["name"] or customer["email"] or customer["emailAddress"] or "Customer")
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -314,23 +360,29 @@ class Support:
         except GraphQLError as exc:
             return _rejected([exc])
 
-    def _run(self, query: str, variables: dict[str, Any],
-             operation_name: str | None) -> Response:
-        document = parse(query, max_source_length=MAX_QUERY_CHARS,
-                         max_lexical_tokens=MAX_QUERY_TOKENS)
+    def _run(self, query: str, variables: dict[str, Any], operation_name: str | None) -> Response:
+        document = parse(
+            query, max_source_length=MAX_QUERY_CHARS, max_lexical_tokens=MAX_QUERY_TOKENS
+        )
         invalid = validate(self.schema, document)
         if invalid:
             return _rejected(invalid)
         operation = get_operation_ast(document, operation_name)
         if operation is None:
-            return _rejected([GraphQLError(
-                f"no operation named {operation_name!r}" if operation_name else
-                "the document has several operations: pass operationName")])
+            return _rejected(
+                [
+                    GraphQLError(
+                        f"no operation named {operation_name!r}"
+                        if operation_name
+                        else "the document has several operations: pass operationName"
+                    )
+                ]
+            )
         if operation.operation != OperationType.QUERY:
-            return _rejected([GraphQLError(
-                f"this API only answers queries, not {operation.operation.value}s")])
-        coerced = get_variable_values(self.schema, operation.variable_definitions or (),
-                                      variables)
+            return _rejected(
+                [GraphQLError(f"this API only answers queries, not {operation.operation.value}s")]
+            )
+        coerced = get_variable_values(self.schema, operation.variable_definitions or (), variables)
         if isinstance(coerced, list):
             return _rejected(coerced)
         refused = self._over_limits(document, operation, coerced)
@@ -338,13 +390,19 @@ class Support:
             return refused
         # Runs on the event loop on purpose: population.company shares one Faker instance,
         # and pages are small (at most LIMITS.max_cost nodes).
-        result = execute_sync(self.schema, document, variable_values=variables,
-                              operation_name=operation_name, field_resolver=_resolve_field,
-                              context_value=self)
+        result = execute_sync(
+            self.schema,
+            document,
+            variable_values=variables,
+            operation_name=operation_name,
+            field_resolver=_resolve_field,
+            context_value=self,
+        )
         return JSONResponse(result.formatted)
 
-    def _over_limits(self, document: DocumentNode, operation: OperationDefinitionNode,
-                     variables: dict[str, Any]) -> Response | None:
+    def _over_limits(
+        self, document: DocumentNode, operation: OperationDefinitionNode, variables: dict[str, Any]
+    ) -> Response | None:
         violation = LIMITS.violation(measure(self.schema, document, operation, variables))
         if violation is None:
             return None
@@ -353,10 +411,15 @@ class Support:
         return _rejected([error])
 
     def stats(self) -> dict[str, Any]:
-        return {"counts": {"customers": len(self.roster), "tickets": self.tickets.children,
-                           "comments": self.comment_total},
-                "rejected_queries": dict(self.rejected),
-                "comment_failures": self.comment_failures}
+        return {
+            "counts": {
+                "customers": len(self.roster),
+                "tickets": self.tickets.children,
+                "comments": self.comment_total,
+            },
+            "rejected_queries": dict(self.rejected),
+            "comment_failures": self.comment_failures,
+        }
 
 
 async def _read_graphql_request(request: Request) -> tuple[str, dict[str, Any], str | None]:
@@ -368,18 +431,25 @@ async def _read_graphql_request(request: Request) -> tuple[str, dict[str, Any], 
             variables = orjson.loads(raw_variables) if raw_variables else None
         except orjson.JSONDecodeError:
             raise GraphQLError("variables is not valid JSON") from None
-        body: Any = {"query": params.get("query"), "variables": variables,
-                     "operationName": params.get("operationName")}
+        body: Any = {
+            "query": params.get("query"),
+            "variables": variables,
+            "operationName": params.get("operationName"),
+        }
     else:
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
-            raise GraphQLError('the body is not JSON: send {"query": "...", "variables": {}}') \
-                from None
+            raise GraphQLError(
+                'the body is not JSON: send {"query": "...", "variables": {}}'
+            ) from None
     if not isinstance(body, dict):
         raise GraphQLError('the body must be a JSON object: {"query": "...", "variables": {}}')
-    query, variables, operation_name = (body.get("query"), body.get("variables"),
-                                        body.get("operationName"))
+    query, variables, operation_name = (
+        body.get("query"),
+        body.get("variables"),
+        body.get("operationName"),
+    )
     if not isinstance(query, str) or not query.strip():
         raise GraphQLError("query is missing: send the GraphQL document as a string")
     if variables is not None and not isinstance(variables, dict):
@@ -399,17 +469,29 @@ def create_app(tenants: Tenants, engine: ChaosEngine) -> ASGIApp:
     async def authenticate(request: Request) -> int | Response:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return error_response(401, "invalid_token", "missing Bearer token",
-                                  {"www-authenticate": 'Bearer realm="support"'})
+            return error_response(
+                401,
+                "invalid_token",
+                "missing Bearer token",
+                {"www-authenticate": 'Bearer realm="support"'},
+            )
         tenant = tenants.find(support_api_token=token.strip())
         if tenant is None:
-            return error_response(401, "invalid_token", "the API token is not valid",
-                                  {"www-authenticate": 'Bearer error="invalid_token"'})
+            return error_response(
+                401,
+                "invalid_token",
+                "the API token is not valid",
+                {"www-authenticate": 'Bearer error="invalid_token"'},
+            )
         return tenant
 
-    routes: list[BaseRoute] = [Route("/graphql",
-                                     authenticated(authenticate, helpdesks, Support.graphql),
-                                     methods=["GET", "POST"])]
+    routes: list[BaseRoute] = [
+        Route(
+            "/graphql",
+            authenticated(authenticate, helpdesks, Support.graphql),
+            methods=["GET", "POST"],
+        )
+    ]
     admin = VendorAdmin(VENDOR, ground_truth, lambda tenant: helpdesks[tenant].stats())
     return build_vendor_app(tenants, engine, admin, routes)
 
@@ -443,5 +525,6 @@ def _for_tenant(resolve: Callable[..., Any]) -> Callable[..., Any]:
 def ground_truth(world: World) -> Iterator[TruthRow]:
     roster = world.roster(VENDOR)
     for position in range(len(roster)):
-        yield TruthRow("customers", world.record_id(CUSTOMER_PREFIX, position),
-                       roster.entity(position))
+        yield TruthRow(
+            "customers", world.record_id(CUSTOMER_PREFIX, position), roster.entity(position)
+        )

@@ -26,14 +26,19 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("credentials_from_environment", sa.Boolean(), nullable=False),
-        _timestamp("created_at"), _timestamp("updated_at"),
+        _timestamp("created_at"),
+        _timestamp("updated_at"),
         _timestamp("deactivated_at", nullable=True),
         _timestamp("partition_registered_at", nullable=True),
     )
     op.create_table(
         "client_credentials",
-        sa.Column("client_id", sa.String(40),
-                  sa.ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "client_id",
+            sa.String(40),
+            sa.ForeignKey("clients.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("source", sa.String(64), primary_key=True),
         sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
         sa.Column("variables", sa.JSON(), nullable=False),
@@ -65,10 +70,10 @@ def upgrade() -> None:
         sa.Column("transform_run_id", sa.String(64), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         _timestamp("lease_until", nullable=True),
-        _timestamp("created_at"), _timestamp("updated_at"),
+        _timestamp("created_at"),
+        _timestamp("updated_at"),
         _timestamp("finished_at", nullable=True),
-        sa.UniqueConstraint("client_id", "idempotency_key",
-                            name="uq_syncs_client_idempotency_key"),
+        sa.UniqueConstraint("client_id", "idempotency_key", name="uq_syncs_client_idempotency_key"),
         sa.UniqueConstraint("active_client_id", name="uq_syncs_active_client_id"),
     )
     op.create_index("ix_syncs_client_id", "syncs", ["client_id"])
