@@ -169,6 +169,13 @@ def build_settings(
     help="Keep up to this many MB of rendered billing list pages in memory and "
     "serve repeats from it (benchmarks: measure the client, not the sandbox).",
 )
+@click.option(
+    "--support-introspection/--no-support-introspection",
+    default=True,
+    show_default=True,
+    help="Whether support answers GraphQL introspection (off: refused with 400, as Apollo "
+    "Server does in production).",
+)
 @click.option("--webhook-url", default=None, help="Where billing sends signed webhooks.")
 @click.option(
     "--webhook-rate", default=5.0, show_default=True, help="Billing webhook events per second."
@@ -191,6 +198,7 @@ def sandbox_up(
     token_ttl: float,
     billing_rate_limit: int,
     billing_page_cache_mb: int,
+    support_introspection: bool,
     webhook_url: str | None,
     webhook_rate: float,
     stream_rate: float,
@@ -204,6 +212,7 @@ def sandbox_up(
         token_ttl_seconds=token_ttl,
         billing_requests_per_second=billing_rate_limit,
         billing_page_cache_mb=billing_page_cache_mb,
+        support_introspection=support_introspection,
         webhook_url=webhook_url,
         webhook_events_per_second=webhook_rate,
         stream_events_per_second=stream_rate,

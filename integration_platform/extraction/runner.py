@@ -151,9 +151,9 @@ class EndpointExtractor:
         if spec.kind == "graphql":
             if graphql is None:
                 raise ValueError(f"{spec.source} is a GraphQL source: pass a GraphQLClient")
-            self._document = GraphQLClient.parse(
-                spec.query_text(endpoint), f"{spec.source}.{endpoint}"
-            )
+            query_file = str(self.endpoint.query_file)
+            self._document = GraphQLClient.parse(spec.query_text(endpoint), query_file)
+            graphql.check(self._document, query_file)  # a misfit fails before the first page
         self.summary = ExtractionSummary(spec.source, endpoint, partition)
         self._mark: tuple[datetime | None, Any] | None = None
 

@@ -2,8 +2,10 @@
 
 Documents come from .graphql files beside the spec and are validated against the server's
 schema (introspection) before the first page, so a query that no longer fits the API fails at
-once with a clear message. An `errors` array with HTTP 200 fails the page unless the endpoint
-says `graphql_errors: record`, in which case the data is kept and the errors travel with it.
+once with a clear message. An API that refuses introspection (Apollo Server's production
+default) is read unvalidated, with one warning; `graphql_validate: false` skips introspection.
+An `errors` array with HTTP 200 fails the page unless the endpoint says `graphql_errors:
+record`, in which case the data is kept and the errors travel with it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import structlog
 from gql import Client, GraphQLRequest, gql
 from gql.transport.exceptions import (
     TransportConnectionFailed,
@@ -21,7 +24,7 @@ from gql.transport.exceptions import (
     TransportServerError,
 )
 from gql.transport.httpx import HTTPXAsyncTransport
-from graphql import GraphQLError
+from graphql import GraphQLError, validate
 
 from integration_platform.http.client import FetchedPage, GovernedTransport, SourceClient
 from integration_platform.http.errors import (
@@ -33,6 +36,13 @@ from integration_platform.http.errors import (
 )
 from integration_platform.http.pagination import PageRequest
 from integration_platform.http.ratelimit import parse_retry_after
+from integration_platform.logs import get_logger
+
+_log = get_logger("integration_platform.http.graphql")
+
+# (run id, source, URL) whose refused introspection was already reported: every partition of a
+# run opens its own client, and one warning per run says all there is to say.
+_REFUSALS_REPORTED: set[tuple[str | None, str, str]] = set()
 
 # The raw responses of the current attempt: the landing zone keeps pages exactly as received,
 # and gql hands back only the parsed result. A list, not a value, because gql runs the request
@@ -74,7 +84,7 @@ class _RecordingTransport(httpx.AsyncBaseTransport):
 class GraphQLClient:
     """Executes one source's GraphQL documents; use as an async context manager."""
 
-    def __init__(self, source_client: SourceClient, *, validate_schema: bool = True) -> None:
+    def __init__(self, source_client: SourceClient) -> None:
         self.source = source_client
         spec = source_client.spec
         self.url = spec.base_url.rstrip("/") + spec.graphql_path
@@ -90,23 +100,85 @@ class GraphQLClient:
             headers=dict(spec.headers),
             transport=_RecordingTransport(GovernedTransport(inner, source_client)),
         )
+        # The schema is fetched in __aenter__, not by gql's connect: gql closes the session
+        # when introspection fails, and a refusal must leave the session usable.
         self._client = Client(
             transport=transport,
-            fetch_schema_from_transport=validate_schema,
+            fetch_schema_from_transport=False,
             execute_timeout=spec.timeout.total_seconds,
         )
         self._session: Any = None
 
-    async def __aenter__(self) -> GraphQLClient:
-        async def connect() -> Any:
-            _RESPONSES.set([])
-            try:
-                return await self._client.connect_async()  # type: ignore[no-untyped-call]
-            except Exception as exc:
-                raise self._classify(exc, "introspection") from exc
+    @property
+    def validates(self) -> bool:
+        """Whether documents are checked against the server's schema (it answered introspection)."""
+        return self._client.schema is not None
 
-        self._session = await self.source.retrying(connect, f"{self.url} (schema)")
+    async def __aenter__(self) -> GraphQLClient:
+        self._session = await self._client.connect_async()  # type: ignore[no-untyped-call]
+        if self.source.spec.graphql_validate:
+            try:
+                await self.source.retrying(self._fetch_schema, f"{self.url} (schema)")
+            except BaseException:
+                await self._client.close_async()  # type: ignore[no-untyped-call]
+                raise
         return self
+
+    async def _fetch_schema(self) -> None:
+        _RESPONSES.set([])
+        try:
+            await self._session.fetch_schema()
+        except (TransportQueryError, TypeError, GraphQLError) as exc:
+            # The server answered, but with errors or without a usable `__schema` (gql's
+            # TypeError "Invalid or incomplete introspection result"): introspection is off.
+            raw = _last_response()
+            if raw is None:
+                raise
+            status = raw.status_code
+            if status == 401 or status in self.source.spec.retry.retry_statuses:
+                raise self._classify(TransportServerError(str(exc), status), "schema") from exc
+            self._report_refusal(exc, status)
+        except Exception as exc:
+            raise self._classify(exc, "schema") from exc
+
+    def _report_refusal(self, exc: Exception, status: int) -> None:
+        spec = self.source.spec
+        run_id = structlog.contextvars.get_contextvars().get("run_id")
+        key = (str(run_id) if run_id is not None else None, spec.source, self.url)
+        if key in _REFUSALS_REPORTED:
+            return
+        _REFUSALS_REPORTED.add(key)
+        if isinstance(exc, TransportQueryError) and exc.errors:
+            answer = str(exc.errors[0].get("message", exc.errors[0]))
+        else:
+            answer = f"no usable __schema in the answer ({exc})"
+        _log.warning(
+            "graphql_schema_not_validated",
+            source=spec.source,
+            url=self.url,
+            status=status,
+            reason="the API refused introspection: its queries run without schema validation",
+            hint=f"set graphql_validate: false in the {spec.source} spec to skip introspection "
+            "and this warning",
+            answer=answer[:300],
+        )
+
+    def check(self, document: GraphQLRequest, name: str) -> None:
+        """Validate `document` (from the query file `name`) against the server's schema, if it
+        gave one, before any page."""
+        schema = self._client.schema
+        if schema is None:
+            return
+        errors = validate(schema, document.document)
+        if errors:
+            problems = "; ".join(
+                error.message + (f" (line {error.locations[0].line})" if error.locations else "")
+                for error in errors[:5]
+            )
+            raise ResponseShapeError(
+                f"the query in {name} does not fit the API's schema: {problems}. "
+                "Update the .graphql file to the API's current schema."
+            )
 
     async def __aexit__(self, *exc: object) -> None:
         await self._client.close_async()  # type: ignore[no-untyped-call]
@@ -158,12 +230,20 @@ class GraphQLClient:
         raw = _last_response()
         if errors and (errors_policy == "fail" or data is None):
             summary = "; ".join(
-                f"{e.get('message')} at {'.'.join(map(str, e.get('path') or []))}"
+                str(e.get("message"))
+                + (f" at {'.'.join(map(str, e['path']))}" if e.get("path") else "")
                 for e in errors[:5]
             )
+            advice = (
+                "The API returned no data: check the query file against the API's schema."
+                if data is None
+                else "Set graphql_errors: record on the endpoint to keep partial data."
+            )
+            end = " " if summary.endswith((".", "?", "!")) else ". "
             raise GraphQLResponseError(
-                f"{self.url}: the API answered with {len(errors)} GraphQL error(s): {summary}. "
-                "Set graphql_errors: record on the endpoint to keep partial data.",
+                f"{self.url}: the API answered with {len(errors)} GraphQL error(s): {summary}"
+                + end
+                + advice,
                 errors,
             )
         content = raw.content if raw is not None else b""

@@ -29,6 +29,8 @@ class SandboxSettings:
     webhook_events_per_second: float = 5.0
     stream_events_per_second: float = 50.0
     signature_max_age_seconds: float = 300.0
+    # False: support refuses introspection queries, as Apollo Server does in production.
+    support_introspection: bool = True
     # Customer accounts each vendor serves (tenant 0 is the default one; see tenants.py).
     tenants: int = 1
 

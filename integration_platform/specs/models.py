@@ -643,6 +643,12 @@ class SourceSpec(Strict):
     description: str | None = None
     base_url: EnvStr
     graphql_path: str = Field("/graphql", description="for kind: graphql")
+    graphql_validate: bool = Field(
+        True,
+        description="for kind: graphql: check each query document against the schema the API "
+        "answers to introspection (an API that refuses introspection is read unchecked, with "
+        "one warning); false skips introspection altogether",
+    )
     auth: AuthSpec = Field(default_factory=lambda: NoAuth(type="none"))
     headers: dict[str, EnvStr] = Field(default_factory=dict)
     rate_limit: RateLimitSpec | None = None
@@ -679,6 +685,8 @@ class SourceSpec(Strict):
         for kind, names in (("endpoint", self.endpoints), ("stream", self.streams)):
             for name in names:
                 _check_name(kind, name)
+        if self.kind == "rest" and "graphql_validate" in self.model_fields_set:
+            raise ValueError("graphql_validate is only for kind: graphql")
         for name, endpoint in self.endpoints.items():
             if self.kind == "graphql" and endpoint.query_file is None:
                 raise ValueError(f"endpoint {name!r}: graphql endpoints need query_file")

@@ -7,13 +7,16 @@
 - GraphQL `POST /graphql`: `allPeople(page:, perPage:)` (page numbers as query variables),
   `peopleSlice(limit:, offset:)` (offsets as variables, with a total), and
   `peopleConnection(first:, after:)`, a Relay connection that lists `nodes` (no `edges`).
+- GraphQL `POST /graphql-hidden`: the same API behind a gateway that hides its schema: an
+  introspection query gets HTTP 200 `{"data": {"__schema": null}}` and no errors.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from graphql import build_schema, graphql
+from graphql import build_schema, graphql, parse, validate
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -103,6 +106,13 @@ async def graphql_endpoint(request: Request) -> Response:
     return JSONResponse(payload)
 
 
+async def graphql_hiding_its_schema(request: Request) -> Response:
+    body = await request.json()  # starlette keeps it: graphql_endpoint reads it again
+    if validate(SCHEMA, parse(body["query"]), [NoSchemaIntrospectionCustomRule]):
+        return JSONResponse({"data": {"__schema": None}})
+    return await graphql_endpoint(request)
+
+
 def create_app() -> Starlette:
     return Starlette(
         routes=[
@@ -110,5 +120,6 @@ def create_app() -> Starlette:
             Route("/account", account),
             Route("/export", export),
             Route("/graphql", graphql_endpoint, methods=["POST"]),
+            Route("/graphql-hidden", graphql_hiding_its_schema, methods=["POST"]),
         ]
     )

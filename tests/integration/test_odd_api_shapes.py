@@ -29,6 +29,7 @@ from integration_platform.assets.resources import (
 )
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.extraction.to_files import extract_to_directory
+from integration_platform.logs import ensure_logging
 from integration_platform.specs.loader import load_spec
 from integration_platform.specs.models import SourceSpec
 from integration_platform.webhooks.server import ReceiverServer
@@ -184,6 +185,39 @@ def test_the_extraction_summary_counts_graphql_records_when_they_sit_under_data(
     spec = load_spec(graphql_file, env={})
     summary = asyncio.run(extract_to_directory(spec, "all_people", tmp_path / "out"))
     assert (summary.records, summary.pages) == (odd_apis.PEOPLE, 3)
+
+
+def test_every_graphql_record_lands_with_one_warning_a_run_when_the_api_hides_its_schema(
+    odd_api: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Introspection answered with `{"data": {"__schema": null}}`: gql's "Invalid or incomplete
+    # introspection result" TypeError used to fail the first request.
+    ensure_logging()
+    [_, graphql_file] = write_specs(
+        tmp_path / "specs",
+        odd_api,
+        ("kind: graphql\n", "kind: graphql\ngraphql_path: /graphql-hidden\n"),
+    )
+    specs = {"oddgql": load_spec(graphql_file, env={})}
+    runs = [run(specs, tmp_path / "data"), run(specs, tmp_path / "data")]
+    assert all(result.success for result in runs)
+    assert row_counts(tmp_path / "data") == {
+        "oddgql__all_people": odd_apis.PEOPLE,
+        "oddgql__people_slice": odd_apis.PEOPLE,
+        "oddgql__people_nodes": odd_apis.PEOPLE,
+    }
+    warned = [
+        record.msg
+        for record in caplog.records
+        if isinstance(record.msg, dict)
+        and record.msg.get("event") == "graphql_schema_not_validated"
+    ]
+    # Three endpoints, each opening its own client, in each of two runs: one warning a run.
+    assert [(w["source"], w["run_id"]) for w in warned] == [
+        ("oddgql", result.run_id) for result in runs
+    ]
+    assert all("graphql_validate: false" in w["hint"] for w in warned)
+    assert all("no usable __schema" in w["answer"] for w in warned)
 
 
 @pytest.mark.parametrize(

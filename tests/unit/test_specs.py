@@ -197,3 +197,43 @@ def test_cli_validate_fails_naming_the_problem_when_a_spec_is_bad(tmp_path: Path
     result = CliRunner().invoke(main, ["validate", str(bad)])
     assert result.exit_code != 0
     assert "kind" in result.output
+
+
+GRAPHQL = """
+source: desk
+kind: graphql
+base_url: ${SHOP_URL}
+endpoints:
+  tickets:
+    query_file: tickets.graphql
+    primary_key: id
+    pagination: {type: relay, connection_path: tickets}
+"""
+
+
+def test_graphql_validation_is_on_unless_the_spec_turns_it_off(tmp_path: Path) -> None:
+    (tmp_path / "tickets.graphql").write_text("{ tickets { nodes { id } } }")
+    assert load_spec(write(tmp_path, GRAPHQL, "desk.yaml"), env=ENV).graphql_validate is True
+    off = GRAPHQL.replace("kind: graphql\n", "kind: graphql\ngraphql_validate: false\n")
+    assert load_spec(write(tmp_path, off, "desk.yaml"), env=ENV).graphql_validate is False
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("graphql_validate: sometimes", r"graphql_validate: Input should be a valid boolean"),
+        ("graphql: {validate: false}", r"graphql: unknown key"),
+    ],
+)
+def test_graphql_validate_setting_is_checked_when_misspelt_or_not_a_boolean(
+    tmp_path: Path, change: str, message: str
+) -> None:
+    bad = GRAPHQL.replace("kind: graphql\n", f"kind: graphql\n{change}\n")
+    with pytest.raises(SpecError, match=message):
+        load_spec(write(tmp_path, bad, "desk.yaml"), env=ENV)
+
+
+def test_graphql_validate_is_refused_when_the_source_is_rest(tmp_path: Path) -> None:
+    bad = GOOD.replace("kind: rest\n", "kind: rest\ngraphql_validate: false\n")
+    with pytest.raises(SpecError, match="graphql_validate is only for kind: graphql"):
+        load_spec(write(tmp_path, bad), env=ENV)

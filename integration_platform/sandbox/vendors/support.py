@@ -3,7 +3,9 @@
 POST /graphql with `{"query", "variables", "operationName"}` (GET /graphql?query=... works too)
 and `Authorization: Bearer <token>`. The schema is `support.graphql` beside this module.
 Requests that fail before execution (syntax, validation, depth or cost limits) answer 400;
-executed ones answer 200 with `data` and, for failed fields, `errors`. A token reads its
+executed ones answer 200 with `data` and, for failed fields, `errors`. With
+`support_introspection` off, `__schema` and `__type` queries are refused with 400, as Apollo
+Server does in production. A token reads its
 tenant's helpdesk; one schema serves every tenant, its resolvers reading the tenant's `Support`
 from the execution context.
 """
@@ -20,6 +22,7 @@ from typing import Any
 
 import orjson
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     GraphQLError,
     GraphQLObjectType,
@@ -32,9 +35,11 @@ from graphql import (
     execute_sync,
     get_operation_ast,
     parse,
+    specified_rules,
     validate,
 )
 from graphql.execution.values import get_variable_values
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -175,7 +180,10 @@ class Support:
         self.tickets = ticket_index(world)
         self.ticket_timeline = Timeline(self.tickets.children, self.seed, _TICKET_SALT)
         self.schema = schema()
-        self.rejected = {"depth": 0, "cost": 0}
+        self.rules: tuple[type[ASTValidationRule], ...] = tuple(specified_rules)
+        if not world.settings.support_introspection:
+            self.rules += (NoSchemaIntrospectionCustomRule,)
+        self.rejected = {"depth": 0, "cost": 0, "introspection": 0}
         self.comment_failures = 0
 
     # -- records ---------------------------------------------------------------------------
@@ -364,8 +372,10 @@ class Support:
         document = parse(
             query, max_source_length=MAX_QUERY_CHARS, max_lexical_tokens=MAX_QUERY_TOKENS
         )
-        invalid = validate(self.schema, document)
+        invalid = validate(self.schema, document, self.rules)
         if invalid:
+            if any("introspection has been disabled" in error.message for error in invalid):
+                self.rejected["introspection"] += 1
             return _rejected(invalid)
         operation = get_operation_ast(document, operation_name)
         if operation is None:
