@@ -4,6 +4,8 @@
   people have names and a date of birth, no email.
 - REST `GET /account`: one JSON object, which is one record.
 - REST `GET /export`: one bare array larger than DuckDB's 16 MB default object size.
+- REST `GET /keys`: one bare array of records whose `id`s are anything JSON allows: strings,
+  integers, and values that cannot be keys (booleans, objects, lists, null, "", NUL, 1.5).
 - GraphQL `POST /graphql`: `allPeople(page:, perPage:)` (page numbers as query variables),
   `peopleSlice(limit:, offset:)` (offsets as variables, with a total), and
   `peopleConnection(first:, after:)`, a Relay connection that lists `nodes` (no `edges`).
@@ -85,6 +87,29 @@ async def account(_: Request) -> Response:
     return JSONResponse({"id": "acct_1", "plan": "enterprise", "seats": 40})
 
 
+# (id, what the loader says about it: None for a key, else the dead letter's reason)
+ODD_KEYS: list[tuple[Any, str | None]] = [
+    ("k-1", None),
+    (42, None),
+    ("42", None),  # the same key as 42: the later record wins
+    (True, "primary key 'id' is the boolean true; a key must be a string or an integer"),
+    ({"v": 1}, "primary key 'id' is an object; a key must be a string or an integer"),
+    ([1, 2], "primary key 'id' is a list; a key must be a string or an integer"),
+    (None, "primary key 'id' is null"),
+    ("", "primary key 'id' is an empty string"),
+    ("k\x002", "primary key 'id' holds the control character U+0000"),
+    (
+        1.5,
+        "primary key 'id' is the number 1.5, with a fraction or an exponent; "
+        "a key must be a string or an integer",
+    ),
+]
+
+
+async def keys(_: Request) -> Response:
+    return JSONResponse([{"id": key, "n": n} for n, (key, _) in enumerate(ODD_KEYS)])
+
+
 async def export(_: Request) -> Response:
     return JSONResponse(
         [{**person(i), "id": f"e{i:05d}", "notes": "n" * 1000} for i in range(EXPORT_ROWS)]
@@ -119,6 +144,7 @@ def create_app() -> Starlette:
             Route("/people", people),
             Route("/account", account),
             Route("/export", export),
+            Route("/keys", keys),
             Route("/graphql", graphql_endpoint, methods=["POST"]),
             Route("/graphql-hidden", graphql_hiding_its_schema, methods=["POST"]),
         ]

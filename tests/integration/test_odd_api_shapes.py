@@ -220,6 +220,43 @@ def test_every_graphql_record_lands_with_one_warning_a_run_when_the_api_hides_it
     assert all("no usable __schema" in w["answer"] for w in warned)
 
 
+KEYS_SPEC = """
+source: oddkeys
+kind: rest
+base_url: {url}
+endpoints:
+  things:
+    path: /keys
+    records: ""
+    primary_key: id
+"""
+
+
+def test_records_whose_keys_cannot_be_keys_are_dead_letters_with_reasons_when_materialized(
+    odd_api: str, tmp_path: Path
+) -> None:
+    (tmp_path / "oddkeys.yaml").write_text(KEYS_SPEC.format(url=odd_api))
+    result = run({"oddkeys": load_spec(tmp_path / "oddkeys.yaml", env={})}, tmp_path / "data")
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    refused = [(n, reason) for n, (_, reason) in enumerate(odd_apis.ODD_KEYS) if reason]
+    assert metadata["records"].value == len(odd_apis.ODD_KEYS)
+    assert metadata["dead_letters"].value == len(refused)
+    assert metadata["duplicates_superseded"].value == 1
+    with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as db:
+        assert db.execute(
+            "SELECT _primary_key, (record->>'n')::INT FROM raw.\"oddkeys__things\" ORDER BY 1"
+        ).fetchall() == [("42", 2), ("k-1", 0)]
+        assert (
+            db.execute(
+                "SELECT (record->>'n')::INT, reason FROM raw._dead_letters "
+                "WHERE source = 'oddkeys' AND endpoint = 'things' ORDER BY page_index"
+            ).fetchall()
+            == refused
+        )
+
+
 @pytest.mark.parametrize(
     ("replacement", "endpoint", "says"),
     [

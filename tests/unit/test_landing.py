@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pytest
@@ -21,6 +21,7 @@ from integration_platform.landing.contracts import FieldRule, Observed, Observed
 from integration_platform.landing.loader import (
     LoadCountError,
     LoadMemoryError,
+    LoadResult,
     Stager,
     load_attempt,
 )
@@ -1110,6 +1111,176 @@ def test_accepting_a_drift_loads_every_record_and_widens_the_contract_when_asked
         attempt=land(zone, [{"data": [{"id": 3}]}]),
     )
     assert not again.held and again.rows == 1
+
+
+# -- primary keys: one rule (README, the raw layer) ---------------------------------------------
+
+KEYS = """
+source: keys
+kind: rest
+base_url: http://127.0.0.1:9
+endpoints:
+  orders:
+    path: /orders
+    records: data
+    primary_key: id
+    pagination: {type: offset, page_size: 100, total_path: total}
+  lines:
+    path: /lines
+    records: data
+    primary_key: [order_id, line]
+    pagination: {type: offset, page_size: 100, total_path: total}
+"""
+NOT_A_KEY = "; a key must be a string or an integer"
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> SourceSpec:
+    (tmp_path / "keys.yaml").write_text(KEYS)
+    return load_spec(tmp_path / "keys.yaml", env={})
+
+
+def load_keys(
+    warehouse: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    attempt: Attempt,
+    endpoint: str = "orders",
+    mode: Literal["replace", "merge"] = "replace",
+) -> LoadResult:
+    result = load_attempt(
+        warehouse,
+        spec=spec,
+        endpoint=endpoint,
+        attempt=attempt,
+        partition="2025-03-01",
+        run_id=RUN,
+        mode=mode,
+    )
+    assert not result.held
+    # The load invariant holds whatever the keys.
+    assert result.rows + result.dead_letters + result.duplicates == result.records_extracted
+    return result
+
+
+def key_dead_letters(warehouse: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    found = warehouse.execute(
+        "SELECT record, reason FROM raw._dead_letters ORDER BY page, page_index"
+    ).fetchall()
+    return [(json.loads(record), reason) for record, reason in found]
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        (True, "primary key 'id' is the boolean true" + NOT_A_KEY),
+        (False, "primary key 'id' is the boolean false" + NOT_A_KEY),
+        ({"value": 1}, "primary key 'id' is an object" + NOT_A_KEY),
+        ([1], "primary key 'id' is a list" + NOT_A_KEY),
+        (None, "primary key 'id' is null"),
+        ("", "primary key 'id' is an empty string"),
+        ("   ", "primary key 'id' is blank (only spaces)"),
+        ("ord\x001", "primary key 'id' holds the control character U+0000"),
+        ("ord\n1", "primary key 'id' holds the control character U+000A"),
+        ("ord\x851", "primary key 'id' holds the control character U+0085"),
+        (1.5, "primary key 'id' is the number 1.5, with a fraction or an exponent" + NOT_A_KEY),
+        (2.0, "primary key 'id' is the number 2.0, with a fraction or an exponent" + NOT_A_KEY),
+    ],
+)
+def test_a_key_that_cannot_be_a_key_goes_to_dead_letters_with_its_reason_when_loaded(
+    keys: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
+    key: Any,
+    reason: str,
+) -> None:
+    bad = {"id": key, "amount": 2}
+    result = load_keys(warehouse, keys, land(zone, [{"data": [{"id": 1, "amount": 1}, bad]}]))
+    assert (result.rows, result.dead_letters, result.duplicates) == (1, 1, 0)
+    assert rows(warehouse, 'raw."keys__orders"') == {"1": {"id": 1, "amount": 1}}
+    assert key_dead_letters(warehouse) == [(bad, reason)]
+
+
+def test_a_record_without_its_key_goes_to_dead_letters_naming_the_key_when_loaded(
+    keys: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    result = load_keys(warehouse, keys, land(zone, [{"data": [{"amount": 1}, "text"]}]))
+    assert (result.rows, result.dead_letters) == (0, 2)
+    assert key_dead_letters(warehouse) == [
+        ({"amount": 1}, "primary key 'id' is missing"),
+        (
+            "text",
+            "record is not a JSON object; primary key 'id' is missing; "
+            "required field 'amount' is missing",  # the contract learnt from the other record
+        ),
+    ]
+
+
+def test_strings_and_integers_are_keys_by_their_text_when_loaded(
+    keys: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    big = 123456789012345678901234567890  # beyond 64 bits: still an integer, digits kept
+    records = [
+        {"id": 1, "amount": 1},
+        {"id": "1", "amount": 2},  # the same key as 1: the later record wins
+        {"id": "01", "amount": 3},
+        {"id": " 1", "amount": 4},
+        {"id": "1.0", "amount": 5},
+        {"id": -5, "amount": 6},
+        {"id": 18446744073709551615, "amount": 7},
+        {"id": big, "amount": 8},
+        {"id": "ABC", "amount": 9},
+        {"id": "abc", "amount": 10},
+        {"id": "café|42", "amount": 11},
+    ]
+    result = load_keys(warehouse, keys, land(zone, [{"data": records}]))
+    assert (result.rows, result.dead_letters, result.duplicates) == (10, 0, 1)
+    assert {k: r["amount"] for k, r in rows(warehouse, 'raw."keys__orders"').items()} == {
+        "1": 2,
+        "01": 3,
+        " 1": 4,
+        "1.0": 5,
+        "-5": 6,
+        "18446744073709551615": 7,
+        str(big): 8,
+        "ABC": 9,
+        "abc": 10,
+        "café|42": 11,
+    }
+    # A push (merge) of "-5" as a string replaces the integer's row: one key.
+    merged = load_keys(
+        warehouse, keys, land(zone, [{"data": [{"id": "-5", "amount": 60}]}]), mode="merge"
+    )
+    assert (merged.rows, merged.rows_replaced) == (1, 1)
+    assert rows(warehouse, 'raw."keys__orders"')["-5"] == {"id": "-5", "amount": 60}
+
+
+def test_a_composite_key_applies_the_rule_to_each_part_when_loaded(
+    keys: SourceSpec, zone: LandingZone, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    records = [
+        {"order_id": "a|b", "line": "c"},
+        {"order_id": "a", "line": "b|c"},  # not the same key as the one above
+        {"order_id": 7, "line": "7"},
+        {"order_id": "back\\slash", "line": 1},
+        {"order_id": 8, "line": True},
+        {"order_id": {"id": 8}, "line": ""},
+        {"order_id": 9},
+    ]
+    result = load_keys(warehouse, keys, land(zone, [{"data": records}], endpoint="lines"), "lines")
+    assert (result.rows, result.dead_letters, result.duplicates) == (4, 3, 0)
+    assert set(rows(warehouse, 'raw."keys__lines"')) == {
+        "a\\|b|c",
+        "a|b\\|c",
+        "7|7",
+        "back\\\\slash|1",
+    }
+    assert [reason for _, reason in key_dead_letters(warehouse)] == [
+        "primary key 'line' is the boolean true" + NOT_A_KEY,
+        "primary key 'order_id' is an object"
+        + NOT_A_KEY
+        + "; primary key 'line' is an empty string",
+        "primary key 'line' is missing",
+    ]
 
 
 # -- one run at a time per partition -----------------------------------------------------------
