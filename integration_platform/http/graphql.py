@@ -109,11 +109,6 @@ class GraphQLClient:
         )
         self._session: Any = None
 
-    @property
-    def validates(self) -> bool:
-        """Whether documents are checked against the server's schema (it answered introspection)."""
-        return self._client.schema is not None
-
     async def __aenter__(self) -> GraphQLClient:
         self._session = await self._client.connect_async()  # type: ignore[no-untyped-call]
         if self.source.spec.graphql_validate:
@@ -134,12 +129,19 @@ class GraphQLClient:
             raw = _last_response()
             if raw is None:
                 raise
-            status = raw.status_code
-            if status == 401 or status in self.source.spec.retry.retry_statuses:
-                raise self._classify(TransportServerError(str(exc), status), "schema") from exc
-            self._report_refusal(exc, status)
+            self._raise_for_status(exc, "schema")
+            self._report_refusal(exc, raw.status_code)
         except Exception as exc:
             raise self._classify(exc, "schema") from exc
+
+    def _raise_for_status(self, exc: Exception, what: str) -> None:
+        """A GraphQL answer that came with a 401 or a status worth retrying is that status's
+        error, whatever its body says (gql reads any JSON body with `errors` as an answer)."""
+        raw = _last_response()
+        if raw is not None and (
+            raw.status_code == 401 or raw.status_code in self.source.spec.retry.retry_statuses
+        ):
+            raise self._classify(TransportServerError(str(exc), raw.status_code), what) from exc
 
     def _report_refusal(self, exc: Exception, status: int) -> None:
         spec = self.source.spec
@@ -207,7 +209,9 @@ class GraphQLClient:
                 )
                 data, errors = result.data, list(result.errors or [])
             except TransportQueryError as exc:
-                # gql raises on any `errors` array, even next to data: the policy decides.
+                # gql raises on any `errors` array, even next to data: the policy decides
+                # (unless the status says the request failed).
+                self._raise_for_status(exc, "query")
                 data, errors = exc.data, list(exc.errors or [])
             except Exception as exc:
                 if isinstance(exc, GraphQLError):
@@ -234,14 +238,17 @@ class GraphQLClient:
                 + (f" at {'.'.join(map(str, e['path']))}" if e.get("path") else "")
                 for e in errors[:5]
             )
-            advice = (
-                "The API returned no data: check the query file against the API's schema."
-                if data is None
-                else "Set graphql_errors: record on the endpoint to keep partial data."
-            )
+            status = raw.status_code if raw is not None else 200
+            if data is not None:
+                advice = "Set graphql_errors: record on the endpoint to keep partial data."
+            elif status == 403:
+                advice = "The API refused the request: check the credentials' permissions."
+            else:
+                advice = "The API returned no data: check the query file against its schema."
+            answered = "answered" if status == 200 else f"answered HTTP {status}"
             end = " " if summary.endswith((".", "?", "!")) else ". "
             raise GraphQLResponseError(
-                f"{self.url}: the API answered with {len(errors)} GraphQL error(s): {summary}"
+                f"{self.url}: the API {answered} with {len(errors)} GraphQL error(s): {summary}"
                 + end
                 + advice,
                 errors,

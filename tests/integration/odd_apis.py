@@ -11,6 +11,8 @@
   `peopleConnection(first:, after:)`, a Relay connection that lists `nodes` (no `edges`).
 - GraphQL `POST /graphql-hidden`: the same API behind a gateway that hides its schema: an
   introspection query gets HTTP 200 `{"data": {"__schema": null}}` and no errors.
+- GraphQL `POST /graphql-busy`: the same API behind a busy gateway: the first time it sees a
+  request body it answers HTTP 503 with a GraphQL-shaped `{"errors": [...]}` body.
 """
 
 from __future__ import annotations
@@ -138,6 +140,17 @@ async def graphql_hiding_its_schema(request: Request) -> Response:
     return await graphql_endpoint(request)
 
 
+_turned_away: set[bytes] = set()
+
+
+async def graphql_when_not_busy(request: Request) -> Response:
+    body = await request.body()
+    if body not in _turned_away:
+        _turned_away.add(body)
+        return JSONResponse({"errors": [{"message": "upstream busy, try again"}]}, status_code=503)
+    return await graphql_endpoint(request)
+
+
 def create_app() -> Starlette:
     return Starlette(
         routes=[
@@ -147,5 +160,6 @@ def create_app() -> Starlette:
             Route("/keys", keys),
             Route("/graphql", graphql_endpoint, methods=["POST"]),
             Route("/graphql-hidden", graphql_hiding_its_schema, methods=["POST"]),
+            Route("/graphql-busy", graphql_when_not_busy, methods=["POST"]),
         ]
     )

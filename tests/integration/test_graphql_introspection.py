@@ -147,7 +147,7 @@ def test_a_query_that_does_not_fit_fails_on_the_api_errors_when_validation_is_of
     assert result.exit_code != 0
     # Not checked here, so the API itself says what is wrong, on the first page.
     assert "does not fit the API's schema" not in result.output
-    assert "the API answered with 1 GraphQL error(s)" in result.output, result.output
+    assert "the API answered HTTP 400 with 1 GraphQL error(s)" in result.output, result.output
     assert f"Cannot query field '{BAD_FIELD}' on type 'Ticket'." in result.output
-    assert "check the query file against the API's schema" in result.output
+    assert "check the query file against its schema" in result.output
     assert pages_written(tmp_path) == []

@@ -220,6 +220,32 @@ def test_every_graphql_record_lands_with_one_warning_a_run_when_the_api_hides_it
     assert all("no usable __schema" in w["answer"] for w in warned)
 
 
+def test_a_503_with_graphql_errors_is_retried_and_the_schema_still_checked_when_a_gateway_is_busy(
+    odd_api: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ensure_logging()
+    [_, graphql_file] = write_specs(
+        tmp_path / "specs",
+        odd_api,
+        (
+            "kind: graphql\n",
+            "kind: graphql\ngraphql_path: /graphql-busy\n"
+            "retry: {initial_delay_seconds: 0.01, max_delay_seconds: 0.05}\n",
+        ),
+    )
+    spec = load_spec(graphql_file, env={})
+    summary = asyncio.run(extract_to_directory(spec, "all_people", tmp_path / "out"))
+    assert (summary.records, summary.pages) == (odd_apis.PEOPLE, 3)
+    assert summary.retries == 3  # each page's first try was turned away
+    # The introspection was retried too, not taken for a refusal: no warning.
+    assert not [
+        record
+        for record in caplog.records
+        if isinstance(record.msg, dict)
+        and record.msg.get("event") == "graphql_schema_not_validated"
+    ]
+
+
 KEYS_SPEC = """
 source: oddkeys
 kind: rest
