@@ -33,7 +33,8 @@ class PublishedStorageVersionError(ValueError):
 
 def check_storage_version(version: str) -> str:
     """The version when DuckDB can write it (or `as-is`), else PublishedStorageVersionError."""
-    if version != environment.PUBLISHED_AS_IS:
+    known = (environment.PUBLISHED_AS_IS, environment.DEFAULT_PUBLISHED_STORAGE_VERSION)
+    if version not in known:
         with duckdb.connect(":memory:") as connection:  # DuckDB knows its own list
             _attach_as_published(connection, ":memory:", version)
     return version
