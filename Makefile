@@ -24,12 +24,32 @@ $(DBT_MANIFEST): $(VENV)/.installed $(DBT_INPUTS)
 
 install: $(VENV)/.installed $(DBT_MANIFEST)
 
+# DuckDB releases that BI tools bundle, each in a venv of its own: the test that opens the
+# published copy with them (tests/integration/test_published_copy_clients.py) runs them.
+# Exact pins; a new pin reinstalls. A few seconds from uv's cache, quiet.
+BI_CLIENTS := .venv-bi
+BI_DUCKDB_PYTHON := 1.4.0
+BI_DUCKDB_CLI := 1.5.6
+$(BI_CLIENTS)/duckdb-1.4/.installed-$(BI_DUCKDB_PYTHON): $(VENV)/.installed
+	rm -rf $(@D) && $(BIN)/uv venv --quiet --python $(BIN)/python $(@D)
+	$(BIN)/uv pip install --quiet --python $(@D)/bin/python duckdb==$(BI_DUCKDB_PYTHON)
+	touch $@
+$(BI_CLIENTS)/duckdb-cli/.installed-$(BI_DUCKDB_CLI): $(VENV)/.installed
+	rm -rf $(@D) && $(BIN)/uv venv --quiet --python $(BIN)/python $(@D)
+	$(BIN)/uv pip install --quiet --python $(@D)/bin/python duckdb-cli==$(BI_DUCKDB_CLI)
+	touch $@
+
+## bi-clients: DuckDB 1.4 (Python) and the duckdb CLI from PyPI, in .venv-bi/
+.PHONY: bi-clients
+bi-clients: $(BI_CLIENTS)/duckdb-1.4/.installed-$(BI_DUCKDB_PYTHON) \
+	$(BI_CLIENTS)/duckdb-cli/.installed-$(BI_DUCKDB_CLI)
+
 ## run: the sandbox vendor APIs plus the Dagster UI on http://127.0.0.1:3000
 run: install
 	$(BIN)/integration-platform up
 
 ## test: lint, type-check and the whole test suite (what CI runs)
-test: install
+test: install bi-clients
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy integration_platform
@@ -54,7 +74,7 @@ lint: install
 	$(BIN)/mypy integration_platform
 
 clean:
-	rm -rf $(VENV) .dagster_home data dbt_project/target dbt_project/logs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BI_CLIENTS) .dagster_home data dbt_project/target dbt_project/logs .pytest_cache .mypy_cache .ruff_cache
 
 ## bench-webhooks: receiver vs a bare ASGI endpoint on loopback, verified events/s and p99 ack
 ## (about 1 minute; rewrites its section of benchmarks/README.md; not part of `make test`)

@@ -60,7 +60,7 @@ class ScrubbedErrorsGroup(click.Group):
 @click.group(cls=ScrubbedErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Integration Platform: API sources into one DuckDB warehouse, modelled with dbt."""
-    environment.load_sandbox_env()
+    environment.load_env()
     configure_logging()
 
 
@@ -563,7 +563,7 @@ def extract(target: str, partition: str | None, out_dir: Path | None, full_refre
         raise click.BadParameter(
             "expected SOURCE.ENDPOINT, e.g. crm.contacts", param_hint="SOURCE.ENDPOINT"
         )
-    environment.load_sandbox_env()
+    environment.load_env()
     try:
         spec = load_source(source, os.environ)  # only this source's variables are needed
     except (SpecError, UnknownSourceError) as exc:
@@ -806,7 +806,7 @@ def api_keys_revoke(key_id: str) -> None:
 
 
 def _sandbox_credentials() -> SandboxCredentials:
-    environment.load_sandbox_env()
+    environment.load_env()
     try:
         return SandboxCredentials.from_env()
     except MissingCredentialError as exc:

@@ -115,9 +115,12 @@ def _report(result: MainJobResult, echo: Callable[[str], None], seconds: float) 
             f"{score['precision']:.3f}, recall {score['recall']:.3f}, F1 {score['f1']:.3f} "
             f"({'passed' if passed else 'FAILED'})"
         )
+    cli = environment.PROJECT_ROOT / ".venv-bi" / "duckdb-cli" / "bin" / "duckdb"
     echo(
-        f"\ndone in {seconds:.0f} s. Query the marts from any BI tool or the duckdb CLI:\n"
-        f"  duckdb -readonly {published}\n"
+        f"\ndone in {seconds:.0f} s. Query the marts from a BI tool with DuckDB 1.4 or later "
+        "(README: Querying from BI tools), or from a terminal with the duckdb CLI "
+        f"({'installed by' if cli.exists() else 'install it once with'} `make bi-clients`):\n"
+        f"  {cli} -readonly {published}\n"
         f"runs: DAGSTER_HOME={os.environ['DAGSTER_HOME']} (the UI shows them if started "
         f"with it); their output: {environment.data_dir() / 'logs' / 'demo.log'}"
     )

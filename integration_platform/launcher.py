@@ -200,7 +200,7 @@ def run_platform(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
     silence_dagster_notices()
-    environment.load_sandbox_env()
+    environment.load_env()
 
     def echo(line: str) -> None:
         print(line, flush=True)
@@ -217,6 +217,14 @@ def run_platform(
     env.setdefault("DAGSTER_WEBSERVER_URL", ui_url)
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # dbt must be on PATH
+    disagreements = environment.dotenv_disagreements(env)
+    if disagreements:
+        echo(
+            f"warning: {', '.join(disagreements)} set to other values in "
+            f"{environment.DOTENV_FILE} than in the environment: Dagster (dg dev) reads .env "
+            "itself and lets it win, so its runs would use .env's values and every other "
+            "process the environment's. Keep each variable in one of them."
+        )
     cli = [sys.executable, "-m", "integration_platform.cli"]
 
     receiver_port = webhook_port or base_port + 10

@@ -21,7 +21,7 @@ from integration_platform import environment
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.extraction.state import IncrementalState
 from integration_platform.landing.loader import DEFAULT_LOAD_MEMORY_MB
-from integration_platform.landing.warehouse import Warehouse
+from integration_platform.landing.warehouse import Warehouse, check_storage_version
 from integration_platform.landing.zone import LandingZone
 from integration_platform.paths import path_under
 from integration_platform.specs.loader import load_spec
@@ -92,12 +92,16 @@ class WarehouseResource(ConfigurableResource["WarehouseResource"]):
     # DuckDB's memory limit during a load: the staged partition spills beyond it, so memory
     # stays flat however large a partition is; more is faster where memory allows.
     load_memory_mb: int = DEFAULT_LOAD_MEMORY_MB
+    # The DuckDB storage version of the published copy (v1.4.0: DuckDB 1.4 and later open it;
+    # `as-is`: a byte copy of the warehouse); None reads PUBLISHED_STORAGE_VERSION.
+    published_storage_version: str | None = None
 
     def warehouse(self) -> Warehouse:
         return Warehouse(
             Path(self.path),
             lock_timeout_seconds=self.lock_timeout_seconds,
             load_memory_mb=self.load_memory_mb,
+            published_storage_version=self.published_storage_version,
         )
 
 
@@ -125,6 +129,9 @@ class LandingZoneResource(ConfigurableResource["LandingZoneResource"]):
 
 def default_resources() -> dict[str, ConfigurableResource[Any]]:
     data = environment.data_dir()
+    check_storage_version(
+        environment.published_storage_version()
+    )  # a typo fails here, not after a load
     return {
         "warehouse": WarehouseResource(path=str(environment.warehouse_path())),
         "landing": LandingZoneResource(root=str(data / "landing"), state_root=str(data / "state")),

@@ -113,8 +113,9 @@ def _require_variables(defs: Definitions, stages: list[Stage]) -> None:
             missing.append(f"{', '.join(unset)} ({source}: {_shown(spec_file)})")
     if missing:
         raise click.ClickException(
-            f"not set: {'; '.join(missing)}. Export them in your environment "
-            "(config/sandbox.env, which the CLI reads, holds only the sandbox's demo values)"
+            f"not set: {'; '.join(missing)}. Export them in your environment or put them in "
+            "the repository's .env (config/sandbox.env, which the CLI reads after both, holds "
+            "only the sandbox's demo values)"
         )
 
 

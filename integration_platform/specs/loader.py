@@ -9,6 +9,7 @@ definitions load without secrets; whatever talks to a source resolves that sourc
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,13 +65,16 @@ def spec_paths(value: str | None = None) -> list[Path]:
 def load_spec(file: Path, env: Mapping[str, str] | None = None) -> SourceSpec:
     """Parse and validate one spec file. `env=None` leaves `${VAR}` references as they are."""
     try:
-        raw = yaml.safe_load(file.read_text())
+        text = file.read_text()
     except OSError as exc:
         raise SpecError(file, [f"cannot read the file: {exc.strerror}"]) from exc
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(file, [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
+        problem = f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"
+        raise SpecError(file, [problem + _unquoted_reference_hint(text, mark)]) from exc
     if not isinstance(raw, dict):
         raise SpecError(file, ["expected a mapping at the top (source:, kind:, endpoints:, ...)"])
     context = {"env": _KeepReferences() if env is None else env}
@@ -120,6 +124,31 @@ def resolve_spec(spec: SourceSpec, env: Mapping[str, str]) -> SourceSpec:
             f"source {spec.source!r} was not loaded from a file, so it cannot be resolved again"
         )
     return load_spec(spec.file, env)
+
+
+def _unquoted_reference_hint(text: str, mark: Any) -> str:
+    """What to do when YAML stopped at the `{` of a `${VAR}` inside `{...}` or `[...]`.
+
+    There a `{` opens a nested mapping, so `{client_id: ${CRM_CLIENT_ID}}` fails with only
+    "expected ',' or '}'"; quoted, the reference is a plain string again.
+    """
+    lines = text.splitlines()
+    if mark is None or mark.line >= len(lines):
+        return ""
+    line = lines[mark.line]
+    found = _FLOW_REFERENCE.search(line[: mark.column + 1])
+    if found is None or found.end() != mark.column + 1:
+        return ""
+    reference = re.match(r"\$\{[^}\s,]*\}?", line[found.start("dollar") :])
+    key = found.group("key")
+    quoted = f'"{reference.group() if reference else "${VAR}"}"'
+    return ". A ${...} reference inside {...} or [...] must be quoted, e.g. " + (
+        f"{key}: {quoted}" if key else quoted
+    )
+
+
+# The key (if any) and the `${` at which a flow collection stopped parsing.
+_FLOW_REFERENCE = re.compile(r"(?:(?P<key>[\w.-]+)\s*:\s*)?(?P<dollar>\$)\{$")
 
 
 class UnknownSourceError(ValueError):

@@ -51,7 +51,7 @@ def interpolate(value: str, env: Mapping[str, str]) -> str:
         raise ValueError(
             f"environment variable {name} is not set: export it before running "
             "(config/sandbox.env holds the sandbox's demo values; real credentials belong in "
-            "your environment)"
+            "your environment or the repository's .env)"
         )
 
     return _REFERENCE.sub(resolve, value)

@@ -165,6 +165,43 @@ def test_yaml_syntax_error_gives_the_line_when_the_file_is_broken(tmp_path: Path
         load_spec(write(tmp_path, "source: [unclosed\n"), env=ENV)
 
 
+@pytest.mark.parametrize(
+    ("line", "quoted"),
+    [
+        ("auth: {type: bearer, token: ${SHOP_KEY}}", 'token: "${SHOP_KEY}"'),
+        ("auth: {type: bearer,\n       token: ${SHOP_KEY:-k-1}}", 'token: "${SHOP_KEY:-k-1}"'),
+        ("tags: [orders, ${SHOP_TAG}]", '"${SHOP_TAG}"'),
+    ],
+)
+def test_yaml_error_says_to_quote_the_reference_when_a_flow_collection_holds_an_unquoted_one(
+    tmp_path: Path, line: str, quoted: str
+) -> None:
+    spec = write(tmp_path, f"source: shop\nkind: rest\nbase_url: ${{SHOP_URL}}\n{line}\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+    message = str(caught.value)
+    assert "not valid YAML (expected ','" in message, message
+    assert message.endswith(f"must be quoted, e.g. {quoted}"), message
+
+
+def test_yaml_error_gives_no_quoting_hint_when_the_problem_is_not_a_reference(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_spec(write(tmp_path, "source: shop\nauth: {type: bearer, token: {a: 1}\n"))
+    assert "not valid YAML" in str(caught.value)
+    assert "quoted" not in str(caught.value)
+
+
+def test_validate_prints_the_quoting_hint_when_an_auth_mapping_holds_unquoted_references(
+    tmp_path: Path,
+) -> None:
+    broken = GOOD.replace('value: "${SHOP_KEY}"', "value: ${SHOP_KEY}")
+    result = CliRunner().invoke(main, ["validate", str(write(tmp_path, broken))])
+    assert result.exit_code == 1
+    assert 'must be quoted, e.g. value: "${SHOP_KEY}"' in result.output, result.output
+
+
 def test_references_stay_unresolved_when_loading_without_an_environment(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, GOOD))
     assert spec.base_url == "${SHOP_URL}"
