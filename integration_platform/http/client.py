@@ -243,7 +243,7 @@ class SourceClient:
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, ConnectionRefused):
+            if isinstance(exc, ConnectionRefused) and not self.answered:
                 return REFUSED_RETRY_DELAY_SECONDS
             if isinstance(exc, TransientHTTPError) and exc.retry_after is not None:
                 return exc.retry_after  # the API said when: its word beats our backoff

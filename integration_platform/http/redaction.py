@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel
@@ -111,7 +111,7 @@ def secret_values(spec: SourceSpec) -> list[str]:
     base = httpx.URL(spec.base_url) if "@" in spec.base_url else None
     if base is not None and base.password:  # httpx sends a base URL's userinfo as Basic auth
         values.append(base.password)
-        pairs.append((unquote(base.username), base.password))
+        pairs.append((base.username, base.password))
     values += [basic_credentials(user, password) for user, password in pairs if password]
     return [value for value in dict.fromkeys(values) if not value.startswith("${")]
 
@@ -162,7 +162,3 @@ class Scrubber:
     def __call__(self, text: str) -> str:
         return self._pattern.sub(REDACTED, text) if self._pattern is not None else text
 
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every form of `secrets` replaced (build a Scrubber to do this often)."""
-    return Scrubber(secrets)(text)

@@ -36,12 +36,15 @@ def test_no_configured_secret_appears_in_any_log_line_when_a_full_run_logs_at_de
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    # The console, and the file the runs' own output (dbt's included) went to.
-    output = result.stdout + result.stderr + (tmp_path / "demo" / "logs" / "demo.log").read_text()
+    # The console, and the file the runs' own output (dbt's and the log lines logged inside
+    # the runs included) went to.
+    run_log = (tmp_path / "demo" / "logs" / "demo.log").read_text()
+    output = result.stdout + result.stderr + run_log
     leaked = [name for name, value in secrets.items() if value in output]
     assert not leaked, f"secret values of {leaked} appear in the logs"
 
-    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert '"http_request"' not in result.stderr, "the runs' lines belong in demo.log"
+    lines = [json.loads(line) for line in run_log.splitlines() if line.startswith("{")]
     requests = [line for line in lines if line.get("event") == "http_request"]
     assert requests, "every HTTP attempt should be logged"
     for field in ("request_id", "source", "endpoint", "attempt", "status", "latency_ms", "url"):
