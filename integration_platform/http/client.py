@@ -299,7 +299,12 @@ class SourceClient:
             )
             if isinstance(last, ConnectionRefused) and not self.answered:
                 raise self._unreachable(describe(), history, last.origin) from last
-            raise RetriesExhausted(describe(), history) from last
+            limit = (
+                "retry.max_attempts"
+                if exc.last_attempt.attempt_number >= policy.max_attempts
+                else "retry.max_elapsed_seconds"
+            )
+            raise RetriesExhausted(describe(), history, limit) from last
 
     def _unreachable(self, request: str, history: list[Attempt], at: str) -> SourceUnreachable:
         # Token requests are not in the http_request lines: this one says what was tried.

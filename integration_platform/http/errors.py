@@ -78,13 +78,16 @@ class RequestFailed(ExtractionError):
 class RetriesExhausted(RequestFailed):
     """Every attempt failed with an error worth retrying (429, 5xx, timeouts, ...)."""
 
+    # The retry setting that ended the tries: the one to raise if the API recovers slowly.
+    limit: str = "retry.max_attempts"
+
     def __str__(self) -> str:
         history = "; ".join(
             f"#{a.number} {a.outcome} after {a.elapsed_seconds:.2f}s" for a in self.attempts
         )
         return (
             f"{self.request} failed after {len(self.attempts)} attempts ({history}). "
-            "The API kept failing: check its status, or raise retry.max_attempts."
+            f"The API kept failing: check its status, or raise {self.limit}."
         )
 
 

@@ -161,4 +161,3 @@ class Scrubber:
 
     def __call__(self, text: str) -> str:
         return self._pattern.sub(REDACTED, text) if self._pattern is not None else text
-

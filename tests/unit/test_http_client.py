@@ -255,6 +255,18 @@ async def test_retries_exhausted_lists_every_attempt_without_the_key_when_api_ke
     assert SECRET not in message
 
 
+async def test_exhausted_retries_name_the_limit_that_ended_them_when_the_api_keeps_failing() -> (
+    None
+):
+    attempts_limit = client_for(Vendor(echo(503)), FakeClock())
+    with pytest.raises(RetriesExhausted, match=r"or raise retry\.max_attempts\.$"):
+        await fetch(attempts_limit)
+    spec = vendor_spec(retry={"max_attempts": 4, "max_elapsed_seconds": 0.000001})
+    time_limit = client_for(Vendor(echo(503)), FakeClock(), spec)
+    with pytest.raises(RetriesExhausted, match=r"or raise retry\.max_elapsed_seconds\.$"):
+        await fetch(time_limit)
+
+
 async def test_circuit_opens_then_lets_one_trial_through_when_the_cooldown_ends() -> None:
     spec = vendor_spec(circuit_breaker={"failure_threshold": 2, "cooldown_seconds": 60})
     vendor = Vendor(httpx.Response(503), httpx.Response(503), OK)
