@@ -88,8 +88,9 @@ def _secret_ref(value: Any, info: ValidationInfo) -> Any:
 
 EnvStr = Annotated[str, BeforeValidator(_env_str)]
 # A value that may carry a credential though the spec does not call it a secret: a `${VAR}` in
-# an endpoint's path, query or headers, a token URL, custom auth options. What the environment
-# puts there is masked in logs and messages like a secret (`SourceSpec.masked_values`).
+# an endpoint's path, query or headers, a source's headers, custom auth options. What the
+# environment puts there is masked in logs and messages like a secret
+# (`SourceSpec.masked_values`); base_url and token_url stay readable, as they say where.
 MaskedEnvStr = Annotated[str, BeforeValidator(_masked_env_str)]
 SecretRef = Annotated[SecretStr, BeforeValidator(_secret_ref)]
 JsonPath = Annotated[str, Field(pattern=r"^$|^[A-Za-z0-9_\-\[\]*]+(\.[A-Za-z0-9_\-\[\]*]+)*$")]
@@ -128,7 +129,7 @@ class BasicAuth(Strict):
 
 class OAuth2ClientCredentials(Strict):
     type: Literal["oauth2_client_credentials"]
-    token_url: MaskedEnvStr = Field(description="absolute, or relative to base_url")
+    token_url: EnvStr = Field(description="absolute, or relative to base_url")
     client_id: EnvStr
     client_secret: SecretRef
     scope: EnvStr | None = None
