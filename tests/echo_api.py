@@ -3,6 +3,8 @@
 It answers `status` (401 by default) with a text body quoting the request target exactly as
 received (percent-encoded) and its Authorization header (base64 for Basic), so whatever a
 client sent comes back in the encodings it was sent in. With status 200 it answers one record.
+`ECHO_SPEC` is a source with credentials in every part of a request; `leaked_forms` finds any
+form of them in a text.
 """
 
 from __future__ import annotations
