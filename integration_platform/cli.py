@@ -6,6 +6,7 @@ import contextlib
 import csv
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -415,12 +416,29 @@ def up(
     )
 
 
+def _shown(value: str, limit: int = 60) -> str:
+    """A value a user typed, quoted and cut short: an error must not echo a page of it."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _client_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from integration_platform.clients.slugs import is_client_id
+
+    if not is_client_id(value):
+        raise click.BadParameter(
+            f"{_shown(value)} is not a client id: 3 to 40 lowercase letters, digits and -, "
+            "starting with a letter (the API prints the id of each client it registers)"
+        )
+    return value
+
+
 @main.command("materialize")
 @click.option(
     "--client",
     "client_id",
     default="demo",
     show_default=True,
+    callback=_client_id,
     help="Whose data: a registered client (the API registers them).",
 )
 @click.option(
@@ -557,11 +575,15 @@ def extract(target: str, partition: str | None, out_dir: Path | None, full_refre
     from integration_platform.http.errors import ExtractionError
     from integration_platform.paths import path_under
     from integration_platform.specs.loader import SpecError, UnknownSourceError, load_source
+    from integration_platform.specs.models import NAME_PATTERN
 
     source, _, endpoint = target.partition(".")
-    if not endpoint:
+    if not (re.fullmatch(NAME_PATTERN, source) and re.fullmatch(NAME_PATTERN, endpoint)):
         raise click.BadParameter(
-            "expected SOURCE.ENDPOINT, e.g. crm.contacts", param_hint="SOURCE.ENDPOINT"
+            f"{_shown(target)} is not SOURCE.ENDPOINT: expected two names joined by a dot, "
+            "each lowercase letters, digits and _ starting with a letter, e.g. crm.contacts "
+            "(`integration-platform validate` lists each source's endpoints)",
+            param_hint="SOURCE.ENDPOINT",
         )
     environment.load_env()
     try:

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from integration_platform.http.redaction import ALWAYS_SECRET_PARAMS, REDACTED
+from integration_platform.http.redaction import ALWAYS_SECRET_PARAMS, REDACTED, Scrubber
 
 # Not `client_id`: in this platform it names the integration client a line is about (which
 # operators need to read); an OAuth client id is scrubbed by value instead, as every spec's
@@ -43,29 +43,47 @@ _SECRET_QUERY_VALUE = re.compile(
     )
     + r")=)[^&#\s'\"<>)]+"
 )
-# Variables whose values are secrets even when no spec names them (the sandbox's own).
-SECRET_VARIABLE = re.compile(r"(SECRET|TOKEN|API_KEY|PASSWORD|CLIENT_ID|KEY_ID)$")
+# Variables whose values are secrets even when no spec names them (the sandbox's own, a cloud
+# provider's): a secret-sounding word anywhere in the name (AWS_SECRET_ACCESS_KEY, GCP_CRED,
+# SLACK_BOT_TOKEN, AZURE_STORAGE_KEY, MYSQL_PWD), unless the name ends in a word that says
+# the value only points at or describes one (CRM_TOKEN_URL, SECRET_KEY_FILE).
+SECRET_VARIABLE = re.compile(
+    r"(?:^|_)(?:SECRETS?|TOKENS?|PASSWORDS?|PASSWD|PASSPHRASE|CREDS?|CREDENTIALS?|APIKEY|"
+    r"API_KEY|KEY|PRIVATE_KEY|CLIENT_ID|KEY_ID|CONNECTION_STRING)(?:_|$)"
+    r"|._PWD$|^PGPASSWORD$"  # MYSQL_PWD, not the shell's PWD
+)
+_NOT_A_SECRET_VALUE = re.compile(
+    r"_(?:URL|URI|PATH|FILE|DIR|NAME|TYPE|HEADER|PARAM|ENDPOINT|HOST|PORT|TTL|SECONDS|VARIABLE)$"
+)
 
 HANDLER_NAME = "integration_platform_json"
+# Values shorter than this are too common to scrub from every log line.
+MIN_LOGGED_SECRET_LENGTH = 6
 
-_secrets: set[str] = set()
+_secrets = Scrubber()
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Add values that must never appear in a log line (short ones are ignored: too common)."""
-    _secrets.update(v for v in values if v and len(v) >= 6)
+    """Add values that must never appear in a log line, in any encoding (short ones are
+    ignored: too common)."""
+    _secrets.add(v for v in values if v and len(v) >= MIN_LOGGED_SECRET_LENGTH)
+
+
+def is_secret_variable(name: str) -> bool:
+    """Whether an environment variable's name says its value is a credential."""
+    upper = name.upper()
+    return bool(SECRET_VARIABLE.search(upper)) and not _NOT_A_SECRET_VALUE.search(upper)
 
 
 def secrets_from_environment(environ: MutableMapping[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
-    return [value for name, value in env.items() if SECRET_VARIABLE.search(name) and value]
+    return [value for name, value in env.items() if value and is_secret_variable(name)]
 
 
 def scrub_text(text: str) -> str:
-    """`text` with every registered secret, URL userinfo and secret query value replaced."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+    """`text` with every registered secret (in every encoding), URL userinfo and secret query
+    value replaced."""
+    text = _secrets(text)
     if "://" in text:
         text = _URL_USERINFO.sub(rf"\1{REDACTED}@", text)
     if "=" in text:
@@ -114,7 +132,7 @@ def configure_logging(level: str | None = None, stream: Any = None) -> None:
             structlog.processors.JSONRenderer(),
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler()
     handler.setFormatter(formatter)
     handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
@@ -125,6 +143,23 @@ def configure_logging(level: str | None = None, stream: Any = None) -> None:
     # response bodies at debug, which would put customer data into logs.
     for chatty in ("httpx", "httpcore", "gql"):
         logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))
+
+
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a line is logged, not when logging was set up:
+    a command that sends a run's output to a log file (`contextlib.redirect_stderr`) gets that
+    run's lines there too, instead of on the console it left."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
 
 
 def ensure_logging() -> None:

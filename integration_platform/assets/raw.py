@@ -42,7 +42,12 @@ from integration_platform.assets.resources import (
     LandingZoneResource,
     WarehouseResource,
 )
-from integration_platform.http.errors import CircuitOpenError, ExtractionError, RetriesExhausted
+from integration_platform.http.errors import (
+    CircuitOpenError,
+    ExtractionError,
+    RequestFailed,
+    RetriesExhausted,
+)
 from integration_platform.landing.ingest import Landed, extract_to_landing
 from integration_platform.landing.lease import PartitionBusyError, PartitionLease
 from integration_platform.landing.loader import LoadCountError, LoadResult, Stager, ensure_schema
@@ -497,8 +502,8 @@ def _record_failed_request(
     run_id: str,
     exc: ExtractionError,
 ) -> None:
-    attempts = len(exc.attempts) if isinstance(exc, RetriesExhausted) else 1
-    request = exc.request if isinstance(exc, RetriesExhausted) else ""
+    attempts = len(exc.attempts) if isinstance(exc, RequestFailed) else 1
+    request = exc.request if isinstance(exc, RequestFailed) else ""
     with warehouse.connect() as connection:
         ensure_schema(connection)
         connection.execute(

@@ -32,15 +32,21 @@ import inspect
 import logging
 import math
 import string
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, Literal
 
 import httpx
 from pydantic import SecretStr
 
 from integration_platform.http.clock import Clock, SystemClock
-from integration_platform.http.errors import AuthError, TransientHTTPError
+from integration_platform.http.errors import (
+    AuthError,
+    ConnectionRefused,
+    TransientHTTPError,
+    is_connection_refused,
+)
 from integration_platform.http.ratelimit import parse_retry_after
+from integration_platform.http.redaction import origin, redact_url
 from integration_platform.specs import models as spec_models
 from integration_platform.specs.models import AuthSpec
 
@@ -49,8 +55,16 @@ logger = logging.getLogger(__name__)
 _HIDDEN = "'***'"
 
 
-def build_auth(spec: AuthSpec, base_url: str, clock: Clock | None = None) -> httpx.Auth | None:
-    """The `httpx.Auth` for a source's auth block, or None when the source needs no auth."""
+def build_auth(
+    spec: AuthSpec,
+    base_url: str,
+    clock: Clock | None = None,
+    *,
+    scrub: Callable[[str], str] | None = None,
+) -> httpx.Auth | None:
+    """The `httpx.Auth` for a source's auth block, or None when the source needs no auth.
+
+    `scrub` hides the source's secrets in the messages of the errors it raises."""
     clock = clock or SystemClock()
     match spec:
         case spec_models.NoAuth():
@@ -70,6 +84,7 @@ def build_auth(spec: AuthSpec, base_url: str, clock: Clock | None = None) -> htt
                 client_auth=spec.client_auth,
                 refresh_margin_seconds=spec.refresh_margin_seconds,
                 clock=clock,
+                scrub=scrub,
             )
         case spec_models.HmacAuth():
             return HmacSigner(
@@ -168,6 +183,7 @@ class ClientCredentials(httpx.Auth):
         clock: Clock | None = None,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        scrub: Callable[[str], str] | None = None,
     ) -> None:
         self.token_url = token_url
         self.client_id = client_id
@@ -176,6 +192,9 @@ class ClientCredentials(httpx.Auth):
         self.refresh_margin_seconds = refresh_margin_seconds
         self.token_requests = 0
         self._client_secret = client_secret
+        self._scrub = scrub
+        # How messages name it: a token URL may carry credentials in its query or userinfo.
+        self._shown_url = self._redact(redact_url(token_url))
         self._clock = clock or SystemClock()
         self._timeout = timeout
         self._transport = transport  # tests inject httpx.MockTransport here
@@ -201,7 +220,7 @@ class ClientCredentials(httpx.Auth):
             return
         logger.info(
             "%s refused the access token (HTTP 401): fetching a new one",
-            _without_query(request.url),
+            self._redact(_without_query(request.url)),
         )
         token = await self._replace_token(token)
         request.headers["Authorization"] = f"Bearer {token.get_secret_value()}"
@@ -209,10 +228,12 @@ class ClientCredentials(httpx.Auth):
         if response.status_code == 401:
             challenge = response.headers.get("www-authenticate")
             raise AuthError(
-                f"{request.method} {_without_query(request.url)} refused the access token from "
-                f"{self.token_url} even after a refresh (HTTP 401"
+                f"{request.method} {self._redact(_without_query(request.url))} refused the access "
+                "token from "
+                f"{self._shown_url} even after a refresh (HTTP 401"
                 f"{f', WWW-Authenticate: {challenge}' if challenge else ''}): check the client "
-                f"credentials (client_id {self.client_id!r} and the environment variable behind "
+                f"credentials (client_id {self._redact(repr(self.client_id))} and the environment "
+                "variable behind "
                 "client_secret) and that the token's scope grants access to this endpoint"
             )
 
@@ -268,10 +289,13 @@ class ClientCredentials(httpx.Auth):
                 "absolute URL, or a path relative to base_url"
             ) from None
         except httpx.TransportError as exc:
-            raise TransientHTTPError(
-                f"could not reach the token endpoint {self.token_url} "
-                f"({type(exc).__name__}: {self._redact(str(exc))}); it will be retried"
-            ) from None
+            failed = (
+                f"could not reach the token endpoint {self._shown_url} "
+                f"({type(exc).__name__}: {self._redact(str(exc))})"
+            )
+            if is_connection_refused(exc):
+                raise ConnectionRefused(failed, origin(self.token_url)) from None
+            raise TransientHTTPError(f"{failed}; it will be retried") from None
         finally:
             if self._transport is None:
                 await client.aclose()
@@ -281,13 +305,13 @@ class ClientCredentials(httpx.Auth):
         else:
             margin = min(self.refresh_margin_seconds, lifetime / 2)
             self._refresh_at = requested_at + lifetime - margin
-        logger.debug("fetched an access token from %s (expires in %s s)", self.token_url, lifetime)
+        logger.debug("fetched an access token from %s (expires in %s s)", self._shown_url, lifetime)
 
     def _parse_token_response(self, response: httpx.Response) -> tuple[SecretStr, float | None]:
         status = response.status_code
         if status == 429 or status >= 500:
             raise TransientHTTPError(
-                f"the token endpoint {self.token_url} answered HTTP {status}"
+                f"the token endpoint {self._shown_url} answered HTTP {status}"
                 f"{self._server_error(response)}; it will be retried",
                 status_code=status,
                 retry_after=parse_retry_after(
@@ -296,8 +320,9 @@ class ClientCredentials(httpx.Auth):
             )
         if not response.is_success:
             raise AuthError(
-                f"the token endpoint {self.token_url} refused the client credentials: HTTP "
-                f"{status}{self._server_error(response)}. Check client_id {self.client_id!r}, "
+                f"the token endpoint {self._shown_url} refused the client credentials: HTTP "
+                f"{status}{self._server_error(response)}. Check client_id "
+                f"{self._redact(repr(self.client_id))}, "
                 "the environment variable behind client_secret, the scope, and client_auth "
                 f"(now {self.client_auth!r}: credentials in the form body or HTTP Basic)"
             )
@@ -307,7 +332,7 @@ class ClientCredentials(httpx.Auth):
             if "json" in response.headers.get("content-type", ""):
                 # Announced as JSON but does not parse: cut off on the way, worth another try.
                 raise TransientHTTPError(
-                    f"the token endpoint {self.token_url} answered HTTP {status} with a JSON "
+                    f"the token endpoint {self._shown_url} answered HTTP {status} with a JSON "
                     f"body that does not parse ({len(response.content)} bytes; probably cut "
                     "off); it will be retried",
                     status_code=status,
@@ -316,7 +341,7 @@ class ClientCredentials(httpx.Auth):
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError(
-                f"the token endpoint {self.token_url} answered HTTP {status} without "
+                f"the token endpoint {self._shown_url} answered HTTP {status} without "
                 "an access_token: check that token_url points at the OAuth2 token "
                 "endpoint"
             )
@@ -343,7 +368,8 @@ class ClientCredentials(httpx.Auth):
 
     def _redact(self, text: str) -> str:
         secret = self._client_secret.get_secret_value()
-        return text.replace(secret, "***") if secret else text
+        text = text.replace(secret, "***") if secret else text
+        return self._scrub(text) if self._scrub is not None else text
 
     def __repr__(self) -> str:
         return (

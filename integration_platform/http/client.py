@@ -2,7 +2,8 @@
 
 `SourceClient.fetch` returns one page, raw bytes and parsed JSON, after retrying transient
 failures (429, 5xx, timeouts, dropped connections, truncated bodies) with full-jitter
-exponential backoff, or Retry-After when the API gives one. Permanent failures raise at once.
+exponential backoff, or Retry-After when the API gives one. Permanent failures raise at once;
+so does a source where nothing answers (connections refused), after one quick second try.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     RetryError,
-    retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
@@ -35,15 +35,19 @@ from integration_platform.http.clock import Clock, SystemClock
 from integration_platform.http.errors import (
     Attempt,
     AuthError,
+    ConnectionRefused,
     PermanentHTTPError,
     RetriesExhausted,
+    SourceUnreachable,
     TransientHTTPError,
+    is_connection_refused,
 )
 from integration_platform.http.pagination import PageRequest
 from integration_platform.http.ratelimit import SharedRateLimiter, parse_retry_after
 from integration_platform.http.redaction import (
+    Scrubber,
+    origin,
     redact_url,
-    scrub,
     secret_query_params,
     secret_values,
 )
@@ -53,6 +57,12 @@ from integration_platform.specs.models import SourceSpec
 _log = get_logger("integration_platform.http")
 # Which try of a request is on the wire, for the request log line.
 CURRENT_ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("attempt", default=1)
+# A source that has never answered and refuses connections is not running (or base_url is
+# wrong): one more try after a second (a server in the middle of a restart), then fail, rather
+# than spend the whole retry policy (a minute or more) on it. Once the source has answered, a
+# refusal is a restart and gets the normal retries.
+REFUSED_ATTEMPTS = 2
+REFUSED_RETRY_DELAY_SECONDS = 1.0
 
 
 @dataclass
@@ -104,7 +114,7 @@ class GovernedTransport(httpx.AsyncBaseTransport):
             "source": self._client.spec.source,
             "method": request.method,
             "attempt": CURRENT_ATTEMPT.get(),
-            "url": redact_url(request.url, self._client.secret_params),
+            "url": self._client.redact(request.url),
         }
         try:
             response = await self._inner.handle_async_request(request)
@@ -116,6 +126,7 @@ class GovernedTransport(httpx.AsyncBaseTransport):
                 latency_ms=round((time.monotonic() - started) * 1000, 1),
             )
             raise
+        self._client.answered = True
         _log.info(
             "http_request",
             **fields,
@@ -146,7 +157,10 @@ class SourceClient:
         self.clock = clock or SystemClock()
         self.stats = RequestStats()
         self.secret_params = secret_query_params(spec)
-        self.secrets = secret_values(spec)
+        # Every form of every secret (URL-encoded, base64, values put into paths and queries):
+        # for URLs, messages and the error bodies APIs echo requests into.
+        self.scrub = Scrubber(secret_values(spec))
+        self.answered = False  # whether any response came back from the source yet
         rate = spec.rate_limit
         self.limiter = (
             None
@@ -173,7 +187,7 @@ class SourceClient:
                 max_connections=spec.concurrency * 2, max_keepalive_connections=spec.concurrency * 2
             )
         )
-        self.auth = build_auth(spec.auth, spec.base_url, self.clock)
+        self.auth = build_auth(spec.auth, spec.base_url, self.clock, scrub=self.scrub)
         self.http = httpx.AsyncClient(
             base_url=spec.base_url,
             headers=spec.headers,
@@ -192,8 +206,12 @@ class SourceClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
+    def redact(self, url: httpx.URL | str) -> str:
+        """The URL as logs, messages and raw tables may show it: no secret in any part."""
+        return self.scrub(redact_url(url, self.secret_params))
+
     def describe(self, method: str, url: httpx.URL | str) -> str:
-        return f"{self.spec.source}: {method} {redact_url(url, self.secret_params)}"
+        return f"{self.spec.source}: {method} {self.redact(url)}"
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -225,9 +243,21 @@ class SourceClient:
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, ConnectionRefused) and not self.answered:
+                return REFUSED_RETRY_DELAY_SECONDS
             if isinstance(exc, TransientHTTPError) and exc.retry_after is not None:
                 return exc.retry_after  # the API said when: its word beats our backoff
             return float(jitter(state))
+
+        refusals = 0
+
+        def worth_retrying(state: RetryCallState) -> bool:
+            nonlocal refusals
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, ConnectionRefused) and not self.answered:
+                refusals += 1
+                return refusals < REFUSED_ATTEMPTS
+            return isinstance(exc, TransientHTTPError)
 
         def record(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -249,19 +279,39 @@ class SourceClient:
             stop=stop_after_attempt(policy.max_attempts)
             | stop_after_delay(policy.max_elapsed_seconds),
             wait=wait,
-            retry=retry_if_exception_type(TransientHTTPError),
+            retry=worth_retrying,
             sleep=self.clock.sleep,
             before_sleep=record,
         )
+
+        def describe() -> str:
+            return description if isinstance(description, str) else description()
+
         try:
             return await retrying(numbered)
+        except ConnectionRefused as exc:
+            history.append(Attempt(attempts, str(exc), time.monotonic() - started))
+            raise self._unreachable(describe(), history, exc.origin) from exc
         except RetryError as exc:
             last = exc.last_attempt.exception()
             history.append(
                 Attempt(exc.last_attempt.attempt_number, str(last), time.monotonic() - started)
             )
-            described = description if isinstance(description, str) else description()
-            raise RetriesExhausted(described, history) from last
+            if isinstance(last, ConnectionRefused) and not self.answered:
+                raise self._unreachable(describe(), history, last.origin) from last
+            limit = (
+                "retry.max_attempts"
+                if exc.last_attempt.attempt_number >= policy.max_attempts
+                else "retry.max_elapsed_seconds"
+            )
+            raise RetriesExhausted(describe(), history, limit) from last
+
+    def _unreachable(self, request: str, history: list[Attempt], at: str) -> SourceUnreachable:
+        # Token requests are not in the http_request lines: this one says what was tried.
+        _log.warning(
+            "source_unreachable", source=self.spec.source, origin=at, attempts=len(history)
+        )
+        return SourceUnreachable(request, history, self.spec.source, at)
 
     def _url(self, request: PageRequest) -> httpx.URL:
         return self.http.build_request("GET", request.path, params=dict(request.params) or None).url
@@ -287,9 +337,12 @@ class SourceClient:
         except httpx.TransportError as exc:
             self._failed()
             self.stats.transport_errors += 1
-            raise TransientHTTPError(
-                f"{description()}: connection failed ({type(exc).__name__}: {exc})"
-            ) from exc
+            failed = (
+                f"{description()}: connection failed ({type(exc).__name__}: {self.scrub(str(exc))})"
+            )
+            if is_connection_refused(exc):
+                raise ConnectionRefused(failed, origin(self._url(request))) from exc
+            raise TransientHTTPError(failed) from exc
         self.stats.bytes += len(response.content)
         if response.status_code >= 400:
             self._check_status(response, description())
@@ -304,7 +357,7 @@ class SourceClient:
         self.breaker.record_success()
         return FetchedPage(
             request=request,
-            url=redact_url(response.url, self.secret_params),
+            url=self.redact(response.url),
             status_code=response.status_code,
             headers=response.headers,
             content=response.content,
@@ -320,7 +373,7 @@ class SourceClient:
         if status < 400:
             return
         # Scrub before cutting: APIs echo the request (key included) in their error bodies.
-        snippet = scrub(response.text, self.secrets)[:300].replace("\n", " ")
+        snippet = self.scrub(response.text[:4000])[:300].replace("\n", " ")
         if status in self.spec.retry.retry_statuses:
             self._failed()
             if status == 429:

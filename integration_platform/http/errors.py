@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
 
 
 class ExtractionError(Exception):
@@ -33,6 +36,26 @@ class TransientHTTPError(ExtractionError):
         self.retry_after = retry_after
 
 
+class ConnectionRefused(TransientHTTPError):
+    """Nothing listens at the address: the connection was refused before any byte went out."""
+
+    def __init__(self, message: str, origin: str) -> None:
+        super().__init__(message)
+        self.origin = origin
+
+
+def is_connection_refused(exc: BaseException) -> bool:
+    """Whether a transport error comes from a refused connection (httpx wraps the OSError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One try of a request: when, how long, and how it ended."""
@@ -44,11 +67,19 @@ class Attempt:
 
 
 @dataclass
-class RetriesExhausted(ExtractionError):
-    """Every attempt failed: carries the request (secrets redacted) and each attempt's outcome."""
+class RequestFailed(ExtractionError):
+    """A request that failed for good: the request (secrets redacted) and each attempt's outcome."""
 
     request: str
     attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass
+class RetriesExhausted(RequestFailed):
+    """Every attempt failed with an error worth retrying (429, 5xx, timeouts, ...)."""
+
+    # The retry setting that ended the tries: the one to raise if the API recovers slowly.
+    limit: str = "retry.max_attempts"
 
     def __str__(self) -> str:
         history = "; ".join(
@@ -56,8 +87,39 @@ class RetriesExhausted(ExtractionError):
         )
         return (
             f"{self.request} failed after {len(self.attempts)} attempts ({history}). "
-            "The API kept failing: check its status, or raise retry.max_attempts."
+            f"The API kept failing: check its status, or raise {self.limit}."
         )
+
+
+@dataclass
+class SourceUnreachable(RequestFailed):
+    """Nothing answers at the source's address (connections refused): retrying cannot help
+    until the API is started or base_url is fixed, so it is not retried further."""
+
+    source: str = ""
+    origin: str = ""
+
+    def __str__(self) -> str:
+        hint = (
+            "if this is the sandbox, is it up? (`make sandbox`)"
+            if is_loopback(self.origin)
+            else "check the source's base_url, and that the API is up and reachable from here"
+        )
+        return (
+            f"{self.source}: nothing answers at {self.origin} (connection refused, "
+            f"{len(self.attempts)} attempt{'s' if len(self.attempts) != 1 else ''}); {hint}"
+        )
+
+
+def is_loopback(url: str) -> bool:
+    """Whether a URL points at this machine (where the sandbox runs)."""
+    host = httpx.URL(url).host
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class CircuitOpenError(ExtractionError):

@@ -29,13 +29,16 @@ from graphql import GraphQLError, validate
 from integration_platform.http.client import FetchedPage, GovernedTransport, SourceClient
 from integration_platform.http.errors import (
     AuthError,
+    ConnectionRefused,
     GraphQLResponseError,
     PermanentHTTPError,
     ResponseShapeError,
     TransientHTTPError,
+    is_connection_refused,
 )
 from integration_platform.http.pagination import PageRequest
 from integration_platform.http.ratelimit import parse_retry_after
+from integration_platform.http.redaction import origin
 from integration_platform.logs import get_logger
 
 _log = get_logger("integration_platform.http.graphql")
@@ -88,6 +91,7 @@ class GraphQLClient:
         self.source = source_client
         spec = source_client.spec
         self.url = spec.base_url.rstrip("/") + spec.graphql_path
+        self.shown_url = source_client.redact(self.url)  # in messages and raw tables
         inner = httpx.AsyncHTTPTransport(
             limits=httpx.Limits(
                 max_connections=spec.concurrency * 2, max_keepalive_connections=spec.concurrency * 2
@@ -113,7 +117,7 @@ class GraphQLClient:
         self._session = await self._client.connect_async()  # type: ignore[no-untyped-call]
         if self.source.spec.graphql_validate:
             try:
-                await self.source.retrying(self._fetch_schema, f"{self.url} (schema)")
+                await self.source.retrying(self._fetch_schema, f"{self.shown_url} (schema)")
             except BaseException:
                 await self._client.close_async()  # type: ignore[no-untyped-call]
                 raise
@@ -157,7 +161,7 @@ class GraphQLClient:
         _log.warning(
             "graphql_schema_not_validated",
             source=spec.source,
-            url=self.url,
+            url=self.shown_url,
             status=status,
             reason="the API refused introspection: its queries run without schema validation",
             hint=f"set graphql_validate: false in the {spec.source} spec to skip introspection "
@@ -216,15 +220,15 @@ class GraphQLClient:
             except Exception as exc:
                 if isinstance(exc, GraphQLError):
                     raise ResponseShapeError(
-                        f"{self.url}: the query no longer fits the API's schema: {exc.message}. "
-                        "Update the .graphql file to the current schema."
+                        f"{self.shown_url}: the query no longer fits the API's schema: "
+                        f"{exc.message}. Update the .graphql file to the current schema."
                     ) from exc
                 raise self._classify(exc, "query") from exc
             self.source.breaker.record_success()
             return self._page(request, data, errors, errors_policy)
 
         page: FetchedPage = await self.source.retrying(
-            attempt, f"{self.source.spec.source}: POST {self.url}"
+            attempt, f"{self.source.spec.source}: POST {self.shown_url}"
         )
         return page
 
@@ -248,16 +252,15 @@ class GraphQLClient:
             answered = "answered" if status == 200 else f"answered HTTP {status}"
             end = " " if summary.endswith((".", "?", "!")) else ". "
             raise GraphQLResponseError(
-                f"{self.url}: the API {answered} with {len(errors)} GraphQL error(s): {summary}"
-                + end
-                + advice,
+                f"{self.shown_url}: the API {answered} with {len(errors)} GraphQL error(s): "
+                f"{self.source.scrub(summary)}" + end + advice,
                 errors,
             )
         content = raw.content if raw is not None else b""
         self.source.stats.bytes += len(content)
         return FetchedPage(
             request=request,
-            url=self.url,
+            url=self.shown_url,
             status_code=raw.status_code if raw is not None else 200,
             headers=raw.headers if raw is not None else httpx.Headers(),
             content=content,
@@ -280,16 +283,18 @@ class GraphQLClient:
                     stats.server_errors += 1
                 header = raw.headers.get("retry-after") if raw is not None else None
                 return TransientHTTPError(
-                    f"{self.url} ({what}): HTTP {code}",
+                    f"{self.shown_url} ({what}): HTTP {code}",
                     code,
                     parse_retry_after(header, self.source.clock.now()),
                 )
             if code == 401:
                 return AuthError(
-                    f"{self.url} ({what}): HTTP 401 (credentials refused). Check "
+                    f"{self.shown_url} ({what}): HTTP 401 (credentials refused). Check "
                     "the token the spec reads from the environment."
                 )
-            return PermanentHTTPError(f"{self.url} ({what}): HTTP {code}: {exc}", code)
+            return PermanentHTTPError(
+                f"{self.shown_url} ({what}): HTTP {code}: {self.source.scrub(str(exc))}", code
+            )
         if isinstance(
             exc,
             TransportProtocolError
@@ -299,7 +304,14 @@ class GraphQLClient:
         ):
             self.source.breaker.record_failure()
             stats.transport_errors += 1
-            return TransientHTTPError(f"{self.url} ({what}): {type(exc).__name__}: {exc}")
+            failed = (
+                f"{self.shown_url} ({what}): {type(exc).__name__}: {self.source.scrub(str(exc))}"
+            )
+            if is_connection_refused(exc):
+                return ConnectionRefused(failed, origin(self.url))
+            return TransientHTTPError(failed)
         if isinstance(exc, TransportQueryError):
-            return GraphQLResponseError(f"{self.url} ({what}): {exc}", list(exc.errors or []))
+            return GraphQLResponseError(
+                f"{self.shown_url} ({what}): {self.source.scrub(str(exc))}", list(exc.errors or [])
+            )
         return exc

@@ -190,7 +190,9 @@ def _describe(error: Any) -> str:
             f"{path}: unknown type {ctx.get('tag', value)!r}; expected one of "
             f"{ctx.get('expected_tags', '')}"
         )
-    message = error["msg"].removeprefix("Value error, ")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not path:  # a check across keys, whose message starts with the key path it is about
+        return message
     return f"{path}: {message}" + (f" (got {value!r})" if _shows(value, kind) else "")
 
 

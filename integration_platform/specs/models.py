@@ -39,12 +39,16 @@ def _environment(info: ValidationInfo) -> Mapping[str, str]:
     return env  # type: ignore[no-any-return]
 
 
-def interpolate(value: str, env: Mapping[str, str]) -> str:
-    """Replace each `${VAR}` / `${VAR:-default}`; a missing variable without default is an error."""
+def interpolate(value: str, env: Mapping[str, str], resolved: list[str] | None = None) -> str:
+    """Replace each `${VAR}` / `${VAR:-default}`; a missing variable without default is an error.
+
+    The values taken from `env` are appended to `resolved` when given."""
 
     def resolve(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in env and env[name] != "":
+            if resolved is not None:
+                resolved.append(env[name])
             return env[name]
         if default is not None:
             return default
@@ -61,6 +65,18 @@ def _env_str(value: Any, info: ValidationInfo) -> Any:
     return interpolate(value, _environment(info)) if isinstance(value, str) else value
 
 
+# Where the resolution of one spec collects the values that `MaskedEnvStr` fields took from the
+# environment (in the validation context, which pydantic hands to every nested validator).
+MASKED_VALUES = "masked_values"
+
+
+def _masked_env_str(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, str):
+        return value
+    context = info.context or {}
+    return interpolate(value, _environment(info), context.setdefault(MASKED_VALUES, []))
+
+
 def _secret_ref(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, str) or not _REFERENCE.fullmatch(value.strip()):
         raise ValueError(
@@ -71,6 +87,11 @@ def _secret_ref(value: Any, info: ValidationInfo) -> Any:
 
 
 EnvStr = Annotated[str, BeforeValidator(_env_str)]
+# A value that may carry a credential though the spec does not call it a secret: a `${VAR}` in
+# an endpoint's path, query or headers, a source's headers, custom auth options. What the
+# environment puts there is masked in logs and messages like a secret
+# (`SourceSpec.masked_values`); base_url and token_url stay readable, as they say where.
+MaskedEnvStr = Annotated[str, BeforeValidator(_masked_env_str)]
 SecretRef = Annotated[SecretStr, BeforeValidator(_secret_ref)]
 JsonPath = Annotated[str, Field(pattern=r"^$|^[A-Za-z0-9_\-\[\]*]+(\.[A-Za-z0-9_\-\[\]*]+)*$")]
 
@@ -143,7 +164,7 @@ class CustomAuth(Strict):
 
     type: Literal["custom"]
     class_path: str = Field(alias="class", pattern=r"^[\w.]+:\w+$")
-    options: dict[str, EnvStr] = Field(default_factory=dict)
+    options: dict[str, MaskedEnvStr] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -557,10 +578,10 @@ class EntityMappings(Strict):
 
 class EndpointSpec(Strict):
     description: str | None = None
-    path: EnvStr = Field("", description="REST path, relative to base_url")
+    path: MaskedEnvStr = Field("", description="REST path, relative to base_url")
     method: Literal["GET", "POST"] = "GET"
-    params: dict[str, EnvStr | int | float | bool] = Field(default_factory=dict)
-    headers: dict[str, EnvStr] = Field(default_factory=dict)
+    params: dict[str, MaskedEnvStr | int | float | bool] = Field(default_factory=dict)
+    headers: dict[str, MaskedEnvStr] = Field(default_factory=dict)
     records: JsonPath = Field(
         "", description="where the records are (for GraphQL: inside `data`); empty for the root"
     )
@@ -593,18 +614,18 @@ def _check_pagination_fits(name: str, endpoint: EndpointSpec, kind: str) -> None
     style = endpoint.pagination.type
     if kind == "rest" and style == "relay":
         raise ValueError(
-            f"endpoint {name!r}: relay pagination is for kind: graphql; REST APIs "
+            f"endpoints.{name}.pagination: relay pagination is for kind: graphql; REST APIs "
             "page with offset, page_number, cursor, next_url or link_header"
         )
     if kind == "graphql" and style in ("next_url", "link_header"):
         raise ValueError(
-            f"endpoint {name!r}: {style} pagination follows URLs, but a GraphQL "
+            f"endpoints.{name}.pagination: {style} pagination follows URLs, but a GraphQL "
             "source posts every page to one URL: use relay, cursor, offset or "
             "page_number, whose values are sent as query variables"
         )
     if kind == "graphql" and style in ("offset", "page_number", "cursor") and not endpoint.records:
         raise ValueError(
-            f"endpoint {name!r}: set `records` to the path of the list inside the "
+            f"endpoints.{name}.records: set `records` to the path of the list inside the "
             "response's data (e.g. allPeople.people): with "
             f"{style} pagination the engine must know where each page's records are"
         )
@@ -650,7 +671,7 @@ class SourceSpec(Strict):
         "one warning); false skips introspection altogether",
     )
     auth: AuthSpec = Field(default_factory=lambda: NoAuth(type="none"))
-    headers: dict[str, EnvStr] = Field(default_factory=dict)
+    headers: dict[str, MaskedEnvStr] = Field(default_factory=dict)
     rate_limit: RateLimitSpec | None = None
     retry: RetrySpec = Field(default_factory=RetrySpec)
     timeout: TimeoutSpec = Field(default_factory=TimeoutSpec)
@@ -662,11 +683,17 @@ class SourceSpec(Strict):
     streams: dict[str, StreamSpec] = Field(default_factory=dict)
 
     _file: Path | None = PrivateAttr(None)
+    _masked_values: tuple[str, ...] = PrivateAttr(())
 
     @property
     def file(self) -> Path | None:
         """The YAML file this spec came from (set by the loader)."""
         return self._file
+
+    @property
+    def masked_values(self) -> tuple[str, ...]:
+        """What the environment put into `MaskedEnvStr` fields (paths, query, headers, ...)."""
+        return self._masked_values
 
     def query_text(self, endpoint: str) -> str:
         """The GraphQL document of an endpoint, read from its .graphql file beside the spec."""
@@ -681,29 +708,44 @@ class SourceSpec(Strict):
         return _check_name("source", value)
 
     @model_validator(mode="after")
+    def _keep_masked_values(self, info: ValidationInfo) -> SourceSpec:
+        self._masked_values = tuple(dict.fromkeys((info.context or {}).get(MASKED_VALUES, ())))
+        return self
+
+    @model_validator(mode="after")
     def _endpoints_fit_the_kind(self) -> SourceSpec:
-        for kind, names in (("endpoint", self.endpoints), ("stream", self.streams)):
+        # Each message starts with its key path: pydantic gives an error raised here none.
+        for key, kind, names in (
+            ("endpoints", "endpoint", self.endpoints),
+            ("streams", "stream", self.streams),
+        ):
             for name in names:
-                _check_name(kind, name)
+                try:
+                    _check_name(kind, name)
+                except ValueError as exc:
+                    raise ValueError(f"{key}: {exc}") from None
         if self.kind == "rest" and "graphql_validate" in self.model_fields_set:
-            raise ValueError("graphql_validate is only for kind: graphql")
+            raise ValueError("graphql_validate: only for kind: graphql")
         for name, endpoint in self.endpoints.items():
             if self.kind == "graphql" and endpoint.query_file is None:
-                raise ValueError(f"endpoint {name!r}: graphql endpoints need query_file")
+                raise ValueError(f"endpoints.{name}: graphql endpoints need query_file")
             if self.kind == "rest" and endpoint.query_file is not None:
-                raise ValueError(f"endpoint {name!r}: query_file is only for kind: graphql")
+                raise ValueError(f"endpoints.{name}.query_file: only for kind: graphql")
             _check_pagination_fits(name, endpoint, self.kind)
             if endpoint.parent and endpoint.parent.endpoint not in self.endpoints:
                 raise ValueError(
-                    f"endpoint {name!r}: parent {endpoint.parent.endpoint!r} "
+                    f"endpoints.{name}.parent.endpoint: {endpoint.parent.endpoint!r} "
                     "is not an endpoint of this source"
                 )
-        routed = list(self.webhooks.routes.values()) if self.webhooks else []
-        routed += [stream.endpoint for stream in self.streams.values()]
-        for target in routed:
+        routed = [
+            (f"webhooks.routes.{event}", target)
+            for event, target in (self.webhooks.routes.items() if self.webhooks else ())
+        ]
+        routed += [(f"streams.{name}.endpoint", s.endpoint) for name, s in self.streams.items()]
+        for where, target in routed:
             if target not in self.endpoints:
                 raise ValueError(
-                    f"push target {target!r} is not an endpoint of this source; "
+                    f"{where}: push target {target!r} is not an endpoint of this source; "
                     f"endpoints: {', '.join(self.endpoints)}"
                 )
         return self

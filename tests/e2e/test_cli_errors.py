@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from integration_platform.environment import PROJECT_ROOT
@@ -95,14 +96,15 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
     return line
 
 
-def test_error_names_the_failure_without_any_secret_when_the_token_endpoint_is_unreachable(
+def test_error_names_the_address_and_the_sandbox_without_any_secret_when_nothing_answers(
     tmp_path: Path,
 ) -> None:
-    result = run(tmp_path, OAUTH_SPEC.replace("PORT", str(closed_port())), "extract", "shop.orders")
+    port = closed_port()
+    result = run(tmp_path, OAUTH_SPEC.replace("PORT", str(port)), "extract", "shop.orders")
     assert result.returncode == 1
-    assert "could not reach the token endpoint" in error_line(result)
-    assert "client_secret=***" in error_line(result) and "http://***@127.0.0.1" in error_line(
-        result
+    assert error_line(result) == (
+        f"Error: shop.orders: shop: nothing answers at http://127.0.0.1:{port} (connection "
+        "refused, 1 attempt); if this is the sandbox, is it up? (`make sandbox`)"
     )
     assert not leaked(result), f"{leaked(result)} printed:\n{result.stderr[-3000:]}"
 
@@ -163,3 +165,104 @@ def test_unexpected_failure_prints_one_line_and_logs_its_traceback_as_json_when_
     assert "Traceback (most recent call last)" in failure["exception"]
     assert "NotADirectoryError" in failure["exception"]
     assert not leaked(result), f"{leaked(result)} printed:\n{result.stderr[-3000:]}"
+
+
+def test_extract_fails_in_seconds_naming_the_url_when_the_sandbox_is_down(tmp_path: Path) -> None:
+    """The shipped billing spec (8 attempts with backoff for what fails) with nothing
+    listening at its URL: one quick second try, then one line that says what to do."""
+    url = f"http://127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(BIN / "integration-platform"), "extract", "billing.invoices"],
+        cwd=PROJECT_ROOT,
+        env={
+            **os.environ,
+            "BILLING_BASE_URL": url,
+            "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed < 30, f"took {elapsed:.1f} s"  # the retry policy alone took a minute before
+    assert error_line(result) == (
+        f"Error: billing.invoices: billing: nothing answers at {url} (connection refused, "
+        "2 attempts); if this is the sandbox, is it up? (`make sandbox`)"
+    )
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    attempts = [line["attempt"] for line in logged if line["event"] == "http_request"]
+    assert attempts == [1, 2] and "raise retry.max_attempts" not in result.stderr
+
+
+def test_materialize_fails_in_seconds_and_keeps_json_off_the_console_when_the_sandbox_is_down(
+    tmp_path: Path,
+) -> None:
+    """Two sources (an API key, OAuth) with nothing listening: each fails after one quick
+    second try and no step retry; the console gets progress lines, the log file the JSON."""
+    urls = {name: f"http://127.0.0.1:{closed_port()}" for name in ("billing", "crm")}
+    result = subprocess.run(
+        [
+            str(BIN / "integration-platform"),
+            "materialize",
+            "--partition",
+            "2025-03-01",
+            "--select",
+            'key:"raw/billing/invoices" or key:"raw/crm/contacts"',
+        ],
+        cwd=PROJECT_ROOT,
+        env={
+            **os.environ,
+            "BILLING_BASE_URL": urls["billing"],
+            "CRM_BASE_URL": urls["crm"],
+            "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data"),
+            "DAGSTER_HOME": str(tmp_path / "home"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    console = result.stdout + result.stderr
+    assert not [line for line in console.splitlines() if line.lstrip().startswith("{")], console
+    for source, url in urls.items():
+        hint = (
+            f"{source}: nothing answers at {url} (connection refused, 2 attempts); if this is "
+            "the sandbox, is it up? (`make sandbox`)"
+        )
+        [failed] = [line for line in result.stdout.splitlines() if "✗" in line and hint in line]
+        seconds = float(failed.split("s", 1)[0])  # since the run started
+        assert seconds < 30, failed  # a minute per source, with step retries, before
+    assert "Exceeded max_retries" not in console and "raise retry.max_attempts" not in console
+    logged = [
+        json.loads(line)
+        for line in (tmp_path / "data" / "logs" / "materialize.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    requests = [line["attempt"] for line in logged if line["event"] == "http_request"]
+    assert requests == [1, 2], "billing's two tries, and no step retry's"
+    unreachable = {
+        line["source"]: line["attempts"] for line in logged if line["event"] == "source_unreachable"
+    }
+    assert unreachable == {"billing": 2, "crm": 2}
+
+
+def test_extract_says_what_a_target_should_look_like_when_it_is_a_path(tmp_path: Path) -> None:
+    result = run(tmp_path, QUERY_KEY_SPEC, "extract", "../crm.contacts")
+    assert result.returncode == 2
+    assert (
+        "'../crm.contacts' is not SOURCE.ENDPOINT: expected two names joined by a dot"
+        in result.stderr
+    )
+    assert "no source" not in result.stderr
+
+
+def test_materialize_quotes_only_the_start_of_a_client_id_when_it_is_thousands_of_characters(
+    tmp_path: Path,
+) -> None:
+    result = run(tmp_path, QUERY_KEY_SPEC, "materialize", "--client", "x" * 5000)
+    assert result.returncode == 2
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert "is not a client id: 3 to 40 lowercase letters" in error
+    assert len(error) < 300, error

@@ -11,7 +11,8 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from integration_platform.environment import PROJECT_ROOT, SANDBOX_ENV_FILE
-from integration_platform.logs import SECRET_VARIABLE
+from integration_platform.logs import is_secret_variable
+from tests.echo_api import ECHO_SECRETS, ECHO_SPEC, EchoAPI, leaked_forms
 
 BIN = Path(sys.executable).parent
 
@@ -22,7 +23,7 @@ def test_no_configured_secret_appears_in_any_log_line_when_a_full_run_logs_at_de
     secrets = {
         name: value
         for name, value in dotenv_values(SANDBOX_ENV_FILE).items()
-        if value and SECRET_VARIABLE.search(name)
+        if value and is_secret_variable(name)
     }
     assert len(secrets) >= 6, "the sandbox's credentials should all count as secrets"
     env = {**os.environ, "LOG_LEVEL": "DEBUG", "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path)}
@@ -35,12 +36,15 @@ def test_no_configured_secret_appears_in_any_log_line_when_a_full_run_logs_at_de
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    # The console, and the file the runs' own output (dbt's included) went to.
-    output = result.stdout + result.stderr + (tmp_path / "demo" / "logs" / "demo.log").read_text()
+    # The console, and the file the runs' own output (dbt's and the log lines logged inside
+    # the runs included) went to.
+    run_log = (tmp_path / "demo" / "logs" / "demo.log").read_text()
+    output = result.stdout + result.stderr + run_log
     leaked = [name for name, value in secrets.items() if value in output]
     assert not leaked, f"secret values of {leaked} appear in the logs"
 
-    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert '"http_request"' not in result.stderr, "the runs' lines belong in demo.log"
+    lines = [json.loads(line) for line in run_log.splitlines() if line.startswith("{")]
     requests = [line for line in lines if line.get("event") == "http_request"]
     assert requests, "every HTTP attempt should be logged"
     for field in ("request_id", "source", "endpoint", "attempt", "status", "latency_ms", "url"):
@@ -52,3 +56,37 @@ def test_no_configured_secret_appears_in_any_log_line_when_a_full_run_logs_at_de
         if line.get("event") == "extraction_finished"
     }
     assert len(finished) == 10, finished  # every endpoint of the four sources
+
+
+def test_no_form_of_a_secret_is_printed_or_logged_when_an_api_echoes_the_request_back(
+    tmp_path: Path,
+) -> None:
+    """The API refuses and quotes the request: its URL-encoded query, the path, the Basic
+    header. The one error line and every JSON log line show none of it, at DEBUG."""
+    (tmp_path / "specs").mkdir()
+    with EchoAPI() as api:
+        (tmp_path / "specs" / "echo.yaml").write_text(ECHO_SPEC.replace("BASE", api.url))
+        result = subprocess.run(
+            [str(BIN / "integration-platform"), "extract", "echo.customers"],
+            cwd=PROJECT_ROOT,
+            env={
+                **os.environ,
+                **ECHO_SECRETS,
+                "SOURCES_PATH": str(tmp_path / "specs"),
+                "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data"),
+                "LOG_LEVEL": "DEBUG",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert api.requests, "the request should have reached the API"
+    assert leaked_forms(api.requests[0]), "the API should have seen the secrets, encoded"
+    assert result.returncode == 1
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert "HTTP 401" in error and "/v1/tenants/***/customers" in error, error
+    assert "Authorization: Basic ***" in error, error
+    assert not leaked_forms(result.stdout + result.stderr), result.stderr[-3000:]
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    [request] = [line for line in logged if line.get("event") == "http_request"]
+    assert request["url"].startswith(f"{api.url}/v1/tenants/***/customers?"), request["url"]

@@ -18,6 +18,7 @@ from integration_platform.http.errors import (
     CircuitOpenError,
     PermanentHTTPError,
     RetriesExhausted,
+    SourceUnreachable,
 )
 from integration_platform.http.pagination import PageRequest
 from integration_platform.specs.models import SourceSpec
@@ -191,6 +192,39 @@ async def test_request_is_retried_when_the_transport_fails(failure: httpx.Transp
     assert (client.stats.transport_errors, client.stats.retries) == (1, 1)
 
 
+def refuse(request: httpx.Request) -> httpx.Response:
+    """Nothing listens: what httpx raises then (the OSError behind it says so)."""
+    try:
+        raise ConnectionRefusedError(111, "Connect call failed ('203.0.113.7', 443)")
+    except ConnectionRefusedError as exc:
+        raise httpx.ConnectError("All connection attempts failed") from exc
+
+
+async def test_source_is_unreachable_after_one_quick_retry_when_it_never_answered() -> None:
+    vendor = Vendor(refuse)
+    clock = FakeClock()
+    with pytest.raises(SourceUnreachable) as caught:
+        await fetch(client_for(vendor, clock))
+    assert len(vendor.requests) == 2 and clock.sleeps == [1.0]
+    assert str(caught.value) == (
+        "vendor: nothing answers at https://api.vendor.test (connection refused, 2 attempts); "
+        "check the source's base_url, and that the API is up and reachable from here"
+    )
+    assert len(caught.value.attempts) == 2 and SECRET not in caught.value.request
+
+
+async def test_refused_connection_gets_the_normal_retries_when_the_source_answered_before() -> None:
+    """An API that answered and then refuses is restarting: worth the whole retry policy."""
+    vendor = Vendor(OK, refuse, refuse, refuse, OK)
+    clock = FakeClock()
+    client = client_for(vendor, clock)
+    async with client:
+        await client.fetch(PageRequest("/items", {}))
+        page = await client.fetch(PageRequest("/items", {}))
+    assert page.body["data"] and len(vendor.requests) == 5
+    assert len(clock.sleeps) == 3 and 1.0 not in clock.sleeps  # backoff with jitter
+
+
 async def test_request_is_retried_when_the_body_is_cut_off() -> None:
     vendor = Vendor(httpx.Response(200, content=b'{"data": [{"id": 1}, {"id'), OK)
     client = client_for(vendor)
@@ -219,6 +253,18 @@ async def test_retries_exhausted_lists_every_attempt_without_the_key_when_api_ke
         f"#{n} vendor: GET {BASE_URL}/items?limit=10: HTTP 503" in message for n in (1, 2, 3, 4)
     )
     assert SECRET not in message
+
+
+async def test_exhausted_retries_name_the_limit_that_ended_them_when_the_api_keeps_failing() -> (
+    None
+):
+    attempts_limit = client_for(Vendor(echo(503)), FakeClock())
+    with pytest.raises(RetriesExhausted, match=r"or raise retry\.max_attempts\.$"):
+        await fetch(attempts_limit)
+    spec = vendor_spec(retry={"max_attempts": 4, "max_elapsed_seconds": 0.000001})
+    time_limit = client_for(Vendor(echo(503)), FakeClock(), spec)
+    with pytest.raises(RetriesExhausted, match=r"or raise retry\.max_elapsed_seconds\.$"):
+        await fetch(time_limit)
 
 
 async def test_circuit_opens_then_lets_one_trial_through_when_the_cooldown_ends() -> None:

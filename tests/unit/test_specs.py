@@ -272,5 +272,49 @@ def test_graphql_validate_setting_is_checked_when_misspelt_or_not_a_boolean(
 
 def test_graphql_validate_is_refused_when_the_source_is_rest(tmp_path: Path) -> None:
     bad = GOOD.replace("kind: rest\n", "kind: rest\ngraphql_validate: false\n")
-    with pytest.raises(SpecError, match="graphql_validate is only for kind: graphql"):
+    with pytest.raises(SpecError, match="graphql_validate: only for kind: graphql"):
         load_spec(write(tmp_path, bad), env=ENV)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (("  orders:", "  Orders:"), "endpoints: endpoint name 'Orders': use 1 to 63 lowercase"),
+        (
+            (
+                "pagination: {type: offset, page_size: 50, total_path: total}",
+                "pagination: {type: relay, connection_path: x}",
+            ),
+            "endpoints.orders.pagination: relay pagination is for kind: graphql",
+        ),
+        (
+            (
+                "    primary_key: id",
+                "    primary_key: id\n    parent: {endpoint: nope, fields: {}}",
+            ),
+            "endpoints.orders.parent.endpoint: 'nope' is not an endpoint of this source",
+        ),
+    ],
+)
+def test_cli_validate_names_the_key_path_when_a_check_across_keys_fails(
+    tmp_path: Path, change: tuple[str, str], says: str
+) -> None:
+    bad = write(tmp_path, GOOD.replace(*change))
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 1
+    assert f"✗ {bad}: {says}" in result.output, result.output
+    assert ": : " not in result.output
+
+
+def test_values_put_into_paths_queries_and_headers_are_kept_for_masking_when_resolved(
+    tmp_path: Path,
+) -> None:
+    spec_text = GOOD.replace("path: /orders", "path: /t/${TENANT}/orders") + (
+        '    params: {ref: "${REF}", limit: "${LIMIT:-50}"}\n'
+        '    headers: {X-Account: "${ACCOUNT}"}\n'
+    )
+    env = {**ENV, "TENANT": "tenant-9f", "REF": "ref-77", "ACCOUNT": "acct-3"}
+    spec = load_spec(write(tmp_path, spec_text), env=env)
+    assert spec.endpoints["orders"].path == "/t/tenant-9f/orders"
+    # The default is written in the spec, and base_url names where the API is: neither is hidden.
+    assert set(spec.masked_values) == {"tenant-9f", "ref-77", "acct-3"}
