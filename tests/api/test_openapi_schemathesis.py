@@ -6,7 +6,7 @@ Each operation runs against a fresh API in which client `acme` exists with crede
 every source, and every generated request addresses `acme`. Two refusals no static schema can
 state are left to their own tests (tests/api/test_syncs.py, test_clients.py): a sync's day
 range checked against today and the sources' first day, and credentials a client has not
-stored (acme has all of them, and gets them back before each request).
+stored (acme has all of them, and gets them back before each PATCH).
 """
 
 from __future__ import annotations
