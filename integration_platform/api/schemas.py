@@ -7,11 +7,13 @@ depends on stored state or on today (see the field descriptions).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,17 +28,49 @@ from integration_platform.clients.credentials import source_variables
 from integration_platform.clients.slugs import CLIENT_ID_PATTERN
 from integration_platform.orchestration.plan import MAX_DAYS_PER_SYNC
 
-# What a name or a credential value must hold besides whitespace (`.strip()` leaves a
-# character exactly when this matches: Python's regex whitespace is str.isspace()).
+# What a credential value must hold besides whitespace (`.strip()` leaves a character
+# exactly when this matches: Python's regex whitespace is str.isspace()).
 NOT_BLANK = r"\S"
+# A name: something besides whitespace, and no control characters (PostgreSQL cannot store
+# NUL in text; the others have no place in a display name). What pydantic strips (Unicode
+# White_Space) is whitespace here too, so a name this matches is never refused.
+DISPLAY_NAME = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 MAX_SECRET_LENGTH = 4096
 
 ClientId = Annotated[str, StringConstraints(pattern=CLIENT_ID_PATTERN)]
 SourceName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 SecretValue = Annotated[str, StringConstraints(max_length=MAX_SECRET_LENGTH)]
+
+
+def _no_control_characters(name: str) -> str:
+    if CONTROL_CHARACTER.search(name):
+        raise ValueError(
+            "a name cannot hold control characters (\\x00-\\x1f, \\x7f): send it as one line "
+            "of text"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    """A pattern shown in the JSON schema that a validator with a plainer message enforces."""
+
+    pattern: str
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler(core_schema), "pattern": self.pattern}
+
+
+# Stripped, then 1-200 characters, none of them a control character: exactly DISPLAY_NAME.
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_control_characters),
+    _Pattern(DISPLAY_NAME),
 ]
 
 

@@ -141,6 +141,21 @@ def test_a_name_too_short_for_a_slug_gets_a_hashed_id_when_none_is_given(
     assert again.json()["error"]["code"] == "client_exists"
 
 
+@pytest.mark.parametrize("name", ["Acme\u0000", "Ac\nme", "Acme\u007f Corp"])
+def test_a_name_with_a_control_character_is_refused_saying_so_when_registering(
+    api: Api, name: str
+) -> None:
+    # NUL once reached PostgreSQL and came back as a 500.
+    response = api.http.post("/clients", json={"id": "acme", "name": name})
+    assert response.status_code == 422, response.text
+    [field] = response.json()["error"]["fields"]
+    assert field["path"] == "name"
+    assert "control characters" in field["message"]
+    register(api, "acme")
+    assert api.http.patch("/clients/acme", json={"name": name}).status_code == 422
+    assert api.http.get("/clients/acme").json()["name"] == "acme Inc."
+
+
 def test_a_blank_name_or_credential_value_is_refused_when_registering(api: Api) -> None:
     response = api.http.post(
         "/clients",
