@@ -25,7 +25,7 @@ from integration_platform.api.settings import ApiSettings
 from integration_platform.clients.credentials import source_variables
 from tests.api.conftest import ADMIN_KEY, Api
 
-EXAMPLES_PER_OPERATION = 20
+EXAMPLES_PER_OPERATION = 15
 # Every source, every variable its spec references: acme can sync and patch any of them.
 EVERY_CREDENTIAL = {
     source: {name: f"acme-{name.lower()}" for name in sorted(variables.all)}
