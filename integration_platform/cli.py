@@ -763,13 +763,19 @@ def api() -> None:
 def api_serve(host: str, port: int) -> None:
     """Serve the API (Swagger UI at /docs) until interrupted."""
     from integration_platform.api.app import create_app
+    from integration_platform.clients.crypto import local_key_file
     from integration_platform.webhooks.server import ReceiverServer
 
     try:
         server = ReceiverServer(create_app(), host=host, port=port, name="API server")
     except OSError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"api: listening on {server.url}  (Swagger UI: {server.url}/docs)")
+    key_file = local_key_file()
+    click.echo(
+        f"api: listening on {server.url}  (Swagger UI: {server.url}/docs"
+        + (f"; credentials encrypted with the key in {key_file}" if key_file else "")
+        + ")"
+    )
     sys.stdout.flush()
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from integration_platform import environment
+from integration_platform.clients.crypto import local_key_file
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.console.log_lines import LogTail
 from integration_platform.console.monitor import LAST_LINES_ON_EXIT, Child, Console, last_lines
@@ -316,9 +317,11 @@ def run_platform(
         children.append(api)
         api_url = f"http://127.0.0.1:{api_port}"
         wait_until_serving(api_url, timeout=60, process=api.process)
+        key_file = local_key_file()
         echo(
             f"  API               {api_url}  (Swagger UI: {api_url}/docs"
             + (f"; admin key in {admin_key_file}" if admin_key_file else "")
+            + (f"; credentials encrypted with the key in {key_file}" if key_file else "")
             + ")"
         )
         echo(f"  Dagster UI        {ui_url}  (starting; a line says when it answers)")

@@ -140,8 +140,9 @@ def configure_logging(level: str | None = None, stream: Any = None) -> None:
     root.addHandler(handler)
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
     # Our http_request lines say more (source, attempt, latency) than httpx's; gql logs whole
-    # response bodies at debug, which would put customer data into logs.
-    for chatty in ("httpx", "httpcore", "gql"):
+    # response bodies at debug, which would put customer data into logs; Alembic narrates each
+    # plugin it loads on import and each migration step at INFO, on every start of the store.
+    for chatty in ("httpx", "httpcore", "gql", "alembic"):
         logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))
 
 

@@ -3,7 +3,7 @@
 The variable holds one or more Fernet keys separated by commas: the first encrypts, all
 decrypt, so a key is rotated by putting the new one first (`rotate_all()` re-encrypts).
 Without it (local `make run`), a key is generated once into `<data dir>/secret.key` with mode
-0600 and one warning says so: fine on a laptop, not for a shared deployment.
+0600, which `make run` names on start: fine on a laptop, not for a shared deployment.
 """
 
 from __future__ import annotations
@@ -67,6 +67,13 @@ def load_cipher(data_dir: Path | None = None) -> CredentialCipher:
     return CredentialCipher([_local_key(data_dir or environment.data_dir())])
 
 
+def local_key_file(data_dir: Path | None = None) -> Path | None:
+    """The file the key is (or will be) kept in; None when the environment provides it."""
+    if os.environ.get(SECRET_KEY_VARIABLE, "").strip():
+        return None
+    return (data_dir or environment.data_dir()) / KEY_FILE_NAME
+
+
 def _local_key(data_dir: Path) -> bytes:
     path = data_dir / KEY_FILE_NAME
     try:
@@ -82,10 +89,11 @@ def _local_key(data_dir: Path) -> bytes:
         return path.read_bytes().strip()
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(key + b"\n")
-    _log.warning(
-        "generated_local_secret_key",
+    # Expected on a first start, so not a warning: `make run` and `api serve` name the file.
+    _log.info(
+        "local_secret_key_created",
         path=str(path),
-        hint=f"credentials are encrypted with a key kept in {path} (mode 0600); set "
+        detail=f"credentials are encrypted with a key kept in {path} (mode 0600); set "
         f"{SECRET_KEY_VARIABLE} to keep the key outside the data directory",
     )
     return key

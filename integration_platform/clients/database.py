@@ -6,7 +6,7 @@ Dagster run reading credentials, the CLI) opens the store this way.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -44,11 +44,20 @@ def create_store_engine(url: str | None = None) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(parsed.database))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file 0600 before SQLite does (it would follow the umask, 0644): it
+    holds encrypted credentials and key hashes. SQLite gives its -wal and -shm files the mode
+    of the database file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # an existing store keeps its mode
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_pragmas(connection: Any, _: Any) -> None:
@@ -62,8 +71,6 @@ def _sqlite_pragmas(connection: Any, _: Any) -> None:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration (a no-op when it is there already)."""
-    # Alembic narrates every plugin and step at INFO; only what goes wrong belongs in our logs.
-    logging.getLogger("alembic").setLevel(max(logging.getLogger().level, logging.WARNING))
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
@@ -14,9 +15,12 @@ def is_client_id(value: str) -> bool:
     return bool(_CLIENT_ID.fullmatch(value))
 
 
-def client_id_from_name(name: str) -> str | None:
-    """`"Acme Corp."` → `acme-corp`; None when the name has too few letters to make one."""
+def client_id_from_name(name: str) -> str:
+    """`"Acme Corp."` → `acme-corp`; a name with too few Latin letters or digits for a slug
+    (`"株式会社"`, `"X"`) → `client-` and 8 hex digits of its hash, the same for the same name."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
     slug = re.sub(r"^[^a-z]+", "", slug)[:40].rstrip("-")
-    return slug if is_client_id(slug) else None
+    if is_client_id(slug):
+        return slug
+    return f"client-{hashlib.sha256(name.encode()).hexdigest()[:8]}"

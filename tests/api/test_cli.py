@@ -1,7 +1,11 @@
-"""The `integration-platform api keys` commands an operator runs."""
+"""The `integration-platform api keys` commands an operator runs, and what their console shows."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +61,40 @@ def test_an_unknown_scope_or_client_is_refused_saying_what_exists(
     )
     assert bad_client.exit_code != 0
     assert "no client 'nobody'" in bad_client.output
+
+
+def test_keys_create_prints_only_the_token_and_one_line_when_run_on_a_fresh_data_dir(
+    tmp_path: Path,
+) -> None:
+    """The real command, as a newcomer runs it first: the store is created and migrated on
+    the way, and nothing of that reaches the console (no Alembic INFO, no warning)."""
+    data = tmp_path / "data"
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"DATABASE_URL", "INTEGRATION_PLATFORM_SECRET_KEY", "LOG_LEVEL"}
+    }
+    env["INTEGRATION_PLATFORM_DATA_DIR"] = str(data)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("integration-platform")),
+            *("api", "keys", "create", "--name", "bi tool", "--scope", "data:read"),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"ipk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}\n", result.stdout), result.stdout
+    key_id = result.stdout.split("_")[1]
+    assert result.stderr == (f"key {key_id}: scopes data:read; the token is shown only now\n"), (
+        result.stderr
+    )
+    assert (data / "platform.sqlite").stat().st_mode & 0o777 == 0o600
+    principal = ApiKeys(open_store(f"sqlite:///{data / 'platform.sqlite'}")).authenticate(
+        result.stdout.strip()
+    )
+    assert principal is not None
+    assert principal.scopes == {"data:read"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from io import StringIO
 
 import pytest
@@ -89,6 +90,23 @@ def test_a_missing_required_variable_is_named_when_a_source_is_incomplete(api: A
     ]
 
 
+def test_the_schema_names_each_sources_variables_when_served(api: Api) -> None:
+    schemas = api.http.get("/openapi.json").json()["components"]["schemas"]
+    create = schemas["ClientCreate"]["properties"]["credentials"]
+    assert create["additionalProperties"] is False
+    crm = create["properties"]["crm"]
+    assert (set(crm["properties"]), crm["required"], crm["additionalProperties"]) == (
+        set(CRM),
+        sorted(CRM),
+        False,
+    )
+    [patch, _null] = schemas["ClientPatch"]["properties"]["credentials"]["anyOf"]
+    [crm_patch, _null] = patch["properties"]["crm"]["anyOf"]
+    # A required variable can be replaced, never removed: null is not offered.
+    assert crm_patch["properties"]["CRM_CLIENT_SECRET"]["type"] == "string"
+    assert "required" not in crm_patch
+
+
 def test_malformed_fields_are_reported_with_paths_when_the_body_is_wrong(api: Api) -> None:
     response = api.http.post(
         "/clients",
@@ -104,6 +122,56 @@ def test_id_is_derived_from_the_name_when_none_is_given(api: Api) -> None:
     assert response.status_code == 201
     assert response.json()["id"] == "globex-corporation-eu"
     assert response.headers["Location"] == "/clients/globex-corporation-eu"
+    assert api.http.post("/clients", json={"id": None, "name": "Initech"}).json()["id"] == (
+        "initech"
+    )
+
+
+@pytest.mark.parametrize("name", ["株式会社", "0", "X"])
+def test_a_name_too_short_for_a_slug_gets_a_hashed_id_when_none_is_given(
+    api: Api, name: str
+) -> None:
+    response = api.http.post("/clients", json={"id": None, "name": name})
+    assert response.status_code == 201, response.text
+    client_id = response.json()["id"]
+    assert re.fullmatch(r"client-[0-9a-f]{8}", client_id)
+    assert response.json()["name"] == name
+    again = api.http.post("/clients", json={"name": name})  # the same name, the same id
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "client_exists"
+
+
+@pytest.mark.parametrize("name", ["Acme\u0000", "Ac\nme", "Acme\u007f Corp"])
+def test_a_name_with_a_control_character_is_refused_saying_so_when_registering(
+    api: Api, name: str
+) -> None:
+    # NUL once reached PostgreSQL and came back as a 500.
+    response = api.http.post("/clients", json={"id": "acme", "name": name})
+    assert response.status_code == 422, response.text
+    [field] = response.json()["error"]["fields"]
+    assert field["path"] == "name"
+    assert "control characters" in field["message"]
+    register(api, "acme")
+    assert api.http.patch("/clients/acme", json={"name": name}).status_code == 422
+    assert api.http.get("/clients/acme").json()["name"] == "acme Inc."
+
+
+def test_a_blank_name_or_credential_value_is_refused_when_registering(api: Api) -> None:
+    response = api.http.post(
+        "/clients",
+        json={"id": "acme", "name": " \t", "credentials": {"crm": {**CRM, "CRM_BASE_URL": " "}}},
+    )
+    assert response.status_code == 422
+    paths = {f["path"] for f in response.json()["error"]["fields"]}
+    assert paths == {"name"}  # the body's shape first; then the values against the specs
+    response = api.http.post(
+        "/clients",
+        json={"id": "acme", "name": "Acme", "credentials": {"crm": {**CRM, "CRM_BASE_URL": " "}}},
+    )
+    assert response.status_code == 422
+    [field] = response.json()["error"]["fields"]
+    assert field["path"] == "credentials.crm.CRM_BASE_URL"
+    assert "empty value" in field["message"]
 
 
 def test_a_second_registration_conflicts_when_the_id_is_taken(api: Api) -> None:
@@ -126,15 +194,27 @@ def test_every_client_is_listed_once_across_pages_when_paged_with_cursors(api: A
         cursor = page["next_cursor"]
         if cursor is None:
             break
-        assert "client" not in cursor  # opaque, not the id in clear
+        assert cursor == seen[-1]  # the page's last client: the next page starts after it
     assert seen == ids
     assert pages == 3
 
 
-def test_a_forged_cursor_is_refused_with_a_hint_when_listing(api: Api) -> None:
+def test_a_page_starts_after_any_id_given_as_cursor_when_listing(api: Api) -> None:
+    for client_id in ("acme", "globex", "initech"):
+        register(api, client_id)
+    # Not an id that exists: the page starts after where it would be.
+    page = api.http.get("/clients", params={"cursor": "b-never-registered"}).json()
+    assert [c["id"] for c in page["data"]] == ["globex", "initech"]
+
+
+def test_a_cursor_that_is_no_client_id_is_refused_naming_the_pattern_when_listing(
+    api: Api,
+) -> None:
     response = api.http.get("/clients", params={"cursor": "not-a-cursor!"})
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "invalid_cursor"
+    assert response.status_code == 422
+    [field] = response.json()["error"]["fields"]
+    assert (field["path"], field["location"]) == ("cursor", "query")
+    assert "^[a-z][a-z0-9-]{1,38}[a-z0-9]$" in field["message"]
 
 
 def test_rotating_one_secret_keeps_the_other_variables_when_patched(
@@ -161,6 +241,23 @@ def test_removing_a_required_variable_is_refused_when_patched(api: Api) -> None:
     assert response.status_code == 422
     assert response.json()["error"]["fields"][0]["path"] == "credentials.crm.CRM_CLIENT_SECRET"
     assert api.http.get("/clients/acme").json()["credentials"]["crm"]["variables"] == sorted(CRM)
+
+
+def test_a_source_new_to_the_client_needs_every_required_variable_when_patched(
+    api: Api,
+) -> None:
+    """What the schema cannot state (it depends on what is stored), said per variable."""
+    register(api, "acme", credentials={"crm": CRM})
+    response = api.http.patch(
+        "/clients/acme", json={"credentials": {"billing": {"BILLING_API_KEY": "k-123"}}}
+    )
+    assert response.status_code == 422
+    paths = {f["path"] for f in response.json()["error"]["fields"]}
+    assert paths == {
+        "credentials.billing.BILLING_BASE_URL",
+        "credentials.billing.BILLING_WEBHOOK_SECRET",
+    }
+    assert list(api.http.get("/clients/acme").json()["credentials"]) == ["crm"]
 
 
 def test_deactivated_client_keeps_its_record_but_loses_credentials_when_deleted(

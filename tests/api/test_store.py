@@ -4,6 +4,7 @@ migrations, and the demo client and admin key `make run` prepares."""
 from __future__ import annotations
 
 import json
+import os
 from io import StringIO
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from integration_platform.clients.crypto import (
     CredentialCipher,
     SecretKeyError,
     load_cipher,
+    local_key_file,
 )
 from integration_platform.clients.database import create_store_engine, open_store
 from integration_platform.clients.registry import ClientRegistry
@@ -92,7 +94,7 @@ def test_a_malformed_key_is_refused_with_how_to_make_one(
         load_cipher()
 
 
-def test_a_local_key_is_made_once_with_mode_0600_and_one_warning_when_none_is_set(
+def test_a_local_key_is_made_once_with_mode_0600_and_one_info_line_when_none_is_set(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -106,16 +108,37 @@ def test_a_local_key_is_made_once_with_mode_0600_and_one_warning_when_none_is_se
     finally:
         configure_logging()
     key_file = tmp_path / "secret.key"
+    assert local_key_file(tmp_path) == key_file
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert second.decrypt(token) == {"A": "b"}
-    warnings = [
-        json.loads(line)
-        for line in stream.getvalue().splitlines()
-        if "generated_local_secret_key" in line
+    # Expected on a first start: said once, in the log, and not as a warning.
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["event"], line["level"]) for line in lines] == [
+        ("local_secret_key_created", "info")
     ]
-    assert len(warnings) == 1
-    assert warnings[0]["level"] == "warning"
+    assert lines[0]["path"] == str(key_file)
     assert key_file.read_text().strip() not in stream.getvalue()
+    monkeypatch.setenv("INTEGRATION_PLATFORM_SECRET_KEY", Fernet.generate_key().decode())
+    assert local_key_file(tmp_path) is None
+
+
+def test_the_sqlite_store_and_its_wal_files_are_private_when_created(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "platform.sqlite"
+    previous = os.umask(0o022)  # what most shells have: SQLite alone would make 0644 files
+    try:
+        sessions = open_store(f"sqlite:///{path}")
+        try:
+            ApiKeys(sessions).create("reader", ["data:read"])  # a write: -wal and -shm exist
+            modes = {file.name: file.stat().st_mode & 0o777 for file in path.parent.iterdir()}
+        finally:
+            sessions.kw["bind"].dispose()
+    finally:
+        os.umask(previous)
+    assert modes == {
+        "platform.sqlite": 0o600,
+        "platform.sqlite-wal": 0o600,
+        "platform.sqlite-shm": 0o600,
+    }
 
 
 def test_migrations_create_every_table_and_run_again_harmlessly(store_url: str) -> None:

@@ -146,6 +146,10 @@ def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
     ran = time.monotonic() - started
     assert all(_free(base + i) for i in range(4)), "the sandbox kept its ports after stopping"
     _assert_quiet_console(output, ran, tmp_path / "data" / "logs")
+    # A first start makes the credentials key: named on the API's line, not warned about.
+    key_file = tmp_path / "data" / "secret.key"
+    assert f"credentials encrypted with the key in {key_file})" in output, output
+    assert "secret_key" not in output, output
 
 
 def _assert_quiet_console(output: str, ran: float, logs: Path) -> None:

@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from integration_platform.access.customers import to_json
 from integration_platform.api.auth import require
 from integration_platform.api.errors import ApiError, error_responses
-from integration_platform.api.paging import decode_cursor, encode_cursor
 from integration_platform.api.routes.clients import ClientIdPath, Found, visible_client
 from integration_platform.api.schemas import CustomerOut, CustomerPageOut
 from integration_platform.clients.api_keys import Principal
@@ -42,7 +41,7 @@ def _not_modified(if_none_match: str | None, etag: str) -> bool:
 @router.get(
     "/clients/{client_id}/customers",
     response_model=CustomerPageOut,
-    responses={**error_responses(400, 401, 403, 404, 409, 422), **NOT_MODIFIED},
+    responses={**error_responses(401, 403, 404, 409, 422), **NOT_MODIFIED},
 )
 def list_customers(
     client_id: ClientIdPath,
@@ -50,24 +49,31 @@ def list_customers(
     found: Found,
     principal: Annotated[Principal, Depends(require("data:read"))],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="The page starts after this customer_id: the previous page's "
+            "`next_cursor` (its last customer).",
+        ),
+    ] = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """The client's golden customer records (marts.dim_customers), ordered by customer_id."""
     client = visible_client(found, principal, client_id, request)
     if not client.active:
         raise ClientInactive(client_id)
-    after = decode_cursor(cursor)
-    etag = _etag(found.customers.version(), client_id, after, limit)
+    etag = _etag(found.customers.version(), client_id, cursor, limit)
     if _not_modified(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
-    page = found.customers.page(client_id, after=after, limit=limit)
+    page = found.customers.page(client_id, after=cursor, limit=limit)
     # Written straight to JSON: pages are large and already shaped as CustomerPageOut says.
     return Response(
         to_json(
             {
                 "data": page.customers,
-                "next_cursor": encode_cursor(page.next_after) if page.next_after else None,
+                "next_cursor": page.next_after,
             }
         ),
         media_type="application/json",
