@@ -117,3 +117,11 @@ def test_json_lines_go_where_stderr_points_now_when_a_command_redirects_it(
     ]
     [inside] = [json.loads(line) for line in log_file.getvalue().splitlines()]
     assert inside["event"] == "inside_the_run" and inside["url"] == "https://s3.test/b?x=***"
+
+
+def test_a_secret_with_control_characters_is_masked_without_error_when_registered() -> None:
+    from integration_platform.http.redaction import encoded_forms
+
+    forms = encoded_forms("abc\x01defghijklmnop")
+    assert "abc\x01defghijklmnop" in forms
+    assert "abc%01defghijklmnop" in forms
