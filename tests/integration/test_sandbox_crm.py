@@ -131,15 +131,23 @@ def test_contacts_answer_401_when_no_token_is_sent(sandbox: Sandbox) -> None:
 def test_expired_token_gets_401_when_its_ttl_has_passed(
     make_sandbox: type[Sandbox], sandbox_credentials: SandboxCredentials
 ) -> None:
-    server = make_sandbox(token_ttl_seconds=0.3, customers=50)
+    ttl = 5.0  # the first request lands well within it, even on a crowded machine
+    server = make_sandbox(token_ttl_seconds=ttl, customers=50)
     url = server.urls["crm"]
+    warm_up = {"authorization": f"Bearer {crm_token(url, sandbox_credentials)}"}
+    httpx.get(f"{url}/v2/contacts", headers=warm_up, timeout=60)  # builds the record pools
+    requested = time.monotonic()  # the token is issued after this: it expires after + ttl
     token = crm_token(url, sandbox_credentials)
     headers = {"authorization": f"Bearer {token}"}
-    assert httpx.get(f"{url}/v2/contacts", headers=headers).status_code == 200
-    time.sleep(0.4)
-    expired = httpx.get(f"{url}/v2/contacts", headers=headers)
-    assert expired.status_code == 401
-    assert 'error="invalid_token"' in expired.headers["www-authenticate"]
+    assert httpx.get(f"{url}/v2/contacts", headers=headers, timeout=60).status_code == 200
+    # Ask until it is refused: never before the TTL has passed, and soon after.
+    deadline = requested + ttl + 60
+    while (response := httpx.get(f"{url}/v2/contacts", headers=headers, timeout=60)).is_success:
+        assert time.monotonic() < deadline, "the token was still accepted 60 s after its TTL"
+        time.sleep(0.1)
+    assert time.monotonic() - requested >= ttl, "refused before its TTL had passed"
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
 def test_a_page_repeats_its_cursor_when_the_repeat_cursor_knob_is_on(
