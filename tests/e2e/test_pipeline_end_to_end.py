@@ -35,6 +35,7 @@ PAID = {"paid", "1"}
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # ~3 min alone; more than the default 5 on a crowded 2-core machine
 def test_marts_match_the_sandbox_when_every_asset_is_materialized_for_a_partition(
     make_sandbox: type[Sandbox],
     tmp_path: Path,
