@@ -14,6 +14,8 @@ from integration_platform.sandbox.world import SandboxCredentials, SandboxSettin
 
 TEST_SEED = 7
 TEST_CUSTOMERS = 300
+# Starting takes about a second alone; on a crowded 2-core machine many times that.
+START_SECONDS = 90.0
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +29,7 @@ def sandbox(sandbox_credentials: SandboxCredentials) -> Iterator[Sandbox]:
     """One sandbox for the session, chaos off; tests switch chaos on through `chaos`."""
     server = Sandbox(
         SandboxSettings(seed=TEST_SEED, customers=TEST_CUSTOMERS), sandbox_credentials, base_port=0
-    ).start()
+    ).start(timeout=START_SECONDS)
     yield server
     server.stop()
 
@@ -40,7 +42,9 @@ def make_sandbox(sandbox_credentials: SandboxCredentials) -> Iterator[Callable[.
     def make(**settings: Any) -> Sandbox:
         settings.setdefault("seed", TEST_SEED)
         settings.setdefault("customers", TEST_CUSTOMERS)
-        server = Sandbox(SandboxSettings(**settings), sandbox_credentials, base_port=0).start()
+        server = Sandbox(SandboxSettings(**settings), sandbox_credentials, base_port=0).start(
+            timeout=START_SECONDS
+        )
         started.append(server)
         return server
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dbt.adapters.factory import reset_adapters
 
 from integration_platform import environment
 from integration_platform.assets.resources import WarehouseResource
@@ -92,9 +93,16 @@ def build_dbt_assets(project: DbtProject) -> Any:
         # A subset run tests only what it builds: dbt's default (eager) would also run, say,
         # fct_invoices' relationships test to dim_customers when only dim_customers is built.
         os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
-        with store.locked():
-            yield from dbt.cli(["build"], context=context).stream()
-            if warehouse.publish:
-                store.publish()
+        try:
+            with store.locked():
+                yield from dbt.cli(["build"], context=context).stream()
+                if warehouse.publish:
+                    store.publish()
+        finally:
+            # dagster-dbt registers a dbt adapter in this process (it reads relations through
+            # it) and leaves it in dbt's global registry; its multiprocessing lock is a named
+            # semaphore, reported as leaked by `make demo` and `materialize`, which end with
+            # os._exit. Dropping the adapter lets the lock unlink its semaphore now.
+            reset_adapters()  # type: ignore[no-untyped-call]
 
     return dbt_models

@@ -22,6 +22,7 @@ from integration_platform.cli import main
 from integration_platform.environment import PROJECT_ROOT
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+from tests.conftest import START_SECONDS
 from tests.integration.test_spec_isolation import SHOP
 
 BIN = Path(sys.executable).parent
@@ -179,8 +180,25 @@ def _assert_quiet_console(output: str, ran: float, logs: Path) -> None:
     assert "dagster" in (logs / "dagster.log").read_text()
 
 
+# What `make demo` prints at its defaults (seed 42, 1,000 customers, 2025-06-01...07), as
+# README.md and benchmarks/README.md state it: rows per mart, and the share of facts that
+# found their customer.
+DEMO_MARTS = {
+    "dim_customers": (933, ""),
+    "customer_360": (933, ""),
+    "fct_subscriptions": (12, "100%"),
+    "fct_invoices": (50, "100%"),
+    "fct_payments": (49, "100%"),
+    "fct_tickets": (13, "100%"),
+    "fct_product_usage_daily": (223, "100%"),
+}
+DEMO_ER = {"precision": "1.000", "recall": "0.980", "f1": "0.990"}
+WARNING_SIGNS = re.compile(r"warn|leaked|Traceback|^\s*\{", re.I | re.M)
+
+
 @pytest.mark.slow
-def test_demo_builds_marts_whose_facts_link_to_customers_when_run_headless(
+@pytest.mark.timeout(900)  # ~70 s alone; five minutes and more on a crowded 2-core machine
+def test_demo_prints_the_seeded_figures_and_no_warning_when_run_headless(
     tmp_path: Path,
 ) -> None:
     """`make demo` itself, at its default size: the whole job, sandbox to marts (in this
@@ -191,15 +209,19 @@ def test_demo_builds_marts_whose_facts_link_to_customers_when_run_headless(
         env={**os.environ, "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path)},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=840,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     output = result.stdout
-    # A line per asset partition as it lands, and no log flood.
+    # A line per asset partition as it lands, and nothing else on the console: no log
+    # lines, no library warnings (a leaked semaphore at exit, a deprecation, ...).
     assert "✓ raw/billing/invoices  demo|2025-06-03" in output
     assert "✓ marts/customer_360" in output
     assert len(output.splitlines()) < 150, output
-    assert '"level"' not in output and "BetaWarning" not in output + result.stderr
+    noise = [line for line in (output + result.stderr).splitlines() if WARNING_SIGNS.search(line)]
+    assert noise == [], "\n".join(noise)
+    assert result.stderr == "", result.stderr
+    # The marts table, as printed and as the published warehouse holds it.
     published = tmp_path / "demo" / "warehouse.published.duckdb"
     # The command it prints works: the duckdb CLI from PyPI (`make bi-clients`, which `make
     # test` runs) on the published copy.
@@ -215,36 +237,57 @@ def test_demo_builds_marts_whose_facts_link_to_customers_when_run_headless(
         check=False,
     )
     assert answer.returncode == 0, answer.stderr
-    assert "entity resolution against the sandbox's ground truth" in output
+    assert answer.stdout.strip() == str(DEMO_MARTS["dim_customers"][0]), answer.stdout
+    printed = {
+        match["mart"]: (int(match["rows"]), match["linked"] or "")
+        for match in re.finditer(
+            r"^(?P<mart>(?:dim|fct|customer)_\w+)\s+(?P<rows>\d+)\s*(?P<linked>\d+%)?\s*$",
+            output,
+            re.M,
+        )
+    }
+    assert printed == DEMO_MARTS, output
     with duckdb.connect(str(published), read_only=True) as connection:
-        customers = connection.execute("SELECT count(*) FROM marts.dim_customers").fetchall()
-        assert customers[0][0] > 0
-        assert answer.stdout.strip() == str(customers[0][0]), "the demo's only client"
-        for fact in (
-            "fct_invoices",
-            "fct_payments",
-            "fct_subscriptions",
-            "fct_tickets",
-            "fct_product_usage_daily",
-        ):
-            rows, linked = connection.execute(
-                f"SELECT count(*), count(customer_id) FROM marts.{fact}"
+        for mart, (rows, linked) in DEMO_MARTS.items():
+            counted, with_customer = connection.execute(
+                f"SELECT count(*), count(customer_id) FROM marts.{mart}"
             ).fetchall()[0]
-            assert rows > 0 and linked == rows, f"{fact}: {linked} of {rows} facts linked"
+            assert counted == rows, f"{mart}: {counted} rows"
+            if linked:
+                assert with_customer == rows, f"{mart}: {with_customer} of {rows} linked"
+    er = (
+        "entity resolution against the sandbox's ground truth: precision {precision}, "
+        "recall {recall}, F1 {f1} (passed)"
+    ).format(**DEMO_ER)
+    assert er in output, output
+    # The READMEs say the same.
+    readme = " ".join((PROJECT_ROOT / "README.md").read_text().split())
+    benchmarks = (PROJECT_ROOT / "benchmarks" / "README.md").read_text()
+    facts = sum(rows for rows, linked in DEMO_MARTS.values() if linked)
+    stated = f"{DEMO_MARTS['dim_customers'][0]} customers, {facts} facts"
+    assert f"{stated} all linked to their customer" in readme
+    assert "precision {precision} / recall {recall} / F1 {f1}".format(**DEMO_ER) in readme
+    assert f"| {stated} | 100% | {DEMO_ER['f1']} |" in benchmarks
 
 
-def test_sandbox_starts_within_three_seconds_when_at_the_default_size(
+def test_sandbox_starts_within_three_cpu_seconds_when_at_the_default_size(
     sandbox_credentials: SandboxCredentials,
 ) -> None:
-    started = time.monotonic()
-    server = Sandbox(SandboxSettings(), sandbox_credentials, base_port=0).start()
+    started, cpu_started = time.monotonic(), time.process_time()
+    server = Sandbox(SandboxSettings(), sandbox_credentials, base_port=0).start(
+        timeout=START_SECONDS
+    )
     try:
         for url in server.urls.values():
-            httpx.get(f"{url}/_sandbox/ground-truth", timeout=10).raise_for_status()
-        elapsed = time.monotonic() - started
+            httpx.get(f"{url}/_sandbox/ground-truth", timeout=60).raise_for_status()
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
     finally:
         server.stop()
-    assert elapsed < 3.0, f"start-up and first answers took {elapsed:.2f} s"
+    # What the start-up costs (its threads run in this process): ~1.5 s of CPU, whatever
+    # else the machine is doing. Its wall clock is ~1.5 s alone and 30 s and more on a crowded
+    # 2-core machine: the bound below catches a wait, not slowness.
+    assert cpu < 3.0, f"start-up and first answers cost {cpu:.2f} s of CPU"
+    assert elapsed < START_SECONDS, f"start-up and first answers took {elapsed:.2f} s"
 
 
 def test_ground_truth_command_writes_every_vendor_record_when_asked(tmp_path: Path) -> None:

@@ -10,13 +10,16 @@ import httpx
 
 from integration_platform.sandbox.world import SandboxCredentials
 
+# A vendor's first request builds its record pools: a second alone, many on a crowded machine.
+TIMEOUT = 60.0
+
 
 def ground_truth_ids(base_url: str, endpoint: str, tenant: int = 0) -> dict[str, int]:
     """record id → entity id from a vendor's /_sandbox/ground-truth CSV (of one tenant)."""
     response = httpx.get(
         f"{base_url}/_sandbox/ground-truth",
         params={"tenant": tenant} if tenant else None,
-        timeout=30,
+        timeout=TIMEOUT,
     )
     response.raise_for_status()
     rows = csv.DictReader(io.StringIO(response.text))
@@ -31,7 +34,7 @@ def crm_token(base_url: str, credentials: SandboxCredentials) -> str:
             "client_id": credentials.crm_client_id,
             "client_secret": credentials.crm_client_secret,
         },
-        timeout=10,
+        timeout=TIMEOUT,
     )
     response.raise_for_status()
     return str(response.json()["access_token"])
@@ -42,7 +45,7 @@ def crm_pages(base_url: str, token: str, path: str, **params: Any) -> list[dict[
     pages: list[dict[str, Any]] = []
     cursor: str | None = None
     with httpx.Client(
-        base_url=base_url, timeout=10, headers={"authorization": f"Bearer {token}"}
+        base_url=base_url, timeout=TIMEOUT, headers={"authorization": f"Bearer {token}"}
     ) as client:
         while True:
             query = {**params, **({"cursor": cursor} if cursor else {})}

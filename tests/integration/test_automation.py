@@ -8,9 +8,11 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from dagster import (
     DagsterInstance,
@@ -27,6 +29,7 @@ from integration_platform.assets.partitions import CLIENT_TAG, register_clients
 from integration_platform.automation.alerts import AlertWebhookResource, build_alert_sensor
 from integration_platform.automation.schedules import source_automation
 from integration_platform.environment import PROJECT_ROOT
+from integration_platform.logs import configure_logging
 from integration_platform.specs.loader import load_specs
 
 
@@ -182,16 +185,38 @@ def test_failed_run_posts_an_alert_naming_the_job_and_error_when_a_url_is_set(
 
 def test_no_alert_is_posted_and_nothing_fails_when_no_url_is_configured(
     failed_run: tuple[DagsterInstance, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     instance, result = failed_run
-    context = build_run_status_sensor_context(
-        sensor_name="alert_on_run_failure",
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event(),
-        resources={"alerts": AlertWebhookResource(url="")},
-    ).for_run_failure()
-    build_alert_sensor()(context)
+    # Every request httpx sends, whatever client sends it, passes its transport: record them.
+    requests: list[httpx.Request] = []
+    send = httpx.HTTPTransport.handle_request
+
+    def recording(transport: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return send(transport, request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", recording)
+    stream = StringIO()
+    configure_logging("INFO", stream=stream)
+    try:
+        context = build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure",
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=result.get_run_failure_event(),
+            resources={"alerts": AlertWebhookResource(url="")},
+        ).for_run_failure()
+        build_alert_sensor()(context)  # raises if anything fails
+    finally:
+        configure_logging()
+    assert requests == [], [str(r.url) for r in requests]
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    [warning] = [line for line in lines if line["event"] == "alert_not_sent"]
+    assert warning["level"] == "warning"
+    assert warning["reason"] == "ALERT_WEBHOOK_URL is not set"
+    assert warning["run_id"] == result.run_id and warning["job"] == "billing_daily_demo"
+    assert not [line for line in lines if line["event"] == "alert_sent"]
 
 
 def test_the_demo_client_has_partitions_when_the_launcher_prepares_dagster_home(

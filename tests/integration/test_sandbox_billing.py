@@ -26,7 +26,7 @@ from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.vendors import billing
 from integration_platform.sandbox.world import SandboxCredentials
 from tests.conftest import ChaosSwitch
-from tests.integration.sandbox_client import ground_truth_ids
+from tests.integration.sandbox_client import TIMEOUT, ground_truth_ids
 
 ENDPOINTS = ("customers", "subscriptions", "invoices", "payments")
 PAID = {"paid", "PAID", "Paid", "1"}
@@ -42,7 +42,7 @@ MakeSandbox = Callable[..., Sandbox]
 def billing_client(server: Sandbox, credentials: SandboxCredentials) -> httpx.Client:
     return httpx.Client(
         base_url=server.urls["billing"],
-        timeout=10,
+        timeout=TIMEOUT,
         headers={"x-api-key": credentials.billing_api_key},
     )
 
@@ -162,6 +162,15 @@ class WebhookReceiver:
         with self._lock:
             return list(self.deliveries)
 
+    def wait_for_events(self, count: int, timeout: float) -> list[Delivery]:
+        """The deliveries once `count` distinct events arrived (a duplicate counts once)."""
+        deadline = time.monotonic() + timeout
+        while len({d.webhook_id for d in self.deliveries}) < count:
+            assert time.monotonic() < deadline, f"{len(self.deliveries)} deliveries in {timeout} s"
+            time.sleep(0.02)
+        with self._lock:
+            return list(self.deliveries)
+
     def __enter__(self) -> WebhookReceiver:
         self._thread.start()
         return self
@@ -275,7 +284,7 @@ def test_requests_get_429_with_retry_after_when_the_per_second_quota_is_spent(
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(
             base_url=server.urls["billing"],
-            timeout=10,
+            timeout=TIMEOUT,
             headers={"x-api-key": sandbox_credentials.billing_api_key},
         ) as client:
             await client.get("/v1/customers", params={"limit": 1})  # warm up the record pools
@@ -287,11 +296,18 @@ def test_requests_get_429_with_retry_after_when_the_per_second_quota_is_spent(
             )
 
     responses = asyncio.run(burst())
-    accepted = [r for r in responses if r.status_code == 200]
+    # The windows are whole seconds. On a busy machine the burst may straddle two of them, so
+    # each response is judged within its own window, which x-ratelimit-reset names.
+    windows: dict[str, list[httpx.Response]] = {}
+    for response in responses:
+        windows.setdefault(response.headers["x-ratelimit-reset"], []).append(response)
+    for window in windows.values():
+        accepted = [r for r in window if r.status_code == 200]
+        assert len(accepted) == min(len(window), 5), [r.status_code for r in window]
+        remaining = sorted(int(r.headers["x-ratelimit-remaining"]) for r in accepted)
+        assert remaining == list(range(5 - len(accepted), 5))
     rejected = [r for r in responses if r.status_code == 429]
-    assert (len(accepted), len(rejected)) == (5, 7)
-    remaining = sorted((int(r.headers["x-ratelimit-remaining"]) for r in accepted), reverse=True)
-    assert remaining == [4, 3, 2, 1, 0]
+    assert len(rejected) == sum(max(len(w) - 5, 0) for w in windows.values()) > 0
     for response in rejected:
         assert response.headers["x-ratelimit-remaining"] == "0"
         assert response.headers["x-ratelimit-limit"] == "5"
@@ -301,7 +317,7 @@ def test_requests_get_429_with_retry_after_when_the_per_second_quota_is_spent(
     time.sleep(float(rejected[-1].headers["retry-after"]))
     with billing_client(server, sandbox_credentials) as client:
         assert client.get("/v1/customers", params={"limit": 1}).status_code == 200
-    assert stats(server)["rate_limited"] == 7
+    assert stats(server)["rate_limited"] == len(rejected)
 
 
 @pytest.mark.parametrize(
@@ -522,16 +538,19 @@ def test_some_webhooks_arrive_twice_with_the_same_id_when_many_are_emitted(
 def test_webhooks_flow_at_the_configured_rate_when_a_webhook_url_is_set(
     make_sandbox: MakeSandbox, receiver: WebhookReceiver
 ) -> None:
-    server = make_sandbox(customers=50, webhook_url=receiver.url, webhook_events_per_second=10)
-    deliveries = receiver.wait_for(8, timeout=5)
+    # Two a second, well below the default five: five intervals take 2.5 s at this rate, 1 s
+    # at the default, a few ms unthrottled. The pacing counts from when a send starts, so a
+    # slow delivery (the first builds the record pools; any, on a busy machine) can shorten
+    # the gap after it: the clock starts at the second arrival, with 0.5 s of margin.
+    server = make_sandbox(customers=50, webhook_url=receiver.url, webhook_events_per_second=2)
+    deliveries = receiver.wait_for_events(7, timeout=60)
     first_arrivals: dict[str, float] = {}
     for delivery in deliveries:
         first_arrivals.setdefault(delivery.webhook_id, delivery.at)
     arrivals = sorted(first_arrivals.values())
-    assert len(arrivals) >= 6 and all(d.verified for d in deliveries)
-    # Six events at ten a second take half a second; an unthrottled sender takes a few ms.
-    assert 0.4 <= arrivals[5] - arrivals[0] <= 2.0
-    assert stats(server)["webhooks"]["sent"] >= 6
+    assert len(arrivals) >= 7 and all(d.verified for d in deliveries)
+    assert 2.0 <= arrivals[6] - arrivals[1] <= 10.0, arrivals
+    assert stats(server)["webhooks"]["sent"] >= 7
 
 
 def test_emit_is_refused_with_409_when_no_webhook_url_is_set(sandbox: Sandbox) -> None:
@@ -554,6 +573,8 @@ def test_webhook_counts_as_failed_after_bounded_retries_when_the_receiver_is_dow
     started = time.monotonic()
     result = emit(server, 1)
     assert result["failed"] == 1 and result["sent"] == 0
-    assert time.monotonic() - started < 10
+    # Five attempts and ~3 s of backoff between them; the bound catches an endless retry,
+    # with room for a crowded machine (where the emit alone can take 20 s).
+    assert time.monotonic() - started < 60
     webhooks = stats(server)["webhooks"]
     assert webhooks["attempts"] == 5 and webhooks["failed"] == 1

@@ -13,7 +13,7 @@ from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.vendors import crm
 from integration_platform.sandbox.world import SandboxCredentials
 from tests.conftest import ChaosSwitch
-from tests.integration.sandbox_client import crm_pages, crm_token, ground_truth_ids
+from tests.integration.sandbox_client import TIMEOUT, crm_pages, crm_token, ground_truth_ids
 
 
 def _as_datetime(value: str | int) -> datetime:
@@ -131,15 +131,25 @@ def test_contacts_answer_401_when_no_token_is_sent(sandbox: Sandbox) -> None:
 def test_expired_token_gets_401_when_its_ttl_has_passed(
     make_sandbox: type[Sandbox], sandbox_credentials: SandboxCredentials
 ) -> None:
-    server = make_sandbox(token_ttl_seconds=0.3, customers=50)
+    ttl = 5.0  # the first request lands well within it, even on a crowded machine
+    server = make_sandbox(token_ttl_seconds=ttl, customers=50)
     url = server.urls["crm"]
+    warm_up = {"authorization": f"Bearer {crm_token(url, sandbox_credentials)}"}
+    httpx.get(f"{url}/v2/contacts", headers=warm_up, timeout=TIMEOUT)  # builds the record pools
+    requested = time.monotonic()  # the token is issued after this: it expires after + ttl
     token = crm_token(url, sandbox_credentials)
     headers = {"authorization": f"Bearer {token}"}
-    assert httpx.get(f"{url}/v2/contacts", headers=headers).status_code == 200
-    time.sleep(0.4)
-    expired = httpx.get(f"{url}/v2/contacts", headers=headers)
-    assert expired.status_code == 401
-    assert 'error="invalid_token"' in expired.headers["www-authenticate"]
+    response = httpx.get(f"{url}/v2/contacts", headers=headers, timeout=TIMEOUT)
+    assert response.status_code == 200
+    # Ask until it is refused: never before the TTL has passed, and soon after.
+    deadline = requested + ttl + 60
+    while response.is_success:
+        assert time.monotonic() < deadline, "the token was still accepted 60 s after its TTL"
+        time.sleep(0.1)
+        response = httpx.get(f"{url}/v2/contacts", headers=headers, timeout=TIMEOUT)
+    assert time.monotonic() - requested >= ttl, "refused before its TTL had passed"
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
 def test_a_page_repeats_its_cursor_when_the_repeat_cursor_knob_is_on(

@@ -827,14 +827,19 @@ def test_webhooks_reach_the_raw_tables_within_seconds_when_the_vendor_emits_them
     sandbox_receiver: Callable[..., tuple[Sandbox, Receiver, Pipeline]],
 ) -> None:
     server, receiver, pipeline = sandbox_receiver()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     emit(server, 10)
     for request in pipeline.tick():  # what the daemon does at the sensor's next tick
         pipeline.run(request)
-    elapsed = time.monotonic() - started
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
     landed = len(pipeline.rows("invoices")) + len(pipeline.rows("payments"))
     assert landed == receiver.counts()["received"] == 10
-    assert elapsed < 5, f"emit → raw took {elapsed:.1f} s"
+    # The path's own work (sandbox, receiver and run share this process): ~2 s of CPU, what
+    # the path costs however busy the machine is. Its wall clock there is ~5 s alone and 30 s
+    # and more on a crowded 2-core machine: the bound below catches a wait (a batch window
+    # of 300 s by default), not slowness.
+    assert cpu < 5, f"emit → raw cost {cpu:.1f} s of CPU"
+    assert elapsed < 120, f"emit → raw took {elapsed:.1f} s"
 
 
 class DropSome:
