@@ -46,6 +46,7 @@ class FakeDagster:
     declares_clients: bool = True
     launches_refused: str | None = None
     server: Any = None  # the ReceiverServer serving it: tests stop it to take Dagster down
+    run_queries: int = 0  # how many times the API asked for runs: tests wait on its passes
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def finish(
@@ -160,6 +161,7 @@ class FakeDagster:
         return {"launchRun": {"__typename": "LaunchRunSuccess", "run": {"runId": run.run_id}}}
 
     def _op_Runs(self, variables: dict[str, Any]) -> dict[str, Any]:
+        self.run_queries += 1
         wanted = {t["key"]: t["value"] for t in variables["filter"]["tags"]}
         found = sorted(self.runs_with(**wanted), key=lambda r: r.created, reverse=True)
         return {
