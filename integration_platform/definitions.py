@@ -16,6 +16,7 @@ from dagster_dbt import DbtCliResource
 from integration_platform.assets.raw import api_resource_key, raw_assets
 from integration_platform.assets.resources import api_resource, default_resources
 from integration_platform.automation.alerts import AlertWebhookResource, build_alert_sensor
+from integration_platform.automation.freshness import build_client_lag, mart_keys
 from integration_platform.automation.marts import automation_sensor
 from integration_platform.automation.reconciliation import build_reconciliation
 from integration_platform.automation.schedules import source_automation
@@ -43,15 +44,23 @@ jobs, schedules = source_automation(specs)
 drain_job = build_drain_job(specs)
 reconciliation_jobs, reconciliation_schedules = build_reconciliation(specs)
 
+raw = raw_assets(specs)
+dbt_build = build_dbt_assets(dbt_project)
+# Which clients' marts lag behind their raw data (the client_lag check on each mart).
+client_lag, client_lag_sensor = build_client_lag(
+    mart_keys([dbt_build]), [key for asset in raw for key in asset.keys]
+)
+
 defs = Definitions(
-    assets=[*raw_assets(specs), build_dbt_assets(dbt_project)],
-    asset_checks=[build_entity_resolution_check(specs)],
+    assets=[*raw, dbt_build],
+    asset_checks=[build_entity_resolution_check(specs), client_lag],
     jobs=[*jobs, drain_job, *reconciliation_jobs],
     schedules=[*schedules, *reconciliation_schedules],
     sensors=[
         build_alert_sensor(),
         build_webhook_sensor(specs, drain_job),
         automation_sensor(),
+        client_lag_sensor,
     ],
     resources={
         **default_resources(),

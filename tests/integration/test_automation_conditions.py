@@ -47,3 +47,37 @@ def test_a_landed_raw_partition_requests_the_whole_dbt_build_once_when_the_senso
         land(instance, ["raw", "support", "tickets"], "acme|2025-03-02")
         later = evaluate_automation_conditions(defs=defs, instance=instance, cursor=again.cursor)
         assert {key for key in dbt_keys if later.get_requested_partitions(key)} == dbt_keys
+
+
+def test_client_lag_names_the_clients_whose_raw_data_waits_for_the_marts_when_it_reports() -> None:
+    from dagster import AssetCheckEvaluation, build_sensor_context
+
+    from integration_platform.definitions import defs
+
+    repository = defs.get_repository_def()
+    lag_sensor = repository.get_sensor_def("client_lag_sensor")
+    with instance_for_test() as instance:
+        register_clients(instance, "demo", "acme")
+        for mart in ("dim_customers", "customer_360"):
+            instance.report_runless_asset_event(AssetMaterialization(AssetKey(["marts", mart])))
+        land(instance, ["raw", "crm", "contacts"], "acme|2025-03-01")  # after it
+
+        first = lag_sensor.evaluate_tick(
+            build_sensor_context(instance=instance, repository_def=repository)
+        )
+        evaluations = {
+            e.asset_key.to_user_string(): e
+            for e in first.asset_events
+            if isinstance(e, AssetCheckEvaluation)
+        }
+        dim = evaluations["marts/dim_customers"]
+        lags = dim.metadata["lag by client (s)"].value
+        assert isinstance(lags, dict)
+        assert lags["demo"] == 0.0 and lags["acme"] > 0.0  # acme's day waits for a build
+        assert dim.metadata["clients lagging"].value == 1
+        assert dim.passed  # minutes, not the 45 the check allows
+        # The figures did not change: the next tick reports nothing (no event-log flood).
+        again = lag_sensor.evaluate_tick(
+            build_sensor_context(instance=instance, repository_def=repository, cursor=first.cursor)
+        )
+        assert not again.asset_events
