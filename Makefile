@@ -113,3 +113,17 @@ bench-er: install
 .PHONY: bench-api
 bench-api: install
 	$(BIN)/python -m benchmarks.api_benchmark --readme
+
+## bench-dbt: one dbt build of the demo's warehouse, alone and through Dagster with and without
+## the column metadata (lineage) (about 5 minutes after `make demo`; rewrites its section of
+## benchmarks/README.md; not part of `make test`)
+.PHONY: bench-dbt
+bench-dbt: install
+	$(BIN)/python -m benchmarks.dbt_build_benchmark --readme
+
+## bench-sync: the real platform (Dagster daemon, sandbox, API): a scheduled day's lag to the
+## marts, single client-week syncs from POST to succeeded, and 10 clients syncing at once
+## (about 15 minutes; rewrites its section of benchmarks/README.md; not part of `make test`)
+.PHONY: bench-sync
+bench-sync: install
+	$(BIN)/python -m benchmarks.sync_benchmark --readme
