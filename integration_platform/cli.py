@@ -373,6 +373,14 @@ def sandbox_tenants(
     help="Seconds between the status lines (one per process); each process's "
     "whole output is in data/logs/<process>.log.",
 )
+@click.option(
+    "--grace-seconds",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="On Ctrl-C or SIGTERM, how long the Dagster runs in progress may take to finish "
+    "before they are canceled (CANCELED, not FAILURE); queued runs are canceled at once.",
+)
 def up(
     vendors: tuple[str, ...],
     seed: int,
@@ -386,6 +394,7 @@ def up(
     webhook_port: int | None,
     api_port: int,
     status_every: float,
+    grace_seconds: float,
 ) -> None:
     """Run the platform: webhook receiver, sandbox vendors, Dagster UI and the API."""
     from integration_platform.launcher import run_platform
@@ -413,6 +422,7 @@ def up(
             vendors=vendors,
             api_port=api_port,
             status_every=status_every,
+            grace_seconds=grace_seconds,
         )
     )
 
