@@ -108,7 +108,8 @@ def billing_webhook_path() -> str | None:
 def prepare_dagster_home() -> Path:
     """$DAGSTER_HOME holds the instance; dagster.yaml there comes from the repository's copy.
     The demo client is one of the instance's `clients` partitions, so its days are there to
-    materialize without registering anything; the `warehouse` pool gets its one slot."""
+    materialize without registering anything; the `warehouse` pool gets its one slot (unless its
+    limit was set already)."""
     from dagster import DagsterInstance
 
     from integration_platform.assets.partitions import register_clients
@@ -118,7 +119,13 @@ def prepare_dagster_home() -> Path:
     shutil.copyfile(environment.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     with DagsterInstance.from_config(str(home)) as instance:
         register_clients(instance, DEMO_CLIENT_ID)
-        instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, WAREHOUSE_POOL_SLOTS)
+        set_pools = {
+            p.name for p in instance.event_log_storage.get_pool_limits() if not p.from_default
+        }
+        if (
+            WAREHOUSE_POOL not in set_pools
+        ):  # a limit someone set (dagster instance concurrency set)
+            instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, WAREHOUSE_POOL_SLOTS)
     return home
 
 
