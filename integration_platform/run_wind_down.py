@@ -19,7 +19,9 @@ from integration_platform.logs import get_logger
 
 _log = get_logger("integration_platform.launcher")
 
-WAITING = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED)
+# NOT_STARTED is left alone: the queued run coordinator makes every run it is given QUEUED at
+# once, so a NOT_STARTED run is one that was never submitted here (a failed launch).
+WAITING = (DagsterRunStatus.QUEUED,)
 IN_FLIGHT = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
 # terminateRun refuses a STARTING run (Dagster's CANCELABLE_RUN_STATUSES): it is asked again
 # once its worker has started it.
