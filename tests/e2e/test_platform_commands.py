@@ -158,6 +158,7 @@ def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
     ran = time.monotonic() - started
     assert process.returncode == 0, output
     _assert_no_run_failed(tmp_path / "dagster_home", slow_run, output)
+    _assert_api_not_ready_without_dagster(env, ui)
     assert all(_free(base + i) for i in range(4)), "the sandbox kept its ports after stopping"
     _assert_quiet_console(output, ran, tmp_path / "data" / "logs")
     # A first start makes the credentials key: named on the API's line, not warned about.
@@ -229,6 +230,35 @@ def _assert_no_run_failed(home: Path, slow_run: str, output: str) -> None:
     assert [r.run_id for r in runs if not r.is_finished] == [], output
     assert f"waiting up to {GRACE_SECONDS:g} s for" in output, output
     assert re.search(r"^runs: .*\b(canceled|success)\b", output, re.M), output
+
+
+def _assert_api_not_ready_without_dagster(env: dict[str, str], ui_port: int) -> None:
+    """The API alone, pointed at the Dagster the platform just stopped: alive, not ready."""
+    port = free_port_block(1)
+    api = subprocess.Popen(
+        [str(BIN / "integration-platform"), "api", "serve", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env={**env, "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{ui_port}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert api.poll() is None and time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.5)
+        ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=30)
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+    assert ready.status_code == 503, ready.text
+    checks = ready.json()["checks"]
+    assert not checks["dagster"]["ok"] and checks["store"]["ok"], checks
 
 
 def _assert_quiet_console(output: str, ran: float, logs: Path) -> None:
