@@ -309,6 +309,10 @@ def run_platform(
                 )
             )
             echo(f"  stream consumer   {', '.join(streams)}")
+        # The dbt files and manifest the definitions load (they prepare nothing themselves).
+        from integration_platform.transform.dbt_assets import prepare_dbt_project
+
+        prepare_dbt_project(load_specs())
         # `dg dev`: Dagster's replacement for the superseded `dagster dev`; given the
         # workspace file, it starts the webserver and daemon as `dagster dev` did.
         dagster_started = datetime.now(UTC)
