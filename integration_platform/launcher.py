@@ -53,9 +53,9 @@ from integration_platform.webhooks.app import route_path
 from integration_platform.webhooks.inbox import inbox_path
 
 VENDOR_URL_VARIABLES = {vendor: f"{vendor.upper()}_BASE_URL" for vendor in ALL_VENDORS}
-# The pool of the runs that write the warehouse (the dbt build): DuckDB has one writer. Pools'
-# limits live in the instance's storage; dagster.yaml sets the default for every other pool.
-WAREHOUSE_POOL = "warehouse"
+# The slots of the pool of the runs that write the warehouse (the dbt build's `WAREHOUSE_POOL`):
+# DuckDB has one writer. Pools' limits live in the instance's storage; dagster.yaml sets the
+# default for every other pool.
 WAREHOUSE_POOL_SLOTS = 1
 DEFAULT_GRACE_SECONDS = 60.0
 
@@ -113,6 +113,7 @@ def prepare_dagster_home() -> Path:
     from dagster import DagsterInstance
 
     from integration_platform.assets.partitions import register_clients
+    from integration_platform.transform.dbt_assets import WAREHOUSE_POOL
 
     home = environment.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
