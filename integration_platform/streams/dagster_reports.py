@@ -142,9 +142,11 @@ class StreamLoadReporter:
 def reporter_for_dagster_home(
     report_every_seconds: float = DEFAULT_REPORT_EVERY_SECONDS,
 ) -> Iterator[StreamLoadReporter | None]:
-    """A reporter into the instance of $DAGSTER_HOME (as `make run` sets it); None without it."""
-    if not os.environ.get("DAGSTER_HOME"):
-        _log.info("stream_reports_off", reason="DAGSTER_HOME is not set")
+    """A reporter into the instance of $DAGSTER_HOME (as `make run` sets it); None without one."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home or not os.path.isdir(home):
+        reason = f"DAGSTER_HOME {home} is not a directory" if home else "DAGSTER_HOME is not set"
+        _log.warning("stream_reports_off", reason=f"{reason}: loads are not reported to Dagster")
         yield None
         return
     with DagsterInstance.get() as instance:
