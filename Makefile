@@ -44,9 +44,11 @@ $(BI_CLIENTS)/duckdb-cli/.installed-$(BI_DUCKDB_CLI): $(VENV)/.installed
 bi-clients: $(BI_CLIENTS)/duckdb-1.4/.installed-$(BI_DUCKDB_PYTHON) \
 	$(BI_CLIENTS)/duckdb-cli/.installed-$(BI_DUCKDB_CLI)
 
-## run: the sandbox vendor APIs plus the Dagster UI on http://127.0.0.1:3000
+## run: the sandbox vendor APIs plus the Dagster UI on http://127.0.0.1:3000; on Ctrl-C the
+## runs in progress get GRACE_SECONDS to finish (`make run GRACE_SECONDS=300`), then are canceled
+GRACE_SECONDS ?= 60
 run: install
-	$(BIN)/integration-platform up
+	$(BIN)/integration-platform up --grace-seconds $(GRACE_SECONDS)
 
 ## test: lint, type-check and the whole test suite (what CI runs)
 test: install bi-clients
