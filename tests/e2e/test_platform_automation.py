@@ -33,7 +33,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
     sources = specs_copy(root / "sources", {"crm": "* * * * *"})
-    started = start_platform(root, env={"SOURCES_PATH": str(sources)})
+    # Streams report their loads every 20 s here (300 by default).
+    started = start_platform(
+        root, env={"SOURCES_PATH": str(sources), "STREAM_REPORT_EVERY_SECONDS": "20"}
+    )
     try:
         # One tick is enough (each tick requests the day again): stop crm's schedules once
         # it has ticked, as a user would in the UI.
@@ -77,25 +80,25 @@ def _published(platform: Platform) -> duckdb.DuckDBPyConnection:
 def test_a_scheduled_raw_day_refreshes_the_marts_with_no_one_acting_when_it_lands(
     platform: Platform,
 ) -> None:
-    def scheduled_day() -> Any:
+    def scheduled_crm() -> Any:
         runs = platform.runs(DagsterRunStatus.SUCCESS, **{KIND_TAG: SCHEDULED})
-        return next(
-            (r for r in runs if r.tags.get("dagster/partition", "").endswith(YESTERDAY)), None
-        )
+        day = [r for r in runs if r.tags.get("dagster/partition", "").endswith(YESTERDAY)]
+        reference = [r for r in runs if r.tags.get("dagster/partition") == "demo"]
+        return (day[0], reference[0]) if day and reference else None
 
-    landed = eventually(
-        scheduled_day,
+    day, reference = eventually(
+        scheduled_crm,
         timeout=REFRESH_SECONDS,
-        what=f"crm's schedule to land {YESTERDAY}",
+        what=f"crm's schedules to land {YESTERDAY} and the reference data",
         platform=platform,
         every=5,
     )
-    assert landed.job_name == "crm_daily"
-    ended = _end_time(platform, landed.run_id)
+    assert (day.job_name, reference.job_name) == ("crm_daily", "crm_reference")
+    ended = max(_end_time(platform, day.run_id), _end_time(platform, reference.run_id))
     built = eventually(
         lambda: _built_after(platform, ended),
         timeout=REFRESH_SECONDS,
-        what="the automation to rebuild the marts after the scheduled day",
+        what="the automation to rebuild the marts after the scheduled runs",
         platform=platform,
         every=5,
     )
@@ -103,20 +106,23 @@ def test_a_scheduled_raw_day_refreshes_the_marts_with_no_one_acting_when_it_land
     assert run is not None
     assert run.tags[KIND_TAG] == AUTOMATION  # Dagster's automation_sensor requested it
     assert run.tags.get("dagster/sensor_name") == "automation_sensor"
-    # The marts read what landed: the build's summary counts every raw row of that day's table.
+    # The marts read what landed: the build's summary counts every raw row the schedule
+    # loaded. (The sandbox's records are dated 2025, so yesterday's day is empty; crm's
+    # reference data, its companies, is not.)
     with _published(platform) as warehouse:
-        (raw,) = warehouse.execute(
-            "select count(*) from raw.crm__contacts where _client_id = 'demo'"
-        ).fetchall()[0]
-        (summary,) = warehouse.execute(
+        raw = warehouse.execute(
+            "select count(*) from raw.crm__companies where _client_id = 'demo'"
+        ).fetchall()
+        summary = warehouse.execute(
             "select rows from marts.raw_load_summary where source = 'crm' "
-            "and endpoint = 'contacts' and client_id = 'demo'"
-        ).fetchall()[0]
-        (customers,) = warehouse.execute(
-            "select count(*) from marts.dim_customers where client_id = 'demo'"
-        ).fetchall()[0]
-    assert raw > 0 and summary == raw
-    assert customers > 0
+            "and endpoint = 'companies' and client_id = 'demo'"
+        ).fetchall()
+        day_rows = warehouse.execute(
+            "select count(*) from raw.crm__contacts where _partition_key = ?",
+            [f"demo|{YESTERDAY}"],
+        ).fetchall()
+    assert raw[0][0] > 0 and summary == raw
+    assert day_rows == [(0,)]
 
 
 def test_one_dbt_build_at_a_time_and_each_serves_every_landing_before_it(
@@ -192,3 +198,34 @@ def test_a_mart_column_carries_its_lineage_back_to_staging_when_read_from_the_in
     types = {c.name: c.type for c in columns.columns}  # type: ignore[attr-defined]
     assert types["email"].lower() == "varchar"
     assert schema.asset_materialization.metadata["dagster/row_count"].value > 0  # type: ignore[operator]
+
+
+def test_a_stream_flush_is_reported_to_dagster_and_refreshes_the_marts_when_it_lands(
+    platform: Platform,
+) -> None:
+    """The stream consumer loads events outside any run; its reports (runless
+    materializations of the raw asset) count as updates, so a build follows."""
+    events = AssetKey(["raw", "analytics", "events"])
+
+    def reported() -> Any:
+        records = platform.instance.fetch_materializations(events, limit=100).records
+        runless = [r for r in records if not r.run_id]
+        return min(runless, key=lambda r: r.timestamp) if runless else None
+
+    report = eventually(
+        reported,
+        timeout=REFRESH_SECONDS,
+        what="a stream report of raw/analytics/events",
+        platform=platform,
+        every=5,
+    )
+    assert report.partition_key.startswith("demo|")
+    materialization = report.event_log_entry.asset_materialization
+    assert materialization is not None and materialization.metadata["rows"].value > 0  # type: ignore[operator]
+    eventually(
+        lambda: _built_after(platform, report.timestamp),
+        timeout=REFRESH_SECONDS,
+        what="a build after the stream report",
+        platform=platform,
+        every=5,
+    )
