@@ -78,7 +78,6 @@ def create_client(
     client_id = body.id or client_id_from_name(body.name)
     request.state.client_id = client_id
     client = found.registry.create(client_id, body.name, body.credentials)
-    found.supervisor.wake.set()  # tell Dagster about the new partition soon
     response.headers["Location"] = f"/clients/{client.id}"
     return client_out(client)
 
