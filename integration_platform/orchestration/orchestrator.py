@@ -19,6 +19,7 @@ from integration_platform.logs import get_logger
 from integration_platform.orchestration.dagster_graphql import (
     DagsterGraphQL,
     DagsterRefused,
+    DagsterUnavailable,
 )
 from integration_platform.orchestration.planner import (
     CLIENT_TAG,
@@ -37,6 +38,9 @@ from integration_platform.run_kinds import SYNC
 
 CLIENTS_PARTITIONS = "clients"
 REFERENCE_PART = "reference"
+# Seconds one launch may take: with runs started at once (no queue), the webserver answers only
+# once the run's process is up, which takes a while on a busy machine.
+LAUNCH_TIMEOUT_SECONDS = 90.0
 
 _log = get_logger("integration_platform.orchestration")
 
@@ -65,6 +69,14 @@ ADD_PARTITION_MUTATION = """
 mutation AddClient($selector: RepositorySelector!, $name: String!, $key: String!) {
   addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name,
                       partitionKey: $key) {
+    __typename
+    ... on Error { message }
+  }
+}
+"""
+TERMINATE_MUTATION = """
+mutation Terminate($runIds: [String!]!) {
+  terminateRuns(runIds: $runIds) {
     __typename
     ... on Error { message }
   }
@@ -184,8 +196,17 @@ class Orchestrator:
 
     def launch_sync(self, sync: Sync) -> dict[str, str]:
         """Launch the sync's raw runs now: by part (`crm` for its daily assets over the sync's
-        days, `crm:reference` for its reference assets), the run ids."""
+        days, `crm:reference` for its reference assets), the run ids. All or none: when one
+        launch fails, the runs launched before it are terminated and the error raised."""
         launched: dict[str, str] = {}
+        try:
+            self._launch_parts(sync, launched)
+        except (DagsterUnavailable, DagsterRefused):
+            self._terminate(list(launched.values()))
+            raise
+        return launched
+
+    def _launch_parts(self, sync: Sync, launched: dict[str, str]) -> None:
         for source in sync.sources:
             assets = {a.key: a for a in self.raw_assets(source)}
             if not assets:
@@ -206,7 +227,16 @@ class Orchestrator:
                 launched[part] = self._launch(
                     [assets[k] for k in run.keys], tags, full_refresh=sync.full_refresh
                 )
-        return launched
+
+    def _terminate(self, run_ids: list[str]) -> None:
+        """Best effort: a sync that is not kept leaves no run of its own going."""
+        if not run_ids:
+            return
+        try:
+            self.graphql.execute(TERMINATE_MUTATION, {"runIds": run_ids})
+            _log.info("runs_terminated", run_ids=run_ids, reason="the sync could not launch")
+        except (DagsterUnavailable, DagsterRefused) as exc:
+            _log.warning("runs_left_running", run_ids=run_ids, reason=str(exc))
 
     def _launch(self, assets: list[AssetNode], tags: dict[str, str], *, full_refresh: bool) -> str:
         first = assets[0]
@@ -229,7 +259,9 @@ class Orchestrator:
                 "tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]
             },
         }
-        result = self.graphql.execute(LAUNCH_MUTATION, {"params": params})["launchRun"]
+        result = self.graphql.execute(
+            LAUNCH_MUTATION, {"params": params}, timeout=LAUNCH_TIMEOUT_SECONDS
+        )["launchRun"]
         if result["__typename"] == "LaunchRunSuccess":
             run_id: str = result["run"]["runId"]
             _log.info(

@@ -7,7 +7,7 @@ returns the runs with their tags; callers add their own (sync id, source) and la
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -84,16 +84,11 @@ def downstream(nodes: Iterable[PlanNode], of: set[AssetKey]) -> set[AssetKey]:
     for node in nodes:
         for parent in node.dependencies:
             children.setdefault(parent, []).append(node.key)
-    return closure(of, lambda key: children.get(key, [])) - of
-
-
-def closure(start: set[AssetKey], step: Callable[[AssetKey], Iterable[AssetKey]]) -> set[AssetKey]:
-    """`start` and everything reachable from it through `step` (children or parents)."""
-    found = set(start)
-    frontier = list(start)
+    found = set(of)
+    frontier = list(of)
     while frontier:
-        for key in step(frontier.pop()):
+        for key in children.get(frontier.pop(), []):
             if key not in found:
                 found.add(key)
                 frontier.append(key)
-    return found
+    return found - of

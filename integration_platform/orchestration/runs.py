@@ -191,10 +191,6 @@ class RunReader:
             )
         return found
 
-    def latest(self, tags: dict[str, str]) -> Run | None:
-        found = self.runs(tags, limit=1)
-        return found[0] if found else None
-
     def failure(self, run_id: str) -> str | None:
         """What made a finished run fail, in plain words (the step's Failure description)."""
         return _failure(self.graphql, run_id)

@@ -50,6 +50,7 @@ class FakeDagster:
     partitions: set[str] = field(default_factory=set)
     declares_clients: bool = True
     launches_refused: str | None = None
+    launches_before_refusal: int = 0  # with launches_refused: how many launches succeed first
     server: Any = None  # the ReceiverServer serving it: tests stop it to take Dagster down
     run_queries: int = 0  # how many times the API asked for runs: tests wait on its passes
     _ids: itertools.count[int] = field(default_factory=itertools.count)
@@ -175,8 +176,9 @@ class FakeDagster:
         return {"assetNodes": nodes}
 
     def _op_Launch(self, variables: dict[str, Any]) -> dict[str, Any]:
-        if self.launches_refused:
+        if self.launches_refused and self.launches_before_refusal <= 0:
             return {"launchRun": {"__typename": "PythonError", "message": self.launches_refused}}
+        self.launches_before_refusal -= 1
         params = variables["params"]
         run = FakeRun(
             run_id=f"run-{next(self._ids):04d}",
@@ -279,6 +281,12 @@ class FakeDagster:
                 "events": events,
             }
         }
+
+    def _op_Terminate(self, variables: dict[str, Any]) -> dict[str, Any]:
+        for run in self.runs:
+            if run.run_id in variables["runIds"]:
+                self.finish(run.run_id, "CANCELED")
+        return {"terminateRuns": {"__typename": "TerminateRunsResult"}}
 
     def _op_Repositories(self, _: dict[str, Any]) -> dict[str, Any]:
         return {

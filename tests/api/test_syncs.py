@@ -259,6 +259,17 @@ def test_nothing_is_kept_and_dagsters_reason_is_given_when_the_launch_is_refused
     assert api.http.post("/integrations/acme/sync", json={}).status_code == 202
 
 
+def test_runs_already_launched_are_terminated_when_a_later_launch_is_refused(api: Api) -> None:
+    register(api, "acme", credentials={"crm": CRM})
+    api.dagster.launches_refused = "DagsterInvariantViolationError: no such asset"
+    api.dagster.launches_before_refusal = 1  # crm's days launch, its reference data does not
+    refused = api.http.post("/integrations/acme/sync", json={})
+    assert refused.status_code == 502
+    [days] = api.dagster.runs
+    assert days.status == "CANCELED"
+    assert stored_syncs(api) == 0
+
+
 def test_nothing_is_kept_and_the_client_is_told_to_retry_when_dagster_is_down(api: Api) -> None:
     register(api, "acme", credentials={"crm": CRM})
     api.dagster.server.stop()
