@@ -7,6 +7,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from tests.api.conftest import Api
@@ -349,3 +350,23 @@ def test_metrics_count_sync_requests_and_each_outcome_once_when_syncs_end(api: A
         'integration_platform_api_request_duration_seconds_count{method="POST",'
         'route="/integrations/{client_id}/sync",status="202"} 2.0' in text
     )
+
+
+def test_a_new_client_becomes_a_dagster_partition_when_registered(api: Api) -> None:
+    created = register(api, "acme", credentials={"crm": CRM})
+    assert created["dagster_partition_registered_at"] is not None
+    assert "acme" in api.dagster.partitions  # schedules include it before any sync
+
+
+def test_a_client_registered_while_dagster_refuses_partitions_is_added_by_its_first_sync(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without DAGSTER_HOME there is no local instance to fall back on (make test sets one).
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    api.dagster.declares_clients = False
+    created = register(api, "acme", credentials={"crm": CRM})
+    assert created["dagster_partition_registered_at"] is None
+    api.dagster.declares_clients = True
+    assert api.http.post("/integrations/acme/sync", json={}).status_code == 202
+    assert "acme" in api.dagster.partitions
+    assert api.http.get("/clients/acme").json()["dagster_partition_registered_at"] is not None
