@@ -9,12 +9,17 @@ sync's raw assets has a materialization from a run created after the last raw ru
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from integration_platform.clients.syncs import Sync, SyncState
+from integration_platform.clients.tables import utc_now
 from integration_platform.orchestration.orchestrator import Orchestrator
 from integration_platform.orchestration.planner import PART_TAG, RAW_STAGE, STAGE_TAG, SYNC_TAG
 from integration_platform.orchestration.runs import Run, RunReader
+
+# A sync still `queued` this long after its request: the request launching its runs never
+# finished (the API stopped mid-launch); it fails so the client can sync again.
+LAUNCH_ABANDONED_AFTER = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,16 @@ class SyncStateReader:
 
     def observe(self, sync: Sync) -> Observed:
         """The sync's state now (DagsterUnavailable / DagsterRefused: Dagster could not say)."""
+        if sync.state == "queued":  # its request is still launching its runs
+            if utc_now() - sync.created_at < LAUNCH_ABANDONED_AFTER:
+                return Observed("queued", None, sync.raw_runs, None)
+            return Observed(
+                "failed",
+                "the request that launched this sync's runs never finished (was the API "
+                "stopped?); sync again",
+                sync.raw_runs,
+                None,
+            )
         runs = self.reader.runs({SYNC_TAG: sync.id, STAGE_TAG: RAW_STAGE})
         latest: dict[str, Run] = {}
         for run in runs:  # newest first: Dagster's retries of a run carry its tags

@@ -5,11 +5,13 @@ automation's), status figures and errors in plain words, Dagster down or refusin
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from integration_platform.clients.database import open_store
+from integration_platform.clients.syncs import SyncLedger, SyncRequest
 from tests.api.conftest import Api
 from tests.api.test_clients import CRM, register
 
@@ -370,3 +372,26 @@ def test_a_client_registered_while_dagster_refuses_partitions_is_added_by_its_fi
     assert api.http.post("/integrations/acme/sync", json={}).status_code == 202
     assert "acme" in api.dagster.partitions
     assert api.http.get("/clients/acme").json()["dagster_partition_registered_at"] is not None
+
+
+def test_a_sync_whose_launching_request_never_finished_fails_and_frees_the_client_when_read(
+    api: Api,
+) -> None:
+    register(api, "acme", credentials={"crm": CRM})
+    # What an API stopped in the middle of a launch leaves: a queued sync without runs.
+    stuck = SyncLedger(open_store(api.store_url)).open(
+        "acme",
+        SyncRequest(("crm",), date(2025, 3, 1), date(2025, 3, 1), False, "0" * 64),
+    )
+    assert api.http.post("/integrations/acme/sync", json={}).json()["state"] == "queued"
+    engine = create_engine(api.store_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text("update syncs set created_at = :at where id = :id"),
+            {"at": datetime.now(UTC) - timedelta(hours=1), "id": stuck.sync.id},
+        )
+    engine.dispose()
+    failed = sync_state(api, "acme", stuck.sync.id)
+    assert failed["state"] == "failed"
+    assert "never finished" in failed["error"]
+    assert api.http.post("/integrations/acme/sync", json={}).status_code == 202
