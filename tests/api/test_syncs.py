@@ -395,3 +395,14 @@ def test_a_sync_whose_launching_request_never_finished_fails_and_frees_the_clien
     assert failed["state"] == "failed"
     assert "never finished" in failed["error"]
     assert api.http.post("/integrations/acme/sync", json={}).status_code == 202
+
+
+def test_a_new_request_starts_a_new_sync_when_the_last_one_ended_unread(api: Api) -> None:
+    register(api, "acme", credentials={"crm": CRM})
+    first = api.http.post("/integrations/acme/sync", json={}).json()
+    finish_raw_runs(api, first["id"])
+    api.dagster.automation_builds_dbt()  # it ended; nobody has asked since
+    second = api.http.post("/integrations/acme/sync", json={})
+    assert second.status_code == 202
+    assert second.json()["id"] != first["id"]
+    assert sync_state(api, "acme", first["id"])["state"] == "succeeded"

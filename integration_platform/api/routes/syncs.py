@@ -30,7 +30,7 @@ from integration_platform.clients.api_keys import Principal
 from integration_platform.clients.credentials import source_variables
 from integration_platform.clients.errors import ClientInactive, StoreError
 from integration_platform.clients.registry import Client
-from integration_platform.clients.syncs import Reuse, Sync, SyncRequest
+from integration_platform.clients.syncs import Opened, Reuse, Sync, SyncRequest
 from integration_platform.logs import get_logger
 from integration_platform.orchestration.dagster_graphql import DagsterRefused, DagsterUnavailable
 from integration_platform.orchestration.plan import plan_sync
@@ -173,17 +173,21 @@ def start_sync(
             client, body.sources, body.start_date, body.end_date, today=datetime.now(UTC).date()
         )
         as_sent = json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
-        opened = found.ledger.open(
-            client_id,
-            SyncRequest(
-                sources=plan.sources,
-                start_date=plan.start_date,
-                end_date=plan.end_date,
-                full_refresh=body.full_refresh,
-                idempotency_key=idempotency_key,
-                request_sha256=hashlib.sha256(as_sent).hexdigest(),
-            ),
+        asked = SyncRequest(
+            sources=plan.sources,
+            start_date=plan.start_date,
+            end_date=plan.end_date,
+            full_refresh=body.full_refresh,
+            idempotency_key=idempotency_key,
+            request_sha256=hashlib.sha256(as_sent).hexdigest(),
         )
+        opened = found.ledger.open(client_id, asked)
+        if opened.reused == "already_running":
+            running = current(found, opened.sync)
+            if running.active:
+                opened = Opened(running, "already_running")
+            else:  # it had ended, unread until now: this request starts the next one
+                opened = found.ledger.open(client_id, asked)
     except StoreError:
         found.metrics.sync_requests.labels("rejected").inc()
         raise
@@ -199,7 +203,8 @@ def start_sync(
             found.metrics.sync_requests.labels("rejected").inc()
             raise
     else:
-        sync = current(found, opened.sync)
+        # already_running was read from Dagster above; an idempotent replay is read now
+        sync = opened.sync if opened.reused == "already_running" else current(found, opened.sync)
         response.status_code = 200
     found.metrics.sync_requests.labels(result).inc()
     response.headers["Location"] = f"/integrations/{client_id}/syncs/{sync.id}"
