@@ -80,6 +80,16 @@ def plan(
             "materialized; see the asset keys in the UI (raw/<source>/"
             "<endpoint>, staging/..., marts/...)"
         )
+    # An asset definition that cannot be split (the dbt project: one build) runs whole.
+    for assets_def in defs.assets or []:
+        if (
+            isinstance(assets_def, AssetsDefinition)
+            and not assets_def.can_subset
+            and set(assets_def.keys) & set(materializable)
+        ):
+            materializable = sorted(
+                set(materializable) | set(assets_def.keys), key=lambda k: k.to_user_string()
+            )
     nodes = [_plan_node(graph.get(key).partitions_def, key) for key in materializable]
     for key in materializable:
         partitions = graph.get(key).partitions_def

@@ -9,8 +9,13 @@ tests wait on what the daemon does, with deadlines that hold on a loaded 2-core 
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -20,6 +25,7 @@ from dagster import AssetKey, DagsterRunStatus
 from integration_platform.run_kinds import AUTOMATION, KIND_TAG, SCHEDULED, WEBHOOK_DRAIN
 from tests.e2e.platform import Platform, eventually, specs_copy, start_platform, stop_platform
 
+BIN = Path(sys.executable).parent
 DIM_CUSTOMERS = AssetKey(["marts", "dim_customers"])
 YESTERDAY = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
 # A scheduled day: the schedule ticks within a minute, the raw run and the dbt build after it
@@ -229,3 +235,169 @@ def test_a_stream_flush_is_reported_to_dagster_and_refreshes_the_marts_when_it_l
         platform=platform,
         every=5,
     )
+
+
+SYNC_DAYS = ("2025-06-01", "2025-06-02")
+SYNC_SECONDS = 1500
+
+
+def _tenant_credentials(platform: Platform, tenant: int) -> dict[str, Any]:
+    shown = subprocess.run(
+        [
+            str(BIN / "integration-platform"),
+            "sandbox",
+            "tenants",
+            "--tenant",
+            str(tenant),
+            "--json",
+            "--base-port",
+            str(platform.base_port),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(json.loads(shown)["tenants"][0]["credentials"])
+
+
+def test_two_clients_syncs_run_at_once_share_one_build_and_land_exact_rows_when_requested(
+    platform: Platform,
+) -> None:
+    with platform.api_client() as api:
+        created = api.post(
+            "/clients",
+            json={"id": "acme", "name": "Acme", "credentials": _tenant_credentials(platform, 1)},
+        )
+        assert created.status_code == 201, created.text
+        body = {"start_date": SYNC_DAYS[0], "end_date": SYNC_DAYS[1]}
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(
+                pool.map(
+                    lambda client: api.post(f"/integrations/{client}/sync", json=body),
+                    ["demo", "acme"],
+                )
+            )
+        assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+        syncs = {a.json()["client_id"]: a.json()["id"] for a in answers}
+
+        def ended() -> dict[str, Any] | None:
+            states = {
+                client: api.get(f"/integrations/{client}/syncs/{sync_id}").json()
+                for client, sync_id in syncs.items()
+            }
+            done = all(s["state"] in ("succeeded", "failed") for s in states.values())
+            return states if done else None
+
+        states = eventually(
+            ended, timeout=SYNC_SECONDS, what="both syncs to end", platform=platform, every=5
+        )
+    assert {c: s["state"] for c, s in states.items()} == {
+        "demo": "succeeded",
+        "acme": "succeeded",
+    }, states
+    # One dbt build served both: the raw loads that landed together waited for each other.
+    builds = {s["transform_run"]["run_id"] for s in states.values()}
+    assert len(builds) == 1, states
+    # Exact rows: what each client's raw runs reported loading is what the warehouse holds
+    # for those days, and each client's customers are its own.
+    for client, sync_id in syncs.items():
+        reported = 0
+        for run in platform.runs(**{"integration_platform/sync_id": sync_id}):
+            # A range run reports its totals once, on each of its partitions' events.
+            totals = [
+                int(event.asset_materialization.metadata["rows_loaded"].value)  # type: ignore[arg-type]
+                for event in platform.instance.all_logs(run.run_id)
+                if event.asset_materialization
+                and event.asset_materialization.asset_key.path == ["raw", "crm", "contacts"]
+            ]
+            reported += totals[0] if totals else 0
+        with _published(platform) as warehouse:
+            ((held,),) = warehouse.execute(
+                "select count(*) from raw.crm__contacts where _client_id = ? "
+                "and _partition_key in (?, ?)",
+                [client, *(f"{client}|{day}" for day in SYNC_DAYS)],
+            ).fetchall()
+            ((foreign,),) = warehouse.execute(
+                "select count(*) from marts.dim_customers d join marts.dim_customers o "
+                "on d.customer_id = o.customer_id and d.client_id <> o.client_id "
+                "where d.client_id = ?",
+                [client],
+            ).fetchall()
+        assert reported > 0 and held == reported, (client, reported, held)
+        assert foreign == 0
+
+
+def test_a_sync_whose_raw_run_fails_says_why_in_plain_words_when_read(
+    platform: Platform,
+) -> None:
+    credentials = _tenant_credentials(platform, 1)
+    credentials["crm"]["CRM_CLIENT_SECRET"] = "not-the-secret-" + "x" * 16
+    with platform.api_client() as api:
+        created = api.post(
+            "/clients",
+            json={
+                "id": "wrongkey",
+                "name": "Wrong Key",
+                "credentials": {"crm": credentials["crm"]},
+            },
+        )
+        assert created.status_code == 201, created.text
+        sync = api.post(
+            "/integrations/wrongkey/sync",
+            json={"sources": ["crm"], "start_date": SYNC_DAYS[0], "end_date": SYNC_DAYS[0]},
+        )
+        assert sync.status_code == 202, sync.text
+        path = f"/integrations/wrongkey/syncs/{sync.json()['id']}"
+        state = eventually(
+            lambda: (s := api.get(path).json())["state"] in ("succeeded", "failed") and s,
+            timeout=SYNC_SECONDS,
+            what="the sync with a wrong secret to end",
+            platform=platform,
+            every=3,
+        )
+    assert state["state"] == "failed"
+    error = state["error"]
+    assert "crm" in error and ("401" in error or "credentials" in error.lower()), error
+    assert "Traceback" not in error and 'File "' not in error
+    assert "not-the-secret" not in error  # the wrong secret is still a secret
+
+
+def test_a_sync_whose_run_is_canceled_says_so_and_the_run_ends_canceled(
+    platform: Platform,
+) -> None:
+    with platform.api_client() as api:
+        sync = api.post(
+            "/integrations/acme/sync",
+            json={"sources": ["billing"], "start_date": "2025-07-01", "end_date": "2025-07-07"},
+        )
+        assert sync.status_code == 202, sync.text
+        path = f"/integrations/acme/syncs/{sync.json()['id']}"
+        runs = platform.runs(**{"integration_platform/sync_id": sync.json()["id"]})
+        assert runs
+        for run in runs:
+            # As the UI's Terminate button; a run that is STARTING cannot be yet: try again.
+            eventually(
+                lambda run_id=run.run_id: (
+                    platform.graphql(
+                        """mutation Stop($id: String!) {
+                         terminateRun(runId: $id) { __typename } }""",
+                        {"id": run_id},
+                    )["terminateRun"]["__typename"]
+                    == "TerminateRunSuccess"
+                ),
+                timeout=120,
+                what="Dagster to terminate the sync's run",
+                platform=platform,
+                every=1,
+            )
+        state = eventually(
+            lambda: (s := api.get(path).json())["state"] in ("succeeded", "failed") and s,
+            timeout=SYNC_SECONDS,
+            what="the canceled sync to end",
+            platform=platform,
+            every=3,
+        )
+    assert state["state"] == "failed" and "cancel" in state["error"], state
+    statuses = {platform.instance.get_run_by_id(r.run_id).status for r in runs}  # type: ignore[union-attr]
+    assert statuses <= {DagsterRunStatus.CANCELED, DagsterRunStatus.SUCCESS}, statuses
+    assert DagsterRunStatus.CANCELED in statuses

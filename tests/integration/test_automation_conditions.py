@@ -81,3 +81,20 @@ def test_client_lag_names_the_clients_whose_raw_data_waits_for_the_marts_when_it
             build_sensor_context(instance=instance, repository_def=repository, cursor=first.cursor)
         )
         assert not again.asset_events
+
+
+def test_materialize_of_one_mart_runs_the_whole_dbt_build_when_planned() -> None:
+    from datetime import date
+
+    from integration_platform.definitions import dbt_build, defs
+    from integration_platform.runs.main_job import plan
+
+    stages = plan(
+        defs,
+        client_id="demo",
+        start=date(2025, 3, 1),
+        end=date(2025, 3, 1),
+        selection='key:"marts/dim_customers"',
+    )
+    assert [stage.name for stage in stages] == ["transform"]
+    assert set(stages[0].keys) == set(dbt_build.keys)  # one build: it cannot be split
