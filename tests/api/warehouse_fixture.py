@@ -1,10 +1,11 @@
 """A published warehouse copy built by the real pipeline, for the access API's tests.
 
-The sandbox serves two tenants on free loopback ports; `integration-platform materialize`
-(in child processes, on a Dagster instance, data folder, client store and dbt project copy of
-their own) extracts a few days of every source for two clients, the demo client (tenant 0)
-and `acme` (tenant 1, registered with that tenant's credentials), then one dbt build makes
-staging, entity resolution and the marts and publishes the read-only copy the API serves.
+The sandbox serves two tenants on free loopback ports. A child process (with a Dagster
+instance, data folder, client store and dbt project copy of its own) runs the main job as
+`integration-platform materialize` does: a few days of every source for the demo client
+(tenant 0) and for `acme` (tenant 1, registered with that tenant's credentials), then one dbt
+build of staging, entity resolution and the marts, which publishes the read-only copy the API
+serves. One child rather than one `materialize` per step: each would load the definitions again.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -37,33 +40,35 @@ SECOND_CLIENT = "acme"  # reads the sandbox's tenant 1
 CLIENTS = (DEMO_CLIENT_ID, SECOND_CLIENT)
 SEED, CUSTOMERS = 7, 200
 FIRST_DAY, LAST_DAY = date(2025, 6, 1), date(2025, 6, 3)
-# About a minute alone, all runs together; many times that on a crowded 2-core machine.
+# About a minute alone; several on a crowded 2-core machine.
 BUILD_SECONDS = 780.0
 START_SECONDS = 90.0
-CLI = Path(sys.executable).with_name("integration-platform")
 
 
 @dataclass(frozen=True)
 class BuiltWarehouse:
     path: Path  # the published copy
     seconds: float  # how long the build took
+    progress: str  # the runs' progress lines, with each run's duration
 
     def query(self, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
-        """Read the published copy the way the API does: attached read-only, times in UTC."""
-        with duckdb.connect(":memory:") as connection:
-            connection.execute("set TimeZone = 'UTC'")
-            connection.execute("attach ? as published (read_only)", [str(self.path)])
-            connection.execute("use published")
+        with self._published() as connection:
             return connection.execute(sql, list(parameters)).fetchall()
 
     def rows(self, sql: str, *parameters: Any) -> list[dict[str, Any]]:
+        with self._published() as connection:
+            cursor = connection.execute(sql, list(parameters))
+            names = [column[0] for column in cursor.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    @contextmanager
+    def _published(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The copy as the API reads it: attached read-only, times in UTC."""
         with duckdb.connect(":memory:") as connection:
             connection.execute("set TimeZone = 'UTC'")
             connection.execute("attach ? as published (read_only)", [str(self.path)])
             connection.execute("use published")
-            cursor = connection.execute(sql, list(parameters))
-            names = [column[0] for column in cursor.description or []]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            yield connection
 
     def column_types(self, table: str) -> dict[str, str]:
         schema, name = table.split(".")
@@ -80,7 +85,6 @@ class BuiltWarehouse:
 def build_published_warehouse(root: Path) -> BuiltWarehouse:
     """Sandbox → raw for both clients' days → dbt build → the published copy, under `root`."""
     started = time.monotonic()
-    deadline = started + BUILD_SECONDS
     root.mkdir(parents=True, exist_ok=True)
     project = root / "dbt_project"
     # The parsed manifest comes along (its mtime kept), so the runs do not parse again.
@@ -110,56 +114,64 @@ def build_published_warehouse(root: Path) -> BuiltWarehouse:
             "DATABASE_URL": store_url,
             "INTEGRATION_PLATFORM_SECRET_KEY": secret_key,
         }
-        _register_in_dagster(env, deadline)
-        days = f"{FIRST_DAY}...{LAST_DAY}"
-        for client in CLIENTS:
-            _materialize(
-                env, deadline, "--client", client, "--partition-range", days, "--select", RAW
-            )
-        # dbt: every client's staging, ER and marts (the ER check reads the sandbox's truth)
-        _materialize(env, deadline, "--select", f"not {RAW}")
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.api.warehouse_fixture"],
+            env=env,
+            cwd=environment.PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_SECONDS,
+            check=False,
+        )
     finally:
         sandbox.stop()
+    log = root / "data" / "logs" / "materialize.log"
+    assert done.returncode == 0, (
+        f"the build failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        f"\nthe runs' output ({log}):\n{log.read_text()[-4000:] if log.exists() else '-'}"
+    )
     published = root / "data" / "warehouse.published.duckdb"
     assert published.exists(), f"materialize published nothing under {root / 'data'}"
-    return BuiltWarehouse(published, time.monotonic() - started)
+    return BuiltWarehouse(published, time.monotonic() - started, done.stdout)
 
 
 RAW = 'key:"raw/*"'
 
 
-def _register_in_dagster(env: dict[str, str], deadline: float) -> None:
-    """Both clients become `clients` partitions of the instance, as registering through the
-    API does (in a child: the instance belongs to the runs' DAGSTER_HOME)."""
-    script = (
-        "from integration_platform.launcher import prepare_dagster_home\n"
-        "from integration_platform.assets.partitions import register_clients\n"
-        "from dagster import DagsterInstance\n"
-        "home = prepare_dagster_home()\n"
-        "with DagsterInstance.from_config(str(home)) as instance:\n"
-        f"    register_clients(instance, *{CLIENTS!r})\n"
-    )
-    _run(env, deadline, [sys.executable, "-c", script])
+def main() -> None:
+    """In the child: the main job as `integration-platform materialize` runs it, three times
+    (each client's raw days, then dbt once for both), in the instance of DAGSTER_HOME."""
+    from dagster import DagsterInstance
 
+    from integration_platform.assets.partitions import register_clients
+    from integration_platform.cli import _finish
+    from integration_platform.launcher import prepare_dagster_home
+    from integration_platform.logs import configure_logging
+    from integration_platform.runs.commands import run_main_job
 
-def _materialize(env: dict[str, str], deadline: float, *arguments: str) -> None:
-    _run(env, deadline, [str(CLI), "materialize", *arguments])
-
-
-def _run(env: dict[str, str], deadline: float, command: list[str]) -> None:
-    done = subprocess.run(
-        command,
-        env=env,
-        cwd=environment.PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=max(deadline - time.monotonic(), 1.0),
-        check=False,
-    )
-    if done.returncode != 0:
-        log = Path(env["INTEGRATION_PLATFORM_DATA_DIR"]) / "logs" / "materialize.log"
-        tail = log.read_text()[-4000:] if log.exists() else "(no log)"
-        raise AssertionError(
-            f"{' '.join(command[:4])} failed ({done.returncode}):\n{done.stdout[-3000:]}"
-            f"\n{done.stderr[-3000:]}\nlog:\n{tail}"
+    environment.load_env()
+    configure_logging()
+    with DagsterInstance.from_config(str(prepare_dagster_home())) as instance:
+        register_clients(instance, *CLIENTS)  # as registering a client through the API does
+    runs = [(client, RAW) for client in CLIENTS] + [(DEMO_CLIENT_ID, f"not {RAW}")]
+    for client, selection in runs:
+        started = time.monotonic()
+        result = run_main_job(
+            client_id=client,
+            start=FIRST_DAY,
+            end=LAST_DAY,
+            selection=selection,
+            full_refresh=False,
+            echo=print,
+            log_name="materialize",
         )
+        print(f"== {client} {selection}: {time.monotonic() - started:.1f} s")
+        if not result.success:
+            assert result.progress is not None
+            print("\n".join(result.progress.summary()))
+            _finish(False)
+    _finish(True)
+
+
+if __name__ == "__main__":
+    main()
