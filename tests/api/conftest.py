@@ -1,6 +1,6 @@
 """The API on a free loopback port, with its store (SQLite, or PostgreSQL when DATABASE_URL is
 set), a stand-in Dagster webserver and a published warehouse copy (none, unless a test module
-asks for the one a real dbt build made: `marts_warehouse`)."""
+asks for the one a real dbt build made: `marts_warehouse`, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from integration_platform.api.settings import ApiSettings
 from integration_platform.clients.database import normalized_url
 from integration_platform.webhooks.server import ReceiverServer
 from tests.api.fake_dagster import FakeDagster
-from tests.api.warehouse_fixture import BuiltWarehouse, build_published_warehouse
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
 
@@ -78,12 +77,6 @@ def api_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("INTEGRATION_PLATFORM_SECRET_KEY", Fernet.generate_key().decode())
     monkeypatch.setenv("INTEGRATION_PLATFORM_ADMIN_KEY", ADMIN_KEY)
     return tmp_path / "data"
-
-
-@pytest.fixture(scope="session")
-def marts_warehouse(tmp_path_factory: pytest.TempPathFactory) -> BuiltWarehouse:
-    """Built once by the real pipeline (sandbox, materialize, dbt): the API only ever reads it."""
-    return build_published_warehouse(tmp_path_factory.mktemp("marts"))
 
 
 @pytest.fixture
