@@ -223,6 +223,49 @@ def test_one_customer_comes_with_its_360_figures_and_provenance_when_read(
     assert_same_json(body["customer_360"], figures)
 
 
+def test_every_column_reaches_json_as_its_type_gives_it_when_a_customer_is_read(
+    api: Api, marts_warehouse: BuiltWarehouse
+) -> None:
+    """Each column of both marts, read where the build gave it a value, whichever client."""
+    for client_id in CLIENTS:
+        register(api, client_id)
+    types_seen: set[str] = set()
+    for mart, part in (("dim_customers", "customer"), ("customer_360", "customer_360")):
+        types = marts_warehouse.column_types(f"marts.{mart}")
+        for column, column_type in types.items():
+            if column in ("client_id", "customer_id", "source_record_keys"):
+                continue  # the path's, not the body's; source_record_keys: provenance
+            found = marts_warehouse.query(
+                f"select client_id, customer_id, {column} from marts.{mart} "
+                f"where {column} is not null order by client_id, customer_id limit 1"
+            )
+            if not found:
+                continue
+            [(client_id, customer_id, value)] = found
+            body = api.http.get(f"/clients/{client_id}/customers/{customer_id}").json()
+            if column.endswith(PROVENANCE_SUFFIX):
+                answered = body["provenance"]["field_sources"][
+                    column.removesuffix(PROVENANCE_SUFFIX)
+                ]
+            else:
+                answered = body[part][column]
+            expected = as_json(value, column_type)
+            assert answered == expected, (mart, column)
+            assert type(answered) is type(expected), (mart, column, answered)
+            types_seen.add(column_type)
+    # Every kind of column the marts have was read back with a value at least once.
+    assert {
+        "VARCHAR",
+        "BIGINT",
+        "BOOLEAN",
+        "DATE",
+        "TIMESTAMP WITH TIME ZONE",
+        "TIMESTAMP",
+        "VARCHAR[]",
+    } <= types_seen
+    assert any(t.startswith("DECIMAL") for t in types_seen)
+
+
 def test_a_page_starts_after_the_cursor_when_one_is_given(
     api: Api, marts_warehouse: BuiltWarehouse
 ) -> None:
