@@ -44,9 +44,11 @@ $(BI_CLIENTS)/duckdb-cli/.installed-$(BI_DUCKDB_CLI): $(VENV)/.installed
 bi-clients: $(BI_CLIENTS)/duckdb-1.4/.installed-$(BI_DUCKDB_PYTHON) \
 	$(BI_CLIENTS)/duckdb-cli/.installed-$(BI_DUCKDB_CLI)
 
-## run: the sandbox vendor APIs plus the Dagster UI on http://127.0.0.1:3000
+## run: the sandbox vendor APIs plus the Dagster UI on http://127.0.0.1:3000; on Ctrl-C the
+## runs in progress get GRACE_SECONDS to finish (`make run GRACE_SECONDS=300`), then are canceled
+GRACE_SECONDS ?= 60
 run: install
-	$(BIN)/integration-platform up
+	$(BIN)/integration-platform up --grace-seconds $(GRACE_SECONDS)
 
 ## test: lint, type-check and the whole test suite (what CI runs)
 test: install bi-clients
@@ -113,3 +115,17 @@ bench-er: install
 .PHONY: bench-api
 bench-api: install
 	$(BIN)/python -m benchmarks.api_benchmark --readme
+
+## bench-dbt: one dbt build of the demo's warehouse, alone and through Dagster with and without
+## the column metadata (lineage) (about 5 minutes after `make demo`; rewrites its section of
+## benchmarks/README.md; not part of `make test`)
+.PHONY: bench-dbt
+bench-dbt: install
+	$(BIN)/python -m benchmarks.dbt_build_benchmark --readme
+
+## bench-sync: the real platform (Dagster daemon, sandbox, API): a scheduled day's lag to the
+## marts, single client-week syncs from POST to succeeded, and 10 clients syncing at once
+## (about 15 minutes; rewrites its section of benchmarks/README.md; not part of `make test`)
+.PHONY: bench-sync
+bench-sync: install
+	$(BIN)/python -m benchmarks.sync_benchmark --readme

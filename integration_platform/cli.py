@@ -373,6 +373,14 @@ def sandbox_tenants(
     help="Seconds between the status lines (one per process); each process's "
     "whole output is in data/logs/<process>.log.",
 )
+@click.option(
+    "--grace-seconds",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="On Ctrl-C or SIGTERM, how long the Dagster runs in progress may take to finish "
+    "before they are canceled (CANCELED, not FAILURE); queued runs are canceled at once.",
+)
 def up(
     vendors: tuple[str, ...],
     seed: int,
@@ -386,6 +394,7 @@ def up(
     webhook_port: int | None,
     api_port: int,
     status_every: float,
+    grace_seconds: float,
 ) -> None:
     """Run the platform: webhook receiver, sandbox vendors, Dagster UI and the API."""
     from integration_platform.launcher import run_platform
@@ -413,6 +422,7 @@ def up(
             vendors=vendors,
             api_port=api_port,
             status_every=status_every,
+            grace_seconds=grace_seconds,
         )
     )
 
@@ -644,12 +654,22 @@ def streams() -> None:
     show_default=True,
     help="Seconds between refreshes of the read-only copy (and one at the end).",
 )
+@click.option(
+    "--report-every",
+    default=300.0,
+    show_default=True,
+    envvar="STREAM_REPORT_EVERY_SECONDS",
+    type=click.FloatRange(min=0),
+    help="Seconds between reports of the loads to Dagster (runless materializations of the "
+    "raw partitions written; one more on stopping). Env: STREAM_REPORT_EVERY_SECONDS.",
+)
 def streams_consume(
     source: str | None,
     stream_name: str | None,
     max_events: int | None,
     idle_timeout: float,
     publish_every: float,
+    report_every: float,
 ) -> None:
     """Consume event streams into raw until SIGTERM or Ctrl-C, which flush the open batch.
 
@@ -659,6 +679,7 @@ def streams_consume(
 
     from integration_platform.http.errors import ExtractionError
     from integration_platform.specs.loader import SpecError, load_specs, resolve_spec
+    from integration_platform.streams.dagster_reports import reporter_for_dagster_home
     from integration_platform.streams.service import Locations, run_streams, select_streams
 
     try:
@@ -667,13 +688,15 @@ def streams_consume(
         resolved = {spec.source: resolve_spec(spec, os.environ) for spec, _ in selected}
         chosen = [(resolved[spec.source], name) for spec, name in selected]
         where = Locations.under(environment.data_dir(), environment.warehouse_path())
-        stats = run_streams(
-            chosen,
-            where,
-            max_events=max_events,
-            idle_timeout_seconds=idle_timeout,
-            publish_every_seconds=publish_every,
-        )
+        with reporter_for_dagster_home(report_every) as reporter:
+            stats = run_streams(
+                chosen,
+                where,
+                max_events=max_events,
+                idle_timeout_seconds=idle_timeout,
+                publish_every_seconds=publish_every,
+                reporter=reporter,
+            )
     except (SpecError, ValueError, ExtractionError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps([s.as_dict() for s in stats], indent=2))

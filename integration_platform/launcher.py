@@ -4,7 +4,10 @@ and the Integration Platform API.
 All run as child processes. The receiver starts first and the sandbox's billing is told to
 send its webhooks there (`--webhook-url`); the launcher waits for each to answer before
 starting the next, passes the vendors' base URLs and credentials through the environment, and
-stops them all when interrupted. Each child's output goes to its own file under `data/logs/`;
+stops them all when interrupted: first the Dagster runs in flight get `grace_seconds` to finish,
+then the rest are canceled through Dagster (`run_wind_down`), and only then are the processes
+stopped. Each child runs in a session of its own, so a Ctrl-C in the terminal reaches the
+launcher alone, not the runs. Each child's output goes to its own file under `data/logs/`;
 the console shows the start-up lines, then what `console.monitor` prints: a status line per
 process every `status_every` seconds, each distinct warning or error once, and a line when a
 process exits. Before the API starts, the `demo` client is registered (it
@@ -14,13 +17,15 @@ uses the sandbox credentials of the environment) and a local admin API key is wr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -48,6 +53,11 @@ from integration_platform.webhooks.app import route_path
 from integration_platform.webhooks.inbox import inbox_path
 
 VENDOR_URL_VARIABLES = {vendor: f"{vendor.upper()}_BASE_URL" for vendor in ALL_VENDORS}
+# The slots of the pool of the runs that write the warehouse (the dbt build's `WAREHOUSE_POOL`):
+# DuckDB has one writer. Pools' limits live in the instance's storage; dagster.yaml sets the
+# default for every other pool.
+WAREHOUSE_POOL_SLOTS = 1
+DEFAULT_GRACE_SECONDS = 60.0
 
 
 def wait_until_healthy(
@@ -98,16 +108,25 @@ def billing_webhook_path() -> str | None:
 def prepare_dagster_home() -> Path:
     """$DAGSTER_HOME holds the instance; dagster.yaml there comes from the repository's copy.
     The demo client is one of the instance's `clients` partitions, so its days are there to
-    materialize without registering anything."""
+    materialize without registering anything; the `warehouse` pool gets its one slot (unless its
+    limit was set already)."""
     from dagster import DagsterInstance
 
     from integration_platform.assets.partitions import register_clients
+    from integration_platform.transform.dbt_assets import WAREHOUSE_POOL
 
     home = environment.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(environment.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     with DagsterInstance.from_config(str(home)) as instance:
         register_clients(instance, DEMO_CLIENT_ID)
+        set_pools = {
+            p.name for p in instance.event_log_storage.get_pool_limits() if not p.from_default
+        }
+        if (
+            WAREHOUSE_POOL not in set_pools
+        ):  # a limit someone set (dagster instance concurrency set)
+            instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, WAREHOUSE_POOL_SLOTS)
     return home
 
 
@@ -172,6 +191,9 @@ def start_child(
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
+            # Its own session: a Ctrl-C in the terminal reaches the launcher alone, which stops
+            # the runs first (a run interrupted by the signal itself would end FAILURE).
+            start_new_session=True,
         )
     return Child(name, process, log, tail, probe or LineProbe())
 
@@ -196,6 +218,7 @@ def run_platform(
     vendors: tuple[str, ...] = VENDORS,
     api_port: int = 8000,
     status_every: float = 60.0,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
 ) -> int:
     # Ctrl-C and `kill` both stop everything; SIGINT may arrive ignored from a parent shell.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -231,6 +254,8 @@ def run_platform(
     receiver_port = webhook_port or base_port + 10
     receiver_url = f"http://{host}:{receiver_port}"
     children: list[Child] = []
+    dagster: Child | None = None
+    dagster_started = datetime.now(UTC)
     try:
         webhook_path = billing_webhook_path()
         if webhook_path is not None:
@@ -285,27 +310,31 @@ def run_platform(
                 )
             )
             echo(f"  stream consumer   {', '.join(streams)}")
+        # The dbt files and manifest the definitions load (they prepare nothing themselves).
+        from integration_platform.transform.dbt_assets import prepare_dbt_project
+
+        prepare_dbt_project(load_specs())
         # `dg dev`: Dagster's replacement for the superseded `dagster dev`; given the
         # workspace file, it starts the webserver and daemon as `dagster dev` did.
-        children.append(
-            start_child(
-                "dagster",
-                [
-                    str(bin_dir / "dg"),
-                    "dev",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(ui_port),
-                    "-w",
-                    str(environment.PROJECT_ROOT / "workspace.yaml"),
-                ],
-                env=env,
-                logs=logs,
-                probe=DagsterProbe(dagster_home, ui_url),
-                cwd=environment.PROJECT_ROOT,
-            )
+        dagster_started = datetime.now(UTC)
+        dagster = start_child(
+            "dagster",
+            [
+                str(bin_dir / "dg"),
+                "dev",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(ui_port),
+                "-w",
+                str(environment.PROJECT_ROOT / "workspace.yaml"),
+            ],
+            env=env,
+            logs=logs,
+            probe=DagsterProbe(dagster_home, ui_url),
+            cwd=environment.PROJECT_ROOT,
         )
+        children.append(dagster)
         admin_key_file = prepare_api(environment.data_dir())
         api = start_child(
             "api",
@@ -341,16 +370,54 @@ def run_platform(
                 echo(f"    {line}")
         raise
     finally:
+        if dagster is not None and dagster.process is not None and dagster.process.poll() is None:
+            wind_down_runs(
+                dagster_home, ui_port, since=dagster_started, grace_seconds=grace_seconds, echo=echo
+            )
         stop_children([child.process for child in children if child.process is not None])
 
 
+def wind_down_runs(
+    dagster_home: Path,
+    ui_port: int,
+    *,
+    since: datetime,
+    grace_seconds: float,
+    echo: Callable[[str], None],
+) -> None:
+    """Let the runs started since `since` finish within the grace period, cancel the rest."""
+    from dagster import DagsterInstance
+    from dagster_graphql import DagsterGraphQLClient
+
+    from integration_platform.run_wind_down import RunWindDown
+
+    try:
+        with DagsterInstance.from_config(str(dagster_home)) as instance:
+            graphql = DagsterGraphQLClient("127.0.0.1", port_number=ui_port, timeout=30)
+            outcome = RunWindDown(instance, graphql, since=since, echo=echo).run(
+                grace_seconds=grace_seconds
+            )
+    except KeyboardInterrupt:  # a third Ctrl-C: stop without waiting any longer
+        echo("stopping without waiting for the runs")
+        return
+    if outcome.finished or outcome.left_unfinished:
+        echo(outcome.summary())
+
+
 def stop_children(processes: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM to every process still running, latest first; SIGKILL after 20 s."""
+    """SIGTERM to each process's group (its session: `dg dev` with the webserver, daemon and code
+    server), latest first; SIGKILL to what is left of a group after 20 s."""
     for process in reversed(processes):
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            _signal_group(process, signal.SIGTERM)
     for process in reversed(processes):
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+        _signal_group(process, signal.SIGKILL)  # whatever it left behind
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
+        os.killpg(process.pid, signum)

@@ -1,13 +1,13 @@
 """The API application: `create_app()` wires the store, Dagster and the warehouse to the routes.
 
-On start the store's migrations run and a background thread begins advancing syncs; on stop
-the thread ends. Swagger UI is at /docs, the schema at /openapi.json.
+On start the store's migrations run. A sync's runs are launched in its request and its state is
+read from Dagster when asked: no background work. Swagger UI is at /docs, the schema at
+/openapi.json.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,7 +37,7 @@ from integration_platform.logs import get_logger
 from integration_platform.orchestration.dagster_graphql import DagsterGraphQL
 from integration_platform.orchestration.orchestrator import Orchestrator
 from integration_platform.orchestration.status import StatusReader
-from integration_platform.orchestration.supervisor import SyncSupervisor
+from integration_platform.orchestration.sync_state import SyncStateReader
 
 _log = get_logger("integration_platform.api")
 
@@ -66,16 +66,16 @@ def build_services(settings: ApiSettings, metrics: ApiMetrics) -> Services:
         api_keys=ApiKeys(sessions),
         ledger=ledger,
         orchestrator=orchestrator,
-        supervisor=SyncSupervisor(
-            ledger, registry, orchestrator, on_finished=metrics.sync_finished
-        ),
-        status=StatusReader(orchestrator.reader),
+        sync_states=SyncStateReader(orchestrator),
+        status=StatusReader(orchestrator),
         customers=CustomerReader(PublishedWarehouse(settings.published_warehouse)),
         metrics=metrics,
     )
 
 
 def create_app(settings: ApiSettings | None = None, *, supervise: bool = True) -> FastAPI:
+    """The app. `supervise` is accepted and ignored: nothing runs in the background any more
+    (tests/api/test_customers.py still passes it)."""
     settings = settings or ApiSettings.from_environment()
     metrics = ApiMetrics()
 
@@ -83,22 +83,9 @@ def create_app(settings: ApiSettings | None = None, *, supervise: bool = True) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         found = build_services(settings, metrics)
         app.state.services = found
-        stop = threading.Event()
-        worker = threading.Thread(
-            target=found.supervisor.watch,
-            args=(stop, settings.sync_poll_seconds),
-            name="sync-supervisor",
-            daemon=True,
-        )
-        if supervise:
-            worker.start()
         try:
             yield
         finally:
-            stop.set()
-            found.supervisor.wake.set()
-            if worker.is_alive():
-                worker.join(timeout=10)
             found.orchestrator.graphql.close()
             found.customers.warehouse.close()
 

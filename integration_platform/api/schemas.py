@@ -233,7 +233,12 @@ class RunLink(BaseModel):
 class SyncOut(BaseModel):
     id: str
     client_id: str
-    state: Literal["queued", "extracting", "transforming", "succeeded", "failed"]
+    state: Literal["queued", "extracting", "transforming", "succeeded", "failed"] = Field(
+        description="Read from Dagster when asked. queued: its runs are being launched; "
+        "extracting: raw runs queued or running; transforming: raw runs succeeded, Dagster's "
+        "automation has not yet built every dbt asset downstream of them; succeeded; failed "
+        "(see error; a canceled run fails the sync)."
+    )
     sources: list[str]
     start_date: date
     end_date: date
@@ -242,7 +247,10 @@ class SyncOut(BaseModel):
         None, description="Set when this answer returns an existing sync instead of a new one."
     )
     raw_runs: dict[str, RunLink]
-    transform_run: RunLink | None
+    transform_run: RunLink | None = Field(
+        description="The dbt run (launched by Dagster's automation) created after the raw runs "
+        "ended that is building, built or failed the sync's dbt assets; null until there is one."
+    )
     error: str | None
     created_at: datetime
     updated_at: datetime

@@ -13,7 +13,7 @@ from integration_platform.clients.registry import ClientRegistry
 from integration_platform.clients.syncs import SyncLedger
 from integration_platform.orchestration.orchestrator import Orchestrator
 from integration_platform.orchestration.status import StatusReader
-from integration_platform.orchestration.supervisor import SyncSupervisor
+from integration_platform.orchestration.sync_state import SyncStateReader
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Services:
     api_keys: ApiKeys
     ledger: SyncLedger
     orchestrator: Orchestrator
-    supervisor: SyncSupervisor
+    sync_states: SyncStateReader
     status: StatusReader
     customers: CustomerReader
     metrics: ApiMetrics

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,15 +10,14 @@ from integration_platform.clients.database import database_url
 from integration_platform.landing.warehouse import Warehouse
 from integration_platform.orchestration.dagster_graphql import webserver_url
 
-SYNC_POLL_VARIABLE = "INTEGRATION_PLATFORM_SYNC_POLL_SECONDS"
-
 
 @dataclass(frozen=True)
 class ApiSettings:
     database_url: str
     dagster_url: str
     published_warehouse: Path
-    sync_poll_seconds: float = 2.0
+    # Ignored (syncs are read from Dagster when asked); tests/api/test_customers.py sets it.
+    sync_poll_seconds: float | None = None
 
     @classmethod
     def from_environment(cls) -> ApiSettings:
@@ -27,5 +25,4 @@ class ApiSettings:
             database_url=database_url(),
             dagster_url=webserver_url(),
             published_warehouse=Warehouse(environment.warehouse_path()).published_path,
-            sync_poll_seconds=float(os.environ.get(SYNC_POLL_VARIABLE, "2")),
         )

@@ -83,6 +83,13 @@ def api_resource_key(source: str) -> str:
     return f"api_{source}"
 
 
+def raw_group(source: str, *, partitioned_by_day: bool) -> str:
+    """`crm` for the client x day endpoints, `crm_reference` for those partitioned by client
+    alone: a group is one kind of partition, so a group selection runs as one run
+    (`dg launch --assets group:crm --partition-range ...`)."""
+    return source if partitioned_by_day else f"{source}_reference"
+
+
 def build_raw_asset(
     spec: SourceSpec, endpoint: str, *, retry_policy: RetryPolicy | None = RAW_RETRY_POLICY
 ) -> AssetsDefinition:
@@ -96,7 +103,7 @@ def build_raw_asset(
 
     @asset(
         key=key,
-        group_name=spec.source,
+        group_name=raw_group(spec.source, partitioned_by_day=config.is_partitioned),
         kinds={spec.kind, "duckdb"},
         description=description,
         partitions_def=partitions_for(config),

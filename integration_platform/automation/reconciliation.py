@@ -33,6 +33,7 @@ from dagster import (
 
 from integration_platform.assets.partitions import CLIENT_TAG, partition_key
 from integration_platform.assets.raw import RawLoadConfig, raw_asset_key
+from integration_platform.automation.switch import default_schedule_status
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.run_kinds import KIND_TAG, RECONCILIATION
 from integration_platform.specs.models import SourceSpec
@@ -105,7 +106,8 @@ def _reconciliation_schedule(
         timezone="UTC",
         end_date=window.end.isoformat() if window.end else None,
     )
-    status = DefaultScheduleStatus.STOPPED if spec.schedule else DefaultScheduleStatus.RUNNING
+    # A source with a schedule pulls its days anyway: its reconciliation starts stopped.
+    status = DefaultScheduleStatus.STOPPED if spec.schedule else default_schedule_status()
 
     @schedule(
         name=f"{reconciliation_job_name(source)}_daily",

@@ -1,5 +1,8 @@
 """Schedules from the specs: each source's cron (UTC) fills the day that just ended.
 
+They start RUNNING (`INTEGRATION_PLATFORM_AUTOMATION=off` starts them stopped); the dbt models
+downstream refresh by themselves when the raw data lands (automation/marts.py).
+
 A source with `schedule:` gets a job over its daily-partitioned raw assets, run for the last
 complete day at the cron's time, and (if it has any) a job over its reference endpoints: one
 run per registered client (the `clients` dynamic partitions), each with its own credentials.
@@ -22,6 +25,7 @@ from dagster import (
 
 from integration_platform.assets.partitions import CLIENT_TAG, CLIENTS_PARTITIONS, partition_key
 from integration_platform.assets.raw import raw_asset_key
+from integration_platform.automation.switch import default_schedule_status
 from integration_platform.run_kinds import KIND_TAG, SCHEDULED
 from integration_platform.specs.models import SourceSpec
 
@@ -94,6 +98,7 @@ def _daily_schedule(
         cron_schedule=cron,
         job=job,
         execution_timezone="UTC",
+        default_status=default_schedule_status(),
         description=f"At {cron} (UTC), pull the {source} day that just ended, for each client.",
     )
     def _fill_last_day(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
@@ -112,6 +117,7 @@ def _reference_schedule(
         cron_schedule=cron,
         job=job,
         execution_timezone="UTC",
+        default_status=default_schedule_status(),
         description=f"At {cron} (UTC), reload the {source} reference endpoints, for each client.",
     )
     def _reload(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:

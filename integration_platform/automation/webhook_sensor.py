@@ -33,7 +33,6 @@ from dagster import (
     ConfigurableResource,
     DagsterInstance,
     DagsterRunStatus,
-    DefaultSensorStatus,
     JobDefinition,
     MetadataValue,
     OpExecutionContext,
@@ -53,6 +52,7 @@ from dagster import (
 from integration_platform.assets.partitions import partition_key, partitions_for
 from integration_platform.assets.raw import raw_asset_key
 from integration_platform.assets.resources import LandingZoneResource, WarehouseResource
+from integration_platform.automation.switch import default_status
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.run_kinds import KIND_TAG, WEBHOOK_DRAIN
 from integration_platform.specs.models import SourceSpec
@@ -241,7 +241,7 @@ def build_webhook_sensor(
         name=SENSOR_NAME,
         job=drain_job,
         minimum_interval_seconds=minimum_interval_seconds,
-        default_status=DefaultSensorStatus.RUNNING,
+        default_status=default_status(),
         description="Launches a drain_webhooks run per batch of webhook events waiting in "
         "the inbox, once the batch's oldest event has waited the inbox "
         "resource's batch_window_seconds (default 300) or max_batch_events "

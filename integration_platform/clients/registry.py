@@ -178,17 +178,6 @@ class ClientRegistry:
                 row.partition_registered_at = utc_now()
                 session.commit()
 
-    def awaiting_partition(self) -> list[str]:
-        """Active clients Dagster has not been told about yet."""
-        with self.sessions() as session:
-            return list(
-                session.scalars(
-                    select(ClientRow.id).where(
-                        ClientRow.active.is_(True), ClientRow.partition_registered_at.is_(None)
-                    )
-                )
-            )
-
     def _patch_source(
         self,
         session: Session,

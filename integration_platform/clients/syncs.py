@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Literal
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -159,50 +159,39 @@ class SyncLedger:
             )
             return None if row is None else _view(row)
 
-    def active_ids(self) -> list[str]:
+    def discard(self, sync_id: str) -> None:
+        """Forget a sync whose runs could not be launched (the client simply retries)."""
         with self.sessions() as session:
-            return list(
-                session.scalars(
-                    select(SyncRow.id)
-                    .where(SyncRow.active_client_id.is_not(None))
-                    .order_by(SyncRow.created_at)
-                )
-            )
-
-    def claim(self, sync_id: str, seconds: float = 60.0) -> Sync | None:
-        """Hold an active sync to advance it (None: ended, or another worker holds it)."""
-        now = utc_now()
-        with self.sessions() as session:
-            claimed = session.execute(
-                update(SyncRow)
-                .where(
-                    SyncRow.id == sync_id,
-                    SyncRow.active_client_id.is_not(None),
-                    or_(SyncRow.lease_until.is_(None), SyncRow.lease_until < now),
-                )
-                .values(lease_until=now + timedelta(seconds=seconds))
-            )
-            session.commit()
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return None
             row = session.get(SyncRow, sync_id)
-            return None if row is None else _view(row)
+            if row is not None:
+                session.delete(row)
+                session.commit()
 
-    def save(self, sync: Sync, **changes: object) -> Sync:
-        """Record `changes` (state, raw_runs, transform_run_id, error) and release the claim."""
+    def record(self, sync: Sync, **changes: object) -> tuple[Sync, bool]:
+        """Record what Dagster says of an active sync (state, raw_runs, transform_run_id,
+        error): the sync as stored now, and whether this call ended it (True once, whoever
+        observes its end first)."""
         now = utc_now()
         changed = replace(sync, **changes, updated_at=now)  # type: ignore[arg-type]
         ended = changed.state in TERMINAL_STATES
-        if ended and changed.finished_at is None:
+        if ended:
             changed = replace(changed, finished_at=now)
         with self.sessions() as session:
-            row = session.get(SyncRow, sync.id)
-            if row is None:
-                raise LookupError(f"sync {sync.id} vanished from the store")
-            row.state, row.raw_runs = changed.state, dict(changed.raw_runs)
-            row.transform_run_id, row.error = changed.transform_run_id, changed.error
-            row.updated_at, row.finished_at, row.lease_until = now, changed.finished_at, None
-            if ended:
-                row.active_client_id = None
+            result = session.execute(
+                update(SyncRow)
+                .where(SyncRow.id == sync.id, SyncRow.active_client_id.is_not(None))
+                .values(
+                    state=changed.state,
+                    raw_runs=dict(changed.raw_runs),
+                    transform_run_id=changed.transform_run_id,
+                    error=changed.error,
+                    updated_at=now,
+                    finished_at=changed.finished_at,
+                    active_client_id=None if ended else sync.client_id,
+                )
+            )
             session.commit()
-        return changed
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            stored = self.get(sync.id)  # it ended meanwhile: as the first observer saw it
+            return (stored or changed), False
+        return changed, ended

@@ -111,7 +111,8 @@ class SyncRow(Base):
     raw_runs: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     transform_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # A worker advancing the sync holds it until then (several API processes may run).
+    # Unused since syncs are read from Dagster rather than advanced by a worker; kept so the
+    # existing migrations and stores stay as they are.
     lease_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

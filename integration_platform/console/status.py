@@ -186,6 +186,7 @@ class DagsterProbe(LineProbe):
         from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
         from integration_platform.automation.webhook_sensor import DRAIN_JOB, IN_FLIGHT
+        from integration_platform.run_kinds import AUTOMATION, KIND_TAG
 
         since, self.since = datetime.fromtimestamp(self.since, UTC), time.time()
         with DagsterInstance.from_config(str(self.dagster_home)) as instance:
@@ -198,9 +199,11 @@ class DagsterProbe(LineProbe):
             )
             in_flight = instance.get_runs_count(RunsFilter(statuses=IN_FLIGHT))
         drains = sum(r.dagster_run.job_name == DRAIN_JOB for r in launched)
+        builds = sum(r.dagster_run.tags.get(KIND_TAG) == AUTOMATION for r in launched)
         succeeded = sum(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in finished)
         text = (
-            f"{count(len(launched), 'run')} launched ({count(drains, 'webhook drain')}), "
+            f"{count(len(launched), 'run')} launched ({count(drains, 'webhook drain')}, "
+            f"{count(builds, 'dbt build')}), "
             f"{succeeded:,} succeeded, {len(finished) - succeeded:,} failed; "
             f"{in_flight:,} queued or running"
         )

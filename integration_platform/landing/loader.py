@@ -75,6 +75,12 @@ def table_name(source: str, endpoint: str) -> str:
     return f'raw."{source}__{endpoint}"'
 
 
+def raw_table_sql(source: str, endpoint: str) -> str:
+    """The DDL of one raw table (also run by dbt at the start of a build: the generated
+    `create_missing_raw_tables` macro)."""
+    return _table_sql(table_name(source, endpoint))
+
+
 def _table_sql(table: str) -> str:
     """The raw table; `_client_id` is last so warehouses from before clients gain it in place
     (their rows are the demo client's)."""

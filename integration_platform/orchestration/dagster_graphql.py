@@ -40,10 +40,17 @@ class DagsterGraphQL:
     def close(self) -> None:
         self._http.close()
 
-    def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute(
+        self, query: str, variables: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """`timeout`: seconds for this call instead of the client's (a launch may take long)."""
         try:
             response = self._http.post(
-                f"{self.url}/graphql", json={"query": query, "variables": variables or {}}
+                f"{self.url}/graphql",
+                json={"query": query, "variables": variables or {}},
+                timeout=httpx.Timeout(timeout, connect=3.0)
+                if timeout
+                else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.HTTPError as exc:
             raise DagsterUnavailable(

@@ -1,57 +1,53 @@
-"""The one place syncs become Dagster runs: partition keys, tags, selections, launches, clients.
+"""The one place syncs become Dagster runs: the asset graph, clients, launches.
 
-A sync of a client is, per source, one run of that source's raw assets over the sync's day
-range (range tags; the raw assets' single-run backfill policy takes a range in one run), then
-one run of the dbt assets downstream of them. Every run is tagged with the client, the sync,
-the stage and (raw) the source, and a launch first looks for a run with those tags, so
-launching twice never runs twice. Clients are the dynamic partitions of `clients`.
+A sync of a client is, per source, one run of that source's daily raw assets over the sync's
+day range (range tags; the raw assets' single-run backfill policy takes a range in one run) and
+one of its reference assets (partition: the client), as `planner.plan_runs` plans them. The dbt
+models are built by Dagster's automation (`automation_sensor`) once raw partitions land: nothing
+here launches them. Every run is tagged with the client, the sync, the stage, the source and the
+part. Clients are the dynamic partitions of `clients`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
-from integration_platform.assets.partitions import CLIENT_TAG as ASSETS_CLIENT_TAG
-from integration_platform.assets.partitions import partition_key as assets_partition_key
 from integration_platform.clients.syncs import Sync
 from integration_platform.logs import get_logger
 from integration_platform.orchestration.dagster_graphql import (
     DagsterGraphQL,
     DagsterRefused,
+    DagsterUnavailable,
+)
+from integration_platform.orchestration.planner import (
+    CLIENT_TAG,
+    PART_TAG,
+    SOURCE_TAG,
+    STAGE_TAG,
+    SYNC_TAG,
+    AssetKey,
+    Partitioning,
+    PlanNode,
+    downstream,
+    plan_runs,
 )
 from integration_platform.orchestration.runs import RunReader
-from integration_platform.run_kinds import KIND_TAG, SYNC
+from integration_platform.run_kinds import SYNC
 
-CLIENT_TAG = ASSETS_CLIENT_TAG
-SYNC_TAG = "integration_platform/sync_id"
-SOURCE_TAG = "integration_platform/source"
-STAGE_TAG = "integration_platform/stage"
-RAW_STAGE, TRANSFORM_STAGE = "raw", "transform"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-PARTITION_TAG = "dagster/partition"
-PART_TAG = "integration_platform/raw_part"
 CLIENTS_PARTITIONS = "clients"
+REFERENCE_PART = "reference"
+# Seconds one launch may take: with runs started at once (no queue), the webserver answers only
+# once the run's process is up, which takes a while on a busy machine.
+LAUNCH_TIMEOUT_SECONDS = 90.0
 
 _log = get_logger("integration_platform.orchestration")
-
-
-def partition_key(client_id: str, day: date) -> str:
-    """The partition of one client's day (`acme|2025-03-01`, the raw assets' client x day)."""
-    return assets_partition_key(client_id, day.isoformat())
-
-
-REFERENCE_PART = "reference"
-
 
 ASSET_GRAPH_QUERY = """
 query AssetGraph {
   assetNodes {
-    assetKey { path } opName isPartitioned isMaterializable jobNames
+    assetKey { path } opName isPartitioned isMaterializable jobNames kinds
     partitionDefinition { type }
     dependencyKeys { path }
     repository { name location { name } }
@@ -78,13 +74,19 @@ mutation AddClient($selector: RepositorySelector!, $name: String!, $key: String!
   }
 }
 """
+TERMINATE_MUTATION = """
+mutation Terminate($runIds: [String!]!) {
+  terminateRuns(runIds: $runIds) {
+    __typename
+    ... on Error { message }
+  }
+}
+"""
 REPOSITORIES_QUERY = """
 query Repositories { repositoriesOrError { __typename
   ... on RepositoryConnection { nodes { name location { name } } }
   ... on Error { message } } }
 """
-
-AssetKey = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -99,11 +101,23 @@ class AssetNode:
     dependencies: tuple[AssetKey, ...]
     repository: str
     location: str
+    kinds: tuple[str, ...] = ()
 
     @property
     def raw_source(self) -> str | None:
         """`crm` for `raw/crm/contacts`; None for anything that is not a raw asset."""
         return self.key[1] if len(self.key) == 3 and self.key[0] == "raw" else None
+
+    @property
+    def plan_node(self) -> PlanNode:
+        partitioning: Partitioning = (
+            "client_day"
+            if self.partition_type == "MULTIPARTITIONED"
+            else "client"
+            if self.partitioned
+            else "none"
+        )
+        return PlanNode(self.key, partitioning, self.dependencies)
 
 
 class Orchestrator:
@@ -130,28 +144,18 @@ class Orchestrator:
             key=lambda n: n.key,
         )
 
-    def transform_selection(self, raw_keys: set[AssetKey]) -> list[AssetNode]:
-        """What runs after these raw assets: every asset downstream of them, plus what those
-        read that no raw asset feeds (dbt seeds), so a fresh warehouse builds as well."""
+    def dbt_assets_after(self, sources: list[str]) -> list[AssetNode]:
+        """The dbt assets downstream of these sources' raw assets: what Dagster's automation
+        builds once their partitions land."""
         graph = self.asset_graph()
-        children: dict[AssetKey, list[AssetKey]] = {}
-        for node in graph.values():
-            for parent in node.dependencies:
-                children.setdefault(parent, []).append(node.key)
-        downstream = _closure(raw_keys, lambda key: children.get(key, [])) - raw_keys
-
-        def parents(key: AssetKey) -> tuple[AssetKey, ...]:
-            return graph[key].dependencies if key in graph else ()
-
-        static = {
-            key
-            for key in _closure(downstream, parents) - downstream
-            if key in graph
-            and graph[key].raw_source is None
-            and not any(graph[k].raw_source for k in _closure({key}, parents) if k in graph)
-        }
+        raw = {a.key for source in sources for a in self.raw_assets(source)}
+        found = downstream([n.plan_node for n in graph.values()], raw)
         return sorted(
-            (graph[k] for k in downstream | static if k in graph and graph[k].materializable),
+            (
+                graph[k]
+                for k in found
+                if k in graph and graph[k].materializable and "dbt" in graph[k].kinds
+            ),
             key=lambda n: n.key,
         )
 
@@ -190,70 +194,64 @@ class Orchestrator:
 
     # -- launching ----------------------------------------------------------------------------
 
-    def raw_parts(self, source: str) -> dict[str, list[AssetNode]]:
-        """The runs a source's raw assets take for one client, by name: its daily endpoints
-        over the sync's days (`crm`), its reference endpoints, partitioned by client alone
-        (`crm:reference`). Each is one run: a run has one kind of partition."""
-        assets = self.raw_assets(source)
-        if not assets:
-            raise DagsterRefused(
-                f"Dagster has no raw assets for source {source!r}: is the "
-                "code location loaded with this source's spec?"
-            )
-        daily = [a for a in assets if a.partition_type == "MULTIPARTITIONED"]
-        reference = [a for a in assets if a.partition_type != "MULTIPARTITIONED"]
-        parts = {source: daily, f"{source}:{REFERENCE_PART}": reference}
-        return {name: part for name, part in parts.items() if part}
+    def launch_sync(self, sync: Sync) -> dict[str, str]:
+        """Launch the sync's raw runs now: by part (`crm` for its daily assets over the sync's
+        days, `crm:reference` for its reference assets), the run ids. All or none: when one
+        launch fails, the runs launched before it are terminated and the error raised."""
+        launched: dict[str, str] = {}
+        try:
+            self._launch_parts(sync, launched)
+        except (DagsterUnavailable, DagsterRefused):
+            self._terminate(list(launched.values()))
+            raise
+        return launched
 
-    def launch_raw(self, sync: Sync, part: str) -> str:
-        """The run of one raw part (see `raw_parts`) for this sync (launched now, or found
-        launched)."""
-        source = part.split(":", 1)[0]
-        tags = {**self._sync_tags(sync, RAW_STAGE), SOURCE_TAG: source, PART_TAG: part}
-        existing = self.reader.latest(tags)
-        if existing is not None:
-            return existing.run_id
-        assets = self.raw_parts(source).get(part)
-        if not assets:
-            raise DagsterRefused(f"Dagster has no raw assets for {part!r}")
-        if part == source:  # client x day: the sync's days, for this client
-            tags[RANGE_START_TAG] = partition_key(sync.client_id, sync.start_date)
-            tags[RANGE_END_TAG] = partition_key(sync.client_id, sync.end_date)
-        elif all(a.partitioned for a in assets):  # by client alone
-            tags[PARTITION_TAG] = sync.client_id
+    def _launch_parts(self, sync: Sync, launched: dict[str, str]) -> None:
+        for source in sync.sources:
+            assets = {a.key: a for a in self.raw_assets(source)}
+            if not assets:
+                raise DagsterRefused(
+                    f"Dagster has no raw assets for source {source!r}: is the "
+                    "code location loaded with this source's spec?"
+                )
+            planned = plan_runs(
+                [a.plan_node for a in assets.values()],
+                client_id=sync.client_id,
+                start=sync.start_date,
+                end=sync.end_date,
+                kind=SYNC,
+            )
+            for run in planned:
+                part = source if run.name == "raw_days" else f"{source}:{REFERENCE_PART}"
+                tags = {**run.tags, SYNC_TAG: sync.id, SOURCE_TAG: source, PART_TAG: part}
+                launched[part] = self._launch(
+                    [assets[k] for k in run.keys], tags, full_refresh=sync.full_refresh
+                )
+
+    def _terminate(self, run_ids: list[str]) -> None:
+        """Best effort: a sync that is not kept leaves no run of its own going."""
+        if not run_ids:
+            return
+        try:
+            self.graphql.execute(TERMINATE_MUTATION, {"runIds": run_ids})
+            _log.info("runs_terminated", run_ids=run_ids, reason="the sync could not launch")
+        except (DagsterUnavailable, DagsterRefused) as exc:
+            _log.warning("runs_left_running", run_ids=run_ids, reason=str(exc))
+
+    def _launch(self, assets: list[AssetNode], tags: dict[str, str], *, full_refresh: bool) -> str:
+        first = assets[0]
+        if not first.job:
+            raise DagsterRefused(f"Dagster has no asset job for {'/'.join(first.key)}")
         config: dict[str, Any] = {}
-        if sync.full_refresh:
+        if full_refresh:
             config = {
                 "ops": {a.op_name: {"config": {"full_refresh": True}} for a in assets if a.op_name}
             }
-        return self._launch(assets, tags, config)
-
-    def launch_transform(self, sync: Sync) -> str | None:
-        """The run of the dbt assets downstream of the sync's raw assets (None: there are none)."""
-        tags = self._sync_tags(sync, TRANSFORM_STAGE)
-        existing = self.reader.latest(tags)
-        if existing is not None:
-            return existing.run_id
-        raw_keys = {a.key for source in sync.sources for a in self.raw_assets(source)}
-        selection = self.transform_selection(raw_keys)
-        if not selection:
-            return None
-        return self._launch(selection, tags, {})
-
-    @staticmethod
-    def _sync_tags(sync: Sync, stage: str) -> dict[str, str]:
-        return {CLIENT_TAG: sync.client_id, SYNC_TAG: sync.id, STAGE_TAG: stage, KIND_TAG: SYNC}
-
-    def _launch(self, assets: list[AssetNode], tags: dict[str, str], config: dict[str, Any]) -> str:
-        first = assets[0]
-        jobs = [j for j in (first.job,) if j]
-        if not jobs:
-            raise DagsterRefused(f"Dagster has no asset job for {'/'.join(first.key)}")
         params = {
             "selector": {
                 "repositoryLocationName": first.location,
                 "repositoryName": first.repository,
-                "jobName": jobs[0],
+                "jobName": first.job,
                 "assetSelection": [{"path": list(a.key)} for a in assets],
             },
             "runConfigData": config,
@@ -261,7 +259,9 @@ class Orchestrator:
                 "tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]
             },
         }
-        result = self.graphql.execute(LAUNCH_MUTATION, {"params": params})["launchRun"]
+        result = self.graphql.execute(
+            LAUNCH_MUTATION, {"params": params}, timeout=LAUNCH_TIMEOUT_SECONDS
+        )["launchRun"]
         if result["__typename"] == "LaunchRunSuccess":
             run_id: str = result["run"]["runId"]
             _log.info(
@@ -283,18 +283,6 @@ class Orchestrator:
         raise DagsterRefused(f"Dagster did not launch the run ({result['__typename']}): {detail}")
 
 
-def _closure(start: set[AssetKey], step: Callable[[AssetKey], Iterable[AssetKey]]) -> set[AssetKey]:
-    """`start` and everything reachable from it through `step` (children or parents)."""
-    found = set(start)
-    frontier = list(start)
-    while frontier:
-        for key in step(frontier.pop()):
-            if key not in found:
-                found.add(key)
-                frontier.append(key)
-    return found
-
-
 def _asset_node(node: dict[str, Any]) -> AssetNode:
     jobs = [j for j in node.get("jobNames") or [] if j.startswith("__ASSET_JOB")]
     return AssetNode(
@@ -306,6 +294,7 @@ def _asset_node(node: dict[str, Any]) -> AssetNode:
         job=jobs[0] if jobs else None,
         dependencies=tuple(tuple(d["path"]) for d in node.get("dependencyKeys") or []),
         repository=node["repository"]["name"],
+        kinds=tuple(node.get("kinds") or ()),
         location=node["repository"]["location"]["name"],
     )
 

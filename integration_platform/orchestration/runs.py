@@ -1,4 +1,5 @@
-"""Reading runs back from Dagster: a client's or a sync's runs, their materializations, errors.
+"""Reading runs back from Dagster: a client's or a sync's runs, their materializations, errors,
+and the latest materialization and run of assets.
 
 A raw run over a partition range reports one materialization per partition, each carrying the
 whole run's figures (records, retries, ...): figures are taken once per asset and run.
@@ -21,6 +22,7 @@ query Runs($filter: RunsFilter, $limit: Int) {
     ... on Runs { results {
   runId status creationTime startTime endTime
   tags { key value }
+  assetSelection { path }
   stepStats { stepKey status
     materializations { assetKey { path } timestamp
       metadataEntries { label
@@ -40,6 +42,15 @@ query Logs($runId: ID!, $cursor: String) {
         error { message } failureMetadata { description } }
       ... on RunFailureEvent { message error { message } } } }
     ... on Error { message }
+  }
+}
+"""
+ASSETS_LATEST_QUERY = """
+query AssetsLatest($keys: [AssetKeyInput!]!) {
+  assetsLatestInfo(assetKeys: $keys) {
+    assetKey { path }
+    latestMaterialization { runId timestamp }
+    latestRun { runId status creationTime startTime endTime tags { key value } }
   }
 }
 """
@@ -64,6 +75,7 @@ class Run:
     started_at: datetime | None
     ended_at: datetime | None
     materializations: list[Materialization] = field(default_factory=list)
+    assets: tuple[tuple[str, ...], ...] = ()  # the run's asset selection
 
     @property
     def active(self) -> bool:
@@ -116,7 +128,19 @@ def _run(node: dict[str, Any]) -> Run:
         started_at=_time(node.get("startTime")),
         ended_at=_time(node.get("endTime")),
         materializations=materializations,
+        assets=tuple(tuple(a["path"]) for a in node.get("assetSelection") or []),
     )
+
+
+@dataclass(frozen=True)
+class AssetLatest:
+    """An asset's latest materialization (its run and when) and the latest run planned to
+    materialize it."""
+
+    asset_key: tuple[str, ...]
+    materialized_by: str | None
+    materialized_at: datetime | None
+    latest_run: Run | None
 
 
 class RunReader:
@@ -137,9 +161,35 @@ class RunReader:
             raise DagsterRefused(f"Dagster could not list runs: {result.get('message')}")
         return [_run(node) for node in result["results"]]
 
-    def latest(self, tags: dict[str, str]) -> Run | None:
-        found = self.runs(tags, limit=1)
-        return found[0] if found else None
+    def by_ids(self, run_ids: set[str]) -> dict[str, Run]:
+        if not run_ids:
+            return {}
+        data = self.graphql.execute(
+            RUNS_QUERY, {"filter": {"runIds": sorted(run_ids)}, "limit": len(run_ids)}
+        )
+        result = data["runsOrError"]
+        if result["__typename"] != "Runs":
+            raise DagsterRefused(f"Dagster could not list runs: {result.get('message')}")
+        return {run.run_id: run for run in map(_run, result["results"])}
+
+    def assets_latest(self, keys: list[tuple[str, ...]]) -> list[AssetLatest]:
+        if not keys:
+            return []
+        data = self.graphql.execute(
+            ASSETS_LATEST_QUERY, {"keys": [{"path": list(key)} for key in keys]}
+        )
+        found = []
+        for info in data["assetsLatestInfo"]:
+            materialization = info.get("latestMaterialization") or {}
+            found.append(
+                AssetLatest(
+                    tuple(info["assetKey"]["path"]),
+                    materialization.get("runId"),
+                    _time(materialization.get("timestamp")),
+                    _run(info["latestRun"]) if info.get("latestRun") else None,
+                )
+            )
+        return found
 
     def failure(self, run_id: str) -> str | None:
         """What made a finished run fail, in plain words (the step's Failure description)."""

@@ -69,6 +69,10 @@ def run_main_job(
     os.environ["DAGSTER_HOME"] = str(home)
     echo(f"loading the definitions (sources from {os.environ.get('SOURCES_PATH', 'sources/')})")
     with quiet_dagster():  # dagster-dbt narrates the dbt parse of a new project at INFO
+        from integration_platform.specs.loader import load_specs
+        from integration_platform.transform.dbt_assets import prepare_dbt_project
+
+        prepare_dbt_project(load_specs())  # the definitions load a prepared project
         from integration_platform.definitions import defs
 
     with DagsterInstance.get() as instance:

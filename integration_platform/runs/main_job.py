@@ -23,16 +23,20 @@ from dagster import (
     DagsterInstance,
     Definitions,
     MultiPartitionsDefinition,
+    PartitionsDefinition,
+    TimeWindowPartitionsDefinition,
     define_asset_job,
 )
 
-from integration_platform.assets.partitions import CLIENT_TAG, CLIENTS, partition_key
-from integration_platform.run_kinds import KIND_TAG, MATERIALIZE
+from integration_platform.assets.partitions import CLIENTS
+from integration_platform.orchestration.planner import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    PlanNode,
+    plan_runs,
+)
+from integration_platform.run_kinds import MATERIALIZE
 from integration_platform.runs.progress import Echo, Progress
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-PARTITION_TAG = "dagster/partition"
 
 
 class MainJobError(ValueError):
@@ -62,7 +66,8 @@ class MainJobResult:
 def plan(
     defs: Definitions, *, client_id: str, start: date, end: date, selection: str | None = None
 ) -> list[Stage]:
-    """The runs that materialize `selection` (default: everything) for a client's days."""
+    """The runs that materialize `selection` (default: everything) for a client's days, as the
+    API's syncs plan theirs (`planner.plan_runs`); days outside the partitions are refused."""
     if end < start:
         raise MainJobError(f"the range ends ({end}) before it starts ({start})")
     graph = defs.resolve_asset_graph()
@@ -75,45 +80,74 @@ def plan(
             "materialized; see the asset keys in the UI (raw/<source>/"
             "<endpoint>, staging/..., marts/...)"
         )
-    by_day, by_client, rest = [], [], []
+    # An asset definition that cannot be split (the dbt project: one build) runs whole.
+    for assets_def in defs.assets or []:
+        if (
+            isinstance(assets_def, AssetsDefinition)
+            and not assets_def.can_subset
+            and set(assets_def.keys) & set(materializable)
+        ):
+            materializable = sorted(
+                set(materializable) | set(assets_def.keys), key=lambda k: k.to_user_string()
+            )
+    nodes = [_plan_node(graph.get(key).partitions_def, key) for key in materializable]
     for key in materializable:
         partitions = graph.get(key).partitions_def
         if isinstance(partitions, MultiPartitionsDefinition):
-            by_day.append(key)
-        elif partitions == CLIENTS:
-            by_client.append(key)
-        else:
-            rest.append(key)
-    client = {CLIENT_TAG: client_id, KIND_TAG: MATERIALIZE}
+            _check_days(key, partitions, start, end)
     stages = []
-    if by_day:
-        stages.append(
-            Stage(
-                "raw_days",
-                tuple(by_day),
-                {
-                    **client,
-                    RANGE_START_TAG: partition_key(client_id, start.isoformat()),
-                    RANGE_END_TAG: partition_key(client_id, end.isoformat()),
-                },
-                raw=True,
-            )
-        )
-    if by_client:
-        stages.append(
-            Stage("raw_reference", tuple(by_client), {**client, PARTITION_TAG: client_id}, raw=True)
-        )
-    if rest:
-        owned = {
-            check
-            for assets_def in defs.assets or []
-            if isinstance(assets_def, AssetsDefinition) and set(assets_def.keys) & set(rest)
-            for check in assets_def.check_keys
-        }
-        stages.append(
-            Stage("transform", tuple(rest), client, raw=False, checks=tuple(sorted(owned, key=str)))
-        )
+    for planned in plan_runs(nodes, client_id=client_id, start=start, end=end, kind=MATERIALIZE):
+        stage_keys = tuple(AssetKey(list(k)) for k in planned.keys)
+        checks: tuple[AssetCheckKey, ...] = ()
+        if not planned.raw:
+            owned = {
+                check
+                for assets_def in defs.assets or []
+                if isinstance(assets_def, AssetsDefinition)
+                and set(assets_def.keys) & set(stage_keys)
+                for check in assets_def.check_keys
+            }
+            checks = tuple(sorted(owned, key=str))
+        stages.append(Stage(planned.name, stage_keys, planned.tags, raw=planned.raw, checks=checks))
     return stages
+
+
+def _plan_node(partitions: PartitionsDefinition | None, key: AssetKey) -> PlanNode:
+    if isinstance(partitions, MultiPartitionsDefinition):
+        return PlanNode(tuple(key.path), "client_day")
+    if partitions == CLIENTS:
+        return PlanNode(tuple(key.path), "client")
+    return PlanNode(tuple(key.path), "none")
+
+
+def _check_days(
+    key: AssetKey, partitions: MultiPartitionsDefinition, start: date, end: date
+) -> None:
+    """Refuse, before any run exists, days a daily asset has no partition for (before its
+    first day, or not ended yet): Dagster would refuse them in a run left NOT_STARTED."""
+    days = next(
+        (
+            d.partitions_def
+            for d in partitions.partitions_defs
+            if isinstance(d.partitions_def, TimeWindowPartitionsDefinition)
+        ),
+        None,
+    )
+    if days is None:
+        return
+    first = days.start.date()
+    last_key = days.get_last_partition_key()
+    last = date.fromisoformat(last_key) if last_key else None
+    shown = key.to_user_string()
+    if start < first:
+        raise MainJobError(
+            f"{start} is before the first day of {shown} ({first}): start the range on or "
+            f"after {first}"
+        )
+    if last is None or end > last:
+        raise MainJobError(
+            f"{end} has not ended yet: the last complete (UTC) day of {shown} is {last}"
+        )
 
 
 def run(

@@ -37,6 +37,7 @@ from integration_platform.paths import path_under
 from integration_platform.specs.models import SourceSpec
 from integration_platform.streams import checkpoints
 from integration_platform.streams.checkpoints import Statement
+from integration_platform.streams.dagster_reports import StreamLoadReporter
 from integration_platform.streams.partitions import PartitionField
 from integration_platform.streams.reader import StreamEvent
 
@@ -76,6 +77,7 @@ class RawStreamSink:
         run_id: str,
         keep_attempts: int = 2,
         publish_every_seconds: float = 60.0,
+        reporter: StreamLoadReporter | None = None,
     ) -> None:
         config = spec.streams[stream]
         self.spec, self.stream, self.endpoint = spec, stream, config.endpoint
@@ -92,6 +94,7 @@ class RawStreamSink:
         self._published_at = datetime.now(UTC)
         self._unpublished = False
         self._instance: duckdb.DuckDBPyConnection | None = None
+        self.reporter = reporter
 
     # -- the BatchSink protocol ------------------------------------------------------------------
 
@@ -127,6 +130,7 @@ class RawStreamSink:
         plan = checkpoint_plan(events, owners, list(groups))
         dead = [self._dead_letter(event, reason, fetched_at) for event, reason in rejected]
         rows = 0
+        loaded: dict[str | None, int] = {}
         with self._connect() as connection:  # `resume` made the checkpoint table
             if not landed:
                 ensure_schema(connection)
@@ -146,8 +150,16 @@ class RawStreamSink:
                     memory_limit_mb=self.warehouse.load_memory_mb,
                 )
                 rows += result.rows
+                loaded[partition] = result.rows
         for partition in groups:
             self.zone.prune(self.spec.source, self.stream, partition, keep=self.keep_attempts)
+        if self.reporter is not None and loaded:  # outside the write lock: the rows are in
+            self.reporter.loaded(
+                self.spec,
+                self.stream,
+                self.endpoint,
+                {day: (day_rows, len(groups[day])) for day, day_rows in loaded.items()},
+            )
         self._unpublished = True
         if (datetime.now(UTC) - self._published_at).total_seconds() >= self.publish_every_seconds:
             try:

@@ -21,6 +21,7 @@ from integration_platform.landing.warehouse import Warehouse
 from integration_platform.logs import get_logger
 from integration_platform.specs.models import SourceSpec
 from integration_platform.streams.consumer import ConsumerStats, StreamConsumer
+from integration_platform.streams.dagster_reports import StreamLoadReporter
 from integration_platform.streams.raw_sink import RawStreamSink
 
 _log = get_logger("integration_platform.streams")
@@ -70,8 +71,10 @@ async def consume_streams(
     max_events: int | None = None,
     idle_timeout_seconds: float = 60.0,
     publish_every_seconds: float = 60.0,
+    reporter: StreamLoadReporter | None = None,
 ) -> list[ConsumerStats]:
-    """Run one consumer per stream; the first to fail stops the others (cleanly), then raises."""
+    """Run one consumer per stream; the first to fail stops the others (cleanly), then raises.
+    With a `reporter`, the loads are reported to Dagster (and what is pending once they stop)."""
     run_id = f"stream-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     warehouse = Warehouse(where.warehouse)
     consumers = [
@@ -85,6 +88,7 @@ async def consume_streams(
                 landing_root=where.landing,
                 run_id=run_id,
                 publish_every_seconds=publish_every_seconds,
+                reporter=reporter,
             ),
             idle_timeout_seconds=idle_timeout_seconds,
             max_events=max_events,
@@ -97,6 +101,8 @@ async def consume_streams(
     if any(task.exception() for task in done):
         stop.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
+    if reporter is not None:
+        await asyncio.to_thread(reporter.flush)
     for result in results:
         if isinstance(result, BaseException):
             raise result

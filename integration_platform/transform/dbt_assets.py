@@ -2,26 +2,54 @@
 
 One translator decides every key and group: dbt sources are the raw assets
 (`raw/<source>/<endpoint>`), models are `<layer>/<model>`. dbt tests become asset checks.
-dbt runs under the warehouse write lock, then the read-only copy is published. (No
-`from __future__ import annotations`: Dagster reads the parameter annotations at runtime.)
+The whole project is one asset that cannot be split: one `dbt build`, which Dagster's
+automation requests when raw data lands (automation/marts.py), at most one at a time (pool
+`warehouse`), under the warehouse write lock; then the read-only copy is published. Each
+model reports its row count, column types and column lineage (dagster-dbt's metadata).
+(No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.)
 """
 
+import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    AutomationCondition,
+    FreshnessPolicy,
+    multi_asset,
+)
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
+from dagster_dbt.asset_utils import build_dbt_specs
 from dbt.adapters.factory import reset_adapters
 
 from integration_platform import environment
 from integration_platform.assets.resources import WarehouseResource
+from integration_platform.automation.marts import model_condition
 from integration_platform.specs.models import SourceSpec
-from integration_platform.transform.generate import generate
+from integration_platform.transform.generate import generate, out_of_date
 
 LAYERS = ("staging", "intermediate", "marts")
+DBT_BUILD = "dbt_build"
+WAREHOUSE_POOL = "warehouse"
+# How fresh a mart should be: the schedules pull each day once, early the next day.
+MART_FRESHNESS = FreshnessPolicy.time_window(
+    warn_window=timedelta(hours=26), fail_window=timedelta(hours=50)
+)
+# `COLUMN_METADATA=off` skips the column types and lineage (costs seconds per build:
+# benchmarks/README.md, "dbt build").
+COLUMN_METADATA = "COLUMN_METADATA"
+
+
+class DbtProjectNotPrepared(RuntimeError):
+    """The generated dbt files or the manifest do not match the specs."""
 
 
 def dbt_project_dir() -> Path:
@@ -35,7 +63,8 @@ def dbt_executable() -> str:
 
 
 class IntegrationDbtTranslator(DagsterDbtTranslator):
-    """Sources → their raw asset keys; models → `<layer>/<name>`, grouped by layer."""
+    """Sources → their raw asset keys; models → `<layer>/<name>`, grouped by layer; models
+    refresh when their inputs land; marts say how fresh they should be."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
@@ -47,6 +76,21 @@ class IntegrationDbtTranslator(DagsterDbtTranslator):
             return str(dbt_resource_props["source_name"])
         return _layer(dbt_resource_props)
 
+    def get_automation_condition(
+        self, dbt_resource_props: Mapping[str, Any]
+    ) -> AutomationCondition[AssetKey] | None:
+        # Seeds change only with the code; the build that a model's condition asks for
+        # loads them too (the project is one build).
+        return model_condition() if dbt_resource_props["resource_type"] == "model" else None
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if spec.key.path[0] == "marts":
+            spec = spec.replace_attributes(freshness_policy=MART_FRESHNESS)
+        return spec
+
 
 def _layer(props: Mapping[str, Any]) -> str:
     path = Path(str(props.get("original_file_path", "")))
@@ -57,7 +101,8 @@ def _layer(props: Mapping[str, Any]) -> str:
 
 
 def prepare_dbt_project(specs: dict[str, SourceSpec]) -> DbtProject:
-    """Generate the spec-derived dbt files and make sure a manifest matches them."""
+    """Generate the spec-derived dbt files and make sure a manifest matches them
+    (`integration-platform prepare`, which `make install` and `make run` call)."""
     project_dir = dbt_project_dir()
     changed = generate(specs, project_dir)
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
@@ -65,6 +110,25 @@ def prepare_dbt_project(specs: dict[str, SourceSpec]) -> DbtProject:
         DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
             ["parse", "--quiet"], target_path=project.target_path
         ).wait()
+    return project
+
+
+def prepared_dbt_project(specs: dict[str, SourceSpec]) -> DbtProject:
+    """The prepared project, for loading the definitions: it writes no file and parses
+    nothing (every run loads the definitions), or says how to prepare it."""
+    project_dir = dbt_project_dir()
+    project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
+    stale = out_of_date(specs, project_dir)
+    if stale or _manifest_is_stale(project.manifest_path, project_dir):
+        what = (
+            f"{len(stale)} generated dbt file(s) do not match the specs ({stale[0].name}, ...)"
+            if stale
+            else f"the dbt manifest {project.manifest_path} is missing or older than the project"
+        )
+        raise DbtProjectNotPrepared(
+            f"{what}: run `.venv/bin/integration-platform prepare` (make install and make run "
+            "do), with the same SOURCES_PATH and DBT_PROJECT_DIR"
+        )
     return project
 
 
@@ -79,23 +143,42 @@ def _manifest_is_stale(manifest: Path, project_dir: Path) -> bool:
     return any(p.stat().st_mtime > built for p in sources if p.exists())
 
 
-def build_dbt_assets(project: DbtProject) -> Any:
-    @dbt_assets(
-        manifest=project.manifest_path,
+def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
+    manifest = json.loads(project.manifest_path.read_text())
+    specs, check_specs = build_dbt_specs(
+        translator=IntegrationDbtTranslator(),
+        manifest=manifest,
+        select="fqn:*",
+        exclude="",
+        selector="",
+        io_manager_key=None,
         project=project,
-        dagster_dbt_translator=IntegrationDbtTranslator(),
     )
-    def dbt_models(
+
+    @multi_asset(
+        name=DBT_BUILD,
+        specs=specs,
+        check_specs=check_specs,
+        can_subset=False,
+        pool=WAREHOUSE_POOL,
+        allow_arbitrary_check_specs=True,
+        description="One `dbt build` of the whole project (staging, entity resolution, marts "
+        "and their tests); the read-only copy for BI tools is published after it.",
+    )
+    def dbt_build(
         context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
     ) -> Iterator[Any]:
         store = warehouse.warehouse()
         os.environ["WAREHOUSE_PATH"] = str(store.path)  # dbt's profile reads it
-        # A subset run tests only what it builds: dbt's default (eager) would also run, say,
-        # fct_invoices' relationships test to dim_customers when only dim_customers is built.
-        os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
+        # dbt's unit tests check the SQL, not the data: `make test` runs them
+        # (tests/integration/test_entity_resolution.py); a build need not repeat them.
+        args = ["build", "--exclude-resource-type", "unit_test"]
         try:
             with store.locked():
-                yield from dbt.cli(["build"], context=context).stream()
+                events = dbt.cli(args, context=context).stream().fetch_row_counts()
+                if os.environ.get(COLUMN_METADATA, "on").lower() != "off":
+                    events = events.fetch_column_metadata()
+                yield from events
                 if warehouse.publish:
                     store.publish()
         finally:
@@ -105,4 +188,4 @@ def build_dbt_assets(project: DbtProject) -> Any:
             # os._exit. Dropping the adapter lets the lock unlink its semaphore now.
             reset_adapters()  # type: ignore[no-untyped-call]
 
-    return dbt_models
+    return dbt_build

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from integration_platform.landing.loader import raw_table_sql
 from integration_platform.specs.models import CustomerMapping, FieldSource, SourceSpec
 from integration_platform.transform.identity_unit_tests import normalizer_unit_test
 
@@ -25,6 +26,24 @@ HEADER = "# Generated from the source specs (transform/generate.py): do not edit
 
 def generate(specs: dict[str, SourceSpec], project_dir: Path) -> list[Path]:
     """Write the generated dbt files; return those that changed."""
+    files, stale = _planned(specs, project_dir)
+    changed = [path for path, text in files.items() if _write_if_changed(path, text)]
+    for path in stale:
+        path.unlink()
+        changed.append(path)
+    return changed
+
+
+def out_of_date(specs: dict[str, SourceSpec], project_dir: Path) -> list[Path]:
+    """The generated files that `generate` would write or delete; writes nothing."""
+    files, stale = _planned(specs, project_dir)
+    return [
+        path for path, text in files.items() if not path.exists() or path.read_text() != text
+    ] + stale
+
+
+def _planned(specs: dict[str, SourceSpec], project_dir: Path) -> tuple[dict[Path, str], list[Path]]:
+    """Every generated file with its content, and the generated files no spec asks for."""
     models, macros = project_dir / GENERATED_MODELS, project_dir / GENERATED_MACROS
     handwritten = {
         p.stem
@@ -45,6 +64,8 @@ def generate(specs: dict[str, SourceSpec], project_dir: Path) -> list[Path]:
             if name not in handwritten:
                 files[models / f"{name}.sql"] = _identity_model(source, endpoint, mapping)
     files[models / "_generated.yml"] = _models_yaml(identity_models, specs)
+    files[models / "marts" / "raw_load_summary.sql"] = _raw_load_summary(specs)
+    files[models / "marts" / "raw_load_summary.yml"] = RAW_LOAD_SUMMARY_YAML
     files[macros / "customer_identity_models.sql"] = (
         "{# Generated from the source specs: the staging models holding customer identities. #}\n"
         "{% macro customer_identity_models() %}{{ return("
@@ -58,12 +79,71 @@ def generate(specs: dict[str, SourceSpec], project_dir: Path) -> list[Path]:
         + repr(sorted(identifier_kinds))
         + ") }}{% endmacro %}\n"
     )
-    changed = [path for path, text in files.items() if _write_if_changed(path, text)]
-    for stale in [*models.glob("stg_*.sql")]:
-        if stale not in files:
-            stale.unlink()
-            changed.append(stale)
-    return changed
+    files[macros / "create_missing_raw_tables.sql"] = _create_missing_raw_tables(specs)
+    stale = [p for p in models.glob("stg_*.sql") if p not in files]
+    return files, stale
+
+
+def _raw_load_summary(specs: dict[str, SourceSpec]) -> str:
+    """Rows per raw table and client: it reads every raw asset, so Dagster's automation asks
+    it whether any raw asset is loading (automation/marts.py)."""
+    parts = [
+        f"select '{source}' as source, '{endpoint}' as endpoint, _client_id as client_id,\n"
+        f"    count(*) as rows, max(_loaded_at) as last_loaded_at\n"
+        f"from {{{{ source('{source}', '{endpoint}') }}}}\ngroup by _client_id"
+        for source, spec in sorted(specs.items())
+        for endpoint in sorted(spec.endpoints)
+    ]
+    body = (
+        "\nunion all\n".join(parts)
+        if parts
+        else (
+            "select null::varchar as source, null::varchar as endpoint, null::varchar as client_id,"
+            " 0::bigint as rows, null::timestamptz as last_loaded_at where false"
+        )
+    )
+    return (
+        "-- Generated from the source specs (transform/generate.py): do not edit.\n"
+        "{{ config(materialized='table', schema='marts') }}\n" + body + "\n"
+    )
+
+
+RAW_LOAD_SUMMARY_YAML = HEADER + yaml.safe_dump(
+    {
+        "version": 2,
+        "models": [
+            {
+                "name": "raw_load_summary",
+                "description": "Rows per raw table and client, and when they last loaded. It "
+                "reads every raw asset: the dbt build's automation waits while any is loading.",
+                "columns": [
+                    {"name": "source", "description": "The source spec."},
+                    {"name": "endpoint", "description": "The endpoint."},
+                    {"name": "client_id", "description": "The integration client."},
+                    {"name": "rows", "description": "Raw rows (all versions)."},
+                    {"name": "last_loaded_at", "description": "The latest `_loaded_at`."},
+                ],
+            }
+        ],
+    },
+    sort_keys=False,
+)
+
+
+def _create_missing_raw_tables(specs: dict[str, SourceSpec]) -> str:
+    """A macro run at the start of every dbt invocation (dbt_project.yml's on-run-start): the
+    raw tables of sources that have not loaded yet exist, empty, so a build after one source
+    landed reads the others as empty rather than failing."""
+    statements = ["CREATE SCHEMA IF NOT EXISTS raw"] + [
+        raw_table_sql(source, endpoint)
+        for source, spec in sorted(specs.items())
+        for endpoint in sorted(spec.endpoints)
+    ]
+    sql = ";\n".join(statements)
+    return (
+        "{# Generated from the source specs (transform/generate.py): do not edit. #}\n"
+        "{% macro create_missing_raw_tables() %}\n" + sql + "\n{% endmacro %}\n"
+    )
 
 
 def _sources_yaml(specs: dict[str, SourceSpec]) -> str:
@@ -81,12 +161,10 @@ def _sources_yaml(specs: dict[str, SourceSpec]) -> str:
                         "name": "_client_id",
                         "description": "The integration client whose credentials fetched "
                         "the record; a partition is one client's day.",
-                        "data_tests": ["not_null"],
                     },
                     {
                         "name": "_primary_key",
                         "description": "The record's primary key (unique within a client).",
-                        "data_tests": ["not_null"],
                     },
                 ],
             }

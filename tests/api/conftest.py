@@ -98,7 +98,6 @@ def api(
         database_url=store_url,
         dagster_url=dagster_url,
         published_warehouse=published,
-        sync_poll_seconds=0.2,
     )
     server = ReceiverServer(create_app(settings), port=0, name="API server").start()
     http = httpx.Client(

@@ -1,7 +1,8 @@
 """A stand-in Dagster webserver for API tests: the GraphQL operations the orchestrator sends.
 
 It answers by operation name, records every launch with its tags, and lets a test decide how
-runs end (`finish`). The real webserver is exercised by test_sync_with_dagster.py.
+runs end (`finish`) and play Dagster's automation building the dbt assets (`automation_builds_dbt`).
+The real webserver is exercised by test_sync_with_dagster.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ RAW_ASSETS = {
 }
 DOWNSTREAM = [("staging", "stg_crm__contacts"), ("marts", "dim_customers")]
 SEED = ("dbt", "nicknames")
+BILLING_STAGING = ("staging", "stg_billing__invoices")
+# What the automation's dbt build materializes (the seed is no dbt asset downstream of raw).
+DBT_ASSETS = [list(DOWNSTREAM[0]), list(DOWNSTREAM[1]), list(SEED), list(BILLING_STAGING)]
 
 
 @dataclass
@@ -37,6 +41,7 @@ class FakeRun:
     failure: str | None = None
     created: float = field(default_factory=time.time)
     figures: dict[str, int] = field(default_factory=dict)
+    ended: float | None = None
 
 
 @dataclass
@@ -45,6 +50,7 @@ class FakeDagster:
     partitions: set[str] = field(default_factory=set)
     declares_clients: bool = True
     launches_refused: str | None = None
+    launches_before_refusal: int = 0  # with launches_refused: how many launches succeed first
     server: Any = None  # the ReceiverServer serving it: tests stop it to take Dagster down
     run_queries: int = 0  # how many times the API asked for runs: tests wait on its passes
     _ids: itertools.count[int] = field(default_factory=itertools.count)
@@ -58,6 +64,23 @@ class FakeDagster:
     ) -> None:
         run = next(r for r in self.runs if r.run_id == run_id)
         run.status, run.failure, run.figures = status, failure, figures or {}
+        run.ended = time.time() if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+    def automation_builds_dbt(self, status: str = "SUCCESS", failure: str | None = None) -> str:
+        """Play Dagster's automation: a run of the dbt assets, created now (after every run
+        that ended), ended with `status`; on success it materialized every dbt asset."""
+        after = max((r.ended or r.created for r in self.runs), default=0.0)
+        run = FakeRun(
+            run_id=f"run-{next(self._ids):04d}",
+            tags={"dagster/from_automation_condition": "true"},
+            assets=[list(key) for key in DBT_ASSETS],
+            config={},
+            created=max(time.time(), after + 0.001),
+        )
+        self.runs.append(run)
+        if status != "QUEUED":
+            self.finish(run.run_id, status, failure)
+        return run.run_id
 
     def runs_with(self, **tags: str) -> list[FakeRun]:
         return [r for r in self.runs if all(r.tags.get(k) == v for k, v in tags.items())]
@@ -96,6 +119,7 @@ class FakeDagster:
                     "type": "DYNAMIC" if endpoint == "companies" else "MULTIPARTITIONED"
                 },
                 "jobNames": ["__ASSET_JOB"],
+                "kinds": ["python"],
                 "dependencyKeys": [],
                 "repository": repository,
             }
@@ -109,6 +133,7 @@ class FakeDagster:
                 "isPartitioned": False,
                 "isMaterializable": True,
                 "jobNames": ["__ASSET_JOB"],
+                "kinds": ["dbt", "duckdb"],
                 "dependencyKeys": [{"path": ["raw", "crm", "contacts"]}],
                 "repository": repository,
             },
@@ -118,6 +143,7 @@ class FakeDagster:
                 "isPartitioned": False,
                 "isMaterializable": True,
                 "jobNames": ["__ASSET_JOB"],
+                "kinds": ["dbt", "duckdb"],
                 "dependencyKeys": [
                     {"path": list(DOWNSTREAM[0])},
                     {"path": list(SEED)},
@@ -131,6 +157,7 @@ class FakeDagster:
                 "isPartitioned": False,
                 "isMaterializable": True,
                 "jobNames": ["__ASSET_JOB"],
+                "kinds": ["dbt", "duckdb"],
                 "dependencyKeys": [],
                 "repository": repository,
             },
@@ -141,6 +168,7 @@ class FakeDagster:
                 "isPartitioned": False,
                 "isMaterializable": True,
                 "jobNames": ["__ASSET_JOB"],
+                "kinds": ["dbt", "duckdb"],
                 "dependencyKeys": [{"path": ["raw", "billing", "invoices"]}],
                 "repository": repository,
             },
@@ -148,8 +176,9 @@ class FakeDagster:
         return {"assetNodes": nodes}
 
     def _op_Launch(self, variables: dict[str, Any]) -> dict[str, Any]:
-        if self.launches_refused:
+        if self.launches_refused and self.launches_before_refusal <= 0:
             return {"launchRun": {"__typename": "PythonError", "message": self.launches_refused}}
+        self.launches_before_refusal -= 1
         params = variables["params"]
         run = FakeRun(
             run_id=f"run-{next(self._ids):04d}",
@@ -162,8 +191,10 @@ class FakeDagster:
 
     def _op_Runs(self, variables: dict[str, Any]) -> dict[str, Any]:
         self.run_queries += 1
-        wanted = {t["key"]: t["value"] for t in variables["filter"]["tags"]}
+        wanted = {t["key"]: t["value"] for t in variables["filter"].get("tags") or []}
         found = sorted(self.runs_with(**wanted), key=lambda r: r.created, reverse=True)
+        if variables["filter"].get("runIds") is not None:
+            found = [r for r in found if r.run_id in variables["filter"]["runIds"]]
         return {
             "runsOrError": {
                 "__typename": "Runs",
@@ -171,8 +202,31 @@ class FakeDagster:
             }
         }
 
+    def _op_AssetsLatest(self, variables: dict[str, Any]) -> dict[str, Any]:
+        self.run_queries += 1
+        infos = []
+        for key in variables["keys"]:
+            runs = sorted(
+                (r for r in self.runs if key["path"] in r.assets),
+                key=lambda r: r.created,
+                reverse=True,
+            )
+            built = next((r for r in runs if r.status == "SUCCESS"), None)
+            infos.append(
+                {
+                    "assetKey": {"path": key["path"]},
+                    "latestMaterialization": {
+                        "runId": built.run_id,
+                        "timestamp": str(int((built.ended or built.created) * 1000)),
+                    }
+                    if built
+                    else None,
+                    "latestRun": self._run_node(runs[0]) if runs else None,
+                }
+            )
+        return {"assetsLatestInfo": infos}
+
     def _run_node(self, run: FakeRun) -> dict[str, Any]:
-        done = run.status in ("SUCCESS", "FAILURE")
         steps = (
             [
                 {
@@ -198,8 +252,9 @@ class FakeDagster:
             "status": run.status,
             "creationTime": run.created,
             "startTime": run.created,
-            "endTime": run.created + 1 if done else None,
+            "endTime": run.ended,
             "tags": [{"key": k, "value": v} for k, v in run.tags.items()],
+            "assetSelection": [{"path": path} for path in run.assets],
             "stepStats": steps,
         }
 
@@ -226,6 +281,12 @@ class FakeDagster:
                 "events": events,
             }
         }
+
+    def _op_Terminate(self, variables: dict[str, Any]) -> dict[str, Any]:
+        for run in self.runs:
+            if run.run_id in variables["runIds"]:
+                self.finish(run.run_id, "CANCELED")
+        return {"terminateRuns": {"__typename": "TerminateRunsResult"}}
 
     def _op_Repositories(self, _: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dotenv import dotenv_values
 
 from integration_platform.environment import PROJECT_ROOT, SANDBOX_ENV_FILE
@@ -17,6 +18,7 @@ from tests.echo_api import ECHO_SECRETS, ECHO_SPEC, EchoAPI, leaked_forms
 BIN = Path(sys.executable).parent
 
 
+@pytest.mark.timeout(900)  # the demo at DEBUG: ~2 min alone, over 5 on a crowded machine
 def test_no_configured_secret_appears_in_any_log_line_when_a_full_run_logs_at_debug(
     tmp_path: Path,
 ) -> None:
@@ -33,7 +35,7 @@ def test_no_configured_secret_appears_in_any_log_line_when_a_full_run_logs_at_de
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=840,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # The console, and the file the runs' own output (dbt's and the log lines logged inside

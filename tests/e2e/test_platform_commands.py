@@ -64,6 +64,12 @@ def test_definitions_validate_when_run_in_the_repository_root(tmp_path: Path) ->
 
 STATUS_EVERY = 10
 PROCESSES = ("webhooks", "sandbox", "streams", "dagster", "api")
+GRACE_SECONDS = 3
+# A raw run the sandbox makes slow (every CRM request waits SLOW_SECONDS, under the spec's
+# 10 s read timeout): still in progress when the grace period ends.
+SLOW_SECONDS = 8
+SLOW_ASSET = ("raw", "crm", "contacts")
+SLOW_PARTITION = {"client": "demo", "date": "2025-06-01"}
 
 
 def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
@@ -71,7 +77,8 @@ def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
 ) -> None:
     """`make run`'s command on free ports: everything answers, and the console stays quiet
     (start-up lines, a status line per process every --status-every, each warning once) while
-    each process's output lands in data/logs/<process>.log."""
+    each process's output lands in data/logs/<process>.log. Ctrl-C with a slow run in progress:
+    the run gets --grace-seconds, then is canceled through Dagster; no run ends FAILURE."""
     base, ui, api, webhooks = (
         free_port_block(4),
         free_port_block(1),
@@ -104,6 +111,8 @@ def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
             str(webhooks),
             "--status-every",
             str(STATUS_EVERY),
+            "--grace-seconds",
+            str(GRACE_SECONDS),
         ],
         cwd=PROJECT_ROOT,
         env=env,
@@ -141,16 +150,115 @@ def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
         # Webhooks and the stream flow all along; let a few status rounds pass, one of them
         # after the UI answered.
         time.sleep(max(1.2 * STATUS_EVERY, 3.5 * STATUS_EVERY - (time.monotonic() - started)))
+        slow_run = _launch_slow_run(ui, base, tmp_path / "dagster_home")
     finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=90)[0].decode()
+        # Ctrl-C in a terminal: SIGINT to the whole foreground process group.
+        os.killpg(process.pid, signal.SIGINT)
+        output = process.communicate(timeout=240)[0].decode()
     ran = time.monotonic() - started
+    assert process.returncode == 0, output
+    _assert_no_run_failed(tmp_path / "dagster_home", slow_run, output)
+    _assert_api_not_ready_without_dagster(env, ui)
     assert all(_free(base + i) for i in range(4)), "the sandbox kept its ports after stopping"
     _assert_quiet_console(output, ran, tmp_path / "data" / "logs")
     # A first start makes the credentials key: named on the API's line, not warned about.
     key_file = tmp_path / "data" / "secret.key"
     assert f"credentials encrypted with the key in {key_file})" in output, output
     assert "secret_key" not in output, output
+
+
+def _launch_slow_run(ui_port: int, sandbox_port: int, home: Path) -> str:
+    """Launch a raw run against a CRM slowed down by the sandbox's chaos; its id once STARTED."""
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    from integration_platform.orchestration.dagster_graphql import DagsterGraphQL
+    from integration_platform.orchestration.orchestrator import ASSET_GRAPH_QUERY, LAUNCH_MUTATION
+
+    chaos = {"settings": {"slow": 1.0, "slow_seconds": SLOW_SECONDS}}
+    httpx.post(f"http://127.0.0.1:{sandbox_port}/_sandbox/chaos", json=chaos, timeout=10)
+    graphql = DagsterGraphQL(f"http://127.0.0.1:{ui_port}", timeout=120)
+    try:
+        [node] = [
+            n
+            for n in graphql.execute(ASSET_GRAPH_QUERY)["assetNodes"]
+            if tuple(n["assetKey"]["path"]) == SLOW_ASSET
+        ]
+        partition = "|".join(SLOW_PARTITION.values())
+        tags = {
+            "dagster/partition": partition,
+            **{f"dagster/partition/{dim}": key for dim, key in SLOW_PARTITION.items()},
+        }
+        params = {
+            "selector": {
+                "repositoryLocationName": node["repository"]["location"]["name"],
+                "repositoryName": node["repository"]["name"],
+                "jobName": next(j for j in node["jobNames"] if j.startswith("__ASSET_JOB")),
+                "assetSelection": [{"path": list(SLOW_ASSET)}],
+            },
+            "runConfigData": {},
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+        }
+        launched = graphql.execute(LAUNCH_MUTATION, {"params": params})["launchRun"]
+    finally:
+        graphql.close()
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id: str = launched["run"]["runId"]
+    deadline = time.monotonic() + 180  # queue, code server and run worker on a loaded machine
+    with DagsterInstance.from_config(str(home)) as instance:
+        while (run := instance.get_run_by_id(run_id)) is not None and time.monotonic() < deadline:
+            if run.status == DagsterRunStatus.STARTED:
+                return run_id
+            assert not run.is_finished, f"the slow run ended {run.status} before Ctrl-C"
+            time.sleep(0.5)
+    raise AssertionError(f"the slow run {run_id} did not start within 180 s")
+
+
+def _assert_no_run_failed(home: Path, slow_run: str, output: str) -> None:
+    """What the instance says afterwards: the slow run finished in the grace period or was
+    canceled, and no run (webhook drains included) ended FAILURE."""
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_by_id(slow_run)
+        assert run is not None
+        assert run.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.CANCELED), (
+            run.status,
+            output,
+        )
+        runs = instance.get_runs()
+    assert [r.run_id for r in runs if r.status == DagsterRunStatus.FAILURE] == [], output
+    assert [r.run_id for r in runs if not r.is_finished] == [], output
+    assert f"waiting up to {GRACE_SECONDS:g} s for" in output, output
+    assert re.search(r"^runs: .*\b(canceled|success)\b", output, re.M), output
+
+
+def _assert_api_not_ready_without_dagster(env: dict[str, str], ui_port: int) -> None:
+    """The API alone, pointed at the Dagster the platform just stopped: alive, not ready."""
+    port = free_port_block(1)
+    api = subprocess.Popen(
+        [str(BIN / "integration-platform"), "api", "serve", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env={**env, "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{ui_port}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert api.poll() is None and time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.5)
+        ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=30)
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+    assert ready.status_code == 503, ready.text
+    checks = ready.json()["checks"]
+    assert not checks["dagster"]["ok"] and checks["store"]["ok"], checks
 
 
 def _assert_quiet_console(output: str, ran: float, logs: Path) -> None:

@@ -196,7 +196,10 @@ def test_no_event_is_lost_or_doubled_when_the_consumer_is_killed_mid_batch_and_r
         "ANALYTICS_BASE_URL": analytics_url,
         "INTEGRATION_PLATFORM_DATA_DIR": str(data),
         "LOG_LEVEL": "INFO",
+        # The loads are reported to this instance, not to the one `make` points at.
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
+    (tmp_path / "dagster_home").mkdir()
     env.pop("WAREHOUSE_PATH", None)
     history = httpx.get(f"{analytics_url}/_sandbox/stats", timeout=10).json()["counts"]["events"]
 

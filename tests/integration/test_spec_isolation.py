@@ -79,8 +79,11 @@ def test_extract_fails_naming_the_variable_the_spec_file_and_sandbox_env_when_it
 
 
 def test_stream_consumer_runs_when_another_spec_has_unset_variables(
-    specs_with_shop: Path,
+    specs_with_shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The consumer reports its loads to this instance, not to the one `make` points at.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
     result = cli("streams", "consume", "--max-events", "3", "--publish-every", "3600")
     assert result.exit_code == 0, result.output
     [stats] = json.loads(result.stdout[result.stdout.index("[") :])

@@ -20,6 +20,10 @@ from integration_platform.clients.api_keys import Principal
 from integration_platform.clients.errors import ClientNotFound
 from integration_platform.clients.registry import Client
 from integration_platform.clients.slugs import CLIENT_ID_PATTERN, client_id_from_name
+from integration_platform.logs import get_logger
+from integration_platform.orchestration.dagster_graphql import DagsterRefused, DagsterUnavailable
+
+_log = get_logger("integration_platform.api")
 
 router = APIRouter(tags=["clients"])
 ClientIdPath = Annotated[str, Path(pattern=CLIENT_ID_PATTERN, description="The client's id.")]
@@ -78,9 +82,22 @@ def create_client(
     client_id = body.id or client_id_from_name(body.name)
     request.state.client_id = client_id
     client = found.registry.create(client_id, body.name, body.credentials)
-    found.supervisor.wake.set()  # tell Dagster about the new partition soon
+    client = _register_partition(found, client)
     response.headers["Location"] = f"/clients/{client.id}"
     return client_out(client)
+
+
+def _register_partition(found: Services, client: Client) -> Client:
+    """Make the client a partition of `clients` now, so schedules include it; when Dagster
+    cannot take it, its first sync does (that sync needs Dagster anyway)."""
+    try:
+        if not found.orchestrator.register_client(client.id):
+            return client
+    except (DagsterUnavailable, DagsterRefused) as exc:
+        _log.info("client_partition_pending", client_id=client.id, reason=str(exc))
+        return client
+    found.registry.mark_partition_registered(client.id)
+    return found.registry.get(client.id) or client
 
 
 @router.get("/clients", response_model=ClientPage, responses=error_responses(401, 403, 422))

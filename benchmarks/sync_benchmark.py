@@ -1,0 +1,230 @@
+"""A client's sync, end to end on the real platform (`integration-platform up`: the Dagster
+daemon, the sandbox, the API), from POST to succeeded.
+
+1. a scheduled raw day → refreshed marts with no one acting: crm's schedule ticks every
+   minute here; the lag is from the scheduled run's end to the end of the build after it;
+2. `--rounds` single syncs of one client-week (the demo client), one after the other: wall
+   seconds from POST to `succeeded`, split into raw runs (POST → last raw run ended), the
+   wait for the build, and the build;
+3. `--clients` clients (the sandbox's tenants) syncing a week each at once: all succeed?
+   total wall time, p50/p99 per sync, runs launched per sync, dbt builds for the batch.
+
+    .venv/bin/python -m benchmarks.sync_benchmark [--rounds 3] [--clients 10] [--readme]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform as machine
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from dagster import DagsterRunStatus
+
+from benchmarks.common import busy, write_readme
+from integration_platform.run_kinds import AUTOMATION, KIND_TAG, SCHEDULED
+from tests.e2e.platform import Platform, eventually, specs_copy, start_platform, stop_platform
+
+WEEK = ("2025-06-01", "2025-06-07")
+SYNC_TAG = "integration_platform/sync_id"
+TIMEOUT = 1800
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Timed:
+    client: str
+    seconds: float
+    raw_seconds: float
+    wait_seconds: float
+    build_seconds: float
+    runs: int
+    state: str
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def register(platform: Platform, client: str, tenant: int, tenants: int) -> None:
+    shown = subprocess.run(
+        [
+            str(BIN / "integration-platform"),
+            "sandbox",
+            "tenants",
+            "--tenants",
+            str(tenants),
+            "--tenant",
+            str(tenant),
+            "--json",
+            "--base-port",
+            str(platform.base_port),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    credentials = json.loads(shown)["tenants"][0]["credentials"]
+    with platform.api_client() as api:
+        answer = api.post(
+            "/clients", json={"id": client, "name": client, "credentials": credentials}
+        )
+        assert answer.status_code in (200, 201), answer.text
+
+
+def sync(platform: Platform, client: str, start: str, end: str) -> Timed:
+    with platform.api_client() as api:
+        posted = time.time()
+        answer = api.post(
+            f"/integrations/{client}/sync", json={"start_date": start, "end_date": end}
+        )
+        assert answer.status_code in (200, 202), answer.text
+        sync_id = answer.json()["id"]
+
+        def finished() -> dict | None:
+            state = api.get(f"/integrations/{client}/syncs/{sync_id}").json()
+            return state if state["state"] in ("succeeded", "failed", "canceled") else None
+
+        state = eventually(finished, timeout=TIMEOUT, what=f"{client}'s sync", every=1)
+    done = time.time()
+    runs = platform.runs(**{SYNC_TAG: sync_id})
+    ends = [platform.instance.get_run_record_by_id(r.run_id) for r in runs]
+    raw_end = max((r.end_time or done) for r in ends if r is not None)
+    builds = [
+        platform.instance.get_run_record_by_id(r.run_id)
+        for r in platform.runs(**{KIND_TAG: AUTOMATION})
+    ]
+    serving = [
+        b
+        for b in builds
+        if b is not None
+        and b.start_time
+        and b.end_time
+        and b.end_time >= raw_end
+        and b.end_time <= done + 1
+    ]
+    build = min(serving, key=lambda b: b.end_time or 0) if serving else None
+    build_start = build.start_time if build and build.start_time else raw_end
+    return Timed(
+        client=client,
+        seconds=done - posted,
+        raw_seconds=raw_end - posted,
+        wait_seconds=max(0.0, build_start - raw_end),
+        build_seconds=(build.end_time - build_start) if build and build.end_time else 0.0,
+        runs=len(runs),
+        state=state["state"],
+    )
+
+
+def scheduled_lag(platform: Platform) -> tuple[float, float]:
+    """(seconds from the scheduled run's end to the build's end, the build's seconds)."""
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+
+    def landed() -> object:
+        runs = platform.runs(DagsterRunStatus.SUCCESS, **{KIND_TAG: SCHEDULED})
+        return next(
+            (r for r in runs if r.tags.get("dagster/partition", "").endswith(yesterday)), None
+        )
+
+    run = eventually(landed, timeout=TIMEOUT, what="the scheduled crm day", every=2)
+    record = platform.instance.get_run_record_by_id(run.run_id)
+    assert record is not None and record.end_time is not None
+    ended = record.end_time
+
+    def built() -> object:
+        for r in platform.runs(DagsterRunStatus.SUCCESS, **{KIND_TAG: AUTOMATION}):
+            rec = platform.instance.get_run_record_by_id(r.run_id)
+            if rec and rec.start_time and rec.end_time and rec.start_time >= ended - 1:
+                return rec
+        return None
+
+    build = eventually(built, timeout=TIMEOUT, what="the build after the scheduled day", every=2)
+    return build.end_time - ended, build.end_time - build.start_time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--readme", action="store_true")
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        sources = specs_copy(root / "sources", {"crm": "* * * * *"})
+        started = time.monotonic()
+        platform = start_platform(
+            root,
+            env={"SOURCES_PATH": str(sources)},
+            extra_args=["--tenants", str(args.clients + 1)],
+        )
+        start_seconds = time.monotonic() - started
+        try:
+            lag, lag_build = scheduled_lag(platform)
+            singles = [sync(platform, "demo", *WEEK) for _ in range(args.rounds)]
+            clients = [f"client{i:02d}" for i in range(1, args.clients + 1)]
+            for tenant, client in enumerate(clients, start=1):
+                register(platform, client, tenant, args.clients + 1)
+            batch_started = time.time()
+            with ThreadPoolExecutor(len(clients)) as pool:
+                batch = list(pool.map(lambda c: sync(platform, c, *WEEK), clients))
+            batch_seconds = time.time() - batch_started
+            batch_builds = [
+                r
+                for r in platform.runs(**{KIND_TAG: AUTOMATION})
+                if (rec := platform.instance.get_run_record_by_id(r.run_id))
+                and rec.create_timestamp.timestamp() >= batch_started
+            ]
+        finally:
+            stop_platform(platform)
+    load_after = os.getloadavg()
+    median = statistics.median
+    times = [t.seconds for t in singles]
+    lines = [
+        "## API sync: POST to succeeded, on the real platform",
+        "",
+        f"`make bench-sync` (`.venv/bin/python -m benchmarks.sync_benchmark --rounds "
+        f"{args.rounds} --clients {args.clients} --readme`), {datetime.now(UTC):%Y-%m-%d}, "
+        f"{machine.machine()}, {os.cpu_count()} cores; load average {load_before[0]:.1f} "
+        f"before, {load_after[0]:.1f} after ({busy([load_before[0], load_after[0]])}). "
+        f"The platform took {start_seconds:.0f} s to answer.",
+        "",
+        f"**A scheduled raw day → marts, no one acting:** the build after crm's scheduled "
+        f"day ended {lag:.0f} s after it (the build itself: {lag_build:.0f} s).",
+        "",
+        f"**One client-week ({WEEK[0]} ... {WEEK[1]}, the demo client), {args.rounds} "
+        f"rounds:** p50 **{median(times):.0f} s** from POST to succeeded (target: under 30 s).",
+        "",
+        "| round | state | total s | raw runs s | wait for the build s | build s | runs |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {i} | {t.state} | {t.seconds:.0f} | {t.raw_seconds:.0f} | {t.wait_seconds:.0f} "
+            f"| {t.build_seconds:.0f} | {t.runs} |"
+            for i, t in enumerate(singles, start=1)
+        ),
+        "",
+        f"**{args.clients} clients at once** (a week each): "
+        f"{sum(t.state == 'succeeded' for t in batch)}/{len(batch)} succeeded; "
+        f"total {batch_seconds:.0f} s; per sync p50 {median([t.seconds for t in batch]):.0f} s, "
+        f"p99 {percentile([t.seconds for t in batch], 0.99):.0f} s; "
+        f"{median([t.runs for t in batch]):.0f} runs launched per sync (its raw runs); "
+        f"{len(batch_builds)} dbt build(s) for the batch.",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.readme:
+        write_readme({"bench-sync": text})
+
+
+if __name__ == "__main__":
+    main()
