@@ -3,8 +3,9 @@
 The API runs in its own process (`integration-platform api serve`, SQLite store) against a
 stand-in Dagster webserver in this process (tests/api/fake_dagster.py: it answers the GraphQL
 the orchestrator sends, so the background worker launches runs as it would) and a published
-warehouse copy holding N golden customer records of one client (columns as dbt builds the
-marts, plus client_id). The load generator is httpx in threads, on keep-alive connections.
+warehouse copy holding N golden customer records of one client: the rows a real dbt build made
+of the sandbox (two clients, a few days), repeated under new ids. The load generator is httpx
+in threads, on keep-alive connections.
 
 - sync API: each of C clients requests a sync (new syncs, 202), then repeated requests for
   the same clients come back as the running sync (200, `already_running`) or replay an
@@ -39,7 +40,7 @@ from benchmarks import common
 from benchmarks.common import REPO, busy
 from integration_platform.webhooks.server import ReceiverServer
 from tests.api.fake_dagster import FakeDagster
-from tests.api.warehouse_fixture import column_type, model_columns
+from tests.api.warehouse_fixture import build_published_warehouse
 
 SECTION = "api"
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
@@ -51,33 +52,32 @@ def log(message: str) -> None:
 
 
 def build_published(path: Path, customers: int) -> None:
-    """`customers` golden records of CLIENT (and a few of another client), built in SQL."""
-    values = {
-        "VARCHAR[]": "['x' || i]",
-        "BOOLEAN": "i % 7 = 0",
-        "INTEGER": "i % 13",
-        "DECIMAL(18, 2)": "(i % 1000) / 10.0",
-        "DATE": "DATE '2025-06-30'",
-        "TIMESTAMPTZ": "TIMESTAMPTZ '2025-06-30 12:00:00+00'",
-        "VARCHAR": "'value ' || i",
-    }
+    """`customers` golden records of CLIENT (and 100 of another client): the rows a real dbt
+    build made (tests/api/warehouse_fixture.py: sandbox, materialize, dbt), with their column
+    types, repeated under new customer ids."""
+    log("building the marts with the real pipeline (sandbox, materialize, dbt build)")
+    built = build_published_warehouse(path.parent / "marts")
+    log(f"built in {built.seconds:.0f} s; repeating its customers")
+    scale_marts(built.path, path, customers)
+
+
+def scale_marts(built: Path, path: Path, customers: int) -> None:
+    """Customer i of the copy is the built marts' row i modulo their count, renamed."""
     with duckdb.connect(str(path)) as connection:
+        connection.execute("attach ? as built (read_only)", [str(built)])
         connection.execute("create schema marts")
         for model in ("dim_customers", "customer_360"):
-            columns = model_columns(model)
-            select = ", ".join(
-                "printf('cust-%08d', i) as customer_id"
-                if c == "customer_id"
-                else "printf('c%08d@example.com', i) as email"
-                if c == "email"
-                else f"{values[column_type(c)]}::{column_type(c)} as {c}"
-                for c in columns
-            )
             connection.execute(
-                f"create table marts.{model} as select case when i < ? then ? else 'other' "  # noqa: S608
-                f"end as client_id, {select} from range(?) t(i)",
+                f"create table marts.{model} as "  # noqa: S608
+                "with numbered as (select *, row_number() over (order by client_id, customer_id) "
+                f"- 1 as row_n, count(*) over () as row_total from built.marts.{model}) "
+                "select numbered.* exclude (row_n, row_total) replace ("
+                "case when i < ? then ? else 'other' end as client_id, "
+                "printf('cust-%08d', i) as customer_id) "
+                "from range(?) t(i) join numbered on numbered.row_n = i % numbered.row_total",
                 [customers, CLIENT, customers + 100],
             )
+        connection.execute("detach built")
 
 
 class ApiProcess:

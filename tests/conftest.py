@@ -1,4 +1,5 @@
-"""Shared fixtures: the sandbox vendors as real HTTP servers on free loopback ports."""
+"""Shared fixtures: the sandbox vendors as real HTTP servers on free loopback ports, and a
+warehouse the real pipeline built for two clients."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from integration_platform import environment
 from integration_platform.sandbox.chaos import ChaosSettings, Fault
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+from tests.api.warehouse_fixture import BuiltWarehouse, build_published_warehouse
 
 TEST_SEED = 7
 TEST_CUSTOMERS = 300
@@ -68,3 +70,10 @@ def chaos(sandbox: Sandbox) -> Iterator[ChaosSwitch]:
     yield switch
     for engine in sandbox.engines.values():
         engine.configure(ChaosSettings())
+
+
+@pytest.fixture(scope="session")
+def marts_warehouse(tmp_path_factory: pytest.TempPathFactory) -> BuiltWarehouse:
+    """Built once by the real pipeline (sandbox with two tenants, materialize, dbt build):
+    about a minute alone; its tests only ever read it, or copies of it."""
+    return build_published_warehouse(tmp_path_factory.mktemp("marts"))

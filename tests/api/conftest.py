@@ -1,5 +1,6 @@
 """The API on a free loopback port, with its store (SQLite, or PostgreSQL when DATABASE_URL is
-set), a stand-in Dagster webserver and a published warehouse copy of two clients."""
+set), a stand-in Dagster webserver and a published warehouse copy (none, unless a test module
+asks for the one a real dbt build made: `marts_warehouse`, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from integration_platform.api.settings import ApiSettings
 from integration_platform.clients.database import normalized_url
 from integration_platform.webhooks.server import ReceiverServer
 from tests.api.fake_dagster import FakeDagster
-from tests.api.warehouse_fixture import build_published_warehouse
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
 
@@ -79,12 +79,10 @@ def api_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
-@pytest.fixture(scope="session")
-def published_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built once: the API only ever reads it."""
-    return build_published_warehouse(
-        tmp_path_factory.mktemp("published") / "warehouse.published.duckdb"
-    )
+@pytest.fixture
+def published_warehouse(api_environment: Path) -> Path:
+    """Nothing published; the customers tests override this with `marts_warehouse.path`."""
+    return api_environment / "warehouse.published.duckdb"
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@
 DuckDB 1.4 (Python) and the duckdb CLI from PyPI each run from a venv of their own under
 `.venv-bi/` (`make bi-clients`, which `make test` runs first; the fixture runs it too, a no-op
 once they are there). The warehouse holds raw rows the real extraction and loader wrote from the
-sandbox, the customer marts with the columns dbt builds, and a staging view; `Warehouse.publish`
-writes the copy. Both ways a warehouse comes about are covered: created by the platform (in the
-published format from the start) and created by DuckDB 2.0 itself (converted at each publish).
+sandbox, the customer marts of two clients as a real dbt build made them (`marts_warehouse`),
+and a staging view; `Warehouse.publish` writes the copy. Both ways a warehouse comes about are
+covered: created by the platform (in the published format from the start) and created by DuckDB
+2.0 itself (converted at each publish).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from integration_platform.landing.warehouse import Warehouse
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_specs
-from tests.api.warehouse_fixture import build_published_warehouse
+from tests.api.warehouse_fixture import BuiltWarehouse
 from tests.integration.dbt_warehouse import land_sandbox, load_landed
 
 BI_CLIENTS = PROJECT_ROOT / ".venv-bi"
@@ -46,7 +47,7 @@ SELECT
   (SELECT count(*) FROM marts.dim_customers WHERE client_id = 'acme')::VARCHAR,
   (SELECT sum(lifetime_revenue_reporting) FROM marts.customer_360
    WHERE client_id = 'acme')::VARCHAR,
-  (SELECT max(last_activity_at) FROM marts.customer_360 WHERE client_id = 'globex')::DATE::VARCHAR
+  (SELECT max(last_activity_at) FROM marts.customer_360 WHERE client_id = 'demo')::DATE::VARCHAR
 """
 # A view as dbt-duckdb writes one: tables named without the catalog.
 STAGING_VIEW = """
@@ -54,6 +55,8 @@ CREATE SCHEMA IF NOT EXISTS staging;
 CREATE VIEW staging.crm_contacts AS
 SELECT _client_id AS client_id, record->>'$.id' AS contact_id FROM raw.crm__contacts
 """
+# The first test waits for the marts' build (about a minute alone, several on a busy machine).
+pytestmark = pytest.mark.timeout(900)
 PYTHON_READER = """
 import sys, duckdb
 with duckdb.connect(sys.argv[1], read_only=True) as connection:
@@ -77,7 +80,9 @@ def bi_clients() -> None:
 
 
 @pytest.fixture(scope="module")
-def warehouses(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def warehouses(
+    sandbox: Sandbox, marts_warehouse: BuiltWarehouse, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """Two live warehouses with the same rows: created by the platform, created by DuckDB 2.0."""
     env = {**os.environ, **{VENDOR_URL_VARIABLES[v]: url for v, url in sandbox.urls.items()}}
     crm = load_specs(env=env)["crm"]
@@ -91,8 +96,12 @@ def warehouses(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> di
             ).locked():
                 pass  # the first lock creates the file
         load_landed(path, asyncio.run(land_sandbox([(crm, "contacts", None)], data)))
-        build_published_warehouse(path)  # the customer marts, as dbt builds them
         with duckdb.connect(str(path)) as connection:
+            connection.execute("attach ? as built (read_only)", [str(marts_warehouse.path)])
+            connection.execute("create schema marts")
+            for mart in ("dim_customers", "customer_360"):  # as the dbt build made them
+                connection.execute(f"create table marts.{mart} as from built.marts.{mart}")
+            connection.execute("detach built")
             connection.execute(STAGING_VIEW)
         made[how] = path
     return made
