@@ -73,9 +73,9 @@ def build_services(settings: ApiSettings, metrics: ApiMetrics) -> Services:
     )
 
 
-def create_app(settings: ApiSettings | None = None, *, supervise: bool = True) -> FastAPI:
-    """The app. `supervise` is accepted and ignored: nothing runs in the background any more
-    (tests/api/test_customers.py still passes it)."""
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """The app. Nothing runs in the background: a sync's state is read from Dagster when
+    asked."""
     settings = settings or ApiSettings.from_environment()
     metrics = ApiMetrics()
 

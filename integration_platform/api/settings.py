@@ -16,8 +16,6 @@ class ApiSettings:
     database_url: str
     dagster_url: str
     published_warehouse: Path
-    # Ignored (syncs are read from Dagster when asked); tests/api/test_customers.py sets it.
-    sync_poll_seconds: float | None = None
 
     @classmethod
     def from_environment(cls) -> ApiSettings:

@@ -312,9 +312,8 @@ def own_api(api: Api, published: Path) -> ReceiverServer:
         database_url=api.store_url,
         dagster_url=api.settings.dagster_url,
         published_warehouse=published,
-        sync_poll_seconds=5,
     )
-    return ReceiverServer(create_app(settings, supervise=False), port=0, name="API")
+    return ReceiverServer(create_app(settings), port=0, name="API")
 
 
 def test_the_etag_changes_when_a_new_copy_is_published(
