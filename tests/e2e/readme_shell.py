@@ -3,6 +3,7 @@ looks like the repository's root, with the default ports moved to free loopback 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -211,6 +212,21 @@ def run_shell(workdir: Workdir, script: str, timeout: float, preamble: str = "")
                 f"did not finish within {timeout:.0f} s:\n$ {command}\n{output[-6000:]}"
             ) from None
     return Ran(command, returncode, log.read_text(errors="replace"))
+
+
+def json_documents(output: str) -> list[dict[str, object]]:
+    """Every JSON object printed, in order: pretty or on one line, several on a line (curl
+    prints no newline after a body), log lines included."""
+    decoder, documents, position = json.JSONDecoder(), [], 0
+    while (start := output.find("{", position)) >= 0:
+        try:
+            document, position = decoder.raw_decode(output, start)
+        except json.JSONDecodeError:
+            position = start + 1
+            continue
+        if isinstance(document, dict) and "level" not in document:  # not a log line
+            documents.append(document)
+    return documents
 
 
 def stop_group(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
