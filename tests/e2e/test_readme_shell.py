@@ -8,7 +8,6 @@ asserts what a user would see, decorated `@covers("<the block's first command>")
 from __future__ import annotations
 
 import gzip
-import json
 import re
 import signal
 import subprocess
