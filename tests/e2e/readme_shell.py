@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dotenv import dotenv_values
 
@@ -91,7 +91,7 @@ def covers(first_command: str) -> Callable[[Test], Test]:
     `first_command` (see `block_id`), for the guard test that every block has one."""
 
     def register(test: Test) -> Test:
-        COVERED.setdefault(first_command, []).append(test.__name__)  # type: ignore[attr-defined]
+        COVERED.setdefault(first_command, []).append(getattr(test, "__name__", repr(test)))
         return test
 
     return register
@@ -214,10 +214,11 @@ def run_shell(workdir: Workdir, script: str, timeout: float, preamble: str = "")
     return Ran(command, returncode, log.read_text(errors="replace"))
 
 
-def json_documents(output: str) -> list[dict[str, object]]:
+def json_documents(output: str) -> list[dict[str, Any]]:
     """Every JSON object printed, in order: pretty or on one line, several on a line (curl
     prints no newline after a body), log lines included."""
-    decoder, documents, position = json.JSONDecoder(), [], 0
+    decoder, position = json.JSONDecoder(), 0
+    documents: list[dict[str, Any]] = []
     while (start := output.find("{", position)) >= 0:
         try:
             document, position = decoder.raw_decode(output, start)

@@ -49,6 +49,7 @@ DEMO_CREDENTIALS = "set -a; . config/sandbox.env; set +a\n"
 
 def test_every_readme_shell_block_has_a_test_when_the_suite_runs() -> None:
     blocks = {block_id(block): block for block in shell_blocks()}
+    assert len(blocks) == len(shell_blocks()), "two shell blocks start with the same command"
     assert len(blocks) >= 10, "the README's shell blocks were not found (renamed fences?)"
     untested = [
         f"README.md line {block.line}: {first!r}"
@@ -299,6 +300,7 @@ def main_job(platform: Workdir) -> Ran:
 
 
 @covers(MAIN_JOB_BLOCK)
+@pytest.mark.slow
 @pytest.mark.timeout(MAIN_JOB + PLATFORM_START + 60)
 def test_main_job_block_lands_raw_days_and_builds_marts_when_the_platform_runs(
     main_job: Ran,
@@ -322,6 +324,7 @@ DG_LAUNCH_BLOCK = (
 
 
 @covers(BACKFILL_BLOCK)
+@pytest.mark.slow
 @pytest.mark.timeout(MAIN_JOB + PLATFORM_START + 60)
 def test_backfill_block_lands_a_week_of_raw_when_the_platform_runs(platform: Workdir) -> None:
     block = readme_block(BACKFILL_BLOCK)
@@ -343,6 +346,7 @@ class SharedPartitionsError(AssertionError):
     "in one group, so dg finds no PartitionsDefinition shared by all of them; being fixed by "
     "splitting each source's group into <source> (daily) and <source>_reference",
 )
+@pytest.mark.slow
 @pytest.mark.timeout(MAIN_JOB + PLATFORM_START + 60)
 def test_dg_launch_block_runs_a_week_of_crm_when_the_platform_runs(platform: Workdir) -> None:
     block = readme_block(DG_LAUNCH_BLOCK)
@@ -359,6 +363,7 @@ BI_BLOCK = "make bi-clients"
 
 
 @covers(BI_BLOCK)
+@pytest.mark.slow
 @pytest.mark.timeout(MAIN_JOB + PLATFORM_START + 660)
 def test_duckdb_cli_block_counts_the_demo_week_when_the_main_job_ran(
     platform: Workdir, main_job: Ran
@@ -455,6 +460,7 @@ API_BLOCK = (
 
 
 @covers(API_BLOCK)
+@pytest.mark.slow
 @pytest.mark.timeout(MAIN_JOB + PLATFORM_START + 60)
 def test_api_block_syncs_acme_and_serves_its_customers_when_the_platform_runs(
     platform: Workdir,
