@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 
@@ -373,8 +374,16 @@ def test_duckdb_cli_block_counts_the_demo_week_when_the_main_job_ran(
     block = readme_block(BI_BLOCK)
     ran = run_shell(platform, block.text, 600 + QUICK)
     assert ran.returncode == 0, ran.report(block)
-    for day in range(1, 8):
-        assert re.search(rf"2025-03-0{day}\D+\d+", ran.output), ran.report(block)
+    printed = {
+        day: int(count) for day, count in re.findall(r"(2025-03-0[1-7])\D+?(\d+)", ran.output)
+    }
+    published = platform.path / "data" / "warehouse.published.duckdb"
+    with duckdb.connect(str(published), read_only=True) as connection:
+        counted = connection.execute(
+            "SELECT _partition_key, count(*) FROM raw.crm__contacts "
+            "WHERE _client_id = 'demo' GROUP BY 1"
+        ).fetchall()
+    assert printed and printed == dict(counted), ran.report(block)
 
 
 # --- The sandbox ------------------------------------------------------------------------------
@@ -474,4 +483,8 @@ def test_api_block_syncs_acme_and_serves_its_customers_when_the_platform_runs(
     states = re.findall(r"^(queued|extracting|transforming|succeeded|failed)$", ran.output, re.M)
     assert states and states[-1] == "succeeded", ran.report(block)
     assert len(page["data"]) == 2, ran.report(block)
-    assert customer["customer_id"] and customer["provenance"], ran.report(block)
+    # The customer read by id: the first of the page, with its 360 view and provenance.
+    assert customer["customer"]["customer_id"] == page["data"][0]["customer_id"], ran.report(block)
+    assert customer["customer_360"] is not None, ran.report(block)
+    record_keys = customer["provenance"]["record_keys"]
+    assert record_keys and all(key.startswith("acme:") for key in record_keys), record_keys
