@@ -32,8 +32,9 @@ class Platform:
     ui: str
     api: str
     base_port: int
-    process: subprocess.Popen[bytes]
-    output: IO[bytes]
+    log: Path  # what `up` printed
+    process: subprocess.Popen[bytes] | None = None  # when started here (not the shared one)
+    output: IO[bytes] | None = None
     admin_key: str = ""
     _instance: DagsterInstance | None = field(default=None, repr=False)
 
@@ -88,9 +89,24 @@ class Platform:
         assert stopped["__typename"] == "ScheduleStateResult", stopped
 
     def log_tail(self, lines: int = 60) -> str:
-        self.output.flush()
-        text = Path(self.output.name).read_text(errors="replace").splitlines()
+        if self.output is not None:
+            self.output.flush()
+        text = self.log.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
+
+    @classmethod
+    def of_workdir(cls, workdir: Any) -> Platform:
+        """The session's shared platform (tests/e2e/conftest.py), seen as a Platform."""
+        path, ports = workdir.path, workdir.ports
+        return cls(
+            home=path / ".dagster_home",
+            data=path / "data",
+            ui=f"http://127.0.0.1:{ports.ui}",
+            api=f"http://127.0.0.1:{ports.api}",
+            base_port=ports.base,
+            log=path / "up.out",
+            admin_key=(path / "data" / "api-admin.key").read_text().strip(),
+        )
 
 
 def specs_copy(folder: Path, schedules: dict[str, str]) -> Path:
@@ -161,6 +177,7 @@ def start_platform(
         ui=f"http://127.0.0.1:{ui}",
         api=f"http://127.0.0.1:{api}",
         base_port=base,
+        log=root / "up.log",
         process=process,
         output=output,
     )
@@ -181,6 +198,7 @@ def start_platform(
 
 def stop_platform(platform: Platform) -> str:
     """Ctrl-C, as a user stops `make run`; returns the console output."""
+    assert platform.process is not None and platform.output is not None
     if platform.process.poll() is None:
         platform.process.send_signal(signal.SIGINT)
         try:
@@ -191,7 +209,7 @@ def stop_platform(platform: Platform) -> str:
     if platform._instance is not None:
         platform._instance.dispose()
     platform.output.close()
-    return Path(platform.output.name).read_text(errors="replace")
+    return platform.log.read_text(errors="replace")
 
 
 def _answers(url: str) -> bool:

@@ -23,7 +23,8 @@ import pytest
 from dagster import AssetKey, DagsterRunStatus
 
 from integration_platform.run_kinds import AUTOMATION, KIND_TAG, SCHEDULED, WEBHOOK_DRAIN
-from tests.e2e.platform import Platform, eventually, specs_copy, start_platform, stop_platform
+from tests.e2e.platform import Platform, eventually
+from tests.e2e.readme_shell import Workdir
 
 BIN = Path(sys.executable).parent
 DIM_CUSTOMERS = AssetKey(["marts", "dim_customers"])
@@ -36,29 +37,21 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    root = tmp_path_factory.mktemp("platform")
-    sources = specs_copy(root / "sources", {"crm": "* * * * *"})
-    # Streams report their loads every 20 s here (300 by default).
-    started = start_platform(
-        root, env={"SOURCES_PATH": str(sources), "STREAM_REPORT_EVERY_SECONDS": "20"}
+def platform(shared_platform: Workdir) -> Iterator[Platform]:
+    """The session's platform (tests/e2e/conftest.py), whose crm schedule ticks every minute."""
+    shared = Platform.of_workdir(shared_platform)
+    # One tick is enough (each tick requests the day again): stop crm's schedules once it
+    # has ticked, as a user would in the UI.
+    eventually(
+        lambda: shared.runs(**{KIND_TAG: SCHEDULED}),
+        timeout=REFRESH_SECONDS,
+        what="crm's schedule to tick",
+        platform=shared,
     )
-    try:
-        # One tick is enough (each tick requests the day again): stop crm's schedules once
-        # it has ticked, as a user would in the UI.
-        eventually(
-            lambda: started.runs(**{KIND_TAG: SCHEDULED}),
-            timeout=REFRESH_SECONDS,
-            what="crm's schedule to tick",
-            platform=started,
-        )
-        for schedule in ("crm_daily_schedule", "crm_reference_schedule"):
-            started.stop_schedule(schedule)
-        yield started
-    finally:
-        output = stop_platform(started)
-        # Stopping the platform leaves no run marked failed by the stop itself.
-        assert "Traceback" not in output, output[-3000:]
+    for schedule in ("crm_daily_schedule", "crm_reference_schedule"):
+        shared.stop_schedule(schedule)
+    yield shared
+    shared.instance.dispose()
 
 
 def _end_time(platform: Platform, run_id: str) -> float:
@@ -229,7 +222,11 @@ def test_two_clients_syncs_run_at_once_share_one_build_and_land_exact_rows_when_
     with platform.api_client() as api:
         created = api.post(
             "/clients",
-            json={"id": "acme", "name": "Acme", "credentials": _tenant_credentials(platform, 1)},
+            json={
+                "id": "globex",
+                "name": "Globex",
+                "credentials": _tenant_credentials(platform, 1),
+            },
         )
         assert created.status_code == 201, created.text
         body = {"start_date": SYNC_DAYS[0], "end_date": SYNC_DAYS[1]}
@@ -237,7 +234,7 @@ def test_two_clients_syncs_run_at_once_share_one_build_and_land_exact_rows_when_
             answers = list(
                 pool.map(
                     lambda client: api.post(f"/integrations/{client}/sync", json=body),
-                    ["demo", "acme"],
+                    ["demo", "globex"],
                 )
             )
         assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
@@ -256,7 +253,7 @@ def test_two_clients_syncs_run_at_once_share_one_build_and_land_exact_rows_when_
         )
     assert {c: s["state"] for c, s in states.items()} == {
         "demo": "succeeded",
-        "acme": "succeeded",
+        "globex": "succeeded",
     }, states
     # One dbt build served both: the raw loads that landed together waited for each other.
     builds = {s["transform_run"]["run_id"] for s in states.values()}
@@ -330,11 +327,11 @@ def test_a_sync_whose_run_is_canceled_says_so_and_the_run_ends_canceled(
 ) -> None:
     with platform.api_client() as api:
         sync = api.post(
-            "/integrations/acme/sync",
+            "/integrations/globex/sync",
             json={"sources": ["billing"], "start_date": "2025-07-01", "end_date": "2025-07-07"},
         )
         assert sync.status_code == 202, sync.text
-        path = f"/integrations/acme/syncs/{sync.json()['id']}"
+        path = f"/integrations/globex/syncs/{sync.json()['id']}"
         runs = platform.runs(**{"integration_platform/sync_id": sync.json()["id"]})
         assert runs
         for run in runs:

@@ -1,0 +1,96 @@
+"""One real platform for the session's end-to-end tests that need the Dagster daemon.
+
+`integration-platform up` (what `make run` runs) starts once, in a folder that stands for the
+repository's root (tests/e2e/readme_shell.py's Workdir), on free ports. The README's shell
+blocks (test_readme_shell.py) and the automation tests (test_platform_automation.py) share it;
+their tests run last in the session, one module after the other, so the platform stops when
+they are done instead of loading the machine under the other tests.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.e2e.platform import specs_copy
+from tests.e2e.readme_shell import Ports, Workdir, stop_group, wait_for
+from tests.e2e.test_platform_commands import free_port_block
+
+SHARED_MODULES = ("test_platform_automation.py", "test_readme_shell.py")
+PLATFORM_START = 300.0  # `up` on a loaded 2-core machine: the UI answered in 150+ s
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The shared platform's tests last, module by module."""
+    shared = [item for item in items if item.path.name in SHARED_MODULES]
+    items[:] = [item for item in items if item.path.name not in SHARED_MODULES] + sorted(
+        shared, key=lambda item: SHARED_MODULES.index(item.path.name)
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workdir]:
+    ports = Ports(
+        base=free_port_block(6),
+        ui=free_port_block(1),
+        api=free_port_block(1),
+        webhooks=free_port_block(1),
+    )
+    workdir = Workdir.create(tmp_path_factory.mktemp("platform-root"), ports)
+    # The platform's processes load specs whose crm schedule ticks every minute (so a
+    # scheduled day lands within the session), and report stream loads every 20 s (300 by
+    # default); the README's commands load the repository's specs.
+    sources = specs_copy(workdir.path / "platform-sources", {"crm": "* * * * *"})
+    env = {**workdir.env, "SOURCES_PATH": str(sources), "STREAM_REPORT_EVERY_SECONDS": "20"}
+    log = workdir.path / "up.out"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(workdir.path / ".venv" / "bin" / "integration-platform"),
+                "up",
+                "--base-port",
+                str(ports.base),
+                "--ui-port",
+                str(ports.ui),
+                "--api-port",
+                str(ports.api),
+                "--webhook-port",
+                str(ports.webhooks),
+                # No test depends on the population's size (make run's is 1,000): a smaller
+                # one makes the week-long runs shorter.
+                "--customers",
+                "300",
+            ],
+            cwd=workdir.path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def exited() -> str:
+        if process.poll() is None:
+            return ""
+        return f"the platform exited ({process.returncode}):\n{log.read_text()[-4000:]}"
+
+    def ready() -> bool:
+        key = workdir.path / "data" / "api-admin.key"
+        if "Dagster UI ready" not in log.read_text() or not key.exists():
+            return False
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{ports.api}/health/ready", timeout=10)
+        except httpx.TransportError:
+            return False
+        return answer.status_code == 200
+
+    try:
+        wait_for(ready, PLATFORM_START, "`integration-platform up`", exited)
+        yield workdir
+    finally:
+        # Ctrl-C, as the README says; the launcher stops its children.
+        stop_group(process, signal.SIGINT)
