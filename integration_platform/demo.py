@@ -121,6 +121,23 @@ def _report(result: MainJobResult, echo: Callable[[str], None], seconds: float) 
         "(README: Querying from BI tools), or from a terminal with the duckdb CLI "
         f"({'installed by' if cli.exists() else 'install it once with'} `make bi-clients`):\n"
         f"  {cli} -readonly {published}\n"
-        f"runs: DAGSTER_HOME={os.environ['DAGSTER_HOME']} (the UI shows them if started "
-        f"with it); their output: {environment.data_dir() / 'logs' / 'demo.log'}"
+        f"the runs' output: {environment.data_dir() / 'logs' / 'demo.log'}\n"
+        "to see these runs in the Dagster UI and these customers in the API, start the "
+        f"platform on the demo's data:\n  {demo_platform_command()}"
     )
+
+
+def demo_platform_command() -> str:
+    """`make run` on the demo's warehouse and Dagster instance (paths relative to the
+    current folder where they can be)."""
+    return (
+        f"INTEGRATION_PLATFORM_DATA_DIR={_shown(environment.data_dir())} "
+        f"DAGSTER_HOME={Path(os.environ['DAGSTER_HOME']).resolve()} make run"
+    )
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
