@@ -182,6 +182,11 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
                 if warehouse.publish:
                     store.publish()
         finally:
+            # The row counts and column metadata are read through dbt-duckdb in this process;
+            # its environment keeps the warehouse open read-write after the build, which would
+            # refuse any other connection to the file from this process (materialize and the
+            # demo go on in it). dbt-duckdb closes it only when replacing it: close it here.
+            _close_duckdb_environment()
             # dagster-dbt registers a dbt adapter in this process (it reads relations through
             # it) and leaves it in dbt's global registry; its multiprocessing lock is a named
             # semaphore, reported as leaked by `make demo` and `materialize`, which end with
@@ -189,3 +194,13 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
             reset_adapters()  # type: ignore[no-untyped-call]
 
     return dbt_build
+
+
+def _close_duckdb_environment() -> None:
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        environment_ = DuckDBConnectionManager._ENV
+        if environment_ is not None:
+            environment_.close()
+            DuckDBConnectionManager._ENV = None
