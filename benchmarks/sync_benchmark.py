@@ -137,6 +137,8 @@ def scheduled_lag(platform: Platform) -> tuple[float, float]:
         )
 
     run = eventually(landed, timeout=TIMEOUT, what="the scheduled crm day", every=2)
+    for schedule in ("crm_daily_schedule", "crm_reference_schedule"):  # one tick is enough
+        platform.stop_schedule(schedule)
     record = platform.instance.get_run_record_by_id(run.run_id)
     assert record is not None and record.end_time is not None
     ended = record.end_time
@@ -171,7 +173,11 @@ def main() -> None:
         start_seconds = time.monotonic() - started
         try:
             lag, lag_build = scheduled_lag(platform)
-            singles = [sync(platform, "demo", *WEEK) for _ in range(args.rounds)]
+            print(f"scheduled day -> marts: {lag:.0f} s (build {lag_build:.0f} s)", flush=True)
+            singles = []
+            for _ in range(args.rounds):
+                singles.append(sync(platform, "demo", *WEEK))
+                print(f"single sync: {singles[-1]}", flush=True)
             clients = [f"client{i:02d}" for i in range(1, args.clients + 1)]
             for tenant, client in enumerate(clients, start=1):
                 register(platform, client, tenant, args.clients + 1)
@@ -179,6 +185,8 @@ def main() -> None:
             with ThreadPoolExecutor(len(clients)) as pool:
                 batch = list(pool.map(lambda c: sync(platform, c, *WEEK), clients))
             batch_seconds = time.time() - batch_started
+            for timed in batch:
+                print(f"batch sync: {timed}", flush=True)
             batch_builds = [
                 r
                 for r in platform.runs(**{KIND_TAG: AUTOMATION})
