@@ -111,7 +111,8 @@ def sync(platform: Platform, client: str, start: str, end: str) -> Timed:
         and b.start_time
         and b.end_time
         and b.end_time >= raw_end
-        and b.end_time <= done + 1
+        # The API sees the materializations a moment before Dagster stamps the run's end.
+        and b.end_time <= done + 60
     ]
     build = min(serving, key=lambda b: b.end_time or 0) if serving else None
     build_start = build.start_time if build and build.start_time else raw_end
