@@ -15,12 +15,9 @@ daemon, the sandbox, the API), from POST to succeeded.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform as machine
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +34,6 @@ from tests.e2e.platform import Platform, eventually, specs_copy, start_platform,
 WEEK = ("2025-06-01", "2025-06-07")
 SYNC_TAG = "integration_platform/sync_id"
 TIMEOUT = 1800
-BIN = Path(sys.executable).parent
 
 
 @dataclass
@@ -57,24 +53,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def register(platform: Platform, client: str, tenant: int, tenants: int) -> None:
-    shown = subprocess.run(
-        [
-            str(BIN / "integration-platform"),
-            "sandbox",
-            "tenants",
-            "--tenants",
-            str(tenants),
-            "--tenant",
-            str(tenant),
-            "--json",
-            "--base-port",
-            str(platform.base_port),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    credentials = json.loads(shown)["tenants"][0]["credentials"]
+    credentials = platform.tenant_credentials(tenant, tenants)
     with platform.api_client() as api:
         answer = api.post(
             "/clients", json={"id": client, "name": client, "credentials": credentials}

@@ -3,6 +3,7 @@ Dagster daemon: started once per module that asks for it, read through its insta
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -87,6 +88,26 @@ class Platform:
             {"id": found["scheduleState"]["id"]},
         )["stopRunningSchedule"]
         assert stopped["__typename"] == "ScheduleStateResult", stopped
+
+    def tenant_credentials(self, tenant: int, tenants: int | None = None) -> dict[str, Any]:
+        """The sandbox tenant's credentials for every source, as `POST /clients` takes them."""
+        shown = subprocess.run(
+            [
+                str(BIN / "integration-platform"),
+                "sandbox",
+                "tenants",
+                *(["--tenants", str(tenants)] if tenants else []),
+                "--tenant",
+                str(tenant),
+                "--json",
+                "--base-port",
+                str(self.base_port),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return dict(json.loads(shown)["tenants"][0]["credentials"])
 
     def log_tail(self, lines: int = 60) -> str:
         if self.output is not None:

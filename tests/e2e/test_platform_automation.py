@@ -9,13 +9,9 @@ tests wait on what the daemon does, with deadlines that hold on a loaded 2-core 
 from __future__ import annotations
 
 import itertools
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -26,7 +22,6 @@ from integration_platform.run_kinds import AUTOMATION, KIND_TAG, SCHEDULED, WEBH
 from tests.e2e.platform import Platform, eventually
 from tests.e2e.readme_shell import Workdir
 
-BIN = Path(sys.executable).parent
 DIM_CUSTOMERS = AssetKey(["marts", "dim_customers"])
 YESTERDAY = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
 # A scheduled day: the schedule ticks within a minute, the raw run and the dbt build after it
@@ -198,25 +193,6 @@ SYNC_DAYS = ("2025-06-01", "2025-06-02")
 SYNC_SECONDS = 1500
 
 
-def _tenant_credentials(platform: Platform, tenant: int) -> dict[str, Any]:
-    shown = subprocess.run(
-        [
-            str(BIN / "integration-platform"),
-            "sandbox",
-            "tenants",
-            "--tenant",
-            str(tenant),
-            "--json",
-            "--base-port",
-            str(platform.base_port),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return dict(json.loads(shown)["tenants"][0]["credentials"])
-
-
 def test_two_clients_syncs_run_at_once_share_one_build_and_land_exact_rows_when_requested(
     platform: Platform,
 ) -> None:
@@ -226,7 +202,7 @@ def test_two_clients_syncs_run_at_once_share_one_build_and_land_exact_rows_when_
             json={
                 "id": "globex",
                 "name": "Globex",
-                "credentials": _tenant_credentials(platform, 1),
+                "credentials": platform.tenant_credentials(1),
             },
         )
         assert created.status_code == 201, created.text
@@ -293,7 +269,7 @@ def test_two_clients_syncs_run_at_once_share_one_build_and_land_exact_rows_when_
 def test_a_sync_whose_raw_run_fails_says_why_in_plain_words_when_read(
     platform: Platform,
 ) -> None:
-    credentials = _tenant_credentials(platform, 1)
+    credentials = platform.tenant_credentials(1)
     credentials["crm"]["CRM_CLIENT_SECRET"] = "not-the-secret-" + "x" * 16
     with platform.api_client() as api:
         created = api.post(
