@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, in_process_executor
 from dagster_dbt import DbtCliResource
 
 from integration_platform.assets.raw import api_resource_key, raw_assets
@@ -62,6 +62,11 @@ defs = Definitions(
         automation_sensor(),
         client_lag_sensor,
     ],
+    # Steps run in the run's own process. The multiprocess default starts a process per step,
+    # and each one loads these definitions again (about 6 s here, dagster-dbt's import most
+    # of it): a client-week's raw run spent most of its minute starting processes. Raw steps
+    # wait on HTTP and take the warehouse's write lock in turn anyway; dbt is one step.
+    executor=in_process_executor,
     resources={
         **default_resources(),
         **{api_resource_key(name): api_resource(spec) for name, spec in specs.items()},

@@ -1,8 +1,9 @@
 """The one place syncs become Dagster runs: the asset graph, clients, launches.
 
-A sync of a client is, per source, one run of that source's daily raw assets over the sync's
-day range (range tags; the raw assets' single-run backfill policy takes a range in one run) and
-one of its reference assets (partition: the client), as `planner.plan_runs` plans them. The dbt
+A sync of a client is one run of its sources' daily raw assets over the sync's day range (range
+tags; the raw assets' single-run backfill policy takes a range in one run) and one of their
+reference assets (partition: the client), as `planner.plan_runs` plans them: two runs, each
+paying one process start and one load of the definitions, whatever the number of sources. The dbt
 models are built by Dagster's automation (`automation_sensor`) once raw partitions land: nothing
 here launches them. Every run is tagged with the client, the sync, the stage, the source and the
 part. Clients are the dynamic partitions of `clients`.
@@ -37,7 +38,8 @@ from integration_platform.orchestration.runs import RunReader
 from integration_platform.run_kinds import SYNC
 
 CLIENTS_PARTITIONS = "clients"
-REFERENCE_PART = "reference"
+# A sync's runs by part: its sources' daily assets over its days, and their reference assets.
+PARTS = {"raw_days": "days", "raw_reference": "reference"}
 # Seconds one launch may take: with runs started at once (no queue), the webserver answers only
 # once the run's process is up, which takes a while on a busy machine.
 LAUNCH_TIMEOUT_SECONDS = 90.0
@@ -48,7 +50,7 @@ ASSET_GRAPH_QUERY = """
 query AssetGraph {
   assetNodes {
     assetKey { path } opName isPartitioned isMaterializable jobNames kinds
-    partitionDefinition { type }
+    partitionDefinition { type description }
     dependencyKeys { path }
     repository { name location { name } }
   }
@@ -97,6 +99,9 @@ class AssetNode:
     materializable: bool
     # Dagster's partition definition type: MULTIPARTITIONED (client x day), DYNAMIC (client).
     partition_type: str | None
+    # Dagster's description of the partitions ("Multi-partitioned, with dimensions: ..."):
+    # assets with the same one can share a run.
+    partitions: str | None
     job: str | None
     dependencies: tuple[AssetKey, ...]
     repository: str
@@ -195,8 +200,8 @@ class Orchestrator:
     # -- launching ----------------------------------------------------------------------------
 
     def launch_sync(self, sync: Sync) -> dict[str, str]:
-        """Launch the sync's raw runs now: by part (`crm` for its daily assets over the sync's
-        days, `crm:reference` for its reference assets), the run ids. All or none: when one
+        """Launch the sync's raw runs now: by part (`days` for its sources' daily assets over
+        the sync's days, `reference` for their reference assets), the run ids. All or none: when one
         launch fails, the runs launched before it are terminated and the error raised."""
         launched: dict[str, str] = {}
         try:
@@ -207,26 +212,33 @@ class Orchestrator:
         return launched
 
     def _launch_parts(self, sync: Sync, launched: dict[str, str]) -> None:
+        assets: dict[AssetKey, AssetNode] = {}
         for source in sync.sources:
-            assets = {a.key: a for a in self.raw_assets(source)}
-            if not assets:
+            found = self.raw_assets(source)
+            if not found:
                 raise DagsterRefused(
                     f"Dagster has no raw assets for source {source!r}: is the "
                     "code location loaded with this source's spec?"
                 )
-            planned = plan_runs(
-                [a.plan_node for a in assets.values()],
-                client_id=sync.client_id,
-                start=sync.start_date,
-                end=sync.end_date,
-                kind=SYNC,
-            )
-            for run in planned:
-                part = source if run.name == "raw_days" else f"{source}:{REFERENCE_PART}"
-                tags = {**run.tags, SYNC_TAG: sync.id, SOURCE_TAG: source, PART_TAG: part}
-                launched[part] = self._launch(
-                    [assets[k] for k in run.keys], tags, full_refresh=sync.full_refresh
-                )
+            assets.update((a.key, a) for a in found)
+        planned = plan_runs(
+            [a.plan_node for a in assets.values()],
+            client_id=sync.client_id,
+            start=sync.start_date,
+            end=sync.end_date,
+            kind=SYNC,
+        )
+        sources = ",".join(sync.sources)
+        for run in planned:
+            # A run has one partitions definition: assets whose partitions differ (a source
+            # whose days start later) go in a run of their own.
+            alike: dict[str, list[AssetNode]] = {}
+            for key in run.keys:
+                alike.setdefault(assets[key].partitions or "", []).append(assets[key])
+            for index, (_, members) in enumerate(sorted(alike.items())):
+                part = PARTS[run.name] + (f"-{index + 1}" if index else "")
+                tags = {**run.tags, SYNC_TAG: sync.id, SOURCE_TAG: sources, PART_TAG: part}
+                launched[part] = self._launch(members, tags, full_refresh=sync.full_refresh)
 
     def _terminate(self, run_ids: list[str]) -> None:
         """Best effort: a sync that is not kept leaves no run of its own going."""
@@ -290,6 +302,7 @@ def _asset_node(node: dict[str, Any]) -> AssetNode:
         op_name=node.get("opName"),
         partitioned=bool(node.get("isPartitioned")),
         partition_type=(node.get("partitionDefinition") or {}).get("type"),
+        partitions=(node.get("partitionDefinition") or {}).get("description"),
         materializable=bool(node.get("isMaterializable")),
         job=jobs[0] if jobs else None,
         dependencies=tuple(tuple(d["path"]) for d in node.get("dependencyKeys") or []),

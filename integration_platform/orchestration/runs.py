@@ -199,7 +199,7 @@ class RunReader:
 @lru_cache(maxsize=512)  # a finished run's failure never changes
 def _failure(graphql: DagsterGraphQL, run_id: str) -> str | None:
     cursor: str | None = None
-    step_errors: list[str] = []
+    step_errors: dict[str, str] = {}  # by step: its last failure (a retried step fails again)
     run_error: str | None = None
     for _ in range(20):  # at most 10,000 events
         data = graphql.execute(LOGS_QUERY, {"runId": run_id, "cursor": cursor})
@@ -208,14 +208,15 @@ def _failure(graphql: DagsterGraphQL, run_id: str) -> str | None:
             return None
         for event in connection["events"]:
             if event["__typename"] == "ExecutionStepFailureEvent":
-                step_errors.append(_plain(event))
+                step_errors[event.get("stepKey") or ""] = _plain(event)
             elif event["__typename"] == "RunFailureEvent":
                 run_error = _plain(event)
         if not connection["hasMore"]:
             break
         cursor = connection["cursor"]
     if step_errors:
-        return step_errors[-1]
+        # A run holds several assets (a sync's sources): every step that failed.
+        return "; ".join(dict.fromkeys(step_errors.values()))
     return run_error
 
 

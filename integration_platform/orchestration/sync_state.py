@@ -65,7 +65,7 @@ class SyncStateReader:
             return Observed("extracting", None, raw_runs, None)
         failed = {part: run for part, run in latest.items() if run.status != "SUCCESS"}
         if failed:
-            reasons = [f"{part}: {self.reason(run)}" for part, run in sorted(failed.items())]
+            reasons = [self.reason(run) for _, run in sorted(failed.items())]
             return Observed("failed", "; ".join(reasons), raw_runs, None)
         raw_ended = max(
             (run.ended_at or run.created_at for run in latest.values()), default=sync.created_at

@@ -41,7 +41,7 @@ def stored_syncs(api: Api) -> int:
         engine.dispose()
 
 
-def test_sync_launches_one_raw_run_per_source_tagged_for_the_client_when_requested(
+def test_sync_launches_one_run_of_the_days_and_one_of_the_reference_data_when_requested(
     api: Api,
 ) -> None:
     register(api, "acme", credentials={"crm": CRM, "billing": BILLING})
@@ -52,29 +52,33 @@ def test_sync_launches_one_raw_run_per_source_tagged_for_the_client_when_request
     sync = response.json()
     assert sync["state"] == "extracting"  # the runs were launched in the request
     assert sync["sources"] == ["billing", "crm"]
-    # billing's daily endpoints; crm's daily contacts and, in a run of their own (a run has
-    # one kind of partition), its reference companies, partitioned by the client alone.
+    # Both sources' daily endpoints in one run over the days; crm's reference companies,
+    # partitioned by the client alone, in a run of their own (a run has one kind of partition).
     runs = api.dagster.runs
     by_part = {run.tags["integration_platform/raw_part"]: run for run in runs}
-    assert len(runs) == 3
-    assert set(by_part) == {"billing", "crm", "crm:reference"}
-    assert {run.tags["integration_platform/source"] for run in runs} == {"billing", "crm"}
-    crm = by_part["crm"]
-    assert crm.tags["integration_platform/client_id"] == "acme"
-    assert crm.tags["integration_platform/sync_id"] == sync["id"]
-    assert crm.tags["integration_platform/stage"] == "raw"
-    assert crm.tags["integration_platform/kind"] == "sync"  # the Runs view filters on it
-    assert crm.tags["dagster/asset_partition_range_start"] == "acme|2025-03-01"
-    assert crm.tags["dagster/asset_partition_range_end"] == "acme|2025-03-07"
-    assert crm.assets == [["raw", "crm", "contacts"]]
-    assert crm.config == {}
-    reference = by_part["crm:reference"]
+    assert len(runs) == 2
+    assert set(by_part) == {"days", "reference"}
+    assert {run.tags["integration_platform/source"] for run in runs} == {"billing,crm"}
+    days = by_part["days"]
+    assert days.tags["integration_platform/client_id"] == "acme"
+    assert days.tags["integration_platform/sync_id"] == sync["id"]
+    assert days.tags["integration_platform/stage"] == "raw"
+    assert days.tags["integration_platform/kind"] == "sync"  # the Runs view filters on it
+    assert days.tags["dagster/asset_partition_range_start"] == "acme|2025-03-01"
+    assert days.tags["dagster/asset_partition_range_end"] == "acme|2025-03-07"
+    assert days.assets == [
+        ["raw", "billing", "customers"],
+        ["raw", "billing", "invoices"],
+        ["raw", "crm", "contacts"],
+    ]
+    assert days.config == {}
+    reference = by_part["reference"]
     assert reference.assets == [["raw", "crm", "companies"]]
     assert reference.tags["dagster/partition"] == "acme"
     assert "dagster/asset_partition_range_start" not in reference.tags
-    assert sync["raw_runs"]["crm"]["run_id"] == crm.run_id
-    assert sync["raw_runs"]["crm"]["url"].endswith(f"/runs/{crm.run_id}")
-    assert sync["raw_runs"]["crm:reference"]["run_id"] == reference.run_id
+    assert sync["raw_runs"]["days"]["run_id"] == days.run_id
+    assert sync["raw_runs"]["days"]["url"].endswith(f"/runs/{days.run_id}")
+    assert sync["raw_runs"]["reference"]["run_id"] == reference.run_id
     assert sync["transform_run"] is None
     assert "acme" in api.dagster.partitions  # the client became a partition of `clients`
     assert api.http.get("/clients/acme").json()["dagster_partition_registered_at"] is not None
@@ -84,13 +88,13 @@ def test_full_refresh_sets_every_raw_asset_config_when_asked(api: Api) -> None:
     register(api, "acme", credentials={"crm": CRM})
     api.http.post("/integrations/acme/sync", json={"full_refresh": True})
     by_part = {run.tags["integration_platform/raw_part"]: run for run in api.dagster.runs}
-    assert by_part["crm"].config == {
+    assert by_part["days"].config == {
         "ops": {"raw__crm__contacts": {"config": {"full_refresh": True}}}
     }
-    assert by_part["crm:reference"].config == {
+    assert by_part["reference"].config == {
         "ops": {"raw__crm__companies": {"config": {"full_refresh": True}}}
     }
-    assert by_part["crm"].tags["dagster/asset_partition_range_start"] == f"acme|{YESTERDAY}"
+    assert by_part["days"].tags["dagster/asset_partition_range_start"] == f"acme|{YESTERDAY}"
 
 
 def test_the_same_idempotency_key_returns_the_same_sync_when_retried(api: Api) -> None:
@@ -221,8 +225,8 @@ def test_status_gives_the_failure_in_plain_words_when_a_raw_run_fails(api: Api) 
         "crm.contacts [acme|2025-03-01]: 401 Unauthorized from /oauth/token: check "
         "CRM_CLIENT_SECRET"
     )
-    [days] = api.dagster.runs_with(**{"integration_platform/raw_part": "crm"})
-    [reference] = api.dagster.runs_with(**{"integration_platform/raw_part": "crm:reference"})
+    [days] = api.dagster.runs_with(**{"integration_platform/raw_part": "days"})
+    [reference] = api.dagster.runs_with(**{"integration_platform/raw_part": "reference"})
     api.dagster.finish(reference.run_id)
     api.dagster.finish(days.run_id, status="FAILURE", failure=reason)
     assert sync_state(api, "acme", sync["id"])["state"] == "failed"
@@ -231,7 +235,7 @@ def test_status_gives_the_failure_in_plain_words_when_a_raw_run_fails(api: Api) 
     assert crm["state"] == "failed"
     assert crm["last_error"]["message"] == reason
     assert "Traceback" not in str(status)
-    assert status["sync"]["error"] == f"crm: {reason}"
+    assert status["sync"]["error"] == reason
     # The client may sync again once the failed one ended.
     assert api.http.post("/integrations/acme/sync", json={}).status_code == 202
 
@@ -239,13 +243,13 @@ def test_status_gives_the_failure_in_plain_words_when_a_raw_run_fails(api: Api) 
 def test_the_sync_fails_saying_so_when_a_raw_run_is_canceled(api: Api) -> None:
     register(api, "acme", credentials={"crm": CRM})
     sync = api.http.post("/integrations/acme/sync", json={}).json()
-    [days] = api.dagster.runs_with(**{"integration_platform/raw_part": "crm"})
-    [reference] = api.dagster.runs_with(**{"integration_platform/raw_part": "crm:reference"})
+    [days] = api.dagster.runs_with(**{"integration_platform/raw_part": "days"})
+    [reference] = api.dagster.runs_with(**{"integration_platform/raw_part": "reference"})
     api.dagster.finish(reference.run_id)
     api.dagster.finish(days.run_id, status="CANCELED")
     canceled = sync_state(api, "acme", sync["id"])
     assert canceled["state"] == "failed"
-    assert canceled["error"] == f"crm: run {days.run_id} was canceled"
+    assert canceled["error"] == f"run {days.run_id} was canceled"
 
 
 def test_nothing_is_kept_and_dagsters_reason_is_given_when_the_launch_is_refused(
