@@ -337,6 +337,20 @@ def _follow(reference: str, request: PageRequest, response: PageResponse) -> Pag
 
 
 # -- Link headers (RFC 8288) ------------------------------------------------------------------
+#
+# Not httpx's `Response.links`: httpx 0.28 (the algorithm `requests` uses) splits on every `;`
+# and `=`, so a `;` in a URL or a `;`/`=` in a quoted value cuts the link short and can drop
+# its rel (the chain would end early, silently); it also keeps `rel="next last"` as one
+# relation, matches `REL` case-sensitively and leaves `\"` escaped.
+# test_httpx_links_miss_the_next_link_when_parse_link_header_finds_it measures this: when it
+# fails, httpx has caught up, and LinkHeaderPaginator can read `links` and this parser go.
+
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+_PARAM = re.compile(rf"[ \t]*;[ \t]*([^\s=;,]*)[ \t]*(?:=[ \t]*({_QUOTED}|[^\s;,]*))?")
+_ENTRY = re.compile(  # separators, then a link or anything else up to the next link's comma
+    rf"[ \t,]*(?:<(?P<url>[^>]*)>(?P<params>(?:{_PARAM.pattern})*)[ \t]*(?:,|$)"
+    r'|(?:"(?:[^"\\]|\\.)*"?|<[^>]*>?|[^,"<])*,?)'
+)
 
 
 @dataclass(frozen=True)
@@ -360,79 +374,17 @@ def parse_link_header(value: str) -> list[Link]:
     (RFC 8288 §3.3). Malformed entries are skipped, never guessed at.
     """
     links: list[Link] = []
-    i, n = 0, len(value)
-    while i < n:
-        while i < n and value[i] in " \t,":
-            i += 1
-        if i >= n:
-            break
-        end = value.find(">", i) if value[i] == "<" else -1
-        if end < 0:
-            i = _skip_to_next_link(value, i)
-            continue
-        url, i = value[i + 1 : end].strip(), end + 1
+    for entry in _ENTRY.finditer(value):
+        if entry["url"] is None:
+            continue  # a malformed entry
         params: dict[str, str] = {}
-        while True:
-            while i < n and value[i] in " \t":
-                i += 1
-            if i >= n or value[i] != ";":
-                break
-            name, param, i = _link_param(value, i + 1)
-            if name and name not in params:
-                params[name] = param
-        if i < n and value[i] != ",":
-            i = _skip_to_next_link(value, i)  # junk after the link: drop this entry
-            continue
-        links.append(Link(url=url, params=params))
+        for name, param in _PARAM.findall(entry["params"]):
+            if re.fullmatch(_QUOTED, param):
+                param = re.sub(r"\\(.)", r"\1", param[1:-1])
+            if name:
+                params.setdefault(name.lower(), param)
+        links.append(Link(url=entry["url"].strip(), params=params))
     return links
-
-
-def _link_param(value: str, i: int) -> tuple[str, str, int]:
-    """Parse `name [= token | quoted-string]` from position i; returns (name, value, next i)."""
-    n = len(value)
-    while i < n and value[i] in " \t":
-        i += 1
-    start = i
-    while i < n and value[i] not in " \t=;,":
-        i += 1
-    name = value[start:i].lower()
-    while i < n and value[i] in " \t":
-        i += 1
-    if i >= n or value[i] != "=":
-        return name, "", i
-    i += 1
-    while i < n and value[i] in " \t":
-        i += 1
-    if i < n and value[i] == '"':
-        chars: list[str] = []
-        i += 1
-        while i < n and value[i] != '"':
-            if value[i] == "\\" and i + 1 < n:
-                i += 1
-            chars.append(value[i])
-            i += 1
-        return name, "".join(chars), i + 1
-    start = i
-    while i < n and value[i] not in " \t;,":
-        i += 1
-    return name, value[start:i], i
-
-
-def _skip_to_next_link(value: str, i: int) -> int:
-    """Move past the next comma that is outside quotes and angle brackets."""
-    quoted = bracketed = False
-    while i < len(value):
-        char = value[i]
-        if char == '"' and not bracketed:
-            quoted = not quoted
-        elif char == "<" and not quoted:
-            bracketed = True
-        elif char == ">" and not quoted:
-            bracketed = False
-        elif char == "," and not (quoted or bracketed):
-            return i + 1
-        i += 1
-    return i
 
 
 # -- paginators -------------------------------------------------------------------------------

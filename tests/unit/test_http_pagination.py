@@ -539,6 +539,25 @@ def test_parse_link_header_unescapes_quoted_parameter_values_when_they_hold_quot
     assert link.params["title"] == 'say "hi"'
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        '<https://a/x?p=2>; rel="next last"',
+        "<https://a/x?p=2>; REL=next",
+        '<https://a/x?p=2>; title="a=b"; rel="next"',
+        '<https://a/x?p=2>; title="a; b"; rel="next"',
+        '<https://a/x?p=2;v=1>; rel="next"',
+    ],
+)
+def test_httpx_links_miss_the_next_link_when_parse_link_header_finds_it(header: str) -> None:
+    """Why parse_link_header exists: httpx's own Link parsing loses these next links. When this
+    fails, httpx has caught up: LinkHeaderPaginator can read `Response.links` instead."""
+    expected = header[1 : header.index(">")]
+    httpx_next = httpx.Response(200, headers={"link": header}).links.get("next", {}).get("url")
+    assert httpx_next != expected
+    assert [link.url for link in parse_link_header(header) if "next" in link.rels] == [expected]
+
+
 def link_pages(n: int, size: int, header_name: str = "Link") -> Serve:
     def serve(request: PageRequest) -> PageResponse:
         page = int(request.params.get("page", 1))
