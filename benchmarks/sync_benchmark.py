@@ -28,11 +28,12 @@ from pathlib import Path
 from dagster import DagsterRunStatus
 
 from benchmarks.common import busy, write_readme
+from integration_platform.assets.partitions import PARTITION_TAG
+from integration_platform.orchestration.planner import SYNC_TAG
 from integration_platform.run_kinds import AUTOMATION, KIND_TAG, SCHEDULED
 from tests.e2e.platform import Platform, eventually, specs_copy, start_platform, stop_platform
 
 WEEK = ("2025-06-01", "2025-06-07")
-SYNC_TAG = "integration_platform/sync_id"
 TIMEOUT = 1800
 
 
@@ -112,9 +113,7 @@ def scheduled_lag(platform: Platform) -> tuple[float, float]:
 
     def landed() -> object:
         runs = platform.runs(DagsterRunStatus.SUCCESS, **{KIND_TAG: SCHEDULED})
-        return next(
-            (r for r in runs if r.tags.get("dagster/partition", "").endswith(yesterday)), None
-        )
+        return next((r for r in runs if r.tags.get(PARTITION_TAG, "").endswith(yesterday)), None)
 
     run = eventually(landed, timeout=TIMEOUT, what="the scheduled crm day", every=2)
     for schedule in ("crm_daily_schedule", "crm_reference_schedule"):  # one tick is enough

@@ -26,6 +26,11 @@ CLIENT_DIMENSION, DATE_DIMENSION = "client", "date"
 CLIENTS = DynamicPartitionsDefinition(name=CLIENTS_PARTITIONS)
 # Every run for one client carries its id in this tag (schedules, the API's syncs).
 CLIENT_TAG = "integration_platform/client_id"
+# Dagster's own tags for a run's partition, or its range of partitions (one run of a backfill
+# policy that takes ranges); Dagster defines them only in a private module.
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def partitions_for(endpoint: EndpointSpec) -> PartitionsDefinition:

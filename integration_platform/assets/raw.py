@@ -42,6 +42,7 @@ from integration_platform.assets.resources import (
     LandingZoneResource,
     WarehouseResource,
 )
+from integration_platform.extraction.windows import UNPARTITIONED
 from integration_platform.http.errors import (
     CircuitOpenError,
     ExtractionError,
@@ -52,7 +53,7 @@ from integration_platform.landing.ingest import Landed, extract_to_landing
 from integration_platform.landing.lease import PartitionBusyError, PartitionLease
 from integration_platform.landing.loader import LoadCountError, LoadResult, Stager, ensure_schema
 from integration_platform.landing.warehouse import WarehouseBusyError
-from integration_platform.landing.zone import UNPARTITIONED, Attempt
+from integration_platform.landing.zone import Attempt
 from integration_platform.specs.loader import SpecError
 from integration_platform.specs.models import SourceSpec
 

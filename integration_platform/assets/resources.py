@@ -10,7 +10,6 @@ sandbox's values live) rather than Dagster's config error.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,7 @@ from integration_platform.landing.warehouse import Warehouse, check_storage_vers
 from integration_platform.landing.zone import LandingZone
 from integration_platform.paths import path_under
 from integration_platform.specs.loader import load_spec
-from integration_platform.specs.models import SourceSpec
-
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
+from integration_platform.specs.models import ENV_REFERENCE, SourceSpec
 
 
 class ApiSourceResource(ConfigurableResource["ApiSourceResource"]):
@@ -61,8 +58,9 @@ class ApiSourceResource(ConfigurableResource["ApiSourceResource"]):
 def referenced_variables(spec_file: Path) -> dict[str, bool]:
     """Variables a spec file references → whether the reference carries a default."""
     found: dict[str, bool] = {}
-    for match in _REFERENCE.finditer(spec_file.read_text()):
-        found[match.group(1)] = found.get(match.group(1), False) or bool(match.group(2))
+    for match in ENV_REFERENCE.finditer(spec_file.read_text()):
+        has_default = match.group(2) is not None  # `${VAR:-}` has one: the empty string
+        found[match.group(1)] = found.get(match.group(1), False) or has_default
     return found
 
 

@@ -19,6 +19,7 @@ from dagster import (
 )
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from integration_platform.assets.partitions import PARTITION_TAG
 from integration_platform.logs import get_logger, scrub_text
 
 _log = get_logger("integration_platform.alerts")
@@ -60,7 +61,7 @@ def failure_payload(context: RunFailureSensorContext) -> dict[str, Any]:
         "text": f"Run {run.run_id[:8]} of {run.job_name} failed: {scrub_text(message)[:500]}",
         "run_id": run.run_id,
         "job": run.job_name,
-        "partition": run.tags.get("dagster/partition"),
+        "partition": run.tags.get(PARTITION_TAG),
         "error": scrub_text(message)[:4000],
         "failed_at": datetime.now(UTC).isoformat(),
     }

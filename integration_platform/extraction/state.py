@@ -12,9 +12,8 @@ from pathlib import Path
 
 import orjson
 
+from integration_platform.extraction.windows import UNPARTITIONED
 from integration_platform.paths import check_component, path_under
-
-UNPARTITIONED = "__all__"
 
 
 class IncrementalState:

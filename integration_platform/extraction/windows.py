@@ -8,6 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from integration_platform.specs.models import EndpointSpec, PartitionSpec
 
+# The partition key of an endpoint that is not partitioned, wherever a key names something
+# (incremental marks, landing folders, the raw tables' partition column).
+UNPARTITIONED = "__all__"
+
 
 class PartitionKeyError(ValueError):
     """A partition key that does not name a day the endpoint is partitioned by."""

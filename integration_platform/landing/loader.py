@@ -28,9 +28,10 @@ import orjson
 import pyarrow as pa
 
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.extraction.windows import UNPARTITIONED
 from integration_platform.landing import contracts
 from integration_platform.landing.contracts import Contract, DriftReport, Observed, ObservedField
-from integration_platform.landing.zone import UNPARTITIONED, Attempt, PageEntry
+from integration_platform.landing.zone import Attempt, PageEntry
 from integration_platform.logs import get_logger
 from integration_platform.specs.models import RelayPagination, SinglePage, SourceSpec
 

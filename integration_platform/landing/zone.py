@@ -27,10 +27,10 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from integration_platform.extraction.windows import UNPARTITIONED
 from integration_platform.http.pagination import PageRequest
 from integration_platform.paths import path_under
 
-UNPARTITIONED = "__all__"
 MANIFEST = "manifest.jsonl"
 COMPLETE = "COMPLETE"
 

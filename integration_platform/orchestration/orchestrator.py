@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from integration_platform.assets.partitions import CLIENTS_PARTITIONS
 from integration_platform.clients.syncs import Sync
 from integration_platform.logs import get_logger
 from integration_platform.orchestration.dagster_graphql import (
@@ -37,7 +38,6 @@ from integration_platform.orchestration.planner import (
 from integration_platform.orchestration.runs import RunReader
 from integration_platform.run_kinds import SYNC
 
-CLIENTS_PARTITIONS = "clients"
 # A sync's runs by part: its sources' daily assets over its days, and their reference assets.
 PARTS = {"raw_days": "days", "raw_reference": "reference"}
 # Seconds one launch may take: with runs started at once (no queue), the webserver answers only

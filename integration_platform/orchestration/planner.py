@@ -13,7 +13,12 @@ from datetime import date
 from typing import Literal
 
 from integration_platform.assets.partitions import CLIENT_TAG as CLIENT_TAG
-from integration_platform.assets.partitions import partition_key
+from integration_platform.assets.partitions import (
+    PARTITION_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    partition_key,
+)
 from integration_platform.run_kinds import KIND_TAG
 
 SYNC_TAG = "integration_platform/sync_id"
@@ -21,9 +26,6 @@ SOURCE_TAG = "integration_platform/source"
 STAGE_TAG = "integration_platform/stage"
 PART_TAG = "integration_platform/raw_part"
 RAW_STAGE, TRANSFORM_STAGE = "raw", "transform"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-PARTITION_TAG = "dagster/partition"
 
 AssetKey = tuple[str, ...]
 # How an asset is partitioned: by client x day, by client alone, or not at all.

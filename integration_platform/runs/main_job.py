@@ -28,13 +28,8 @@ from dagster import (
     define_asset_job,
 )
 
-from integration_platform.assets.partitions import CLIENTS
-from integration_platform.orchestration.planner import (
-    RANGE_END_TAG,
-    RANGE_START_TAG,
-    PlanNode,
-    plan_runs,
-)
+from integration_platform.assets.partitions import CLIENTS, RANGE_END_TAG, RANGE_START_TAG
+from integration_platform.orchestration.planner import PlanNode, plan_runs
 from integration_platform.run_kinds import MATERIALIZE
 from integration_platform.runs.progress import Echo, Progress
 

@@ -25,7 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# `${VAR}` or `${VAR:-default}`: group 1 is the name, group 2 the default (None when absent).
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Source, endpoint and stream names become folder names, file names and table names.
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 _NAME_RULE = "use 1 to 63 lowercase letters, digits and _, starting with a letter"
@@ -58,7 +59,7 @@ def interpolate(value: str, env: Mapping[str, str], resolved: list[str] | None =
             "your environment or the repository's .env)"
         )
 
-    return _REFERENCE.sub(resolve, value)
+    return ENV_REFERENCE.sub(resolve, value)
 
 
 def _env_str(value: Any, info: ValidationInfo) -> Any:
@@ -78,7 +79,7 @@ def _masked_env_str(value: Any, info: ValidationInfo) -> Any:
 
 
 def _secret_ref(value: Any, info: ValidationInfo) -> Any:
-    if not isinstance(value, str) or not _REFERENCE.fullmatch(value.strip()):
+    if not isinstance(value, str) or not ENV_REFERENCE.fullmatch(value.strip()):
         raise ValueError(
             "secrets must come from the environment: write a reference such as "
             "${MY_API_SECRET}, never the secret itself"

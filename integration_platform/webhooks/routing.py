@@ -13,8 +13,7 @@ from typing import Any
 
 import orjson
 
-from integration_platform.extraction.windows import parse_instant
-from integration_platform.landing.zone import UNPARTITIONED
+from integration_platform.extraction.windows import UNPARTITIONED, parse_instant
 from integration_platform.specs.models import SourceSpec, WebhookSpec
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import duckdb
 import pytest
 
+from integration_platform.extraction.windows import UNPARTITIONED
 from integration_platform.http.pagination import PageRequest
 from integration_platform.landing import contracts
 from integration_platform.landing.contracts import FieldRule, Observed, ObservedField
@@ -25,7 +26,7 @@ from integration_platform.landing.loader import (
     Stager,
     load_attempt,
 )
-from integration_platform.landing.zone import MANIFEST, UNPARTITIONED, Attempt, LandingZone
+from integration_platform.landing.zone import MANIFEST, Attempt, LandingZone
 from integration_platform.specs.loader import load_spec
 from integration_platform.specs.models import SchemaContract, SourceSpec
 
