@@ -179,9 +179,6 @@ class Attempt:
         self.close()
         (self.folder / COMPLETE).write_text(datetime.now(UTC).isoformat())
 
-    def page_files(self) -> list[Path]:
-        return [self.folder / entry.file for entry in self.entries()]
-
 
 class LandingZone:
     def __init__(self, root: Path) -> None:
