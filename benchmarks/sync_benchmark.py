@@ -29,6 +29,7 @@ from dagster import DagsterRunStatus
 
 from benchmarks.common import busy, write_readme
 from integration_platform.assets.partitions import PARTITION_TAG
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.orchestration.planner import SYNC_TAG
 from integration_platform.run_kinds import AUTOMATION, KIND_TAG, SCHEDULED
 from tests.e2e.platform import Platform, eventually, specs_copy, start_platform, stop_platform
@@ -155,7 +156,7 @@ def main() -> None:
             print(f"scheduled day -> marts: {lag:.0f} s (build {lag_build:.0f} s)", flush=True)
             singles = []
             for _ in range(args.rounds):
-                singles.append(sync(platform, "demo", *WEEK))
+                singles.append(sync(platform, DEMO_CLIENT_ID, *WEEK))
                 print(f"single sync: {singles[-1]}", flush=True)
             clients = [f"client{i:02d}" for i in range(1, args.clients + 1)]
             for tenant, client in enumerate(clients, start=1):

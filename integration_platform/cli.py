@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from integration_platform import environment
+from integration_platform.clients.slugs import DEMO_CLIENT_ID, is_client_id
 from integration_platform.logs import configure_logging, get_logger, scrub_text
 from integration_platform.sandbox.chaos import PROFILES, ChaosConfigError, parse_chaos
 from integration_platform.sandbox.server import (
@@ -433,8 +434,6 @@ def _shown(value: str, limit: int = 60) -> str:
 
 
 def _client_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from integration_platform.clients.slugs import is_client_id
-
     if not is_client_id(value):
         raise click.BadParameter(
             f"{_shown(value)} is not a client id: 3 to 40 lowercase letters, digits and -, "
@@ -447,7 +446,7 @@ def _client_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option(
     "--client",
     "client_id",
-    default="demo",
+    default=DEMO_CLIENT_ID,
     show_default=True,
     callback=_client_id,
     help="Whose data: a registered client (the API registers them).",

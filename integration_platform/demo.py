@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from integration_platform import environment
+from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.runs.commands import run_main_job
 from integration_platform.runs.main_job import MainJobResult
@@ -71,7 +72,7 @@ def run_demo(settings: SandboxSettings, echo: Callable[[str], None] = print) -> 
             f"({', '.join(sandbox.urls)})"
         )
         result = run_main_job(
-            client_id="demo",
+            client_id=DEMO_CLIENT_ID,
             start=DEMO_START,
             end=DEMO_END,
             selection=None,

@@ -53,7 +53,7 @@ _DUCKDB_NAMES: dict[str, list[str]] = {}
 for _duck, _kind in contracts.JSON_TYPES.items():
     _DUCKDB_NAMES.setdefault(_kind, []).append(_duck)
 
-SCHEMA_SQL = """
+SCHEMA_SQL = f"""
 CREATE SCHEMA IF NOT EXISTS raw;
 CREATE TABLE IF NOT EXISTS raw._dead_letters (
     source VARCHAR, endpoint VARCHAR, partition_key VARCHAR, run_id VARCHAR,
@@ -67,8 +67,10 @@ CREATE TABLE IF NOT EXISTS raw._contracts (
     source VARCHAR, endpoint VARCHAR, contract JSON, updated_at TIMESTAMPTZ,
     PRIMARY KEY (source, endpoint));
 -- Warehouses from before clients: their rows are the demo client's.
-ALTER TABLE raw._dead_letters ADD COLUMN IF NOT EXISTS client_id VARCHAR DEFAULT 'demo';
-ALTER TABLE raw._failed_requests ADD COLUMN IF NOT EXISTS client_id VARCHAR DEFAULT 'demo';
+ALTER TABLE raw._dead_letters
+    ADD COLUMN IF NOT EXISTS client_id VARCHAR DEFAULT '{DEMO_CLIENT_ID}';
+ALTER TABLE raw._failed_requests
+    ADD COLUMN IF NOT EXISTS client_id VARCHAR DEFAULT '{DEMO_CLIENT_ID}';
 """
 
 
