@@ -34,6 +34,7 @@ from integration_platform import environment
 from integration_platform.assets.resources import WarehouseResource
 from integration_platform.automation.marts import model_condition
 from integration_platform.specs.models import SourceSpec
+from integration_platform.transform.column_metadata import ColumnLineageCache, with_column_metadata
 from integration_platform.transform.generate import generate, out_of_date
 
 LAYERS = ("staging", "intermediate", "marts")
@@ -143,6 +144,11 @@ def _manifest_is_stale(manifest: Path, project_dir: Path) -> bool:
     return any(p.stat().st_mtime > built for p in sources if p.exists())
 
 
+def column_lineage_cache_path(warehouse: Path) -> Path:
+    """The column lineage computed for the warehouse's models, beside it (column_metadata.py)."""
+    return warehouse.with_name(f"{warehouse.stem}.column_lineage.json")
+
+
 def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
     manifest = json.loads(project.manifest_path.read_text())
     specs, check_specs = build_dbt_specs(
@@ -175,9 +181,11 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
         args = ["build", "--exclude-resource-type", "unit_test"]
         try:
             with store.locked():
-                events = dbt.cli(args, context=context).stream().fetch_row_counts()
+                invocation = dbt.cli(args, context=context)
+                events: Iterator[Any] = invocation.stream().fetch_row_counts()
                 if os.environ.get(COLUMN_METADATA, "on").lower() != "off":
-                    events = events.fetch_column_metadata()
+                    cache = ColumnLineageCache.load(column_lineage_cache_path(store.path))
+                    events = with_column_metadata(invocation, events, cache)
                 yield from events
                 if warehouse.publish:
                     store.publish()
