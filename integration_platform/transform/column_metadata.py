@@ -183,14 +183,14 @@ def column_metadata(
                 _relation_columns(invocation, _node(manifest, parent))
                 for parent in manifest["parent_map"].get(unique_id, [])
             )
-            lineage = _cached_lineage(invocation, props, columns, parents, cache)
+            lineage = cached_lineage(invocation, props, columns, parents, cache)
         except Exception as e:  # as dagster-dbt: the column types still go out
             logger.warning(f"No column lineage for `{where}`: {e}", exc_info=True)
             lineage = {}
     return {**schema, **lineage}
 
 
-def _cached_lineage(
+def cached_lineage(
     invocation: DbtCliInvocation,
     props: Mapping[str, Any],
     columns: Columns,
