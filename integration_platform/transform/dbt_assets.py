@@ -5,7 +5,9 @@ One translator decides every key and group: dbt sources are the raw assets
 The whole project is one asset that cannot be split: one `dbt build`, which Dagster's
 automation requests when raw data lands (automation/marts.py), at most one at a time (pool
 `warehouse`), under the warehouse write lock; then the read-only copy is published. Each
-model reports its row count, column types and column lineage (dagster-dbt's metadata).
+model reports its row count, column types and column lineage (dagster-dbt's metadata; the
+lineage is kept per model and computed again only where the SQL or a schema changed:
+column_metadata.py).
 (No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.)
 """
 
@@ -44,8 +46,8 @@ WAREHOUSE_POOL = "warehouse"
 MART_FRESHNESS = FreshnessPolicy.time_window(
     warn_window=timedelta(hours=26), fail_window=timedelta(hours=50)
 )
-# `COLUMN_METADATA=off` skips the column types and lineage (costs seconds per build:
-# benchmarks/README.md, "dbt build").
+# `COLUMN_METADATA=off` skips the column types and lineage (what they cost per build, first and
+# later: benchmarks/README.md, "dbt build").
 COLUMN_METADATA = "COLUMN_METADATA"
 
 
