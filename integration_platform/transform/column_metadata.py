@@ -122,18 +122,21 @@ def lineage_key(
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def with_column_metadata(
+def with_build_metadata(
     invocation: DbtCliInvocation,
     events: Iterator[DbtEvent],
-    cache: ColumnLineageCache,
+    cache: ColumnLineageCache | None,
     threads: int = METADATA_THREADS,
 ) -> Iterator[DbtEvent]:
-    """`events` (a `dbt build` stream) with the column types and column lineage attached, as
-    `DbtEventIterator.fetch_column_metadata()` attaches them, the lineage read from `cache`
-    where nothing it depends on changed.
+    """`events` (a `dbt build` stream) with the row counts attached, as dagster-dbt's
+    `fetch_row_counts()` attaches them, and unless `cache` is None the column types and column
+    lineage, as its `fetch_column_metadata()` does, the lineage read from `cache` where nothing
+    it depends on changed.
 
     The events are read to the end first: dbt holds the DuckDB file until it exits (dagster-dbt
     waits the same way). Events that came before a failure are still yielded, then it is raised.
+    Not dagster-dbt's own iterator: its thread pool (dagster `imap`) polls without sleeping
+    while dbt runs, taking one of this machine's two cores from dbt for the whole build.
     """
     received: list[DbtEvent] = []
     failure: Exception | None = None
@@ -141,17 +144,20 @@ def with_column_metadata(
         received.extend(events)
     except Exception as e:  # re-raised below, after the events dbt did emit
         failure = e
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dbt_column_metadata") as pool:
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dbt_build_metadata") as pool:
         yield from pool.map(lambda event: _with_metadata(invocation, event, cache), received)
-    cache.save()
+    if cache is not None:
+        cache.save()
     if failure is not None:
         raise failure
 
 
 def _with_metadata(
-    invocation: DbtCliInvocation, event: DbtEvent, cache: ColumnLineageCache
+    invocation: DbtCliInvocation, event: DbtEvent, cache: ColumnLineageCache | None
 ) -> DbtEvent:
-    metadata = column_metadata(invocation, event, cache)
+    metadata = dict(dagster_dbt_row_count(invocation, event) or {})
+    if cache is not None:
+        metadata.update(column_metadata(invocation, event, cache))
     return event.with_metadata({**event.metadata, **metadata}) if metadata else event
 
 
@@ -234,10 +240,11 @@ def _node(manifest: Mapping[str, Any], unique_id: str) -> dict[str, Any]:
 
 
 # dagster-dbt's internals, in one place. dagster-dbt 0.29.27 computes column metadata only inside
-# `DbtEventIterator.fetch_column_metadata()`, which offers no way to reuse a result; these two
-# functions call the pieces it uses (checked against dagster-dbt 0.29.27,
-# dagster_dbt/core/dbt_event_iterator.py `_fetch_column_metadata`) so the metadata stays exactly
-# dagster-dbt's. tests/unit/test_column_metadata.py compares the two.
+# `DbtEventIterator.fetch_column_metadata()`, which offers no way to reuse a result, and row
+# counts only through its polling thread pool; these functions call the pieces it uses (checked
+# against dagster-dbt 0.29.27, dagster_dbt/core/dbt_event_iterator.py `_fetch_column_metadata`
+# and `_fetch_row_count_metadata`) so the metadata stays exactly dagster-dbt's.
+# tests/unit/test_column_metadata.py compares the two.
 
 
 def _relation_columns(
@@ -251,6 +258,14 @@ def _relation_columns(
         adapter=adapter, dbt_resource_props=dict(props)
     )
     return relation.name, {c.name: {"data_type": c.data_type} for c in relation.columns}
+
+
+def dagster_dbt_row_count(invocation: DbtCliInvocation, event: DbtEvent) -> dict[str, Any] | None:
+    """dagster-dbt's `dagster/row_count` for a table the build materialized (None: a view, a
+    test, or the count failed, which it logs)."""
+    from dagster_dbt.core.dbt_event_iterator import _fetch_row_count_metadata
+
+    return _fetch_row_count_metadata(invocation, event)
 
 
 def dagster_dbt_lineage(

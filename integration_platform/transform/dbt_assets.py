@@ -36,7 +36,7 @@ from integration_platform import environment
 from integration_platform.assets.resources import WarehouseResource
 from integration_platform.automation.marts import model_condition
 from integration_platform.specs.models import SourceSpec
-from integration_platform.transform.column_metadata import ColumnLineageCache, with_column_metadata
+from integration_platform.transform.column_metadata import ColumnLineageCache, with_build_metadata
 from integration_platform.transform.generate import generate, out_of_date
 
 LAYERS = ("staging", "intermediate", "marts")
@@ -184,11 +184,12 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
         try:
             with store.locked():
                 invocation = dbt.cli(args, context=context)
-                events: Iterator[Any] = invocation.stream().fetch_row_counts()
-                if os.environ.get(COLUMN_METADATA, "on").lower() != "off":
-                    cache = ColumnLineageCache.load(column_lineage_cache_path(store.path))
-                    events = with_column_metadata(invocation, events, cache)
-                yield from events
+                cache = (
+                    ColumnLineageCache.load(column_lineage_cache_path(store.path))
+                    if os.environ.get(COLUMN_METADATA, "on").lower() != "off"
+                    else None
+                )
+                yield from with_build_metadata(invocation, invocation.stream(), cache)
                 if warehouse.publish:
                     store.publish()
         finally:
