@@ -5,7 +5,9 @@ One translator decides every key and group: dbt sources are the raw assets
 The whole project is one asset that cannot be split: one `dbt build`, which Dagster's
 automation requests when raw data lands (automation/marts.py), at most one at a time (pool
 `warehouse`), under the warehouse write lock; then the read-only copy is published. Each
-model reports its row count, column types and column lineage (dagster-dbt's metadata).
+model reports its row count, column types and column lineage (dagster-dbt's metadata; the
+lineage is kept per model and computed again only where the SQL or a schema changed:
+column_metadata.py).
 (No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.)
 """
 
@@ -34,6 +36,7 @@ from integration_platform import environment
 from integration_platform.assets.resources import WarehouseResource
 from integration_platform.automation.marts import model_condition
 from integration_platform.specs.models import SourceSpec
+from integration_platform.transform.column_metadata import ColumnLineageCache, with_build_metadata
 from integration_platform.transform.generate import generate, out_of_date
 
 LAYERS = ("staging", "intermediate", "marts")
@@ -43,8 +46,8 @@ WAREHOUSE_POOL = "warehouse"
 MART_FRESHNESS = FreshnessPolicy.time_window(
     warn_window=timedelta(hours=26), fail_window=timedelta(hours=50)
 )
-# `COLUMN_METADATA=off` skips the column types and lineage (costs seconds per build:
-# benchmarks/README.md, "dbt build").
+# `COLUMN_METADATA=off` skips the column types and lineage (what they cost per build, first and
+# later: benchmarks/README.md, "dbt build").
 COLUMN_METADATA = "COLUMN_METADATA"
 
 
@@ -143,6 +146,11 @@ def _manifest_is_stale(manifest: Path, project_dir: Path) -> bool:
     return any(p.stat().st_mtime > built for p in sources if p.exists())
 
 
+def column_lineage_cache_path(warehouse: Path) -> Path:
+    """The column lineage computed for the warehouse's models, beside it (column_metadata.py)."""
+    return warehouse.with_name(f"{warehouse.stem}.column_lineage.json")
+
+
 def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
     manifest = json.loads(project.manifest_path.read_text())
     specs, check_specs = build_dbt_specs(
@@ -175,10 +183,13 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
         args = ["build", "--exclude-resource-type", "unit_test"]
         try:
             with store.locked():
-                events = dbt.cli(args, context=context).stream().fetch_row_counts()
-                if os.environ.get(COLUMN_METADATA, "on").lower() != "off":
-                    events = events.fetch_column_metadata()
-                yield from events
+                invocation = dbt.cli(args, context=context)
+                cache = (
+                    ColumnLineageCache.load(column_lineage_cache_path(store.path))
+                    if os.environ.get(COLUMN_METADATA, "on").lower() != "off"
+                    else None
+                )
+                yield from with_build_metadata(invocation, invocation.stream(), cache)
                 if warehouse.publish:
                     store.publish()
         finally:
