@@ -226,12 +226,14 @@ def test_cli_extract_writes_a_day_of_contacts_when_the_platform_runs(platform: W
 @covers(CLI_BLOCK)
 def test_cli_demo_is_the_command_make_demo_runs_and_a_test_runs() -> None:
     """`integration-platform demo` takes over a minute: `make demo`, which runs exactly it,
-    is run by tests/e2e/test_platform_commands.py (its figures checked against the README),
-    rather than twice in the suite."""
+    is run once for the session by tests/e2e/demo_run.py, and its figures are checked against
+    the README by tests/e2e/test_platform_commands.py, rather than twice in the suite."""
     assert _cli_command("demo").endswith("integration-platform demo")
-    suite = (PROJECT_ROOT / "tests" / "e2e" / "test_platform_commands.py").read_text()
+    e2e = PROJECT_ROOT / "tests" / "e2e"
+    suite = (e2e / "test_platform_commands.py").read_text()
     assert "def test_demo_prints_the_seeded_figures_and_no_warning_when_run_headless" in suite
-    assert '["make", "--no-print-directory", "demo"' in suite
+    assert "demo_run: DemoRun" in suite
+    assert '["make", "--no-print-directory", "demo"' in (e2e / "demo_run.py").read_text()
 
 
 MAIN_JOB_BLOCK = (
