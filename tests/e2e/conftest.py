@@ -1,4 +1,6 @@
-"""One real platform for the session's end-to-end tests that need the Dagster daemon.
+"""What the session's end-to-end tests share, each made once: one `make demo` (the whole job,
+sandbox to marts; tests/e2e/demo_run.py) whose output several tests read, and one real
+platform for the tests that need the Dagster daemon.
 
 `integration-platform up` (what `make run` runs) starts once, in a folder that stands for the
 repository's root (tests/e2e/readme_shell.py's Workdir), on free ports. The README's shell
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.e2e.demo_run import DemoRun, run_make_demo
 from tests.e2e.platform import specs_copy
 from tests.e2e.readme_shell import Ports, Workdir, stop_group, wait_for
 from tests.e2e.test_platform_commands import free_port_block
@@ -30,6 +33,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = [item for item in items if item.path.name not in SHARED_MODULES] + sorted(
         shared, key=lambda item: SHARED_MODULES.index(item.path.name)
     )
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """`make demo`, once; its tests only read what it left."""
+    return run_make_demo(tmp_path_factory.mktemp("demo-data"))
 
 
 @pytest.fixture(scope="session")

@@ -13,40 +13,34 @@ from dotenv import dotenv_values
 
 from integration_platform.environment import PROJECT_ROOT, SANDBOX_ENV_FILE
 from integration_platform.logs import is_secret_variable
+from tests.e2e.demo_run import DemoRun
 from tests.echo_api import ECHO_SECRETS, ECHO_SPEC, EchoAPI, leaked_forms
 
 BIN = Path(sys.executable).parent
 
 
-@pytest.mark.timeout(900)  # the demo at DEBUG: ~2 min alone, over 5 on a crowded machine
+@pytest.mark.timeout(900)  # the session's `make demo` (demo_run): ~70 s alone, 5+ min crowded
 def test_no_configured_secret_appears_in_any_log_line_when_a_full_run_logs_at_debug(
-    tmp_path: Path,
+    demo_run: DemoRun,
 ) -> None:
+    """The whole job (the session's `make demo`, tests/e2e/demo_run.py) at LOG_LEVEL=DEBUG."""
     secrets = {
         name: value
         for name, value in dotenv_values(SANDBOX_ENV_FILE).items()
         if value and is_secret_variable(name)
     }
     assert len(secrets) >= 6, "the sandbox's credentials should all count as secrets"
-    env = {**os.environ, "LOG_LEVEL": "DEBUG", "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [str(BIN / "integration-platform"), "demo", "--customers", "150"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=840,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert demo_run.returncode == 0, demo_run.report()
     # The console, and the file the runs' own output (dbt's and the log lines logged inside
     # the runs included) went to.
-    run_log = (tmp_path / "demo" / "logs" / "demo.log").read_text()
-    output = result.stdout + result.stderr + run_log
+    run_log = (demo_run.folder / "logs" / "demo.log").read_text()
+    output = demo_run.stdout + demo_run.stderr + run_log
     leaked = [name for name, value in secrets.items() if value in output]
     assert not leaked, f"secret values of {leaked} appear in the logs"
 
-    assert '"http_request"' not in result.stderr, "the runs' lines belong in demo.log"
+    assert '"http_request"' not in demo_run.stderr, "the runs' lines belong in demo.log"
     lines = [json.loads(line) for line in run_log.splitlines() if line.startswith("{")]
+    assert any(line.get("level") == "debug" for line in lines), "the run did not log at DEBUG"
     requests = [line for line in lines if line.get("event") == "http_request"]
     assert requests, "every HTTP attempt should be logged"
     for field in ("request_id", "source", "endpoint", "attempt", "status", "latency_ms", "url"):

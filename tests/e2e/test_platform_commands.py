@@ -23,6 +23,7 @@ from integration_platform.environment import PROJECT_ROOT
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
 from tests.conftest import START_SECONDS
+from tests.e2e.demo_run import DemoRun
 from tests.integration.test_spec_isolation import SHOP
 
 BIN = Path(sys.executable).parent
@@ -305,32 +306,25 @@ WARNING_SIGNS = re.compile(r"warn|leaked|Traceback|^\s*\{", re.I | re.M)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # ~70 s alone; five minutes and more on a crowded 2-core machine
+@pytest.mark.timeout(900)  # the session's `make demo` (demo_run): ~70 s alone, 5+ min crowded
 def test_demo_prints_the_seeded_figures_and_no_warning_when_run_headless(
-    tmp_path: Path,
+    demo_run: DemoRun,
 ) -> None:
-    """`make demo` itself, at its default size: the whole job, sandbox to marts (in this
-    test's virtual environment, which `make test` installed)."""
-    result = subprocess.run(
-        ["make", "--no-print-directory", "demo", f"VENV={sys.prefix}"],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=840,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    output = result.stdout
+    """`make demo` itself, at its default size: the whole job, sandbox to marts (run once for
+    the session, tests/e2e/demo_run.py; at LOG_LEVEL=DEBUG, so a console quiet there is quiet
+    at the default level)."""
+    assert demo_run.returncode == 0, demo_run.report()
+    output = demo_run.stdout
     # A line per asset partition as it lands, and nothing else on the console: no log
     # lines, no library warnings (a leaked semaphore at exit, a deprecation, ...).
     assert "✓ raw/billing/invoices  demo|2025-06-03" in output
     assert "✓ marts/customer_360" in output
     assert len(output.splitlines()) < 150, output
-    noise = [line for line in (output + result.stderr).splitlines() if WARNING_SIGNS.search(line)]
+    noise = [line for line in (output + demo_run.stderr).splitlines() if WARNING_SIGNS.search(line)]
     assert noise == [], "\n".join(noise)
-    assert result.stderr == "", result.stderr
+    assert demo_run.stderr == "", demo_run.stderr
     # The marts table, as printed and as the published warehouse holds it.
-    published = tmp_path / "demo" / "warehouse.published.duckdb"
+    published = demo_run.folder / "warehouse.published.duckdb"
     # The command it prints works: the duckdb CLI from PyPI (`make bi-clients`, which `make
     # test` runs) on the published copy.
     [command] = [line.split() for line in output.splitlines() if "-readonly" in line]

@@ -34,7 +34,7 @@ from tests.e2e.readme_shell import (
 from tests.e2e.test_platform_commands import free_port_block
 
 # Per-block limits for a loaded 2-core machine (several test suites at once); alone, the
-# slowest block (a week of the main job, dbt included) takes about a minute.
+# slowest block (three days of the main job, dbt included) takes about a minute.
 QUICK = 120.0
 MAIN_JOB = 900.0
 PLATFORM_START = 300.0
@@ -226,16 +226,18 @@ def test_cli_extract_writes_a_day_of_contacts_when_the_platform_runs(platform: W
 @covers(CLI_BLOCK)
 def test_cli_demo_is_the_command_make_demo_runs_and_a_test_runs() -> None:
     """`integration-platform demo` takes over a minute: `make demo`, which runs exactly it,
-    is run by tests/e2e/test_platform_commands.py (its figures checked against the README),
-    rather than twice in the suite."""
+    is run once for the session by tests/e2e/demo_run.py, and its figures are checked against
+    the README by tests/e2e/test_platform_commands.py, rather than twice in the suite."""
     assert _cli_command("demo").endswith("integration-platform demo")
-    suite = (PROJECT_ROOT / "tests" / "e2e" / "test_platform_commands.py").read_text()
+    e2e = PROJECT_ROOT / "tests" / "e2e"
+    suite = (e2e / "test_platform_commands.py").read_text()
     assert "def test_demo_prints_the_seeded_figures_and_no_warning_when_run_headless" in suite
-    assert '["make", "--no-print-directory", "demo"' in suite
+    assert "demo_run: DemoRun" in suite
+    assert '["make", "--no-print-directory", "demo"' in (e2e / "demo_run.py").read_text()
 
 
 MAIN_JOB_BLOCK = (
-    ".venv/bin/integration-platform materialize --partition-range 2025-03-01...2025-03-07"
+    ".venv/bin/integration-platform materialize --partition-range 2025-03-01...2025-03-03"
 )
 
 
@@ -254,7 +256,7 @@ def test_main_job_block_lands_raw_days_and_builds_marts_when_the_platform_runs(
     block = readme_block(MAIN_JOB_BLOCK)
     assert main_job.returncode == 0, main_job.report(block)
     for landed in (
-        "✓ raw/crm/contacts  demo|2025-03-07",  # the week, everything
+        "✓ raw/crm/contacts  demo|2025-03-03",  # the days, everything
         "✓ raw/billing/invoices  demo|2025-03-01",  # one day of one source
         "✓ marts/customer_360",  # dbt
     ):
@@ -270,18 +272,18 @@ DG_LAUNCH_BLOCK = "set -a; . config/sandbox.env; set +a; export DAGSTER_HOME=$PW
 @covers(BACKFILL_BLOCK)
 @pytest.mark.slow
 @pytest.mark.timeout(MAIN_JOB + PLATFORM_START + 60)
-def test_backfill_block_lands_a_week_of_raw_when_the_platform_runs(platform: Workdir) -> None:
+def test_backfill_block_lands_days_of_raw_when_the_platform_runs(platform: Workdir) -> None:
     block = readme_block(BACKFILL_BLOCK)
     ran = run_shell(platform, block.text, MAIN_JOB)
     assert ran.returncode == 0, ran.report(block)
-    assert "✓ raw/support/tickets  demo|2025-03-07" in ran.output, ran.report(block)
+    assert "✓ raw/support/tickets  demo|2025-03-03" in ran.output, ran.report(block)
     assert "marts/" not in ran.output, ran.report(block)
 
 
 @covers(DG_LAUNCH_BLOCK)
 @pytest.mark.slow
 @pytest.mark.timeout(MAIN_JOB + PLATFORM_START + 60)
-def test_dg_launch_block_runs_a_week_of_crm_and_its_reference_data_when_the_platform_runs(
+def test_dg_launch_block_runs_days_of_crm_and_its_reference_data_when_the_platform_runs(
     platform: Workdir,
 ) -> None:
     """Each of a source's two groups is one kind of partition: a group launches as one run."""
@@ -299,7 +301,7 @@ BI_BLOCK = "make bi-clients"
 @covers(BI_BLOCK)
 @pytest.mark.slow
 @pytest.mark.timeout(MAIN_JOB + PLATFORM_START + 660)
-def test_duckdb_cli_block_counts_the_demo_week_when_the_main_job_ran(
+def test_duckdb_cli_block_counts_the_demo_days_when_the_main_job_ran(
     platform: Workdir, main_job: Ran
 ) -> None:
     """`make bi-clients` for real (a few seconds once installed; 10 minutes allowed for a
@@ -316,10 +318,10 @@ def test_duckdb_cli_block_counts_the_demo_week_when_the_main_job_ran(
             "SELECT _partition_key, count(*) FROM raw.crm__contacts "
             "WHERE _client_id = 'demo' GROUP BY 1"
         ).fetchall()
-    # Every day the published copy holds for the demo client (the main job's week, and what
+    # Every day the published copy holds for the demo client (the main job's days, and what
     # other tests on the shared platform synced), with the CLI's counts.
     assert printed and printed == dict(counted), ran.report(block)
-    assert {f"2025-03-0{day}" for day in range(1, 8)} & set(printed), ran.report(block)
+    assert {f"2025-03-0{day}" for day in range(1, 4)} & set(printed), ran.report(block)
 
 
 # --- The sandbox ------------------------------------------------------------------------------
