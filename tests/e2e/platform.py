@@ -20,6 +20,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.instance.ref import InstanceRef
 
 from integration_platform.environment import PROJECT_ROOT
+from tests.e2e.readme_shell import stop_group
 from tests.e2e.test_platform_commands import free_port_block
 
 BIN = Path(sys.executable).parent
@@ -218,15 +219,11 @@ def start_platform(
 
 
 def stop_platform(platform: Platform) -> str:
-    """Ctrl-C, as a user stops `make run`; returns the console output."""
+    """Ctrl-C, as a user stops `make run`; returns the console output. What the launcher did
+    not stop within 240 s is killed (`stop_group`)."""
     assert platform.process is not None and platform.output is not None
     if platform.process.poll() is None:
-        platform.process.send_signal(signal.SIGINT)
-        try:
-            platform.process.wait(timeout=240)
-        except subprocess.TimeoutExpired:
-            os.killpg(platform.process.pid, signal.SIGKILL)
-            platform.process.wait(timeout=30)
+        stop_group(platform.process, signal.SIGINT, timeout=240)
     if platform._instance is not None:
         platform._instance.dispose()
     platform.output.close()
@@ -257,6 +254,8 @@ def eventually(
         if value:
             return value
         tail = f"\n--- up.log ---\n{platform.log_tail()}" if platform else ""
+        if alive is None and platform is not None:
+            alive = platform.process
         if alive is not None and alive.poll() is not None:
             raise AssertionError(f"the platform exited while waiting for {what}{tail}")
         if time.monotonic() > deadline:

@@ -3,6 +3,7 @@ looks like the repository's root, with the default ports moved to free loopback 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 from dotenv import dotenv_values
 
 from integration_platform.environment import PROJECT_ROOT, SANDBOX_ENV_FILE
@@ -230,16 +232,31 @@ def json_documents(output: str) -> list[dict[str, Any]]:
     return documents
 
 
-def stop_group(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    """Stop a process started in a session of its own, and everything it started."""
+def stop_group(
+    process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, *, timeout: float = 60
+) -> None:
+    """Stop a process started in a session of its own, and everything it started.
+
+    The launcher (`integration-platform up`) starts each of its children in a session of its
+    own, out of reach of its group: when it does not stop them (killed after `timeout`, or it
+    died), they are killed here, so no platform outlives its test and loads the rest of the
+    suite.
+    """
+    try:
+        started = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        started = []
     try:
         os.killpg(process.pid, sig)
-        process.wait(timeout=60)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
     except ProcessLookupError:
         pass
+    for child in started:  # after a clean stop, none is left
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 def wait_for(
