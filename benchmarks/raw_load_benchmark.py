@@ -536,7 +536,7 @@ client did; profiled with cProfile and py-spy):
 - The md5 of each record is computed while staging (beside the extraction) instead of in the
   load's transaction.
 
-**Loader changes made for this benchmark** (`integration_platform/landing/loader.py`; same
+**Loader changes made for this benchmark** (`integration_platform/landing/loader/`; same
 rows, dead letters, reasons, contracts, drift reports and previews as before on a set of
 awkward inputs; the landing/raw-layer tests pass). Measured on the 1M landing zone under
 the same load: 48 s and 2.5 GB before, 20 s and 0.9 GB after.

@@ -21,6 +21,7 @@ from integration_platform.http.pagination import (
     PageRequest,
     PageResponse,
     Paginator,
+    RecordsRule,
     RelayPaginator,
     SinglePagePaginator,
     build_paginator,
@@ -737,21 +738,25 @@ def test_guard_never_says_stop_when_max_pages_is_none() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "kind"),
+    ("spec", "kind", "rule"),
     [
-        ({"type": "single"}, SinglePagePaginator),
-        ({"type": "offset"}, OffsetPaginator),
-        ({"type": "page_number"}, PageNumberPaginator),
-        ({"type": "cursor", "cursor_path": "next"}, CursorPaginator),
-        ({"type": "next_url", "next_url_path": "next"}, NextUrlPaginator),
-        ({"type": "link_header"}, LinkHeaderPaginator),
-        ({"type": "relay", "connection_path": "customers"}, RelayPaginator),
+        ({"type": "single"}, SinglePagePaginator, RecordsRule("data", "list_or_object")),
+        ({"type": "offset"}, OffsetPaginator, RecordsRule("data")),
+        ({"type": "page_number"}, PageNumberPaginator, RecordsRule("data")),
+        ({"type": "cursor", "cursor_path": "next"}, CursorPaginator, RecordsRule("data")),
+        ({"type": "next_url", "next_url_path": "next"}, NextUrlPaginator, RecordsRule("data")),
+        ({"type": "link_header"}, LinkHeaderPaginator, RecordsRule("data")),
+        (
+            {"type": "relay", "connection_path": "customers"},
+            RelayPaginator,
+            RecordsRule("customers", "connection"),
+        ),
     ],
 )
-def test_build_paginator_picks_the_class_for_the_style_when_given_a_spec(
-    spec: dict[str, Any], kind: type[Paginator]
+def test_build_paginator_picks_the_class_and_the_records_rule_for_the_style_when_given_a_spec(
+    spec: dict[str, Any], kind: type[Paginator], rule: RecordsRule
 ) -> None:
     parsed: PaginationSpec = TypeAdapter(PaginationSpec).validate_python(spec)
     paginator = build_paginator(parsed, "data")
     assert type(paginator) is kind
-    assert paginator.records_path == "data"
+    assert paginator.rule == rule
