@@ -17,6 +17,8 @@ from integration_platform.extraction.runner import (
 )
 from integration_platform.extraction.state import IncrementalState
 from integration_platform.http.clock import Clock
+from integration_platform.http.pagination import PageRequest
+from integration_platform.landing.provenance import Pull
 from integration_platform.landing.zone import Attempt
 from integration_platform.logs import bind_context
 from integration_platform.specs.models import SourceSpec
@@ -110,7 +112,8 @@ async def _extract(
     rate_limit_dir: Path | None,
     clock: Clock | None,
 ) -> Landed:
-    landed, resume_from, finished = attempt.resume_point()
+    landed, checkpoint, finished = attempt.resume_point()
+    resume_from = None if checkpoint is None else PageRequest.from_checkpoint(checkpoint)
     if finished:
         attempt.mark_complete()
         return Landed(ExtractionSummary(spec.source, endpoint, partition), None, landed)
@@ -135,9 +138,15 @@ async def _extract(
                         url=page.fetched.url,
                         fetched_at=page.fetched.fetched_at,
                         run_id=run_id,
-                        request=page.fetched.request,
-                        next_request=page.next_request,
-                        graphql_errors=page.fetched.graphql_errors,
+                        provenance=Pull(
+                            request=page.fetched.request.to_checkpoint(),
+                            next_request=(
+                                None
+                                if page.next_request is None
+                                else page.next_request.to_checkpoint()
+                            ),
+                            graphql_errors=page.fetched.graphql_errors,
+                        ),
                     )
                 await writer.drain()
         finally:

@@ -14,30 +14,29 @@ the first one that did not survive.
 
 from __future__ import annotations
 
-import builtins
 import gzip
 import hashlib
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from integration_platform.extraction.windows import UNPARTITIONED
-from integration_platform.http.pagination import PageRequest
+from integration_platform.landing.provenance import Provenance, Pull
 from integration_platform.paths import path_under
 
 MANIFEST = "manifest.jsonl"
 COMPLETE = "COMPLETE"
 
 
-@dataclass(frozen=True)
-class PageEntry:
-    """One manifest line: a page that landed whole."""
+class PageEntry(BaseModel):
+    """One manifest line: a page that landed whole, and what produced it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     page: int
     file: str
@@ -47,13 +46,22 @@ class PageEntry:
     url: str
     fetched_at: str
     run_id: str
-    request: dict[str, Any]
-    next_request: dict[str, Any] | None
-    graphql_errors: list[Any]
+    provenance: Provenance
 
+    @model_validator(mode="before")
     @classmethod
-    def from_line(cls, line: builtins.bytes) -> PageEntry:
-        return cls(**orjson.loads(line))
+    def _before_provenance(cls, line: Any) -> Any:
+        """Lines written before provenance was recorded are pulled pages: an attempt left
+        unfinished by the previous release resumes from them."""
+        if isinstance(line, dict) and "provenance" not in line and "request" in line:
+            line = dict(line)
+            line["provenance"] = {
+                "kind": "pull",
+                "request": line.pop("request"),
+                "next_request": line.pop("next_request", None),
+                "graphql_errors": line.pop("graphql_errors", []),
+            }
+        return line
 
 
 class Attempt:
@@ -91,13 +99,14 @@ class Attempt:
         lines = []
         for line in tail.split(b"\n")[:-1]:  # each ends in \n
             try:
-                lines.append((PageEntry.from_line(line), len(line) + 1))
-            except (orjson.JSONDecodeError, TypeError):
+                lines.append((PageEntry.model_validate_json(line), len(line) + 1))
+            except ValidationError:
                 break  # the process died while appending this line: the page did not land
         return lines
 
-    def resume_point(self) -> tuple[int, PageRequest | None, bool]:
-        """(pages already landed, request to continue with, whether nothing is left to fetch).
+    def resume_point(self) -> tuple[int, dict[str, Any] | None, bool]:
+        """(pages already landed, the pull's checkpoint to continue from, whether nothing is
+        left to fetch). The checkpoint is the last page's `Pull.next_request`.
 
         The manifest is cut after its last line whose page is intact: a torn last line (the
         process died appending it), or lines whose pages a machine crash lost or truncated.
@@ -115,10 +124,9 @@ class Attempt:
                 manifest.truncate(size)
         if not entries:
             return 0, None, False
-        last = entries[-1]
-        if last.next_request is None:
-            return len(entries), None, True
-        return len(entries), PageRequest.from_checkpoint(last.next_request), False
+        last = entries[-1].provenance
+        following = last.next_request if isinstance(last, Pull) else None
+        return len(entries), following, following is None
 
     def _intact(self, entry: PageEntry) -> bool:
         try:
@@ -136,11 +144,12 @@ class Attempt:
         url: str,
         fetched_at: datetime,
         run_id: str,
-        request: PageRequest,
-        next_request: PageRequest | None,
-        graphql_errors: list[Any] | None = None,
+        provenance: Provenance,
     ) -> PageEntry:
         """Land one page: its file first, then its manifest line (the page's commit).
+
+        `content` is what `provenance` says: a response body as received (`Pull`), or the
+        JSON list of pushed records.
 
         A file without its line (the process died in between) is overwritten when the page is
         fetched again; the manifest stays open between pages, as opening files is what a page
@@ -159,13 +168,11 @@ class Attempt:
             url=url,
             fetched_at=fetched_at.astimezone(UTC).isoformat(),
             run_id=run_id,
-            request=request.to_checkpoint(),
-            next_request=next_request.to_checkpoint() if next_request else None,
-            graphql_errors=graphql_errors or [],
+            provenance=provenance,
         )
         if self._manifest is None:
             self._manifest = self.manifest_path.open("ab")
-        self._manifest.write(orjson.dumps(entry.__dict__) + b"\n")
+        self._manifest.write(entry.model_dump_json().encode() + b"\n")
         self._manifest.flush()  # readers (a Stager) follow the manifest as it grows
         return entry
 

@@ -18,8 +18,8 @@ from typing import Any
 import duckdb
 import orjson
 
-from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt
+from integration_platform.landing.provenance import Pull
 from integration_platform.landing.zone import LandingZone
 from integration_platform.sandbox.chaos import PROFILES, ChaosEngine
 from integration_platform.sandbox.roster import ALL_VENDORS, VENDORS
@@ -141,8 +141,9 @@ def load_customers(
                 url=f"sandbox://{endpoint.vendor}/{endpoint.endpoint}?page={number}",
                 fetched_at=datetime.now(UTC),
                 run_id=run_id,
-                request=PageRequest(path=f"/{endpoint.endpoint}", params={"page": number}),
-                next_request=None,
+                provenance=Pull(
+                    request={"path": f"/{endpoint.endpoint}", "params": {"page": number}}
+                ),
             )
         attempt.mark_complete()
         result = load_attempt(

@@ -1,10 +1,11 @@
 """Micro-batches of a stream into `raw.<source>__<endpoint>`, by the same path as pulled pages.
 
-A batch lands as one landing-zone attempt per partition, its page `{"data": [event, ...]}` holding
-each event's data unchanged, then loads with `load_attempt(mode="merge")` under the warehouse
-write lock. The stream's checkpoint (`raw._stream_checkpoints`) is written by the load's own
-transaction, so rows and checkpoint commit together or not at all: a consumer killed at any
-instant resumes after the last event whose row is in raw.
+A batch lands as one landing-zone attempt per partition, its page the list of the events' data,
+each unchanged (its provenance: the stream, the first and last event ids), then loads with
+`load_attempt(mode="merge")` under the warehouse write lock. The stream's checkpoint
+(`raw._stream_checkpoints`) is written by the load's own transaction, so rows and checkpoint
+commit together or not at all: a consumer killed at any instant resumes after the last event
+whose row is in raw.
 
 A batch that spans several partitions is one transaction per partition. Each records the id
 just before the first event still unloaded (in stream order), so the checkpoint never passes a
@@ -27,9 +28,9 @@ import orjson
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.http.auth import resolve_url
 from integration_platform.http.errors import ResponseShapeError
-from integration_platform.http.pagination import PageRequest
 from integration_platform.http.redaction import redact_url
 from integration_platform.landing.loader import ensure_schema, load_attempt
+from integration_platform.landing.provenance import StreamBatch
 from integration_platform.landing.warehouse import Warehouse, WarehouseBusyError
 from integration_platform.landing.zone import Attempt, LandingZone
 from integration_platform.logs import get_logger
@@ -229,12 +230,7 @@ class RawStreamSink:
         attempt = self.zone.open_attempt(
             self.spec.source, self.stream, partition, self.run_id, resume=False
         )
-        content = ('{"data":[' + ",".join([event.data for event in events]) + "]}").encode()
-        # The manifest's request says which events the page holds, for lineage and replay.
-        request = PageRequest(
-            self.spec.streams[self.stream].path,
-            {"first_event_id": events[0].id, "last_event_id": events[-1].id},
-        )
+        content = ("[" + ",".join([event.data for event in events]) + "]").encode()
         attempt.write_page(
             1,
             content,
@@ -242,8 +238,11 @@ class RawStreamSink:
             url=self.url,
             fetched_at=fetched_at,
             run_id=self.run_id,
-            request=request,
-            next_request=None,
+            provenance=StreamBatch(
+                stream=self.stream,
+                first_event_id=events[0].id,
+                last_event_id=events[-1].id,
+            ),
         )
         attempt.mark_complete()
         return attempt

@@ -1,8 +1,9 @@
 """Lands inbox batches in the raw tables through the same landing zone and loader as pulls.
 
-Per (endpoint, partition) of the batch: the events' objects become landing pages shaped like
-the endpoint's API pages (`{"data": [...]}` for `records: data`), an attempt that is complete
-before anything can see it, then `load_attempt(mode="merge")` under the warehouse write lock
+Per (endpoint, partition) of the batch: the events' objects land as pages of records (each page
+the JSON list of them, its provenance the webhook delivery: arrival numbers first..last), in an
+attempt that is complete before anything can see it, then `load_attempt(mode="merge")` under
+the warehouse write lock
 replaces the rows whose primary keys arrived and adds the new ones. Only after the warehouse
 committed are the events marked drained, so a crash in between means a re-run merges the same
 records again: the rows end up the same, never doubled. The read-only copy is published at
@@ -18,17 +19,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import orjson
 
-from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import LoadResult, load_attempt
+from integration_platform.landing.provenance import WebhookDelivery
 from integration_platform.landing.warehouse import Warehouse
 from integration_platform.landing.zone import COMPLETE, Attempt, LandingZone
 from integration_platform.paths import path_under
-from integration_platform.specs.models import RelayPagination, SourceSpec
+from integration_platform.specs.models import SourceSpec
 from integration_platform.webhooks.app import route_path
 from integration_platform.webhooks.inbox import Inbox, StoredEvent
 from integration_platform.webhooks.routing import EventRouter
@@ -53,27 +53,6 @@ class DrainResult:
     events: int = 0
     marked: int = 0
     partitions: list[DrainedPartition] = field(default_factory=list)
-
-
-def page_body(spec: SourceSpec, endpoint: str, records: list[Any]) -> Any:
-    """A page holding `records` where the endpoint's API pages hold theirs."""
-    config = spec.endpoints[endpoint]
-    if isinstance(config.pagination, RelayPagination):
-        page: Any = {"edges": [{"node": record} for record in records]}
-        keys = ["data", *config.pagination.connection_path.split(".")]
-    else:
-        page = records
-        keys = (["data"] if spec.kind == "graphql" else []) + [
-            key for key in config.records.split(".") if key
-        ]
-    if any("[" in key or "*" in key for key in keys):
-        raise ValueError(
-            f"{spec.source}.{endpoint}: records path {config.records!r} cannot "
-            "hold pushed records (only plain dotted keys can)"
-        )
-    for key in reversed(keys):
-        page = {key: page}
-    return page
 
 
 class BatchDrain:
@@ -181,19 +160,16 @@ class BatchDrain:
         for number, start in enumerate(range(0, len(events), RECORDS_PER_PAGE), start=1):
             chunk = events[start : start + RECORDS_PER_PAGE]
             records = [self.router.record(orjson.loads(event.body)) for event in chunk]
-            request = PageRequest(
-                path=route_path(self.spec),
-                params={"first_seq": chunk[0].seq, "last_seq": chunk[-1].seq},
-            )
             attempt.write_page(
                 number,
-                orjson.dumps(page_body(self.spec, endpoint, records)),
+                orjson.dumps(records),
                 records=len(records),
                 url=url,
                 fetched_at=max(datetime.fromisoformat(e.received_at) for e in chunk),
                 run_id=run_id,
-                request=request,
-                next_request=None,
+                provenance=WebhookDelivery(
+                    route=route_path(self.spec), first_seq=chunk[0].seq, last_seq=chunk[-1].seq
+                ),
             )
         (staging / COMPLETE).write_text(datetime.now(UTC).isoformat())
         folder.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from integration_platform.checks.entity_resolution import (
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt
+from integration_platform.landing.provenance import Pull
 from integration_platform.landing.zone import LandingZone
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox import raw_projection
@@ -99,8 +100,7 @@ def _load_erp(
         url="sandbox://erp/customers",
         fetched_at=datetime.now(UTC),
         run_id="erp-load",
-        request=PageRequest(path="/customers"),
-        next_request=None,
+        provenance=Pull(request=PageRequest(path="/customers").to_checkpoint()),
     )
     attempt.mark_complete()
     load_attempt(

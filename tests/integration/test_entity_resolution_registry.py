@@ -50,6 +50,7 @@ from integration_platform.checks.entity_resolution import (
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt
+from integration_platform.landing.provenance import Pull
 from integration_platform.landing.zone import LandingZone
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox import raw_projection
@@ -207,8 +208,7 @@ def _load_pharmacy(
         url="sandbox://pharmacy/customers",
         fetched_at=datetime.now(UTC),
         run_id="pharmacy-load",
-        request=PageRequest(path="/customers"),
-        next_request=None,
+        provenance=Pull(request=PageRequest(path="/customers").to_checkpoint()),
     )
     attempt.mark_complete()
     load_attempt(

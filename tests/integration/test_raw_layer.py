@@ -43,6 +43,7 @@ from integration_platform.extraction.runner import EndpointExtractor
 from integration_platform.http.client import SourceClient
 from integration_platform.http.graphql import GraphQLClient
 from integration_platform.http.pagination import PageRequest
+from integration_platform.landing.provenance import Pull
 from integration_platform.landing.warehouse import WarehouseBusyError
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox.chaos import PROFILES, ChaosSettings, Fault
@@ -349,8 +350,11 @@ def test_full_refresh_fetches_the_whole_day_when_an_incremental_run_died_before_
         url="u",
         fetched_at=datetime.now(UTC),
         run_id="died-run",
-        next_request=None,
-        request=PageRequest("/v2/contacts", {"updated_since": changed["updated_at"]}),
+        provenance=Pull(
+            request=PageRequest(
+                "/v2/contacts", {"updated_since": changed["updated_at"]}
+            ).to_checkpoint()
+        ),
     )
 
     refresh = raw.run([contacts], BUSY_DAY, {"full_refresh": True})

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from integration_platform.extraction.windows import UNPARTITIONED
-from integration_platform.http.pagination import PageRequest
+from integration_platform.http.pagination import PageRequest, RecordsRule
 from integration_platform.landing import contracts
 from integration_platform.landing.contracts import FieldRule, Observed, ObservedField
 from integration_platform.landing.loader import (
@@ -26,6 +26,10 @@ from integration_platform.landing.loader import (
     Stager,
     load_attempt,
 )
+from integration_platform.landing.loader import stage as stage_module
+from integration_platform.landing.loader import stager as stager_module
+from integration_platform.landing.loader.locate import rule_sql
+from integration_platform.landing.provenance import Pull, StreamBatch, WebhookDelivery
 from integration_platform.landing.zone import MANIFEST, Attempt, LandingZone
 from integration_platform.specs.loader import load_spec
 from integration_platform.specs.models import SchemaContract, SourceSpec
@@ -101,14 +105,22 @@ def land(
             run_id=run_id,
             url=f"http://127.0.0.1:9/{endpoint}?offset={number - 1}",
             fetched_at=FETCHED_AT,
-            request=PageRequest(f"/{endpoint}", {"offset": number - 1}),
-            next_request=(
-                PageRequest(f"/{endpoint}", {"offset": number}) if number < len(pages) else None
+            provenance=pulled(
+                PageRequest(f"/{endpoint}", {"offset": number - 1}),
+                PageRequest(f"/{endpoint}", {"offset": number}) if number < len(pages) else None,
             ),
         )
     if complete:
         attempt.mark_complete()
     return attempt
+
+
+def pulled(request: PageRequest, following: PageRequest | None = None) -> Pull:
+    """The provenance of a page the extraction fetched with `request`."""
+    return Pull(
+        request=request.to_checkpoint(),
+        next_request=None if following is None else following.to_checkpoint(),
+    )
 
 
 def _records_in(body: Any) -> int:
@@ -166,7 +178,7 @@ def test_resume_point_is_the_next_request_of_the_last_page_when_pages_remain(
     attempt.manifest_path.write_bytes(lines[0])  # the run died before page 2's line
     landed, request, finished = attempt.resume_point()
     assert (landed, finished) == (1, False)
-    assert request == PageRequest("/orders", {"offset": 1})
+    assert request == PageRequest("/orders", {"offset": 1}).to_checkpoint()
 
 
 def test_pages_after_a_torn_manifest_line_are_kept_when_the_resumed_run_lands_them(
@@ -186,8 +198,7 @@ def test_pages_after_a_torn_manifest_line_are_kept_when_the_resumed_run_lands_th
         url="u",
         fetched_at=FETCHED_AT,
         run_id="run-2",
-        request=request,
-        next_request=None,
+        provenance=Pull(request=request),
     )
     assert [e.page for e in attempt.entries()] == [1, 2], "page 2 must not vanish behind the tear"
     assert attempt.resume_point() == (2, None, True)
@@ -202,7 +213,11 @@ def test_resume_continues_from_the_first_page_a_machine_crash_lost_when_lines_ou
     (attempt.folder / attempt.entries()[4].file).unlink()
 
     landed, request, finished = attempt.resume_point()
-    assert (landed, request, finished) == (2, PageRequest("/orders", {"offset": 2}), False)
+    assert (landed, request, finished) == (
+        2,
+        PageRequest("/orders", {"offset": 2}).to_checkpoint(),
+        False,
+    )
     assert [e.page for e in attempt.entries()] == [1, 2], "lines after the loss are cut off"
 
 
@@ -680,8 +695,7 @@ def test_relay_nodes_load_as_records_when_the_source_is_graphql(
         url="u",
         fetched_at=FETCHED_AT,
         run_id=RUN,
-        request=PageRequest("/graphql"),
-        next_request=None,
+        provenance=pulled(PageRequest("/graphql")),
     )
     result = load_attempt(
         warehouse, spec=desk, endpoint="tickets", attempt=attempt, partition=None, run_id=RUN
@@ -729,8 +743,10 @@ def test_pages_land_in_order_and_a_failed_write_stops_the_extraction_when_writte
             url=f"http://127.0.0.1:9/orders?offset={number}",
             fetched_at=FETCHED_AT,
             run_id=RUN,
-            request=PageRequest("/orders", {"offset": number}),
-            next_request=PageRequest("/orders", {"offset": number + 1}),
+            provenance=pulled(
+                PageRequest("/orders", {"offset": number}),
+                PageRequest("/orders", {"offset": number + 1}),
+            ),
         )
 
     async def extract() -> int:
@@ -745,7 +761,7 @@ def test_pages_land_in_order_and_a_failed_write_stops_the_extraction_when_writte
     with pytest.raises(OSError, match="disk full"):
         asyncio.run(extract())
     assert [entry.page for entry in attempt.entries()] == [1, 2, 3, 4]
-    assert attempt.resume_point()[1] == PageRequest("/orders", {"offset": 5})
+    assert attempt.resume_point()[1] == PageRequest("/orders", {"offset": 5}).to_checkpoint()
 
 
 def _shop_table(path: Path) -> list[tuple[Any, ...]]:
@@ -763,18 +779,33 @@ def _dead_letters(path: Path) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def _wait_until_staged(stager: Stager, pages: int, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while stager.staged_pages < pages:
-        assert time.monotonic() < deadline, f"{stager.staged_pages} of {pages} pages staged"
-        time.sleep(0.01)
+class StagedPages:
+    """How many pages a Stager has staged so far: the real staging step it calls, counted."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = stage_module.stage
+
+        def counted(*args: Any, **kwargs: Any) -> None:
+            real(*args, **kwargs)
+            self.count += len(args[4])  # the entries it was given
+
+        monkeypatch.setattr(stager_module, "stage", counted)
+
+    def wait_for(self, pages: int, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self.count < pages:
+            assert time.monotonic() < deadline, f"{self.count} of {pages} pages staged"
+            time.sleep(0.01)
 
 
 def test_a_partition_staged_while_its_pages_land_loads_exactly_like_a_plain_load(
     shop: SourceSpec,
     zone: LandingZone,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    staged = StagedPages(monkeypatch)
     pages: list[Any] = [
         {"data": [{"id": page * 10 + i, "amount": i} for i in range(10)]} for page in range(7)
     ]
@@ -804,12 +835,11 @@ def test_a_partition_staged_while_its_pages_land_loads_exactly_like_a_plain_load
                 run_id=RUN,
                 url=f"http://127.0.0.1:9/orders?offset={number - 1}",
                 fetched_at=FETCHED_AT,
-                request=PageRequest("/orders", {"offset": number - 1}),
-                next_request=None,
+                provenance=pulled(PageRequest("/orders", {"offset": number - 1})),
             )
             if number % 2 == 0:  # a whole chunk landed: the stager takes it before the next
-                _wait_until_staged(stager, number, seconds=30)
-        staged_while_landing = stager.staged_pages
+                staged.wait_for(number, seconds=30)
+        staged_while_landing = staged.count
         attempt.mark_complete()
         result = stager.load(
             tmp_path / "staged.duckdb",
@@ -834,22 +864,114 @@ def test_the_load_stages_everything_itself_when_staging_alongside_failed(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from integration_platform.landing import loader
-
     pages = [{"data": [{"id": page * 10 + i, "amount": i} for i in range(10)]} for page in range(4)]
     attempt = land(zone, pages)
-    real_observe = loader._observe
 
-    def observe_fails_on_chunks(connection: Any, pages: Any = None) -> Any:
-        if pages is not None:
-            raise duckdb.IOException("temp directory is full")
-        return real_observe(connection)
+    def observe_fails(connection: Any, pages: Any = None) -> Any:
+        raise duckdb.IOException("temp directory is full")
 
-    monkeypatch.setattr(loader, "_observe", observe_fails_on_chunks)
+    monkeypatch.setattr(stager_module, "observe", observe_fails)  # the stager's, not the load's
     with Stager(shop, "orders", attempt, temp_directory=tmp_path / "spill") as stager:
         result = stager.load(tmp_path / "w.duckdb", partition="2025-03-01", run_id=RUN)
     assert (result.rows, result.dead_letters) == (40, 0)
     assert len(_shop_table(tmp_path / "w.duckdb")) == 40
+
+
+# -- where records sit: one rule, read by the paginators and, as SQL, by the loader -------------
+
+CONNECTION = {"viewer": {"tickets": {"edges": [{"node": {"id": "t1"}}, {"node": {"id": "t2"}}]}}}
+
+
+@pytest.mark.parametrize(
+    ("rule", "body"),
+    [
+        (RecordsRule("data"), {"data": [{"id": 1}, {"id": 2}], "total": 2}),
+        (RecordsRule(""), [{"id": 1}, "text", 3]),
+        (RecordsRule("result.items"), {"result": {"items": [{"id": 1}]}}),
+        (RecordsRule("pages[1]"), {"pages": [[{"id": 0}], [{"id": 1}, {"id": 2}]]}),
+        (RecordsRule("data"), {"data": []}),
+        (RecordsRule("account", "list_or_object"), {"account": {"id": "acct_1"}}),
+        (RecordsRule("account", "list_or_object"), {"account": [{"id": 1}, {"id": 2}]}),
+        (RecordsRule("viewer.tickets", "connection"), CONNECTION),
+        (
+            RecordsRule("viewer.tickets", "connection"),
+            {"viewer": {"tickets": {"nodes": [{"id": "n1"}], "pageInfo": {}}}},
+        ),
+    ],
+)
+def test_the_loader_finds_the_records_the_paginator_finds_when_given_the_same_rule(
+    rule: RecordsRule, body: Any
+) -> None:
+    locator = rule_sql(rule)
+    with duckdb.connect() as connection:
+        [(found,)] = connection.execute(
+            f"SELECT {locator.records} FROM (SELECT json, {locator.part} AS part "
+            "FROM (SELECT ?::JSON AS json))",
+            [json.dumps(body)],
+        ).fetchall()
+    assert [json.loads(record) for record in found] == rule.records(body)
+
+
+@pytest.mark.parametrize(
+    "provenance",
+    [
+        WebhookDelivery(route="/webhooks/shop", first_seq=1, last_seq=2),
+        StreamBatch(stream="orders", first_event_id="7", last_event_id="8"),
+    ],
+)
+def test_pushed_records_load_as_they_are_when_their_page_is_the_list_of_records(
+    shop: SourceSpec,
+    zone: LandingZone,
+    warehouse: duckdb.DuckDBPyConnection,
+    provenance: WebhookDelivery | StreamBatch,
+) -> None:
+    # `lines` holds its records at `result.items` in its API pages; a pushed page is the list.
+    records = [{"order_id": 1, "line": 1}, {"order_id": 1, "line": 2}]
+    attempt = zone.open_attempt("shop", "lines", None, RUN, resume=False)
+    attempt.write_page(
+        1,
+        json.dumps(records).encode(),
+        records=2,
+        url="webhook:/webhooks/shop",
+        fetched_at=FETCHED_AT,
+        run_id=RUN,
+        provenance=provenance,
+    )
+    attempt.mark_complete()
+    assert attempt.entries()[0].provenance == provenance
+    result = load_attempt(
+        warehouse, spec=shop, endpoint="lines", attempt=attempt, partition=None, run_id=RUN
+    )
+    assert (result.rows, result.records_extracted) == (2, 2)
+    assert rows(warehouse, 'raw."shop__lines"') == {"1|1": records[0], "1|2": records[1]}
+    assert warehouse.execute('SELECT DISTINCT _request_url FROM raw."shop__lines"').fetchall() == [
+        ("webhook:/webhooks/shop",)
+    ]
+
+
+def test_an_unfinished_attempt_resumes_when_its_manifest_predates_provenance(
+    zone: LandingZone,
+) -> None:
+    attempt = zone.open_attempt("shop", "orders", "2025-03-01", RUN)
+    (attempt.folder / "page-000001.json.gz").write_bytes(gzip.compress(b'{"data": []}'))
+    line = {
+        "page": 1,
+        "file": "page-000001.json.gz",
+        "records": 0,
+        "bytes": 12,
+        "sha256": hashlib.sha256(b'{"data": []}').hexdigest(),
+        "url": "http://127.0.0.1:9/orders?offset=0",
+        "fetched_at": FETCHED_AT.isoformat(),
+        "run_id": RUN,
+        "request": {"path": "/orders", "params": {"offset": 0}, "variables": None},
+        "next_request": {"path": "/orders", "params": {"offset": 2}, "variables": None},
+        "graphql_errors": [],
+    }
+    attempt.manifest_path.write_text(json.dumps(line) + "\n")
+    landed, checkpoint, finished = attempt.resume_point()
+    assert (landed, finished) == (1, False)
+    assert checkpoint is not None
+    assert PageRequest.from_checkpoint(checkpoint) == PageRequest("/orders", {"offset": 2})
 
 
 # -- every load checks its counts, whatever the page's shape -----------------------------------
@@ -914,8 +1036,7 @@ def land_as_extracted(
             run_id=RUN,
             url=f"http://127.0.0.1:9/{endpoint}",
             fetched_at=FETCHED_AT,
-            request=PageRequest(f"/{endpoint}"),
-            next_request=None,
+            provenance=pulled(PageRequest(f"/{endpoint}")),
         )
     attempt.mark_complete()
     return attempt
