@@ -1,4 +1,4 @@
-"""Link-header pagination (RFC 8288): follows the link whose rel is `next`."""
+"""Link-header pagination (RFC 8288): follows the link whose rel the spec names (`next`)."""
 
 from __future__ import annotations
 
