@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt
 from integration_platform.landing.provenance import Pull
 from integration_platform.landing.zone import LandingZone
@@ -142,7 +143,7 @@ def load_customers(
                 fetched_at=datetime.now(UTC),
                 run_id=run_id,
                 provenance=Pull(
-                    request={"path": f"/{endpoint.endpoint}", "params": {"page": number}}
+                    request=PageRequest(f"/{endpoint.endpoint}", {"page": number}).to_checkpoint()
                 ),
             )
         attempt.mark_complete()
