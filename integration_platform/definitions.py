@@ -12,14 +12,14 @@ from pathlib import Path
 from dagster import Definitions, definitions, load_from_defs_folder
 
 from integration_platform.dagster_warnings import silence_dagster_notices
-from integration_platform.logs import ensure_logging
+from integration_platform.logs import configure_logging
 
 
 @definitions
 def defs() -> Definitions:
-    # JSON logs with secrets scrubbed in the process that loads the definitions (a code
-    # server, a run), unless it set up its own; and quiet about Dagster's beta and preview
-    # parameters, before the assets are built: every process that loads them warns.
-    ensure_logging()
+    # JSON logs, level from LOG_LEVEL, scrubbing the secrets of the environment as it is now, in
+    # the process that loads the definitions (a code server, a run, a command); and quiet about
+    # Dagster's beta and preview parameters, before the assets are built: every process warns.
+    configure_logging()
     silence_dagster_notices()
     return load_from_defs_folder(path_within_project=Path(__file__).parent)
