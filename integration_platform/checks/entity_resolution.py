@@ -251,11 +251,8 @@ def read_resolution(
     warehouse: WarehouseResource, client_id: str = SCORED_CLIENT
 ) -> ClientResolution:
     """One client's resolution from the published copy (or, unpublished, under the lock)."""
-    store = warehouse.warehouse()
-    if warehouse.publish and store.published_path.exists():
-        return client_resolution(store.read_only(), client_id)
-    with store.locked():
-        return client_resolution(duckdb.connect(str(store.path), read_only=True), client_id)
+    with warehouse.read_only() as connection:
+        return client_resolution(connection, client_id)
 
 
 def client_resolution(
