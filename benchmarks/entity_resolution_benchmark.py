@@ -175,6 +175,8 @@ def model_seconds(project: Path) -> dict[str, float]:
 
 
 def quality(warehouse: Path, truth: dict[str, str]) -> dict[str, float]:
+    import polars as pl
+
     from integration_platform.checks.entity_resolution import (
         client_resolution,
         resolution_quality,
@@ -183,7 +185,10 @@ def quality(warehouse: Path, truth: dict[str, str]) -> dict[str, float]:
     # the records are the demo client's (raw_projection loads them so), named as the sandbox
     # names them, like the truth
     resolution = client_resolution(duckdb.connect(str(warehouse), read_only=True))
-    scores = resolution_quality(resolution.clusters, truth, resolution.candidate_pairs)
+    truth_frame = pl.DataFrame(
+        list(truth.items()), schema=["record_key", "entity_id"], orient="row"
+    )
+    scores = resolution_quality(resolution.clusters, truth_frame, resolution.candidate_pairs)
     overall, across, within = scores.overall, scores.across_sources, scores.within_source
     return {
         "precision": overall.precision,

@@ -271,7 +271,7 @@ class _RawRun:
                 raise
             await asyncio.to_thread(
                 _record_failed_request,
-                self.warehouse,
+                self.warehouse_resource,
                 self.source,
                 self.endpoint,
                 partition,
@@ -503,7 +503,7 @@ def _preview_markdown(result: LoadResult) -> str:
 
 
 def _record_failed_request(
-    warehouse: Any,
+    warehouse: WarehouseResource,
     source: str,
     endpoint: str,
     partition: ClientPartition,
@@ -512,7 +512,7 @@ def _record_failed_request(
 ) -> None:
     attempts = len(exc.attempts) if isinstance(exc, RequestFailed) else 1
     request = exc.request if isinstance(exc, RequestFailed) else ""
-    with warehouse.connect() as connection:
+    with warehouse.read_write() as connection:
         ensure_schema(connection)
         connection.execute(
             "INSERT INTO raw._failed_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -10,11 +10,15 @@ sandbox's values live) rather than Dagster's config error.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from dagster import ConfigurableResource, EnvVar
-from pydantic import create_model
+from dagster_duckdb import DuckDBResource
+from pydantic import Field, create_model
 
 from integration_platform import environment
 from integration_platform.clients.slugs import DEMO_CLIENT_ID
@@ -93,6 +97,9 @@ class WarehouseResource(ConfigurableResource["WarehouseResource"]):
     # The DuckDB storage version of the published copy (v1.4.0: DuckDB 1.4 and later open it;
     # `as-is`: a byte copy of the warehouse); None reads PUBLISHED_STORAGE_VERSION.
     published_storage_version: str | None = None
+    # DuckDB settings for the connections below (threads, memory_limit, ...), as
+    # dagster-duckdb's DuckDBResource takes them.
+    connection_config: dict[str, Any] = Field(default_factory=dict)
 
     def warehouse(self) -> Warehouse:
         return Warehouse(
@@ -100,6 +107,37 @@ class WarehouseResource(ConfigurableResource["WarehouseResource"]):
             lock_timeout_seconds=self.lock_timeout_seconds,
             load_memory_mb=self.load_memory_mb,
             published_storage_version=self.published_storage_version,
+        )
+
+    @contextmanager
+    def read_write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection to the warehouse, open only inside its write lock: DuckDB
+        allows one read-write process or many read-only ones, never both."""
+        store = self.warehouse()
+        with store.locked(), self._duckdb(store.path).get_connection() as connection:
+            yield connection
+
+    @contextmanager
+    def read_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection to the published copy, which any number of readers share
+        and no writer waits for; to the warehouse itself, inside the write lock, when no copy
+        is published (publish off, or nothing built yet)."""
+        store = self.warehouse()
+        if self.publish and store.published_path.exists():
+            with self._duckdb(store.published_path, read_only=True).get_connection() as connection:
+                yield connection
+            return
+        with (
+            store.locked(),
+            self._duckdb(store.path, read_only=True).get_connection() as connection,
+        ):
+            yield connection
+
+    def _duckdb(self, database: Path, *, read_only: bool = False) -> DuckDBResource:
+        # DuckDBResource opens read-write unless its config says otherwise.
+        mode = {"access_mode": "READ_ONLY"} if read_only else {}
+        return DuckDBResource(
+            database=str(database), connection_config={**self.connection_config, **mode}
         )
 
 

@@ -15,14 +15,12 @@ clients' records, leaving them out changes nothing in the demo client's scores.
 (No `from __future__ import annotations`: Dagster reads the check's signature at runtime.)
 """
 
-import csv
-import io
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import duckdb
 import httpx
+import polars as pl
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -124,57 +122,63 @@ class ResolutionQuality:
         )
 
 
-def pairwise_scores(clusters: Mapping[str, str], truth: Mapping[str, str]) -> PairwiseScores:
-    """Scores over the records present in both: record_key → cluster, record_key → entity."""
-    common = clusters.keys() & truth.keys()
-    by_cluster = Counter(clusters[key] for key in common)
-    by_entity = Counter(truth[key] for key in common)
-    by_both = Counter((clusters[key], truth[key]) for key in common)
-    return _scores(
-        _pairs(by_both.values()),
-        _pairs(by_cluster.values()),
-        _pairs(by_entity.values()),
-        len(common),
-        len(by_cluster),
-        len(by_entity),
-    )
+RECORD, CLUSTER, ENTITY = "record_key", "customer_id", "entity_id"
+
+
+def pairwise_scores(clusters: pl.DataFrame, truth: pl.DataFrame) -> PairwiseScores:
+    """Scores over the records present in both: clusters (record_key, customer_id), truth
+    (record_key, entity_id)."""
+    scored = _scored(clusters, truth)
+    return _scores(*_pair_counts(scored), *_population(scored))
 
 
 def resolution_quality(
-    clusters: Mapping[str, str],
-    truth: Mapping[str, str],
-    candidate_pairs: Iterable[tuple[str, str]],
+    clusters: pl.DataFrame, truth: pl.DataFrame, candidate_pairs: pl.DataFrame
 ) -> ResolutionQuality:
     """The overall scores, split into pairs across two sources and pairs inside one (a record
-    key starts with its source), and how many true pairs blocking let through."""
-    overall = pairwise_scores(clusters, truth)
-    by_source: dict[str, list[str]] = {}
-    for key in clusters.keys() & truth.keys():
-        by_source.setdefault(key.split(":", 1)[0], []).append(key)
-    per_source = [
-        pairwise_scores({key: clusters[key] for key in keys}, {key: truth[key] for key in keys})
-        for keys in by_source.values()
-    ]
-    population = (overall.records_compared, overall.clusters, overall.entities)
-    within = _scores(
-        sum(s.true_positive_pairs for s in per_source),
-        sum(s.predicted_pairs for s in per_source),
-        sum(s.true_pairs for s in per_source),
-        *population,
+    key starts with its source), and how many true pairs blocking let through (candidate
+    pairs: left_key, right_key)."""
+    scored = _scored(clusters, truth).with_columns(
+        source=pl.col(RECORD).str.split(":").list.first()
     )
+    population = _population(scored)
+    true_positive, predicted, actual = _pair_counts(scored)
+    overall = _scores(true_positive, predicted, actual, *population)
+    inside = _pair_counts(scored, within="source")
+    within = _scores(*inside, *population)
     across = _scores(
-        overall.true_positive_pairs - within.true_positive_pairs,
-        overall.predicted_pairs - within.predicted_pairs,
-        overall.true_pairs - within.true_pairs,
-        *population,
+        true_positive - inside[0], predicted - inside[1], actual - inside[2], *population
     )
-    candidates = true_candidates = 0
-    for left, right in candidate_pairs:
-        candidates += 1
-        entity = truth.get(left)
-        true_candidates += entity is not None and entity == truth.get(right)
+    entities = truth.select(RECORD, ENTITY)
+    labelled = candidate_pairs.join(
+        entities.rename({RECORD: "left_key", ENTITY: "left"}), on="left_key", how="left"
+    ).join(entities.rename({RECORD: "right_key", ENTITY: "right"}), on="right_key", how="left")
+    true_candidates = labelled.filter(pl.col("left") == pl.col("right")).height
     completeness = true_candidates / overall.true_pairs if overall.true_pairs else 1.0
-    return ResolutionQuality(overall, across, within, completeness, candidates, true_candidates)
+    return ResolutionQuality(
+        overall, across, within, completeness, candidate_pairs.height, true_candidates
+    )
+
+
+def _scored(clusters: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+    """record_key, customer_id, entity_id of the records both name."""
+    return clusters.select(RECORD, CLUSTER).join(truth.select(RECORD, ENTITY), on=RECORD)
+
+
+def _population(scored: pl.DataFrame) -> tuple[int, int, int]:
+    return scored.height, scored[CLUSTER].n_unique(), scored[ENTITY].n_unique()
+
+
+def _pair_counts(scored: pl.DataFrame, within: str | None = None) -> tuple[int, int, int]:
+    """Pairs in one cluster and of one entity (true positives), in one cluster (predicted),
+    of one entity (true), counted from group sizes; `within`: only pairs that share it."""
+    by = [within] if within else []
+
+    def pairs(*columns: str) -> int:
+        sizes = scored.group_by([*by, *columns]).len()["len"]
+        return int((sizes * (sizes - 1) // 2).sum())
+
+    return pairs(CLUSTER, ENTITY), pairs(CLUSTER), pairs(ENTITY)
 
 
 def _scores(
@@ -188,20 +192,17 @@ def _scores(
     )
 
 
-def _pairs(group_sizes: Iterable[int]) -> int:
-    return sum(n * (n - 1) // 2 for n in group_sizes)
-
-
 def ground_truth(
     base_urls: Mapping[str, str], customer_endpoints: Mapping[str, set[str]], client: httpx.Client
-) -> dict[str, str]:
-    """record_key → sandbox entity id, for every customer endpoint of every source.
+) -> pl.DataFrame:
+    """record_key, entity_id (the sandbox's person), for every customer endpoint of every
+    source.
 
     Raises GroundTruthUnavailable when a source does not serve a ground truth (not the
     sandbox) or the sources are different sandboxes (their entity ids would not compare).
     """
     worlds: dict[str, tuple[object, object]] = {}
-    truth: dict[str, str] = {}
+    truth: list[pl.DataFrame] = []
     for source, base_url in sorted(base_urls.items()):
         try:
             health = client.get(base_url.rstrip("/") + HEALTH_PATH)
@@ -217,14 +218,20 @@ def ground_truth(
             )
         about = health.json()
         worlds[source] = (about.get("seed"), about.get("customers"))
-        for row in csv.DictReader(io.StringIO(response.text)):
-            if row["endpoint"] in customer_endpoints[source]:
-                truth[f"{source}:{row['endpoint']}:{row['record_id']}"] = row["entity_id"]
+        rows = pl.read_csv(response.content, infer_schema=False)  # every column as text
+        truth.append(
+            rows.filter(pl.col("endpoint").is_in(sorted(customer_endpoints[source]))).select(
+                pl.concat_str(pl.lit(source), "endpoint", "record_id", separator=":").alias(RECORD),
+                ENTITY,
+            )
+        )
     if len(set(worlds.values())) > 1:
         raise GroundTruthUnavailable(
             f"the sources are different sandboxes (seed, customers): {worlds}"
         )
-    return truth
+    return (
+        pl.concat(truth) if truth else pl.DataFrame(schema={RECORD: pl.String, ENTITY: pl.String})
+    )
 
 
 @dataclass(frozen=True)
@@ -233,48 +240,45 @@ class ClientResolution:
     (`source:endpoint:id`), and how many records every other client has (left out)."""
 
     client_id: str
-    clusters: dict[str, str]  # record → customer_id
-    candidate_pairs: list[tuple[str, str]]
+    clusters: pl.DataFrame  # record_key, customer_id
+    candidate_pairs: pl.DataFrame  # left_key, right_key
     other_clients: dict[str, int]  # client_id → records, not scored
 
 
-def sandbox_key(record_key: str, client_id: str) -> str:
-    """A warehouse record key (`<client_id>:source:endpoint:id`, see the dbt macro
-    `record_key`) as the sandbox names the record (`source:endpoint:id`)."""
-    prefix = f"{client_id}:"
-    if not record_key.startswith(prefix):
-        raise ValueError(f"record key {record_key!r} is not one of client {client_id!r}")
-    return record_key[len(prefix) :]
+def sandbox_keys(record_keys: pl.Expr, client_id: str) -> pl.Expr:
+    """Warehouse record keys (`<client_id>:source:endpoint:id`, see the dbt macro
+    `record_key`) as the sandbox names the records (`source:endpoint:id`)."""
+    return record_keys.str.strip_prefix(f"{client_id}:")
 
 
 def read_resolution(
     warehouse: WarehouseResource, client_id: str = SCORED_CLIENT
 ) -> ClientResolution:
     """One client's resolution from the published copy (or, unpublished, under the lock)."""
-    store = warehouse.warehouse()
-    if warehouse.publish and store.published_path.exists():
-        return client_resolution(store.read_only(), client_id)
-    with store.locked():
-        return client_resolution(duckdb.connect(str(store.path), read_only=True), client_id)
+    with warehouse.read_only() as connection:
+        return client_resolution(connection, client_id)
 
 
 def client_resolution(
     connection: duckdb.DuckDBPyConnection, client_id: str = SCORED_CLIENT
 ) -> ClientResolution:
-    """Read one client's clusters and candidate pairs; closes the connection."""
+    """Read one client's clusters and candidate pairs (as frames); closes the connection."""
     try:
-        clusters = connection.execute(CLUSTERS_QUERY, [client_id]).fetchall()
-        pairs = connection.execute(CANDIDATE_PAIRS_QUERY, [client_id]).fetchall()
+        clusters = connection.sql(CLUSTERS_QUERY, params=[client_id]).pl()
+        pairs = connection.sql(CANDIDATE_PAIRS_QUERY, params=[client_id]).pl()
         clients = connection.execute(CLIENTS_QUERY).fetchall()
     finally:
         connection.close()
+    foreign = clusters.filter(~pl.col(RECORD).str.starts_with(f"{client_id}:"))
+    if foreign.height:
+        raise ValueError(f"record key {foreign[RECORD][0]!r} is not one of client {client_id!r}")
     return ClientResolution(
         client_id,
-        {sandbox_key(str(key), client_id): str(customer) for key, customer in clusters},
-        [
-            (sandbox_key(str(left), client_id), sandbox_key(str(right), client_id))
-            for left, right in pairs
-        ],
+        clusters.select(sandbox_keys(pl.col(RECORD), client_id), pl.col(CLUSTER).cast(pl.String)),
+        pairs.select(
+            sandbox_keys(pl.col("left_key"), client_id),
+            sandbox_keys(pl.col("right_key"), client_id),
+        ),
         {str(other): int(records) for other, records in clients if other != client_id},
     )
 
@@ -330,7 +334,7 @@ def build_entity_resolution_check(specs: Mapping[str, SourceSpec]) -> AssetCheck
             "clients_not_scored": ", ".join(sorted(resolution.other_clients)) or "none",
             "records_not_scored": sum(resolution.other_clients.values()),
         }
-        if not resolution.clusters:
+        if resolution.clusters.is_empty():
             reason = (
                 f"the {resolution.client_id!r} client, whose records the sandbox's "
                 "ground truth describes, has no resolved records"

@@ -113,10 +113,6 @@ class Warehouse:
             finally:
                 connection.close()
 
-    def read_only(self) -> duckdb.DuckDBPyConnection:
-        """Read the published copy (never the live file, which a writer may hold)."""
-        return duckdb.connect(str(self.published_path), read_only=True)
-
     def publish(self) -> Path:
         """Copy the closed warehouse next to itself and swap it in as the published file.
 

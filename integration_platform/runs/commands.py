@@ -73,7 +73,9 @@ def run_main_job(
         from integration_platform.transform.dbt_assets import prepare_dbt_project
 
         prepare_dbt_project(load_specs())  # the definitions load a prepared project
-        from integration_platform.definitions import defs
+        from integration_platform.definitions import defs as load_definitions
+
+        defs = load_definitions()
 
     with DagsterInstance.get() as instance:
         register_clients(instance, DEMO_CLIENT_ID)  # the demo client always has its days

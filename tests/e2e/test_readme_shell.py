@@ -426,3 +426,22 @@ def test_api_block_syncs_acme_and_serves_its_customers_when_the_platform_runs(
     assert customer["customer_360"] is not None, ran.report(block)
     record_keys = customer["provenance"]["record_keys"]
     assert record_keys and all(key.startswith("acme:") for key in record_keys), record_keys
+
+
+# --- The Dagster project (dg) -----------------------------------------------------------------
+
+DG_DEFS_BLOCK = ".venv/bin/dg check defs"
+
+
+@covers(DG_DEFS_BLOCK)
+def test_dg_defs_block_checks_and_lists_every_source_when_run_as_the_readme_shows(
+    workdir: Workdir,
+) -> None:
+    block = readme_block(DG_DEFS_BLOCK)
+    ran = run_shell(workdir, block.text, QUICK)
+    assert ran.returncode == 0, ran.report(block)
+    assert "All definitions loaded successfully" in ran.output, ran.report(block)
+    for spec in sorted((PROJECT_ROOT / "sources").glob("*.yaml")):
+        assert f"raw/{spec.stem}/" in ran.output, ran.report(block)
+    for name in ("marts/dim_customers", "crm_daily_schedule", "automation_sensor"):
+        assert name in ran.output, ran.report(block)

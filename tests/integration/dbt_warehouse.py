@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 
 from integration_platform import environment
 from integration_platform.checks.entity_resolution import ClientResolution, client_resolution
@@ -80,14 +81,22 @@ class DbtWarehouse:
 
     def clusters(self, client_id: str = DEMO_CLIENT_ID) -> dict[str, str]:
         """`source:endpoint:id` → customer_id, of one client's records."""
-        return self.resolution(client_id).clusters
+        return dict(self.resolution(client_id).clusters.iter_rows())
 
     def candidate_pairs(self, client_id: str = DEMO_CLIENT_ID) -> list[tuple[str, str]]:
-        return self.resolution(client_id).candidate_pairs
+        return list(self.resolution(client_id).candidate_pairs.iter_rows())
 
     def execute(self, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
         with duckdb.connect(str(self.path)) as connection:
             return connection.execute(sql, list(parameters)).fetchall()
+
+
+def truth_frame(truth: dict[str, str]) -> pl.DataFrame:
+    """record_key → sandbox entity id as the entity-resolution scores take it."""
+    return pl.DataFrame(
+        {"record_key": list(truth), "entity_id": list(truth.values())},
+        schema={"record_key": pl.String, "entity_id": pl.String},
+    )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from dagster import (
     DagsterInstance,
+    Definitions,
     RunRequest,
     SkipReason,
     build_run_status_sensor_context,
@@ -99,10 +100,10 @@ def test_every_scheduled_source_gets_a_daily_schedule_when_specs_declare_a_cron(
     assert "crm_daily" in {j.name for j in jobs}
 
 
-def test_schedule_fills_the_day_that_just_ended_for_each_client_when_it_ticks() -> None:
-    from integration_platform.definitions import defs
-
-    repository = defs.get_repository_def()
+def test_schedule_fills_the_day_that_just_ended_for_each_client_when_it_ticks(
+    platform_defs: Definitions,
+) -> None:
+    repository = platform_defs.get_repository_def()
     billing = repository.get_schedule_def("billing_daily_schedule")
     tick = datetime(2025, 3, 8, 2, 30, tzinfo=UTC)
     with instance_for_test() as instance:  # schedules need a persistent instance
@@ -128,10 +129,11 @@ README_NAMES = (
 )
 
 
-def test_every_sensor_schedule_and_job_the_readme_names_exists_when_the_definitions_load() -> None:
-    from integration_platform.definitions import defs, specs
-
-    repository = defs.get_repository_def()
+def test_every_sensor_schedule_and_job_the_readme_names_exists_when_the_definitions_load(
+    platform_defs: Definitions,
+) -> None:
+    specs = load_specs()
+    repository = platform_defs.get_repository_def()
     defined = {
         "sensor": {s.name for s in repository.sensor_defs},
         "schedule": {s.name for s in repository.schedule_defs},

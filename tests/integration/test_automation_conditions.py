@@ -9,6 +9,7 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     DagsterInstance,
+    Definitions,
     evaluate_automation_conditions,
     instance_for_test,
 )
@@ -20,10 +21,10 @@ def land(instance: DagsterInstance, key: list[str], partition: str) -> None:
     instance.report_runless_asset_event(AssetMaterialization(AssetKey(key), partition=partition))
 
 
-def test_a_landed_raw_partition_requests_the_whole_dbt_build_once_when_the_sensor_ticks() -> None:
-    from integration_platform.definitions import defs
-
-    graph = defs.resolve_asset_graph()
+def test_a_landed_raw_partition_requests_the_whole_dbt_build_once_when_the_sensor_ticks(
+    platform_defs: Definitions,
+) -> None:
+    graph = platform_defs.resolve_asset_graph()
     dbt_keys = {
         key
         for key in graph.get_all_asset_keys()
@@ -31,30 +32,36 @@ def test_a_landed_raw_partition_requests_the_whole_dbt_build_once_when_the_senso
     }
     with instance_for_test() as instance:
         register_clients(instance, "demo", "acme")
-        quiet = evaluate_automation_conditions(defs=defs, instance=instance)
+        quiet = evaluate_automation_conditions(defs=platform_defs, instance=instance)
         assert quiet.total_requested == 0  # nothing landed: nothing to build
 
         land(instance, ["raw", "crm", "contacts"], "acme|2025-03-01")
         land(instance, ["raw", "billing", "invoices"], "demo|2025-03-01")
-        landed = evaluate_automation_conditions(defs=defs, instance=instance, cursor=quiet.cursor)
+        landed = evaluate_automation_conditions(
+            defs=platform_defs, instance=instance, cursor=quiet.cursor
+        )
         requested = {key for key in dbt_keys if landed.get_requested_partitions(key)}
         assert requested == dbt_keys  # one build of the whole project: it cannot be split
         assert any(key.path == ["marts", "dim_customers"] for key in requested)
 
-        again = evaluate_automation_conditions(defs=defs, instance=instance, cursor=landed.cursor)
+        again = evaluate_automation_conditions(
+            defs=platform_defs, instance=instance, cursor=landed.cursor
+        )
         assert again.total_requested == 0  # served: the request handled both landings
 
         land(instance, ["raw", "support", "tickets"], "acme|2025-03-02")
-        later = evaluate_automation_conditions(defs=defs, instance=instance, cursor=again.cursor)
+        later = evaluate_automation_conditions(
+            defs=platform_defs, instance=instance, cursor=again.cursor
+        )
         assert {key for key in dbt_keys if later.get_requested_partitions(key)} == dbt_keys
 
 
-def test_client_lag_names_the_clients_whose_raw_data_waits_for_the_marts_when_it_reports() -> None:
+def test_client_lag_names_the_clients_whose_raw_data_waits_for_the_marts_when_it_reports(
+    platform_defs: Definitions,
+) -> None:
     from dagster import AssetCheckEvaluation, build_sensor_context
 
-    from integration_platform.definitions import defs
-
-    repository = defs.get_repository_def()
+    repository = platform_defs.get_repository_def()
     lag_sensor = repository.get_sensor_def("client_lag_sensor")
     with instance_for_test() as instance:
         register_clients(instance, "demo", "acme")
@@ -83,18 +90,20 @@ def test_client_lag_names_the_clients_whose_raw_data_waits_for_the_marts_when_it
         assert not again.asset_events
 
 
-def test_materialize_of_one_mart_runs_the_whole_dbt_build_when_planned() -> None:
+def test_materialize_of_one_mart_runs_the_whole_dbt_build_when_planned(
+    platform_defs: Definitions,
+) -> None:
     from datetime import date
 
-    from integration_platform.definitions import dbt_build, defs
     from integration_platform.runs.main_job import plan
 
     stages = plan(
-        defs,
+        platform_defs,
         client_id="demo",
         start=date(2025, 3, 1),
         end=date(2025, 3, 1),
         selection='key:"marts/dim_customers"',
     )
     assert [stage.name for stage in stages] == ["transform"]
+    dbt_build = platform_defs.get_assets_def(AssetKey(["marts", "dim_customers"]))
     assert set(stages[0].keys) == set(dbt_build.keys)  # one build: it cannot be split

@@ -59,7 +59,7 @@ from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
 from integration_platform.specs.loader import load_spec, spec_paths
 from integration_platform.specs.models import SourceSpec
-from tests.integration.dbt_warehouse import ER_SELECTION, DbtWarehouse
+from tests.integration.dbt_warehouse import ER_SELECTION, DbtWarehouse, truth_frame
 
 CUSTOMERS = 600
 SEED = 42
@@ -102,7 +102,10 @@ class RegistryWarehouse(DbtWarehouse):
     built: list[str]
 
     def quality(self) -> ResolutionQuality:
-        return resolution_quality(self.clusters(), self.truth, self.candidate_pairs())
+        resolution = self.resolution()
+        return resolution_quality(
+            resolution.clusters, truth_frame(self.truth), resolution.candidate_pairs
+        )
 
     def staged(self, model: str, *columns: str) -> list[tuple[Any, ...]]:
         """`columns` of a staging model beside the raw record's JSON, by record key."""
@@ -152,7 +155,9 @@ def registry(
                     client,
                 )
             built = warehouse.dbt("build", *ER_SELECTION)
-            yield RegistryWarehouse(warehouse.path, warehouse.project, truth, sandbox, specs, built)
+            yield RegistryWarehouse(
+                warehouse.path, warehouse.project, dict(truth.iter_rows()), sandbox, specs, built
+            )
     finally:
         sandbox.stop()
 
