@@ -26,6 +26,7 @@ from integration_platform.automation.webhook_sensor import (
     default_inbox_resource,
 )
 from integration_platform.checks.entity_resolution import build_entity_resolution_check
+from integration_platform.clients.credentials import StoredCredentials
 from integration_platform.dagster_warnings import silence_dagster_notices
 from integration_platform.logs import configure_logging
 from integration_platform.specs.loader import load_specs
@@ -69,7 +70,10 @@ defs = Definitions(
     executor=in_process_executor,
     resources={
         **default_resources(),
-        **{api_resource_key(name): api_resource(spec) for name, spec in specs.items()},
+        **{
+            api_resource_key(name): api_resource(spec, credentials=StoredCredentials())
+            for name, spec in specs.items()
+        },
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         "alerts": AlertWebhookResource(
             url=EnvVar("ALERT_WEBHOOK_URL") if os.environ.get("ALERT_WEBHOOK_URL") else ""

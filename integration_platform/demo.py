@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from integration_platform import environment
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.runs.commands import run_main_job
 from integration_platform.runs.main_job import MainJobResult

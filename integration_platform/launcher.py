@@ -31,8 +31,8 @@ from pathlib import Path
 import httpx
 
 from integration_platform import environment
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.clients.crypto import local_key_file
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.console.log_lines import LogTail
 from integration_platform.console.monitor import LAST_LINES_ON_EXIT, Child, Console, last_lines
 from integration_platform.console.status import (

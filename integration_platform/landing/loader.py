@@ -27,7 +27,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.extraction.windows import UNPARTITIONED
 from integration_platform.landing import contracts
 from integration_platform.landing.contracts import Contract, DriftReport, Observed, ObservedField

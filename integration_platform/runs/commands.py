@@ -13,8 +13,8 @@ from dagster import DagsterInstance, Definitions
 from integration_platform import environment
 from integration_platform.assets.partitions import CLIENTS_PARTITIONS, register_clients
 from integration_platform.assets.raw import api_resource_key
-from integration_platform.assets.resources import ApiSourceResource, referenced_variables
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.assets.resources import ApiSourceResource
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.dagster_warnings import silence_dagster_notices
 from integration_platform.runs.main_job import (
     MainJobError,
@@ -25,6 +25,7 @@ from integration_platform.runs.main_job import (
     run,
 )
 from integration_platform.runs.progress import Echo
+from integration_platform.specs.credentials import referenced_variables
 
 
 def parse_days(days: str | None, day: str | None) -> tuple[date, date]:

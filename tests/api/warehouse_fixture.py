@@ -28,10 +28,10 @@ from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 
 from integration_platform import environment
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.clients.crypto import CredentialCipher
 from integration_platform.clients.database import open_store
 from integration_platform.clients.registry import ClientRegistry
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.tenants import client_listing
