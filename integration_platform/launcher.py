@@ -110,6 +110,7 @@ def prepare_dagster_home() -> Path:
     The demo client is one of the instance's `clients` partitions, so its days are there to
     materialize without registering anything; the `warehouse` pool gets its one slot (unless its
     limit was set already)."""
+    # Dagster and dagster-dbt take seconds to import: only the commands that need them pay.
     from dagster import DagsterInstance
 
     from integration_platform.assets.partitions import register_clients
@@ -132,6 +133,7 @@ def prepare_dagster_home() -> Path:
 
 def prepare_api(data_dir: Path) -> Path | None:
     """Register the demo client and make sure a local admin key exists (its file, if any)."""
+    # The client store (SQLAlchemy, cryptography) loads only when the API is started.
     from integration_platform.api.bootstrap import ensure_admin_key_file, ensure_demo_client
     from integration_platform.clients.api_keys import ApiKeys
     from integration_platform.clients.registry import ClientRegistry
@@ -310,7 +312,8 @@ def run_platform(
                 )
             )
             echo(f"  stream consumer   {', '.join(streams)}")
-        # The dbt files and manifest the definitions load (they prepare nothing themselves).
+        # The dbt files and manifest the definitions load (they prepare nothing themselves);
+        # dagster-dbt, seconds to import, only here.
         from integration_platform.transform.dbt_assets import prepare_dbt_project
 
         prepare_dbt_project(load_specs())
@@ -386,6 +389,7 @@ def wind_down_runs(
     echo: Callable[[str], None],
 ) -> None:
     """Let the runs started since `since` finish within the grace period, cancel the rest."""
+    # Dagster, seconds to import, only when the platform stops.
     from dagster import DagsterInstance
     from dagster_graphql import DagsterGraphQLClient
 

@@ -16,6 +16,7 @@ from integration_platform.assets.raw import api_resource_key
 from integration_platform.assets.resources import ApiSourceResource
 from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.dagster_warnings import silence_dagster_notices
+from integration_platform.launcher import prepare_dagster_home
 from integration_platform.runs.main_job import (
     MainJobError,
     MainJobResult,
@@ -26,6 +27,8 @@ from integration_platform.runs.main_job import (
 )
 from integration_platform.runs.progress import Echo
 from integration_platform.specs.credentials import referenced_variables
+from integration_platform.specs.loader import load_specs
+from integration_platform.transform.dbt_assets import prepare_dbt_project
 
 
 def parse_days(days: str | None, day: str | None) -> tuple[date, date]:
@@ -64,16 +67,12 @@ def run_main_job(
     silence_dagster_notices()
     home = environment.dagster_home()
     if not (home / "dagster.yaml").exists():  # a new instance: set up as make run's is
-        from integration_platform.launcher import prepare_dagster_home
-
         home = prepare_dagster_home()
     os.environ["DAGSTER_HOME"] = str(home)
     echo(f"loading the definitions (sources from {os.environ.get('SOURCES_PATH', 'sources/')})")
     with quiet_dagster():  # dagster-dbt narrates the dbt parse of a new project at INFO
-        from integration_platform.specs.loader import load_specs
-        from integration_platform.transform.dbt_assets import prepare_dbt_project
-
         prepare_dbt_project(load_specs())  # the definitions load a prepared project
+        # Importing the definitions builds them (specs, dbt manifest): only once it is prepared.
         from integration_platform.definitions import defs
 
     with DagsterInstance.get() as instance:
