@@ -8,14 +8,13 @@ sandbox's values live) rather than Dagster's config error. Other clients' values
 `CredentialsProvider` (the client store, handed over by the definitions).
 """
 
-# No `from __future__ import annotations`: Dagster tells a ResourceDependency field from config
-# by its annotation, which must then be a real type, not a string.
+from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from dagster import ConfigurableResource, EnvVar, ResourceDependency
+from dagster import ConfigurableResource, EnvVar
 from pydantic import create_model
 
 from integration_platform import environment
@@ -39,9 +38,10 @@ class ApiSourceResource(ConfigurableResource["ApiSourceResource"]):
 
     source: str
     spec_file: str
-    # Where clients other than the demo client get their values: the client store, or
-    # NoClientStore where there is none (the demo client only).
-    credentials: ResourceDependency[CredentialsProvider]
+    # Where clients other than the demo client get their values: the client store, which
+    # api_resource binds to each source's class, or none (the demo client only). A class
+    # attribute, not config: Dagster rebuilds a resource from its config for each run.
+    credentials: ClassVar[CredentialsProvider] = NoClientStore()
 
     def spec(self, client_id: str = DEMO_CLIENT_ID) -> SourceSpec:
         """The source's spec resolved for a client: another client's from its credentials, which
@@ -80,12 +80,9 @@ def api_resource(
         for name, has_default in variables.items()
         if not has_default and os.environ.get(name)
     }
-    resource: ApiSourceResource = model(
-        source=spec.source,
-        spec_file=str(spec.file),
-        credentials=credentials or NoClientStore(),
-        **values,
-    )
+    if credentials is not None:
+        model.credentials = credentials
+    resource: ApiSourceResource = model(source=spec.source, spec_file=str(spec.file), **values)
     return resource
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from dagster import build_resources
 from sqlalchemy import inspect
 
 from integration_platform.api.bootstrap import ensure_admin_key_file, ensure_demo_client
@@ -85,21 +86,25 @@ def test_a_sources_resource_resolves_a_clients_spec_from_the_store_it_is_given(
 ) -> None:
     registry.create("acme", "Acme", {"crm": CRM})
     resource = api_resource(load_specs()["crm"], credentials=StoredCredentials())
-    spec = resource.spec("acme")
-    assert spec.base_url == CRM["CRM_BASE_URL"]
-    assert isinstance(spec.auth, OAuth2ClientCredentials)
-    assert spec.auth.client_id == CRM["CRM_CLIENT_ID"]
-    with pytest.raises(MissingCredentialsError, match="no active client 'nobody'"):
-        resource.spec("nobody")
+    # As a run gets it: Dagster builds the resource anew from its config.
+    with build_resources({"api": resource}) as resources:
+        spec = resources.api.spec("acme")
+        assert spec.base_url == CRM["CRM_BASE_URL"]
+        assert isinstance(spec.auth, OAuth2ClientCredentials)
+        assert spec.auth.client_id == CRM["CRM_CLIENT_ID"]
+        with pytest.raises(MissingCredentialsError, match="no active client 'nobody'"):
+            resources.api.spec("nobody")
 
 
 def test_a_sources_resource_without_a_store_refuses_every_client_but_the_demo_client(
     registry: ClientRegistry,
 ) -> None:
     registry.create("acme", "Acme", {"crm": CRM})
-    resource = api_resource(load_specs()["crm"])
-    with pytest.raises(MissingCredentialsError, match="demo client only, not 'acme'"):
-        resource.spec("acme")
+    with (
+        build_resources({"api": api_resource(load_specs()["crm"])}) as resources,
+        pytest.raises(MissingCredentialsError, match="demo client only, not 'acme'"),
+    ):
+        resources.api.spec("acme")
 
 
 def test_old_credentials_still_open_after_the_key_is_rotated(
