@@ -20,7 +20,8 @@ import duckdb
 
 from integration_platform import environment
 from integration_platform.client_ids import DEMO_CLIENT_ID
-from integration_platform.launcher import VENDOR_URL_VARIABLES, prepare_dagster_home
+from integration_platform.launcher import VENDOR_URL_VARIABLES
+from integration_platform.orchestration.instance import prepare_dagster_home
 from integration_platform.runs.commands import run_main_job
 from integration_platform.runs.main_job import MainJobResult
 from integration_platform.sandbox.server import Sandbox

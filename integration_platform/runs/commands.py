@@ -16,7 +16,7 @@ from integration_platform.assets.raw import api_resource_key
 from integration_platform.assets.resources import ApiSourceResource
 from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.dagster_warnings import silence_dagster_notices
-from integration_platform.launcher import prepare_dagster_home
+from integration_platform.orchestration.instance import prepare_dagster_home
 from integration_platform.runs.main_job import (
     MainJobError,
     MainJobResult,

@@ -159,8 +159,8 @@ def main() -> None:
 
     from integration_platform.assets.partitions import register_clients
     from integration_platform.cli import _finish
-    from integration_platform.launcher import prepare_dagster_home
     from integration_platform.logs import configure_logging
+    from integration_platform.orchestration.instance import prepare_dagster_home
     from integration_platform.runs.commands import run_main_job
 
     environment.load_env()
