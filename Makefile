@@ -50,11 +50,12 @@ GRACE_SECONDS ?= 60
 run: install
 	$(BIN)/integration-platform up --grace-seconds $(GRACE_SECONDS)
 
-## test: lint, type-check and the whole test suite (what CI runs)
+## test: lint, type-check, the import graph's layers and the whole test suite (what CI runs)
 test: install bi-clients
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy integration_platform
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
 
 ## demo: the main job end to end, headless, with a printed summary
@@ -74,6 +75,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy integration_platform
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) $(BI_CLIENTS) .dagster_home data dbt_project/target dbt_project/logs .pytest_cache .mypy_cache .ruff_cache

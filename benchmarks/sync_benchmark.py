@@ -29,7 +29,7 @@ from dagster import DagsterRunStatus
 
 from benchmarks.common import busy, write_readme
 from integration_platform.assets.partitions import PARTITION_TAG
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.orchestration.planner import SYNC_TAG
 from integration_platform.run_kinds import AUTOMATION, KIND_TAG, SCHEDULED
 from tests.e2e.platform import Platform, eventually, specs_copy, start_platform, stop_platform

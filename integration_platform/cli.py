@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from integration_platform import environment
-from integration_platform.clients.slugs import DEMO_CLIENT_ID, is_client_id
+from integration_platform.client_ids import DEMO_CLIENT_ID, is_client_id
 from integration_platform.logs import configure_logging, get_logger, scrub_text
 from integration_platform.sandbox.chaos import PROFILES, ChaosConfigError, parse_chaos
 from integration_platform.sandbox.server import (

@@ -19,8 +19,9 @@ from pathlib import Path
 import duckdb
 
 from integration_platform import environment
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.launcher import VENDOR_URL_VARIABLES
+from integration_platform.orchestration.instance import prepare_dagster_home
 from integration_platform.runs.commands import run_main_job
 from integration_platform.runs.main_job import MainJobResult
 from integration_platform.sandbox.server import Sandbox
@@ -61,8 +62,6 @@ def run_demo(settings: SandboxSettings, echo: Callable[[str], None] = print) -> 
     os.environ["INTEGRATION_PLATFORM_DATA_DIR"] = str(folder)
     os.environ.pop("WAREHOUSE_PATH", None)
     os.environ["DAGSTER_HOME"] = str(folder / "dagster_home")
-    from integration_platform.launcher import prepare_dagster_home
-
     prepare_dagster_home()
     credentials = SandboxCredentials.from_env()
     with Sandbox(settings, credentials, base_port=0) as sandbox:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,10 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from dagster import DagsterInstance
+from dagster_graphql import DagsterGraphQLClient
 
 from integration_platform import environment
+from integration_platform.api.bootstrap import ensure_admin_key_file, ensure_demo_client
+from integration_platform.clients.api_keys import ApiKeys
 from integration_platform.clients.crypto import local_key_file
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.clients.registry import ClientRegistry
 from integration_platform.console.log_lines import LogTail
 from integration_platform.console.monitor import LAST_LINES_ON_EXIT, Child, Console, last_lines
 from integration_platform.console.status import (
@@ -46,17 +49,16 @@ from integration_platform.console.status import (
 )
 from integration_platform.dagster_warnings import silence_dagster_notices
 from integration_platform.logs import configure_logging
+from integration_platform.orchestration.instance import prepare_dagster_home
+from integration_platform.run_wind_down import RunWindDown
 from integration_platform.sandbox.roster import ALL_VENDORS, VENDORS
 from integration_platform.sandbox.server import vendor_urls
 from integration_platform.specs.loader import load_specs
+from integration_platform.transform.dbt_assets import prepare_dbt_project
 from integration_platform.webhooks.app import route_path
 from integration_platform.webhooks.inbox import inbox_path
 
 VENDOR_URL_VARIABLES = {vendor: f"{vendor.upper()}_BASE_URL" for vendor in ALL_VENDORS}
-# The slots of the pool of the runs that write the warehouse (the dbt build's `WAREHOUSE_POOL`):
-# DuckDB has one writer. Pools' limits live in the instance's storage; dagster.yaml sets the
-# default for every other pool.
-WAREHOUSE_POOL_SLOTS = 1
 DEFAULT_GRACE_SECONDS = 60.0
 
 
@@ -105,37 +107,8 @@ def billing_webhook_path() -> str | None:
     return route_path(spec) if spec is not None and spec.webhooks is not None else None
 
 
-def prepare_dagster_home() -> Path:
-    """$DAGSTER_HOME holds the instance; dagster.yaml there comes from the repository's copy.
-    The demo client is one of the instance's `clients` partitions, so its days are there to
-    materialize without registering anything; the `warehouse` pool gets its one slot (unless its
-    limit was set already)."""
-    from dagster import DagsterInstance
-
-    from integration_platform.assets.partitions import register_clients
-    from integration_platform.transform.dbt_assets import WAREHOUSE_POOL
-
-    home = environment.dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(environment.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    with DagsterInstance.from_config(str(home)) as instance:
-        register_clients(instance, DEMO_CLIENT_ID)
-        set_pools = {
-            p.name for p in instance.event_log_storage.get_pool_limits() if not p.from_default
-        }
-        if (
-            WAREHOUSE_POOL not in set_pools
-        ):  # a limit someone set (dagster instance concurrency set)
-            instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, WAREHOUSE_POOL_SLOTS)
-    return home
-
-
 def prepare_api(data_dir: Path) -> Path | None:
     """Register the demo client and make sure a local admin key exists (its file, if any)."""
-    from integration_platform.api.bootstrap import ensure_admin_key_file, ensure_demo_client
-    from integration_platform.clients.api_keys import ApiKeys
-    from integration_platform.clients.registry import ClientRegistry
-
     registry = ClientRegistry.open_default()
     ensure_demo_client(registry)
     return ensure_admin_key_file(ApiKeys(registry.sessions), data_dir)
@@ -311,8 +284,6 @@ def run_platform(
             )
             echo(f"  stream consumer   {', '.join(streams)}")
         # The dbt files and manifest the definitions load (they prepare nothing themselves).
-        from integration_platform.transform.dbt_assets import prepare_dbt_project
-
         prepare_dbt_project(load_specs())
         # `dg dev`: Dagster's replacement for the superseded `dagster dev`; given the
         # workspace file, it starts the webserver and daemon as `dagster dev` did.
@@ -386,11 +357,6 @@ def wind_down_runs(
     echo: Callable[[str], None],
 ) -> None:
     """Let the runs started since `since` finish within the grace period, cancel the rest."""
-    from dagster import DagsterInstance
-    from dagster_graphql import DagsterGraphQLClient
-
-    from integration_platform.run_wind_down import RunWindDown
-
     try:
         with DagsterInstance.from_config(str(dagster_home)) as instance:
             graphql = DagsterGraphQLClient("127.0.0.1", port_number=ui_port, timeout=30)

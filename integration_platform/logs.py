@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from integration_platform.http.redaction import ALWAYS_SECRET_PARAMS, REDACTED, Scrubber
+from integration_platform.redaction import ALWAYS_SECRET_PARAMS, REDACTED, Scrubber
 
 # Not `client_id`: in this platform it names the integration client a line is about (which
 # operators need to read); an OAuth client id is scrubbed by value instead, as every spec's

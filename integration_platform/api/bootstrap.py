@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.clients.api_keys import ADMIN_KEY_VARIABLE, SCOPES, ApiKeys
 from integration_platform.clients.errors import ClientExists
 from integration_platform.clients.registry import ClientRegistry
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
 
 ADMIN_KEY_FILE = "api-admin.key"
 

@@ -24,8 +24,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from integration_platform.clients.credentials import source_variables
-from integration_platform.clients.slugs import CLIENT_ID_PATTERN
+from integration_platform.client_ids import CLIENT_ID_PATTERN
+from integration_platform.clients.variables import source_variables
 from integration_platform.orchestration.plan import MAX_DAYS_PER_SYNC
 
 # What a credential value must hold besides whitespace (`.strip()` leaves a character

@@ -18,7 +18,7 @@ from dagster import (
     PartitionsDefinition,
 )
 
-from integration_platform.clients.slugs import DEMO_CLIENT_ID, is_client_id
+from integration_platform.client_ids import DEMO_CLIENT_ID, is_client_id
 from integration_platform.specs.models import EndpointSpec
 
 CLIENTS_PARTITIONS = "clients"

@@ -54,6 +54,7 @@ from integration_platform.landing.lease import PartitionBusyError, PartitionLeas
 from integration_platform.landing.loader import LoadCountError, LoadResult, Stager, ensure_schema
 from integration_platform.landing.warehouse import WarehouseBusyError
 from integration_platform.landing.zone import Attempt
+from integration_platform.specs.credentials import MissingCredentialsError
 from integration_platform.specs.loader import SpecError
 from integration_platform.specs.models import SourceSpec
 
@@ -181,8 +182,6 @@ class _RawRun:
         """The source's spec resolved with this client's credentials (once per run); a
         client without them, or a variable unset, fails the run at once (no retry can help)."""
         if client_id not in self._specs:
-            from integration_platform.clients.credentials import MissingCredentialsError
-
             try:
                 self._specs[client_id] = self.api.spec(client_id)
             except (MissingCredentialsError, SpecError) as exc:

@@ -4,7 +4,8 @@ Each source's resource is a ConfigurableResource whose fields are the environmen
 its spec references, bound with `EnvVar`: values are read when a run starts, never stored in
 definitions, config or metadata. A run needs only the variables of the sources it touches, and
 one that is missing fails the run with the spec's own error (variable, spec file, where the
-sandbox's values live) rather than Dagster's config error.
+sandbox's values live) rather than Dagster's config error. Other clients' values come from a
+`CredentialsProvider` (the client store, handed over by the definitions).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 from dagster import ConfigurableResource, EnvVar
@@ -21,14 +22,19 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, create_model
 
 from integration_platform import environment
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.extraction.state import IncrementalState
 from integration_platform.landing.loader import DEFAULT_LOAD_MEMORY_MB
 from integration_platform.landing.warehouse import Warehouse, check_storage_version
 from integration_platform.landing.zone import LandingZone
 from integration_platform.paths import path_under
+from integration_platform.specs.credentials import (
+    CredentialsProvider,
+    NoClientStore,
+    referenced_variables,
+)
 from integration_platform.specs.loader import load_spec
-from integration_platform.specs.models import ENV_REFERENCE, SourceSpec
+from integration_platform.specs.models import SourceSpec
 
 
 class ApiSourceResource(ConfigurableResource["ApiSourceResource"]):
@@ -36,17 +42,20 @@ class ApiSourceResource(ConfigurableResource["ApiSourceResource"]):
 
     source: str
     spec_file: str
+    # Where clients other than the demo client get their values: the client store, which
+    # api_resource binds to each source's class, or none (the demo client only). A class
+    # attribute, not config: Dagster rebuilds a resource from its config for each run.
+    credentials: ClassVar[CredentialsProvider] = NoClientStore()
 
     def spec(self, client_id: str = DEMO_CLIENT_ID) -> SourceSpec:
-        """The source's spec resolved for a client: another client's from its credentials in
-        the client store (never from this process's environment, which holds the operator's
-        own); the demo client's from this resource's fields, where a variable not bound (it
-        was unset when definitions loaded) is read now, and one unset now too is a SpecError
-        naming it and the spec file."""
+        """The source's spec resolved for a client: another client's from its credentials, which
+        the provider reads from the client store (never from this process's environment, which
+        holds the operator's own); the demo client's from this resource's fields, where a
+        variable not bound (it was unset when definitions loaded) is read now, and one unset now
+        too is a SpecError naming it and the spec file."""
         if client_id != DEMO_CLIENT_ID:
-            from integration_platform.clients.credentials import credentials_for
-
-            return load_spec(Path(self.spec_file), env=credentials_for(client_id, self.source))
+            env = self.credentials.credentials_for(client_id, self.source)
+            return load_spec(Path(self.spec_file), env=env)
         env = {}
         for name, value in self._variables().items():
             current = value if value is not None else os.environ.get(name.upper())
@@ -59,17 +68,11 @@ class ApiSourceResource(ConfigurableResource["ApiSourceResource"]):
         return {name: getattr(self, name) for name in type(self).model_fields if name not in base}
 
 
-def referenced_variables(spec_file: Path) -> dict[str, bool]:
-    """Variables a spec file references → whether the reference carries a default."""
-    found: dict[str, bool] = {}
-    for match in ENV_REFERENCE.finditer(spec_file.read_text()):
-        has_default = match.group(2) is not None  # `${VAR:-}` has one: the empty string
-        found[match.group(1)] = found.get(match.group(1), False) or has_default
-    return found
-
-
-def api_resource(spec: SourceSpec) -> ApiSourceResource:
-    """An ApiSourceResource subclass for this spec, its variables bound through EnvVar."""
+def api_resource(
+    spec: SourceSpec, credentials: CredentialsProvider | None = None
+) -> ApiSourceResource:
+    """An ApiSourceResource subclass for this spec, its variables bound through EnvVar; other
+    clients' credentials from `credentials` (none given: the demo client only)."""
     assert spec.file is not None
     variables = referenced_variables(spec.file)
     fields: dict[str, Any] = {name.lower(): (str | None, None) for name in variables}
@@ -81,6 +84,8 @@ def api_resource(spec: SourceSpec) -> ApiSourceResource:
         for name, has_default in variables.items()
         if not has_default and os.environ.get(name)
     }
+    if credentials is not None:
+        model.credentials = credentials
     resource: ApiSourceResource = model(source=spec.source, spec_file=str(spec.file), **values)
     return resource
 

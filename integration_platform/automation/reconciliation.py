@@ -34,7 +34,7 @@ from dagster import (
 from integration_platform.assets.partitions import CLIENT_TAG, partition_key
 from integration_platform.assets.raw import RawLoadConfig, raw_asset_key
 from integration_platform.automation.switch import default_schedule_status
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.run_kinds import KIND_TAG, RECONCILIATION
 from integration_platform.specs.models import SourceSpec
 

@@ -53,7 +53,7 @@ from integration_platform.assets.partitions import partition_key, partitions_for
 from integration_platform.assets.raw import raw_asset_key
 from integration_platform.assets.resources import LandingZoneResource, WarehouseResource
 from integration_platform.automation.switch import default_status
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.run_kinds import KIND_TAG, WEBHOOK_DRAIN
 from integration_platform.specs.models import SourceSpec
 from integration_platform.webhooks.drain import BatchDrain

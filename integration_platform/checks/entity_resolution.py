@@ -32,7 +32,7 @@ from dagster import (
 
 from integration_platform.assets.raw import api_resource_key
 from integration_platform.assets.resources import ApiSourceResource, WarehouseResource
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.specs.models import SourceSpec
 
 CLUSTERS_ASSET = AssetKey(["intermediate", "int_customer_clusters"])

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from integration_platform.clients.credentials import credential_problems
 from integration_platform.clients.crypto import CredentialCipher, load_cipher
 from integration_platform.clients.database import database_url, open_store
 from integration_platform.clients.errors import (
@@ -26,6 +25,7 @@ from integration_platform.clients.errors import (
     InvalidRequest,
 )
 from integration_platform.clients.tables import ClientRow, CredentialRow, utc_now
+from integration_platform.clients.variables import credential_problems
 from integration_platform.logs import register_secrets
 
 # A credentials patch: per source, a value sets a variable and None removes it; a source

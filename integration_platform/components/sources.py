@@ -17,6 +17,7 @@ from integration_platform.assets.resources import api_resource
 from integration_platform.automation.reconciliation import build_reconciliation
 from integration_platform.automation.schedules import source_automation
 from integration_platform.automation.webhook_sensor import build_drain_job, build_webhook_sensor
+from integration_platform.clients.credentials import StoredCredentials
 from integration_platform.specs.loader import SOURCES_PATH_VARIABLE, load_specs, spec_paths
 from integration_platform.specs.models import SourceSpec
 
@@ -47,5 +48,9 @@ class SourceSpecsComponent(Component, Model, Resolvable):
             jobs=[*jobs, drain_job, *reconciliation_jobs],
             schedules=[*schedules, *reconciliation_schedules],
             sensors=[build_webhook_sensor(specs, drain_job)],
-            resources={api_resource_key(name): api_resource(spec) for name, spec in specs.items()},
+            # Other clients' credentials come from the client store (the demo's from the env).
+            resources={
+                api_resource_key(name): api_resource(spec, credentials=StoredCredentials())
+                for name, spec in specs.items()
+            },
         )

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
 from integration_platform.console.log_lines import LogLine
+from integration_platform.run_kinds import AUTOMATION, KIND_TAG
+from integration_platform.webhooks.inbox import Inbox
 
 
 class Probe(Protocol):
@@ -106,8 +109,6 @@ class WebhooksProbe(LineProbe):
         self.last: Mapping[str, int] = self._counts()  # what the inbox held before the start
 
     def _counts(self) -> dict[str, int]:
-        from integration_platform.webhooks.inbox import Inbox
-
         with Inbox(self.inbox_path) as inbox:
             return inbox.counts()
 
@@ -181,12 +182,10 @@ class DagsterProbe(LineProbe):
         return f"Dagster UI ready: {self.ui_url}  (after {time.monotonic() - self.started:.0f} s)"
 
     def report(self) -> str:
-        from datetime import UTC, datetime
-
+        # Dagster (seconds to import) only once the launcher polls it, not when it starts.
         from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
         from integration_platform.automation.webhook_sensor import DRAIN_JOB, IN_FLIGHT
-        from integration_platform.run_kinds import AUTOMATION, KIND_TAG
 
         since, self.since = datetime.fromtimestamp(self.since, UTC), time.time()
         with DagsterInstance.from_config(str(self.dagster_home)) as instance:

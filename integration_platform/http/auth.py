@@ -46,7 +46,7 @@ from integration_platform.http.errors import (
     is_connection_refused,
 )
 from integration_platform.http.ratelimit import parse_retry_after
-from integration_platform.http.redaction import origin, redact_url
+from integration_platform.redaction import origin, redact_url
 from integration_platform.specs import models as spec_models
 from integration_platform.specs.models import AuthSpec
 

@@ -44,15 +44,10 @@ from integration_platform.http.errors import (
 )
 from integration_platform.http.pagination import PageRequest
 from integration_platform.http.ratelimit import SharedRateLimiter, parse_retry_after
-from integration_platform.http.redaction import (
-    Scrubber,
-    origin,
-    redact_url,
-    secret_query_params,
-    secret_values,
-)
 from integration_platform.logs import get_logger
+from integration_platform.redaction import Scrubber, origin, redact_url
 from integration_platform.specs.models import SourceSpec
+from integration_platform.specs.secrets import secret_query_params, secret_values
 
 _log = get_logger("integration_platform.http")
 # Which try of a request is on the wire, for the request log line.

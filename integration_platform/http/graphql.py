@@ -38,8 +38,8 @@ from integration_platform.http.errors import (
 )
 from integration_platform.http.pagination import PageRequest
 from integration_platform.http.ratelimit import parse_retry_after
-from integration_platform.http.redaction import origin
 from integration_platform.logs import get_logger
+from integration_platform.redaction import origin
 
 _log = get_logger("integration_platform.http.graphql")
 

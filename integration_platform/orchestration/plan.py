@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 
-from integration_platform.clients.credentials import source_variables
 from integration_platform.clients.errors import InvalidRequest, Problem
 from integration_platform.clients.registry import Client
+from integration_platform.clients.variables import source_variables
 from integration_platform.specs.loader import load_specs
 
 MAX_DAYS_PER_SYNC = 366

@@ -13,9 +13,11 @@ from dagster import DagsterInstance, Definitions
 from integration_platform import environment
 from integration_platform.assets.partitions import CLIENTS_PARTITIONS, register_clients
 from integration_platform.assets.raw import api_resource_key
-from integration_platform.assets.resources import ApiSourceResource, referenced_variables
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.assets.resources import ApiSourceResource
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.dagster_warnings import silence_dagster_notices
+from integration_platform.definitions import defs as load_definitions
+from integration_platform.orchestration.instance import prepare_dagster_home
 from integration_platform.runs.main_job import (
     MainJobError,
     MainJobResult,
@@ -25,6 +27,9 @@ from integration_platform.runs.main_job import (
     run,
 )
 from integration_platform.runs.progress import Echo
+from integration_platform.specs.credentials import referenced_variables
+from integration_platform.specs.loader import load_specs
+from integration_platform.transform.dbt_assets import prepare_dbt_project
 
 
 def parse_days(days: str | None, day: str | None) -> tuple[date, date]:
@@ -63,18 +68,11 @@ def run_main_job(
     silence_dagster_notices()
     home = environment.dagster_home()
     if not (home / "dagster.yaml").exists():  # a new instance: set up as make run's is
-        from integration_platform.launcher import prepare_dagster_home
-
         home = prepare_dagster_home()
     os.environ["DAGSTER_HOME"] = str(home)
     echo(f"loading the definitions (sources from {os.environ.get('SOURCES_PATH', 'sources/')})")
     with quiet_dagster():  # dagster-dbt narrates the dbt parse of a new project at INFO
-        from integration_platform.specs.loader import load_specs
-        from integration_platform.transform.dbt_assets import prepare_dbt_project
-
         prepare_dbt_project(load_specs())  # the definitions load a prepared project
-        from integration_platform.definitions import defs as load_definitions
-
         defs = load_definitions()
 
     with DagsterInstance.get() as instance:

@@ -18,9 +18,9 @@ import yaml
 from pydantic import ValidationError
 
 from integration_platform import environment
-from integration_platform.http.redaction import secret_values
 from integration_platform.logs import register_secrets
 from integration_platform.specs.models import SourceSpec, query_file_path
+from integration_platform.specs.secrets import secret_values
 
 SOURCES_PATH_VARIABLE = "SOURCES_PATH"
 

@@ -26,7 +26,7 @@ from dagster import (
 
 from integration_platform.assets.partitions import partition_key, partitions_for
 from integration_platform.assets.raw import raw_asset_key
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.logs import get_logger
 from integration_platform.specs.models import SourceSpec
 

@@ -25,16 +25,16 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.http.auth import resolve_url
 from integration_platform.http.errors import ResponseShapeError
-from integration_platform.http.redaction import redact_url
 from integration_platform.landing.loader import ensure_schema, load_attempt
 from integration_platform.landing.provenance import StreamBatch
 from integration_platform.landing.warehouse import Warehouse, WarehouseBusyError
 from integration_platform.landing.zone import Attempt, LandingZone
 from integration_platform.logs import get_logger
 from integration_platform.paths import path_under
+from integration_platform.redaction import redact_url
 from integration_platform.specs.models import SourceSpec
 from integration_platform.streams import checkpoints
 from integration_platform.streams.checkpoints import Statement

@@ -14,7 +14,7 @@ import json
 from datetime import date
 from typing import Any
 
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.specs.models import CustomerMapping, FieldSource
 
 # canonical field -> (raw value, expected normalized value) cases, in row order

@@ -16,7 +16,7 @@ import pytest
 
 from integration_platform.api.app import create_app
 from integration_platform.api.settings import ApiSettings
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.webhooks.server import ReceiverServer
 from tests.api.conftest import ADMIN_KEY, Api
 from tests.api.test_clients import register

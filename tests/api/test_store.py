@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from dagster import build_resources
 from sqlalchemy import inspect
 
 from integration_platform.api.bootstrap import ensure_admin_key_file, ensure_demo_client
+from integration_platform.assets.resources import api_resource
 from integration_platform.clients.api_keys import ApiKeys
-from integration_platform.clients.credentials import MissingCredentialsError, credentials_for
+from integration_platform.clients.credentials import (
+    MissingCredentialsError,
+    StoredCredentials,
+    credentials_for,
+)
 from integration_platform.clients.crypto import (
     CredentialCipher,
     SecretKeyError,
@@ -24,6 +30,8 @@ from integration_platform.clients.crypto import (
 from integration_platform.clients.database import create_store_engine, open_store
 from integration_platform.clients.registry import ClientRegistry
 from integration_platform.logs import configure_logging
+from integration_platform.specs.loader import load_specs
+from integration_platform.specs.models import OAuth2ClientCredentials
 from tests.api.test_clients import CRM
 
 
@@ -71,6 +79,32 @@ def test_a_run_is_refused_credentials_the_client_does_not_have(
         credentials_for("acme", "crm")
     with pytest.raises(MissingCredentialsError):
         credentials_for("nobody", "crm")
+
+
+def test_a_sources_resource_resolves_a_clients_spec_from_the_store_it_is_given(
+    registry: ClientRegistry,
+) -> None:
+    registry.create("acme", "Acme", {"crm": CRM})
+    resource = api_resource(load_specs()["crm"], credentials=StoredCredentials())
+    # As a run gets it: Dagster builds the resource anew from its config.
+    with build_resources({"api": resource}) as resources:
+        spec = resources.api.spec("acme")
+        assert spec.base_url == CRM["CRM_BASE_URL"]
+        assert isinstance(spec.auth, OAuth2ClientCredentials)
+        assert spec.auth.client_id == CRM["CRM_CLIENT_ID"]
+        with pytest.raises(MissingCredentialsError, match="no active client 'nobody'"):
+            resources.api.spec("nobody")
+
+
+def test_a_sources_resource_without_a_store_refuses_every_client_but_the_demo_client(
+    registry: ClientRegistry,
+) -> None:
+    registry.create("acme", "Acme", {"crm": CRM})
+    with (
+        build_resources({"api": api_resource(load_specs()["crm"])}) as resources,
+        pytest.raises(MissingCredentialsError, match="demo client only, not 'acme'"),
+    ):
+        resources.api.spec("acme")
 
 
 def test_old_credentials_still_open_after_the_key_is_rotated(

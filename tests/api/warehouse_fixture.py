@@ -28,10 +28,10 @@ from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 
 from integration_platform import environment
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.clients.crypto import CredentialCipher
 from integration_platform.clients.database import open_store
 from integration_platform.clients.registry import ClientRegistry
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.sandbox.tenants import client_listing
@@ -159,8 +159,8 @@ def main() -> None:
 
     from integration_platform.assets.partitions import register_clients
     from integration_platform.cli import _finish
-    from integration_platform.launcher import prepare_dagster_home
     from integration_platform.logs import configure_logging
+    from integration_platform.orchestration.instance import prepare_dagster_home
     from integration_platform.runs.commands import run_main_job
 
     environment.load_env()

@@ -226,7 +226,7 @@ def test_the_demo_client_has_partitions_when_the_launcher_prepares_dagster_home(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from integration_platform.assets.partitions import CLIENTS_PARTITIONS
-    from integration_platform.launcher import prepare_dagster_home
+    from integration_platform.orchestration.instance import prepare_dagster_home
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     for _ in range(2):  # every start registers it, once

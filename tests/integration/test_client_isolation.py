@@ -22,7 +22,7 @@ from dagster import AssetCheckResult, build_asset_check_context
 from integration_platform.assets.raw import api_resource_key
 from integration_platform.assets.resources import WarehouseResource, api_resource
 from integration_platform.checks.entity_resolution import build_entity_resolution_check
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_specs

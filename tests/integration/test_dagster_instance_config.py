@@ -9,7 +9,7 @@ from dagster import DagsterInstance
 from dagster._core.instance.config import PoolGranularity
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
-from integration_platform.launcher import prepare_dagster_home
+from integration_platform.orchestration.instance import prepare_dagster_home
 from integration_platform.transform.dbt_assets import WAREHOUSE_POOL
 
 

@@ -47,7 +47,7 @@ from integration_platform.checks.entity_resolution import (
     ground_truth,
     resolution_quality,
 )
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt
 from integration_platform.landing.provenance import Pull

@@ -27,7 +27,7 @@ from integration_platform.assets.resources import (
     WarehouseResource,
     api_resource,
 )
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.extraction.to_files import extract_to_directory
 from integration_platform.logs import ensure_logging
 from integration_platform.specs.loader import load_spec

@@ -38,7 +38,7 @@ from integration_platform.assets.resources import (
     WarehouseResource,
     api_resource,
 )
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.extraction.runner import EndpointExtractor
 from integration_platform.http.client import SourceClient
 from integration_platform.http.graphql import GraphQLClient

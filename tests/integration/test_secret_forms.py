@@ -20,7 +20,7 @@ from integration_platform import logs
 from integration_platform.assets.partitions import demo_partition
 from integration_platform.assets.raw import raw_assets
 from integration_platform.automation.alerts import AlertWebhookResource, build_alert_sensor
-from integration_platform.http.redaction import Scrubber
+from integration_platform.redaction import Scrubber
 from integration_platform.specs.loader import load_specs
 from tests.echo_api import ECHO_SECRETS, ECHO_SPEC, EchoAPI, leaked_forms
 from tests.integration.test_automation import Receiver

@@ -11,7 +11,7 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from integration_platform.assets.partitions import register_clients
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.landing.warehouse import Warehouse
 from integration_platform.streams.dagster_reports import StreamLoadReporter
 from integration_platform.streams.raw_sink import RawStreamSink

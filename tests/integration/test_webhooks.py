@@ -56,7 +56,7 @@ from integration_platform.automation.webhook_sensor import (
     build_drain_job,
     build_webhook_sensor,
 )
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_spec, load_specs

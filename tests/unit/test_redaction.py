@@ -14,8 +14,9 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from integration_platform import logs
-from integration_platform.http.redaction import Scrubber, redact_url, secret_values
+from integration_platform.redaction import Scrubber, encoded_forms, redact_url
 from integration_platform.specs.loader import load_spec
+from integration_platform.specs.secrets import secret_values
 
 # What an AWS secret access key looks like: '/' and '+' change when URL-encoded.
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY+EXAMPLEKEY"
@@ -120,8 +121,6 @@ def test_json_lines_go_where_stderr_points_now_when_a_command_redirects_it(
 
 
 def test_a_secret_with_control_characters_is_masked_without_error_when_registered() -> None:
-    from integration_platform.http.redaction import encoded_forms
-
     forms = encoded_forms("abc\x01defghijklmnop")
     assert "abc\x01defghijklmnop" in forms
     assert "abc%01defghijklmnop" in forms

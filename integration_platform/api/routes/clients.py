@@ -16,10 +16,10 @@ from integration_platform.api.schemas import (
     CredentialSummary,
 )
 from integration_platform.api.services import Services, services
+from integration_platform.client_ids import CLIENT_ID_PATTERN, client_id_from_name
 from integration_platform.clients.api_keys import Principal
 from integration_platform.clients.errors import ClientNotFound
 from integration_platform.clients.registry import Client
-from integration_platform.clients.slugs import CLIENT_ID_PATTERN, client_id_from_name
 from integration_platform.logs import get_logger
 from integration_platform.orchestration.dagster_graphql import DagsterRefused, DagsterUnavailable
 

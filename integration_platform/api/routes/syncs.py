@@ -27,10 +27,10 @@ from integration_platform.api.schemas import (
 )
 from integration_platform.api.services import Services
 from integration_platform.clients.api_keys import Principal
-from integration_platform.clients.credentials import source_variables
 from integration_platform.clients.errors import ClientInactive, StoreError
 from integration_platform.clients.registry import Client
 from integration_platform.clients.syncs import Opened, Reuse, Sync, SyncRequest
+from integration_platform.clients.variables import source_variables
 from integration_platform.logs import get_logger
 from integration_platform.orchestration.dagster_graphql import DagsterRefused, DagsterUnavailable
 from integration_platform.orchestration.plan import plan_sync

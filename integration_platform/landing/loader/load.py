@@ -20,7 +20,7 @@ from typing import Any, Literal
 import duckdb
 import orjson
 
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.extraction.windows import UNPARTITIONED
 from integration_platform.landing import contracts
 from integration_platform.landing.contracts import Contract, DriftReport, Observed

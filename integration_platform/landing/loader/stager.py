@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from integration_platform.clients.slugs import DEMO_CLIENT_ID
+from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.landing.contracts import Observed
 from integration_platform.landing.loader.load import DriftPolicy, LoadMode, LoadResult, load_attempt
 from integration_platform.landing.loader.sql import sql_string

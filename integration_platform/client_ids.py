@@ -1,4 +1,7 @@
-"""Client ids: lowercase slugs that are also valid Dagster partition keys."""
+"""Client ids: lowercase slugs that are also valid Dagster partition keys; the demo client's id.
+
+Every layer names clients (partitions, landing folders, raw rows), so this sits at the bottom.
+"""
 
 from __future__ import annotations
 

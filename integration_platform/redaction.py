@@ -2,7 +2,8 @@
 
 A secret is hidden in every form it takes on the wire or in an API's echo of a request: as
 written, percent-encoded (as httpx, `quote` and `quote_plus` write it, upper- or lower-case
-hex), and base64-encoded (an HTTP Basic header carries `base64(user:password)`).
+hex), and base64-encoded (an HTTP Basic header carries `base64(user:password)`). Which values
+of a spec are secrets is the spec's to say (`specs.secrets`); this module knows no spec.
 """
 
 from __future__ import annotations
@@ -14,18 +15,8 @@ from collections.abc import Iterable
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 import httpx
-from pydantic import BaseModel
-
-from integration_platform.specs.models import (
-    ApiKeyAuth,
-    BasicAuth,
-    OAuth2ClientCredentials,
-    SourceSpec,
-)
 
 REDACTED = "***"
-# Not secret by themselves, but they name the account: kept out of messages and logs too.
-IDENTIFIER_FIELDS = frozenset({"client_id", "key_id"})
 # Query parameters that carry credentials in the wild, whatever the spec calls them.
 ALWAYS_SECRET_PARAMS = frozenset(
     {
@@ -45,13 +36,6 @@ MIN_SECRET_LENGTH = 4
 # A base64 fragment shorter than this could occur by chance in other base64 text.
 _MIN_BASE64_FRAGMENT = 8
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
-
-
-def secret_query_params(spec: SourceSpec) -> frozenset[str]:
-    names = set(ALWAYS_SECRET_PARAMS)
-    if isinstance(spec.auth, ApiKeyAuth) and spec.auth.location == "query":
-        names.add(spec.auth.name.lower())
-    return frozenset(names)
 
 
 def redact_url(url: httpx.URL | str, secret_params: Iterable[str] = ALWAYS_SECRET_PARAMS) -> str:
@@ -84,37 +68,6 @@ def origin(url: httpx.URL | str) -> str:
 def basic_credentials(username: str, password: str) -> str:
     """The value of an HTTP Basic header for these credentials, as httpx builds it."""
     return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-
-
-def secret_values(spec: SourceSpec) -> list[str]:
-    """Every secret value the spec resolved, for scrubbing free text: its secret fields (auth,
-    webhook signing secret), the client identifiers that go with them, what the environment put
-    into its paths, query parameters and headers, a password in its base URL, and the Basic
-    headers built from these."""
-    holders: list[BaseModel] = [spec.auth] + ([spec.webhooks] if spec.webhooks else [])
-    values = []
-    for holder in holders:
-        for name in type(holder).model_fields:
-            value = getattr(holder, name)
-            if hasattr(value, "get_secret_value"):
-                value = value.get_secret_value()
-            elif name not in IDENTIFIER_FIELDS:
-                continue
-            if isinstance(value, str) and value and not value.startswith("${"):
-                values.append(value)
-    values += spec.masked_values
-    auth = spec.auth
-    pairs = []
-    if isinstance(auth, BasicAuth):
-        pairs.append((auth.username, auth.password.get_secret_value()))
-    elif isinstance(auth, OAuth2ClientCredentials):  # client_auth: basic
-        pairs.append((auth.client_id, auth.client_secret.get_secret_value()))
-    base = httpx.URL(spec.base_url) if "@" in spec.base_url else None
-    if base is not None and base.password:  # httpx sends a base URL's userinfo as Basic auth
-        values.append(base.password)
-        pairs.append((base.username, base.password))
-    values += [basic_credentials(user, password) for user, password in pairs if password]
-    return [value for value in dict.fromkeys(values) if not value.startswith("${")]
 
 
 def encoded_forms(secret: str) -> set[str]:
