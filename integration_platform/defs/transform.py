@@ -3,12 +3,11 @@ transform/dbt_assets.py), and the dbt CLI resource it runs with.
 (No `from __future__ import annotations`: `@definitions` reads the context annotation.)"""
 
 from dagster import ComponentLoadContext, Definitions, definitions
-from dagster_dbt import DbtCliResource
 
 from integration_platform.components import SourceSpecsComponent
 from integration_platform.transform.dbt_assets import (
     build_dbt_assets,
-    dbt_executable,
+    dbt_resource,
     prepared_dbt_project,
 )
 
@@ -22,5 +21,5 @@ def defs(context: ComponentLoadContext) -> Definitions:
     project = prepared_dbt_project(specs)
     return Definitions(
         assets=[build_dbt_assets(project)],
-        resources={"dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable())},
+        resources={"dbt": dbt_resource(project)},
     )
