@@ -13,11 +13,11 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 
-from integration_platform.sandbox import signing
-from integration_platform.sandbox.chaos import ChaosSettings
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.vendors import analytics
-from integration_platform.sandbox.world import SandboxCredentials
+from integration_platform_sandbox import signing
+from integration_platform_sandbox.chaos import ChaosSettings
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.vendors import analytics
+from integration_platform_sandbox.world import SandboxCredentials
 
 ChaosSwitch = Callable[..., None]
 

@@ -46,12 +46,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from integration_platform.sandbox.chaos import ChaosEngine
-from integration_platform.sandbox.identity import noisy_identity
-from integration_platform.sandbox.population import mix64, rng_for, unit_interval
-from integration_platform.sandbox.roster import ChildIndex, Timeline
-from integration_platform.sandbox.tenants import PerTenant, Tenants
-from integration_platform.sandbox.vendors.common import (
+from integration_platform_sandbox.chaos import ChaosEngine
+from integration_platform_sandbox.identity import noisy_identity
+from integration_platform_sandbox.population import mix64, rng_for, unit_interval
+from integration_platform_sandbox.roster import ChildIndex, Timeline
+from integration_platform_sandbox.tenants import PerTenant, Tenants
+from integration_platform_sandbox.vendors.common import (
     JSONResponse,
     TruthRow,
     VendorAdmin,
@@ -61,8 +61,8 @@ from integration_platform.sandbox.vendors.common import (
     iso,
     parse_timestamp,
 )
-from integration_platform.sandbox.vendors.query_limits import QueryLimits, measure
-from integration_platform.sandbox.world import World
+from integration_platform_sandbox.vendors.query_limits import QueryLimits, measure
+from integration_platform_sandbox.world import World
 
 VENDOR = "support"
 CUSTOMER_PREFIX, TICKET_PREFIX, COMMENT_PREFIX = "cus", "tkt", "cmt"

@@ -1,6 +1,6 @@
 """Sandbox product analytics (REST + SSE): HMAC-signed requests, page numbers, a live event feed.
 
-Every /v1 request, the stream included, carries the headers `integration_platform.sandbox.signing`
+Every /v1 request, the stream included, carries the headers `integration_platform_sandbox.signing`
 describes (there are no query-string signatures); failures are 401 with `error` one of
 missing_signature, unknown_key, bad_timestamp, stale_timestamp, bad_signature. GET /v1/users and
 /v1/events take `page` (1-based), `per_page` (1..500, default 100), `since` and `until` (ISO 8601
@@ -35,14 +35,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from integration_platform.sandbox import signing
-from integration_platform.sandbox.chaos import ChaosEngine, ChaosMiddleware, DroppedConnection
-from integration_platform.sandbox.identity import noisy_identity
-from integration_platform.sandbox.population import DATA_END, mix64, rng_for
-from integration_platform.sandbox.ratelimit import WindowQuota
-from integration_platform.sandbox.roster import ChildIndex, Timeline
-from integration_platform.sandbox.tenants import PerTenant, Tenants
-from integration_platform.sandbox.vendors.common import (
+from integration_platform_sandbox import signing
+from integration_platform_sandbox.chaos import ChaosEngine, ChaosMiddleware, DroppedConnection
+from integration_platform_sandbox.identity import noisy_identity
+from integration_platform_sandbox.population import DATA_END, mix64, rng_for
+from integration_platform_sandbox.ratelimit import WindowQuota
+from integration_platform_sandbox.roster import ChildIndex, Timeline
+from integration_platform_sandbox.tenants import PerTenant, Tenants
+from integration_platform_sandbox.vendors.common import (
     JSONResponse,
     TruthRow,
     VendorAdmin,
@@ -52,7 +52,7 @@ from integration_platform.sandbox.vendors.common import (
     int_param,
     parse_timestamp,
 )
-from integration_platform.sandbox.world import World
+from integration_platform_sandbox.world import World
 
 VENDOR = "analytics"
 USER_PREFIX = "usr"

@@ -33,9 +33,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from integration_platform.sandbox.chaos import ChaosEngine
-from integration_platform.sandbox.identity import noisy_identity
-from integration_platform.sandbox.population import (
+from integration_platform_sandbox.chaos import ChaosEngine
+from integration_platform_sandbox.identity import noisy_identity
+from integration_platform_sandbox.population import (
     COUNTRIES,
     DATA_END,
     DATA_SPAN_SECONDS,
@@ -43,10 +43,10 @@ from integration_platform.sandbox.population import (
     rng_for,
     unit_interval,
 )
-from integration_platform.sandbox.ratelimit import WindowQuota
-from integration_platform.sandbox.roster import ChildIndex, Timeline
-from integration_platform.sandbox.tenants import PerTenant, Tenants
-from integration_platform.sandbox.vendors.common import (
+from integration_platform_sandbox.ratelimit import WindowQuota
+from integration_platform_sandbox.roster import ChildIndex, Timeline
+from integration_platform_sandbox.tenants import PerTenant, Tenants
+from integration_platform_sandbox.vendors.common import (
     JSONResponse,
     TruthRow,
     VendorAdmin,
@@ -57,8 +57,8 @@ from integration_platform.sandbox.vendors.common import (
     iso,
     parse_timestamp,
 )
-from integration_platform.sandbox.webhook_sender import WebhookSender
-from integration_platform.sandbox.world import World
+from integration_platform_sandbox.webhook_sender import WebhookSender
+from integration_platform_sandbox.world import World
 
 VENDOR = "billing"
 CUSTOMER_PREFIX, SUBSCRIPTION_PREFIX, INVOICE_PREFIX, PAYMENT_PREFIX, EVENT_PREFIX = (
