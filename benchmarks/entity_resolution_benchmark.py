@@ -2,7 +2,7 @@
 and the registry variant (no email, no phone) at 10k and 50k people.
 
 For each size, the sandbox (seed 42, default noise) is sized so that its four customer
-endpoints hold about that many records (~2.47 per person), and `sandbox.raw_projection` writes
+endpoints hold about that many records (~2.47 per person), and `tests/raw_projection.py` writes
 them into the raw tables of a fresh DuckDB file through the real loader (no HTTP: extraction
 has its own benchmarks). Then, on a copy of the dbt project whose profile pins DuckDB to 2
 threads (and the process to 2 CPUs where the machine has more), the timed command is
