@@ -104,7 +104,6 @@ class Roster:
 
     def __init__(self, population: Population, vendor: str) -> None:
         self.vendor = vendor
-        self._population = population
         entities, copies = array("i"), array("b")
         duplicates = array("i")
         seed, salt = population.seed, VENDOR_SALT[vendor]

@@ -62,10 +62,10 @@ from integration_platform.specs.models import SourceSpec
 from integration_platform.webhooks.app import create_receiver_app
 from integration_platform.webhooks.inbox import Inbox, Synchronous
 from integration_platform.webhooks.server import ReceiverServer
-from integration_platform.webhooks.signatures import stripe_signature_header
 from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
 from integration_platform_sandbox.server import Sandbox
 from tests.demo_partitions import demo_partition
+from tests.stripe_signing import stripe_signature_header
 
 SOURCES = environment.PROJECT_ROOT / "sources"
 BILLING_SPEC = SOURCES / "billing.yaml"
