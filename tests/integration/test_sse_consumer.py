@@ -183,7 +183,7 @@ def test_reconnect_waits_the_servers_retry_delay_when_the_server_disconnects(
 def test_reconnect_backs_off_beyond_the_servers_retry_when_reconnecting_fails(
     make_sandbox: MakeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(analytics, "STREAM_RETRY_MS", 100)
+    monkeypatch.setattr(analytics.feed, "STREAM_RETRY_MS", 100)
     server = make_sandbox(stream_events_per_second=500)
     spec = analytics_spec(server.urls["analytics"], batch_seconds=0.05)
     clock = FakeClock()
