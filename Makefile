@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(abspath .dagster_home)
 
 .PHONY: install run test demo lint sandbox bench-extract bench-raw clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
@@ -54,7 +54,7 @@ run: install
 test: install bi-clients
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy integration_platform
+	$(BIN)/mypy integration_platform sandbox/integration_platform_sandbox
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
 
@@ -74,7 +74,7 @@ bench-extract: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy integration_platform
+	$(BIN)/mypy integration_platform sandbox/integration_platform_sandbox
 	$(BIN)/lint-imports --no-cache
 
 clean:

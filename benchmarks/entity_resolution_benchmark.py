@@ -2,7 +2,7 @@
 and the registry variant (no email, no phone) at 10k and 50k people.
 
 For each size, the sandbox (seed 42, default noise) is sized so that its four customer
-endpoints hold about that many records (~2.47 per person), and `sandbox.raw_projection` writes
+endpoints hold about that many records (~2.47 per person), and `tests/raw_projection.py` writes
 them into the raw tables of a fresh DuckDB file through the real loader (no HTTP: extraction
 has its own benchmarks). Then, on a copy of the dbt project whose profile pins DuckDB to 2
 threads (and the process to 2 CPUs where the machine has more), the timed command is
@@ -94,10 +94,10 @@ def build_warehouse(
     """Raw customer tables of a sandbox of `customers` people, `vendors`' records loaded and
     the other specs' customer tables empty; returns (records, truth)."""
     from integration_platform import environment
-    from integration_platform.sandbox import raw_projection
-    from integration_platform.sandbox.truth import ground_truth
-    from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
     from integration_platform.specs.loader import load_specs, spec_paths
+    from integration_platform_sandbox.truth import ground_truth
+    from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings, World
+    from tests import raw_projection
 
     environment.load_sandbox_env()
     settings = SandboxSettings(customers=customers, seed=SEED)
@@ -258,7 +258,7 @@ def measure_size(
 def measure(
     sizes: tuple[int, ...], registry_people: tuple[int, ...], repeats: int
 ) -> dict[str, Any]:
-    from integration_platform.sandbox.roster import REGISTRY_VENDORS, VENDORS
+    from integration_platform_sandbox.roster import REGISTRY_VENDORS, VENDORS
 
     with tempfile.TemporaryDirectory(prefix="er-bench-") as tmp:
         workdir = Path(tmp)

@@ -15,17 +15,19 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from integration_platform import environment
 from integration_platform.client_ids import DEMO_CLIENT_ID
-from integration_platform.launcher import VENDOR_URL_VARIABLES
 from integration_platform.orchestration.instance import prepare_dagster_home
 from integration_platform.runs.commands import run_main_job
 from integration_platform.runs.main_job import MainJobResult
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+from integration_platform.sandbox_dependency import sandbox_required
+
+if TYPE_CHECKING:
+    from integration_platform_sandbox.world import SandboxSettings
 
 # A week of the sandbox's year: every source has records on each of these days.
 DEMO_START, DEMO_END = date(2025, 6, 1), date(2025, 6, 7)
@@ -54,6 +56,10 @@ def demo_folder() -> Path:
 
 def run_demo(settings: SandboxSettings, echo: Callable[[str], None] = print) -> bool:
     """True when every run succeeded; prints progress, then the marts and the ER figures."""
+    with sandbox_required("`integration-platform demo`"):
+        from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
+        from integration_platform_sandbox.server import Sandbox
+        from integration_platform_sandbox.world import SandboxCredentials
     started = time.monotonic()
     environment.load_sandbox_env()
     folder = demo_folder()

@@ -51,14 +51,12 @@ from integration_platform.dagster_warnings import silence_dagster_notices
 from integration_platform.logs import configure_logging
 from integration_platform.orchestration.instance import prepare_dagster_home
 from integration_platform.run_wind_down import RunWindDown
-from integration_platform.sandbox.roster import ALL_VENDORS, VENDORS
-from integration_platform.sandbox.server import vendor_urls
+from integration_platform.sandbox_dependency import sandbox_required
 from integration_platform.specs.loader import load_specs
 from integration_platform.transform.dbt_assets import prepare_dbt_project
 from integration_platform.webhooks.app import route_path
 from integration_platform.webhooks.inbox import inbox_path
 
-VENDOR_URL_VARIABLES = {vendor: f"{vendor.upper()}_BASE_URL" for vendor in ALL_VENDORS}
 DEFAULT_GRACE_SECONDS = 60.0
 
 
@@ -187,8 +185,8 @@ def run_platform(
     base_port: int,
     ui_port: int,
     sandbox_args: list[str],
+    vendors: tuple[str, ...],
     webhook_port: int | None = None,
-    vendors: tuple[str, ...] = VENDORS,
     api_port: int = 8000,
     status_every: float = 60.0,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
@@ -196,6 +194,9 @@ def run_platform(
     # Ctrl-C and `kill` both stop everything; SIGINT may arrive ignored from a parent shell.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
+    with sandbox_required("`integration-platform up`"):
+        from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
+        from integration_platform_sandbox.server import vendor_urls
     silence_dagster_notices()
     environment.load_env()
 

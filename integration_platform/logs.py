@@ -141,8 +141,9 @@ def configure_logging(level: str | None = None, stream: Any = None) -> None:
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
     # Our http_request lines say more (source, attempt, latency) than httpx's; gql logs whole
     # response bodies at debug, which would put customer data into logs; Alembic narrates each
-    # plugin it loads on import and each migration step at INFO, on every start of the store.
-    for chatty in ("httpx", "httpcore", "gql", "alembic"):
+    # plugin it loads on import and each migration step at INFO, on every start of the store;
+    # Faker (the sandbox's, imported when a command starts it) says at import it is not in a REPL.
+    for chatty in ("httpx", "httpcore", "gql", "alembic", "faker"):
         logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))
 
 

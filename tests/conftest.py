@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from integration_platform import environment
-from integration_platform.sandbox.chaos import ChaosSettings, Fault
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+from integration_platform_sandbox.chaos import ChaosSettings, Fault
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings
 from tests.api.warehouse_fixture import BuiltWarehouse, build_published_warehouse
 
 TEST_SEED = 7

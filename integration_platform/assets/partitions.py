@@ -18,7 +18,7 @@ from dagster import (
     PartitionsDefinition,
 )
 
-from integration_platform.client_ids import DEMO_CLIENT_ID, is_client_id
+from integration_platform.client_ids import is_client_id
 from integration_platform.specs.models import EndpointSpec
 
 CLIENTS_PARTITIONS = "clients"
@@ -79,11 +79,6 @@ def parse_partition_key(key: str) -> ClientPartition:
     if not is_client_id(client_id):
         raise ValueError(f"partition key {key!r} does not start with a client id")
     return ClientPartition(client_id, day or None)
-
-
-def demo_partition(day: str | None) -> str:
-    """The demo client's partition key for a day (or its reference data)."""
-    return partition_key(DEMO_CLIENT_ID, day)
 
 
 def register_clients(instance: DagsterInstance, *client_ids: str) -> list[str]:

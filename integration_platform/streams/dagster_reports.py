@@ -32,7 +32,6 @@ from integration_platform.specs.models import SourceSpec
 
 _log = get_logger("integration_platform.streams")
 DEFAULT_REPORT_EVERY_SECONDS = 300.0
-REPORT_EVERY_VARIABLE = "STREAM_REPORT_EVERY_SECONDS"
 
 
 @dataclass

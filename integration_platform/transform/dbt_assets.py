@@ -136,9 +136,7 @@ def prepare_dbt_project(specs: dict[str, SourceSpec]) -> DbtProject:
     changed = generate(specs, project_dir)
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
     if changed or _manifest_is_stale(project.manifest_path, project_dir):
-        dbt_resource(project).cli(
-            ["parse", "--quiet"], target_path=project.target_path
-        ).wait()
+        dbt_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return project
 
 

@@ -177,12 +177,6 @@ class StripeVerifier:
             raise InvalidSignature("no v1 signature matches the body")
 
 
-def stripe_signature_header(secret: str, body: bytes, timestamp: int | str) -> str:
-    """What a Stripe-style sender puts in `Stripe-Signature` (for tests, tools and benchmarks)."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={digest.hexdigest()}"
-
-
 def verifier_for(spec: WebhookSpec, clock: Clock = time.time) -> SignatureVerifier:
     secret = spec.secret.get_secret_value()
     if spec.signature == "stripe":

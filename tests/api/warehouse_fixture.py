@@ -32,10 +32,10 @@ from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.clients.crypto import CredentialCipher
 from integration_platform.clients.database import open_store
 from integration_platform.clients.registry import ClientRegistry
-from integration_platform.launcher import VENDOR_URL_VARIABLES
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.tenants import client_listing
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.tenants import client_listing
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings
 
 SECOND_CLIENT = "acme"  # reads the sandbox's tenant 1
 CLIENTS = (DEMO_CLIENT_ID, SECOND_CLIENT)

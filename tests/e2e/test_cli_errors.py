@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from integration_platform.environment import PROJECT_ROOT
-from integration_platform.sandbox.server import Sandbox
+from integration_platform_sandbox.server import Sandbox
 
 BIN = Path(sys.executable).parent
 SECRETS = {

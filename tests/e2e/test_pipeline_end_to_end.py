@@ -14,7 +14,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from integration_platform.demo import DEMO_END, DEMO_START
-from integration_platform.sandbox.server import Sandbox
+from integration_platform_sandbox.server import Sandbox
 from tests.e2e.demo_run import DemoRun
 
 # `make demo`'s sandbox (its defaults): the same seed and size serve the same records.

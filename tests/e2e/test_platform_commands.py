@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from integration_platform.cli import main
 from integration_platform.environment import PROJECT_ROOT
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings
 from tests.conftest import START_SECONDS
 from tests.e2e.demo_run import DemoRun
 from tests.integration.test_spec_isolation import SHOP

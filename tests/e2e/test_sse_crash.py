@@ -27,9 +27,9 @@ from filelock import FileLock, Timeout
 
 from integration_platform.environment import PROJECT_ROOT, load_sandbox_env
 from integration_platform.landing.warehouse import Warehouse
-from integration_platform.sandbox.chaos import ChaosEngine, ChaosSettings
-from integration_platform.sandbox.vendors.analytics import Analytics
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
+from integration_platform_sandbox.chaos import ChaosEngine, ChaosSettings
+from integration_platform_sandbox.vendors.analytics import Analytics
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings, World
 from tests.e2e.test_platform_commands import free_port_block
 
 BIN = Path(sys.executable).parent

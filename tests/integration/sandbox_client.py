@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from integration_platform.sandbox.world import SandboxCredentials
+from integration_platform_sandbox.world import SandboxCredentials
 
 # A vendor's first request builds its record pools: a second alone, many on a crowded machine.
 TIMEOUT = 60.0

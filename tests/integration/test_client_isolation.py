@@ -23,10 +23,10 @@ from integration_platform.assets.raw import api_resource_key
 from integration_platform.assets.resources import WarehouseResource, api_resource
 from integration_platform.checks.entity_resolution import build_entity_resolution_check
 from integration_platform.client_ids import DEMO_CLIENT_ID
-from integration_platform.launcher import VENDOR_URL_VARIABLES
-from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_specs
 from integration_platform.specs.models import SourceSpec
+from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
+from integration_platform_sandbox.server import Sandbox
 from tests.integration.dbt_warehouse import DbtWarehouse, land_sandbox, load_landed
 
 OTHER_CLIENT = "acme"

@@ -52,13 +52,12 @@ from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt
 from integration_platform.landing.provenance import Pull
 from integration_platform.landing.zone import LandingZone
-from integration_platform.launcher import VENDOR_URL_VARIABLES
-from integration_platform.sandbox import raw_projection
-from integration_platform.sandbox.roster import REGISTRY_VENDORS, VENDORS
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
 from integration_platform.specs.loader import load_spec, spec_paths
 from integration_platform.specs.models import SourceSpec
+from integration_platform_sandbox.roster import REGISTRY_VENDORS, VENDOR_URL_VARIABLES, VENDORS
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings, World
+from tests import raw_projection
 from tests.integration.dbt_warehouse import ER_SELECTION, DbtWarehouse, truth_frame
 
 CUSTOMERS = 600

@@ -31,7 +31,6 @@ from integration_platform.extraction.state import IncrementalState
 from integration_platform.extraction.to_files import extract_to_directory, state_root
 from integration_platform.extraction.windows import daily_window, format_instant, parse_instant
 from integration_platform.http.client import SourceClient
-from integration_platform.http.clock import FakeClock
 from integration_platform.http.errors import (
     CircuitOpenError,
     GraphQLResponseError,
@@ -41,11 +40,12 @@ from integration_platform.http.errors import (
 )
 from integration_platform.http.graphql import GraphQLClient
 from integration_platform.http.pagination import PageRequest, PageResponse, build_paginator
-from integration_platform.sandbox.chaos import PROFILES, ChaosSettings
-from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_specs
 from integration_platform.specs.models import SourceSpec
+from integration_platform_sandbox.chaos import PROFILES, ChaosSettings
+from integration_platform_sandbox.server import Sandbox
 from tests.conftest import ChaosSwitch
+from tests.fake_clock import FakeClock
 from tests.integration.sandbox_client import ground_truth_ids
 
 SOURCES = environment.PROJECT_ROOT / "sources"

@@ -21,8 +21,8 @@ from click.testing import CliRunner, Result
 
 from integration_platform import environment
 from integration_platform.cli import main
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings
 from tests.conftest import TEST_CUSTOMERS, TEST_SEED
 
 SOURCES = environment.PROJECT_ROOT / "sources"

@@ -13,12 +13,12 @@ import pytest
 
 from integration_platform.environment import PROJECT_ROOT
 from integration_platform.http import auth
-from integration_platform.http.clock import FakeClock
 from integration_platform.http.errors import AuthError
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.world import SandboxCredentials
 from integration_platform.specs.loader import load_spec
 from integration_platform.specs.models import OAuth2ClientCredentials, SourceSpec
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.world import SandboxCredentials
+from tests.fake_clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -27,11 +27,11 @@ import pytest
 
 from integration_platform import environment
 from integration_platform.client_ids import DEMO_CLIENT_ID
-from integration_platform.launcher import VENDOR_URL_VARIABLES
-from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_specs
 from integration_platform.specs.models import SourceSpec
 from integration_platform.transform.generate import generate
+from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
+from integration_platform_sandbox.server import Sandbox
 from tests.integration.dbt_warehouse import land_sandbox, load_landed
 
 DBT_PROJECT = environment.PROJECT_ROOT / "dbt_project"

@@ -26,9 +26,9 @@ from integration_platform.environment import (
     PUBLISHED_AS_IS,
 )
 from integration_platform.landing.warehouse import Warehouse
-from integration_platform.launcher import VENDOR_URL_VARIABLES
-from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_specs
+from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
+from integration_platform_sandbox.server import Sandbox
 from tests.api.warehouse_fixture import BuiltWarehouse
 from tests.integration.dbt_warehouse import land_sandbox, load_landed
 

@@ -31,7 +31,7 @@ from dagster import (
 )
 
 from integration_platform import environment
-from integration_platform.assets.partitions import demo_partition, register_clients
+from integration_platform.assets.partitions import register_clients
 from integration_platform.assets.raw import DRIFT_CHECK, api_resource_key, raw_assets
 from integration_platform.assets.resources import (
     LandingZoneResource,
@@ -45,12 +45,13 @@ from integration_platform.http.graphql import GraphQLClient
 from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.provenance import Pull
 from integration_platform.landing.warehouse import WarehouseBusyError
-from integration_platform.launcher import VENDOR_URL_VARIABLES
-from integration_platform.sandbox.chaos import PROFILES, ChaosSettings, Fault
-from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_spec, load_specs
 from integration_platform.specs.models import SourceSpec
+from integration_platform_sandbox.chaos import PROFILES, ChaosSettings, Fault
+from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
+from integration_platform_sandbox.server import Sandbox
 from tests.conftest import ChaosSwitch
+from tests.demo_partitions import demo_partition
 from tests.integration.sandbox_client import ground_truth_ids
 
 SOURCES = environment.PROJECT_ROOT / "sources"

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 
-from integration_platform.sandbox import signing
-from integration_platform.sandbox.chaos import ChaosSettings
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.vendors import analytics
-from integration_platform.sandbox.world import SandboxCredentials
+from integration_platform_sandbox import signing
+from integration_platform_sandbox.chaos import ChaosSettings
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.vendors import analytics
+from integration_platform_sandbox.world import SandboxCredentials
 
 ChaosSwitch = Callable[..., None]
 
@@ -219,7 +219,7 @@ def test_request_with_a_body_is_accepted_when_signed_over_that_body(sandbox: San
 def test_rate_limit_headers_are_sent_and_excess_gets_429_when_quota_is_exceeded(
     make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(analytics, "REQUESTS_PER_SECOND", 5)
+    monkeypatch.setattr(analytics.api, "REQUESTS_PER_SECOND", 5)
     with signed_client(make_sandbox()) as http:
         responses = [http.get("/v1/users", params={"per_page": 1}) for _ in range(12)]
         rejected = [r for r in responses if r.status_code == 429]

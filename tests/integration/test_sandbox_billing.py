@@ -21,10 +21,10 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from integration_platform.sandbox.chaos import ChaosSettings
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.vendors import billing
-from integration_platform.sandbox.world import SandboxCredentials
+from integration_platform_sandbox.chaos import ChaosSettings
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.vendors import billing
+from integration_platform_sandbox.world import SandboxCredentials
 from tests.conftest import ChaosSwitch
 from tests.integration.sandbox_client import TIMEOUT, ground_truth_ids
 

@@ -9,9 +9,9 @@ from email.utils import parsedate_to_datetime
 import httpx
 import pytest
 
-from integration_platform.sandbox.chaos import ChaosSettings
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.world import SandboxCredentials
+from integration_platform_sandbox.chaos import ChaosSettings
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.world import SandboxCredentials
 from tests.conftest import ChaosSwitch
 from tests.integration.sandbox_client import crm_token
 

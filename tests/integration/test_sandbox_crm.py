@@ -8,10 +8,10 @@ from datetime import UTC, date, datetime
 import httpx
 import pytest
 
-from integration_platform.sandbox.chaos import ChaosSettings
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.vendors import crm
-from integration_platform.sandbox.world import SandboxCredentials
+from integration_platform_sandbox.chaos import ChaosSettings
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.vendors import crm
+from integration_platform_sandbox.world import SandboxCredentials
 from tests.conftest import ChaosSwitch
 from tests.integration.sandbox_client import TIMEOUT, crm_pages, crm_token, ground_truth_ids
 

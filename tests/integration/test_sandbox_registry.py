@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from integration_platform.cli import main
-from integration_platform.sandbox.roster import REGISTRY_VENDORS
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+from integration_platform_sandbox.roster import REGISTRY_VENDORS
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings
 from tests.integration.sandbox_client import ground_truth_ids
 
 CUSTOMERS = 300

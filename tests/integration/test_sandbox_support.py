@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from integration_platform.sandbox.chaos import ChaosSettings
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.vendors import support
-from integration_platform.sandbox.vendors.support import (
+from integration_platform_sandbox.chaos import ChaosSettings
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.vendors import support
+from integration_platform_sandbox.vendors.support import (
     CUSTOMER_PREFIX,
     TICKET_PREFIX,
     ticket_index,

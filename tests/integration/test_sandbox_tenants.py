@@ -20,13 +20,13 @@ from dotenv import dotenv_values
 from integration_platform import environment
 from integration_platform.cli import main
 from integration_platform.extraction.runner import open_extractor
-from integration_platform.sandbox import signing
-from integration_platform.sandbox.chaos import ChaosSettings
-from integration_platform.sandbox.roster import ALL_VENDORS, VENDORS
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.truth import ground_truth
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
 from integration_platform.specs.loader import load_spec
+from integration_platform_sandbox import signing
+from integration_platform_sandbox.chaos import ChaosSettings
+from integration_platform_sandbox.roster import ALL_VENDORS, VENDORS
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.truth import ground_truth
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings
 from tests.conftest import TEST_CUSTOMERS, TEST_SEED
 from tests.e2e.test_platform_commands import free_port_block
 from tests.integration.sandbox_client import crm_token, ground_truth_ids

@@ -17,11 +17,11 @@ from dagster import DagsterEventType, build_run_status_sensor_context, materiali
 from dagster._serdes import serialize_value
 
 from integration_platform import logs
-from integration_platform.assets.partitions import demo_partition
 from integration_platform.assets.raw import raw_assets
 from integration_platform.automation.alerts import AlertWebhookResource, build_alert_sensor
 from integration_platform.redaction import Scrubber
 from integration_platform.specs.loader import load_specs
+from tests.demo_partitions import demo_partition
 from tests.echo_api import ECHO_SECRETS, ECHO_SPEC, EchoAPI, leaked_forms
 from tests.integration.test_automation import Receiver
 from tests.integration.test_raw_layer import Platform, failure_messages

@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from integration_platform.cli import main
-from integration_platform.launcher import VENDOR_URL_VARIABLES
-from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_specs
 from integration_platform.webhooks.app import webhook_specs
+from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
+from integration_platform_sandbox.server import Sandbox
 from tests.integration.test_raw_layer import SOURCES, Platform, failure_messages
 
 SHOP = """

@@ -23,18 +23,18 @@ import orjson
 import pytest
 
 from integration_platform import environment
-from integration_platform.http.clock import FakeClock
 from integration_platform.landing.loader import load_attempt
 from integration_platform.landing.warehouse import Warehouse
-from integration_platform.sandbox.chaos import ChaosSettings
-from integration_platform.sandbox.server import Sandbox
-from integration_platform.sandbox.vendors import analytics
 from integration_platform.specs.loader import load_spec
 from integration_platform.specs.models import SourceSpec
 from integration_platform.streams import checkpoints
 from integration_platform.streams.consumer import StreamConsumer
 from integration_platform.streams.raw_sink import RawStreamSink, checkpoint_plan
 from integration_platform.streams.reader import StreamEvent
+from integration_platform_sandbox.chaos import ChaosSettings
+from integration_platform_sandbox.server import Sandbox
+from integration_platform_sandbox.vendors import analytics
+from tests.fake_clock import FakeClock
 
 SPEC_FILE = environment.PROJECT_ROOT / "sources" / "analytics.yaml"
 MakeSandbox = Callable[..., Sandbox]
@@ -183,7 +183,7 @@ def test_reconnect_waits_the_servers_retry_delay_when_the_server_disconnects(
 def test_reconnect_backs_off_beyond_the_servers_retry_when_reconnecting_fails(
     make_sandbox: MakeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(analytics, "STREAM_RETRY_MS", 100)
+    monkeypatch.setattr(analytics.feed, "STREAM_RETRY_MS", 100)
     server = make_sandbox(stream_events_per_second=500)
     spec = analytics_spec(server.urls["analytics"], batch_seconds=0.05)
     clock = FakeClock()

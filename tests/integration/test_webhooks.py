@@ -40,7 +40,7 @@ from standardwebhooks.webhooks import Webhook
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from integration_platform import environment
-from integration_platform.assets.partitions import demo_partition, register_clients
+from integration_platform.assets.partitions import register_clients
 from integration_platform.assets.raw import api_resource_key, raw_assets
 from integration_platform.assets.resources import (
     LandingZoneResource,
@@ -57,14 +57,15 @@ from integration_platform.automation.webhook_sensor import (
     build_webhook_sensor,
 )
 from integration_platform.client_ids import DEMO_CLIENT_ID
-from integration_platform.launcher import VENDOR_URL_VARIABLES
-from integration_platform.sandbox.server import Sandbox
 from integration_platform.specs.loader import load_spec, load_specs
 from integration_platform.specs.models import SourceSpec
 from integration_platform.webhooks.app import create_receiver_app
 from integration_platform.webhooks.inbox import Inbox, Synchronous
 from integration_platform.webhooks.server import ReceiverServer
-from integration_platform.webhooks.signatures import stripe_signature_header
+from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
+from integration_platform_sandbox.server import Sandbox
+from tests.demo_partitions import demo_partition
+from tests.stripe_signing import stripe_signature_header
 
 SOURCES = environment.PROJECT_ROOT / "sources"
 BILLING_SPEC = SOURCES / "billing.yaml"

@@ -16,10 +16,10 @@ import pytest
 from pydantic import SecretStr, TypeAdapter
 
 from integration_platform.http import auth
-from integration_platform.http.clock import FakeClock
 from integration_platform.http.errors import AuthError, TransientHTTPError
-from integration_platform.sandbox import signing
 from integration_platform.specs.models import AuthSpec
+from integration_platform_sandbox import signing
+from tests.fake_clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from integration_platform.http.circuit import CircuitBreaker
-from integration_platform.http.clock import FakeClock
 from integration_platform.http.errors import CircuitOpenError
 from integration_platform.specs.models import CircuitBreakerSpec
+from tests.fake_clock import FakeClock
 
 
 def open_breaker(clock: FakeClock, threshold: int = 3, cooldown: float = 30.0) -> CircuitBreaker:

@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from integration_platform.http.client import SourceClient
-from integration_platform.http.clock import FakeClock
 from integration_platform.http.errors import (
     AuthError,
     CircuitOpenError,
@@ -22,6 +21,7 @@ from integration_platform.http.errors import (
 )
 from integration_platform.http.pagination import PageRequest
 from integration_platform.specs.models import SourceSpec
+from tests.fake_clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from integration_platform.http.clock import FakeClock
 from integration_platform.http.ratelimit import (
     QuotaReading,
     SharedRateLimiter,
@@ -23,6 +22,7 @@ from integration_platform.http.ratelimit import (
     parse_reset,
     parse_retry_after,
 )
+from tests.fake_clock import FakeClock
 
 T0 = 1_750_000_000.0  # a whole second, so epoch reset headers land exactly
 R = TypeVar("R")

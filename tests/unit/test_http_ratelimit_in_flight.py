@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from integration_platform.http.clock import FakeClock
 from integration_platform.http.ratelimit import SharedRateLimiter
+from tests.fake_clock import FakeClock
 
 T0 = 1_750_000_000.0
 

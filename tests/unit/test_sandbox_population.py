@@ -6,18 +6,18 @@ from datetime import date
 
 import pytest
 
-from integration_platform.sandbox.chaos import ChaosConfigError, parse_chaos
-from integration_platform.sandbox.identity import noisy_identity
-from integration_platform.sandbox.population import Population
-from integration_platform.sandbox.registry import registry_person
-from integration_platform.sandbox.roster import (
+from integration_platform_sandbox.chaos import ChaosConfigError, parse_chaos
+from integration_platform_sandbox.identity import noisy_identity
+from integration_platform_sandbox.population import Population
+from integration_platform_sandbox.registry import registry_person
+from integration_platform_sandbox.roster import (
     REGISTRY_VENDORS,
     VENDORS,
     ChildIndex,
     Roster,
     Timeline,
 )
-from integration_platform.sandbox.server import parse_vendors, vendor_urls
+from integration_platform_sandbox.server import parse_vendors, vendor_urls
 
 
 def test_same_seed_gives_identical_people_when_built_twice() -> None:

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from integration_platform.sandbox.tenants import (
+from integration_platform_sandbox.tenants import (
     Tenants,
     UnknownTenantError,
     tenant_credentials,
     tenant_world,
 )
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings
 
 DEFAULT = SandboxCredentials(*(f"default-{attribute}" for attribute in SandboxCredentials.ENV))
 SECRETS = (

@@ -14,8 +14,8 @@ from integration_platform.webhooks.signatures import (
     StaleTimestamp,
     StandardWebhooksVerifier,
     StripeVerifier,
-    stripe_signature_header,
 )
+from tests.stripe_signing import stripe_signature_header
 
 SECRET = "whsec_" + base64.b64encode(b"unit-test-webhook-secret").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"somebody-else-entirely").decode()

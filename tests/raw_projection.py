@@ -22,11 +22,11 @@ from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt
 from integration_platform.landing.provenance import Pull
 from integration_platform.landing.zone import LandingZone
-from integration_platform.sandbox.chaos import PROFILES, ChaosEngine
-from integration_platform.sandbox.roster import ALL_VENDORS, VENDORS
-from integration_platform.sandbox.vendors import analytics, billing, clinic, crm, insurer, support
-from integration_platform.sandbox.world import World
 from integration_platform.specs.models import SourceSpec
+from integration_platform_sandbox.chaos import PROFILES, ChaosEngine
+from integration_platform_sandbox.roster import ALL_VENDORS, VENDORS
+from integration_platform_sandbox.vendors import analytics, billing, clinic, crm, insurer, support
+from integration_platform_sandbox.world import World
 
 PAGE_SIZE = 5000
 SUPPORT_FIELDS = ("name", "email", "phone", "organization", "createdAt", "updatedAt")

@@ -21,11 +21,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from integration_platform.sandbox.chaos import ChaosEngine
-from integration_platform.sandbox.population import rng_for
-from integration_platform.sandbox.registry import national_id_format, registry_person
-from integration_platform.sandbox.tenants import PerTenant, Tenants
-from integration_platform.sandbox.vendors.common import (
+from integration_platform_sandbox.chaos import ChaosEngine
+from integration_platform_sandbox.population import rng_for
+from integration_platform_sandbox.registry import national_id_format, registry_person
+from integration_platform_sandbox.tenants import PerTenant, Tenants
+from integration_platform_sandbox.vendors.common import (
     JSONResponse,
     TruthRow,
     VendorAdmin,
@@ -34,7 +34,7 @@ from integration_platform.sandbox.vendors.common import (
     error_response,
     int_param,
 )
-from integration_platform.sandbox.world import World
+from integration_platform_sandbox.world import World
 
 VENDOR = "insurer"
 MEMBER_PREFIX = "mb"

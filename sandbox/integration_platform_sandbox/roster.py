@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import overload
 
-from integration_platform.sandbox.population import (
+from integration_platform_sandbox.population import (
     DATA_SPAN_SECONDS,
     DATA_START,
     Population,
@@ -28,6 +28,8 @@ from integration_platform.sandbox.population import (
 VENDORS = ("crm", "billing", "support", "analytics")
 REGISTRY_VENDORS = ("clinic", "insurer")
 ALL_VENDORS = VENDORS + REGISTRY_VENDORS
+# Where each vendor's source spec reads its base URL from (sources/*.yaml: `${CRM_BASE_URL}`).
+VENDOR_URL_VARIABLES = {vendor: f"{vendor.upper()}_BASE_URL" for vendor in ALL_VENDORS}
 VENDOR_SALT = {
     "crm": 101,
     "billing": 202,
@@ -102,7 +104,6 @@ class Roster:
 
     def __init__(self, population: Population, vendor: str) -> None:
         self.vendor = vendor
-        self._population = population
         entities, copies = array("i"), array("b")
         duplicates = array("i")
         seed, salt = population.seed, VENDOR_SALT[vendor]

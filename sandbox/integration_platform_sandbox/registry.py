@@ -14,9 +14,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from integration_platform.sandbox import noise
-from integration_platform.sandbox.population import Population, mix64, rng_for
-from integration_platform.sandbox.roster import Roster
+from integration_platform_sandbox import noise
+from integration_platform_sandbox.population import Population, mix64, rng_for
+from integration_platform_sandbox.roster import Roster
 
 
 @dataclass(frozen=True)

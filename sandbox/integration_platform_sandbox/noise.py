@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import string
 
-from integration_platform.sandbox.population import Address, Person
+from integration_platform_sandbox.population import Address, Person
 
 NICKNAMES = {
     "robert": "Bob",

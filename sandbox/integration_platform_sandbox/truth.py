@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from integration_platform.sandbox.roster import VENDORS
-from integration_platform.sandbox.server import VENDOR_TRUTH
-from integration_platform.sandbox.tenants import tenant_world
-from integration_platform.sandbox.vendors.common import TruthRow
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings
+from integration_platform_sandbox.roster import VENDORS
+from integration_platform_sandbox.server import VENDOR_TRUTH
+from integration_platform_sandbox.tenants import tenant_world
+from integration_platform_sandbox.vendors.common import TruthRow
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings
 
 
 def ground_truth(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from integration_platform.sandbox import noise
-from integration_platform.sandbox.population import Population, rng_for
-from integration_platform.sandbox.roster import Roster
+from integration_platform_sandbox import noise
+from integration_platform_sandbox.population import Population, rng_for
+from integration_platform_sandbox.roster import Roster
 
 
 @dataclass(frozen=True)

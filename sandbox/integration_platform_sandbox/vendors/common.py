@@ -24,9 +24,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from integration_platform.sandbox.chaos import ChaosEngine, ChaosMiddleware, ChaosSettings
-from integration_platform.sandbox.tenants import PerTenant, Tenants, VendorState, client_listing
-from integration_platform.sandbox.world import World
+from integration_platform_sandbox.chaos import ChaosEngine, ChaosMiddleware, ChaosSettings
+from integration_platform_sandbox.tenants import PerTenant, Tenants, VendorState, client_listing
+from integration_platform_sandbox.world import World
 
 
 class JSONResponse(Response):

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
-from integration_platform.sandbox.population import mix64
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
+from integration_platform_sandbox.population import mix64
+from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings, World
 
 MAX_TENANTS = 1000
 _TENANT_SALT = 0x7E4A17
@@ -84,7 +85,7 @@ def client_variables(credentials: SandboxCredentials, vendor: str, base_url: str
     `{"CRM_BASE_URL": ..., "CRM_CLIENT_ID": ..., "CRM_CLIENT_SECRET": ...}`: the credential
     attributes named `<vendor>_...` and the vendor's base URL.
     """
-    variables = {f"{vendor.upper()}_BASE_URL": base_url}
+    variables = {VENDOR_URL_VARIABLES[vendor]: base_url}
     for attribute, variable in SandboxCredentials.ENV.items():
         if attribute.startswith(f"{vendor}_"):
             variables[variable] = getattr(credentials, attribute)

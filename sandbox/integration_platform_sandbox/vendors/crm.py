@@ -27,12 +27,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from integration_platform.sandbox.chaos import ChaosEngine
-from integration_platform.sandbox.identity import noisy_identity
-from integration_platform.sandbox.population import rng_for
-from integration_platform.sandbox.roster import Timeline
-from integration_platform.sandbox.tenants import PerTenant, Tenants
-from integration_platform.sandbox.vendors.common import (
+from integration_platform_sandbox.chaos import ChaosEngine
+from integration_platform_sandbox.identity import noisy_identity
+from integration_platform_sandbox.population import rng_for
+from integration_platform_sandbox.roster import Timeline
+from integration_platform_sandbox.tenants import PerTenant, Tenants
+from integration_platform_sandbox.vendors.common import (
     JSONResponse,
     TruthRow,
     VendorAdmin,
@@ -42,7 +42,7 @@ from integration_platform.sandbox.vendors.common import (
     int_param,
     parse_timestamp,
 )
-from integration_platform.sandbox.world import World
+from integration_platform_sandbox.world import World
 
 VENDOR = "crm"
 CONTACT_PREFIX, COMPANY_PREFIX = "ct", "co"

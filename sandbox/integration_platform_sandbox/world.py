@@ -8,9 +8,9 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from integration_platform.sandbox.chaos import PROFILES, ChaosSettings
-from integration_platform.sandbox.population import Population, mix64
-from integration_platform.sandbox.roster import ALL_VENDORS, Roster
+from integration_platform_sandbox.chaos import PROFILES, ChaosSettings
+from integration_platform_sandbox.population import Population, mix64
+from integration_platform_sandbox.roster import ALL_VENDORS, Roster
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ import uvicorn
 import uvloop
 from starlette.types import ASGIApp
 
-from integration_platform.sandbox.chaos import ChaosEngine
-from integration_platform.sandbox.population import mix64
-from integration_platform.sandbox.roster import ALL_VENDORS, REGISTRY_VENDORS, VENDOR_SALT, VENDORS
-from integration_platform.sandbox.tenants import Tenants
-from integration_platform.sandbox.vendors import analytics, billing, clinic, crm, insurer, support
-from integration_platform.sandbox.vendors.common import TruthRow
-from integration_platform.sandbox.world import SandboxCredentials, SandboxSettings, World
+from integration_platform_sandbox.chaos import ChaosEngine
+from integration_platform_sandbox.population import mix64
+from integration_platform_sandbox.roster import ALL_VENDORS, REGISTRY_VENDORS, VENDOR_SALT, VENDORS
+from integration_platform_sandbox.tenants import Tenants
+from integration_platform_sandbox.vendors import analytics, billing, clinic, crm, insurer, support
+from integration_platform_sandbox.vendors.common import TruthRow
+from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings, World
 
 AppFactory = Callable[[Tenants, ChaosEngine], ASGIApp]
 VENDOR_APPS: dict[str, AppFactory] = {
