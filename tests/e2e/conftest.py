@@ -51,15 +51,17 @@ def shared_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workdi
     )
     workdir = Workdir.create(tmp_path_factory.mktemp("platform-root"), ports)
     # The platform's processes load specs whose crm schedule ticks every minute (so a
-    # scheduled day lands within the session), report stream loads every 2 minutes (5 by
-    # default) and drain webhooks after 30 s; the README's commands load the repository's
-    # specs.
+    # scheduled day lands within the session), report stream loads every 3 minutes (5 by
+    # default) and drain webhooks after 2 minutes (5 by default): each report or drain is an
+    # update that the automation rebuilds the marts for, so more often would keep a dbt build
+    # running all along and slow every other test of the platform. The README's commands load
+    # the repository's specs.
     sources = specs_copy(workdir.path / "platform-sources", {"crm": "* * * * *"})
     env = {
         **workdir.env,
         "SOURCES_PATH": str(sources),
-        "STREAM_REPORT_EVERY_SECONDS": "120",
-        "WEBHOOK_BATCH_WINDOW_SECONDS": "30",
+        "STREAM_REPORT_EVERY_SECONDS": "180",
+        "WEBHOOK_BATCH_WINDOW_SECONDS": "120",
     }
     log = workdir.path / "up.out"
     with log.open("wb") as out:

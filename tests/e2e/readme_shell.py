@@ -33,6 +33,7 @@ LINKED = (
     "sources_registry",
     "dbt_project",
     "integration_platform",
+    "sandbox",
     "Makefile",
     "pyproject.toml",
     "constraints.txt",
