@@ -7,10 +7,16 @@ export DAGSTER_HOME ?= $(abspath .dagster_home)
 
 .PHONY: install run test demo lint sandbox bench-extract bench-raw clean
 
+# Bytecode is compiled once here: where PYTHONDONTWRITEBYTECODE is set (as on these machines),
+# Python would otherwise compile every module it imports in every process, again and again: a
+# process that loads the definitions took 7.2 s instead of 3.8 s (every Dagster run, the code
+# server, each CLI command).
 $(VENV)/.installed: pyproject.toml sandbox/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt \
+		-e ".[dev]"
+	$(BIN)/python -m compileall -q -j 0 integration_platform sandbox/integration_platform_sandbox
 	touch $@
 
 # The dbt manifest is built at install time (as `dagster-dbt project prepare-and-package` would

@@ -177,7 +177,7 @@ def model_seconds(project: Path) -> dict[str, float]:
 def quality(warehouse: Path, truth: dict[str, str]) -> dict[str, float]:
     import polars as pl
 
-    from integration_platform.checks.entity_resolution import (
+    from integration_platform.checks.resolution_scores import (
         client_resolution,
         resolution_quality,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-from integration_platform.clients.registry import ClientRegistry
 from integration_platform.clients.variables import SourceVariables, source_variables
 from integration_platform.specs.credentials import MissingCredentialsError
 
@@ -29,6 +28,10 @@ def credentials_for(client_id: str, source: str) -> dict[str, str]:
     Raises MissingCredentialsError for an unknown or inactive client, or one that has no
     credentials for the source.
     """
+    # The store (SQLAlchemy, Alembic, cryptography: over half a second) is imported by the run
+    # that needs a client's credentials, not by every process that loads the definitions.
+    from integration_platform.clients.registry import ClientRegistry
+
     registry = ClientRegistry.open_default()
     client = registry.get(client_id)
     if client is None or not client.active:

@@ -21,7 +21,7 @@ import duckdb
 import polars as pl
 
 from integration_platform import environment
-from integration_platform.checks.entity_resolution import ClientResolution, client_resolution
+from integration_platform.checks.resolution_scores import ClientResolution, client_resolution
 from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.extraction.state import IncrementalState
 from integration_platform.landing.ingest import extract_to_landing

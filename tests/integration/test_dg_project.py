@@ -71,3 +71,24 @@ def test_dg_list_defs_shows_each_sources_assets_the_dbt_models_schedules_and_sen
     missing += [s.name for s in schedules if s.name not in listed]
     missing += [name for name in SENSORS if name not in listed]
     assert not missing, f"`dg list defs` does not show {missing}:\n{listed}"
+
+
+def test_loading_the_definitions_imports_no_package_only_a_run_step_needs() -> None:
+    """Every run's process, the code server and each command load the definitions: the client
+    store (SQLAlchemy, Alembic) and polars load in the step that needs them, not there."""
+    only_in_steps = ("polars", "sqlalchemy", "alembic", "cryptography")
+    script = (
+        "import sys\n"
+        "from integration_platform.definitions import defs\n"
+        "defs()\n"
+        f"print(sorted(m for m in {only_in_steps!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -29,9 +29,8 @@ from integration_platform.checks.entity_resolution import (
     MIN_PRECISION,
     build_entity_resolution_check,
     customer_endpoints,
-    ground_truth,
-    pairwise_scores,
 )
+from integration_platform.checks.resolution_scores import ground_truth, pairwise_scores
 from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.http.pagination import PageRequest
 from integration_platform.landing.loader import load_attempt

@@ -41,9 +41,11 @@ from integration_platform.assets.resources import (
     api_resource,
 )
 from integration_platform.checks.entity_resolution import (
-    ResolutionQuality,
     build_entity_resolution_check,
     customer_endpoints,
+)
+from integration_platform.checks.resolution_scores import (
+    ResolutionQuality,
     ground_truth,
     resolution_quality,
 )

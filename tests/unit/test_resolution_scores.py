@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from integration_platform.checks.entity_resolution import pairwise_scores, resolution_quality
+from integration_platform.checks.resolution_scores import pairwise_scores, resolution_quality
 
 # crm:1 and billing:1 are one person, resolved together; crm:2 and crm:3 are one person,
 # resolved apart; billing:2 is its own person, wrongly joined with crm:3.
