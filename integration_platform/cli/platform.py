@@ -7,24 +7,14 @@ import sys
 
 import click
 
-from integration_platform.cli.sandbox import (
-    PLATFORM_TENANTS,
-    build_settings,
-    sandbox_options,
-    tenants_option,
-)
-from integration_platform_sandbox.server import DEFAULT_BASE_PORT
+from integration_platform.cli.sandbox import PLATFORM_TENANTS, build_settings, serving_options
 
 
 @click.command("up")
-@sandbox_options
-@tenants_option(PLATFORM_TENANTS)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Sandbox host.")
-@click.option(
-    "--base-port",
-    default=DEFAULT_BASE_PORT,
-    show_default=True,
-    help="First sandbox port (CRM); the other vendors follow.",
+@serving_options(
+    PLATFORM_TENANTS,
+    base_port_help="First sandbox port (CRM); the other vendors follow.",
+    host_help="Sandbox host.",
 )
 @click.option("--ui-port", default=3000, show_default=True, help="Dagster UI port.")
 @click.option(

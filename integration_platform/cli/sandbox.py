@@ -96,6 +96,34 @@ def tenants_option(default: int) -> Callable[[click.decorators.FC], click.decora
     )
 
 
+def address_options(
+    base_port_help: str, host_help: str | None = None
+) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    """`--host` and `--base-port`: where the sandbox vendors listen."""
+    host = click.option("--host", default="127.0.0.1", show_default=True, help=host_help)
+    base_port = click.option(
+        "--base-port", default=DEFAULT_BASE_PORT, show_default=True, help=base_port_help
+    )
+
+    def decorate(func: click.decorators.FC) -> click.decorators.FC:
+        return host(base_port(func))
+
+    return decorate
+
+
+def serving_options(
+    tenants: int, *, base_port_help: str, host_help: str | None = None
+) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    """The options of a command that serves the sandbox vendors (`sandbox up`, `up`): what
+    they serve (the sandbox options, --tenants) and where (--host, --base-port)."""
+    address = address_options(base_port_help, host_help)
+
+    def decorate(func: click.decorators.FC) -> click.decorators.FC:
+        return sandbox_options(tenants_option(tenants)(address(func)))
+
+    return decorate
+
+
 def build_settings(
     seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str, ...], **extra: object
 ) -> SandboxSettings:
@@ -107,14 +135,9 @@ def build_settings(
 
 
 @sandbox.command("up")
-@sandbox_options
-@tenants_option(1)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option(
-    "--base-port",
-    default=DEFAULT_BASE_PORT,
-    show_default=True,
-    help="CRM on this port, billing +1, support +2, analytics +3, clinic +4, "
+@serving_options(
+    1,
+    base_port_help="CRM on this port, billing +1, support +2, analytics +3, clinic +4, "
     "insurer +5 (0: free ports).",
 )
 @click.option(
@@ -255,12 +278,8 @@ def sandbox_ground_truth(
 @click.option(
     "--tenant", default=None, type=click.IntRange(0, MAX_TENANTS - 1), help="Only this tenant."
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Sandbox host.")
-@click.option(
-    "--base-port",
-    default=DEFAULT_BASE_PORT,
-    show_default=True,
-    help="The sandbox's base port (CRM; the other vendors follow).",
+@address_options(
+    "The sandbox's base port (CRM; the other vendors follow).", host_help="Sandbox host."
 )
 @click.option(
     "--json",

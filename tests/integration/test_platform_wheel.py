@@ -67,7 +67,8 @@ def module_name(path: Path, root: Path) -> str:
 
 def imports_at_module_level(tree: ast.Module) -> set[str]:
     """Modules a file imports when it is imported: its top-level statements, the branches of
-    top-level ifs and trys, but not function bodies nor `if TYPE_CHECKING:` blocks."""
+    top-level ifs and trys, but not function bodies nor `if TYPE_CHECKING:` blocks. For
+    `from a import b`, both `a` and `a.b` (b may be a module)."""
     found: set[str] = set()
 
     def visit(statements: list[ast.stmt]) -> None:
@@ -76,6 +77,7 @@ def imports_at_module_level(tree: ast.Module) -> set[str]:
                 found.update(alias.name for alias in statement.names)
             elif isinstance(statement, ast.ImportFrom) and statement.module:
                 found.add(statement.module)
+                found.update(f"{statement.module}.{alias.name}" for alias in statement.names)
             elif isinstance(statement, ast.If):
                 if not (
                     isinstance(statement.test, ast.Name) and statement.test.id == "TYPE_CHECKING"
@@ -94,6 +96,29 @@ def imports_at_module_level(tree: ast.Module) -> set[str]:
     return found
 
 
+def with_packages(name: str) -> set[str]:
+    """A module and the packages it sits in: importing it runs their `__init__` too."""
+    parts = name.split(".")
+    return {".".join(parts[:end]) for end in range(1, len(parts) + 1)}
+
+
+def importers_of(package: str, unpacked: Path) -> set[str]:
+    """The platform's modules that import `package` when imported: themselves, or through the
+    platform's modules they import (`up` reaches the sandbox through `cli.sandbox`)."""
+    imports = {
+        module_name(path, unpacked): imports_at_module_level(ast.parse(path.read_text(), str(path)))
+        for path in (unpacked / "integration_platform").rglob("*.py")
+    }
+    loads = {
+        module: set().union(*(with_packages(name) for name in names), with_packages(module))
+        for module, names in imports.items()
+    }
+    importers = {module for module, loaded in loads.items() if package in loaded}
+    while more := {module for module, loaded in loads.items() if loaded & importers} - importers:
+        importers |= more
+    return importers
+
+
 def test_wheel_holds_the_platform_package_and_no_sandbox_module(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
@@ -107,16 +132,7 @@ def test_wheel_holds_the_platform_package_and_no_sandbox_module(wheel: Path) -> 
 def test_only_the_on_demand_sandbox_commands_import_the_sandbox_when_imported(
     unpacked: Path,
 ) -> None:
-    package = unpacked / "integration_platform"
-    importers = {
-        module_name(path, unpacked)
-        for path in package.rglob("*.py")
-        if any(
-            name.split(".")[0] == SANDBOX_PACKAGE
-            for name in imports_at_module_level(ast.parse(path.read_text(), str(path)))
-        )
-    }
-    assert importers == ON_DEMAND
+    assert importers_of(SANDBOX_PACKAGE, unpacked) == ON_DEMAND
 
 
 # Runs in a fresh interpreter whose path starts at the unpacked wheel, the sandbox made

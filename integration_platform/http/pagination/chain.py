@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
 from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 from integration_platform.http.pagination.base import Paginator
-from integration_platform.http.pagination.records import RecordsRule
+from integration_platform.http.pagination.records import records_rule
 from integration_platform.http.pagination.request import PageRequest, PageResponse
 from integration_platform.http.pagination.slots import PageSlots
+from integration_platform.specs.models import (
+    CursorPagination,
+    LinkHeaderPagination,
+    NextUrlPagination,
+)
+
+# The pagination specs of a chain: each has an optional page_size, sent as size_param.
+ChainSpec = TypeVar("ChainSpec", bound=CursorPagination | NextUrlPagination | LinkHeaderPagination)
 
 
 def follow_url(reference: str, request: PageRequest, response: PageResponse) -> PageRequest:
@@ -23,17 +32,14 @@ def follow_url(reference: str, request: PageRequest, response: PageResponse) -> 
     )
 
 
-class ChainPaginator(Paginator):
+class ChainPaginator(Paginator, Generic[ChainSpec]):
     """Follows a chain (cursor, next URL, Link header); sends the page size only if one is set."""
 
-    def __init__(
-        self, rule: RecordsRule, slots: PageSlots | None, page_size: int | None, size_param: str
-    ) -> None:
-        super().__init__(rule, slots)
-        self._page_size = page_size
-        self._size_param = size_param
+    def __init__(self, spec: ChainSpec, records_path: str, slots: PageSlots | None = None) -> None:
+        super().__init__(records_rule(spec, records_path), slots)
+        self.spec = spec
 
     def first_request(self, base: PageRequest) -> PageRequest:
-        if self._page_size is None:
+        if self.spec.page_size is None:
             return base
-        return self.slots.set(base, **{self._size_param: self._page_size})
+        return self.slots.set(base, **{self.spec.size_param: self.spec.page_size})

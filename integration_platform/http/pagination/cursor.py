@@ -5,20 +5,12 @@ from __future__ import annotations
 from integration_platform.http.errors import ResponseShapeError
 from integration_platform.http.pagination.chain import ChainPaginator
 from integration_platform.http.pagination.paths import kind_of, select_optional
-from integration_platform.http.pagination.records import records_rule
 from integration_platform.http.pagination.request import PageRequest, PageResponse
-from integration_platform.http.pagination.slots import PageSlots
 from integration_platform.specs.models import CursorPagination
 
 
-class CursorPaginator(ChainPaginator):
+class CursorPaginator(ChainPaginator[CursorPagination]):
     """An opaque cursor from the body, sent back as `cursor_param`; absent, null or "" ends."""
-
-    def __init__(
-        self, spec: CursorPagination, records_path: str, slots: PageSlots | None = None
-    ) -> None:
-        super().__init__(records_rule(spec, records_path), slots, spec.page_size, spec.size_param)
-        self.spec = spec
 
     def next_request(self, request: PageRequest, response: PageResponse) -> PageRequest | None:
         if not self.records(response):

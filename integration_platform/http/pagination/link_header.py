@@ -9,9 +9,7 @@ from dataclasses import dataclass
 import httpx
 
 from integration_platform.http.pagination.chain import ChainPaginator, follow_url
-from integration_platform.http.pagination.records import records_rule
 from integration_platform.http.pagination.request import PageRequest, PageResponse
-from integration_platform.http.pagination.slots import PageSlots
 from integration_platform.specs.models import LinkHeaderPagination
 
 # -- Link headers (RFC 8288) ------------------------------------------------------------------
@@ -65,14 +63,8 @@ def parse_link_header(value: str) -> list[Link]:
     return links
 
 
-class LinkHeaderPaginator(ChainPaginator):
+class LinkHeaderPaginator(ChainPaginator[LinkHeaderPagination]):
     """RFC 8288 `Link: <url>; rel="next"`: follows the link whose rel includes spec.rel."""
-
-    def __init__(
-        self, spec: LinkHeaderPagination, records_path: str, slots: PageSlots | None = None
-    ) -> None:
-        super().__init__(records_rule(spec, records_path), slots, spec.page_size, spec.size_param)
-        self.spec = spec
 
     def next_request(self, request: PageRequest, response: PageResponse) -> PageRequest | None:
         if not self.records(response):
