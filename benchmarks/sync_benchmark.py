@@ -97,6 +97,9 @@ def sync(platform: Platform, client: str, start: str, end: str) -> Timed:
     ]
     build = min(serving, key=lambda b: b.end_time or 0) if serving else None
     build_start = build.start_time if build and build.start_time else raw_end
+    for run in [*ends, build]:
+        if run is not None:
+            print(f"  {timeline(platform, run.dagster_run.run_id, posted)}", flush=True)
     return Timed(
         client=client,
         seconds=done - posted,
@@ -106,6 +109,39 @@ def sync(platform: Platform, client: str, start: str, end: str) -> Timed:
         runs=len(runs),
         state=state["state"],
     )
+
+
+# The moments of a run worth seeing, by Dagster event type: where a sync's seconds go.
+MILESTONES = {
+    "PIPELINE_ENQUEUED": "queued",
+    "PIPELINE_STARTING": "launched",
+    "PIPELINE_START": "started",
+    "STEP_START": "first step",
+    "PIPELINE_SUCCESS": "ended",
+    "PIPELINE_FAILURE": "failed",
+}
+
+
+def timeline(platform: Platform, run_id: str, since: float) -> str:
+    """`tags: queued +1.2 s, launched +2.0 s, ...`: a run's milestones, from `since`."""
+    record = platform.instance.get_run_record_by_id(run_id)
+    tags = record.dagster_run.tags if record else {}
+    seen: dict[str, float] = {"created": record.create_timestamp.timestamp()} if record else {}
+    steps_ended = 0.0
+    for entry in platform.instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        name = MILESTONES.get(event.event_type_value)
+        if name and name not in seen:
+            seen[name] = entry.timestamp
+        if event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            steps_ended = max(steps_ended, entry.timestamp)
+    if steps_ended:
+        seen["last step ended"] = steps_ended
+    what = tags.get(KIND_TAG, "?") + "/" + tags.get("integration_platform/raw_part", "build")
+    moments = sorted(seen.items(), key=lambda item: item[1])
+    return f"{what}: " + ", ".join(f"{name} +{at - since:.1f} s" for name, at in moments)
 
 
 def scheduled_lag(platform: Platform) -> tuple[float, float]:
