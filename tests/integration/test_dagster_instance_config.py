@@ -46,7 +46,6 @@ from tests.postgres import scratch_database
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.setenv("INTEGRATION_PLATFORM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv(PROFILE_VARIABLE, raising=False)  # the local profile, unless a test asks
     return tmp_path / "dagster_home"
 
 
