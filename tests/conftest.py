@@ -20,6 +20,14 @@ TEST_CUSTOMERS = 300
 START_SECONDS = 90.0
 
 
+@pytest.fixture(autouse=True)
+def local_instance_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test prepares the local Dagster instance unless it asks for the production one: a
+    shell's INTEGRATION_PLATFORM_PROFILE must not send tests to its PostgreSQL."""
+    monkeypatch.delenv("INTEGRATION_PLATFORM_PROFILE", raising=False)
+    monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)
+
+
 @pytest.fixture(scope="session")
 def sandbox_credentials() -> SandboxCredentials:
     environment.load_sandbox_env()

@@ -57,6 +57,7 @@ def up(
 ) -> None:
     """Run the platform: webhook receiver, sandbox vendors, Dagster UI and the API."""
     from integration_platform.launcher import run_platform
+    from integration_platform.orchestration.instance import InstanceProfileError
 
     build_settings(seed, customers, chaos_profile, chaos_overrides)  # fail fast on bad knobs
     sandbox_args = [
@@ -71,8 +72,8 @@ def up(
     ]
     for override in chaos_overrides:
         sandbox_args += ["--chaos-set", override]
-    sys.exit(
-        run_platform(
+    try:
+        code = run_platform(
             host=host,
             base_port=base_port,
             ui_port=ui_port,
@@ -83,4 +84,6 @@ def up(
             status_every=status_every,
             grace_seconds=grace_seconds,
         )
-    )
+    except InstanceProfileError as exc:  # before anything started: a setting to fix
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)

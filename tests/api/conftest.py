@@ -1,12 +1,11 @@
-"""The API on a free loopback port, with its store (SQLite, or PostgreSQL when DATABASE_URL is
-set), a stand-in Dagster webserver and a published warehouse copy (none, unless a test module
-asks for the one a real dbt build made: `marts_warehouse`, tests/conftest.py)."""
+"""The API on a free loopback port, with its store (every test runs on SQLite and again on
+PostgreSQL: tests/postgres.py), a stand-in Dagster webserver and a published warehouse copy
+(none, unless a test module asks for the one a real dbt build made: `marts_warehouse`,
+tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,35 +13,33 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import URL
 
 from integration_platform.api.app import create_app
 from integration_platform.api.settings import ApiSettings
-from integration_platform.clients.database import normalized_url
 from integration_platform.webhooks.server import ReceiverServer
 from tests.api.fake_dagster import FakeDagster
+from tests.postgres import scratch_database, scratch_schema
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
 
 
-@pytest.fixture
-def store_url(tmp_path: Path) -> Iterator[str]:
-    """SQLite in the test's folder; with DATABASE_URL, a schema of its own in PostgreSQL."""
-    configured = os.environ.get("DATABASE_URL")
-    if not configured:
+@pytest.fixture(scope="session")
+def store_database() -> Iterator[URL]:
+    """The session's own PostgreSQL database for the store; each test gets a schema in it."""
+    with scratch_database("store") as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every store-backed test runs twice: on SQLite in the test's folder, and on PostgreSQL
+    (127.0.0.1:5432, or the server `DATABASE_URL` names) in a schema of its own."""
+    if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'platform.sqlite'}"
         return
-    base = normalized_url(configured)
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(base)
-    with engine.begin() as connection:
-        connection.execute(text(f'create schema "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with engine.begin() as connection:
-        connection.execute(text(f'drop schema "{schema}" cascade'))
-    engine.dispose()
+    with scratch_schema(request.getfixturevalue("store_database")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -167,6 +167,8 @@ def start_platform(
         "INTEGRATION_PLATFORM_SECRET_KEY",
         "DATABASE_URL",
         "DAGSTER_WEBSERVER_URL",
+        "INTEGRATION_PLATFORM_PROFILE",  # the local Dagster instance, whatever the shell says
+        "DAGSTER_POSTGRES_URL",
     ):
         environment.pop(variable, None)
     root.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,8 @@ def test_run_command_serves_the_dagster_ui_the_sandbox_and_the_api_when_started(
         "INTEGRATION_PLATFORM_SECRET_KEY",
         "DATABASE_URL",
         "DAGSTER_WEBSERVER_URL",
+        "INTEGRATION_PLATFORM_PROFILE",  # the local Dagster instance, whatever the shell says
+        "DAGSTER_POSTGRES_URL",
     ):
         env.pop(variable, None)
     process = subprocess.Popen(

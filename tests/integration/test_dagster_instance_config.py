@@ -1,16 +1,45 @@
-"""The instance `make run` prepares: Dagster's run queue, its limits and the warehouse pool."""
+"""The instance `make run` prepares: Dagster's run queue, its limits and the warehouse pool; in
+the production profile, on PostgreSQL (a database of each test's own: tests/postgres.py)."""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance
+from dagster import (
+    DagsterEvent,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    EventLogEntry,
+    MaterializeResult,
+    RunsFilter,
+    asset,
+    materialize,
+)
 from dagster._core.instance.config import PoolGranularity
 from dagster._core.run_coordinator import QueuedRunCoordinator
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+from dagster._core.utils import make_new_run_id
+from dagster._daemon.monitoring.run_monitoring import monitor_started_run, monitor_starting_run
+from dagster._utils.tags import TagConcurrencyLimitsCounter
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-from integration_platform.orchestration.instance import prepare_dagster_home
+from integration_platform.assets.partitions import CLIENT_TAG
+from integration_platform.orchestration.instance import (
+    PRODUCTION,
+    PROFILE_FILES,
+    PROFILE_VARIABLE,
+    InstanceProfileError,
+    prepare_dagster_home,
+)
+from integration_platform.orchestration.planner import SOURCE_TAG
 from integration_platform.transform.dbt_assets import WAREHOUSE_POOL
+from tests.postgres import scratch_database
 
 
 @pytest.fixture
@@ -25,6 +54,7 @@ def test_runs_queue_four_at_a_time_and_dbt_builds_one_at_a_time_when_make_run_pr
 ) -> None:
     prepare_dagster_home()
 
+    assert (home / "dagster.yaml").read_bytes() == PROFILE_FILES["local"].read_bytes()
     with DagsterInstance.from_config(str(home)) as instance:
         coordinator = instance.run_coordinator
         assert isinstance(coordinator, QueuedRunCoordinator)
@@ -47,3 +77,186 @@ def test_a_warehouse_limit_someone_set_stays_when_the_platform_starts_again(home
 
     with DagsterInstance.from_config(str(home)) as instance:
         assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).slot_count == 2
+
+
+@pytest.fixture
+def dagster_database() -> Iterator[str]:
+    """A PostgreSQL database of the test's own for Dagster's storage, dropped at its end."""
+    with scratch_database("dagster") as url:
+        # dagster-postgres connects with psycopg2, which the URL must name.
+        yield url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def production(home: Path, dagster_database: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(PROFILE_VARIABLE, PRODUCTION)
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", dagster_database)
+    return home
+
+
+@asset
+def probe() -> MaterializeResult[None]:
+    return MaterializeResult(metadata={"rows": 3})
+
+
+def _in_flight(instance: DagsterInstance, tags: dict[str, str]) -> None:
+    instance.add_run(
+        DagsterRun(
+            job_name="probe", run_id=make_new_run_id(), tags=tags, status=DagsterRunStatus.STARTED
+        )
+    )
+
+
+def test_runs_and_pool_limits_are_kept_in_postgresql_when_the_production_profile_is_prepared(
+    production: Path, dagster_database: str
+) -> None:
+    prepare_dagster_home()
+
+    assert (production / "dagster.yaml").read_bytes() == PROFILE_FILES[PRODUCTION].read_bytes()
+    assert dagster_database not in (production / "dagster.yaml").read_text()
+    with DagsterInstance.from_config(str(production)) as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        result = materialize([probe], instance=instance, tags={CLIENT_TAG: "acme"})
+        assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).slot_count == 1
+        instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, 2)
+
+    # Read back by another instance (another process would do the same): all of it is in
+    # PostgreSQL, none in $DAGSTER_HOME.
+    assert not list(production.glob("**/*.db"))
+    with DagsterInstance.from_config(str(production)) as instance:
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None
+        assert run.status == DagsterRunStatus.SUCCESS
+        assert run.tags[CLIENT_TAG] == "acme"
+        event = instance.get_latest_materialization_event(probe.key)
+        assert event is not None
+        assert event.run_id == result.run_id
+        assert event.asset_materialization is not None
+        assert event.asset_materialization.metadata["rows"].value == 3
+        assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).slot_count == 2
+
+
+def test_the_queue_holds_a_clients_third_run_and_a_sources_fifth_when_production_runs(
+    production: Path,
+) -> None:
+    prepare_dagster_home()
+    with DagsterInstance.from_config(str(production)) as instance:
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        config = instance.get_concurrency_config()
+        assert config.run_queue_config is not None
+        limits = config.run_queue_config.tag_concurrency_limits
+        per_unique_value = {"applyLimitPerUniqueValue": True}
+        assert limits == [
+            {"key": CLIENT_TAG, "value": per_unique_value, "limit": 2},
+            {"key": SOURCE_TAG, "value": per_unique_value, "limit": 4},
+        ]
+        assert config.run_queue_config.max_concurrent_runs == 10
+        assert config.pool_config.default_pool_limit == 4
+        assert config.pool_config.pool_granularity == PoolGranularity.RUN
+        # What the queue daemon does each tick: count the runs in progress (read from
+        # PostgreSQL) by tag, and launch a queued run only if no limit is reached.
+        going = [("acme", "crm"), ("acme", "billing"), ("bemo", "crm"), ("cato", "crm")]
+        going.append(("dane", "crm"))
+        for client, source in going:
+            _in_flight(instance, {CLIENT_TAG: client, SOURCE_TAG: source})
+        in_progress = instance.get_runs(RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES))
+        assert len(in_progress) == len(going)
+        counter = TagConcurrencyLimitsCounter(limits, in_progress)
+
+        def blocked(client: str, source: str) -> bool:
+            tags = {CLIENT_TAG: client, SOURCE_TAG: source}
+            return counter.is_blocked(DagsterRun(job_name="probe", tags=tags))
+
+        assert blocked("acme", "support")  # acme has 2 runs going
+        assert not blocked("bemo", "support")  # bemo has 1
+        assert blocked("eve", "crm")  # crm has 4 runs going
+        assert not blocked("eve", "billing")  # billing has 1
+        assert not blocked("eve", "crm,billing")  # a sync's set of sources is a value of its own
+
+
+def _run_with_event(instance: DagsterInstance, event: DagsterEventType, seconds_ago: float) -> str:
+    """A run whose last event (`event`, which sets its status) came `seconds_ago` seconds ago,
+    and nothing since: a worker that never came up, or one that died mid-run."""
+    run = DagsterRun(job_name="probe", run_id=make_new_run_id())
+    instance.add_run(run)
+    instance.handle_new_event(
+        EventLogEntry(  # type: ignore[no-untyped-call]
+            error_info=None,
+            level="debug",
+            user_message="",
+            run_id=run.run_id,
+            timestamp=time.time() - seconds_ago,
+            dagster_event=DagsterEvent(event.value, job_name="probe"),
+        )
+    )
+    return run.run_id
+
+
+def test_runs_whose_worker_never_started_or_died_are_failed_when_production_monitors_them(
+    production: Path,
+) -> None:
+    prepare_dagster_home()
+    log = logging.getLogger("run_monitoring")
+    with DagsterInstance.from_config(str(production)) as instance:
+        assert instance.run_monitoring_enabled
+        assert (instance.run_retries_enabled, instance.run_retries_max_retries) == (True, 1)
+        assert not instance.telemetry_enabled
+        never_started = _run_with_event(instance, DagsterEventType.RUN_STARTING, 4 * 60)
+        starting = _run_with_event(instance, DagsterEventType.RUN_STARTING, 60)
+        died = _run_with_event(instance, DagsterEventType.RUN_START, 6 * 60 * 60 + 60)
+        running = _run_with_event(instance, DagsterEventType.RUN_START, 60 * 60)
+        # One pass of the monitoring daemon over these runs, as it makes them (from PostgreSQL).
+        for run_id in (never_started, starting):
+            record = instance.get_run_record_by_id(run_id)
+            assert record is not None
+            assert record.dagster_run.status == DagsterRunStatus.STARTING
+            monitor_starting_run(instance, record, log)
+        for run_id in (died, running):
+            record = instance.get_run_record_by_id(run_id)
+            assert record is not None
+            assert record.dagster_run.status == DagsterRunStatus.STARTED
+            # The default run launcher cannot check a started worker: no workspace is asked.
+            monitor_started_run(instance, None, record, log)  # type: ignore[arg-type]
+
+        def status(run_id: str) -> DagsterRunStatus:
+            run = instance.get_run_by_id(run_id)
+            assert run is not None
+            return run.status
+
+        assert status(never_started) == DagsterRunStatus.FAILURE  # 3 minutes to start
+        assert status(starting) == DagsterRunStatus.STARTING
+        assert status(died) == DagsterRunStatus.FAILURE  # 6 hours at most
+        assert status(running) == DagsterRunStatus.STARTED
+
+
+def test_the_variable_to_set_is_named_when_the_production_profile_lacks_its_database(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PROFILE_VARIABLE, PRODUCTION)
+    monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)
+    with pytest.raises(
+        InstanceProfileError, match=r"set DAGSTER_POSTGRES_URL \(a postgresql\+psycopg2:// URL"
+    ):
+        prepare_dagster_home()
+    assert not (home / "dagster.yaml").exists()
+
+
+def test_a_postgres_url_without_psycopg2_is_refused_without_echoing_it_when_prepared(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PROFILE_VARIABLE, PRODUCTION)
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql://dagster:s3cret-pw@db:5432/dagster")
+    with pytest.raises(InstanceProfileError) as refused:
+        prepare_dagster_home()
+    assert "must start with postgresql+psycopg2://, not postgresql://" in str(refused.value)
+    assert "s3cret-pw" not in str(refused.value)
+
+
+def test_an_unknown_profile_is_refused_naming_the_profiles_when_prepared(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PROFILE_VARIABLE, "prod")
+    with pytest.raises(InstanceProfileError, match="use one of local, production"):
+        prepare_dagster_home()
