@@ -56,13 +56,16 @@ GRACE_SECONDS ?= 60
 run: install
 	$(BIN)/integration-platform up --grace-seconds $(GRACE_SECONDS)
 
-## test: lint, type-check, the import graph's layers and the whole test suite (what CI runs)
+## test: lint, type-check, the import graph's layers and the whole test suite (what CI runs), on
+## two pytest-xdist workers: much of the suite waits on servers, daemons and ticks, not the CPU
+## (`make test PYTEST_WORKERS=` runs it in one process)
+PYTEST_WORKERS ?= -n 2 --dist loadgroup --no-loadscope-reorder
 test: install bi-clients
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy integration_platform sandbox/integration_platform_sandbox
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_WORKERS)
 
 ## demo: the main job end to end, headless, with a printed summary
 demo: install

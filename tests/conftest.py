@@ -3,6 +3,7 @@ warehouse the real pipeline built for two clients."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,30 @@ from integration_platform_sandbox.chaos import ChaosSettings, Fault
 from integration_platform_sandbox.server import Sandbox
 from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings
 from tests.api.warehouse_fixture import BuiltWarehouse, build_published_warehouse
+
+# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup). The tests that
+# share what a session fixture made (one platform, one marts warehouse, one demo run) go to one
+# worker together, so it is made once; so does every other module, so its module fixtures are
+# made once. The platform's tests, the longest group by far, are handed out first.
+SHARED_FIXTURES = ("shared_platform", "marts_warehouse", "demo_run")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    groups = {}
+    for item in items:
+        shared = [name for name in SHARED_FIXTURES if name in item.fixturenames]
+        groups[item.nodeid] = shared[0] if shared else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+
+    def first(item: pytest.Item) -> int:
+        group = groups[item.nodeid]
+        return SHARED_FIXTURES.index(group) if group in SHARED_FIXTURES else len(SHARED_FIXTURES)
+
+    items.sort(key=first)  # stable: within a group, the order as collected
+
 
 TEST_SEED = 7
 TEST_CUSTOMERS = 300

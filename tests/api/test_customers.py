@@ -35,6 +35,13 @@ def published_warehouse(marts_warehouse: BuiltWarehouse) -> Path:
     return marts_warehouse.path
 
 
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """What these tests read is the marts, not the store: SQLite only (the store's own tests
+    run on PostgreSQL too)."""
+    return f"sqlite:///{tmp_path / 'platform.sqlite'}"
+
+
 def as_json(value: Any, column_type: str) -> Any:
     """What the API must answer for a value of a column of this DuckDB type."""
     if value is None:

@@ -11,6 +11,7 @@ they are done instead of loading the machine under the other tests.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -28,7 +29,10 @@ PLATFORM_START = 300.0  # `up` on a loaded 2-core machine: the UI answered in 15
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The shared platform's tests last, module by module."""
+    """The shared platform's tests last, module by module (on two xdist workers, tests/conftest.py
+    hands them out first instead, to a worker of their own)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     shared = [item for item in items if item.path.name in SHARED_MODULES]
     items[:] = [item for item in items if item.path.name not in SHARED_MODULES] + sorted(
         shared, key=lambda item: SHARED_MODULES.index(item.path.name)
