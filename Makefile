@@ -58,8 +58,8 @@ run: install
 
 ## test: lint, type-check, the import graph's layers and the whole test suite (what CI runs), on
 ## two pytest-xdist workers: much of the suite waits on servers, daemons and ticks, not the CPU
-## (`make test PYTEST_WORKERS=` runs it in one process)
-PYTEST_WORKERS ?= -n 2 --dist loadgroup --no-loadscope-reorder
+## (`make test PYTEST_WORKERS=` runs it in one process; the 30 slowest tests are listed)
+PYTEST_WORKERS ?= -n 2 --no-loadscope-reorder --durations=30
 test: install bi-clients
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

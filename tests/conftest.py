@@ -15,28 +15,62 @@ from integration_platform_sandbox.server import Sandbox
 from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings
 from tests.api.warehouse_fixture import BuiltWarehouse, build_published_warehouse
 
-# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup). The tests that
-# share what a session fixture made (one platform, one marts warehouse, one demo run) go to one
-# worker together, so it is made once; so does every other module, so its module fixtures are
-# made once. The platform's tests, the longest group by far, are handed out first.
-SHARED_FIXTURES = ("shared_platform", "marts_warehouse", "demo_run")
+# `make test` runs the suite on two pytest-xdist workers. Each module's tests go to one worker
+# (its module fixtures are made once), and so do the modules that share what a session fixture
+# made (one platform, one marts warehouse, one demo run): the modules named here, by fixture.
+# The platform's modules, the longest work by far, are handed out first. (xdist's own
+# `--dist loadgroup` marks cannot do this under pytest 9: it renames node ids in a way pytest 9
+# no longer reads.)
+SHARED_MODULES = {
+    "shared_platform": ("tests/e2e/test_platform_automation.py", "tests/e2e/test_readme_shell.py"),
+    "marts_warehouse": (
+        "tests/api/test_customers.py",
+        "tests/integration/test_published_copy_clients.py",
+    ),
+    "demo_run": (
+        "tests/e2e/test_log_redaction.py",
+        "tests/e2e/test_pipeline_end_to_end.py",
+        "tests/e2e/test_platform_commands.py",
+    ),
+}
+GROUP_OF_MODULE = {module: group for group, modules in SHARED_MODULES.items() for module in modules}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def work_unit(nodeid: str) -> str:
+    """The unit one worker takes whole: a shared fixture's modules, else the test's module."""
+    module = nodeid.split("::")[0]
+    return GROUP_OF_MODULE.get(module, module)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return SharedFixtureScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist: a module that uses a shared fixture must be in SHARED_MODULES (or it would
+    make the fixture again on another worker); the shared groups first, in SHARED_MODULES'
+    order."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    groups = {}
     for item in items:
-        shared = [name for name in SHARED_FIXTURES if name in item.fixturenames]
-        groups[item.nodeid] = shared[0] if shared else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
-
-    def first(item: pytest.Item) -> int:
-        group = groups[item.nodeid]
-        return SHARED_FIXTURES.index(group) if group in SHARED_FIXTURES else len(SHARED_FIXTURES)
-
-    items.sort(key=first)  # stable: within a group, the order as collected
+        for fixture in SHARED_MODULES:
+            if fixture in item.fixturenames and work_unit(item.nodeid) != fixture:
+                raise pytest.UsageError(
+                    f"{item.nodeid.split('::')[0]} uses the session fixture {fixture!r}: add "
+                    f"it to SHARED_MODULES[{fixture!r}] in tests/conftest.py, so that one "
+                    "xdist worker runs every module that shares it"
+                )
+    order = list(SHARED_MODULES)
+    items.sort(
+        key=lambda item: order.index(u) if (u := work_unit(item.nodeid)) in order else len(order)
+    )
 
 
 TEST_SEED = 7
