@@ -3,7 +3,8 @@
 Raw runs queued or running: `extracting`. One failed or was canceled: `failed`, with the step's
 error in plain words. All succeeded: `transforming` until every dbt asset downstream of the
 sync's raw assets has a materialization from a run created after the last raw run ended
-(Dagster's automation launches that run): `succeeded`. The newest such dbt run failed: `failed`.
+(Dagster's automation launches that run), and that run has ended (it published the copy the
+API reads): `succeeded`. The newest such dbt run failed: `failed`.
 """
 
 from __future__ import annotations
@@ -79,7 +80,12 @@ class SyncStateReader:
         infos = self.reader.assets_latest(dbt)
         materializing = self.reader.by_ids({i.materialized_by for i in infos if i.materialized_by})
         built = [materializing.get(i.materialized_by or "") for i in infos]
-        if len(infos) == len(dbt) and all(run and run.created_at > raw_ended for run in built):
+        # Ended too: a dbt build writes each model's materialization as the model ends, then
+        # publishes the copy the API and BI tools read; until then the client would read the
+        # marts as they were.
+        if len(infos) == len(dbt) and all(
+            run and run.created_at > raw_ended and not run.active for run in built
+        ):
             newest = max((run for run in built if run), key=lambda run: run.created_at)
             return Observed("succeeded", None, raw_runs, newest.run_id)
         after = [

@@ -42,6 +42,9 @@ class FakeRun:
     created: float = field(default_factory=time.time)
     figures: dict[str, int] = field(default_factory=dict)
     ended: float | None = None
+    # Its assets' materializations are written (a succeeded run's always are; a running dbt
+    # build's are as each model ends, before it publishes the copy and ends).
+    materialized: bool = False
 
 
 @dataclass
@@ -211,7 +214,7 @@ class FakeDagster:
                 key=lambda r: r.created,
                 reverse=True,
             )
-            built = next((r for r in runs if r.status == "SUCCESS"), None)
+            built = next((r for r in runs if r.status == "SUCCESS" or r.materialized), None)
             infos.append(
                 {
                     "assetKey": {"path": key["path"]},

@@ -163,6 +163,10 @@ def test_the_sync_succeeds_only_after_dbt_materialized_after_its_raw_runs_when_a
     transforming = sync_state(api, "acme", sync["id"])
     assert transforming["state"] == "transforming"
     assert transforming["transform_run"]["run_id"] == queued
+    # Every model materialized, the copy the API serves not yet published: not done yet.
+    api.dagster.finish(queued, status="STARTED")
+    next(r for r in api.dagster.runs if r.run_id == queued).materialized = True
+    assert sync_state(api, "acme", sync["id"])["state"] == "transforming"
     api.dagster.finish(queued)
     done = sync_state(api, "acme", sync["id"])
     assert done["state"] == "succeeded"
