@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from dagster import DagsterRunStatus
 
@@ -47,6 +48,8 @@ class Timed:
     build_seconds: float
     runs: int
     state: str
+    # Each run's milestones from POST (`timeline`): where the seconds went.
+    timelines: tuple[str, ...] = ()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -81,33 +84,36 @@ def sync(platform: Platform, client: str, start: str, end: str) -> Timed:
     runs = platform.runs(**{SYNC_TAG: sync_id})
     ends = [platform.instance.get_run_record_by_id(r.run_id) for r in runs]
     raw_end = max((r.end_time or done) for r in ends if r is not None)
-    builds = [
-        platform.instance.get_run_record_by_id(r.run_id)
-        for r in platform.runs(**{KIND_TAG: AUTOMATION})
-    ]
-    serving = [
-        b
-        for b in builds
-        if b is not None
-        and b.start_time
-        and b.end_time
-        and b.end_time >= raw_end
-        # The API sees the materializations a moment before Dagster stamps the run's end.
-        and b.end_time <= done + 60
-    ]
-    build = min(serving, key=lambda b: b.end_time or 0) if serving else None
-    build_start = build.start_time if build and build.start_time else raw_end
-    for run in [*ends, build]:
-        if run is not None:
-            print(f"  {timeline(platform, run.dagster_run.run_id, posted)}", flush=True)
+
+    def serving_build() -> Any:
+        # The build created after the raw runs ended (what the API waits for); the API sees its
+        # materializations before it publishes the copy and Dagster stamps the run's end.
+        records = [
+            platform.instance.get_run_record_by_id(r.run_id)
+            for r in platform.runs(**{KIND_TAG: AUTOMATION})
+        ]
+        after = [b for b in records if b and b.create_timestamp.timestamp() > raw_end]
+        first = min(after, key=lambda b: b.create_timestamp, default=None)
+        return first if first is not None and first.end_time else None
+
+    build = eventually(serving_build, timeout=120, what="the build that served the sync", every=1)
+    build_start = build.start_time if build.start_time else raw_end
+    timelines = tuple(
+        timeline(platform, run.dagster_run.run_id, posted)
+        for run in [*ends, build]
+        if run is not None
+    )
+    for line in timelines:
+        print(f"  {line}", flush=True)
     return Timed(
         client=client,
         seconds=done - posted,
         raw_seconds=raw_end - posted,
         wait_seconds=max(0.0, build_start - raw_end),
-        build_seconds=(build.end_time - build_start) if build and build.end_time else 0.0,
+        build_seconds=build.end_time - build_start,
         runs=len(runs),
         state=state["state"],
+        timelines=timelines,
     )
 
 
@@ -236,6 +242,12 @@ def main() -> None:
             f"| {t.build_seconds:.0f} | {t.runs} |"
             for i, t in enumerate(singles, start=1)
         ),
+        "",
+        "Where the seconds went, per round: each run's milestones from the POST (Dagster's run "
+        "records and event log; `days`/`reference` are the sync's raw runs, `build` the dbt "
+        "build the automation launched after them):",
+        "",
+        *(f"- round {i}, {line}" for i, t in enumerate(singles, start=1) for line in t.timelines),
         "",
         f"**{args.clients} clients at once** (a week each): "
         f"{sum(t.state == 'succeeded' for t in batch)}/{len(batch)} succeeded; "
