@@ -20,7 +20,10 @@ import platform as machine
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +40,7 @@ from tests.e2e.platform import Platform, eventually, specs_copy, start_platform,
 
 WEEK = ("2025-06-01", "2025-06-07")
 TIMEOUT = 1800
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass
@@ -181,7 +185,42 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--readme", action="store_true")
+    parser.add_argument(
+        "--profile",
+        choices=["local", "production"],
+        default="local",
+        help="the Dagster instance profile; production: a scratch database on this machine's "
+        "PostgreSQL (127.0.0.1:5432, user postgres), dropped at the end",
+    )
     args = parser.parse_args()
+    with instance_profile(args.profile) as instance_env:
+        run(args, instance_env)
+
+
+@contextmanager
+def instance_profile(profile: str) -> Iterator[dict[str, str]]:
+    """The variables that select the profile, for the platform and this process."""
+    if profile == "local":
+        yield {}
+        return
+    from sqlalchemy import create_engine, text
+
+    name = f"ip_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'create database "{name}"'))
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    variables = {"INTEGRATION_PLATFORM_PROFILE": profile, "DAGSTER_POSTGRES_URL": url}
+    os.environ.update(variables)  # this process reads the same instance
+    try:
+        yield variables
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'drop database if exists "{name}" with (force)'))
+        admin.dispose()
+
+
+def run(args: argparse.Namespace, instance_env: dict[str, str]) -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -191,6 +230,7 @@ def main() -> None:
             root,
             env={"SOURCES_PATH": str(sources)},
             extra_args=["--tenants", str(args.clients + 1)],
+            instance_env=instance_env,
         )
         start_seconds = time.monotonic() - started
         try:
@@ -227,7 +267,8 @@ def main() -> None:
         f"{args.rounds} --clients {args.clients} --readme`), {datetime.now(UTC):%Y-%m-%d}, "
         f"{machine.machine()}, {os.cpu_count()} cores; load average {load_before[0]:.1f} "
         f"before, {load_after[0]:.1f} after ({busy([load_before[0], load_after[0]])}). "
-        f"The platform took {start_seconds:.0f} s to answer.",
+        f"The platform took {start_seconds:.0f} s to answer. Dagster instance profile: "
+        f"{args.profile}.",
         "",
         f"**A scheduled raw day → marts, no one acting:** the build after crm's scheduled "
         f"day ended {lag:.0f} s after it (the build itself: {lag_build:.0f} s).",

@@ -146,10 +146,15 @@ def specs_copy(folder: Path, schedules: dict[str, str]) -> Path:
 
 
 def start_platform(
-    root: Path, *, env: dict[str, str] | None = None, extra_args: list[str] | None = None
+    root: Path,
+    *,
+    env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
+    instance_env: dict[str, str] | None = None,
 ) -> Platform:
     """`integration-platform up` on free ports, data and instance under `root`; returns once
-    the Dagster UI and the API answer."""
+    the Dagster UI and the API answer. The instance is the local profile's, unless
+    `instance_env` names another (`INTEGRATION_PLATFORM_PROFILE` and what it reads)."""
     base, ui, api, webhooks = (
         free_port_block(4),
         free_port_block(1),
@@ -171,6 +176,7 @@ def start_platform(
         "DAGSTER_POSTGRES_URL",
     ):
         environment.pop(variable, None)
+    environment.update(instance_env or {})
     root.mkdir(parents=True, exist_ok=True)
     output = (root / "up.log").open("wb")
     process = subprocess.Popen(
