@@ -20,7 +20,6 @@ import platform as machine
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -34,13 +33,14 @@ from dagster import DagsterRunStatus
 from benchmarks.common import busy, write_readme
 from integration_platform.assets.partitions import PARTITION_TAG
 from integration_platform.client_ids import DEMO_CLIENT_ID
+from integration_platform.orchestration.instance import POSTGRES_URL_VARIABLE, PROFILE_VARIABLE
 from integration_platform.orchestration.planner import SYNC_TAG
 from integration_platform.run_kinds import AUTOMATION, KIND_TAG, SCHEDULED
 from tests.e2e.platform import Platform, eventually, specs_copy, start_platform, stop_platform
+from tests.postgres import scratch_database
 
 WEEK = ("2025-06-01", "2025-06-07")
 TIMEOUT = 1800
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass
@@ -199,25 +199,19 @@ def main() -> None:
 
 @contextmanager
 def instance_profile(profile: str) -> Iterator[dict[str, str]]:
-    """The variables that select the profile, for the platform and this process."""
+    """The variables that select the profile, for the platform and this process; production: a
+    scratch database on this machine's PostgreSQL (tests/postgres.py), dropped at the end."""
     if profile == "local":
         yield {}
         return
-    from sqlalchemy import create_engine, text
-
-    name = f"ip_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'create database "{name}"'))
-    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    variables = {"INTEGRATION_PLATFORM_PROFILE": profile, "DAGSTER_POSTGRES_URL": url}
-    os.environ.update(variables)  # this process reads the same instance
-    try:
+    with scratch_database("bench") as database:
+        url = database.set(drivername="postgresql+psycopg2")  # what dagster-postgres speaks
+        variables = {
+            PROFILE_VARIABLE: profile,
+            POSTGRES_URL_VARIABLE: url.render_as_string(hide_password=False),
+        }
+        os.environ.update(variables)  # this process reads the same instance
         yield variables
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'drop database if exists "{name}" with (force)'))
-        admin.dispose()
 
 
 def run(args: argparse.Namespace, instance_env: dict[str, str]) -> None:
@@ -260,11 +254,13 @@ def run(args: argparse.Namespace, instance_env: dict[str, str]) -> None:
     load_after = os.getloadavg()
     median = statistics.median
     times = [t.seconds for t in singles]
+    profile_option = f" --profile {args.profile}" if args.profile != "local" else ""
     lines = [
         "## API sync: POST to succeeded, on the real platform",
         "",
         f"`make bench-sync` (`.venv/bin/python -m benchmarks.sync_benchmark --rounds "
-        f"{args.rounds} --clients {args.clients} --readme`), {datetime.now(UTC):%Y-%m-%d}, "
+        f"{args.rounds} --clients {args.clients}{profile_option} --readme`), "
+        f"{datetime.now(UTC):%Y-%m-%d}, "
         f"{machine.machine()}, {os.cpu_count()} cores; load average {load_before[0]:.1f} "
         f"before, {load_after[0]:.1f} after ({busy([load_before[0], load_after[0]])}). "
         f"The platform took {start_seconds:.0f} s to answer. Dagster instance profile: "

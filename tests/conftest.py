@@ -18,7 +18,8 @@ from tests.api.warehouse_fixture import BuiltWarehouse, build_published_warehous
 # `make test` runs the suite on two pytest-xdist workers. Each module's tests go to one worker
 # (its module fixtures are made once), and so do the modules that share what a session fixture
 # made (one platform, one marts warehouse, one demo run): the modules named here, by fixture.
-# The platform's modules, the longest work by far, are handed out first. (xdist's own
+# The platform's modules, the longest work by far, are handed out first (in one process they
+# run last: pytest_collection_modifyitems). (xdist's own
 # `--dist loadgroup` marks cannot do this under pytest 9: it renames node ids in a way pytest 9
 # no longer reads.)
 SHARED_MODULES = {
@@ -54,10 +55,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under xdist: a module that uses a shared fixture must be in SHARED_MODULES (or it would
-    make the fixture again on another worker); the shared groups first, in SHARED_MODULES'
-    order."""
+    """In one process: the platform's tests last, so its processes do not load the machine under
+    the other tests. On xdist workers: a module that uses a shared fixture must be in
+    SHARED_MODULES (or it would make the fixture again on another worker), and the shared units
+    come first, in SHARED_MODULES' order. (Stable sorts: within a unit, the order as collected.)"""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: work_unit(item.nodeid) == "shared_platform")
         return
     for item in items:
         for fixture in SHARED_MODULES:

@@ -5,13 +5,13 @@ platform for the tests that need the Dagster daemon.
 `integration-platform up` (what `make run` runs) starts once, in a folder that stands for the
 repository's root (tests/e2e/readme_shell.py's Workdir), on free ports. The README's shell
 blocks (test_readme_shell.py) and the automation tests (test_platform_automation.py) share it;
-their tests run last in the session, one module after the other, so the platform stops when
-they are done instead of loading the machine under the other tests.
+tests/conftest.py says when their tests run: in one process, last (the platform stops when they
+are done instead of loading the machine under the other tests); on two xdist workers, first, on
+a worker of their own.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -24,19 +24,7 @@ from tests.e2e.platform import specs_copy
 from tests.e2e.readme_shell import Ports, Workdir, stop_group, wait_for
 from tests.e2e.test_platform_commands import free_port_block
 
-SHARED_MODULES = ("test_platform_automation.py", "test_readme_shell.py")
 PLATFORM_START = 300.0  # `up` on a loaded 2-core machine: the UI answered in 150+ s
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The shared platform's tests last, module by module (on two xdist workers, tests/conftest.py
-    hands them out first instead, to a worker of their own)."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        return
-    shared = [item for item in items if item.path.name in SHARED_MODULES]
-    items[:] = [item for item in items if item.path.name not in SHARED_MODULES] + sorted(
-        shared, key=lambda item: SHARED_MODULES.index(item.path.name)
-    )
 
 
 @pytest.fixture(scope="session")
