@@ -11,10 +11,13 @@ so Dagster's `automation_sensor` requests the whole build, once. Meanwhile:
   `warehouse`, has one slot);
 - a build waits while raw loads are still running (so the clients whose syncs land
   together share it), but not forever: `marts/raw_load_summary` reads every raw asset, and
-  while any of them is loading the build waits, at most until the next half-hour mark.
+  while any of them is loading the build waits, at most until the next half-hour mark after
+  the first input it would serve landed (`AUTOMATION_MAX_WAIT_CRON` sets the marks).
 """
 
 from __future__ import annotations
+
+import os
 
 from dagster import AssetKey, AutomationCondition, AutomationConditionSensorDefinition
 
@@ -24,14 +27,29 @@ from integration_platform.run_kinds import AUTOMATION, KIND_TAG
 # The model that reads every raw asset (generated: transform/generate.py): "is any raw asset
 # loading?" is asked of its dependencies.
 RAW_LOAD_SUMMARY = AssetKey(["marts", "raw_load_summary"])
-# A build that waits for raw loads still running starts anyway at the next of these marks.
+# A build that waits for raw loads still running starts anyway at the next of these marks
+# (after the first input it would serve landed); `AUTOMATION_MAX_WAIT_CRON` sets other marks.
 MAX_WAIT_CRON = "*/30 * * * *"
+MAX_WAIT_CRON_VARIABLE = "AUTOMATION_MAX_WAIT_CRON"
 AUTOMATION_SENSOR = "automation_sensor"
+
+
+def max_wait_cron() -> str:
+    from dagster._utils.schedules import is_valid_cron_string  # the check Dagster applies
+
+    cron = os.environ.get(MAX_WAIT_CRON_VARIABLE) or MAX_WAIT_CRON
+    if not is_valid_cron_string(cron):
+        raise ValueError(
+            f"{MAX_WAIT_CRON_VARIABLE}={cron!r} is not a cron string: set it to one such as "
+            f"{MAX_WAIT_CRON!r} (the default), or unset it"
+        )
+    return cron
 
 
 def model_condition() -> AutomationCondition[AssetKey]:
     """Request the dbt build when an input has changed since the last request or build,
-    unless it is building, or raw loads are running (until the next half-hour mark)."""
+    unless it is building, or raw loads are running (until the next half-hour mark after that
+    change)."""
     # Handled by a request only: an input that lands while a build runs is still pending
     # when the build ends (the build may not have read it), so the next build takes it.
     requested = AutomationCondition.newly_requested() | AutomationCondition.initial_evaluation()
@@ -43,7 +61,10 @@ def model_condition() -> AutomationCondition[AssetKey]:
     raw_loading = AutomationCondition.asset_matches(
         RAW_LOAD_SUMMARY, AutomationCondition.any_deps_in_progress()
     ).with_label("raw loads are running")
-    waited_long = AutomationCondition.cron_tick_passed(MAX_WAIT_CRON).since(requested)
+    # Counted from the first input that landed since the last build, not from the last
+    # request: a mark that passed between that request and the landing would end the wait
+    # at once, and the clients whose syncs land together would not share the build.
+    waited_long = AutomationCondition.cron_tick_passed(max_wait_cron()).since(changed.newly_true())
     return (
         changed
         & ~AutomationCondition.in_progress()

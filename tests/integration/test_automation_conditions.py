@@ -5,6 +5,8 @@ tests/e2e/test_platform_automation.py.)"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from dagster import (
     AssetKey,
     AssetMaterialization,
@@ -107,3 +109,48 @@ def test_materialize_of_one_mart_runs_the_whole_dbt_build_when_planned(
     assert [stage.name for stage in stages] == ["transform"]
     dbt_build = platform_defs.get_assets_def(AssetKey(["marts", "dim_customers"]))
     assert set(stages[0].keys) == set(dbt_build.keys)  # one build: it cannot be split
+
+
+def test_a_build_waits_for_running_raw_loads_until_the_mark_after_its_first_landing_when_it_ticks(
+    platform_defs: Definitions,
+) -> None:
+    from datetime import datetime
+
+    from dagster import DagsterRunStatus
+
+    mart = AssetKey(["marts", "dim_customers"])
+
+    def tick(at: str, cursor: Any) -> Any:
+        result = evaluate_automation_conditions(
+            defs=platform_defs,
+            instance=instance,
+            evaluation_time=datetime.fromisoformat(f"2025-03-05T{at}+00:00"),
+            cursor=cursor,
+        )
+        return result, bool(result.get_requested_partitions(mart))
+
+    with instance_for_test() as instance:
+        register_clients(instance, "demo", "acme")
+        result, _ = tick("10:05", None)
+        land(instance, ["raw", "crm", "contacts"], "acme|2025-03-01")
+        result, built = tick("10:20", result.cursor)
+        assert built  # nothing loading: the build is requested at once
+
+        # A half-hour mark passes (the sensor ticks every few seconds); then a day lands while
+        # another raw load is still running.
+        for at in ("10:25", "10:34"):
+            result, built = tick(at, result.cursor)
+            assert not built
+        loading = AssetKey(["raw", "billing", "invoices"])
+        instance.create_run_for_job(
+            platform_defs.resolve_implicit_job_def_def_for_assets([loading]),  # type: ignore[arg-type]
+            asset_selection={loading},
+            tags={"dagster/partition": "demo|2025-03-01"},
+            status=DagsterRunStatus.STARTED,
+        )
+        land(instance, ["raw", "crm", "contacts"], "demo|2025-03-01")
+        for at in ("10:35", "10:50", "10:59"):
+            result, built = tick(at, result.cursor)
+            assert not built, f"requested at {at} while a raw load runs"  # the 10:30 mark is older
+        result, built = tick("11:01", result.cursor)
+        assert built  # the mark after the landing: it waited long enough
