@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from sqlalchemy import create_engine
 
 from integration_platform.access.customers import CustomerReader
 from integration_platform.access.published import PublishedWarehouse
@@ -70,6 +71,19 @@ def build_services(settings: ApiSettings, metrics: ApiMetrics) -> Services:
         status=StatusReader(orchestrator),
         customers=CustomerReader(PublishedWarehouse(settings.published_warehouse)),
         metrics=metrics,
+        dagster_storage=(
+            # One connection, checked before use; a server that does not answer fails the
+            # readiness check within seconds, not at the driver's default of minutes.
+            create_engine(
+                settings.dagster_storage_url,
+                pool_size=1,
+                max_overflow=0,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 5},
+            )
+            if settings.dagster_storage_url
+            else None
+        ),
     )
 
 
@@ -88,6 +102,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         finally:
             found.orchestrator.graphql.close()
             found.customers.warehouse.close()
+            if found.dagster_storage is not None:
+                found.dagster_storage.dispose()
 
     app = FastAPI(
         title="Integration Platform API",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Request
+from sqlalchemy import Engine
 
 from integration_platform.access.customers import CustomerReader
 from integration_platform.api.metrics import ApiMetrics
@@ -26,6 +27,8 @@ class Services:
     status: StatusReader
     customers: CustomerReader
     metrics: ApiMetrics
+    # Dagster's storage database (the production instance profile), for readiness; else None.
+    dagster_storage: Engine | None = None
 
 
 def services(request: Request) -> Services:

@@ -9,6 +9,7 @@ from integration_platform import environment
 from integration_platform.clients.database import database_url
 from integration_platform.landing.warehouse import Warehouse
 from integration_platform.orchestration.dagster_graphql import webserver_url
+from integration_platform.orchestration.instance import storage_url
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,9 @@ class ApiSettings:
     database_url: str
     dagster_url: str
     published_warehouse: Path
+    # Dagster's storage database in the production instance profile (readiness checks it);
+    # None in the local profile, whose SQLite files the webserver's check covers.
+    dagster_storage_url: str | None = None
 
     @classmethod
     def from_environment(cls) -> ApiSettings:
@@ -23,4 +27,5 @@ class ApiSettings:
             database_url=database_url(),
             dagster_url=webserver_url(),
             published_warehouse=Warehouse(environment.warehouse_path()).published_path,
+            dagster_storage_url=storage_url(),
         )

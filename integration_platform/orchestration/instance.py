@@ -15,7 +15,6 @@ from dagster import DagsterInstance
 from integration_platform import environment
 from integration_platform.assets.partitions import register_clients
 from integration_platform.client_ids import DEMO_CLIENT_ID
-from integration_platform.transform.dbt_assets import WAREHOUSE_POOL
 
 # The slots of the pool of the runs that write the warehouse (the dbt build's `WAREHOUSE_POOL`):
 # DuckDB has one writer. Pools' limits live in the instance's storage; dagster.yaml sets the
@@ -54,6 +53,17 @@ def instance_profile() -> str:
             f"{', '.join(sorted(PROFILE_FILES))} (unset: {LOCAL})"
         )
     return profile
+
+
+def storage_url() -> str | None:
+    """The database of Dagster's storage in the production profile, checked as the profile is
+    (unset or not psycopg2: InstanceProfileError); None in the local one (SQLite files under
+    $DAGSTER_HOME)."""
+    profile = instance_profile()
+    if profile != PRODUCTION:
+        return None
+    instance_config_file(profile)
+    return os.environ[POSTGRES_URL_VARIABLE]
 
 
 def instance_config_file(profile: str) -> Path:
@@ -102,6 +112,10 @@ def prepare_dagster_home() -> Path:
     client is one of the instance's `clients` partitions, so its days are there to
     materialize without registering anything; the `warehouse` pool gets its one slot (unless its
     limit was set already)."""
+    # Here, not at the top: the API reads the profile from this module, and the dbt assets'
+    # module brings dbt and dagster-dbt with it.
+    from integration_platform.transform.dbt_assets import WAREHOUSE_POOL
+
     config_file = instance_config_file(instance_profile())
     home = environment.dagster_home()
     home.mkdir(parents=True, exist_ok=True)

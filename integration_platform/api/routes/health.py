@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from integration_platform.api.routes.clients import Found
@@ -26,9 +26,12 @@ def live() -> LiveOut:
     responses={503: {"model": ReadyOut, "description": "A part is not ready: see checks."}},
 )
 def ready(found: Found) -> ReadyOut | JSONResponse:
-    """Ready when the store answers, the Dagster webserver answers and the published warehouse
-    copy (if one was published yet) opens."""
+    """Ready when the store answers, the Dagster webserver answers, the published warehouse
+    copy (if one was published yet) opens and, in the production instance profile, Dagster's
+    storage database answers."""
     checks = {"store": _store(found), "dagster": _dagster(found), "warehouse": _warehouse(found)}
+    if found.dagster_storage is not None:
+        checks["dagster_storage"] = _dagster_storage(found.dagster_storage)
     body = ReadyOut(
         status="ready" if all(c.ok for c in checks.values()) else "not_ready", checks=checks
     )
@@ -46,6 +49,21 @@ def _store(found: Found) -> CheckOut:
             ok=False, detail=f"the client store does not answer: {exc.__class__.__name__}"
         )
     return CheckOut(ok=True, detail="the client store answers")
+
+
+def _dagster_storage(engine: Engine) -> CheckOut:
+    # Host, port and database only: the URL may hold a password.
+    where = f"{engine.url.host}:{engine.url.port or 5432}/{engine.url.database}"
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+    except SQLAlchemyError as exc:
+        return CheckOut(
+            ok=False,
+            detail=f"Dagster's storage database at {where} does not answer: "
+            f"{exc.__class__.__name__}",
+        )
+    return CheckOut(ok=True, detail=f"Dagster's storage database at {where} answers")
 
 
 def _dagster(found: Found) -> CheckOut:
