@@ -14,6 +14,7 @@ column_metadata.py).
 import importlib.metadata
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -49,6 +50,14 @@ WAREHOUSE_POOL = "warehouse"
 MART_FRESHNESS = FreshnessPolicy.time_window(
     warn_window=timedelta(hours=26), fail_window=timedelta(hours=50)
 )
+# Each build writes its artifacts (manifest, run results, compiled SQL, dbt.log: about 6 MB)
+# into a folder of its own under target/ (dagster-dbt's unique target path), and nothing ever
+# removes them: with a build every few minutes that is gigabytes a day. The newest are kept, to
+# read what a recent build did.
+KEEP_BUILD_TARGETS = 10
+# dbt's log file at info, not its default debug: debug writes every query and macro call (8 MB
+# per build of this project, against 0.8 MB), and costs the build about a second of CPU.
+DBT_FILE_LOG_LEVEL = "info"
 # `COLUMN_METADATA=off` skips the column types and lineage (what they cost per build, first and
 # later: benchmarks/README.md, "dbt build").
 COLUMN_METADATA = "COLUMN_METADATA"
@@ -205,6 +214,8 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
         # dbt's unit tests check the SQL, not the data: `make test` runs them
         # (tests/integration/test_entity_resolution.py); a build need not repeat them.
         args = ["build", "--exclude-resource-type", "unit_test"]
+        args += ["--log-level-file", DBT_FILE_LOG_LEVEL]
+        invocation = None
         try:
             with store.locked():
                 invocation = dbt.cli(args, context=context)
@@ -227,8 +238,21 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
             # semaphore, reported as leaked by `make demo` and `materialize`, which end with
             # os._exit. Dropping the adapter lets the lock unlink its semaphore now.
             reset_adapters()  # type: ignore[no-untyped-call]
+            if invocation is not None:
+                prune_build_targets(invocation.target_path, KEEP_BUILD_TARGETS)
 
     return dbt_build
+
+
+def prune_build_targets(current: Path, keep: int) -> list[Path]:
+    """Remove the older builds' target folders beside `current` (`dbt_build-<run>-<id>`), so
+    `keep` remain, `current` among them; returns what was removed."""
+    builds = [p for p in current.parent.glob(f"{DBT_BUILD}-*") if p.is_dir() and p != current]
+    builds.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = builds[max(keep - 1, 0) :]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)  # another process may be removing it too
+    return removed
 
 
 def _close_duckdb_environment() -> None:

@@ -4,7 +4,9 @@ paged, cached with ETags, and never another client's rows."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections import Counter
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from integration_platform.api.app import create_app
 from integration_platform.api.settings import ApiSettings
 from integration_platform.client_ids import DEMO_CLIENT_ID
+from integration_platform.transform.dbt_assets import DBT_BUILD
 from integration_platform.webhooks.server import ReceiverServer
 from tests.api.conftest import ADMIN_KEY, Api
 from tests.api.test_clients import register
@@ -123,6 +126,18 @@ def test_marts_hold_both_clients_customers_when_built_by_the_pipeline(
         "using (customer_id) where a.client_id <> b.client_id"
     )
     assert shared == [(0,)]
+
+
+def test_the_builds_dbt_log_holds_info_lines_not_every_query_when_built_by_the_pipeline(
+    marts_warehouse: BuiltWarehouse,
+) -> None:
+    root = marts_warehouse.path.parents[1]  # <root>/data/warehouse.published.duckdb
+    (build,) = (root / "dbt_project" / "target").glob(f"{DBT_BUILD}-*")
+    levels = Counter(
+        json.loads(line)["info"]["level"] for line in (build / "dbt.log").read_text().splitlines()
+    )
+    assert levels["info"] > 0
+    assert levels["debug"] == 0, levels  # dbt's default file level writes every query
 
 
 @pytest.mark.parametrize("client_id", CLIENTS)

@@ -32,6 +32,7 @@ from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.clients.crypto import CredentialCipher
 from integration_platform.clients.database import open_store
 from integration_platform.clients.registry import ClientRegistry
+from integration_platform.transform.dbt_assets import DBT_BUILD
 from integration_platform_sandbox.roster import VENDOR_URL_VARIABLES
 from integration_platform_sandbox.server import Sandbox
 from integration_platform_sandbox.tenants import client_listing
@@ -94,7 +95,9 @@ def build_published_warehouse(root: Path) -> BuiltWarehouse:
     shutil.copytree(
         environment.PROJECT_ROOT / "dbt_project",
         project,
-        ignore=shutil.ignore_patterns("logs", "dbt_packages", ".user.yml", "run_results.json"),
+        ignore=shutil.ignore_patterns(
+            "logs", "dbt_packages", ".user.yml", "run_results.json", f"{DBT_BUILD}-*"
+        ),
     )
     secret_key = Fernet.generate_key().decode()
     store_url = f"sqlite:///{root / 'platform.sqlite'}"

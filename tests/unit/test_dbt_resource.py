@@ -1,16 +1,23 @@
 """The dbt resource knows the venv's dbt version without running `dbt --version` (about 3 s of
-CPU at the start of every build), and still asks any other dbt executable."""
+CPU at the start of every build), and still asks any other dbt executable; a build leaves only
+the newest builds' target folders behind."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 from dagster_dbt.core import resource as dagster_dbt_resource
 
-from integration_platform.transform.dbt_assets import VenvDbtCliResource, dbt_executable
+from integration_platform.transform.dbt_assets import (
+    DBT_BUILD,
+    VenvDbtCliResource,
+    dbt_executable,
+    prune_build_targets,
+)
 
 PROJECT = Path(__file__).parents[2] / "dbt_project"
 
@@ -39,3 +46,27 @@ def test_another_dbt_executable_is_asked(tmp_path: Path, monkeypatch: pytest.Mon
     dbt = VenvDbtCliResource(project_dir=str(PROJECT), dbt_executable=str(other))
     assert str(dbt._cli_version) == "1.9.4"
     assert asked == [[str(other), "--version"]]
+
+
+def test_a_build_keeps_the_newest_target_folders_and_removes_the_rest_when_it_ends(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "target"
+    folders = []
+    for age in range(14):  # oldest first
+        folder = target / f"{DBT_BUILD}-run{age:04d}-abc1234"
+        (folder / "compiled").mkdir(parents=True)
+        (folder / "dbt.log").write_text("{}\n")
+        os.utime(folder, (1_000_000 + age, 1_000_000 + age))
+        folders.append(folder)
+    (target / "manifest.json").write_text("{}")  # `prepare`'s, beside the builds' folders
+    (target / "partial_parse.msgpack").write_text("")
+    current = folders[3]  # the build that ends now, whatever its folder's time
+
+    removed = prune_build_targets(current, keep=5)
+
+    left = sorted(p.name for p in target.iterdir())
+    assert left == sorted(
+        [current.name, *(f.name for f in folders[-4:]), "manifest.json", "partial_parse.msgpack"]
+    )
+    assert sorted(removed) == sorted(f for f in folders if f.name not in left)
