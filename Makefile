@@ -140,3 +140,10 @@ bench-dbt: install
 .PHONY: bench-sync
 bench-sync: install
 	$(BIN)/python -m benchmarks.sync_benchmark --readme
+
+## bench-profiles: the demo and a client-week sync on each Dagster instance profile, SQLite
+## (local) and PostgreSQL (production, on this machine's server), in one run (about 15 minutes;
+## rewrites its section of benchmarks/README.md; not part of `make test`)
+.PHONY: bench-profiles
+bench-profiles: install
+	$(BIN)/python -m benchmarks.profiles_benchmark --readme

@@ -14,6 +14,12 @@ SANDBOX_ENV_FILE = PROJECT_ROOT / "config" / "sandbox.env"
 # The repository root's, where Dagster's `dg` and `dagster dev` (run from the root) read it too.
 DOTENV_FILE = PROJECT_ROOT / ".env"
 
+
+class SettingError(RuntimeError):
+    """A setting the user has to change (a variable unset or wrong, a step not run yet); the
+    message says which and how. Commands print it as it is, in one line, with no traceback."""
+
+
 PUBLISHED_STORAGE_VERSION_VARIABLE = "PUBLISHED_STORAGE_VERSION"
 # DuckDB 1.4 (the long-term release) and everything after it open a file of this format.
 DEFAULT_PUBLISHED_STORAGE_VERSION = "v1.4.0"

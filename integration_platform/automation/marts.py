@@ -22,6 +22,7 @@ import os
 from dagster import AssetKey, AutomationCondition, AutomationConditionSensorDefinition
 
 from integration_platform.automation.switch import default_status
+from integration_platform.environment import SettingError
 from integration_platform.run_kinds import AUTOMATION, KIND_TAG
 
 # The model that reads every raw asset (generated: transform/generate.py): "is any raw asset
@@ -39,7 +40,7 @@ def max_wait_cron() -> str:
 
     cron = os.environ.get(MAX_WAIT_CRON_VARIABLE) or MAX_WAIT_CRON
     if not is_valid_cron_string(cron):
-        raise ValueError(
+        raise SettingError(
             f"{MAX_WAIT_CRON_VARIABLE}={cron!r} is not a cron string: set it to one such as "
             f"{MAX_WAIT_CRON!r} (the default), or unset it"
         )

@@ -7,13 +7,15 @@ from typing import Any
 
 import click
 
+from integration_platform.environment import SettingError
 from integration_platform.logs import get_logger, scrub_text
 
 
 class ScrubbedErrorsGroup(click.Group):
     """Every command error passes the secret scrubber before it is printed.
 
-    An error a command did not expect is logged with its traceback as one JSON line (scrubbed
+    A `SettingError` (a setting to change) is printed as it is. An error a command did not
+    expect is logged with its traceback as one JSON line (scrubbed
     like every log line) and printed in one line, instead of a raw traceback on stderr.
     """
 
@@ -26,6 +28,8 @@ class ScrubbedErrorsGroup(click.Group):
             raise click.UsageError(scrub_text(exc.format_message()), exc.ctx) from None
         except click.ClickException as exc:  # every other kind exits with 1, as this does
             raise click.ClickException(scrub_text(exc.format_message())) from None
+        except SettingError as exc:  # the user's to fix, and the message says how: no traceback
+            raise click.ClickException(scrub_text(str(exc))) from None
         except Exception as exc:
             get_logger("integration_platform.cli").error(
                 "command_failed", command=ctx.invoked_subcommand, exc_info=True

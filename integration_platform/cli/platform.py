@@ -57,7 +57,6 @@ def up(
 ) -> None:
     """Run the platform: webhook receiver, sandbox vendors, Dagster UI and the API."""
     from integration_platform.launcher import run_platform
-    from integration_platform.orchestration.instance import InstanceProfileError
 
     build_settings(seed, customers, chaos_profile, chaos_overrides)  # fail fast on bad knobs
     sandbox_args = [
@@ -72,18 +71,15 @@ def up(
     ]
     for override in chaos_overrides:
         sandbox_args += ["--chaos-set", override]
-    try:
-        code = run_platform(
-            host=host,
-            base_port=base_port,
-            ui_port=ui_port,
-            sandbox_args=sandbox_args,
-            webhook_port=webhook_port,
-            vendors=vendors,
-            api_port=api_port,
-            status_every=status_every,
-            grace_seconds=grace_seconds,
-        )
-    except InstanceProfileError as exc:  # before anything started: a setting to fix
-        raise click.ClickException(str(exc)) from None
+    code = run_platform(
+        host=host,
+        base_port=base_port,
+        ui_port=ui_port,
+        sandbox_args=sandbox_args,
+        webhook_port=webhook_port,
+        vendors=vendors,
+        api_port=api_port,
+        status_every=status_every,
+        grace_seconds=grace_seconds,
+    )
     sys.exit(code)

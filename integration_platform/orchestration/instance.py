@@ -40,7 +40,7 @@ _EXAMPLES = {
 }
 
 
-class InstanceProfileError(RuntimeError):
+class InstanceProfileError(environment.SettingError):
     """An unknown profile, or a profile whose dagster.yaml reads a variable that is not set."""
 
 

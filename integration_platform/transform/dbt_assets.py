@@ -63,7 +63,7 @@ DBT_FILE_LOG_LEVEL = "info"
 COLUMN_METADATA = "COLUMN_METADATA"
 
 
-class DbtProjectNotPrepared(RuntimeError):
+class DbtProjectNotPrepared(environment.SettingError):
     """The generated dbt files or the manifest do not match the specs."""
 
 

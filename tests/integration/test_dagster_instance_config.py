@@ -260,3 +260,27 @@ def test_an_unknown_profile_is_refused_naming_the_profiles_when_prepared(
     monkeypatch.setenv(PROFILE_VARIABLE, "prod")
     with pytest.raises(InstanceProfileError, match="use one of local, production"):
         prepare_dagster_home()
+
+
+@pytest.mark.parametrize("command", [["materialize", "--partition", "2025-03-01"], ["demo"]])
+def test_a_command_prints_the_profiles_missing_variable_in_one_line_when_it_starts(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    from click.testing import CliRunner
+
+    from integration_platform.cli import main
+
+    monkeypatch.setenv(PROFILE_VARIABLE, PRODUCTION)
+    monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)
+    result = CliRunner().invoke(main, command)
+    printed = result.output + "".join(capfd.readouterr())
+    assert result.exit_code == 1, printed
+    assert printed.strip().splitlines() == [
+        "Error: the production instance profile (config/dagster.production.yaml) reads "
+        "DAGSTER_POSTGRES_URL from the environment: set DAGSTER_POSTGRES_URL (a "
+        "postgresql+psycopg2:// URL of a database for Dagster's storage), or leave "
+        "INTEGRATION_PLATFORM_PROFILE unset for the local profile (SQLite)"
+    ], printed  # no traceback, no log line: a setting to change, and how

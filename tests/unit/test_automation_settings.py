@@ -11,6 +11,7 @@ from integration_platform.automation.marts import (
     max_wait_cron,
 )
 from integration_platform.automation.switch import SWITCH, automation_on
+from integration_platform.environment import SettingError
 
 
 def test_the_wait_cap_marks_come_from_the_variable_when_it_holds_a_cron_string(
@@ -26,7 +27,7 @@ def test_a_wait_cap_that_is_not_a_cron_string_names_the_variable_when_loaded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(MAX_WAIT_CRON_VARIABLE, "every half hour")
-    with pytest.raises(ValueError, match=f"{MAX_WAIT_CRON_VARIABLE}='every half hour'"):
+    with pytest.raises(SettingError, match=f"{MAX_WAIT_CRON_VARIABLE}='every half hour'"):
         max_wait_cron()
 
 
