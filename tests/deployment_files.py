@@ -233,11 +233,18 @@ def api_variables() -> set[str]:
     """The API's settings (api/settings.py: the store, Dagster's webserver, the published copy)
     and its keys: without DAGSTER_WEBSERVER_URL it would look for Dagster on its own loopback,
     without DATABASE_URL keep clients in SQLite inside its container, without the admin key no
-    one could call it."""
+    one could call it, and without the production profile's variables its readiness would not
+    ask Dagster's storage."""
     from integration_platform.clients.api_keys import ADMIN_KEY_VARIABLE
     from integration_platform.orchestration.dagster_graphql import WEBSERVER_URL_VARIABLE
+    from integration_platform.orchestration.instance import POSTGRES_URL_VARIABLE, PROFILE_VARIABLE
 
-    return run_variables() | {WEBSERVER_URL_VARIABLE, ADMIN_KEY_VARIABLE}
+    return run_variables() | {
+        WEBSERVER_URL_VARIABLE,
+        ADMIN_KEY_VARIABLE,
+        PROFILE_VARIABLE,
+        POSTGRES_URL_VARIABLE,
+    }
 
 
 @dataclass(frozen=True)
@@ -247,16 +254,29 @@ class ApiView:
     database_url: str
     dagster_url: str
     published_warehouse: PurePosixPath
+    dagster_storage_url: str | None
 
 
 def api_settings(environment: Mapping[str, str]) -> ApiView:
     """`ApiSettings.from_environment()` evaluated with exactly this environment."""
     from integration_platform.api.settings import ApiSettings
+    from integration_platform.orchestration.instance import (
+        POSTGRES_URL_SCHEME,
+        POSTGRES_URL_VARIABLE,
+    )
 
+    if environment.get(POSTGRES_URL_VARIABLE) == PROVIDED:  # a Secret's: its scheme is unseen
+        environment = {
+            **environment,
+            POSTGRES_URL_VARIABLE: f"{POSTGRES_URL_SCHEME}{PROVIDED}@secret/dagster",
+        }
     with mock.patch.dict(os.environ, environment, clear=True):
         settings = ApiSettings.from_environment()
     return ApiView(
-        settings.database_url, settings.dagster_url, PurePosixPath(settings.published_warehouse)
+        settings.database_url,
+        settings.dagster_url,
+        PurePosixPath(settings.published_warehouse),
+        settings.dagster_storage_url,
     )
 
 
@@ -655,7 +675,7 @@ def _value_findings(
 
     findings = []
     url = workload.environment.get(instance.POSTGRES_URL_VARIABLE)
-    if url is not None and not url.startswith(instance.POSTGRES_URL_SCHEME):
+    if url not in (None, PROVIDED) and not url.startswith(instance.POSTGRES_URL_SCHEME):
         findings.append(
             f"{workload.name}: {instance.POSTGRES_URL_VARIABLE} must start with "
             f"{instance.POSTGRES_URL_SCHEME}"
@@ -674,14 +694,24 @@ def _value_findings(
 
 def _api_findings(workload: Workload, by_role: Mapping[Any, list[Workload]]) -> list[str]:
     from integration_platform.clients.database import DATABASE_URL_VARIABLE
+    from integration_platform.environment import SettingError
     from integration_platform.orchestration.dagster_graphql import WEBSERVER_URL_VARIABLE
 
     findings = []
-    settings = api_settings(workload.environment)
+    try:
+        settings = api_settings(workload.environment)
+    except SettingError as refused:  # the API would not start: what it says
+        return [f"{workload.name}: {refused}"]
     if settings.database_url.startswith("sqlite"):
         findings.append(
             f"{workload.name}: the client store would be SQLite inside the container: set "
             f"{DATABASE_URL_VARIABLE}"
+        )
+    if settings.dagster_storage_url is None:
+        findings.append(
+            f"{workload.name}: the API runs in the local instance profile, so /health/ready would "
+            "not ask Dagster's storage: set INTEGRATION_PLATFORM_PROFILE=production and "
+            "DAGSTER_POSTGRES_URL"
         )
     dagster = urlsplit(settings.dagster_url)
     webservers = by_role[WEBSERVER]

@@ -180,6 +180,8 @@ def test_every_compose_service_has_the_variables_the_code_needs() -> None:
         ("api", "DAGSTER_WEBSERVER_URL", "api: DAGSTER_WEBSERVER_URL is not set"),
         ("api", "DATABASE_URL", "api: the client store would be SQLite"),
         ("api", "INTEGRATION_PLATFORM_DATA_DIR", "api: the published copy"),
+        ("api", "INTEGRATION_PLATFORM_PROFILE", "api: the API runs in the local instance"),
+        ("api", "DAGSTER_POSTGRES_URL", "api: the production instance profile"),
         ("code-server", "INTEGRATION_PLATFORM_DATA_DIR", "code-server: the warehouse"),
     ],
 )
