@@ -194,7 +194,7 @@ def test_a_stream_flush_is_reported_to_dagster_and_refreshes_the_marts_when_it_l
 SYNC_DAYS = ("2025-06-01", "2025-06-02")
 SYNC_SECONDS = 1500
 # How long two syncs take from request to build on a loaded machine, at most.
-SYNCS_TO_BUILD_SECONDS = 240
+SYNCS_TO_BUILD_SECONDS = 180
 
 
 def _clear_of_the_wait_cap() -> None:
