@@ -22,8 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,19 +42,6 @@ class DemoFigures:
     raw_seconds: float  # first stage header → the transform stage's header
     transform_seconds: float  # the transform stage's header → the demo's last line
     cpu_seconds: float  # the demo process and its children (dbt), whatever the load
-
-
-@contextmanager
-def profile_environment(profile: str) -> Iterator[dict[str, str]]:
-    """The profile's variables (a scratch database for production), with this process's
-    environment put back as it was afterwards."""
-    saved = dict(os.environ)
-    try:
-        with instance_profile(profile) as variables:
-            yield variables
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def demo(profile_env: dict[str, str], root: Path) -> DemoFigures:
@@ -114,10 +99,10 @@ def main() -> None:
     synced: dict[str, list[Timed]] = {}
     for profile in PROFILES:
         with tempfile.TemporaryDirectory() as tmp:
-            with profile_environment(profile) as variables:
+            with instance_profile(profile) as variables:
                 demos[profile] = demo(variables, Path(tmp) / "demo")
             print(f"{profile} demo: {demos[profile]}", flush=True)
-            with profile_environment(profile) as variables:
+            with instance_profile(profile) as variables:
                 synced[profile] = syncs(variables, Path(tmp) / "platform", args.rounds)
             for timed in synced[profile]:
                 print(f"{profile} sync: {timed}", flush=True)

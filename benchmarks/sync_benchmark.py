@@ -199,8 +199,9 @@ def main() -> None:
 
 @contextmanager
 def instance_profile(profile: str) -> Iterator[dict[str, str]]:
-    """The variables that select the profile, for the platform and this process; production: a
-    scratch database on this machine's PostgreSQL (tests/postgres.py), dropped at the end."""
+    """The variables that select the profile, for the platform and this process (set here until
+    the end); production: a scratch database on this machine's PostgreSQL (tests/postgres.py),
+    dropped at the end."""
     if profile == "local":
         yield {}
         return
@@ -210,8 +211,16 @@ def instance_profile(profile: str) -> Iterator[dict[str, str]]:
             PROFILE_VARIABLE: profile,
             POSTGRES_URL_VARIABLE: url.render_as_string(hide_password=False),
         }
+        saved = {name: os.environ.get(name) for name in variables}
         os.environ.update(variables)  # this process reads the same instance
-        yield variables
+        try:
+            yield variables
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def run(args: argparse.Namespace, instance_env: dict[str, str]) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from integration_platform.orchestration.instance import (
 from integration_platform.webhooks.server import ReceiverServer
 from tests.api.conftest import ADMIN_KEY
 from tests.api.fake_dagster import FakeDagster
+from tests.ports import closed_port
 
 
 @contextmanager
@@ -34,12 +34,6 @@ def serving(settings: ApiSettings) -> Iterator[httpx.Client]:
             yield http
     finally:
         server.stop()
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_ready_says_whether_dagsters_storage_database_answers_when_the_production_profile_runs(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from integration_platform.environment import PROJECT_ROOT
 from integration_platform_sandbox.server import Sandbox
+from tests.ports import closed_port
 
 BIN = Path(sys.executable).parent
 SECRETS = {
@@ -58,12 +58,6 @@ endpoints:
     records: data
     primary_key: id
 """
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run(tmp_path: Path, spec: str, *args: str) -> subprocess.CompletedProcess[str]:

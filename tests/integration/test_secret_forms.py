@@ -8,7 +8,6 @@ Real parts: an API on loopback that echoes requests back (tests/echo_api.py), Da
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.demo_partitions import demo_partition
 from tests.echo_api import ECHO_SECRETS, ECHO_SPEC, EchoAPI, leaked_forms
 from tests.integration.test_automation import Receiver
 from tests.integration.test_raw_layer import Platform, failure_messages
+from tests.ports import closed_port
 
 
 @pytest.fixture
@@ -83,12 +83,6 @@ def test_raw_rows_name_their_request_with_the_interpolated_secrets_masked_when_t
     assert result.success, failure_messages(result)
     [(url,)] = raw.query('SELECT _request_url FROM raw."echo__customers"')
     assert url == f"{api.url}/v1/tenants/***/customers?api_key=***&ref=***", url
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_raw_asset_fails_in_seconds_without_a_step_retry_when_nothing_answers_at_the_source(
