@@ -1,9 +1,10 @@
 """When the dbt project rebuilds itself: Dagster's declarative automation on the dbt models.
 
 A raw partition that lands (a schedule, the webhook drain, a stream's report, a sync, a run
-from the UI) is an update of a raw asset. The staging models read the raw assets, so their
-condition turns true; the dbt project is one build that cannot be split (one `dbt build`),
-so Dagster's `automation_sensor` requests the whole build, once. Meanwhile:
+from the UI) is an update of a raw asset. The dbt project is one build that cannot be split
+(one `dbt build`), so one condition decides it: the one on `marts/raw_load_summary`, the model
+that reads every raw asset. When it turns true, Dagster's `automation_sensor` requests the
+whole build, once. Meanwhile:
 - updates coalesce: the condition is "some input changed since this model was last
   requested or built", so ten raw partitions that land while a build runs, or waits, are
   served by the one build that comes next;
@@ -47,7 +48,7 @@ def max_wait_cron() -> str:
     return cron
 
 
-def model_condition() -> AutomationCondition[AssetKey]:
+def build_condition() -> AutomationCondition[AssetKey]:
     """Request the dbt build when an input has changed since the last request or build,
     unless it is building, or raw loads are running (until the next half-hour mark after that
     change)."""
@@ -83,5 +84,5 @@ def automation_sensor() -> AutomationConditionSensorDefinition:
         default_status=default_status(),
         run_tags={KIND_TAG: AUTOMATION},
         description="Rebuilds the dbt models when raw data lands (see refresh_when_inputs_land "
-        "on each model's Automation tab).",
+        "on the Automation tab of marts/raw_load_summary).",
     )
