@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from integration_platform.environment import SettingError
 from integration_platform.redaction import ALWAYS_SECRET_PARAMS, REDACTED, Scrubber
 
 # Not `client_id`: in this platform it names the integration client a line is about (which
@@ -138,13 +139,28 @@ def configure_logging(level: str | None = None, stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if h.get_name() != HANDLER_NAME]
     root.addHandler(handler)
-    root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
+    root.setLevel(log_level(level))
     # Our http_request lines say more (source, attempt, latency) than httpx's; gql logs whole
     # response bodies at debug, which would put customer data into logs; Alembic narrates each
     # plugin it loads on import and each migration step at INFO, on every start of the store;
     # Faker (the sandbox's, imported when a command starts it) says at import it is not in a REPL.
     for chatty in ("httpx", "httpcore", "gql", "alembic", "faker"):
         logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))
+
+
+LOG_LEVEL_VARIABLE = "LOG_LEVEL"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(level: str | None = None) -> str:
+    """`level`, else LOG_LEVEL, else INFO; in any case (`warning` is WARNING)."""
+    chosen = level or os.environ.get(LOG_LEVEL_VARIABLE) or "INFO"
+    if chosen.upper() not in LEVELS:
+        raise SettingError(
+            f"{LOG_LEVEL_VARIABLE}={chosen!r} is not a log level: set it to one of "
+            f"{', '.join(LEVELS)}, or unset it (INFO)"
+        )
+    return chosen.upper()
 
 
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
