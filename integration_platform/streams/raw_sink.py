@@ -30,7 +30,7 @@ from integration_platform.http.errors import ResponseShapeError
 from integration_platform.landing.loader import ensure_schema, load_attempt
 from integration_platform.landing.provenance import StreamBatch
 from integration_platform.landing.warehouse import Warehouse, WarehouseBusyError
-from integration_platform.landing.zone import Attempt, LandingZone
+from integration_platform.landing.zone import Attempt, LandingZone, folder_under
 from integration_platform.logs import get_logger
 from integration_platform.redaction import redact_url
 from integration_platform.specs.models import SourceSpec
@@ -85,6 +85,8 @@ class RawStreamSink:
         )
         self.warehouse = warehouse
         self.zone = LandingZone(landing_root / STREAMS_FOLDER)
+        # Checked here, before anything lands: the stream's name becomes a folder name.
+        self.folder = folder_under(self.zone.root, spec.source, stream, what="stream name")
         self.run_id = run_id
         self.keep_attempts = keep_attempts
         self.publish_every_seconds = publish_every_seconds
