@@ -65,6 +65,12 @@ def data_dir() -> Path:
     return Path(os.environ.get("INTEGRATION_PLATFORM_DATA_DIR", PROJECT_ROOT / "data"))
 
 
+def landing_url() -> str:
+    """Where raw pages land: `LANDING_URL` (a folder, or `s3://bucket/prefix` for S3-compatible
+    object storage that every worker reaches), by default the data folder's `landing/`."""
+    return os.environ.get("LANDING_URL") or str(data_dir() / "landing")
+
+
 def warehouse_path() -> Path:
     """The DuckDB warehouse file; `WAREHOUSE_PATH` overrides it (dbt's profile reads it too)."""
     configured = os.environ.get("WAREHOUSE_PATH")

@@ -218,7 +218,7 @@ class _RawRun:
     def lease(self, partition: ClientPartition) -> PartitionLease:
         zone = self.landing.zone(partition.client_id)
         return PartitionLease(
-            zone.partition_folder(self.source, self.endpoint, partition.day),
+            zone.lease_folder(self.source, self.endpoint, partition.day),
             what=f"{self.source}/{self.endpoint} partition {partition}",
             run_id=self.run_id,
             timeout_seconds=self.landing.lease_timeout_seconds,
@@ -250,7 +250,7 @@ class _RawRun:
             spec,
             self.endpoint,
             attempt,
-            temp_directory=attempt.folder / ".tmp",
+            temp_directory=attempt.temp_directory,
             memory_limit_mb=self.warehouse.load_memory_mb,
         )
         try:

@@ -26,7 +26,7 @@ from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.extraction.state import IncrementalState
 from integration_platform.landing.loader import DEFAULT_LOAD_MEMORY_MB
 from integration_platform.landing.warehouse import Warehouse, check_storage_version
-from integration_platform.landing.zone import LandingZone
+from integration_platform.landing.zone import LandingZone, folder_under, landing_root
 from integration_platform.paths import path_under
 from integration_platform.specs.credentials import (
     CredentialsProvider,
@@ -148,7 +148,10 @@ class WarehouseResource(ConfigurableResource["WarehouseResource"]):
 
 class LandingZoneResource(ConfigurableResource["LandingZoneResource"]):
     """Where raw pages land, plus the engine's state (incremental marks, shared rate limits),
-    each in a folder per client: clients never share pages, marks or API quotas."""
+    each in a folder per client: clients never share pages, marks or API quotas.
+
+    `root` is a folder or an object-storage URL (`s3://bucket/prefix`, LANDING_URL); on object
+    storage the partition leases and DuckDB's spill files go under `state_root`."""
 
     root: str
     state_root: str
@@ -157,7 +160,10 @@ class LandingZoneResource(ConfigurableResource["LandingZoneResource"]):
     lease_timeout_seconds: float = 1800.0
 
     def zone(self, client_id: str = DEMO_CLIENT_ID) -> LandingZone:
-        return LandingZone(path_under(Path(self.root), client_id, what="client id"))
+        return LandingZone(
+            folder_under(landing_root(self.root), client_id, what="client id"),
+            scratch=path_under(Path(self.state_root), "landing", client_id, what="client id"),
+        )
 
     def incremental_state(self, client_id: str = DEMO_CLIENT_ID) -> IncrementalState:
         return IncrementalState(
@@ -175,5 +181,7 @@ def default_resources() -> dict[str, ConfigurableResource[Any]]:
     )  # a typo fails here, not after a load
     return {
         "warehouse": WarehouseResource(path=str(environment.warehouse_path())),
-        "landing": LandingZoneResource(root=str(data / "landing"), state_root=str(data / "state")),
+        "landing": LandingZoneResource(
+            root=environment.landing_url(), state_root=str(data / "state")
+        ),
     }

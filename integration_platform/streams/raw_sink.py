@@ -15,7 +15,6 @@ the merge on the primary key replaces the rows that had already landed, so nothi
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,9 +30,8 @@ from integration_platform.http.errors import ResponseShapeError
 from integration_platform.landing.loader import ensure_schema, load_attempt
 from integration_platform.landing.provenance import StreamBatch
 from integration_platform.landing.warehouse import Warehouse, WarehouseBusyError
-from integration_platform.landing.zone import Attempt, LandingZone
+from integration_platform.landing.zone import Attempt, LandingZone, folder_under
 from integration_platform.logs import get_logger
-from integration_platform.paths import path_under
 from integration_platform.redaction import redact_url
 from integration_platform.specs.models import SourceSpec
 from integration_platform.streams import checkpoints
@@ -87,7 +85,8 @@ class RawStreamSink:
         )
         self.warehouse = warehouse
         self.zone = LandingZone(landing_root / STREAMS_FOLDER)
-        self.folder = path_under(self.zone.root, spec.source, stream, what="stream name")
+        # Checked here, before anything lands: the stream's name becomes a folder name.
+        self.folder = folder_under(self.zone.root, spec.source, stream, what="stream name")
         self.run_id = run_id
         self.keep_attempts = keep_attempts
         self.publish_every_seconds = publish_every_seconds
@@ -101,10 +100,10 @@ class RawStreamSink:
 
     def resume(self) -> str | None:
         """Clear what a killed consumer left half-landed; the id of the last event in raw."""
-        for partition in sorted(self.folder.iterdir()) if self.folder.exists() else []:
-            for attempt in self.zone.attempts(self.spec.source, self.stream, partition.name):
+        for partition in self.zone.partitions(self.spec.source, self.stream):
+            for attempt in self.zone.attempts(self.spec.source, self.stream, partition):
                 if not attempt.complete:  # never loaded: its events come again after the checkpoint
-                    shutil.rmtree(attempt.folder, ignore_errors=True)
+                    attempt.remove()
         with self._connect() as connection:
             checkpoints.ensure_table(connection)
             return checkpoints.read(connection, self.spec.source, self.stream)

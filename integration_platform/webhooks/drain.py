@@ -13,12 +13,10 @@ the whole warehouse file.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 import orjson
@@ -26,8 +24,12 @@ import orjson
 from integration_platform.landing.loader import LoadResult, load_attempt
 from integration_platform.landing.provenance import WebhookDelivery
 from integration_platform.landing.warehouse import Warehouse
-from integration_platform.landing.zone import COMPLETE, Attempt, LandingZone
-from integration_platform.paths import path_under
+from integration_platform.landing.zone import (
+    WEBHOOK_ATTEMPT_SUFFIX,
+    Attempt,
+    Folder,
+    LandingZone,
+)
 from integration_platform.specs.models import SourceSpec
 from integration_platform.webhooks.app import route_path
 from integration_platform.webhooks.inbox import Inbox, StoredEvent
@@ -42,7 +44,7 @@ class DrainedPartition:
     partition: str
     events: int
     result: LoadResult
-    attempt: Path
+    attempt: Folder
 
 
 @dataclass
@@ -145,17 +147,9 @@ class BatchDrain:
         Built aside so a pull of the same partition running now never mistakes it for an
         unfinished attempt of its own to continue.
         """
-        folder = self.zone.partition_folder(self.spec.source, endpoint, partition)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        name = f"{stamp}-{run_id[:8]}-webhooks"
-        staging = path_under(
-            self.zone.root,
-            ".incoming",
-            f"{self.spec.source}-{endpoint}-{partition}-{name}",
-            what="webhook staging name",
-        )
-        staging.mkdir(parents=True, exist_ok=True)
-        attempt = Attempt(staging)
+        name = f"{stamp}-{run_id[:8]}{WEBHOOK_ATTEMPT_SUFFIX}"
+        attempt = self.zone.staging_attempt(f"{self.spec.source}-{endpoint}-{partition}-{name}")
         url = f"webhook:{route_path(self.spec)}"
         for number, start in enumerate(range(0, len(events), RECORDS_PER_PAGE), start=1):
             chunk = events[start : start + RECORDS_PER_PAGE]
@@ -171,7 +165,5 @@ class BatchDrain:
                     route=route_path(self.spec), first_seq=chunk[0].seq, last_seq=chunk[-1].seq
                 ),
             )
-        (staging / COMPLETE).write_text(datetime.now(UTC).isoformat())
-        folder.mkdir(parents=True, exist_ok=True)
-        os.replace(staging, folder / name)
-        return Attempt(folder / name)
+        attempt.mark_complete()
+        return self.zone.move_in(attempt, self.spec.source, endpoint, partition, name)

@@ -130,6 +130,7 @@ def _stage_entries(
                                 FROM ({pages})) AS r
                           JOIN _manifest_chunk AS m USING (_file))))
     """
+    attempt.register_storage(connection)
     connection.register("_manifest_chunk", chunk)
     try:
         if append:
