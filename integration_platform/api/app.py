@@ -84,6 +84,7 @@ def build_services(settings: ApiSettings, metrics: ApiMetrics) -> Services:
             if settings.dagster_storage_url
             else None
         ),
+        celery_broker_url=settings.celery_broker_url,
     )
 
 

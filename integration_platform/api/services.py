@@ -29,6 +29,8 @@ class Services:
     metrics: ApiMetrics
     # Dagster's storage database (the production instance profile), for readiness; else None.
     dagster_storage: Engine | None = None
+    # The celery broker's URL (CELERY_BROKER_URL), for readiness; None without workers.
+    celery_broker_url: str | None = None
 
 
 def services(request: Request) -> Services:

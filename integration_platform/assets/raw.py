@@ -7,7 +7,7 @@ copy, and reports a schema-drift check that blocks downstream assets on breaking
 """
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +28,7 @@ from dagster import (
     Jitter,
     MaterializeResult,
     MetadataValue,
+    OpExecutionContext,
     RetryPolicy,
     asset,
 )
@@ -163,7 +164,11 @@ class _RawRun:
     """
 
     def __init__(
-        self, context: AssetExecutionContext, run_config: RawLoadConfig, source: str, endpoint: str
+        self,
+        context: AssetExecutionContext | OpExecutionContext,
+        run_config: RawLoadConfig,
+        source: str,
+        endpoint: str,
     ) -> None:
         self.context = context
         self.config = run_config
@@ -203,6 +208,7 @@ class _RawRun:
                         f"waited {lease_wait:.0f} s for another run to finish partition {partition}"
                     )
                 attempt, landed, mode, stager = await self.extract(partition)
+                assert stager is not None
                 # DuckDB work is blocking: keep it off the event loop so extractions go on.
                 with stager:
                     outcome = await asyncio.to_thread(
@@ -224,7 +230,11 @@ class _RawRun:
             timeout_seconds=self.landing.lease_timeout_seconds,
         )
 
-    async def extract(self, partition: ClientPartition) -> tuple[Attempt, Landed, str, Stager]:
+    async def extract(
+        self, partition: ClientPartition, *, staging: bool = True
+    ) -> tuple[Attempt, Landed, str, Stager | None]:
+        """Land the partition's pages; with `staging`, a Stager stages them while they land
+        (off when the load is another step, in another process: it stages from the pages)."""
         client, day = partition.client_id, partition.day
         spec = self.spec(client)
         endpoint_spec = spec.endpoints[self.endpoint]
@@ -244,15 +254,8 @@ class _RawRun:
             and not self.config.full_refresh
             and state.get(self.source, self.endpoint, day) is not None
         )
-        # DuckDB stages the pages on another core while they land (its temp files, if it
-        # spills, go with the attempt).
-        stager = Stager(
-            spec,
-            self.endpoint,
-            attempt,
-            temp_directory=attempt.temp_directory,
-            memory_limit_mb=self.warehouse.load_memory_mb,
-        )
+        # DuckDB stages the pages on another core while they land.
+        stager = self.stager(spec, attempt) if staging else None
         try:
             landed = await extract_to_landing(
                 spec,
@@ -265,7 +268,8 @@ class _RawRun:
                 rate_limit_dir=self.landing.rate_limit_dir(client),
             )
         except BaseException as exc:
-            stager.close()  # whatever stopped the extraction, nothing will be loaded
+            if stager is not None:
+                stager.close()  # whatever stopped the extraction, nothing will be loaded
             if not isinstance(exc, ExtractionError):
                 raise
             await asyncio.to_thread(
@@ -292,6 +296,16 @@ class _RawRun:
             )
         return attempt, landed, "merge" if incremental else "replace", stager
 
+    def stager(self, spec: SourceSpec, attempt: Attempt) -> Stager:
+        # DuckDB's temp files, if it spills, go with the attempt.
+        return Stager(
+            spec,
+            self.endpoint,
+            attempt,
+            temp_directory=attempt.temp_directory,
+            memory_limit_mb=self.warehouse.load_memory_mb,
+        )
+
     def load(
         self,
         partition: ClientPartition,
@@ -299,7 +313,11 @@ class _RawRun:
         landed: Landed,
         mode: str,
         stager: Stager,
+        *,
+        mark: str | None = None,
     ) -> PartitionOutcome:
+        """Load the landed attempt in one transaction under the write lock, then store the
+        high-water mark (the extractor's, or `mark` when another step extracted)."""
         stager.finish()  # the last pages, before taking the lock
         with self.warehouse.locked() as lock_wait:
             try:
@@ -320,6 +338,11 @@ class _RawRun:
                 ) from exc
         if landed.extractor is not None and not result.held:
             landed.extractor.commit_state()  # a held load must be fetched again next time
+        elif mark is not None and not result.held:
+            self.landing.incremental_state(partition.client_id).set(
+                self.source, self.endpoint, partition.day, mark
+            )
+            landed.summary.high_water_mark = mark
         self.landing.zone(partition.client_id).prune(
             self.source, self.endpoint, partition.day, keep=self.landing.keep_attempts
         )
@@ -340,8 +363,24 @@ def materialize_raw(
     context: AssetExecutionContext, run_config: RawLoadConfig, *, source: str, endpoint: str
 ) -> Iterator[Any]:
     raw_run = _RawRun(context, run_config, source, endpoint)
-    partitions = raw_run.partitions()
     results = asyncio.run(raw_run.run())
+
+    def succeeded(metadata: dict[str, Any], check: AssetCheckResult) -> Iterator[Any]:
+        yield MaterializeResult(metadata=metadata, check_results=[check])
+
+    yield from report_outcomes(raw_run, results, succeeded)
+
+
+def report_outcomes(
+    raw_run: _RawRun,
+    results: Sequence[PartitionOutcome | BaseException],
+    succeeded: Callable[[dict[str, Any], AssetCheckResult], Iterator[Any]],
+) -> Iterator[Any]:
+    """Publish what loaded and report it: `succeeded(metadata, drift check)` when every
+    partition loaded; else a materialization per loaded partition, the drift check and a
+    Failure naming the partitions that did not load (held, or failed with their errors)."""
+    source, endpoint = raw_run.source, raw_run.endpoint
+    partitions = raw_run.partitions()
     outcomes = [r for r in results if isinstance(r, PartitionOutcome)]
     errors = {
         p: r for p, r in zip(partitions, results, strict=True) if isinstance(r, BaseException)
@@ -354,9 +393,7 @@ def materialize_raw(
     if loaded:
         raw_run.publish()
     if not errors and not held:
-        yield MaterializeResult(
-            metadata=_metadata(outcomes), check_results=[_drift_check([o.result for o in outcomes])]
-        )
+        yield from succeeded(_metadata(outcomes), _drift_check([o.result for o in outcomes]))
         return
     if len(errors) == 1 and not outcomes:
         raise next(iter(errors.values()))
@@ -364,7 +401,7 @@ def materialize_raw(
     # then fail the step for the rest: the warehouse and Dagster's record agree.
     for outcome in loaded:
         yield AssetMaterialization(
-            asset_key=context.asset_key,
+            asset_key=raw_asset_key(source, endpoint),
             partition=outcome.partition.key,
             metadata=_metadata([outcome]),
         )

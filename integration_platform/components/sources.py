@@ -12,7 +12,8 @@ from __future__ import annotations
 from dagster import Component, ComponentLoadContext, Definitions, Model, Resolvable
 from pydantic import Field
 
-from integration_platform.assets.raw import api_resource_key, raw_assets
+from integration_platform.assets.raw import api_resource_key
+from integration_platform.assets.raw_steps import platform_raw_assets
 from integration_platform.assets.resources import api_resource
 from integration_platform.automation.reconciliation import build_reconciliation
 from integration_platform.automation.schedules import source_automation
@@ -44,7 +45,7 @@ class SourceSpecsComponent(Component, Model, Resolvable):
         drain_job = build_drain_job(specs)
         reconciliation_jobs, reconciliation_schedules = build_reconciliation(specs)
         return Definitions(
-            assets=raw_assets(specs),
+            assets=platform_raw_assets(specs),
             jobs=[*jobs, drain_job, *reconciliation_jobs],
             schedules=[*schedules, *reconciliation_schedules],
             sensors=[build_webhook_sensor(specs, drain_job)],

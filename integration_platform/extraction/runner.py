@@ -382,15 +382,21 @@ class EndpointExtractor:
             elif instant is None and best_instant is None and value > best_value:
                 self._mark = (None, value)
 
-    def commit_state(self) -> str | None:
-        """Store the high-water mark: call once the extraction has landed successfully."""
+    def pending_mark(self) -> str | None:
+        """The high-water mark this extraction reached, not stored yet (None: nothing to store)."""
         if self._mark is None or self.state is None or self.endpoint.incremental is None:
             return None
         instant, value = self._mark
-        mark = format_instant(instant, "iso") if instant else str(value)
-        self.state.set(self.spec.source, self.name, self.partition, str(mark))
-        self.summary.high_water_mark = str(mark)
-        return str(mark)
+        return str(format_instant(instant, "iso")) if instant else str(value)
+
+    def commit_state(self) -> str | None:
+        """Store the high-water mark: call once the extraction has landed successfully."""
+        mark = self.pending_mark()
+        if mark is None or self.state is None:
+            return None
+        self.state.set(self.spec.source, self.name, self.partition, mark)
+        self.summary.high_water_mark = mark
+        return mark
 
 
 def _fill(value: Any, placeholders: Mapping[str, Any]) -> Any:

@@ -39,6 +39,7 @@ from packaging import version
 from integration_platform import environment
 from integration_platform.assets.resources import WarehouseResource
 from integration_platform.automation.marts import RAW_LOAD_SUMMARY, build_condition
+from integration_platform.celery_workers import WAREHOUSE_STEP_TAGS
 from integration_platform.specs.models import SourceSpec
 from integration_platform.transform.column_metadata import ColumnLineageCache, with_build_metadata
 from integration_platform.transform.generate import generate, out_of_date
@@ -212,6 +213,8 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
         check_specs=check_specs,
         can_subset=False,
         pool=WAREHOUSE_POOL,
+        # On celery workers: the `warehouse` queue, whose worker is DuckDB's one writer.
+        op_tags=WAREHOUSE_STEP_TAGS,
         allow_arbitrary_check_specs=True,
         description="One `dbt build` of the whole project (staging, entity resolution, marts "
         "and their tests); the read-only copy for BI tools is published after it.",

@@ -10,6 +10,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from integration_platform.api.routes.clients import Found
 from integration_platform.api.schemas import CheckOut, LiveOut, ReadyOut
+from integration_platform.celery_workers import (
+    BrokerUnreachableError,
+    broker_address,
+    check_broker,
+)
 from integration_platform.orchestration.dagster_graphql import DagsterUnavailable
 
 router = APIRouter(tags=["health"])
@@ -28,10 +33,12 @@ def live() -> LiveOut:
 def ready(found: Found) -> ReadyOut | JSONResponse:
     """Ready when the store answers, the Dagster webserver answers, the published warehouse
     copy (if one was published yet) opens and, in the production instance profile, Dagster's
-    storage database answers."""
+    storage database answers and, where runs go to celery workers, their broker does."""
     checks = {"store": _store(found), "dagster": _dagster(found), "warehouse": _warehouse(found)}
     if found.dagster_storage is not None:
         checks["dagster_storage"] = _dagster_storage(found.dagster_storage)
+    if found.celery_broker_url is not None:
+        checks["celery_broker"] = _celery_broker(found.celery_broker_url)
     body = ReadyOut(
         status="ready" if all(c.ok for c in checks.values()) else "not_ready", checks=checks
     )
@@ -64,6 +71,17 @@ def _dagster_storage(engine: Engine) -> CheckOut:
             f"{exc.__class__.__name__}",
         )
     return CheckOut(ok=True, detail=f"Dagster's storage database at {where} answers")
+
+
+def _celery_broker(url: str) -> CheckOut:
+    # Host and port only (broker_address): the URL holds the broker's password.
+    try:
+        check_broker(url)  # a few seconds at most (BROKER_CHECK_TIMEOUT_SECONDS)
+    except BrokerUnreachableError:
+        return CheckOut(
+            ok=False, detail=f"the celery broker at {broker_address(url)} does not answer"
+        )
+    return CheckOut(ok=True, detail=f"the celery broker at {broker_address(url)} answers")
 
 
 def _dagster(found: Found) -> CheckOut:
