@@ -6,8 +6,6 @@ import os
 
 import click
 
-from integration_platform import environment
-
 
 @click.group()
 def streams() -> None:
@@ -68,7 +66,7 @@ def streams_consume(
         # Only the sources whose streams are consumed need their variables set.
         resolved = {spec.source: resolve_spec(spec, os.environ) for spec, _ in selected}
         chosen = [(resolved[spec.source], name) for spec, name in selected]
-        where = Locations.under(environment.data_dir(), environment.warehouse_path())
+        where = Locations.from_environment()
         with reporter_for_dagster_home(report_every) as reporter:
             stats = run_streams(
                 chosen,

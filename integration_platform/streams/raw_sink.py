@@ -30,7 +30,7 @@ from integration_platform.http.errors import ResponseShapeError
 from integration_platform.landing.loader import ensure_schema, load_attempt
 from integration_platform.landing.provenance import StreamBatch
 from integration_platform.landing.warehouse import Warehouse, WarehouseBusyError
-from integration_platform.landing.zone import Attempt, LandingZone, folder_under
+from integration_platform.landing.zone import Attempt, Folder, LandingZone, folder_under
 from integration_platform.logs import get_logger
 from integration_platform.redaction import redact_url
 from integration_platform.specs.models import SourceSpec
@@ -72,8 +72,9 @@ class RawStreamSink:
         stream: str,
         *,
         warehouse: Warehouse,
-        landing_root: Path,
+        landing_root: Folder,
         run_id: str,
+        landing_scratch: Path | None = None,
         keep_attempts: int = 2,
         publish_every_seconds: float = 60.0,
         reporter: StreamLoadReporter | None = None,
@@ -84,7 +85,7 @@ class RawStreamSink:
             spec.source, config.endpoint, spec.endpoints[config.endpoint]
         )
         self.warehouse = warehouse
-        self.zone = LandingZone(landing_root / STREAMS_FOLDER)
+        self.zone = LandingZone(landing_root / STREAMS_FOLDER, scratch=landing_scratch)
         # Checked here, before anything lands: the stream's name becomes a folder name.
         self.folder = folder_under(self.zone.root, spec.source, stream, what="stream name")
         self.run_id = run_id

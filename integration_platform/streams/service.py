@@ -17,7 +17,9 @@ from typing import Any
 
 import uvloop
 
+from integration_platform import environment
 from integration_platform.landing.warehouse import Warehouse
+from integration_platform.landing.zone import Folder, landing_root
 from integration_platform.logs import get_logger
 from integration_platform.specs.models import SourceSpec
 from integration_platform.streams.consumer import ConsumerStats, StreamConsumer
@@ -29,15 +31,26 @@ _log = get_logger("integration_platform.streams")
 
 @dataclass(frozen=True)
 class Locations:
-    """Where the consumer writes: the same places the raw assets use."""
+    """Where the consumer writes: the same places the raw assets use. `landing` is a folder or
+    object storage (LANDING_URL); `landing_scratch` holds what object storage cannot (leases,
+    DuckDB's spill files), as the landing resource's `state_root` does for the pulls."""
 
     warehouse: Path
-    landing: Path
+    landing: Folder
     rate_limit_state: Path
+    landing_scratch: Path | None = None
 
     @classmethod
-    def under(cls, data_dir: Path, warehouse: Path) -> Locations:
-        return cls(warehouse, data_dir / "landing", data_dir / "state" / "ratelimit")
+    def from_environment(cls) -> Locations:
+        """The warehouse, `LANDING_URL` (default the data folder's `landing/`) and the state
+        folder, resolved as the raw assets' resources resolve them (assets/resources.py)."""
+        state = environment.data_dir() / "state"
+        return cls(
+            environment.warehouse_path(),
+            landing_root(environment.landing_url()),
+            state / "ratelimit",
+            landing_scratch=state / "landing" / "_streams",
+        )
 
 
 def select_streams(
@@ -86,6 +99,7 @@ async def consume_streams(
                 name,
                 warehouse=warehouse,
                 landing_root=where.landing,
+                landing_scratch=where.landing_scratch,
                 run_id=run_id,
                 publish_every_seconds=publish_every_seconds,
                 reporter=reporter,
