@@ -33,6 +33,8 @@ HELM_MANIFESTS = ROOT / "deploy" / "helm" / "platform.yaml"
 # Dagster's chart runs the code location's gRPC server with these before `dagsterApiGrpcArgs`
 # (helm/dagster/charts/dagster-user-deployments/templates/deployment-user.yaml).
 HELM_GRPC_PREFIX = ("dagster", "api", "grpc", "-h", "0.0.0.0", "-p")  # noqa: S104 (a pod's)
+# The chart's DAGSTER_HOME in every pod it starts, unless `global.dagsterHome` says otherwise.
+HELM_DAGSTER_HOME = "/opt/dagster/dagster_home"
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -227,6 +229,42 @@ def run_variables() -> set[str]:
     from integration_platform.clients.database import DATABASE_URL_VARIABLE
 
     return {DATABASE_URL_VARIABLE, SECRET_KEY_VARIABLE}
+
+
+def worker_variables() -> set[str]:
+    """What a celery worker (`integration-platform workers`) needs: the broker (without it the
+    command refuses to start, and the definitions it loads would plan a raw asset as one step,
+    not the extract and load steps the run sends), and what the steps it runs read, as a run's."""
+    from integration_platform.celery_workers import BROKER_URL_VARIABLE
+
+    return run_variables() | {BROKER_URL_VARIABLE}
+
+
+def chart_instance_variables(values: Mapping[str, Any]) -> dict[str, str | None]:
+    """The variables the dagster.yaml the chart writes reads (`{env: NAME}`): a worker opens the
+    run's instance from the reference the run sends it, which keeps those names, so the worker
+    needs them in its own environment (the chart sets them only in the pods it starts)."""
+    from integration_platform.orchestration import instance
+
+    return dict.fromkeys(instance._env_references(chart_instance_config(values)))
+
+
+def step_storage(code_server: Workload) -> PurePosixPath | None:
+    """Where the runs of this code server keep their steps' outputs (Dagster's default IO
+    manager, under $DAGSTER_HOME/storage): each worker writes or reads them there, through the
+    instance reference the run sends it."""
+    home = code_server.environment.get("DAGSTER_HOME")
+    return PurePosixPath(home) / "storage" if home else None
+
+
+def landing_path(environment: Mapping[str, str]) -> PurePosixPath | str:
+    """The landing zone's folder with exactly this environment, or its URL on object storage."""
+    from integration_platform import environment as platform_environment
+    from integration_platform.landing.zone import is_object_storage, landing_root
+
+    with mock.patch.dict(os.environ, environment, clear=True):
+        root = landing_root(platform_environment.landing_url())
+    return str(root) if is_object_storage(root) else PurePosixPath(str(root))
 
 
 def api_variables() -> set[str]:
@@ -428,6 +466,7 @@ WEBSERVER = (("dagster-webserver",),)
 DAEMON = (("dagster-daemon", "run"),)
 INSTANCE_INIT = (("python", "-c"),)
 API = (("integration-platform", "api", "serve"),)
+WORKERS = (("integration-platform", "workers"),)
 
 
 @dataclass
@@ -447,6 +486,14 @@ class Workload:
     # Health checks: a command line, or the (port, path) of an HTTP check.
     exec_checks: list[list[str]] = field(default_factory=list)
     http_checks: list[tuple[int, str]] = field(default_factory=list)
+    # Container path → the folder of the volume mounted there (a Kubernetes subPath).
+    subpaths: dict[str, str] = field(default_factory=dict)
+    # Variable → the (Secret, key) it comes from (Kubernetes); compose's come from its values.
+    secret_refs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # How many run at once, and whether an update starts the new one before the old one stops
+    # (a Kubernetes Deployment's default RollingUpdate).
+    replicas: int = 1
+    overlapping_updates: bool = False
 
     def invocation(self) -> Invocation:
         return resolve(self.argv, self.files)
@@ -455,8 +502,15 @@ class Workload:
         """The volume holding `path`, and the path's place inside it."""
         for target, volume in sorted(self.mounts.items(), key=lambda m: -len(m[0])):
             if path == PurePosixPath(target) or PurePosixPath(target) in path.parents:
-                return volume, path.relative_to(target)
+                inside = PurePosixPath(self.subpaths.get(target, "")) / path.relative_to(target)
+                return volume, inside
         return None
+
+    def variable_source(self, name: str) -> tuple[str, ...]:
+        """Where a variable's value comes from: its (Secret, key), or its value."""
+        if name in self.secret_refs:
+            return ("secret", *self.secret_refs[name])
+        return ("value", self.environment.get(name, ""))
 
 
 def _is_platform_service(service: Mapping[str, Any]) -> bool:
@@ -488,6 +542,7 @@ def compose_workloads(compose: Mapping[str, Any]) -> list[Workload]:
             mounts,
             files,
             ports,
+            replicas=int((service.get("deploy") or {}).get("replicas", 1)),
         )
         test = (service.get("healthcheck") or {}).get("test")
         if test:
@@ -503,6 +558,19 @@ def compose_workloads(compose: Mapping[str, Any]) -> list[Workload]:
 
 def _kubernetes_env(entries: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return {e["name"]: (str(e["value"]) if "value" in e else PROVIDED) for e in entries}
+
+
+def _kubernetes_secret_refs(entries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:
+    refs = {}
+    for entry in entries:
+        ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            refs[entry["name"]] = (ref["name"], ref["key"])
+    return refs
+
+
+def _kubernetes_subpaths(mounts: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    return {m["mountPath"]: m["subPath"] for m in mounts if m.get("subPath")}
 
 
 def _kubernetes_mounts(
@@ -531,29 +599,44 @@ def helm_workloads(values: Mapping[str, Any], manifests: Sequence[Any]) -> list[
     API, the pool Job) start with the platform's code. The webserver and daemon run the chart's
     own commands."""
     workloads = []
+    home = (values.get("global") or {}).get("dagsterHome", HELM_DAGSTER_HOME)
     for deployment in values["dagster-user-deployments"]["deployments"]:
         port = int(deployment["port"])
+        env = deployment.get("env") or []
+        mounts = deployment.get("volumeMounts") or []
         workload = Workload(
             f"user deployment {deployment['name']}",
             [*HELM_GRPC_PREFIX, str(port), *deployment["dagsterApiGrpcArgs"]],
-            _kubernetes_env(deployment.get("env") or []),
-            _kubernetes_mounts(deployment, deployment.get("volumeMounts") or []),
+            # The chart sets DAGSTER_HOME itself (and mounts its dagster.yaml there).
+            {"DAGSTER_HOME": home, **_kubernetes_env(env)},
+            _kubernetes_mounts(deployment, mounts),
             ports=[port],
             # The chart's default probe (deployment-user.yaml), unless one is given.
             exec_checks=[["dagster", "api", "grpc-health-check", "-p", str(port)]],
+            subpaths=_kubernetes_subpaths(mounts),
+            secret_refs=_kubernetes_secret_refs(env),
+            replicas=int(deployment.get("replicaCount", 1)),
         )
         workloads.append(workload)
     for document in manifests:
         if document["kind"] not in ("Deployment", "Job"):
             continue
         spec = document["spec"]["template"]["spec"]
+        deployment = document["kind"] == "Deployment"
+        strategy = (document["spec"].get("strategy") or {}).get("type", "RollingUpdate")
         for container in spec["containers"]:
+            env = container.get("env") or []
+            mounts = container.get("volumeMounts") or []
             workload = Workload(
                 f"{document['kind']} {document['metadata']['name']}",
                 [str(word) for word in container["command"] + (container.get("args") or [])],
-                _kubernetes_env(container.get("env") or []),
-                _kubernetes_mounts(spec, container.get("volumeMounts") or []),
+                _kubernetes_env(env),
+                _kubernetes_mounts(spec, mounts),
                 ports=[int(p["containerPort"]) for p in container.get("ports") or []],
+                subpaths=_kubernetes_subpaths(mounts),
+                secret_refs=_kubernetes_secret_refs(env),
+                replicas=int(document["spec"].get("replicas", 1)) if deployment else 1,
+                overlapping_updates=deployment and strategy != "Recreate",
             )
             _probe_checks(workload, container)
             workloads.append(workload)
@@ -632,7 +715,10 @@ def port_findings(workloads: Sequence[Workload], exposed: set[int] | None = None
 
 
 def environment_findings(
-    workloads: Sequence[Workload], *, instance_from_environment: bool
+    workloads: Sequence[Workload],
+    *,
+    instance_from_environment: bool,
+    chart_instance: Mapping[str, str | None] | None = None,
 ) -> list[str]:
     """The variables the code needs in each process, by what the process runs (derived from the
     code: dagster_variables, run_variables, api_variables), and where they lead: the warehouse
@@ -640,19 +726,23 @@ def environment_findings(
 
     `instance_from_environment`: compose places the production profile's dagster.yaml, which
     reads its variables from each Dagster process's environment; Dagster's Helm chart writes
-    its own dagster.yaml and sets what it reads."""
+    its own dagster.yaml and sets what it reads in its own pods; `chart_instance`: what that
+    dagster.yaml reads (chart_instance_variables), which workers outside the chart need."""
     findings = []
     invocations = {w.name: w.invocation() for w in workloads}
     by_role = {
         role: [w for w in workloads if _role(invocations[w.name], role)]
-        for role in (CODE_SERVER, WEBSERVER, DAEMON, INSTANCE_INIT, API)
+        for role in (CODE_SERVER, WEBSERVER, DAEMON, INSTANCE_INIT, API, WORKERS)
     }
     dagster_roles = (*CODE_SERVER, *WEBSERVER, *DAEMON, *INSTANCE_INIT)
     for workload in workloads:
         invocation = invocations[workload.name]
         needed: dict[str, str | None] = {}
-        if instance_from_environment and invocation.path in dagster_roles:
+        if instance_from_environment and invocation.path in (*dagster_roles, *WORKERS):
             needed.update(dagster_variables())
+        if _role(invocation, WORKERS):
+            needed.update(dict.fromkeys(worker_variables()))
+            needed.update(chart_instance or {})
         if _role(invocation, CODE_SERVER):
             needed.update(dict.fromkeys(run_variables()))
         if _role(invocation, API):
@@ -665,6 +755,8 @@ def environment_findings(
                     f"{workload.name}: {name} is {workload.environment[name]!r}, not {value!r}"
                 )
         findings += _value_findings(workload, invocation, by_role)
+    if by_role[WORKERS]:
+        findings += worker_findings(by_role)
     return findings
 
 
@@ -680,7 +772,7 @@ def _value_findings(
             f"{workload.name}: {instance.POSTGRES_URL_VARIABLE} must start with "
             f"{instance.POSTGRES_URL_SCHEME}"
         )
-    if _role(invocation, CODE_SERVER):
+    if _role(invocation, CODE_SERVER) or _role(invocation, WORKERS):
         warehouse = warehouse_path(workload.environment)
         if workload.volume_at(warehouse) is None:
             findings.append(
@@ -724,13 +816,90 @@ def _api_findings(workload: Workload, by_role: Mapping[Any, list[Workload]]) -> 
         )
     # The copy is published beside the warehouse: the same folder of the same volume.
     published = workload.volume_at(settings.published_warehouse)
-    written = {w.volume_at(warehouse_path(w.environment)) for w in by_role[CODE_SERVER]}
+    writers = [*by_role[CODE_SERVER], *by_role[WORKERS]]
+    written = {w.volume_at(warehouse_path(w.environment)) for w in writers}
     beside = {(v[0], v[1].parent) for v in written if v}
     if published is None or (beside and (published[0], published[1].parent) not in beside):
         findings.append(
             f"{workload.name}: the published copy ({settings.published_warehouse}) is not on "
             "the volume the code server's runs write the warehouse to: set "
             "INTEGRATION_PLATFORM_DATA_DIR to the shared volume"
+        )
+    return findings
+
+
+def worker_findings(by_role: Mapping[Any, list[Workload]]) -> list[str]:
+    """With celery workers: the code server (whose runs send the steps) and the API (whose
+    readiness asks the broker) name the workers' broker, from the same place; every queue the
+    runs use has a worker, the warehouse queue exactly one that never overlaps its successor
+    (DuckDB has one writer); and the landing zone, the warehouse and the runs' step outputs are
+    the same shared folders in every process that writes or reads them."""
+    from integration_platform.celery_workers import BROKER_URL_VARIABLE, QUEUES, WAREHOUSE_QUEUE
+
+    workers, code_servers = by_role[WORKERS], by_role[CODE_SERVER]
+    findings = []
+    brokers = {w.variable_source(BROKER_URL_VARIABLE) for w in workers}
+    for workload in [*code_servers, *by_role[API]]:
+        if BROKER_URL_VARIABLE not in workload.environment:
+            findings.append(
+                f"{workload.name}: {BROKER_URL_VARIABLE} is not set, and the workers need it "
+                "(without it, runs never send their steps to them)"
+                if workload in code_servers
+                else f"{workload.name}: {BROKER_URL_VARIABLE} is not set, so /health/ready would "
+                "not ask the workers' broker"
+            )
+        elif workload.variable_source(BROKER_URL_VARIABLE) not in brokers:
+            findings.append(f"{workload.name}: {BROKER_URL_VARIABLE} is not the workers' broker")
+    served: dict[str, list[Workload]] = {queue: [] for queue in QUEUES}
+    for worker in workers:
+        for queue in worker.invocation().params["queues"]:
+            served[queue].append(worker)
+    for queue, serving in served.items():
+        if not serving:
+            findings.append(f"no worker takes the {queue!r} queue: its steps would wait forever")
+    writers = served[WAREHOUSE_QUEUE]
+    if sum(w.replicas for w in writers) > 1:
+        findings.append(
+            f"{', '.join(w.name for w in writers)}: more than one process takes the "
+            f"{WAREHOUSE_QUEUE!r} queue; DuckDB has one writer"
+        )
+    findings += [
+        f"{w.name}: an update starts the new {WAREHOUSE_QUEUE!r} worker before the old one "
+        "stops (set strategy Recreate); DuckDB has one writer"
+        for w in writers
+        if w.overlapping_updates
+    ]
+    findings += _shared_folder_findings(
+        "the landing zone",
+        [(w, landing_path(w.environment)) for w in [*code_servers, *workers]],
+    )
+    for path in {p for p in map(step_storage, code_servers) if p is not None}:
+        findings += _shared_folder_findings("the runs' step outputs", [(w, path) for w in workers])
+    return findings
+
+
+def _shared_folder_findings(
+    what: str, placed: Sequence[tuple[Workload, PurePosixPath | str]]
+) -> list[str]:
+    """Each workload has `what` (its path there, or an object-storage URL, which every process
+    reaches) on a volume, and all of them the same folder of the same volume, or the same URL."""
+    findings: list[str] = []
+    places: set[tuple[str, PurePosixPath | str]] = set()
+    for workload, path in placed:
+        if isinstance(path, str):
+            places.add(("object storage", path))
+            continue
+        place = workload.volume_at(path)
+        if place is None:
+            findings.append(
+                f"{workload.name}: {what} ({path}) is on no volume the other processes share"
+            )
+        else:
+            places.add(place)
+    if len(places) > 1:
+        findings.append(
+            f"{what} is not one shared place: "
+            + ", ".join(f"{volume}:{inside}" for volume, inside in sorted(places, key=str))
         )
     return findings
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
-import pytest
 from s3fs import S3FileSystem
 
 from integration_platform.streams.raw_sink import STREAMS_FOLDER
@@ -62,10 +61,8 @@ def consume(sandbox: Sandbox, data: Path, environment: dict[str, str]) -> list[d
 
 def raw_rows(data: Path) -> int:
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as connection:
-        (count,) = connection.execute('SELECT count(*) FROM raw."analytics__events"').fetchone() or (
-            0,
-        )
-    return int(count)
+        row = connection.execute('SELECT count(*) FROM raw."analytics__events"').fetchone()
+    return int(row[0]) if row else 0
 
 
 def test_stream_batches_land_under_landing_url_when_it_names_another_folder(

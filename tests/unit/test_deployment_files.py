@@ -197,6 +197,43 @@ def test_compose_check_names_the_variable_when_a_service_lacks_it(
     assert any(variable in f for f in findings), findings
 
 
+@pytest.mark.parametrize(
+    ("service", "variable", "reported"),
+    [
+        ("workers", "CELERY_BROKER_URL", "workers: CELERY_BROKER_URL is not set"),
+        ("warehouse-worker", "CELERY_BROKER_URL", "warehouse-worker: CELERY_BROKER_URL is not"),
+        ("workers", "DATABASE_URL", "workers: DATABASE_URL is not set"),
+        ("warehouse-worker", "DAGSTER_POSTGRES_URL", "warehouse-worker: DAGSTER_POSTGRES_URL is"),
+        ("code-server", "CELERY_BROKER_URL", "code-server: CELERY_BROKER_URL is not set"),
+        ("api", "CELERY_BROKER_URL", "api: CELERY_BROKER_URL is not set"),
+    ],
+)
+def test_compose_check_names_the_variable_when_a_worker_or_its_runs_lack_it(
+    service: str, variable: str, reported: str
+) -> None:
+    compose = copy.deepcopy(_compose())
+    environment = compose["services"][service]["environment"]
+    # The workers' variables come through merged anchors: the service gets a copy without it.
+    compose["services"][service]["environment"] = {
+        key: value for key, value in environment.items() if key != variable
+    }
+    findings = df.environment_findings(
+        df.compose_workloads(compose), instance_from_environment=True
+    )
+    assert any(f.startswith(reported) for f in findings), findings
+
+
+def test_compose_check_reports_a_second_warehouse_writer_when_the_warehouse_worker_scales() -> None:
+    compose = copy.deepcopy(_compose())
+    compose["services"]["warehouse-worker"]["deploy"] = {"replicas": 2}
+    findings = df.environment_findings(
+        df.compose_workloads(compose), instance_from_environment=True
+    )
+    assert findings == [
+        "warehouse-worker: more than one process takes the 'warehouse' queue; DuckDB has one writer"
+    ]
+
+
 def test_compose_check_reports_a_variable_whose_value_the_code_refuses() -> None:
     compose = copy.deepcopy(_compose())
     code_server = compose["services"]["code-server"]["environment"]
@@ -295,19 +332,43 @@ def test_helm_code_location_and_platform_manifests_name_existing_commands_and_po
     assert code_server.invocation().params["location_name"] == df.code_location_name()
 
 
+def _helm_environment_findings(values: dict[str, Any], manifests: list[Any]) -> list[str]:
+    return df.environment_findings(
+        df.helm_workloads(values, manifests),
+        instance_from_environment=False,
+        chart_instance=df.chart_instance_variables(values),
+    )
+
+
+def _manifest(manifests: list[Any], name: str) -> dict[str, Any]:
+    (document,) = [
+        d for d in manifests if d["kind"] == "Deployment" and d["metadata"]["name"] == name
+    ]
+    found: dict[str, Any] = document
+    return found
+
+
+def _container(manifests: list[Any], name: str) -> dict[str, Any]:
+    (container,) = _manifest(manifests, name)["spec"]["template"]["spec"]["containers"]
+    found: dict[str, Any] = container
+    return found
+
+
+def _without(entries: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    kept = [e for e in entries if e["name"] != name]
+    assert len(kept) == len(entries) - 1, f"{name} was not there"
+    return kept
+
+
 def test_helm_processes_have_the_variables_the_code_needs() -> None:
-    workloads = df.helm_workloads(_helm_values(), _helm_manifests())
-    assert df.environment_findings(workloads, instance_from_environment=False) == []
+    assert _helm_environment_findings(_helm_values(), _helm_manifests()) == []
 
 
 def test_helm_check_names_the_variable_when_the_code_location_lacks_it() -> None:
     values = _helm_values()
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     deployment["env"] = [e for e in deployment["env"] if e["name"] != "DATABASE_URL"]
-    findings = df.environment_findings(
-        df.helm_workloads(values, _helm_manifests()), instance_from_environment=False
-    )
-    assert findings == [
+    assert _helm_environment_findings(values, _helm_manifests()) == [
         "user deployment integration-platform: DATABASE_URL is not set, and the code needs it"
     ]
 
@@ -433,3 +494,159 @@ def test_dagster_accepts_the_instance_the_chart_writes_from_the_values(tmp_path:
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
     validated, _ = dagster_instance_config(str(tmp_path))
     assert validated["run_monitoring"]["max_runtime_seconds"] == 21600
+
+
+# -- Helm: the celery workers ------------------------------------------------------------------
+
+
+def _helm_workers() -> list[df.Workload]:
+    workloads = df.helm_workloads(_helm_values(), _helm_manifests())
+    return [w for w in workloads if w.invocation().path in df.WORKERS]
+
+
+def test_helm_workers_take_every_queue_with_one_warehouse_writer_that_never_overlaps() -> None:
+    from integration_platform.celery_workers import EXTRACTION_QUEUE, QUEUES, WAREHOUSE_QUEUE
+
+    workers = _helm_workers()
+    assert df.command_findings(workers) == []
+    by_queue = {q: [w for w in workers if q in w.invocation().params["queues"]] for q in QUEUES}
+    (writer,) = by_queue[WAREHOUSE_QUEUE]
+    assert (writer.replicas, writer.overlapping_updates) == (1, False)
+    assert writer.invocation().params["queues"] == (WAREHOUSE_QUEUE,)
+    assert sum(w.replicas for w in by_queue[EXTRACTION_QUEUE]) >= 1
+    # Each checks its broker as compose's workers do (the probe's imports exist).
+    assert all(w.exec_checks for w in workers)
+
+
+def test_helm_workers_write_the_run_logs_where_the_webserver_reads_them() -> None:
+    values = _helm_values()
+    logs = values["computeLogManager"]["config"]["customComputeLogManager"]
+    base = PurePosixPath(logs["config"]["base_dir"])
+    (code_server,) = [
+        w
+        for w in df.helm_workloads(values, _helm_manifests())
+        if w.invocation().path in df.CODE_SERVER
+    ]
+    for worker in _helm_workers():
+        assert worker.volume_at(base) == code_server.volume_at(base) is not None, worker.name
+
+
+@pytest.mark.parametrize(
+    ("deployment", "variable", "reported"),
+    [
+        (
+            "integration-platform-workers",
+            "CELERY_BROKER_URL",
+            "Deployment integration-platform-workers: CELERY_BROKER_URL is not set, and the code "
+            "needs it",
+        ),
+        (
+            "integration-platform-warehouse-worker",
+            "CELERY_BROKER_URL",
+            "Deployment integration-platform-warehouse-worker: CELERY_BROKER_URL is not set, and "
+            "the code needs it",
+        ),
+        (
+            "integration-platform-warehouse-worker",
+            "DAGSTER_PG_PASSWORD",
+            "Deployment integration-platform-warehouse-worker: DAGSTER_PG_PASSWORD is not set, "
+            "and the code needs it",
+        ),
+        (
+            "integration-platform-workers",
+            "INTEGRATION_PLATFORM_SECRET_KEY",
+            "Deployment integration-platform-workers: INTEGRATION_PLATFORM_SECRET_KEY is not set, "
+            "and the code needs it",
+        ),
+        (
+            "integration-platform-api",
+            "CELERY_BROKER_URL",
+            "Deployment integration-platform-api: CELERY_BROKER_URL is not set, so /health/ready "
+            "would not ask the workers' broker",
+        ),
+    ],
+)
+def test_helm_check_names_the_variable_when_a_worker_or_the_api_lacks_it(
+    deployment: str, variable: str, reported: str
+) -> None:
+    manifests = _helm_manifests()
+    container = _container(manifests, deployment)
+    container["env"] = _without(container["env"], variable)
+    assert _helm_environment_findings(_helm_values(), manifests) == [reported]
+
+
+def test_helm_check_reports_steps_kept_from_workers_when_the_code_location_lacks_the_broker() -> (
+    None
+):
+    values = _helm_values()
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    deployment["env"] = _without(deployment["env"], "CELERY_BROKER_URL")
+    assert _helm_environment_findings(values, _helm_manifests()) == [
+        "user deployment integration-platform: CELERY_BROKER_URL is not set, and the workers "
+        "need it (without it, runs never send their steps to them)"
+    ]
+
+
+def test_helm_check_reports_another_broker_when_the_api_reads_another_secret_key() -> None:
+    manifests = _helm_manifests()
+    (broker,) = [
+        e
+        for e in _container(manifests, "integration-platform-api")["env"]
+        if e["name"] == "CELERY_BROKER_URL"
+    ]
+    broker["valueFrom"]["secretKeyRef"]["key"] = "OTHER_BROKER_URL"
+    assert _helm_environment_findings(_helm_values(), manifests) == [
+        "Deployment integration-platform-api: CELERY_BROKER_URL is not the workers' broker"
+    ]
+
+
+def test_helm_check_reports_a_second_warehouse_writer_when_replicas_or_updates_allow_one() -> None:
+    manifests = _helm_manifests()
+    writer = _manifest(manifests, "integration-platform-warehouse-worker")
+    writer["spec"]["replicas"] = 2
+    del writer["spec"]["strategy"]
+    findings = _helm_environment_findings(_helm_values(), manifests)
+    assert findings == [
+        "Deployment integration-platform-warehouse-worker: more than one process takes the "
+        "'warehouse' queue; DuckDB has one writer",
+        "Deployment integration-platform-warehouse-worker: an update starts the new 'warehouse' "
+        "worker before the old one stops (set strategy Recreate); DuckDB has one writer",
+    ]
+
+
+def test_helm_check_reports_a_queue_no_worker_takes_when_the_warehouse_worker_is_missing() -> None:
+    manifests = [
+        d
+        for d in _helm_manifests()
+        if d["metadata"]["name"] != "integration-platform-warehouse-worker"
+    ]
+    assert _helm_environment_findings(_helm_values(), manifests) == [
+        "no worker takes the 'warehouse' queue: its steps would wait forever"
+    ]
+
+
+def test_helm_check_reports_unshared_step_outputs_when_a_worker_lacks_the_storage_mount() -> None:
+    manifests = _helm_manifests()
+    container = _container(manifests, "integration-platform-workers")
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["mountPath"] == "/data"]
+    assert _helm_environment_findings(_helm_values(), manifests) == [
+        "Deployment integration-platform-workers: the runs' step outputs "
+        "(/opt/dagster/dagster_home/storage) is on no volume the other processes share"
+    ]
+
+
+def test_helm_check_reports_a_landing_zone_of_its_own_when_a_worker_lands_elsewhere() -> None:
+    manifests = _helm_manifests()
+    container = _container(manifests, "integration-platform-workers")
+    container["env"].append({"name": "LANDING_URL", "value": "/tmp/landing"})
+    findings = _helm_environment_findings(_helm_values(), manifests)
+    assert findings == [
+        "Deployment integration-platform-workers: the landing zone (/tmp/landing) is on no "
+        "volume the other processes share"
+    ]
+    # On object storage, every process must name the same bucket: the code server does not here.
+    container["env"][-1]["value"] = "s3://landing/prod"
+    assert _helm_environment_findings(_helm_values(), manifests) == [
+        "the landing zone is not one shared place: object storage:s3://landing/prod, "
+        "pvc:integration-platform-data:landing"
+    ]
