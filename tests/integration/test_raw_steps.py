@@ -20,7 +20,6 @@ import duckdb
 import pytest
 from dagster import (
     AssetKey,
-    AssetsDefinition,
     DagsterInstance,
     ExecuteInProcessResult,
     GraphDefinition,
@@ -146,7 +145,9 @@ def vendor_urls(sandbox: Sandbox) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def shipped(vendor_urls: None, tmp_path_factory: pytest.TempPathFactory) -> Pair:
     """The shipped specs, no step retries (a failure shows at once)."""
-    return Pair(tmp_path_factory.mktemp("shipped"), load_specs(sorted(SOURCES.glob("*.yaml"))), None)
+    return Pair(
+        tmp_path_factory.mktemp("shipped"), load_specs(sorted(SOURCES.glob("*.yaml"))), None
+    )
 
 
 def spec_copy(folder: Path, source: str, *replacements: tuple[str, str]) -> Path:
@@ -192,7 +193,7 @@ def check_outcome(result: ExecuteInProcessResult) -> dict[str, Any]:
     if not evaluations:
         return {}
     [evaluation] = evaluations
-    metadata = {k: v.value for k, v in evaluation.metadata.items()}
+    metadata: dict[str, Any] = {k: v.value for k, v in evaluation.metadata.items()}
     for held in metadata.get("held", {}).values():
         held.pop("landing_attempt")
     return {
@@ -211,7 +212,7 @@ def failure(result: ExecuteInProcessResult) -> dict[str, Any]:
     [event] = failures
     data = event.event_specific_data.user_failure_data  # type: ignore[union-attr]
     error = event.event_specific_data.error  # type: ignore[union-attr]
-    text = data.description if data is not None else f"{error.cls_name}: {error.message}"
+    text = data.description if data is not None else f"{error.cls_name}: {error.message}"  # type: ignore[union-attr]
     metadata = {k: v.value for k, v in (data.metadata if data is not None else {}).items()}
     metadata.pop("landing_attempt", None)
     return {"text": text, "metadata": metadata}
@@ -264,24 +265,28 @@ def test_two_step_assets_present_the_one_step_definition_when_built_for_workers(
         assert two_spec.kinds == {shipped.specs[key.path[1]].kind, "duckdb"}, where
         assert two_spec.freshness_policy == one_spec.freshness_policy, where
         assert two.required_resource_keys == one.required_resource_keys, where
-        ops = {node.name: node.definition for node in two.node_def.nodes}
+        ops = {
+            node.name: node.definition
+            for node in two.node_def.nodes
+            if isinstance(node.definition, OpDefinition)
+        }
         name = key.to_python_identifier()
         extract, load = ops[f"{name}_extract"], ops[f"{name}_load"]
-        assert extract.pool == one.op.pool == f"api_{key.path[1]}", where  # type: ignore[union-attr]
+        assert extract.pool == one.op.pool == f"api_{key.path[1]}", where
         assert load.tags.get(QUEUE_TAG) == WAREHOUSE_QUEUE, where
         assert QUEUE_TAG not in extract.tags, where
-        assert extract.retry_policy == load.retry_policy == one.op.retry_policy, where  # type: ignore[union-attr]
+        assert extract.retry_policy == load.retry_policy == one.op.retry_policy, where
 
 
 # -- a partition held by the schema contract ---------------------------------------------------
 
 
-def test_held_partitions_keep_their_rows_and_fail_the_run_alike_when_the_two_step_asset_reloads_drift(
+def test_held_partitions_keep_their_rows_and_fail_the_run_alike_when_two_steps_reload_drift(
     shipped: Pair, chaos: ChaosSwitch
 ) -> None:
     key = ("crm", "contacts")
     first = {steps: shipped.run(steps, key, DRIFT_DAYS) for steps in ("one", "two")}
-    for steps, (result, data) in first.items():
+    for steps, (result, _) in first.items():
         assert result.success, (steps, failure(result))
     before = {steps: rows(data, "crm__contacts") for steps, (_, data) in first.items()}
     assert before["one"] == before["two"]
@@ -307,3 +312,99 @@ def test_held_partitions_keep_their_rows_and_fail_the_run_alike_when_the_two_ste
     folders = (after["one"][1], after["two"][1])
     assert without_folders(two["failure"], *folders) == without_folders(one["failure"], *folders)
     assert two["rows"] == before["two"], "held partitions keep their rows, the others reload"
+
+
+# -- a partition that fails for good while others load -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def paged_one_by_one(vendor_urls: None, tmp_path_factory: pytest.TempPathFactory) -> Pair:
+    """The CRM in pages of one contact, so that a day of two contacts has a second page."""
+    folder = tmp_path_factory.mktemp("paged_one_by_one")
+    page_of_one = (
+        "page_size: 200, size_param: limit}\n    incremental",
+        "page_size: 1, size_param: limit}\n    incremental",
+    )
+    return Pair(folder, load_specs([spec_copy(folder / "specs", "crm", page_of_one)]), None)
+
+
+def test_other_partitions_load_and_the_run_fails_alike_when_one_partition_fails_for_good(
+    paged_one_by_one: Pair, chaos: ChaosSwitch
+) -> None:
+    # A buggy API: page 2 hands back the cursor it was asked with (a loop, never retried).
+    chaos("crm", ChaosSettings(repeat_cursor_at_page=2))
+    seen = {
+        steps: outcome(
+            *paged_one_by_one.run(steps, ("crm", "contacts"), tuple(LOOP_DAYS)), "crm__contacts"
+        )
+        for steps in ("one", "two")
+    }
+
+    one, two = seen["one"], seen["two"]
+    failed = {demo_partition(day) for day, contacts in LOOP_DAYS.items() if contacts > 1}
+    assert not one["success"] and not two["success"]
+    assert set(one["failure"]["metadata"]["failed_partitions"]) == failed
+    assert set(one["materializations"]) == {demo_partition(d) for d in LOOP_DAYS} - failed
+    assert "PaginationLoopError" in one["failure"]["text"] or "cursor" in one["failure"]["text"]
+    assert {row[0] for row in one["rows"]} == {
+        day for day, contacts in LOOP_DAYS.items() if 0 < contacts < 2
+    }
+    for part in ("materializations", "check", "failure", "rows"):
+        assert two[part] == one[part], part
+
+
+# -- a retriable failure: the step retry resumes the landed pages --------------------------------
+
+RESUME_PAGES = 6  # pages landed before the API fails
+
+
+@pytest.fixture(scope="module")
+def retried(vendor_urls: None, tmp_path_factory: pytest.TempPathFactory) -> Pair:
+    """Billing's customers in pages of 20 (10 pages), one try per request, and a step retry
+    at once: the run retries the step where the HTTP engine gave up."""
+    folder = tmp_path_factory.mktemp("retried")
+    billing = spec_copy(
+        folder / "specs",
+        "billing",
+        (
+            "retry: {max_attempts: 8, initial_delay_seconds: 0.2, max_delay_seconds: 10}",
+            "retry: {max_attempts: 1, initial_delay_seconds: 0.05, max_delay_seconds: 0.1}",
+        ),
+        (
+            "path: /v1/customers\n    records: data\n    primary_key: id\n"
+            "    pagination: {type: offset, offset_param: offset, limit_param: limit, "
+            "page_size: 200",
+            "path: /v1/customers\n    records: data\n    primary_key: id\n"
+            "    pagination: {type: offset, offset_param: offset, limit_param: limit, "
+            "page_size: 20",
+        ),
+    )
+    return Pair(folder, load_specs([billing]), RetryPolicy(max_retries=1, delay=0))
+
+
+def test_step_retry_resumes_the_landed_pages_and_loads_every_row_once_when_the_api_fails_a_while(
+    retried: Pair, chaos: ChaosSwitch
+) -> None:
+    key = ("billing", "customers")
+    clean, clean_data = retried.run("one", key, None)
+    assert clean.success, failure(clean)
+    expected = rows(clean_data, "billing__customers")
+    assert len(expected) == len({row[1] for row in expected}) > 20 * (RESUME_PAGES + 1)
+
+    seen = {}
+    for steps in ("one", "two"):
+        # Pages land, then a 503 spends the request's one try.
+        chaos("billing", script=[None] * RESUME_PAGES + ["503"])
+        result, data = retried.run(steps, key, None)
+        seen[steps] = outcome(result, data, "billing__customers")
+        [retry] = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+        assert steps == "one" or str(retry.step_key).endswith("_extract"), retry.step_key
+
+    one, two = seen["one"], seen["two"]
+    assert one["success"] and two["success"]
+    assert one["rows"] == expected, "the resumed run lost or doubled customers"
+    [metadata] = one["materializations"].values()
+    assert metadata["resumed_after_pages"] == RESUME_PAGES
+    assert metadata["rows_loaded"] == len(expected)
+    for part in ("materializations", "check", "rows"):
+        assert two[part] == one[part], part
