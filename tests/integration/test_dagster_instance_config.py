@@ -4,9 +4,13 @@ the production profile, on PostgreSQL (a database of each test's own: tests/post
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import (
@@ -22,14 +26,28 @@ from dagster import (
     materialize,
 )
 from dagster._core.instance.config import PoolGranularity
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+from dagster._core.storage.tags import (
+    PARENT_RUN_ID_TAG,
+    RETRY_NUMBER_TAG,
+    ROOT_RUN_ID_TAG,
+    WILL_RETRY_TAG,
+)
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_run_id
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._daemon.auto_run_reexecution.event_log_consumer import EventLogConsumerDaemon
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run, monitor_starting_run
 from dagster._utils.tags import TagConcurrencyLimitsCounter
+from dagster_graphql.test.utils import execute_dagster_graphql
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-from integration_platform.assets.partitions import CLIENT_TAG
+from integration_platform.assets.partitions import CLIENT_TAG, RANGE_END_TAG, RANGE_START_TAG
+from integration_platform.clients.syncs import Sync
+from integration_platform.orchestration.dagster_graphql import DagsterGraphQL, DagsterRefused
 from integration_platform.orchestration.instance import (
     PRODUCTION,
     PROFILE_FILES,
@@ -37,7 +55,8 @@ from integration_platform.orchestration.instance import (
     InstanceProfileError,
     prepare_dagster_home,
 )
-from integration_platform.orchestration.planner import SOURCE_TAG
+from integration_platform.orchestration.orchestrator import Orchestrator
+from integration_platform.orchestration.planner import SOURCE_TAG, SYNC_TAG
 from integration_platform.transform.dbt_assets import WAREHOUSE_POOL
 from tests.postgres import scratch_database
 
@@ -229,6 +248,143 @@ def test_runs_whose_worker_never_started_or_died_are_failed_when_production_moni
         assert status(starting) == DagsterRunStatus.STARTING
         assert status(died) == DagsterRunStatus.FAILURE  # 6 hours at most
         assert status(running) == DagsterRunStatus.STARTED
+
+
+class InProcessGraphQL(DagsterGraphQL):
+    """The orchestrator's GraphQL client answered by Dagster's GraphQL schema in this process,
+    over a loaded workspace, as the webserver answers it (no server to start)."""
+
+    def __init__(self, workspace: WorkspaceProcessContext) -> None:
+        super().__init__("http://in-process")
+        self.workspace = workspace
+
+    def execute(
+        self, query: str, variables: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        result = execute_dagster_graphql(self.workspace.create_request_context(), query, variables)
+        if result.errors:
+            raise DagsterRefused(f"Dagster refused the request: {result.errors}")
+        return dict(result.data)
+
+
+@contextmanager
+def platform_workspace(instance: DagsterInstance) -> Iterator[WorkspaceProcessContext]:
+    """The platform's code location (workspace.yaml's module and location name), loaded in this
+    process rather than by a code server: the daemons' workspace, minus a process to start."""
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(
+            executable_path=sys.executable,
+            module_name="integration_platform.definitions",
+            working_directory=str(Path(__file__).resolve().parents[2]),
+        ),
+        location_name="integration_platform",
+    )
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as workspace:
+        yield workspace
+
+
+def _die_after_starting(instance: DagsterInstance, run_id: str) -> None:
+    """A worker picked up the run 6 hours and a minute ago, and has sent nothing since."""
+    for event in (DagsterEventType.RUN_STARTING, DagsterEventType.RUN_START):
+        instance.handle_new_event(
+            EventLogEntry(  # type: ignore[no-untyped-call]
+                error_info=None,
+                level="debug",
+                user_message="",
+                run_id=run_id,
+                timestamp=time.time() - (6 * 60 * 60 + 60),
+                dagster_event=DagsterEvent(event.value, job_name="__ASSET_JOB"),
+            )
+        )
+
+
+def test_a_sync_run_whose_worker_died_is_retried_once_when_production_monitors_it(
+    production: Path,
+) -> None:
+    prepare_dagster_home()
+    log = logging.getLogger("run_monitoring")
+    with (
+        DagsterInstance.from_config(str(production)) as instance,
+        platform_workspace(instance) as workspace,
+        closing(InProcessGraphQL(workspace)) as graphql,
+    ):
+        # `dagster-daemon run` starts the run-retries daemon (EVENT_LOG_CONSUMER) only when the
+        # instance enables run retries. It reads RUN_FAILURE events from where it last stopped
+        # (its cursors, in PostgreSQL): one pass now, as a daemon running before the sync does.
+        assert EventLogConsumerDaemon.daemon_type() in instance.get_required_daemon_types()
+        retries_daemon = EventLogConsumerDaemon()
+        list(retries_daemon.run_iteration(workspace))
+        orchestrator = Orchestrator(graphql)
+        assert orchestrator.register_client("acme")
+        now = datetime.now(UTC)
+        sync = Sync(
+            id="sync-1",
+            client_id="acme",
+            sources=["crm"],
+            start_date=date(2025, 3, 1),
+            end_date=date(2025, 3, 2),
+            full_refresh=False,
+            idempotency_key=None,
+            state="queued",
+            raw_runs={},
+            transform_run_id=None,
+            error=None,
+            created_at=now,
+            updated_at=now,
+            finished_at=None,
+        )
+        # The platform's own launch (the launchRun mutation the API sends): queued, not run.
+        died_id = orchestrator.launch_sync(sync)["days"]
+        died = instance.get_run_by_id(died_id)
+        assert died is not None
+        assert died.status == DagsterRunStatus.QUEUED
+        assert died.asset_selection
+        assert all(key.path[:2] == ["raw", "crm"] for key in died.asset_selection)
+        _die_after_starting(instance, died_id)
+
+        def monitor_and_retry(run_id: str) -> None:
+            """One pass of the monitoring daemon over the run, then one of the run-retries
+            daemon: Dagster internals, called as `dagster-daemon run` calls them."""
+            record = instance.get_run_record_by_id(run_id)
+            assert record is not None
+            assert record.dagster_run.status == DagsterRunStatus.STARTED
+            monitor_started_run(instance, workspace.create_request_context(), record, log)
+            record = instance.get_run_record_by_id(run_id)
+            assert record is not None
+            assert record.dagster_run.status == DagsterRunStatus.FAILURE
+            list(retries_daemon.run_iteration(workspace))
+
+        monitor_and_retry(died_id)
+
+        runs = instance.get_runs()
+        assert len(runs) == 3  # the sync's two runs (days, reference), and the retry
+        retry = next(run for run in runs if run.parent_run_id == died_id)
+        assert retry.tags[PARENT_RUN_ID_TAG] == died_id
+        assert retry.tags[ROOT_RUN_ID_TAG] == died_id
+        assert retry.tags[RETRY_NUMBER_TAG] == "1"
+        assert retry.job_name == died.job_name
+        assert retry.asset_selection == died.asset_selection
+        # The sync's tags carry over: the API finds the retry as the sync's run, and the
+        # queue's per-client and per-source limits hold it too.
+        # The same days too (the range tags of the raw assets' single-run backfill policy).
+        for tag in (CLIENT_TAG, SOURCE_TAG, SYNC_TAG, RANGE_START_TAG, RANGE_END_TAG):
+            assert retry.tags[tag] == died.tags[tag]
+        assert retry.status == DagsterRunStatus.QUEUED  # submitted to the queue
+        failed = instance.get_run_by_id(died_id)
+        assert failed is not None
+        assert failed.tags[WILL_RETRY_TAG] == "true"
+
+        # The retry's worker dies too: max_retries 1, so no third run of it.
+        _die_after_starting(instance, retry.run_id)
+        monitor_and_retry(retry.run_id)
+
+        assert len(instance.get_runs()) == 3
+        failed_retry = instance.get_run_by_id(retry.run_id)
+        assert failed_retry is not None
+        assert failed_retry.status == DagsterRunStatus.FAILURE
+        assert failed_retry.tags[WILL_RETRY_TAG] == "false"
+        list(retries_daemon.run_iteration(workspace))  # a later pass finds nothing new
+        assert len(instance.get_runs()) == 3
 
 
 def test_the_variable_to_set_is_named_when_the_production_profile_lacks_its_database(
