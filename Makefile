@@ -141,6 +141,12 @@ bench-dbt: install
 bench-sync: install
 	$(BIN)/python -m benchmarks.sync_benchmark --readme
 
+## bench-tick: what one tick of the automation sensor costs, on a copy of the demo's instance
+## (`make demo` first; seconds; rewrites its section of benchmarks/README.md; not part of `make test`)
+.PHONY: bench-tick
+bench-tick: install
+	$(BIN)/python -m benchmarks.automation_tick_benchmark --readme
+
 ## bench-profiles: the demo and a client-week sync on each Dagster instance profile, SQLite
 ## (local) and PostgreSQL (production, on this machine's server), in one run (about 15 minutes;
 ## rewrites its section of benchmarks/README.md; not part of `make test`)
