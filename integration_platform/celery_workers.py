@@ -9,10 +9,13 @@ in the run's own process. The code location, the runs and the workers must all s
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from integration_platform.environment import SettingError
+
+if TYPE_CHECKING:
+    from dagster import ExecutorDefinition
 
 BROKER_URL_VARIABLE = "CELERY_BROKER_URL"
 # dagster-celery's default queue: extraction, checks, everything not routed elsewhere.
@@ -98,3 +101,16 @@ def executor_config() -> dict[str, Any]:
         "backend": RESULT_BACKEND,
         "config_source": dict(CELERY_SETTINGS),
     }
+
+
+def run_executor() -> ExecutorDefinition:
+    """The executor of every job: celery's with a broker, else the run's own process (the
+    multiprocess default would start a process per step, each loading the definitions again)."""
+    from dagster import in_process_executor
+
+    if not uses_workers():
+        return in_process_executor
+    from dagster_celery import celery_executor  # celery is imported only where it is used
+
+    configured: ExecutorDefinition = celery_executor.configured(executor_config())
+    return configured

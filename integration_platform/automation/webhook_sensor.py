@@ -42,7 +42,6 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
-    in_process_executor,
     job,
     op,
     partition_loading_context,
@@ -53,6 +52,7 @@ from integration_platform.assets.partitions import partition_key, partitions_for
 from integration_platform.assets.raw import raw_asset_key
 from integration_platform.assets.resources import LandingZoneResource, WarehouseResource
 from integration_platform.automation.switch import default_status
+from integration_platform.celery_workers import WAREHOUSE_STEP_TAGS, run_executor
 from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.run_kinds import KIND_TAG, WEBHOOK_DRAIN
 from integration_platform.specs.models import SourceSpec
@@ -118,6 +118,7 @@ class DrainConfig(Config):
 def build_drain_job(specs: Mapping[str, SourceSpec]) -> JobDefinition:
     @op(
         name=DRAIN_OP,
+        tags=WAREHOUSE_STEP_TAGS,
         description="Land one batch of inbox events in the raw tables (merge "
         "on primary key) and mark them drained.",
     )
@@ -187,10 +188,11 @@ def build_drain_job(specs: Mapping[str, SourceSpec]) -> JobDefinition:
             f"drained {result.marked} event(s) into {len(result.partitions)} raw partition(s)"
         )
 
-    # One op: a step subprocess (the multiprocess default) would only add start-up time.
+    # One op, in the run's own process (a step subprocess would only add start-up time), or,
+    # with workers, on the warehouse's queue: it writes to the warehouse.
     @job(
         name=DRAIN_JOB,
-        executor_def=in_process_executor,
+        executor_def=run_executor(),
         description="Drain one batch of the webhook inbox into the raw tables through the "
         f"raw loader (launched by {SENSOR_NAME}).",
     )

@@ -8,18 +8,9 @@ anyway; dbt is one step. With workers, Dagster's celery executor sends each step
 extraction to any worker, warehouse writes to the `warehouse` queue.
 """
 
-from dagster import Definitions, ExecutorDefinition, definitions, in_process_executor
+from dagster import Definitions, definitions
 
-from integration_platform.celery_workers import executor_config, uses_workers
-
-
-def run_executor() -> ExecutorDefinition:
-    if not uses_workers():
-        return in_process_executor
-    from dagster_celery import celery_executor  # celery is imported only where it is used
-
-    configured: ExecutorDefinition = celery_executor.configured(executor_config())
-    return configured
+from integration_platform.celery_workers import run_executor
 
 
 @definitions
