@@ -30,6 +30,7 @@ from marts.dim_customers
 where client_id = ?
 """
 PEOPLE_PATH = "/_sandbox/people"
+TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 # The fields scored, each with the golden columns and the true people's columns it compares.
 FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "name": (("first_name", "last_name"), ("first_name", "last_name")),
@@ -210,7 +211,7 @@ def golden_records(
     """One client's golden records, record keys named as the sandbox names records
     (`source:endpoint:id`); closes the connection."""
     try:
-        golden = connection.sql(GOLDEN_QUERY, params=[client_id]).pl()
+        golden: pl.DataFrame = connection.sql(GOLDEN_QUERY, params=[client_id]).pl()
     finally:
         connection.close()
     return golden.with_columns(
