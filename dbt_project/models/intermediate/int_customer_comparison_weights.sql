@@ -14,12 +14,16 @@
 -- counts as `er_em_prior_matches` matching pairs (m) or `er_em_prior_pairs` random pairs
 -- (u, λ): a client with few records keeps about the seed's weights. A level too rare for the
 -- sample to measure keeps the seed's weight relative to the prior (macro two_people_u).
+-- λ is at most `er_max_prior_match_weight`: in a small client (λ of 2^-9 at 1,000 records) the
+-- levels' weights, multiplied as if independent (names go with a country, a household shares
+-- a last name and an address), would link two records on their names alone.
 -- The EM runs on the distinct patterns of levels (with their pair counts), not on the pairs.
 {%- set comparisons = customer_comparisons() %}
 {%- set iterations = var('er_em_iterations', 10) %}
 {%- set sample_records = var('er_u_sample_records', 1000) %}
 {%- set prior_matches = var('er_em_prior_matches', 50) %}
 {%- set prior_pairs = var('er_em_prior_pairs', 1000) %}
+{%- set max_prior = '1 / (1 + pow(2, -(' ~ var('er_max_prior_match_weight', -13) ~ ')))' %}
 
 with seed as (
 
@@ -168,7 +172,8 @@ priors_0 as materialized (
 
     select
         client_id,
-        {{ clamp_probability(seed_prior_probability()) }} as prior_probability,
+        least({{ max_prior }}, {{ clamp_probability(seed_prior_probability()) }})
+            as prior_probability,
         null::double as prior_change
     from clients
 
@@ -246,10 +251,10 @@ priors_{{ i + 1 }} as materialized (
     from (
         select
             clients.client_id,
-            {{ clamp_probability(
+            least({{ max_prior }}, {{ clamp_probability(
                 '(coalesce(sum(posterior.pairs * posterior.match_probability), 0) + '
                 ~ prior_pairs ~ ' * ' ~ seed_prior_probability() ~ ') / (clients.record_pairs + '
-                ~ prior_pairs ~ ')') }} as prior_probability,
+                ~ prior_pairs ~ ')') }}) as prior_probability,
             any_value(priors.prior_probability) as previous_prior_probability
         from clients
         join priors_{{ i }} as priors using (client_id)
