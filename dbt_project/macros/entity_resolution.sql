@@ -123,24 +123,26 @@ greatest(1e-9, least(1 - 1e-9, {{ expression }}))
     the pairs that compare this field): random = λ·m + (1 − λ)·u. Without taking the
     duplicates out, every agreeing level's u counts them (in a client of 1,000 records, 1,000
     of its 500,000 pairs), and `email exact` weighs 9 bits, not 20. Blended with the seed's u,
-    which counts as `er_em_prior_pairs` pairs. A level that fewer than `er_em_min_sampled_pairs`
-    pairs of two people show, or fewer than three standard deviations of its count (sqrt of it:
-    686 exact emails in a sample, 650 of them duplicates, say nothing of the other 36), is too
-    rare for the sample to measure (an exact email, an id): it keeps the seed's weight relative
-    to the prior, its u the seed's scaled by the client's `prior` over the seed's (both fall as
-    1/records). -#}
+    which counts as `er_em_prior_pairs` pairs.
+    A level that few pairs of two people show is too rare for the sample to measure (an exact
+    email, an id: 686 exact emails in a sample, 650 of them duplicates, say nothing of the
+    other 36): "few" is fewer than `er_em_min_sampled_pairs` or than three standard deviations
+    of the level's count (sqrt of it). Such a level keeps the seed's weight relative to the
+    prior: its u is the seed's scaled by the client's `prior` over the seed's (both fall as
+    1/records). Between once and twice that many, u moves linearly from the one to the other,
+    so that it never jumps from one EM iteration to the next. -#}
 {%- set prior_pairs = var('er_em_prior_pairs', 1000) %}
-{%- set two_people_pairs = p ~ '.sampled_pairs - ' ~ match_rate ~ ' * ' ~ m ~ ' * '
-                           ~ p ~ '.compared_sample_pairs' %}
-case
-    when {{ two_people_pairs }} >= greatest({{ var('er_em_min_sampled_pairs', 10) }},
-                                            3 * sqrt({{ p }}.sampled_pairs))
-    then {{ clamp_probability('(' ~ two_people_pairs ~ ' + ' ~ prior_pairs ~ ' * ' ~ p
-                              ~ '.seed_u_probability) / (' ~ p ~ '.compared_sample_pairs * (1 - '
-                              ~ match_rate ~ ') + ' ~ prior_pairs ~ ')') }}
-    else {{ clamp_probability(p ~ '.seed_u_probability * ' ~ prior ~ ' / ('
-                              ~ seed_prior_probability() ~ ')') }}
-end
+{%- set two_people_pairs = '(' ~ p ~ '.sampled_pairs - ' ~ match_rate ~ ' * ' ~ m ~ ' * '
+                           ~ p ~ '.compared_sample_pairs)' %}
+{%- set too_few = 'greatest(' ~ var('er_em_min_sampled_pairs', 10) ~ ', 3 * sqrt(' ~ p
+                  ~ '.sampled_pairs))' %}
+{%- set measured = '(' ~ clamp_probability('(' ~ two_people_pairs ~ ' + ' ~ prior_pairs ~ ' * '
+                   ~ p ~ '.seed_u_probability) / (' ~ p ~ '.compared_sample_pairs * (1 - '
+                   ~ match_rate ~ ') + ' ~ prior_pairs ~ ')') ~ ')' %}
+{%- set judged = '(' ~ clamp_probability(p ~ '.seed_u_probability * ' ~ prior ~ ' / ('
+                 ~ seed_prior_probability() ~ ')') ~ ')' %}
+{%- set confidence = 'greatest(0, least(1, ' ~ two_people_pairs ~ ' / ' ~ too_few ~ ' - 1))' %}
+{{ confidence }} * {{ measured }} + (1 - {{ confidence }}) * {{ judged }}
 {%- endmacro %}
 
 {% macro seed_prior_probability() -%}

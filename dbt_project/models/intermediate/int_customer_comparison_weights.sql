@@ -320,6 +320,7 @@ final as (
         log2(parameters.seed_m_probability / parameters.seed_u_probability) as seed_match_weight,
         parameters.matched_pairs,
         parameters.sampled_pairs,
+        parameters.compared_sample_pairs,
         clients.records,
         priors.prior_probability as prior_match_probability,
         log2(priors.prior_probability / (1 - priors.prior_probability)) as prior_weight,
