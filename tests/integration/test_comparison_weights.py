@@ -13,17 +13,23 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import duckdb
 import pytest
+from dagster import Output
 
 from integration_platform.specs.loader import load_spec, spec_paths
 from integration_platform.transform.comparison_weights import (
     WEIGHTS_MODEL,
     WEIGHTS_QUERY,
     weights_metadata,
+    with_weights_metadata,
 )
 from tests.integration.dbt_warehouse import DbtWarehouse
 
@@ -259,3 +265,39 @@ def test_the_weights_metadata_lists_every_clients_levels_and_charts_them_when_bu
     assert chart.startswith("### em: 3,000 records")  # the largest client first
     assert "| email | exact |" in chart and "█" in chart and "░" in chart
     assert metadata["er_weight_clients"].value == 3
+
+
+class _WarehouseAdapter:
+    """What the metadata reads of the build's dbt adapter, on the test's warehouse."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def connection_named(self, name: str) -> Iterator[None]:
+        yield
+
+    def execute(self, sql: str, fetch: bool) -> tuple[None, SimpleNamespace]:
+        with duckdb.connect(str(self.path), read_only=True) as connection:
+            relation = connection.sql(sql)
+            return None, SimpleNamespace(column_names=relation.columns, rows=relation.fetchall())
+
+
+def test_the_weights_models_materialization_carries_the_metadata_when_a_build_emits_it(
+    estimates: Estimates,
+) -> None:
+    unique_id = f"model.integration_platform.{WEIGHTS_MODEL}"
+    relation = f"intermediate.{WEIGHTS_MODEL}"
+    invocation = SimpleNamespace(
+        adapter=_WarehouseAdapter(estimates.warehouse.path),
+        manifest={"nodes": {unique_id: {"relation_name": relation}}},
+        project_dir=estimates.warehouse.project,
+    )
+    events = [
+        Output(None, output_name="weights", metadata={"unique_id": unique_id}),
+        Output(None, output_name="pairs", metadata={"unique_id": "model.x.int_customer_pairs"}),
+    ]
+    weights, other = with_weights_metadata(cast(Any, invocation), iter(events))
+    assert {"er_weights", "er_weight_chart", "er_weight_clients"} <= set(weights.metadata)
+    assert weights.metadata["er_weight_clients"].value == 3
+    assert "er_weights" not in other.metadata
