@@ -99,8 +99,9 @@ def weight_chart(rows: Sequence[Mapping[str, Any]]) -> str:
 def with_weights_metadata(invocation: DbtCliInvocation, events: Iterator[Any]) -> Iterator[Any]:
     """`events` of a dbt build, the weights model's materialization with weights_metadata."""
     for event in events:
-        if isinstance(event, Output | AssetMaterialization) and _model_name(event) == WEIGHTS_MODEL:
-            metadata = read_weights_metadata(invocation, event.metadata["unique_id"].text)
+        unique_id = _unique_id(event)
+        if unique_id is not None and unique_id.rsplit(".", 1)[-1] == WEIGHTS_MODEL:
+            metadata = read_weights_metadata(invocation, unique_id)
             if metadata:
                 event = event.with_metadata({**event.metadata, **metadata})
         yield event
@@ -126,10 +127,12 @@ def read_weights_metadata(invocation: DbtCliInvocation, unique_id: str) -> dict[
     return weights_metadata([dict(zip(names, row, strict=True)) for row in table.rows])
 
 
-def _model_name(event: Output[Any] | AssetMaterialization) -> str | None:
-    unique_id = event.metadata.get("unique_id")
-    text = getattr(unique_id, "text", None)
-    return text.rsplit(".", 1)[-1] if isinstance(text, str) else None
+def _unique_id(event: Any) -> str | None:
+    """The dbt node a materialization is of (dagster-dbt puts it in the metadata)."""
+    if not isinstance(event, Output | AssetMaterialization):
+        return None
+    text = getattr(event.metadata.get("unique_id"), "text", None)
+    return text if isinstance(text, str) else None
 
 
 def _cell(value: Any, kind: str, digits: int | None) -> str | int | float | None:
