@@ -220,18 +220,26 @@ def _models_yaml(names: list[str], specs: dict[str, SourceSpec]) -> str:
                 "description": f"Customer identities of {source}.{endpoint}, normalized for entity "
                 "resolution (generated from the spec's entity mapping).",
                 "config": {"tags": ["customer_identity"]},
+                # one node for the not-null columns (dbt_project/tests/generic/not_null_columns.sql)
+                "data_tests": [
+                    {
+                        "not_null_columns": {
+                            "name": f"not_null_{name}",
+                            "arguments": {"columns": ["client_id", "record_key"]},
+                        }
+                    }
+                ],
                 "columns": [
                     {
                         "name": "client_id",
                         "description": "Raw `_client_id`: the integration "
                         "client the record belongs to.",
-                        "data_tests": ["not_null"],
                     },
                     {
                         "name": "record_key",
                         "description": "client_id:source:endpoint:primary key "
                         "(unique across clients)",
-                        "data_tests": ["unique", "not_null"],
+                        "data_tests": ["unique"],
                     },
                     *(
                         {

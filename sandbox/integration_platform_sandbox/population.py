@@ -6,7 +6,10 @@ so a million customers cost no more memory than a hundred. Faker builds the valu
 
 from __future__ import annotations
 
+import csv
+import io
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -239,6 +242,51 @@ class Population:
         return Address(
             f"{r.randint(1, 9999)} {r.choice(pools.streets)}", city, state, postcode, country
         )
+
+
+# The columns of the sandbox's `/_sandbox/people`: each person's clean values, before any
+# vendor's noise (phone in E.164, date of birth ISO 8601).
+PEOPLE_COLUMNS = (
+    "entity_id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "date_of_birth",
+    "street",
+    "city",
+    "state",
+    "postcode",
+    "country",
+)
+
+
+def true_people(population: Population) -> Iterator[tuple[str, ...]]:
+    """Every person of the population as PEOPLE_COLUMNS."""
+    for entity_id in range(population.size):
+        person = population.person(entity_id)
+        address = person.address
+        yield (
+            str(entity_id),
+            person.first_name,
+            person.last_name,
+            person.email,
+            person.phone_e164,
+            person.date_of_birth.isoformat(),
+            address.street,
+            address.city,
+            address.state,
+            address.postcode,
+            address.country,
+        )
+
+
+def true_people_csv(population: Population) -> Iterator[bytes]:
+    """`true_people` as CSV lines, header first (quoted where a value needs it)."""
+    for row in (PEOPLE_COLUMNS, *true_people(population)):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(row)
+        yield buffer.getvalue().encode()
 
 
 def _email(first: str, last: str, entity_id: int, r: random.Random, work_domain: str) -> str:

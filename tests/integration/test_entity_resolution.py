@@ -28,6 +28,7 @@ from integration_platform.assets.raw import api_resource_key
 from integration_platform.assets.resources import WarehouseResource, api_resource
 from integration_platform.checks.entity_resolution import (
     MIN_F1,
+    MIN_FIELD_ACCURACY,
     MIN_PRECISION,
     build_entity_resolution_check,
     customer_endpoints,
@@ -333,6 +334,12 @@ def test_quality_check_reports_precision_recall_and_f1_when_the_sources_are_the_
     f1, precision = result.metadata["f1"].value, result.metadata["precision"].value
     assert isinstance(f1, float) and f1 >= MIN_F1
     assert isinstance(precision, float) and precision >= MIN_PRECISION
+    # the golden records' field accuracy against the sandbox's true people, with its target
+    assert result.metadata["min_field_accuracy"].value == MIN_FIELD_ACCURACY
+    for name in ("name", "email", "phone", "address", "date_of_birth"):
+        accuracy = result.metadata[f"golden_{name}_accuracy"].value
+        assert isinstance(accuracy, float) and 0.85 <= accuracy <= 1.0, (name, accuracy)
+        assert result.metadata[f"golden_{name}_scored"].value > 0
 
 
 def test_quality_check_skips_when_the_sources_are_not_the_sandbox(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import date
 
 import pytest
 
 from integration_platform_sandbox.chaos import ChaosConfigError, parse_chaos
 from integration_platform_sandbox.identity import noisy_identity
-from integration_platform_sandbox.population import Population
+from integration_platform_sandbox.population import PEOPLE_COLUMNS, Population, true_people_csv
 from integration_platform_sandbox.registry import registry_person
 from integration_platform_sandbox.roster import (
     REGISTRY_VENDORS,
@@ -169,3 +170,17 @@ def test_vendors_keep_their_port_offsets_when_only_some_are_served() -> None:
     assert parse_vendors("saas") == VENDORS
     with pytest.raises(ValueError, match="unknown vendor 'hospital'"):
         parse_vendors("crm,hospital")
+
+
+def test_true_people_csv_holds_each_person_clean_when_read_back() -> None:
+    population = Population(7, 30)
+    lines = b"".join(true_people_csv(population)).decode().splitlines()
+    rows = list(csv.DictReader(lines))
+    assert tuple(rows[0]) == PEOPLE_COLUMNS
+    assert len(rows) == 30
+    person = population.person(12)
+    assert rows[12]["entity_id"] == "12"
+    assert (rows[12]["first_name"], rows[12]["last_name"]) == (person.first_name, person.last_name)
+    assert rows[12]["street"] == person.address.street
+    assert rows[12]["phone"] == person.phone_e164
+    assert rows[12]["date_of_birth"] == person.date_of_birth.isoformat()

@@ -3,8 +3,9 @@ the admin routes.
 
 A vendor authenticates each request to a tenant (`authenticated`) and answers from that
 tenant's state only. Admin routes live under `/_sandbox/` (no auth, no chaos): health, the
-ground truth of which person each record belongs to and record counts (both per tenant,
-`?tenant=K`, default 0), each tenant's client credentials, and the chaos switchboard tests use.
+ground truth of which person each record belongs to, each person's true identity (`people`)
+and record counts (per tenant, `?tenant=K`, default 0), each tenant's client credentials, and
+the chaos switchboard tests use.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from integration_platform_sandbox.chaos import ChaosEngine, ChaosMiddleware, ChaosSettings
+from integration_platform_sandbox.population import true_people_csv
 from integration_platform_sandbox.tenants import PerTenant, Tenants, VendorState, client_listing
 from integration_platform_sandbox.world import World
 
@@ -147,6 +149,10 @@ def build_vendor_app(
 
         return StreamingResponse(lines(), media_type="text/csv")
 
+    async def people(request: Request) -> Response:
+        world = tenants.world(tenant_param(request, tenants))
+        return StreamingResponse(true_people_csv(world.population), media_type="text/csv")
+
     async def stats(request: Request) -> Response:
         tenant = tenant_param(request, tenants)
         return JSONResponse(
@@ -181,6 +187,7 @@ def build_vendor_app(
     admin_routes: list[BaseRoute] = [
         Route("/_sandbox/health", health),
         Route("/_sandbox/ground-truth", ground_truth),
+        Route("/_sandbox/people", people),
         Route("/_sandbox/stats", stats),
         Route("/_sandbox/tenants", tenant_credentials),
         Route("/_sandbox/chaos", chaos, methods=["GET", "POST"]),

@@ -1,40 +1,54 @@
 {#-
     The golden record: one row per customer_id (each customer is one client's, and every
-    record it is made of is that client's), each field taken from one source record by the
-    survivorship rules in `customer_survivorship` (dbt_project.yml):
-      1. records that have the field (for name and address: the whole group) come first;
-      2. then the field's source priority list (sources not listed come after the listed);
-      3. then the most recent record (source_updated_at, else fetched_at);
-      4. then the smallest record_key, so the choice is deterministic.
+    record it is made of is that client's), each field group taken from one source record:
+      1. records that have the group (for name and address: the whole group) come first, so
+         two records with a last name only never outvote one with both names;
+      2. then agreement: the value most of the customer's records carry, compared in the
+         normalized forms staging computes (email, phone as its last ten digits, the
+         normalized first + last name pair, the normalized street + postcode, ...), so two
+         records that say "hellwig" outvote one that says "ehllwig";
+      3. then the field's source priority list in `customer_survivorship` (dbt_project.yml;
+         sources not listed come after the listed);
+      4. then the most recent record (source_updated_at, else fetched_at);
+      5. then the smallest record_key, so the choice is deterministic.
+    Source priority and recency only break ties between values equally many records agree on.
     Fields of a group (name, address) come from the same record. Every field says which record
     it came from; conflicts stay visible (all distinct emails and phones, conflict flags).
 -#}
 {%- set rules = var('customer_survivorship') %}
 {%- set groups = {
-    'email': {'fields': ['email'], 'present': 'email is not null'},
-    'phone': {'fields': ['phone'], 'present': 'phone is not null'},
+    'email': {'fields': ['email'], 'present': 'email is not null', 'agree_on': ['email']},
+    'phone': {'fields': ['phone'], 'present': 'phone is not null', 'agree_on': ['phone']},
     'name': {'fields': ['first_name', 'last_name'],
              'present': 'coalesce(first_name, last_name) is not null',
-             'complete': 'first_name is not null and last_name is not null'},
-    'date_of_birth': {'fields': ['date_of_birth'], 'present': 'date_of_birth is not null'},
-    'company': {'fields': ['company'], 'present': 'company is not null'},
+             'complete': 'first_name is not null and last_name is not null',
+             'agree_on': ['first_name', 'last_name']},
+    'date_of_birth': {'fields': ['date_of_birth'], 'present': 'date_of_birth is not null',
+                      'agree_on': ['date_of_birth']},
+    'company': {'fields': ['company'], 'present': 'company is not null',
+                'agree_on': ['company_key']},
     'address': {'fields': ['address_line', 'city', 'postcode', 'state'],
                 'present': 'coalesce(address_line, postcode, city) is not null',
-                'complete': 'address_line is not null and postcode is not null'},
-    'country': {'fields': ['country'], 'present': 'country is not null'},
-    'identifiers': {'fields': ['identifiers'], 'present': 'cardinality(identifiers) > 0'},
+                'complete': 'address_line is not null and postcode is not null',
+                'agree_on': ['address_line', 'postcode']},
+    'country': {'fields': ['country'], 'present': 'country is not null',
+                'agree_on': ['country']},
+    'identifiers': {'fields': ['identifiers'], 'present': 'cardinality(identifiers) > 0',
+                    'agree_on': ['identifiers::varchar']},
 } %}
 
 {#- per group: a record's rank as the survivor, as one sortable string (cheaper to aggregate
-    than a struct): completeness, source priority, staleness, then the record_key itself, so
-    the smallest rank names the surviving record. Null: the record lacks the group. -#}
-{%- set rank_prefix_length = 24 %}
+    than a struct): completeness, agreement (inverted, so that more agreeing records sort
+    first), source priority, staleness, then the record_key itself, so the smallest rank names
+    the surviving record. Null: the record lacks the group. -#}
+{%- set rank_prefix_length = 33 %}
 {%- set survivor_rank = {} %}
 {%- for group, spec in groups.items() %}
 {%- set priority = rules.get(group, rules['default']) %}
 {%- set rank -%}
 case when {{ spec.present }} then
     {{ "case when " ~ spec.complete ~ " then '0' else '1' end" if spec.get('complete') else "'0'" }}
+    || lpad((100000000 - {{ group }}_agreement)::varchar, 9, '0')
     || case source_system
         {%- for source in priority %} when '{{ source }}' then '{{ '%03d' % loop.index }}'{% endfor %}
         else '{{ '%03d' % (priority | length + 1) }}' end
@@ -67,6 +81,20 @@ clustered as (
 
 ),
 
+agreed as (
+
+    -- per group: how many of the customer's records carry this record's (normalized) value;
+    -- one window each, partitioned by customer and value: linear, never record × record
+    select
+        *,
+        {%- for group, spec in groups.items() %}
+        count(*) over (partition by client_id, customer_id, {{ spec.agree_on | join(', ') }})
+            as {{ group }}_agreement{% if not loop.last %},{% endif %}
+        {%- endfor %}
+    from clustered
+
+),
+
 ranked as (
 
     select
@@ -74,7 +102,7 @@ ranked as (
         {%- for group in groups %}
         {{ survivor_rank[group] }} as {{ group }}_rank{% if not loop.last %},{% endif %}
         {%- endfor %}
-    from clustered
+    from agreed
 
 ),
 
