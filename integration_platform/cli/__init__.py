@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from integration_platform import environment
-from integration_platform.cli import api, runs, sources, streams, webhooks, workers
+from integration_platform.cli import api, er, runs, sources, streams, webhooks, workers
 from integration_platform.cli.errors import ScrubbedErrorsGroup
 from integration_platform.cli.runs import _finish
 from integration_platform.cli.sandbox_loading import SANDBOX_COMMANDS, load_sandbox_command
@@ -48,5 +48,6 @@ for command in (
     webhooks.webhooks,
     api.api,
     workers.workers,
+    er.er,
 ):
     main.add_command(command)

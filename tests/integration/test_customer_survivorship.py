@@ -5,11 +5,16 @@ real loader, so that every table exists); the customers under test are inserted 
 of crm, billing, support and analytics, then `dbt build` (models, seeds and their tests)
 resolves them into dim_customers with the project's own `customer_survivorship` (name: crm,
 billing, support, analytics; phone and address: billing first).
+
+`integration-platform er explain` is tested on the same customers at the end: what it prints
+is read from the tables this build wrote, and must add up.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,10 +120,10 @@ RECORDS: list[tuple[str, str, dict[str, Any]]] = [
 
 
 @pytest.fixture(scope="module")
-def golden(
+def built(
     tmp_path_factory: pytest.TempPathFactory, sandbox_credentials: SandboxCredentials
-) -> dict[str, dict[str, Any]]:
-    """dim_customers rows of the hand-built customers, by their email."""
+) -> DbtWarehouse:
+    """The warehouse with the hand-built customers resolved by `dbt build`."""
     root = tmp_path_factory.mktemp("survivorship")
     specs = {spec.source: spec for spec in (load_spec(path) for path in spec_paths())}
     warehouse = DbtWarehouse.create(root, specs)
@@ -136,7 +141,13 @@ def golden(
                 [json.dumps(record), source, endpoint, FETCHED_AT, key, DEMO_CLIENT_ID],
             )
     warehouse.dbt("build", *ER_SELECTION)
-    rows = warehouse.execute(
+    return warehouse
+
+
+@pytest.fixture(scope="module")
+def golden(built: DbtWarehouse) -> dict[str, dict[str, Any]]:
+    """dim_customers rows of the hand-built customers, by their email."""
+    rows = built.execute(
         "select email, first_name, last_name, name_source_record_key, name_conflict, phone, "
         "phone_source_record_key, address_line, postcode, address_source_record_key, "
         "email_source_record_key, record_count from marts.dim_customers "
@@ -198,3 +209,80 @@ def test_agreed_address_survives_and_recency_breaks_the_tie_when_one_source_agre
     # their phones differ, one each, both crm: the newer wins
     assert ann["phone"] == "2025550456"
     assert ann["phone_source_record_key"] == key("crm__contacts", "con_aj2")
+
+
+# -- `integration-platform er explain` on the same warehouse ------------------------------------
+
+
+def explain(built: DbtWarehouse, *keys: str) -> tuple[int, str]:
+    """The command's exit code and output, reading the build's warehouse as its published
+    copy (a publish is a byte copy of the closed file)."""
+    from click.testing import CliRunner
+
+    from integration_platform.cli import main
+
+    shutil.copyfile(built.path, built.path.with_name(f"{built.path.stem}.published.duckdb"))
+    result = CliRunner().invoke(
+        main, ["er", "explain", *keys], env={"WAREHOUSE_PATH": str(built.path)}
+    )
+    return result.exit_code, result.output
+
+
+def weights(output: str) -> tuple[list[float], float, float, float]:
+    """(the fields' weights, the prior, the match weight, the probability) as printed."""
+    fields, prior, total, probability = [], 0.0, 0.0, 0.0
+    for line in output.splitlines():
+        if line.startswith("prior "):
+            prior = float(line.split()[-1])
+        elif line.startswith("match weight "):
+            total = float(line.split()[-1])
+        elif line.startswith("probability "):
+            probability = float(line.split()[1])
+        elif re.match(r"^\w+ +(\w+|\(missing\)) +[+-]\d+\.\d\d$", line):
+            fields.append(float(line.split()[-1]))
+    return fields, prior, total, probability
+
+
+def test_explain_shows_why_two_records_link_and_its_figures_add_up(built: DbtWarehouse) -> None:
+    code, output = explain(built, "billing:customers:cus_hw1", "support:customers:sup_hw1")
+    assert code == 0, output
+    assert "Compared: blocking rule(s) " in output
+    assert re.search(r"^email +exact +\+\d", output, re.MULTILINE), output
+    # billing's typo against support's spelling: not an exact last name
+    assert re.search(r"^last_name +(fuzzy|different)", output, re.MULTILINE), output
+    fields, prior, total, probability = weights(output)
+    assert len(fields) >= 8  # every compared field has its line
+    assert total == pytest.approx(prior + sum(fields), abs=0.02)
+    assert probability == pytest.approx(1 / (1 + 2 ** (-total)), abs=1e-4)
+    assert "(threshold 0.99): a link" in output
+    assert "One customer, " in output
+
+
+def test_explain_says_two_people_are_two_customers(built: DbtWarehouse) -> None:
+    code, output = explain(built, "billing:customers:cus_hw1", "billing:customers:cus_aj1")
+    assert code == 0, output
+    assert "Not compared: no blocking rule" in output or "not a link" in output
+    assert "Two customers: " in output
+
+
+def test_explain_of_one_record_lists_its_customer_and_the_links_holding_it(
+    built: DbtWarehouse,
+) -> None:
+    code, output = explain(built, key("analytics__users", "usr_hw1"))
+    assert code == 0, output
+    assert "is one of 3 record(s) of customer " in output
+    for table, primary_key in [
+        ("billing__customers", "cus_hw1"),
+        ("support__customers", "sup_hw1"),
+        ("analytics__users", "usr_hw1"),
+    ]:
+        assert f"  {key(table, primary_key)}\n" in output
+    links = re.search(r"Held together by (\d+) link", output)
+    assert links and int(links.group(1)) >= 2, output  # three records need two links at least
+
+
+def test_explain_of_an_unknown_key_says_what_to_give(built: DbtWarehouse) -> None:
+    code, output = explain(built, "billing:customers:nobody")
+    assert code == 1
+    assert "No customer record 'billing:customers:nobody'" in output
+    assert "source:endpoint:id" in output
