@@ -87,15 +87,3 @@ def at_level(rates: Rates, level: NoiseLevel) -> Rates:
         )
     return replace(rates, **changed)  # type: ignore[type-var]
 
-
-class UnknownNoiseLevelError(ValueError):
-    """A noise level the sandbox does not have."""
-
-
-def noise_level(name: str) -> NoiseLevel:
-    try:
-        return NOISE_LEVELS[name]
-    except KeyError:
-        raise UnknownNoiseLevelError(
-            f"unknown noise level {name!r}: choose one of {', '.join(NOISE_LEVELS)}"
-        ) from None
