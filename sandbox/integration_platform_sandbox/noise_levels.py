@@ -86,4 +86,3 @@ def at_level(rates: Rates, level: NoiseLevel) -> Rates:
             else min(1.0, p * level.damage_factor)
         )
     return replace(rates, **changed)  # type: ignore[type-var]
-
