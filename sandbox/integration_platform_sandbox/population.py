@@ -205,7 +205,8 @@ class Population:
         if not 0 <= entity_id < self.size:
             raise IndexError(f"entity {entity_id} outside population of {self.size}")
         family = self.family_of(entity_id)
-        head = None if family is None else self.person(family)
+        household = [] if family is None else [self.person(k) for k in range(family, entity_id)]
+        head = household[0] if household else None
         # The draws from r keep their order whatever the family: the default noise level (no
         # families) must give exactly the people it always gave.
         r = rng_for(self.seed, 0x11, entity_id)
@@ -225,7 +226,7 @@ class Population:
         )
         company_id = r.randrange(self.company_count)
         if head is not None:
-            first = _another_first_name(first, head.first_name, pools.first_names)
+            first = _another_first_name(first, [p.first_name for p in household], pools)
             last, address = head.last_name, head.address
         email = _email(first, last, entity_id, r, self.company(company_id).domain)
         # Multiplying by a prime coprime to 10 keeps national numbers unique per person.
@@ -339,11 +340,12 @@ def true_people_csv(population: Population) -> Iterator[bytes]:
         yield buffer.getvalue().encode()
 
 
-def _another_first_name(first: str, taken: str, names: tuple[str, ...]) -> str:
-    """`first`, or the next name of the pool when it is (a nickname of) the `taken` one: a
-    family's members, twins above all, are told apart by their first names."""
+def _another_first_name(first: str, taken: list[str], pools: _LocalePools) -> str:
+    """`first`, or the next name of the pool when a member of the household has it (or its
+    nickname): a family's members, twins above all, are told apart by their first names."""
+    names = pools.first_names
     index = names.index(first)
-    while _same_first_name(names[index], taken):
+    while any(_same_first_name(names[index], other) for other in taken):
         index = (index + 1) % len(names)
     return names[index]
 
