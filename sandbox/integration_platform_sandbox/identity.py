@@ -1,4 +1,5 @@
-"""How one vendor record sees its person: the true identity passed through that vendor's noise."""
+"""How one vendor record sees its person: the true identity passed through that vendor's noise,
+scaled by the sandbox's noise level (noise_levels.py)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ nicknames in names, given name and surname swapped, day and month of birth swapp
 mistyped (which may leave a date that does not exist), a street number dropped, street and
 suburb misspelt, postcodes mistyped, the national id mistyped or missing, and people who moved.
 A duplicate inside one registry takes twice the damage, as in FEBRL, where duplicates are
-modified copies.
+modified copies. A heavier noise level (noise_levels.py) scales the rates.
 """
 
 from __future__ import annotations
