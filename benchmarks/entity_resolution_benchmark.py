@@ -34,6 +34,7 @@ with `--readme`, rewrites its own section at the end of benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 
 RESULTS = REPO / "benchmarks" / "results" / "entity_resolution.json"
 COMMAND = ".venv/bin/python -m benchmarks.entity_resolution_benchmark --readme"
-NOISE_LEVELS = ("default", "heavy", "extreme")
+NOISE_CHOICES = ("default", "heavy", "extreme")  # integration_platform_sandbox.noise_levels
 SECTION_TITLE = "## Entity resolution: 50k / 100k / 200k customer records through dbt"
 SIZES = (50_000, 100_000, 200_000)
 REGISTRY_PEOPLE = (10_000, 50_000)
@@ -316,6 +317,7 @@ def measure(
 ) -> dict[str, Any]:
     """Every size at every noise level, through the same two dbt projects (one for the SaaS
     specs, one for the registry's): no setting changes between levels."""
+    from integration_platform_sandbox.noise_levels import NOISE_LEVELS
     from integration_platform_sandbox.roster import REGISTRY_VENDORS, VENDORS
 
     with tempfile.TemporaryDirectory(prefix="er-bench-") as tmp:
@@ -327,6 +329,7 @@ def measure(
         levels = [
             {
                 "noise": noise,
+                "settings": dataclasses.asdict(NOISE_LEVELS[noise]),
                 "sizes": [
                     {
                         "target": size,
@@ -511,13 +514,12 @@ def noise_report(result: dict[str, Any]) -> list[str]:
         "### Quality without tuning: the sandbox's noise levels",
         "",
         "The same runs at each noise level of the sandbox (`--noise`), through the same dbt "
-        "project, seeds and vars: nothing per dataset changes between levels. `heavy` and "
-        "`extreme` multiply each vendor's damage rates by 2 and 3.5, lose 10% and 25% of the "
-        "values that were left, put up to 2 and 3 slips in a mistyped value, mistype emails, "
-        "streets and cities too (5%, 15%), swap first and last names and day and month of "
-        "birth in SaaS records (3%, 8%), and give 15% and 30% of the people a family member "
-        "before them with the same surname and address (2% and 5% twins: the same date of "
-        "birth too), who must not merge.",
+        "project, seeds and vars: nothing per dataset changes between levels. Family members "
+        "(and twins among them) share an earlier person's surname and address (and twins the "
+        "date of birth), under their own first name, email, phone and national id: they must "
+        "not merge.",
+        "",
+        *(f"- {describe_level(level)}" for level in levels if level["noise"] != "default"),
         "",
         "| noise | sources | records | candidate pairs | pair completeness | "
         "precision / recall / F1 | across P / F1 | within P / F1 |",
@@ -525,6 +527,20 @@ def noise_report(result: dict[str, Any]) -> list[str]:
         *rows,
         "",
     ]
+
+
+def describe_level(level: dict[str, Any]) -> str:
+    knobs = level.get("settings")
+    if knobs is None:
+        return f"`{level['noise']}`"
+    return (
+        f"`{level['noise']}`: each vendor's damage rates times {knobs['damage_factor']:g}, "
+        f"{knobs['extra_missing']:.0%} of the values left missing too, up to "
+        f"{knobs['typos_per_field']} slips in a mistyped value, {knobs['field_typo']:.0%} "
+        f"typos in emails, streets and cities, {knobs['names_swapped']:.0%} first/last names "
+        f"and {knobs['day_month_swapped']:.0%} day/month of birth swapped (SaaS), "
+        f"{knobs['family_members']:.0%} of the people family members, {knobs['twins']:.0%} twins."
+    )
 
 
 NOTES = """\
@@ -561,11 +577,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--noise",
         nargs="+",
-        choices=NOISE_LEVELS,
+        choices=NOISE_CHOICES,
         default=["default"],
         metavar="LEVEL",
         help="the sandbox's noise levels to measure each size at, the same dbt project and "
-        f"settings for all ({', '.join(NOISE_LEVELS)}; default: default); the main tables "
+        f"settings for all ({', '.join(NOISE_CHOICES)}; default: default); the main tables "
         "show the first",
     )
     parser.add_argument("--repeats", type=int, default=1)
