@@ -8,7 +8,9 @@ from datetime import date
 
 import orjson
 import pytest
+from click.testing import CliRunner, Result
 
+from integration_platform.cli import main
 from integration_platform_sandbox.identity import noisy_identity
 from integration_platform_sandbox.noise import nickname
 from integration_platform_sandbox.noise_levels import NOISE_LEVELS, NoiseLevel
@@ -186,3 +188,15 @@ def _edits(a: str, b: str) -> int:
         for j, cb in enumerate(b, 1):
             previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
     return row[-1]
+
+
+def test_ground_truth_lists_the_same_records_at_every_level_when_asked_through_the_cli() -> None:
+    def truth(*options: str) -> Result:
+        arguments = ["sandbox", "ground-truth", "--vendors", "all", "--customers", "200"]
+        return CliRunner().invoke(main, [*arguments, *options])
+
+    default, extreme = truth(), truth("--noise", "extreme")
+    assert default.exit_code == 0 and extreme.exit_code == 0, extreme.output
+    assert extreme.output == default.output, "a level changes what records say, not which exist"
+    refused = truth("--noise", "apocalyptic")
+    assert refused.exit_code != 0 and "'apocalyptic' is not one of" in refused.output
