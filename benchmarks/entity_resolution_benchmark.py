@@ -10,7 +10,8 @@ threads (and the process to 2 CPUs where the machine has more), the timed comman
     dbt run --select +dim_customers --full-refresh
 
 that is the identity staging views, int_customer_identities, the enriched identities,
-blocking, scoring, connected components with stable ids and the golden records. The seeds and
+blocking, the comparisons, each client's estimated weights, scoring, connected components with
+stable ids and the golden records. The seeds and
 the parse happen before the clock starts. Each run's clusters are scored against the ground
 truth: pairwise precision, recall, F1 overall, across two sources and within one (duplicates),
 and the blocking's pair completeness (true pairs among the candidate pairs / all true pairs).
@@ -78,6 +79,8 @@ ER_MODELS = (
     "int_customer_identities",
     "int_customer_identities_enriched",
     "int_customer_candidate_pairs",
+    "int_customer_pair_comparisons",
+    "int_customer_comparison_weights",
     "int_customer_pair_scores",
     "int_customer_clusters",
     "dim_customers",
@@ -436,7 +439,8 @@ def report(result: dict[str, Any]) -> str:
             f"at the end {result['load_average']:.1f}; median of {result['repeats']} run(s).",
             "",
             "Timed: `dbt run --select +dim_customers --full-refresh` (staging views, identities, "
-            "enrichment, blocking, scoring, connected components, golden records), wall clock of "
+            "enrichment, blocking, comparisons, estimated weights, scoring, connected components, "
+            "golden records), wall clock of "
             "the whole dbt process including its start-up; the ER models' own execution time "
             f"beside it. Data: the sandbox (seed 42, {result.get('noise', 'default')} noise) "
             "sized to the record count, "

@@ -156,7 +156,7 @@ class PartitionOutcome:
     lease_wait: float = 0.0
 
 
-class _RawRun:
+class RawRun:
     """One run of one raw asset: its partitions extract concurrently, load one at a time.
 
     Each partition belongs to a client: its spec is resolved with that client's credentials,
@@ -362,7 +362,7 @@ PARTITIONS_IN_FLIGHT = 3
 def materialize_raw(
     context: AssetExecutionContext, run_config: RawLoadConfig, *, source: str, endpoint: str
 ) -> Iterator[Any]:
-    raw_run = _RawRun(context, run_config, source, endpoint)
+    raw_run = RawRun(context, run_config, source, endpoint)
     results = asyncio.run(raw_run.run())
 
     def succeeded(metadata: dict[str, Any], check: AssetCheckResult) -> Iterator[Any]:
@@ -372,7 +372,7 @@ def materialize_raw(
 
 
 def report_outcomes(
-    raw_run: _RawRun,
+    raw_run: RawRun,
     results: Sequence[PartitionOutcome | BaseException],
     succeeded: Callable[[dict[str, Any], AssetCheckResult], Iterator[Any]],
 ) -> Iterator[Any]:
@@ -408,7 +408,7 @@ def report_outcomes(
     if outcomes:
         yield _drift_check([o.result for o in outcomes], held=held)
     problems = [_held_text(o) for o in held]
-    problems += [f"Partition {p}: {_error_text(e)}" for p, e in errors.items()]
+    problems += [f"Partition {p}: {error_text(e)}" for p, e in errors.items()]
     raise Failure(
         description=f"{source}.{endpoint}: {len(loaded)} of {len(partitions)} partition(s) "
         "loaded. " + " ".join(problems),
@@ -417,7 +417,7 @@ def report_outcomes(
             "held_partitions": MetadataValue.json([str(o.partition) for o in held]),
             "failed_partitions": MetadataValue.json([str(p) for p in errors]),
         },
-        allow_retries=not held and all(_retriable(e) for e in errors.values()),
+        allow_retries=not held and all(retriable(e) for e in errors.values()),
     )
 
 
@@ -469,13 +469,13 @@ def _held_text(outcome: PartitionOutcome) -> str:
     )
 
 
-def _error_text(error: BaseException) -> str:
+def error_text(error: BaseException) -> str:
     if isinstance(error, Failure) and error.description:
         return error.description
     return f"{type(error).__name__}: {error}"
 
 
-def _retriable(error: BaseException) -> bool:
+def retriable(error: BaseException) -> bool:
     """Whether a later try could succeed: an API that kept failing, a busy warehouse or
     partition; not a refusal, a wrong shape or counts that do not add up."""
     if isinstance(error, Failure):

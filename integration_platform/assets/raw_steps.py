@@ -38,13 +38,13 @@ from integration_platform.assets.raw import (
     RAW_RETRY_POLICY,
     PartitionOutcome,
     RawLoadConfig,
-    _error_text,
-    _RawRun,
-    _retriable,
+    RawRun,
     api_resource_key,
     build_raw_asset,
+    error_text,
     raw_assets,
     report_outcomes,
+    retriable,
 )
 from integration_platform.celery_workers import WAREHOUSE_STEP_TAGS, uses_workers
 from integration_platform.extraction.runner import ExtractionSummary
@@ -111,7 +111,7 @@ def build_two_step_raw_asset(
         pool=one_step.op.pool,  # the source's API budget, as the one-step asset
     )
     def extract(context: OpExecutionContext, config: RawLoadConfig) -> Extracted:
-        return extract_partitions(_RawRun(context, config, source, endpoint))
+        return extract_partitions(RawRun(context, config, source, endpoint))
 
     @op(
         name=f"{name}_load",
@@ -122,7 +122,7 @@ def build_two_step_raw_asset(
         tags=WAREHOUSE_STEP_TAGS,
     )
     def load(context: OpExecutionContext, config: RawLoadConfig, extracted: Extracted) -> Any:
-        yield from load_partitions(_RawRun(context, config, source, endpoint), extracted)
+        yield from load_partitions(RawRun(context, config, source, endpoint), extracted)
 
     @config_mapping
     def same_config(config: RawLoadConfig) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def build_two_step_raw_asset(
     return two_step.map_asset_specs(lambda _: asset_spec)
 
 
-def extract_partitions(raw_run: _RawRun) -> Extracted:
+def extract_partitions(raw_run: RawRun) -> Extracted:
     """Land every partition (concurrently, each under its lease); a failure that a retry could
     mend fails the step once the others have landed (the retry resumes them), one it cannot is
     handed to the load step, which loads the rest and then fails naming it."""
@@ -183,20 +183,20 @@ def extract_partitions(raw_run: _RawRun) -> Extracted:
             raise error  # an interrupt, not a partition's failure
     if len(errors) == len(partitions) == 1:
         raise next(iter(errors.values()))
-    retriable = {p: e for p, e in errors.items() if _retriable(e)}
-    if retriable:
+    transient = {p: e for p, e in errors.items() if retriable(e)}
+    if transient:
         raise Failure(
             description=f"{raw_run.source}.{raw_run.endpoint}: "
-            + " ".join(f"Partition {p}: {_error_text(e)}" for p, e in retriable.items()),
+            + " ".join(f"Partition {p}: {error_text(e)}" for p, e in transient.items()),
             allow_retries=True,
         )
     return [
-        FailedPartition(p.key, _error_text(r)) if isinstance(r, BaseException) else r
+        FailedPartition(p.key, error_text(r)) if isinstance(r, BaseException) else r
         for p, r in zip(partitions, results, strict=True)
     ]
 
 
-def load_partitions(raw_run: _RawRun, extracted: Extracted) -> Iterator[Any]:
+def load_partitions(raw_run: RawRun, extracted: Extracted) -> Iterator[Any]:
     """Load each landed partition (one transaction each, under the warehouse's write lock and
     the partition's lease), publish, then report as the one-step asset does."""
 

@@ -18,6 +18,7 @@ from integration_platform.celery_workers import (
     check_broker,
 )
 from integration_platform.environment import SettingError
+from integration_platform.logs import log_level
 
 
 @click.command()
@@ -38,10 +39,15 @@ from integration_platform.environment import SettingError
     default=None,
     help="The worker's name (unique per host); default integration-platform-<pid>@<host>.",
 )
-@click.option("--loglevel", default="INFO", show_default=True)
-def workers(queues: tuple[str, ...], name: str | None, loglevel: str) -> None:
+@click.option(
+    "--loglevel",
+    default=None,
+    help="The worker's log level; default LOG_LEVEL, else INFO.",
+)
+def workers(queues: tuple[str, ...], name: str | None, loglevel: str | None) -> None:
     """Run steps of Dagster runs from the broker CELERY_BROKER_URL names (Dagster's celery
     executor), one step at a time, until stopped; start as many as the work needs."""
+    level = log_level(loglevel)  # a bad LOG_LEVEL stops here, before anything starts
     url = broker_url()
     if url is None:
         raise SettingError(
@@ -63,7 +69,7 @@ def workers(queues: tuple[str, ...], name: str | None, loglevel: str) -> None:
         [
             "worker",
             "--pool=solo",
-            f"--loglevel={loglevel}",
+            f"--loglevel={level}",
             "-Q",
             ",".join(queues),
             "-n",

@@ -7,7 +7,8 @@ automation requests when raw data lands (automation/marts.py), at most one at a 
 `warehouse`), under the warehouse write lock; then the read-only copy is published. Each
 model reports its row count, column types and column lineage (dagster-dbt's metadata; the
 lineage is kept per model and computed again only where the SQL or a schema changed:
-column_metadata.py).
+column_metadata.py); entity resolution's weights model also reports each client's estimates,
+a table and a chart (comparison_weights.py).
 (No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.)
 """
 
@@ -42,6 +43,7 @@ from integration_platform.automation.marts import RAW_LOAD_SUMMARY, build_condit
 from integration_platform.celery_workers import WAREHOUSE_STEP_TAGS
 from integration_platform.specs.models import SourceSpec
 from integration_platform.transform.column_metadata import ColumnLineageCache, with_build_metadata
+from integration_platform.transform.comparison_weights import with_weights_metadata
 from integration_platform.transform.generate import generate, out_of_date
 
 LAYERS = ("staging", "intermediate", "marts")
@@ -237,7 +239,9 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
                     if os.environ.get(COLUMN_METADATA, "on").lower() != "off"
                     else None
                 )
-                yield from with_build_metadata(invocation, invocation.stream(), cache)
+                yield from with_weights_metadata(
+                    invocation, with_build_metadata(invocation, invocation.stream(), cache)
+                )
                 if warehouse.publish:
                     store.publish()
         finally:

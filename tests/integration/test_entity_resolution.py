@@ -8,7 +8,9 @@ on a copy of the project (tests/integration/dbt_warehouse.py).
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -229,6 +231,59 @@ def test_customer_ids_stay_the_same_when_records_arrive(resolved: ResolvedWareho
     assert {key: after[key] for key in before} == before
     assert after["analytics:users:usr_00000000a"] not in before.values()
     assert after["analytics:users:usr_00000000b"] == before[known_key]
+
+
+def test_pair_scores_are_the_seeds_when_the_weights_switch_is_fixed(
+    resolved: ResolvedWarehouse,
+) -> None:
+    with (resolved.project / "seeds" / "er_comparison_levels.csv").open() as seed:
+        weights = {
+            (row["comparison"], row["level"]): math.log2(
+                float(row["m_probability"]) / float(row["u_probability"])
+            )
+            for row in csv.DictReader(seed)
+        }
+    try:
+        resolved.dbt(
+            "run", "--select", "int_customer_pair_scores", "--vars", '{"er_weights": "fixed"}'
+        )
+        with duckdb.connect(str(resolved.path), read_only=True) as connection:
+            relation = connection.sql("select * from intermediate.int_customer_pair_scores")
+            pairs = [dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()]
+    finally:
+        resolved.dbt("run", "--select", "int_customer_pair_scores")
+    assert pairs
+    for pair in pairs:
+        levels = [
+            (name.removesuffix("_level"), level)
+            for name, level in pair.items()
+            if name.endswith("_level") and level is not None
+        ]
+        # an identifier kind without rows of its own weighs like the generic `identifier`
+        expected = -13 + sum(
+            weights[key] if key in weights else weights[("identifier", key[1])] for key in levels
+        )
+        assert pair["prior_weight"] == -13
+        assert float(pair["match_weight"]) == pytest.approx(expected, abs=1e-3), pair
+
+
+def test_pair_scores_use_each_clients_estimates_when_the_weights_switch_is_estimated(
+    resolved: ResolvedWarehouse,
+) -> None:
+    (mismatched,) = resolved.execute(
+        "select count(*) from intermediate.int_customer_pair_scores as scores "
+        "join intermediate.int_customer_comparison_weights as weights "
+        "  on weights.client_id = scores.client_id and weights.comparison = 'email' "
+        " and weights.level = scores.email_level "
+        "where abs(scores.email_weight - weights.match_weight) > 0.001 "
+        "   or abs(scores.prior_weight - weights.prior_weight) > 1e-9"
+    )[0]
+    assert mismatched == 0
+    (estimated,) = resolved.execute(
+        "select count(*) from intermediate.int_customer_comparison_weights "
+        "where abs(match_weight - seed_match_weight) > 0.1"
+    )[0]
+    assert estimated > 0  # the estimates are the data's, not a copy of the seed
 
 
 def test_dbt_data_and_unit_tests_pass_when_the_models_are_built(

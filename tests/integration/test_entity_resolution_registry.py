@@ -361,6 +361,16 @@ def test_identifier_kinds_without_levels_of_their_own_weigh_as_generic_identifie
             "from reference.er_comparison_levels where comparison = 'identifier'"
         )
     )
+    # the kind's estimates start from the generic rows, and the pairs weigh its estimates
+    estimates = {
+        level: (seed_weight, weight)
+        for level, seed_weight, weight in registry.execute(
+            "select level, round(seed_match_weight, 3), round(match_weight, 3) "
+            "from intermediate.int_customer_comparison_weights "
+            "where client_id = 'demo' and comparison = 'prescription_ref'"
+        )
+    }
+    assert {level: seed for level, (seed, _) in estimates.items()} == generic
     scored = {
         (left, right): (level, weight)
         for left, right, level, weight in registry.execute(
@@ -371,11 +381,11 @@ def test_identifier_kinds_without_levels_of_their_own_weigh_as_generic_identifie
     }
     assert scored[("demo:pharmacy:customers:ph-1", "demo:pharmacy:customers:ph-2")] == (
         "fuzzy",
-        generic["fuzzy"],
+        estimates["fuzzy"][1],
     )
     assert scored[("demo:pharmacy:customers:ph-3", "demo:pharmacy:customers:ph-4")] == (
         "different",
-        generic["different"],
+        estimates["different"][1],
     )
     clusters = registry.clusters()
     assert clusters["pharmacy:customers:ph-1"] == clusters["pharmacy:customers:ph-2"]

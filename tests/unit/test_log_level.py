@@ -52,3 +52,33 @@ def test_a_command_prints_a_bad_log_level_in_one_line_when_it_starts(
         "Error: LOG_LEVEL='verbose' is not a log level: set it to one of DEBUG, INFO, WARNING, "
         "ERROR, CRITICAL, or unset it (INFO)"
     ], printed  # no traceback: a setting to change, and how
+
+
+@pytest.mark.parametrize(
+    ("variable", "option", "expected"),
+    [("debug", None, "DEBUG"), (None, None, "INFO"), ("debug", "warning", "WARNING")],
+)
+def test_the_workers_log_at_log_level_unless_the_option_says_otherwise(
+    variable: str | None,
+    option: str | None,
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+    from dagster_celery.app import app
+
+    from integration_platform.cli import main
+    from integration_platform.cli import workers as workers_command
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(app, "worker_main", started.append)  # not a worker: what it is given
+    monkeypatch.setattr(workers_command, "check_broker", lambda url: None)
+    monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    if variable is None:
+        monkeypatch.delenv("LOG_LEVEL", raising=False)
+    else:
+        monkeypatch.setenv("LOG_LEVEL", variable)
+    result = CliRunner().invoke(main, ["workers", *(["--loglevel", option] if option else [])])
+    assert result.exit_code == 0, result.output
+    (argv,) = started
+    assert f"--loglevel={expected}" in argv

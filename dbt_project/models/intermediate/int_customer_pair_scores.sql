@@ -1,13 +1,22 @@
 -- Fellegi–Sunter scores of the candidate pairs. Each field's comparison lands on one level
--- (exact, nickname, typo, different, ...); each level's match weight is log2(m / u) from the
--- er_comparison_levels seed, where m = P(level | same person) and u = P(level | different
--- people). A field missing on either side is no evidence: weight 0. The pair's match weight is
--- the prior's weight plus the levels' weights; `reasons` spells the sum out. A pair is always
--- two records of one client (int_customer_candidate_pairs blocks within a client).
+-- (exact, nickname, typo, different, ...; int_customer_pair_comparisons); each level's match
+-- weight is log2(m / u), where m = P(level | same person) and u = P(level | different people).
+-- A field missing on either side is no evidence: weight 0. The pair's match weight is the
+-- prior's weight plus the levels' weights; `reasons` spells the sum out. A pair is always two
+-- records of one client (int_customer_candidate_pairs blocks within a client).
+-- Var `er_weights` says where m, u and the prior come from: `estimated` (the default), each
+-- client's own, estimated from its records (int_customer_comparison_weights); `fixed`, the seed
+-- er_comparison_levels and `er_prior_match_weight` for every client.
 -- depends_on: {{ ref('er_comparison_levels') }}
+-- depends_on: {{ ref('int_customer_comparison_weights') }}
 {%- set comparisons = customer_comparisons() %}
-{#- The levels' weights, read from the seed when the model runs, become literals in the SQL:
-    the compiled model shows every weight it used. -#}
+{%- set weights_from = var('er_weights', 'estimated') %}
+{%- if weights_from not in ('estimated', 'fixed') %}
+{{ exceptions.raise_compiler_error("var er_weights is " ~ weights_from
+                                   ~ ": expected `estimated` or `fixed`") }}
+{%- endif %}
+{#- The levels' seed weights, read when the model runs, become literals in the SQL: the compiled
+    model shows every weight it used (fixed), or which levels it reads per client (estimated). -#}
 {%- set level_weights = {} %}
 {%- if execute %}
 {%- set levels = run_query("select comparison, level, log2(m_probability / u_probability) from "
@@ -21,33 +30,30 @@
 {%- endfor %}
 {%- endif %}
 
-with pairs as (
+with compared as (
 
-    select * from {{ ref('int_customer_candidate_pairs') }}
-
-),
-
-identities as (
-
-    select * from {{ ref('int_customer_identities_enriched') }}
+    select * from {{ ref('int_customer_pair_comparisons') }}
 
 ),
+{%- if weights_from == 'estimated' %}
 
-compared as (
+client_weights as (
 
+    -- one row per client: its prior and every level's weight as columns
     select
-        pairs.client_id,
-        pairs.left_key,
-        pairs.right_key,
-        pairs.blocking_rules,
-        l.source_system as left_source_system,
-        r.source_system as right_source_system,
-        {{ customer_comparison_levels('l', 'r') }}
-    from pairs
-    join identities as l on l.record_key = pairs.left_key
-    join identities as r on r.record_key = pairs.right_key
+        client_id,
+        any_value(prior_weight) as prior_weight,
+        {%- for comparison in comparisons %}
+        {%- for level in level_weights.get(comparison, {}) %}
+        any_value(match_weight) filter (where comparison = '{{ comparison }}'
+                                          and level = '{{ level }}') as {{ comparison }}__{{ level }},
+        {%- endfor %}
+        {%- endfor %}
+    from {{ ref('int_customer_comparison_weights') }}
+    group by client_id
 
 ),
+{%- endif %}
 
 weighted as (
 
@@ -56,13 +62,22 @@ weighted as (
         {%- for comparison in comparisons %}
         case {{ comparison }}_level
             {%- for level, weight in level_weights.get(comparison, {}).items() %}
-            when '{{ level }}' then {{ weight }}
+            when '{{ level }}' then
+                {%- if weights_from == 'estimated' %} client_weights.{{ comparison }}__{{ level }}
+                {%- else %} {{ weight }}{% endif %}
             {%- endfor %}
             else 0
         end as {{ comparison }}_weight,
         {%- endfor %}
+        {%- if weights_from == 'estimated' %}
+        client_weights.prior_weight
+        {%- else %}
         {{ var('er_prior_match_weight') }} as prior_weight
+        {%- endif %}
     from compared
+    {%- if weights_from == 'estimated' %}
+    join client_weights using (client_id)
+    {%- endif %}
 
 ),
 
