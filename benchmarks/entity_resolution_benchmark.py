@@ -434,7 +434,7 @@ def report(result: dict[str, Any]) -> str:
         [
             SECTION_TITLE,
             "",
-            f"Command: `{COMMAND}` (or `make bench-er`). Measured {result['when']} on "
+            f"Command: {command(result)}. Measured {result['when']} on "
             f"{result['machine']}; dbt and DuckDB pinned to {result['cores']} cores; load average "
             f"at the end {result['load_average']:.1f}; median of {result['repeats']} run(s).",
             "",
@@ -497,6 +497,13 @@ def report(result: dict[str, Any]) -> str:
             NOTES,
         ]
     )
+
+
+def command(result: dict[str, Any]) -> str:
+    levels = [level["noise"] for level in result.get("noise_levels", [])]
+    if levels in ([], ["default"]):
+        return f"`{COMMAND}` (or `make bench-er`)"
+    return f"`{COMMAND} --noise {' '.join(levels)}`"
 
 
 def noise_report(result: dict[str, Any]) -> list[str]:
