@@ -21,6 +21,12 @@ The registry variant runs the same way with the specs of sources/ and sources_re
 of birth, address, national id; ~1.48 per person) are loaded, the SaaS customer tables stay
 empty, so only registry records resolve.
 
+`--noise default heavy extreme` repeats every size at each of the sandbox's noise levels
+(`integration_platform_sandbox/noise_levels.py`: heavier levels add typos, missing values,
+swapped names and dates, families sharing an address and twins) with the same dbt project,
+seeds and vars: nothing per dataset changes between levels, so the figures say how resolution
+holds up without tuning. The main tables show the first level given (default: `default`).
+
 Run `.venv/bin/python -m benchmarks.entity_resolution_benchmark --readme` (or
 `make bench-er`): it prints a summary, writes benchmarks/results/entity_resolution.json and,
 with `--readme`, rewrites its own section at the end of benchmarks/README.md.
@@ -29,6 +35,7 @@ with `--readme`, rewrites its own section at the end of benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -42,15 +49,19 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from benchmarks import common
 from benchmarks.common import README, REPO
 
+if TYPE_CHECKING:
+    from integration_platform_sandbox.world import SandboxSettings
+
 RESULTS = REPO / "benchmarks" / "results" / "entity_resolution.json"
 COMMAND = ".venv/bin/python -m benchmarks.entity_resolution_benchmark --readme"
+NOISE_CHOICES = ("default", "heavy", "extreme")  # integration_platform_sandbox.noise_levels
 SECTION_TITLE = "## Entity resolution: 50k / 100k / 200k customer records through dbt"
 SIZES = (50_000, 100_000, 200_000)
 REGISTRY_PEOPLE = (10_000, 50_000)
@@ -91,19 +102,29 @@ def log(message: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def sandbox_settings(customers: int, noise: str) -> SandboxSettings:
+    from integration_platform_sandbox.noise_levels import NOISE_LEVELS
+    from integration_platform_sandbox.world import SandboxSettings
+
+    return SandboxSettings(customers=customers, seed=SEED, noise=NOISE_LEVELS[noise])
+
+
 def build_warehouse(
-    path: Path, customers: int, landing: Path, spec_path: str, vendors: tuple[str, ...]
+    path: Path,
+    settings: SandboxSettings,
+    landing: Path,
+    spec_path: str,
+    vendors: tuple[str, ...],
 ) -> tuple[int, dict[str, str]]:
-    """Raw customer tables of a sandbox of `customers` people, `vendors`' records loaded and
+    """Raw customer tables of the sandbox `settings` describe, `vendors`' records loaded and
     the other specs' customer tables empty; returns (records, truth)."""
     from integration_platform import environment
     from integration_platform.specs.loader import load_specs, spec_paths
     from integration_platform_sandbox.truth import ground_truth
-    from integration_platform_sandbox.world import SandboxCredentials, SandboxSettings, World
+    from integration_platform_sandbox.world import SandboxCredentials, World
     from tests import raw_projection
 
     environment.load_sandbox_env()
-    settings = SandboxSettings(customers=customers, seed=SEED)
     credentials = SandboxCredentials.from_env()
     specs = load_specs(spec_paths(spec_path))
     with duckdb.connect(str(path)) as connection:
@@ -214,7 +235,9 @@ def quality(warehouse: Path, truth: dict[str, str]) -> dict[str, float]:
 GOLDEN_FIELDS = ("name", "email", "phone", "address", "date_of_birth")
 
 
-def golden_accuracy(warehouse: Path, truth: dict[str, str], customers: int) -> dict[str, float]:
+def golden_accuracy(
+    warehouse: Path, truth: dict[str, str], settings: SandboxSettings
+) -> dict[str, float]:
     """Field-level accuracy of dim_customers against the sandbox's true people (as the
     entity-resolution check computes it): golden_<field>_accuracy."""
     import polars as pl
@@ -222,9 +245,13 @@ def golden_accuracy(warehouse: Path, truth: dict[str, str], customers: int) -> d
     from integration_platform.checks.golden_record_scores import field_accuracy, golden_records
     from integration_platform_sandbox.population import PEOPLE_COLUMNS, Population, true_people
 
-    people = pl.DataFrame(
-        list(true_people(Population(SEED, customers))), schema=list(PEOPLE_COLUMNS), orient="row"
+    population = Population(
+        settings.seed,
+        settings.customers,
+        family_members=settings.noise.family_members,
+        twins=settings.noise.twins,
     )
+    people = pl.DataFrame(list(true_people(population)), schema=list(PEOPLE_COLUMNS), orient="row")
     truth_frame = pl.DataFrame(
         list(truth.items()), schema=["record_key", "entity_id"], orient="row"
     )
@@ -241,14 +268,17 @@ def measure_size(
     spec_path: str,
     vendors: tuple[str, ...],
     label: str,
+    noise: str,
 ) -> dict[str, Any]:
-    warehouse = workdir / f"er_{label}_{customers}.duckdb"
+    name = f"{label}_{noise}_{customers}"
+    warehouse = workdir / f"er_{name}.duckdb"
+    settings = sandbox_settings(customers, noise)
     started = time.monotonic()
     records, truth = build_warehouse(
-        warehouse, customers, workdir / f"landing_{label}_{customers}", spec_path, vendors
+        warehouse, settings, workdir / f"landing_{name}", spec_path, vendors
     )
     log(
-        f"{label} {customers:,} people: {records:,} records in "
+        f"{label} {customers:,} people, {noise} noise: {records:,} records in "
         f"{time.monotonic() - started:.0f} s (not timed)"
     )
     dbt(project, warehouse, "seed", "--select", "nicknames", "er_comparison_levels")
@@ -269,21 +299,28 @@ def measure_size(
         )
     result = {
         "customers": customers,
+        "noise": noise,
         "records": records,
         "seconds": statistics.median(r["seconds"] for r in runs),
         "er_model_seconds": statistics.median(r["er_model_seconds"] for r in runs),
         "models": {m: statistics.median(r["models"].get(m, 0.0) for r in runs) for m in ER_MODELS},
         "runs": runs,
         **quality(warehouse, truth),
-        **golden_accuracy(warehouse, truth, customers),
+        **golden_accuracy(warehouse, truth, settings),
     }
     warehouse.unlink()
     return result
 
 
 def measure(
-    sizes: tuple[int, ...], registry_people: tuple[int, ...], repeats: int
+    sizes: tuple[int, ...],
+    registry_people: tuple[int, ...],
+    repeats: int,
+    noise_levels: tuple[str, ...] = ("default",),
 ) -> dict[str, Any]:
+    """Every size at every noise level, through the same two dbt projects (one for the SaaS
+    specs, one for the registry's): no setting changes between levels."""
+    from integration_platform_sandbox.noise_levels import NOISE_LEVELS
     from integration_platform_sandbox.roster import REGISTRY_VENDORS, VENDORS
 
     with tempfile.TemporaryDirectory(prefix="er-bench-") as tmp:
@@ -292,26 +329,41 @@ def measure(
         registry = prepare_project(workdir, "registry", REGISTRY_SPECS)
         for project in (saas, registry):
             dbt(project, workdir / "parse.duckdb", "parse")
-        results = [
+        levels = [
             {
-                "target": size,
-                **measure_size(
-                    math.ceil(size / RECORDS_PER_PERSON),
-                    repeats,
-                    workdir,
-                    saas,
-                    SAAS_SPECS,
-                    VENDORS,
-                    "saas",
-                ),
+                "noise": noise,
+                "settings": dataclasses.asdict(NOISE_LEVELS[noise]),
+                "sizes": [
+                    {
+                        "target": size,
+                        **measure_size(
+                            math.ceil(size / RECORDS_PER_PERSON),
+                            repeats,
+                            workdir,
+                            saas,
+                            SAAS_SPECS,
+                            VENDORS,
+                            "saas",
+                            noise,
+                        ),
+                    }
+                    for size in sizes
+                ],
+                "registry": [
+                    measure_size(
+                        people,
+                        repeats,
+                        workdir,
+                        registry,
+                        REGISTRY_SPECS,
+                        REGISTRY_VENDORS,
+                        "registry",
+                        noise,
+                    )
+                    for people in registry_people
+                ],
             }
-            for size in sizes
-        ]
-        registry_results = [
-            measure_size(
-                people, repeats, workdir, registry, REGISTRY_SPECS, REGISTRY_VENDORS, "registry"
-            )
-            for people in registry_people
+            for noise in noise_levels
         ]
     return {
         "when": datetime.now().isoformat(timespec="seconds"),
@@ -320,8 +372,11 @@ def measure(
         f"Python {platform.python_version()}, DuckDB {duckdb.__version__}",
         "load_average": os.getloadavg()[0],
         "repeats": repeats,
-        "sizes": results,
-        "registry": registry_results,
+        # the main tables: the first level measured
+        "noise": levels[0]["noise"],
+        "sizes": levels[0]["sizes"],
+        "registry": levels[0]["registry"],
+        "noise_levels": levels,
     }
 
 
@@ -379,7 +434,7 @@ def report(result: dict[str, Any]) -> str:
         [
             SECTION_TITLE,
             "",
-            f"Command: `{COMMAND}` (or `make bench-er`). Measured {result['when']} on "
+            f"Command: {command(result)}. Measured {result['when']} on "
             f"{result['machine']}; dbt and DuckDB pinned to {result['cores']} cores; load average "
             f"at the end {result['load_average']:.1f}; median of {result['repeats']} run(s).",
             "",
@@ -387,7 +442,8 @@ def report(result: dict[str, Any]) -> str:
             "enrichment, blocking, comparisons, estimated weights, scoring, connected components, "
             "golden records), wall clock of "
             "the whole dbt process including its start-up; the ER models' own execution time "
-            "beside it. Data: the sandbox (seed 42, default noise) sized to the record count, "
+            f"beside it. Data: the sandbox (seed 42, {result.get('noise', 'default')} noise) "
+            "sized to the record count, "
             "written to the raw tables through the real loader before the clock starts.",
             "",
             "| customer records | sandbox | resolved customers | dbt run (wall) | ER models | "
@@ -437,8 +493,64 @@ def report(result: dict[str, Any]) -> str:
             "{pair_completeness}: ".format(**REGISTRY_TARGETS)
             + ("met." if registry_met(result) else "NOT met."),
             "",
+            *noise_report(result),
             NOTES,
         ]
+    )
+
+
+def command(result: dict[str, Any]) -> str:
+    levels = [level["noise"] for level in result.get("noise_levels", [])]
+    if levels in ([], ["default"]):
+        return f"`{COMMAND}` (or `make bench-er`)"
+    return f"`{COMMAND} --noise {' '.join(levels)}`"
+
+
+def noise_report(result: dict[str, Any]) -> list[str]:
+    """The per-level table, when more than one level (or another than default) was measured."""
+    levels = result.get("noise_levels", [])
+    if [level["noise"] for level in levels] in ([], ["default"]):
+        return []
+    rows = [
+        f"| {level['noise']} | {variant} | {s['records']:,} | {s['candidate_pairs']:,} | "
+        f"{s['pair_completeness']:.4f} | "
+        f"{s['precision']:.4f} / {s['recall']:.4f} / {s['f1']:.4f} | "
+        f"{s['across_precision']:.4f} / {s['across_f1']:.4f} | "
+        f"{s['within_precision']:.4f} / {s['within_f1']:.4f} |"
+        for variant, key in (("SaaS", "sizes"), ("registry", "registry"))
+        for level in levels
+        for s in level[key]
+    ]
+    return [
+        "### Quality without tuning: the sandbox's noise levels",
+        "",
+        "The same runs at each noise level of the sandbox (`--noise`), through the same dbt "
+        "project, seeds and vars: nothing per dataset changes between levels. Family members "
+        "(and twins among them) share an earlier person's surname and address (and twins the "
+        "date of birth), under their own first name, email, phone and national id: they must "
+        "not merge.",
+        "",
+        *(f"- {describe_level(level)}" for level in levels if level["noise"] != "default"),
+        "",
+        "| noise | sources | records | candidate pairs | pair completeness | "
+        "precision / recall / F1 | across P / F1 | within P / F1 |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+def describe_level(level: dict[str, Any]) -> str:
+    knobs = level.get("settings")
+    if knobs is None:
+        return f"`{level['noise']}`"
+    return (
+        f"`{level['noise']}`: each vendor's damage rates times {knobs['damage_factor']:g}, "
+        f"{knobs['extra_missing']:.0%} of the values left missing too, up to "
+        f"{knobs['typos_per_field']} slips in a mistyped value, {knobs['field_typo']:.0%} "
+        f"typos in emails, streets and cities, {knobs['names_swapped']:.0%} first/last names "
+        f"and {knobs['day_month_swapped']:.0%} day/month of birth swapped (SaaS), "
+        f"{knobs['family_members']:.0%} of the people family members, {knobs['twins']:.0%} twins."
     )
 
 
@@ -473,6 +585,16 @@ def main(argv: list[str] | None = None) -> int:
         default=list(REGISTRY_PEOPLE),
         help="people of the registry variant to resolve (default: 10k 50k)",
     )
+    parser.add_argument(
+        "--noise",
+        nargs="+",
+        choices=NOISE_CHOICES,
+        default=["default"],
+        metavar="LEVEL",
+        help="the sandbox's noise levels to measure each size at, the same dbt project and "
+        f"settings for all ({', '.join(NOISE_CHOICES)}; default: default); the main tables "
+        "show the first",
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument(
         "--readme",
@@ -488,7 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_results:
         result = json.loads(RESULTS.read_text())
     else:
-        result = measure(tuple(args.sizes), tuple(args.registry_people), args.repeats)
+        result = measure(
+            tuple(args.sizes), tuple(args.registry_people), args.repeats, tuple(args.noise)
+        )
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2))
     section = report(result)

@@ -46,6 +46,7 @@ def up(
     customers: int,
     chaos_profile: str,
     chaos_overrides: tuple[str, ...],
+    noise: str,
     tenants: int,
     host: str,
     base_port: int,
@@ -58,7 +59,7 @@ def up(
     """Run the platform: webhook receiver, sandbox vendors, Dagster UI and the API."""
     from integration_platform.launcher import run_platform
 
-    build_settings(seed, customers, chaos_profile, chaos_overrides)  # fail fast on bad knobs
+    build_settings(seed, customers, chaos_profile, chaos_overrides, noise)  # fail fast on bad knobs
     sandbox_args = [
         "--seed",
         str(seed),
@@ -66,6 +67,8 @@ def up(
         str(customers),
         "--chaos",
         chaos_profile,
+        "--noise",
+        noise,
         "--tenants",
         str(tenants),
     ]

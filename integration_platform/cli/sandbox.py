@@ -14,6 +14,7 @@ import click
 
 from integration_platform import environment
 from integration_platform_sandbox.chaos import PROFILES, ChaosConfigError, parse_chaos
+from integration_platform_sandbox.noise_levels import NOISE_LEVELS
 from integration_platform_sandbox.server import (
     DEFAULT_BASE_PORT,
     Sandbox,
@@ -74,6 +75,15 @@ def sandbox_options(func: click.decorators.FC) -> click.decorators.FC:
             metavar="KNOB=VALUE",
             help="Override one chaos knob, e.g. drop=0.1 or schema_drift_from=2025-07-01.",
         ),
+        click.option(
+            "--noise",
+            default="default",
+            show_default=True,
+            type=click.Choice(list(NOISE_LEVELS)),
+            help="How noisy the customer records are: default, or heavier levels with more "
+            "typos, missing values, swapped names and dates, families sharing an address "
+            "and twins.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -125,13 +135,24 @@ def serving_options(
 
 
 def build_settings(
-    seed: int, customers: int, chaos_profile: str, chaos_overrides: tuple[str, ...], **extra: object
+    seed: int,
+    customers: int,
+    chaos_profile: str,
+    chaos_overrides: tuple[str, ...],
+    noise: str = "default",
+    **extra: object,
 ) -> SandboxSettings:
     try:
         chaos = parse_chaos(chaos_profile, chaos_overrides)
     except ChaosConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--chaos-set") from exc
-    return SandboxSettings(seed=seed, customers=customers, chaos=chaos, **extra)  # type: ignore[arg-type]
+    return SandboxSettings(
+        seed=seed,
+        customers=customers,
+        chaos=chaos,
+        noise=NOISE_LEVELS[noise],
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 @sandbox.command("up")
@@ -179,6 +200,7 @@ def sandbox_up(
     customers: int,
     chaos_profile: str,
     chaos_overrides: tuple[str, ...],
+    noise: str,
     tenants: int,
     host: str,
     base_port: int,
@@ -196,6 +218,7 @@ def sandbox_up(
         customers,
         chaos_profile,
         chaos_overrides,
+        noise,
         token_ttl_seconds=token_ttl,
         billing_requests_per_second=billing_rate_limit,
         billing_page_cache_mb=billing_page_cache_mb,
@@ -212,7 +235,8 @@ def sandbox_up(
     except OSError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
-        f"sandbox: seed={seed} customers={customers} chaos={chaos_profile} tenants={tenants}"
+        f"sandbox: seed={seed} customers={customers} chaos={chaos_profile} noise={noise} "
+        f"tenants={tenants}"
     )
     for vendor, url in server.urls.items():
         click.echo(f"  {vendor:<10} {url}")
@@ -247,13 +271,14 @@ def sandbox_ground_truth(
     customers: int,
     chaos_profile: str,
     chaos_overrides: tuple[str, ...],
+    noise: str,
     tenant: int,
     out: Path | None,
 ) -> None:
     """Write which true customer every vendor record of one tenant belongs to, as CSV."""
     from integration_platform_sandbox.truth import ground_truth
 
-    settings = build_settings(seed, customers, chaos_profile, chaos_overrides)
+    settings = build_settings(seed, customers, chaos_profile, chaos_overrides, noise)
     handle = out.open("w", newline="") if out else sys.stdout
     try:
         writer = csv.writer(handle)

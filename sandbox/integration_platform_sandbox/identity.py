@@ -1,11 +1,14 @@
-"""How one vendor record sees its person: the true identity passed through that vendor's noise."""
+"""How one vendor record sees its person: the true identity passed through that vendor's noise,
+scaled by the sandbox's noise level (noise_levels.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 from datetime import date
 
 from integration_platform_sandbox import noise
+from integration_platform_sandbox.noise_levels import DEFAULT_NOISE, NoiseLevel, at_level
 from integration_platform_sandbox.population import Population, rng_for
 from integration_platform_sandbox.roster import Roster
 
@@ -99,10 +102,12 @@ class NoisyIdentity:
     company_id: int
 
 
-def noisy_identity(population: Population, roster: Roster, position: int) -> NoisyIdentity:
+def noisy_identity(
+    population: Population, roster: Roster, position: int, level: NoiseLevel = DEFAULT_NOISE
+) -> NoisyIdentity:
     entity, copy = roster.entity(position), roster.copy(position)
     person = population.person(entity)
-    rates = VENDOR_NOISE[roster.vendor]
+    rates = at_level(VENDOR_NOISE[roster.vendor], level)
     r = rng_for(population.seed, roster.record_salt(position))
     harm = 2.0 if copy else 1.0
 
@@ -115,9 +120,9 @@ def noisy_identity(population: Population, roster: Roster, position: int) -> Noi
     last: str | None = person.last_name
     if hit(rates.name_typo):
         if r.random() < 0.5:
-            first = noise.typo(first or "", r)
+            first = noise.typos(first or "", r, level.typos_per_field)
         else:
-            last = noise.typo(person.last_name, r)
+            last = noise.typos(person.last_name, r, level.typos_per_field)
     if hit(rates.name_case):
         first, last = noise.recase(first or "", r), noise.recase(person.last_name, r)
     if hit(rates.first_name_missing):
@@ -142,4 +147,43 @@ def noisy_identity(population: Population, roster: Roster, position: int) -> Noi
             country=true.country,
         )
     dob = None if rates.dob_missing >= 1.0 or hit(rates.dob_missing) else person.date_of_birth
-    return NoisyIdentity(entity, first, last, email, phone, address, dob, person.company_id)
+    identity = NoisyIdentity(entity, first, last, email, phone, address, dob, person.company_id)
+    if level.damages_saas_fields:
+        identity = _heavier(
+            identity, level, harm, rng_for(population.seed, roster.record_salt(position), 0x4E)
+        )
+    return identity
+
+
+def _heavier(
+    identity: NoisyIdentity, level: NoiseLevel, harm: float, r: random.Random
+) -> NoisyIdentity:
+    """The damage only heavier levels do: typos beyond names, swapped names and birth dates.
+    (Its own generator: the draws of the default damage stay as they are.)"""
+
+    def hit(p: float) -> bool:
+        return r.random() < min(1.0, p * harm)
+
+    def slipped(text: str | None) -> str | None:
+        return (
+            noise.typos(text, r, level.typos_per_field) if text and hit(level.field_typo) else text
+        )
+
+    email = identity.email
+    if email is not None and "@" in email:
+        local, _, domain = email.partition("@")
+        email = f"{slipped(local)}@{domain}"
+    address = identity.address
+    if address is not None:
+        address = replace(
+            address, street=slipped(address.street) or "", city=slipped(address.city) or ""
+        )
+    first, last = identity.first_name, identity.last_name
+    if hit(level.names_swapped):
+        first, last = last, first
+    dob = identity.date_of_birth
+    if dob is not None and hit(level.day_month_swapped) and dob.day <= 12 and dob.day != dob.month:
+        dob = dob.replace(month=dob.day, day=dob.month)
+    return replace(
+        identity, first_name=first, last_name=last, email=email, address=address, date_of_birth=dob
+    )

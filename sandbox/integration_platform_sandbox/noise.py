@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import random
 import string
+from typing import TYPE_CHECKING
 
-from integration_platform_sandbox.population import Address, Person
+if TYPE_CHECKING:  # the population draws first names through `nickname`
+    from integration_platform_sandbox.population import Address, Person
 
 NICKNAMES = {
     "robert": "Bob",
@@ -100,6 +102,14 @@ def typo(text: str, r: random.Random) -> str:
         return text[: i - 1] + text[i] + text[i - 1] + text[i + 1 :]
     replacement = r.choice(string.ascii_lowercase)
     return text[:i] + (replacement.upper() if text[i].isupper() else replacement) + text[i + 1 :]
+
+
+def typos(text: str, r: random.Random, most: int) -> str:
+    """One to `most` keyboard slips (exactly one, and the same draws as `typo`, when most is 1)."""
+    count = 1 if most == 1 else r.randint(1, most)
+    for _ in range(count):
+        text = typo(text, r)
+    return text
 
 
 def recase(text: str, r: random.Random) -> str:

@@ -16,6 +16,8 @@ from functools import cached_property
 
 from faker import Faker
 
+from integration_platform_sandbox.noise import nickname
+
 # The sandbox's data covers one fixed year so that partitions and tests are reproducible.
 DATA_START = datetime(2025, 1, 1, tzinfo=UTC)
 DATA_END = datetime(2026, 1, 1, tzinfo=UTC)
@@ -139,11 +141,19 @@ INDUSTRIES = (
 class Population:
     """`size` true customers derived from `seed`; person i is computed, never stored."""
 
-    def __init__(self, seed: int, size: int) -> None:
+    def __init__(
+        self, seed: int, size: int, family_members: float = 0.0, twins: float = 0.0
+    ) -> None:
         if size < 1:
             raise ValueError(f"population size must be at least 1, got {size}")
+        if not 0.0 <= twins <= family_members < 1.0:
+            raise ValueError(
+                f"need 0 <= twins <= family_members < 1, got {twins} and {family_members}"
+            )
         self.seed = seed
         self.size = size
+        self.family_members = family_members
+        self.twins = twins
         self._countries = tuple(COUNTRIES)
         self._country_cdf = _cdf([COUNTRIES[c][3] for c in self._countries])
         self._companies: dict[int, Company] = {}
@@ -194,8 +204,15 @@ class Population:
     def person(self, entity_id: int) -> Person:
         if not 0 <= entity_id < self.size:
             raise IndexError(f"entity {entity_id} outside population of {self.size}")
+        family = self.family_of(entity_id)
+        household = [] if family is None else [self.person(k) for k in range(family, entity_id)]
+        head = household[0] if household else None
+        # The draws from r keep their order whatever the family: the default noise level (no
+        # families) must give exactly the people it always gave.
         r = rng_for(self.seed, 0x11, entity_id)
         country = self._countries[_pick(self._country_cdf, r.random())]
+        if head is not None:
+            country = head.address.country
         pools = self._pools[country]
         first = r.choice(pools.first_names)
         last = r.choice(pools.last_names)
@@ -208,23 +225,57 @@ class Population:
             country=country,
         )
         company_id = r.randrange(self.company_count)
+        if head is not None:
+            first = _another_first_name(first, [p.first_name for p in household], pools)
+            last, address = head.last_name, head.address
+        email = _email(first, last, entity_id, r, self.company(company_id).domain)
+        # Multiplying by a prime coprime to 10 keeps national numbers unique per person.
+        phone_national = (
+            f"{r.randint(2, 9)}{r.randint(0, 99):02d}{(entity_id * 7919 + 1234567) % 10**7:07d}"
+        )
+        date_of_birth = date(1950, 1, 1) + timedelta(days=r.randrange(365 * 55))
+        if head is not None and self.is_twin(entity_id):
+            date_of_birth = head.date_of_birth
         return Person(
             entity_id=entity_id,
             first_name=first,
             last_name=last,
-            email=_email(first, last, entity_id, r, self.company(company_id).domain),
+            email=email,
             phone_country_code=COUNTRIES[country][2],
-            # Multiplying by a prime coprime to 10 keeps national numbers unique per person.
-            phone_national=(
-                f"{r.randint(2, 9)}{r.randint(0, 99):02d}{(entity_id * 7919 + 1234567) % 10**7:07d}"
-            ),
-            date_of_birth=date(1950, 1, 1) + timedelta(days=r.randrange(365 * 55)),
+            phone_national=phone_national,
+            date_of_birth=date_of_birth,
             company_id=company_id,
             address=address,
             signup_at=DATA_START + timedelta(seconds=r.randrange(DATA_SPAN_SECONDS)),
             plan=PLANS[_pick(_cdf(PLAN_WEIGHTS), r.random())],
             national_id=self._national_id(entity_id),
         )
+
+    def family_of(self, entity_id: int) -> int | None:
+        """The person whose household `entity_id` joined (surname and address), or None.
+
+        A household is a person who joined none and the people right after them who did: a
+        joiner's family is the nearest earlier person who is not a joiner, so finding it is a
+        short walk back, and a household's people are neighbours in entity order.
+        """
+        if not self._joins_family(entity_id):
+            return None
+        family = entity_id - 1
+        while self._joins_family(family):
+            family -= 1
+        return family
+
+    def is_twin(self, entity_id: int) -> bool:
+        """Whether `entity_id` is the twin of the person whose family they joined."""
+        return self._family_roll(entity_id) < self.twins
+
+    def _joins_family(self, entity_id: int) -> bool:
+        return entity_id > 0 and self._family_roll(entity_id) < self.family_members
+
+    def _family_roll(self, entity_id: int) -> float:
+        if not self.family_members:
+            return 1.0
+        return unit_interval(self.seed, 0x15, entity_id)
 
     def _national_id(self, entity_id: int) -> str:
         """Nine digits, unique per person: an affine map mod 10**9 whose multiplier is coprime
@@ -287,6 +338,21 @@ def true_people_csv(population: Population) -> Iterator[bytes]:
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerow(row)
         yield buffer.getvalue().encode()
+
+
+def _another_first_name(first: str, taken: list[str], pools: _LocalePools) -> str:
+    """`first`, or the next name of the pool when a member of the household has it (or its
+    nickname): a family's members, twins above all, are told apart by their first names."""
+    names = pools.first_names
+    index = names.index(first)
+    while any(_same_first_name(names[index], other) for other in taken):
+        index = (index + 1) % len(names)
+    return names[index]
+
+
+def _same_first_name(a: str, b: str) -> bool:
+    a, b = a.lower(), b.lower()
+    return a == b or (nickname(a) or "").lower() == b or (nickname(b) or "").lower() == a
 
 
 def _email(first: str, last: str, entity_id: int, r: random.Random, work_domain: str) -> str:

@@ -6,7 +6,7 @@ nicknames in names, given name and surname swapped, day and month of birth swapp
 mistyped (which may leave a date that does not exist), a street number dropped, street and
 suburb misspelt, postcodes mistyped, the national id mistyped or missing, and people who moved.
 A duplicate inside one registry takes twice the damage, as in FEBRL, where duplicates are
-modified copies.
+modified copies. A heavier noise level (noise_levels.py) scales the rates.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 
 from integration_platform_sandbox import noise
+from integration_platform_sandbox.noise_levels import DEFAULT_NOISE, NoiseLevel, at_level
 from integration_platform_sandbox.population import Population, mix64, rng_for
 from integration_platform_sandbox.roster import Roster
 
@@ -110,10 +111,13 @@ class RegistryPerson:
     national_id: str | None
 
 
-def registry_person(population: Population, roster: Roster, position: int) -> RegistryPerson:
+def registry_person(
+    population: Population, roster: Roster, position: int, level: NoiseLevel = DEFAULT_NOISE
+) -> RegistryPerson:
     entity, copy = roster.entity(position), roster.copy(position)
     person = population.person(entity)
-    rates = REGISTRY_NOISE[roster.vendor]
+    rates = at_level(REGISTRY_NOISE[roster.vendor], level)
+    slips = level.typos_per_field
     r = rng_for(population.seed, roster.record_salt(position))
     harm = 2.0 if copy else 1.0
 
@@ -125,9 +129,9 @@ def registry_person(population: Population, roster: Roster, position: int) -> Re
     if hit(rates.nickname):
         given = noise.nickname(person.first_name) or given
     if hit(rates.name_typo):
-        given = noise.typo(given or "", r)
+        given = noise.typos(given or "", r, slips)
     if hit(rates.name_typo):
-        surname = noise.typo(person.last_name, r)
+        surname = noise.typos(person.last_name, r, slips)
     if hit(rates.names_swapped):
         given, surname = surname, given
     if hit(rates.given_name_missing):
@@ -139,7 +143,7 @@ def registry_person(population: Population, roster: Roster, position: int) -> Re
     number, _, street = address.street.partition(" ")
     street = noise.street_variant(street, r)
     if hit(rates.street_typo):
-        street = noise.typo(street, r)
+        street = noise.typos(street, r, slips)
     # about one person in six lives in a unit; the unit belongs to the person, not the record
     unit_roll = mix64(population.seed, 0x14, entity)
     unit = (
@@ -152,7 +156,7 @@ def registry_person(population: Population, roster: Roster, position: int) -> Re
     street_number: str | None = None if hit(rates.street_number_missing) else number
     suburb: str | None = address.city
     if hit(rates.suburb_typo):
-        suburb = noise.typo(address.city, r)
+        suburb = noise.typos(address.city, r, slips)
     if hit(rates.suburb_missing):
         suburb = None
     postcode: str | None = noise.postcode_variant(address, r)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from integration_platform_sandbox.chaos import PROFILES, ChaosSettings
+from integration_platform_sandbox.noise_levels import DEFAULT_NOISE, NoiseLevel
 from integration_platform_sandbox.population import Population, mix64
 from integration_platform_sandbox.roster import ALL_VENDORS, Roster
 
@@ -18,6 +19,9 @@ class SandboxSettings:
     seed: int = 42
     customers: int = 1000
     chaos: ChaosSettings = field(default_factory=lambda: PROFILES["none"])
+    # How noisy the vendors' records are; the default level is the sandbox's data as it always
+    # was, heavier ones add families, twins, swaps and more damage (noise_levels.py).
+    noise: NoiseLevel = DEFAULT_NOISE
     token_ttl_seconds: float = 3600.0
     # Billing's per-key limit: a fixed one-second window of this many requests.
     billing_requests_per_second: int = 50
@@ -96,7 +100,12 @@ class World:
         self.settings = settings
         self.credentials = credentials
         self.tenant = tenant
-        self.population = Population(settings.seed, settings.customers)
+        self.population = Population(
+            settings.seed,
+            settings.customers,
+            family_members=settings.noise.family_members,
+            twins=settings.noise.twins,
+        )
         self._id_tag = f"t{tenant}_" if tenant else ""
         self._rosters: dict[str, Roster] = {}
         self._id_keys: dict[str, int] = {}

@@ -49,7 +49,7 @@ class Clinic:
 
     def patient(self, position: int) -> dict[str, Any]:
         world = self.world
-        person = registry_person(world.population, self.roster, position)
+        person = registry_person(world.population, self.roster, position, world.settings.noise)
         r = rng_for(world.settings.seed, self.roster.record_salt(position), 21)
         birth = person.birth_digits
         if birth is not None and r.random() < LEGACY_DATE_SHARE:

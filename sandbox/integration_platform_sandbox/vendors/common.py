@@ -135,6 +135,7 @@ def build_vendor_app(
                 "status": "ok",
                 "seed": settings.seed,
                 "customers": settings.customers,
+                "noise": settings.noise.name,
                 "tenants": tenants.count,
             }
         )

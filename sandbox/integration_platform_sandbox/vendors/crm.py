@@ -121,7 +121,7 @@ class CRM:
 
     def contact(self, position: int) -> dict[str, Any]:
         world = self.world
-        ident = noisy_identity(world.population, self.roster, position)
+        ident = noisy_identity(world.population, self.roster, position, world.settings.noise)
         r = rng_for(world.settings.seed, self.roster.record_salt(position), 7)
         updated = self.roster.timeline.at(position)
         created = updated - timedelta(days=r.randrange(0, 400), seconds=r.randrange(86400))

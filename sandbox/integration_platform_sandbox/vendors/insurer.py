@@ -61,7 +61,7 @@ class Insurer:
 
     def member(self, position: int) -> dict[str, Any]:
         world = self.world
-        person = registry_person(world.population, self.roster, position)
+        person = registry_person(world.population, self.roster, position, world.settings.noise)
         r = rng_for(world.settings.seed, self.roster.record_salt(position), 22)
         return {
             "member_no": world.record_id(MEMBER_PREFIX, position),

@@ -147,7 +147,7 @@ class AnalyticsRecords:
 
     def user(self, position: int) -> dict[str, Any]:
         world = self.world
-        ident = noisy_identity(world.population, self.roster, position)
+        ident = noisy_identity(world.population, self.roster, position, world.settings.noise)
         person = world.population.person(ident.entity_id)
         r = rng_for(world.settings.seed, self.roster.record_salt(position), 11)
         updated = self.user_clock.micros(position)

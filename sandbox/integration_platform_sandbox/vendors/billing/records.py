@@ -134,7 +134,7 @@ class BillingRecords:
 
     def customer(self, position: int) -> dict[str, Any]:
         world = self.world
-        ident = noisy_identity(world.population, self.roster, position)
+        ident = noisy_identity(world.population, self.roster, position, world.settings.noise)
         r = rng_for(self.seed, self.roster.record_salt(position), _SALT_CUSTOMER)
         first, last = ident.first_name, ident.last_name
         name: str | None

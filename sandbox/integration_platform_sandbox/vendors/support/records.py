@@ -85,7 +85,7 @@ class SupportRecords:
 
     def customer_record(self, position: int) -> dict[str, Any]:
         world = self.world
-        ident = noisy_identity(world.population, self.roster, position)
+        ident = noisy_identity(world.population, self.roster, position, world.settings.noise)
         r = rng_for(self.seed, self.roster.record_salt(position), 0x5)
         updated = self.roster.timeline.at(position)
         created = updated - timedelta(days=r.randrange(0, 500), seconds=r.randrange(86400))
