@@ -145,6 +145,19 @@ def specs_copy(folder: Path, schedules: dict[str, str]) -> Path:
     return folder
 
 
+def dbt_project_copy(folder: Path) -> Path:
+    """A copy of the repository's dbt project (without what builds and prepares write), for a
+    command run with other specs: `prepare` (which `materialize`, `demo` and `up` call) writes
+    the spec-derived models into the project it is given, and the session's shared platform
+    (tests/e2e/conftest.py) runs on the repository's; set DBT_PROJECT_DIR to the copy."""
+    shutil.copytree(
+        PROJECT_ROOT / "dbt_project",
+        folder,
+        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml", "generated"),
+    )
+    return folder
+
+
 def start_platform(
     root: Path,
     *,

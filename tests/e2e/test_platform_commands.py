@@ -455,6 +455,8 @@ def test_materialize_names_the_unset_variables_their_spec_and_sandbox_env_in_one
     tmp_path: Path,
 ) -> None:
     """A source whose spec needs variables nobody set: no run starts, one line says which."""
+    from tests.e2e.platform import dbt_project_copy
+
     sources = tmp_path / "sources"
     shutil.copytree(PROJECT_ROOT / "sources", sources)
     (sources / "shop.yaml").write_text(SHOP)
@@ -463,6 +465,9 @@ def test_materialize_names_the_unset_variables_their_spec_and_sandbox_env_in_one
         "INTEGRATION_PLATFORM_DATA_DIR": str(tmp_path / "data"),
         "DAGSTER_HOME": str(tmp_path / "home"),
         "SOURCES_PATH": str(sources),
+        # materialize prepares the dbt project for these specs: not the repository's, which
+        # the session's shared platform builds from (its builds would not load meanwhile)
+        "DBT_PROJECT_DIR": str(dbt_project_copy(tmp_path / "dbt_project")),
     }
     for variable in ("SHOP_URL", "SHOP_KEY"):
         env.pop(variable, None)

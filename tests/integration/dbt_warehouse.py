@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from integration_platform import environment
 from integration_platform.checks.resolution_scores import ClientResolution, client_resolution
 from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.extraction.state import IncrementalState
@@ -30,6 +28,7 @@ from integration_platform.landing.zone import Attempt, LandingZone
 from integration_platform.specs.models import SourceSpec
 from integration_platform.transform.dbt_assets import dbt_executable
 from integration_platform.transform.generate import generate
+from tests.e2e.platform import dbt_project_copy
 
 ER_SELECTION = ["--select", "+dim_customers", "--indirect-selection", "cautious"]
 
@@ -42,14 +41,7 @@ class DbtWarehouse:
     @classmethod
     def create(cls, root: Path, specs: dict[str, SourceSpec]) -> DbtWarehouse:
         """An empty warehouse file under `root` and a dbt project generated from `specs`."""
-        project = root / "dbt_project"
-        shutil.copytree(
-            environment.PROJECT_ROOT / "dbt_project",
-            project,
-            ignore=shutil.ignore_patterns(
-                "target", "logs", "dbt_packages", ".user.yml", "generated"
-            ),
-        )
+        project = dbt_project_copy(root / "dbt_project")
         generate(specs, project)
         return cls(root / "warehouse.duckdb", project)
 
