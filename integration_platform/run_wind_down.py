@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
@@ -19,8 +19,11 @@ from integration_platform.logs import get_logger
 
 _log = get_logger("integration_platform.launcher")
 
-# NOT_STARTED is left alone: the queued run coordinator makes every run it is given QUEUED at
-# once, so a NOT_STARTED run is one that was never submitted here (a failed launch).
+# A NOT_STARTED run is one being submitted: the daemon creates an automation build, writes its
+# planned events (one per model and dbt test, seconds on SQLite), then queues it; a stop in
+# between would leave it QUEUED once the daemon is gone. It is waited for (and canceled once
+# queued) while it is younger than this; an older one is a launch that failed, left alone.
+SUBMITTING_SECONDS = 60.0
 WAITING = (DagsterRunStatus.QUEUED,)
 IN_FLIGHT = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
 # terminateRun refuses a STARTING run (Dagster's CANCELABLE_RUN_STATUSES): it is asked again
@@ -62,7 +65,16 @@ class RunWindDown:
 
     def unfinished(self) -> list[DagsterRun]:
         statuses = [*WAITING, *IN_FLIGHT, DagsterRunStatus.SUSPENDED]
-        runs = self.instance.get_runs(RunsFilter(statuses=statuses, created_after=self.since))
+        runs = list(
+            self.instance.get_runs(RunsFilter(statuses=statuses, created_after=self.since))
+        )
+        recently = datetime.now(UTC) - timedelta(seconds=SUBMITTING_SECONDS)
+        runs += self.instance.get_runs(
+            RunsFilter(
+                statuses=[DagsterRunStatus.NOT_STARTED],
+                created_after=max(self.since, recently),
+            )
+        )
         for run in runs:
             self._seen[run.run_id] = run.status
         return list(runs)

@@ -142,3 +142,41 @@ def test_a_run_that_will_not_end_is_named_when_termination_takes_too_long(
     )
 
     assert outcome.left_unfinished == ["stuck (CANCELING)"]
+
+
+def test_a_run_being_submitted_is_canceled_once_queued_when_it_arrives_during_the_stop(
+    instance: DagsterInstance, clock: FakeTime
+) -> None:
+    """The daemon creates an automation build (NOT_STARTED while it writes the planned events)
+    and queues it after the runs in flight ended: it is canceled, not left QUEUED for a daemon
+    that is gone (CI saw one left behind)."""
+    _run(instance, "running", DagsterRunStatus.STARTED)
+    _run(instance, "submitting", DagsterRunStatus.NOT_STARTED)
+    clock.script.append((2.0, _set(instance, "running", DagsterRunStatus.SUCCESS)))
+    clock.script.append((5.0, _set(instance, "submitting", DagsterRunStatus.QUEUED)))
+    webserver = FakeWebserver(instance)
+
+    outcome = RunWindDown(instance, webserver, since=SINCE, echo=lambda _: None).run(  # type: ignore[arg-type]
+        grace_seconds=60
+    )
+
+    assert webserver.asked == [("submitting", DagsterRunStatus.QUEUED)]
+    assert dict(outcome.finished) == {"SUCCESS": 1, "CANCELED": 1}
+    assert outcome.left_unfinished == []
+
+
+def test_a_launch_that_failed_before_the_stop_is_not_waited_for(
+    instance: DagsterInstance, clock: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NOT_STARTED run older than SUBMITTING_SECONDS was never going to be queued."""
+    monkeypatch.setattr(run_wind_down, "SUBMITTING_SECONDS", 0.0)
+    _run(instance, "refused", DagsterRunStatus.NOT_STARTED)
+    webserver = FakeWebserver(instance)
+
+    outcome = RunWindDown(instance, webserver, since=SINCE, echo=lambda _: None).run(  # type: ignore[arg-type]
+        grace_seconds=60
+    )
+
+    assert webserver.asked == []
+    assert clock.now == 0.0
+    assert outcome.summary() == "no run was in progress"
