@@ -65,9 +65,7 @@ class RunWindDown:
 
     def unfinished(self) -> list[DagsterRun]:
         statuses = [*WAITING, *IN_FLIGHT, DagsterRunStatus.SUSPENDED]
-        runs = list(
-            self.instance.get_runs(RunsFilter(statuses=statuses, created_after=self.since))
-        )
+        runs = list(self.instance.get_runs(RunsFilter(statuses=statuses, created_after=self.since)))
         recently = datetime.now(UTC) - timedelta(seconds=SUBMITTING_SECONDS)
         runs += self.instance.get_runs(
             RunsFilter(
