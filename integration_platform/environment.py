@@ -71,6 +71,11 @@ def landing_url() -> str:
     return os.environ.get("LANDING_URL") or str(data_dir() / "landing")
 
 
+def dbt_project_dir() -> Path:
+    """`DBT_PROJECT_DIR` moves the dbt project (tests run a copy); default: dbt_project/."""
+    return Path(os.environ.get("DBT_PROJECT_DIR", PROJECT_ROOT / "dbt_project"))
+
+
 def warehouse_path() -> Path:
     """The DuckDB warehouse file; `WAREHOUSE_PATH` overrides it (dbt's profile reads it too)."""
     configured = os.environ.get("WAREHOUSE_PATH")

@@ -62,6 +62,6 @@ def explain(keys: tuple[str, ...], client: str) -> None:
 
 def match_threshold() -> float:
     """The dbt project's `er_match_probability_threshold` (the probability that links)."""
-    project = environment.PROJECT_ROOT / "dbt_project" / "dbt_project.yml"
+    project = environment.dbt_project_dir() / "dbt_project.yml"
     variables = yaml.safe_load(project.read_text()).get("vars", {})
     return float(variables[THRESHOLD_VARIABLE])

@@ -70,11 +70,6 @@ class DbtProjectNotPrepared(environment.SettingError):
     """The generated dbt files or the manifest do not match the specs."""
 
 
-def dbt_project_dir() -> Path:
-    """`DBT_PROJECT_DIR` moves the dbt project (tests run a copy); default: dbt_project/."""
-    return Path(os.environ.get("DBT_PROJECT_DIR", environment.PROJECT_ROOT / "dbt_project"))
-
-
 def dbt_executable() -> str:
     """The venv's dbt, so DbtCliResource finds it whatever PATH the process was given."""
     return str(Path(sys.executable).parent / "dbt")
@@ -154,7 +149,7 @@ def _layer(props: Mapping[str, Any]) -> str:
 def prepare_dbt_project(specs: dict[str, SourceSpec]) -> DbtProject:
     """Generate the spec-derived dbt files and make sure a manifest matches them
     (`integration-platform prepare`, which `make install` and `make run` call)."""
-    project_dir = dbt_project_dir()
+    project_dir = environment.dbt_project_dir()
     changed = generate(specs, project_dir)
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
     if changed or _manifest_is_stale(project.manifest_path, project_dir):
@@ -165,7 +160,7 @@ def prepare_dbt_project(specs: dict[str, SourceSpec]) -> DbtProject:
 def prepared_dbt_project(specs: dict[str, SourceSpec]) -> DbtProject:
     """The prepared project, for loading the definitions: it writes no file and parses
     nothing (every run loads the definitions), or says how to prepare it."""
-    project_dir = dbt_project_dir()
+    project_dir = environment.dbt_project_dir()
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
     stale = out_of_date(specs, project_dir)
     if stale or _manifest_is_stale(project.manifest_path, project_dir):

@@ -494,7 +494,8 @@ def test_materialize_names_the_unset_variables_their_spec_and_sandbox_env_in_one
 
 
 def test_prepare_leaves_a_manifest_no_run_needs_to_reparse_when_make_install_runs_it() -> None:
-    from integration_platform.transform.dbt_assets import _manifest_is_stale, dbt_project_dir
+    from integration_platform.environment import dbt_project_dir
+    from integration_platform.transform.dbt_assets import _manifest_is_stale
 
     result = CliRunner().invoke(main, ["prepare"])
     assert result.exit_code == 0, result.output

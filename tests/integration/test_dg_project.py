@@ -13,9 +13,9 @@ from pathlib import Path
 
 from integration_platform.automation.reconciliation import build_reconciliation
 from integration_platform.automation.schedules import source_automation
-from integration_platform.environment import PROJECT_ROOT
+from integration_platform.environment import PROJECT_ROOT, dbt_project_dir
 from integration_platform.specs.loader import load_specs
-from integration_platform.transform.dbt_assets import IntegrationDbtTranslator, dbt_project_dir
+from integration_platform.transform.dbt_assets import IntegrationDbtTranslator
 
 DG = Path(sys.executable).parent / "dg"
 SENSORS = ("automation_sensor", "client_lag_sensor", "webhook_inbox_sensor", "alert_on_run_failure")
