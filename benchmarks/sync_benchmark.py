@@ -138,6 +138,8 @@ def timeline(platform: Platform, run_id: str, since: float) -> str:
     tags = record.dagster_run.tags if record else {}
     seen: dict[str, float] = {"created": record.create_timestamp.timestamp()} if record else {}
     steps_ended = 0.0
+    step_started: dict[str, float] = {}
+    steps: list[str] = []
     for entry in platform.instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None:
@@ -145,13 +147,21 @@ def timeline(platform: Platform, run_id: str, since: float) -> str:
         name = MILESTONES.get(event.event_type_value)
         if name and name not in seen:
             seen[name] = entry.timestamp
+        if event.event_type_value == "STEP_START" and event.step_key:
+            step_started[event.step_key] = entry.timestamp
         if event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
             steps_ended = max(steps_ended, entry.timestamp)
+            began = step_started.get(event.step_key or "", entry.timestamp)
+            steps.append(f"{event.step_key} {entry.timestamp - began:.1f} s")
     if steps_ended:
         seen["last step ended"] = steps_ended
     what = tags.get(KIND_TAG, "?") + "/" + tags.get("integration_platform/raw_part", "build")
     moments = sorted(seen.items(), key=lambda item: item[1])
-    return f"{what}: " + ", ".join(f"{name} +{at - since:.1f} s" for name, at in moments)
+    return (
+        f"{what}: "
+        + ", ".join(f"{name} +{at - since:.1f} s" for name, at in moments)
+        + (f" (steps: {', '.join(steps)})" if steps else "")
+    )
 
 
 def scheduled_lag(platform: Platform) -> tuple[float, float]:

@@ -12,11 +12,13 @@ a table and a chart (comparison_weights.py).
 (No `from __future__ import annotations`: Dagster reads the parameter annotations at runtime.)
 """
 
+import hashlib
 import importlib.metadata
 import json
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from functools import cached_property
@@ -61,6 +63,13 @@ KEEP_BUILD_TARGETS = 10
 # dbt's log file at info, not its default debug: debug writes every query and macro call (8 MB
 # per build of this project, against 0.8 MB), and costs the build about a second of CPU.
 DBT_FILE_LOG_LEVEL = "info"
+# dbt parses the whole project at the start of a build (about 4 s here) unless the build's target
+# folder holds a partial parse made with the same profile. dagster-dbt copies `prepare`'s
+# target/partial_parse.msgpack there, but dbt discards it ("profile has changed"): the profile's
+# warehouse path is part of its hash, and `prepare` does not know the platform's. Each build
+# keeps its partial parse per warehouse instead, and the next build of that warehouse starts
+# from it; dbt still checks every file's hash, so a stale one only costs the full parse.
+PARTIAL_PARSE = "partial_parse.msgpack"
 # `COLUMN_METADATA=off` skips the column types and lineage (what they cost per build, first and
 # later: benchmarks/README.md, "dbt build").
 COLUMN_METADATA = "COLUMN_METADATA"
@@ -226,16 +235,19 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
         args = ["build", "--exclude-resource-type", "unit_test"]
         args += ["--log-level-file", DBT_FILE_LOG_LEVEL]
         invocation = None
+        target = build_target_path(Path(dbt.project_dir), context.run.run_id)
+        cache = partial_parse_cache(Path(dbt.project_dir), store.path)
         try:
             with store.locked():
-                invocation = dbt.cli(args, context=context)
-                cache = (
+                reuse_partial_parse(cache, target)
+                invocation = dbt.cli(args, context=context, target_path=target)
+                lineage = (
                     ColumnLineageCache.load(column_lineage_cache_path(store.path))
                     if os.environ.get(COLUMN_METADATA, "on").lower() != "off"
                     else None
                 )
                 yield from with_weights_metadata(
-                    invocation, with_build_metadata(invocation, invocation.stream(), cache)
+                    invocation, with_build_metadata(invocation, invocation.stream(), lineage)
                 )
                 if warehouse.publish:
                     store.publish()
@@ -250,10 +262,45 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
             # semaphore, reported as leaked by `make demo` and `materialize`, which end with
             # os._exit. Dropping the adapter lets the lock unlink its semaphore now.
             reset_adapters()  # type: ignore[no-untyped-call]
+            keep_partial_parse(target, cache)
             if invocation is not None:
                 prune_build_targets(invocation.target_path, KEEP_BUILD_TARGETS)
 
     return dbt_build
+
+
+def build_target_path(project_dir: Path, run_id: str) -> Path:
+    """A build's own target folder, named as dagster-dbt names it (`dbt_build-<run>-<id>`)."""
+    return project_dir / "target" / f"{DBT_BUILD}-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
+
+
+def partial_parse_cache(project_dir: Path, warehouse: Path) -> Path:
+    """Where the builds of `warehouse` keep their partial parse (PARTIAL_PARSE above)."""
+    digest = hashlib.sha256(str(warehouse.resolve()).encode()).hexdigest()[:16]
+    return project_dir / "target" / "partial_parse" / f"{digest}.msgpack"
+
+
+def reuse_partial_parse(cache: Path, target: Path) -> bool:
+    """Start the build in `target` from the warehouse's last partial parse, if there is one
+    (dagster-dbt then leaves it in place)."""
+    if not cache.exists():
+        return False
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cache, target / PARTIAL_PARSE)
+    return True
+
+
+def keep_partial_parse(target: Path, cache: Path) -> bool:
+    """Keep the partial parse the build in `target` wrote (dbt writes it before running
+    anything, so a failed build keeps it too), replacing the cache whole."""
+    made = target / PARTIAL_PARSE
+    if not made.exists():
+        return False
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(f".{uuid.uuid4().hex[:7]}.tmp")
+    shutil.copyfile(made, partial)
+    os.replace(partial, cache)
+    return True
 
 
 def prune_build_targets(current: Path, keep: int) -> list[Path]:

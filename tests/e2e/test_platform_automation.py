@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -67,6 +68,12 @@ def _built_after(platform: Platform, after: float) -> Any:
     if run is None or run.status != DagsterRunStatus.SUCCESS:
         return None
     return event
+
+
+def _build_log(platform: Platform, run_id: str) -> Path | None:
+    """The dbt.log of the build in run `run_id`, in its own target folder (dbt_assets.py)."""
+    target = platform.data.parent / "dbt_project" / "target"
+    return next((f / "dbt.log" for f in target.glob(f"dbt_build-{run_id[:7]}-*")), None)
 
 
 def _published(platform: Platform) -> duckdb.DuckDBPyConnection:
@@ -158,6 +165,14 @@ def test_one_dbt_build_at_a_time_and_each_serves_every_landing_before_it(
         b.dagster_run.run_id for b in finished if b.dagster_run.status != DagsterRunStatus.SUCCESS
     ]
     assert not failed, f"automation builds failed: {failed}\n{platform.log_tail()}"
+    # Every build after the warehouse's first starts from the partial parse the build before it
+    # kept (dbt_assets.PARTIAL_PARSE): none parses the whole project again. (Only the newest
+    # builds' folders are kept, so some may be gone.)
+    logs = [_build_log(platform, b.dagster_run.run_id) for b in finished[1:]]
+    kept = [log for log in logs if log is not None]
+    assert kept or len(finished) < 2, "no build's dbt.log was left to read"
+    whole = [log for log in kept if "Unable to do partial parsing" in log.read_text()]
+    assert not whole, f"builds parsed the whole dbt project again: {whole}"
 
 
 def test_a_stream_flush_is_reported_to_dagster_and_refreshes_the_marts_when_it_lands(

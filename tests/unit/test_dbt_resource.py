@@ -1,6 +1,7 @@
 """The dbt resource knows the venv's dbt version without running `dbt --version` (about 3 s of
 CPU at the start of every build), and still asks any other dbt executable; a build leaves only
-the newest builds' target folders behind."""
+the newest builds' target folders behind, and starts from the last partial parse of its
+warehouse."""
 
 from __future__ import annotations
 
@@ -14,9 +15,14 @@ from dagster_dbt.core import resource as dagster_dbt_resource
 
 from integration_platform.transform.dbt_assets import (
     DBT_BUILD,
+    PARTIAL_PARSE,
     VenvDbtCliResource,
+    build_target_path,
     dbt_executable,
+    keep_partial_parse,
+    partial_parse_cache,
     prune_build_targets,
+    reuse_partial_parse,
 )
 
 PROJECT = Path(__file__).parents[2] / "dbt_project"
@@ -70,3 +76,28 @@ def test_a_build_keeps_the_newest_target_folders_and_removes_the_rest_when_it_en
         [current.name, *(f.name for f in folders[-4:]), "manifest.json", "partial_parse.msgpack"]
     )
     assert sorted(removed) == sorted(f for f in folders if f.name not in left)
+
+
+def test_a_build_starts_from_the_partial_parse_its_warehouse_last_kept(tmp_path: Path) -> None:
+    project = tmp_path / "dbt_project"
+    one, other = tmp_path / "a" / "warehouse.duckdb", tmp_path / "b" / "warehouse.duckdb"
+    first = build_target_path(project, "run00001")
+    assert first.parent == project / "target" and first.name.startswith(f"{DBT_BUILD}-run0000-")
+    cache = partial_parse_cache(project, one)
+    assert cache != partial_parse_cache(project, other)
+    assert cache == partial_parse_cache(project, tmp_path / "a" / ".." / "a" / "warehouse.duckdb")
+
+    assert not reuse_partial_parse(cache, first)  # the warehouse's first build parses it all
+    assert not keep_partial_parse(first, cache)  # dbt wrote nothing (it failed to start)
+    first.mkdir(parents=True)
+    (first / PARTIAL_PARSE).write_bytes(b"parsed for a")
+    assert keep_partial_parse(first, cache)
+
+    second = build_target_path(project, "run00002")
+    assert reuse_partial_parse(cache, second)
+    assert (second / PARTIAL_PARSE).read_bytes() == b"parsed for a"
+    (second / PARTIAL_PARSE).write_bytes(b"parsed again for a")
+    assert keep_partial_parse(second, cache)
+    assert cache.read_bytes() == b"parsed again for a"
+    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name]  # no temporary left
+    assert not reuse_partial_parse(partial_parse_cache(project, other), tmp_path / "t")
