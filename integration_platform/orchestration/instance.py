@@ -4,7 +4,6 @@ from the instance profile `INTEGRATION_PLATFORM_PROFILE` names (local, or produc
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +105,13 @@ def _env_references(config: Any) -> Iterator[str]:
             yield from _env_references(value)
 
 
+def instance_config_text(config_file: Path, home: Path) -> str:
+    """The profile's dagster.yaml as it goes into `home`: `${DAGSTER_HOME}` (the local
+    profile's event log folder) becomes the absolute path, so a process that opens the instance
+    from that folder with another DAGSTER_HOME in its environment reads the same files."""
+    return config_file.read_text().replace("${DAGSTER_HOME}", str(home.resolve()))
+
+
 def prepare_dagster_home() -> Path:
     """$DAGSTER_HOME holds the instance; dagster.yaml there is the instance profile's (the
     repository's dagster.yaml unless `INTEGRATION_PLATFORM_PROFILE` says otherwise). The demo
@@ -119,7 +125,7 @@ def prepare_dagster_home() -> Path:
     config_file = instance_config_file(instance_profile())
     home = environment.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(config_file, home / "dagster.yaml")
+    (home / "dagster.yaml").write_text(instance_config_text(config_file, home))
     with DagsterInstance.from_config(str(home)) as instance:
         register_clients(instance, DEMO_CLIENT_ID)
         set_pools = {

@@ -57,6 +57,7 @@ from integration_platform.orchestration.instance import (
 )
 from integration_platform.orchestration.orchestrator import Orchestrator
 from integration_platform.orchestration.planner import SOURCE_TAG, SYNC_TAG
+from integration_platform.orchestration.sqlite_events import PooledSqliteEventLogStorage
 from integration_platform.transform.dbt_assets import WAREHOUSE_POOL
 from tests.postgres import scratch_database
 
@@ -73,8 +74,14 @@ def test_runs_queue_four_at_a_time_and_dbt_builds_one_at_a_time_when_make_run_pr
 ) -> None:
     prepare_dagster_home()
 
-    assert (home / "dagster.yaml").read_bytes() == PROFILE_FILES["local"].read_bytes()
+    assert (home / "dagster.yaml").read_text() == PROFILE_FILES["local"].read_text().replace(
+        "${DAGSTER_HOME}", str(home.resolve())
+    )
     with DagsterInstance.from_config(str(home)) as instance:
+        # Dagster's SQLite event log in its usual folder, its connections kept (sqlite_events.py)
+        events = instance.event_log_storage
+        assert isinstance(events, PooledSqliteEventLogStorage)
+        assert Path(events._base_dir) == home.resolve() / "history" / "runs"
         coordinator = instance.run_coordinator
         assert isinstance(coordinator, QueuedRunCoordinator)
         assert coordinator.dequeue_interval_seconds == 1
