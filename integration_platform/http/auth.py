@@ -46,6 +46,7 @@ from integration_platform.http.errors import (
     is_connection_refused,
 )
 from integration_platform.http.ratelimit import parse_retry_after
+from integration_platform.http.tls import tls_context
 from integration_platform.redaction import origin, redact_url
 from integration_platform.specs import models as spec_models
 from integration_platform.specs.models import AuthSpec
@@ -275,7 +276,9 @@ class ClientCredentials(httpx.Auth):
         else:
             form |= {"client_id": self.client_id, "client_secret": secret}
         requested_at = self._clock.now()
-        client = httpx.AsyncClient(transport=self._transport, timeout=self._timeout)
+        client = httpx.AsyncClient(
+            transport=self._transport, timeout=self._timeout, verify=tls_context()
+        )
         try:
             response = await client.post(
                 self.token_url,

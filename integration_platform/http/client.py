@@ -44,6 +44,7 @@ from integration_platform.http.errors import (
 )
 from integration_platform.http.pagination import PageRequest
 from integration_platform.http.ratelimit import SharedRateLimiter, parse_retry_after
+from integration_platform.http.tls import tls_context
 from integration_platform.logs import get_logger
 from integration_platform.redaction import Scrubber, origin, redact_url
 from integration_platform.specs.models import SourceSpec
@@ -178,9 +179,10 @@ class SourceClient:
             pool=timeout.total_seconds,
         )
         inner = transport or httpx.AsyncHTTPTransport(
+            verify=tls_context(),
             limits=httpx.Limits(
                 max_connections=spec.concurrency * 2, max_keepalive_connections=spec.concurrency * 2
-            )
+            ),
         )
         self.auth = build_auth(spec.auth, spec.base_url, self.clock, scrub=self.scrub)
         self.http = httpx.AsyncClient(
