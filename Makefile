@@ -89,6 +89,13 @@ lint: install
 clean:
 	rm -rf $(VENV) $(BI_CLIENTS) .dagster_home data dbt_project/target dbt_project/logs .pytest_cache .mypy_cache .ruff_cache
 
+## bench-demo: `make demo`'s wall time, 3 rounds in fresh data folders, with the marts and ER
+## figures each printed (about 5 minutes; rewrites its section of benchmarks/README.md; not part
+## of `make test`)
+.PHONY: bench-demo
+bench-demo: install
+	$(BIN)/python -m benchmarks.demo_benchmark --readme
+
 ## bench-webhooks: receiver vs a bare ASGI endpoint on loopback, verified events/s and p99 ack
 ## (about 1 minute; rewrites its section of benchmarks/README.md; not part of `make test`)
 .PHONY: bench-webhooks
