@@ -745,6 +745,7 @@ def report(result: dict[str, Any]) -> str:
     def phase(runs: list[dict[str, Any]], key: str) -> str:
         return f"{statistics.median(r[key] for r in runs):.1f}"
 
+    extract_rate = result["invoices"] / statistics.median(r["extract_seconds"] for r in ours)
     width = len(SIDES)
     groups = [result["runs"][i : i + width] for i in range(0, len(result["runs"]), width)]
     rounds = []
@@ -761,7 +762,8 @@ def report(result: dict[str, Any]) -> str:
         "",
         f"Ours within each round (its runs back to back): {'; '.join(rounds)}.",
         "",
-        f"Phases (medians, s): ours extract+land {phase(ours, 'extract_seconds')}, load "
+        f"Phases (medians, s): ours extract+land {phase(ours, 'extract_seconds')} (alone, "
+        f"{extract_rate:,.0f} rec/s = {extract_rate / a['bare_rate']:.2f}x the bare loop), load "
         f"{phase(ours, 'load_seconds')}; dlt extract {phase(theirs, 'extract_seconds')}, "
         f"normalize {phase(theirs, 'normalize_seconds')}, load {phase(theirs, 'load_seconds')}."
         f" Records per client CPU-second: ours {result['invoices'] / a['ours_cpu']:,.0f}, "
@@ -814,7 +816,11 @@ def profile_lines(result: dict[str, Any]) -> list[str]:
         f"wall clock: {wall:.1f} s in all (the spec's validation and set-up included), "
         f"{summary['cpu_seconds']:.1f} s of it on a CPU. The landing writer's thread (gzip, "
         "sha256, the manifest) and the stager's (DuckDB staging) are not in it: where the main "
-        "thread waits for them, or for the sandbox, it shows as waiting. Session: "
+        "thread waits for them, or for the sandbox, it shows as waiting; a C call that "
+        "releases the GIL (a log line's write, a socket's send, a queue's put) also counts the "
+        "time the thread then waits to get the GIL back from those threads. `_load` and "
+        "`_mark_violations` are the load's transaction in DuckDB (its own threads, on both "
+        "cores). Session: "
         f"`{PROFILE.relative_to(REPO)}` (`pyinstrument --load {PROFILE.relative_to(REPO)}`).",
         "",
         "| where (self time; C calls count for their Python caller) | s | share |",
