@@ -75,7 +75,8 @@ demo: install
 sandbox: install
 	$(BIN)/integration-platform sandbox up
 
-## bench-extract: engine vs bare httpx at 1M records, RSS at 100k vs 1M, shared rate limit
+## bench-extract: engine vs a bare loop of its transport at 1M records, RSS at 100k vs 1M,
+## shared rate limit
 ## (about 5 minutes; writes benchmarks/README.md; not part of `make test`)
 bench-extract: install
 	$(BIN)/python -m benchmarks.extract_benchmark
@@ -89,15 +90,23 @@ lint: install
 clean:
 	rm -rf $(VENV) $(BI_CLIENTS) .dagster_home data dbt_project/target dbt_project/logs .pytest_cache .mypy_cache .ruff_cache
 
+## bench-demo: `make demo`'s wall time, 3 rounds in fresh data folders, with the marts and ER
+## figures each printed (about 5 minutes; rewrites its section of benchmarks/README.md; not part
+## of `make test`)
+.PHONY: bench-demo
+bench-demo: install
+	$(BIN)/python -m benchmarks.demo_benchmark --readme
+
 ## bench-webhooks: receiver vs a bare ASGI endpoint on loopback, verified events/s and p99 ack
 ## (about 1 minute; rewrites its section of benchmarks/README.md; not part of `make test`)
 .PHONY: bench-webhooks
 bench-webhooks: install
 	$(BIN)/python -m benchmarks.webhook_benchmark --write-readme
 
-## bench-raw: extract + load of 1M billing invoices into the raw table, ours vs dlt's rest_api,
-## peak RSS at 100k vs 1M (about 10 minutes; installs the `bench` extra, i.e. dlt; rewrites its
-## section of benchmarks/README.md; not part of `make test`)
+## bench-raw: extract + load of 1M billing invoices into the raw table, ours vs dlt's rest_api
+## vs a bare loop of our transport, peak RSS at 100k vs 1M, a pyinstrument profile of one 1M run
+## (about 12 minutes; installs the `bench` extra: dlt, pyinstrument; rewrites its section of
+## benchmarks/README.md; not part of `make test`)
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev,bench]"
 	touch $@

@@ -37,7 +37,7 @@ import httpx
 from cryptography.fernet import Fernet
 
 from benchmarks import common
-from benchmarks.common import REPO, busy
+from benchmarks.common import REPO, busy, require
 from integration_platform.webhooks.server import ReceiverServer
 from tests.api.fake_dagster import FakeDagster
 from tests.api.warehouse_fixture import build_published_warehouse
@@ -218,10 +218,16 @@ def benchmark(clients: int, repeats: int, customers: int, threads: int) -> dict[
         finally:
             api.stop()
             fake.stop()
-    assert set(new_status) == {202}, set(new_status)
-    assert set(repeat_status) == {200}, set(repeat_status)
-    assert set(status_codes) == {200}, set(status_codes)
-    assert one_count == [customers] and four_counts == [customers] * 4
+    require(set(new_status) == {202}, f"new syncs answered {sorted(set(new_status))}, not 202")
+    require(
+        set(repeat_status) == {200},
+        f"repeated syncs answered {sorted(set(repeat_status))}, not 200",
+    )
+    require(set(status_codes) == {200}, f"status answered {sorted(set(status_codes))}, not 200")
+    require(
+        one_count == [customers] and four_counts == [customers] * 4,
+        f"the readers got {one_count} and {four_counts} records, not {customers:,} each",
+    )
     return {
         "clients": clients,
         "repeats": repeats,

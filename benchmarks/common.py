@@ -27,6 +27,22 @@ Each section is rewritten by the command it names; the sandbox always runs in it
 """
 
 
+class CheckFailed(SystemExit):
+    """A benchmark's correctness check failed: its figures are not to be trusted, the command
+    exits with status 1 and says which check failed."""
+
+    def __init__(self, message: str) -> None:
+        print(f"CHECK FAILED: {message}", file=sys.stderr, flush=True)
+        super().__init__(1)
+        self.message = message
+
+
+def require(ok: bool, message: str) -> None:
+    """Fail the benchmark (exit status 1) unless `ok`: a wrong count, a lost row, a failed run."""
+    if not ok:
+        raise CheckFailed(message)
+
+
 def busy(load: Sequence[float]) -> str:
     """What the load average around a run says about its wall-clock figures (2 cores)."""
     if max(load) < 1.5:

@@ -27,7 +27,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.common import REPO, busy, write_readme
+from benchmarks.common import REPO, busy, require, write_readme
 from integration_platform.transform.dbt_assets import column_lineage_cache_path
 
 DEMO_WAREHOUSE = REPO / "data" / "demo" / "warehouse.duckdb"
@@ -116,11 +116,13 @@ def time_dagster(folder: Path, rounds: int, mode: str) -> list[Round]:
         text=True,
     ).stdout
     # dbt prints too: only the marked lines are the timings.
-    return [
+    timed = [
         (float(line.split()[1]), float(line.split()[2]))
         for line in out.splitlines()
         if line.startswith("SECONDS ")
     ]
+    require(len(timed) == rounds, f"{mode}: {len(timed)} of {rounds} builds reported a time")
+    return timed
 
 
 def main() -> None:

@@ -555,12 +555,12 @@ def describe_level(level: dict[str, Any]) -> str:
 
 
 NOTES = """\
-Notes. The wall clock includes about 8-10 s of dbt start-up and (partial) parsing, the same at
-every size. Candidate pairs grow faster than records because the sandbox draws names from fixed
-pools (250 first and 500 last names per country), so name blocks fill up as the population
-grows; `er_max_block_size` caps any block. Precision, recall and F1 are pairwise, against the
-sandbox's ground truth. The machine may be shared: the load average above says how busy it
-was."""
+Notes. The wall clock includes dbt's start-up and (partial) parsing, the same at every size
+(the ER models' column leaves it out). Candidate pairs grow faster than records because the
+sandbox draws names from fixed pools of first and last names per country, so name blocks fill
+up as the population grows; `er_max_block_size` caps any block. Precision, recall and F1
+are pairwise, against the sandbox's ground truth. The machine may be shared: the load
+average above says how busy it was."""
 
 
 def write_readme(section: str) -> None:

@@ -1,8 +1,8 @@
 """Extraction benchmarks against a sandbox running in its own process.
 
 A. Throughput and memory: 1,000,000 billing invoices through the engine (EndpointExtractor
-   over SourceClient) and, in the same run, through a bare httpx loop fetching the same pages
-   (the ceiling); peak RSS of the engine at ~100k and ~1M records.
+   over SourceClient) and, in the same run, through a bare loop over the same transport
+   fetching the same pages (the ceiling); peak RSS of the engine at ~100k and ~1M records.
 B. Shared rate limit: four processes extract the same endpoint at once through one limiter
    state directory against the sandbox's per-key quota; achieved request rate and 429s.
 
@@ -230,13 +230,16 @@ async def engine_run(
 
 
 async def bare_run(url: str, page_size: int, concurrency: int) -> dict[str, Any]:
-    """The ceiling: plain httpx, the engine's offset/limit pages, `concurrency` in flight."""
+    """The ceiling: a plain httpx client over the engine's transport (`build_transport`), the
+    engine's offset/limit pages, `concurrency` in flight."""
+    from integration_platform.http.transport import build_transport
+
     api_key = environment()["BILLING_API_KEY"]
-    limits = httpx.Limits(
-        max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2
-    )
     async with httpx.AsyncClient(
-        base_url=url, headers={"X-API-Key": api_key}, limits=limits, timeout=httpx.Timeout(30.0)
+        base_url=url,
+        headers={"X-API-Key": api_key},
+        transport=build_transport(concurrency),
+        timeout=httpx.Timeout(30.0),
     ) as http:
         started, cpu_started = time.perf_counter(), cpu_seconds()
         # Like the engine: one page first, to learn the total, then the rest concurrently.
@@ -567,43 +570,28 @@ def paced_round(
 # --- reporting -----------------------------------------------------------------------------------
 
 # What building these benchmarks found, kept with the figures they explain.
+# Fixed text carries no figure: every figure in the README comes from a measurement of this run
+# (the before/after measurements behind past changes are in their commit messages).
 THROUGHPUT_FINDINGS = """\
-**Engine changes prompted by this benchmark** (2026-11-21), found by profiling the engine run;
-client CPU to extract 98,672 invoices at 500 per page, before and after each change measured
-side by side, median of 3 (the bare loop needs 0.54-0.60 s):
-
-- `PageLoopGuard` hashed every page with the standard library's `json.dumps(sort_keys=True)`,
-  which cost more CPU than parsing the page; it now hashes with orjson
-  (`integration_platform/http/pagination/guard.py`, `_records_digest`; the old way remains the
-  fallback for what orjson cannot serialize): 1.53 s -> 1.08 s.
-- `SourceClient.fetch` built and redacted each request's URL twice up front, only to name the
-  request in error messages; it now does so only when the request fails
-  (`integration_platform/http/client.py`): 1.22 s -> 1.00 s.
-
-Because the sandbox, not the client, is the bottleneck, records/s moves less than CPU does;
-the client CPU column shows the engine's own cost.
+Because the sandbox builds every record on request, it, not the client, is the bottleneck of
+this part: records/s moves less than the client's CPU does, and the client CPU column shows the
+engine's own cost. `make bench-raw` serves pre-rendered pages instead, so that the client sets
+the pace there.
 """
 
 PACED_FINDINGS = """\
-**Why the first runs got 429s, and the change to the limiter** (2026-11-21). With the limiter
-as first written, 6 of 12 runs on this machine got 429s (7 to 19 each, at either page size).
-It stopped a source only once a response said at most `low_water_mark` (1) request was left,
-but the requests already sent by then (about `requests_per_second` x latency of them: several
-at 50 requests/s once latency passes 20 ms) spent more than that; and each 429's
-`Retry-After: 1` then held the whole source back for a second, wasting most of the next window.
-`SharedRateLimiter` (`integration_platform/http/ratelimit.py`) now numbers the requests it
-releases (a counter in the shared state, so across processes) and reads a response's
-`remaining` minus the requests the source sent after that one. In the 16 runs since (both page
-sizes, load averages from 1 to 9): no 429 at all, and no loss of rate beyond the noise (page
-size 20, old and new alternated under the same load: 48.6 and 46.4 requests/s after, 47.2 and
-48.8 before).
+**How the limiter avoids 429s.** A limiter that stops a source only once a response says at
+most `low_water_mark` requests are left overspends: the requests already in flight by then
+(about `requests_per_second` x latency of them) spend more than that, and each 429's
+`Retry-After` then holds the whole source back, wasting most of the next window.
+`SharedRateLimiter` (`integration_platform/http/ratelimit.py`) numbers the requests it releases
+(a counter in the shared state, so across processes) and reads a response's `remaining` minus
+the requests the source sent after that one.
 
-**When the rate falls short** (on this machine while other work ran: 26-39 requests/s at page
-size 200), the sandbox is the limit, not the limiter: it needs about 10 ms of CPU per
-200-record page, and with a fraction of a core ("sandbox CPU") its latency climbs to hundreds
-of ms and it cannot serve 50 requests/s. With pages of 20 it can. At best the limiter gives
-49 of 50 requests per window (it keeps `low_water_mark: 1` in reserve), and the whole window
-also pays for each process's first page, fetched alone.
+**When the rate falls short**, look at "sandbox CPU": with a fraction of a core on a busy
+machine, the sandbox's latency at page size 200 climbs and it cannot serve the quota; pages of
+20 cost it a tenth of the CPU. At best the limiter gives the quota less `low_water_mark` per
+window, and the whole window also pays for each process's first page, fetched alone.
 """
 
 
@@ -643,7 +631,7 @@ def throughput_section(result: ThroughputResult, when: str) -> str:
     cpu_engine = statistics.median(run["cpu_seconds"] for run in result.side("engine"))
     cpu_bare = statistics.median(run["cpu_seconds"] for run in result.side("bare"))
     return f"""\
-## Extraction: {result.invoices:,} billing invoices, engine vs bare httpx, and memory
+## Extraction: {result.invoices:,} billing invoices, engine vs a bare loop, and memory
 
 **What is measured.** The sandbox (`integration-platform sandbox up --customers
 {result.customers} --billing-rate-limit {UNLIMITED_QUOTA}`, its own process) holds
@@ -653,9 +641,10 @@ that extracts all of `/v1/invoices`:
 - **engine**: `EndpointExtractor` over `SourceClient`, the spec being `sources/billing.yaml`
   edited in memory (no client rate limit, `page_size: {result.page_size}`, `concurrency:
   {result.concurrency}`); each page's records are counted, then dropped.
-- **bare**: the ceiling, a plain `httpx.AsyncClient` loop fetching the same `offset`/`limit`
-  pages ({result.concurrency} in flight, the first page alone to learn the total, like the
-  engine), bodies discarded unparsed.
+- **bare**: the ceiling, a plain `httpx.AsyncClient` loop over the engine's transport
+  (`build_transport`: aiohttp) fetching the same `offset`/`limit` pages ({result.concurrency}
+  in flight, the first page alone to learn the total, like the engine), bodies discarded
+  unparsed.
 
 Both sides fetched {"identical" if result.identical_pages else "**different**"} pages (same
 record, page and byte counts). The sandbox was warmed up first (first page
@@ -684,7 +673,7 @@ peak RSS MB | load |
 | figure | value | target | |
 |---|---|---|---|
 | engine records/s (median) | {engine:,.0f} | | |
-| bare httpx records/s (median) | {bare:,.0f} | | |
+| bare loop records/s (median) | {bare:,.0f} | | |
 | engine / bare | {result.engine_ratio:.2f}x | >= {ENGINE_TARGET}x | \
 {yes_no(result.engine_ratio >= ENGINE_TARGET)} |
 | client CPU s per {result.invoices:,}-record run, engine / bare | {cpu_engine:.1f} / \
@@ -778,7 +767,7 @@ def print_summary(throughput: ThroughputResult | None, paced: list[PacedResult])
         rows += [
             ("A invoices in the sandbox", f"{t.invoices:,}", "", ""),
             ("A engine records/s (median)", f"{t.median_rate('engine'):,.0f}", "", ""),
-            ("A bare httpx records/s (median)", f"{t.median_rate('bare'):,.0f}", "", ""),
+            ("A bare loop records/s (median)", f"{t.median_rate('bare'):,.0f}", "", ""),
             (
                 "A engine / bare",
                 f"{t.engine_ratio:.2f}x",
@@ -895,6 +884,25 @@ def run_benchmarks(args: argparse.Namespace) -> None:
     )
     sections = {}
     if throughput is not None:
+        # Both sides must have fetched every record, the same pages: else no figure holds.
+        common.require(
+            throughput.identical_pages
+            and all(run["records"] == throughput.invoices for run in throughput.runs),
+            "the 1M runs did not all fetch the sandbox's "
+            f"{throughput.invoices:,} invoices in the same pages: "
+            + ", ".join(
+                f"{run['side']} {run['records']:,} records, {run['pages']:,} pages, "
+                f"{run['bytes']:,} bytes"
+                for run in throughput.runs
+            ),
+        )
+        small = min(throughput.invoices, SMALL_PAGES * THROUGHPUT_PAGE_SIZE)
+        common.require(
+            all(run["records"] == small for run in throughput.small_runs),
+            f"the {SMALL_PAGES}-page runs fetched "
+            + ", ".join(f"{run['records']:,}" for run in throughput.small_runs)
+            + f" records, not {small:,}",
+        )
         sections["extract-throughput"] = throughput_section(throughput, when)
     if paced:
         sections["shared-rate-limit"] = paced_section(paced, when)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.common import busy, write_readme
+from benchmarks.common import busy, require, write_readme
 from benchmarks.sync_benchmark import WEEK, Timed, instance_profile, sync
 from integration_platform.client_ids import DEMO_CLIENT_ID
 from integration_platform.environment import PROJECT_ROOT
@@ -107,6 +107,10 @@ def main() -> None:
             for timed in synced[profile]:
                 print(f"{profile} sync: {timed}", flush=True)
     load_after = os.getloadavg()
+    failed = [
+        f"{p}: {t.state}" for p, timed in synced.items() for t in timed if t.state != "succeeded"
+    ]
+    require(not failed, f"syncs that did not succeed: {failed}")
     median = statistics.median
     lines = [
         "## Instance profiles: the demo and a sync on SQLite and on PostgreSQL",

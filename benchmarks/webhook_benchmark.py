@@ -378,11 +378,11 @@ def _benchmark(work: Path, seconds: float, connections: int, rate: float) -> dic
         if kind == "receiver":
             inboxes[kind] = inbox_count(inbox)
     acknowledged = sum(r.ok for r in results["receiver"].values())
-    if inboxes["receiver"] != acknowledged:
-        raise SystemExit(
-            f"{acknowledged} events acknowledged but {inboxes['receiver']} in "
-            "the inbox: an acknowledgement was not durable"
-        )
+    common.require(
+        inboxes["receiver"] == acknowledged,
+        f"{acknowledged} events acknowledged but {inboxes['receiver']} in "
+        "the inbox: an acknowledgement was not durable",
+    )
     return {
         "results": results,
         "acknowledged": acknowledged,
@@ -455,9 +455,8 @@ def section(run: dict[str, Any], command: str) -> str:
         f"CPU per event; the bare endpoint {core_share(bare['paced'])}%)."
         " A paced phase misses its p99 when the process gets less than that for a while: "
         "the backlog then waits behind it (open loop). Where the receiver's time goes "
-        "(py-spy, 2026-11-21): the SQLite commit about 60 µs per event when each commit "
-        "carries one (less when commits group events under load), Starlette's layers, "
-        "signature verification (~20 µs) and routing (~10 µs) most of the rest; the HTTP "
+        "(py-spy): the SQLite commit (less per event when commits group events under load), "
+        "Starlette's layers, signature verification and routing; the HTTP "
         "work itself is the bare endpoint's figure. Commits run on the event loop with "
         "`synchronous=NORMAL` (a thread hand-off cost more than the commit); WAL checkpoints "
         "and their fsync run in a thread of their own, off the acknowledgement path.",

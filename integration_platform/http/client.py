@@ -1,4 +1,5 @@
-"""One source's HTTP stack: auth → retries → circuit breaker → shared rate limiter → httpx.
+"""One source's HTTP stack: auth → retries → circuit breaker → shared rate limiter → httpx →
+aiohttp (http/transport.py).
 
 `SourceClient.fetch` returns one page, raw bytes and parsed JSON, after retrying transient
 failures (429, 5xx, timeouts, dropped connections, truncated bodies) with full-jitter
@@ -44,7 +45,7 @@ from integration_platform.http.errors import (
 )
 from integration_platform.http.pagination import PageRequest
 from integration_platform.http.ratelimit import SharedRateLimiter, parse_retry_after
-from integration_platform.http.tls import tls_context
+from integration_platform.http.transport import build_transport
 from integration_platform.logs import get_logger
 from integration_platform.redaction import Scrubber, origin, redact_url
 from integration_platform.specs.models import SourceSpec
@@ -178,12 +179,7 @@ class SourceClient:
             write=timeout.write_seconds,
             pool=timeout.total_seconds,
         )
-        inner = transport or httpx.AsyncHTTPTransport(
-            verify=tls_context(),
-            limits=httpx.Limits(
-                max_connections=spec.concurrency * 2, max_keepalive_connections=spec.concurrency * 2
-            ),
-        )
+        inner = transport or build_transport(spec.concurrency)
         self.auth = build_auth(spec.auth, spec.base_url, self.clock, scrub=self.scrub)
         self.http = httpx.AsyncClient(
             base_url=spec.base_url,

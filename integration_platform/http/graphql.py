@@ -38,7 +38,7 @@ from integration_platform.http.errors import (
 )
 from integration_platform.http.pagination import PageRequest
 from integration_platform.http.ratelimit import parse_retry_after
-from integration_platform.http.tls import tls_context
+from integration_platform.http.transport import build_transport
 from integration_platform.logs import get_logger
 from integration_platform.redaction import origin
 
@@ -93,12 +93,7 @@ class GraphQLClient:
         spec = source_client.spec
         self.url = spec.base_url.rstrip("/") + spec.graphql_path
         self.shown_url = source_client.redact(self.url)  # in messages and raw tables
-        inner = httpx.AsyncHTTPTransport(
-            verify=tls_context(),
-            limits=httpx.Limits(
-                max_connections=spec.concurrency * 2, max_keepalive_connections=spec.concurrency * 2
-            ),
-        )
+        inner = build_transport(spec.concurrency)
         transport = HTTPXAsyncTransport(
             url=self.url,
             auth=source_client.auth,

@@ -296,7 +296,7 @@ async def test_clients_share_one_tls_context_that_still_verifies_certificates() 
 
     clients = [SourceClient(vendor_spec(), clock=FakeClock()) for _ in range(3)]
     try:
-        contexts = {id(c.http._transport._inner._pool._ssl_context) for c in clients}  # type: ignore[attr-defined]
+        contexts = {id(c.http._transport._inner.ssl_context) for c in clients}  # type: ignore[attr-defined]
         assert contexts == {id(tls_context())}
         assert tls_context().verify_mode == ssl.CERT_REQUIRED and tls_context().check_hostname
         assert tls_context().cert_store_stats()["x509_ca"] > 0  # the CA bundle is loaded
