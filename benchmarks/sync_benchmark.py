@@ -195,13 +195,14 @@ READING = (
     "between `launched` and `started` (Dagster's code server starts every run in a fresh "
     "`spawn`ed interpreter, and importing dagster-dbt imports dbt-core). The build is "
     "created at the automation tick after the raw runs end, and queued once the daemon has "
-    "written its planned events, one per model, seed and dbt test. `first step` to `last "
-    "step ended` of the build is dagster-dbt's `dbt build` and then the events and metadata "
-    "of every node (on SQLite, each event is a new connection and commit). What would move "
-    "it: one run per sync holding raw and dbt (one process start and no tick, but two "
-    "clients' syncs would no longer share a build); estimating entity resolution's weights "
-    "only for clients whose records changed; and an event storage with cheaper writes (the "
-    "production profile's PostgreSQL)."
+    "written its planned events, one per model, seed and dbt test. The steps' seconds are in "
+    "brackets; the build's one step is dagster-dbt's `dbt build` (its parse starts from the "
+    "warehouse's last partial parse), then the events and metadata of every node, stored by "
+    "the local profile's event log with its SQLite connections kept open "
+    "(orchestration/sqlite_events.py). What would move it further: one run per sync holding "
+    "raw and dbt (one process start and no tick, but two clients' syncs would no longer "
+    "share a build); estimating entity resolution's weights only for clients whose records "
+    "changed; one in-memory DuckDB for a run's stagers instead of one per partition."
 )
 
 
