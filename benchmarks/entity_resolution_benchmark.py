@@ -599,6 +599,25 @@ def projection(sizes: list[dict[str, Any]]) -> list[str]:
         f"| candidate pairs | {a['candidate_pairs']:,} | {b['candidate_pairs']:,} | {pairs_k:.2f} "
         f"| {pairs_10m:,.0f} |",
     ]
+    cpu_line = ""
+    if "cpu_seconds" in a and "cpu_seconds" in b:
+        cpu_k, cpu_10m = grown(a["cpu_seconds"], b["cpu_seconds"])
+        lines.append(
+            f"| dbt CPU | {a['cpu_seconds']:.0f} s | {b['cpu_seconds']:.0f} s | {cpu_k:.2f} | "
+            f"{cpu_10m:,.0f} s |"
+        )
+        cpu_pairs = b["cpu_seconds"] * scale**pairs_k
+        cpu_line = (
+            f"The figures the machine's load moves least, CPU and pairs, say: between "
+            f"{cpu_10m:,.0f} s of CPU at {PROJECTED_RECORDS:,} records (CPU's own k = "
+            f"{cpu_k:.2f}, low: the smaller run's CPU includes dbt's start-up) and "
+            f"{cpu_pairs:,.0f} s (CPU growing as the pairs do), that is "
+            f"{cpu_10m / CORES / 60:.0f} to {cpu_pairs / CORES / 60:.0f} minutes on {CORES} "
+            "cores if both stayed busy. "
+            "The per-model wall times carry the load of each moment (it differed between the "
+            "two runs: see the load average) and, at the smaller size, fixed costs, so their "
+            "exponents overstate the growth; read their projections as upper bounds. "
+        )
     if "peak_rss_mb" in a and "peak_rss_mb" in b:
         rss_k, rss_10m = grown(a["peak_rss_mb"], b["peak_rss_mb"])
         lines.append(
@@ -607,7 +626,8 @@ def projection(sizes: list[dict[str, Any]]) -> list[str]:
         )
     lines += [
         "",
-        "The steepest stages: "
+        cpu_line
+        + "The steepest stages: "
         + ", ".join(f"{m} (k = {k:.2f}, {t:.0f} s)" for m, k, t in steepest)
         + f". Candidate pairs grow as records^{pairs_k:.2f}, faster than records, because the "
         "sandbox's name pools are fixed (250 first and 500 last names per country): name blocks "
@@ -617,8 +637,8 @@ def projection(sizes: list[dict[str, Any]]) -> list[str]:
         "more varied, so its pairs grow more slowly; the wall-clock figures here also carry the "
         "machine's load (see the load average), the exponents less so.",
         "",
-        "What would change at 10M: the pair tables (tens of millions of rows, each with two "
-        "record keys, the rule list and, in int_customer_pair_scores, the `reasons` text) "
+        f"What would change at 10M: the pair tables ({pairs_10m:,.0f} rows projected, each "
+        "with two record keys, the rule list and, in int_customer_pair_scores, the `reasons` text) "
         "outgrow memory and DuckDB spills them to its temp directory, so `memory_limit` and "
         "`temp_directory` need setting and a faster disk pays; a full refresh stops being "
         "the way to run it: resolving incrementally (only the pairs of new or changed "
