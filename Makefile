@@ -116,7 +116,7 @@ bench-sse: install
 ## to 10M), the registry variant (no email, no phone) at 10k and 50k people, and quality at the
 ## sandbox's heavy and extreme noise (50k records, 10k registry people): precision/recall/F1
 ## (overall, across sources, within one) and pair completeness against the ground truth (about
-## 14 minutes on 2-core machine at load 4-8, a quarter of it building the 1M raw tables; rewrites its
+## 14 minutes on a 2-core machine at load 4-8, a quarter of it building the 1M raw tables; rewrites its
 ## section of benchmarks/README.md; exits non-zero when a result is wrong or a target missed;
 ## not part of `make test`)
 .PHONY: bench-er
