@@ -121,13 +121,16 @@ bench-sse: install
 	$(BIN)/python -m benchmarks.sse_benchmark
 
 ## bench-er: entity resolution (dbt, blocking → scores → clusters → golden records) of 50k,
-## 100k and 200k customer records on 2 cores, and of the registry variant (no email, no
-## phone) at 10k and 50k people, with precision/recall/F1 (overall, across sources, within
-## one) and blocking pair completeness against the sandbox's ground truth (about 6 minutes;
-## rewrites its section of benchmarks/README.md; not part of `make test`)
+## 200k and 1M customer records on 2 cores (wall, CPU, peak memory, time per model, a projection
+## to 10M), the registry variant (no email, no phone) at 10k and 50k people, and quality at the
+## sandbox's heavy and extreme noise (50k records, 10k registry people): precision/recall/F1
+## (overall, across sources, within one) and pair completeness against the ground truth (about
+## 14 minutes on a 2-core machine at load 4-8, a quarter of it building the 1M raw tables; rewrites its
+## section of benchmarks/README.md; exits non-zero when a result is wrong or a target missed;
+## not part of `make test`)
 .PHONY: bench-er
 bench-er: install
-	$(BIN)/python -m benchmarks.entity_resolution_benchmark --readme
+	$(BIN)/python -m benchmarks.entity_resolution_benchmark --readme --noise default heavy extreme
 
 ## bench-api: the Integration Platform API, sync-request p50/p99 (new, repeated, status) and
 ## access-API records/s through 100k golden records (about 1 minute; rewrites its section of

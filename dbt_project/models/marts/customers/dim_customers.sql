@@ -81,17 +81,60 @@ clustered as (
 
 ),
 
+agreement_keys as (
+
+    -- each group's normalized value per record, narrow (the counts below group on it)
+    select
+        client_id,
+        customer_id,
+        record_key,
+        {%- for group, spec in groups.items() %}
+        {%- set outer = loop %}
+        {%- for value in spec.agree_on %}
+        {{ value }} as {{ group }}_value_{{ loop.index }}{% if not (outer.last and loop.last) %},{% endif %}
+        {%- endfor %}
+        {%- endfor %}
+    from clustered
+
+),
+{%- for group, spec in groups.items() %}
+
+{{ group }}_agreement as (
+
+    select
+        client_id,
+        customer_id,
+        {%- for value in spec.agree_on %}
+        {{ group }}_value_{{ loop.index }},
+        {%- endfor %}
+        count(*) as {{ group }}_agreement
+    from agreement_keys
+    group by all
+
+),
+{%- endfor %}
+
 agreed as (
 
     -- per group: how many of the customer's records carry this record's (normalized) value;
-    -- one window each, partitioned by customer and value: linear, never record × record
+    -- a count per (customer, value) joined back: linear, never record × record (and, unlike
+    -- eight windows partitioned eight ways, no sort)
     select
-        *,
-        {%- for group, spec in groups.items() %}
-        count(*) over (partition by client_id, customer_id, {{ spec.agree_on | join(', ') }})
-            as {{ group }}_agreement{% if not loop.last %},{% endif %}
+        clustered.*,
+        {%- for group in groups %}
+        {{ group }}_agreement.{{ group }}_agreement{% if not loop.last %},{% endif %}
         {%- endfor %}
     from clustered
+    join agreement_keys using (record_key)
+    {%- for group, spec in groups.items() %}
+    join {{ group }}_agreement
+        on {{ group }}_agreement.client_id = agreement_keys.client_id
+        and {{ group }}_agreement.customer_id = agreement_keys.customer_id
+        {%- for value in spec.agree_on %}
+        and {{ group }}_agreement.{{ group }}_value_{{ loop.index }}
+            is not distinct from agreement_keys.{{ group }}_value_{{ loop.index }}
+        {%- endfor %}
+    {%- endfor %}
 
 ),
 
@@ -117,13 +160,16 @@ survived as (
         {%- endfor %}
         coalesce(list_sort(list_distinct(list(email))), []) as emails,
         coalesce(list_sort(list_distinct(list(phone))), []) as phones,
-        count(distinct email) > 1 as email_conflict,
-        count(distinct phone) > 1 as phone_conflict,
-        count(distinct last_name) > 1
-            or count(distinct first_name_canonical) filter (where last_name is not null) > 1
+        -- two distinct values or more: the smallest is not the largest (a plain aggregate;
+        -- count(distinct) would add a distinct aggregation per field)
+        coalesce(min(email) < max(email), false) as email_conflict,
+        coalesce(min(phone) < max(phone), false) as phone_conflict,
+        coalesce(min(last_name) < max(last_name)
+            or min(first_name_canonical) filter (where last_name is not null)
+               < max(first_name_canonical) filter (where last_name is not null), false)
             as name_conflict,
-        count(distinct date_of_birth) > 1 as date_of_birth_conflict,
-        count(distinct postcode) > 1 as address_conflict,
+        coalesce(min(date_of_birth) < max(date_of_birth), false) as date_of_birth_conflict,
+        coalesce(min(postcode) < max(postcode), false) as address_conflict,
         list_sort(list(record_key)) as record_keys,
         list_sort(list_distinct(list(source_system))) as source_systems,
         count(*) as record_count,
