@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -192,3 +194,44 @@ class SandboxProcess:
                 self._process.kill()
                 self._process.wait()
         self._log.close()
+
+
+async def bare_pages(
+    url: str, headers: dict[str, str], path: str, page_size: int, concurrency: int
+) -> dict[str, float]:
+    """The ceiling a client could reach: a plain httpx client over the engine's transport
+    (`build_transport`, what `SourceClient` sends through), the engine's offset/limit pages with
+    `concurrency` in flight, the first page alone to learn the total (as the engine does);
+    bodies counted, not parsed, landed or loaded. Records, pages, bytes, wall and CPU seconds
+    (this process's, which other load barely moves)."""
+    import orjson
+
+    from integration_platform.http.transport import build_transport
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    async with httpx.AsyncClient(
+        base_url=url,
+        headers=headers,
+        transport=build_transport(concurrency),
+        timeout=httpx.Timeout(30.0),
+    ) as http:
+        started, cpu_started = time.perf_counter(), cpu()
+        first = await http.get(path, params={"offset": 0, "limit": page_size})
+        first.raise_for_status()
+        total = int(orjson.loads(first.content)["total"])
+        got = {"records": min(page_size, total), "pages": 1, "bytes": len(first.content)}
+        offsets = iter(range(page_size, total, page_size))
+
+        async def worker() -> None:
+            for offset in offsets:  # one shared iterator: each worker takes the next page
+                response = await http.get(path, params={"offset": offset, "limit": page_size})
+                response.raise_for_status()
+                got["records"] += min(page_size, total - offset)
+                got["pages"] += 1
+                got["bytes"] += len(response.content)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return {**got, "seconds": time.perf_counter() - started, "cpu_seconds": cpu() - cpu_started}

@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import httpx
-import orjson
 import yaml
 from dotenv import dotenv_values
 
 from benchmarks import common
-from benchmarks.common import README, REPO, SandboxProcess
+from benchmarks.common import README, REPO, SandboxProcess, bare_pages
 
 if TYPE_CHECKING:
     from integration_platform.specs.models import SourceSpec
@@ -230,44 +229,15 @@ async def engine_run(
 
 
 async def bare_run(url: str, page_size: int, concurrency: int) -> dict[str, Any]:
-    """The ceiling: a plain httpx client over the engine's transport (`build_transport`), the
+    """The ceiling (common.bare_pages): a plain httpx client over the engine's transport, the
     engine's offset/limit pages, `concurrency` in flight."""
-    from integration_platform.http.transport import build_transport
-
     api_key = environment()["BILLING_API_KEY"]
-    async with httpx.AsyncClient(
-        base_url=url,
-        headers={"X-API-Key": api_key},
-        transport=build_transport(concurrency),
-        timeout=httpx.Timeout(30.0),
-    ) as http:
-        started, cpu_started = time.perf_counter(), cpu_seconds()
-        # Like the engine: one page first, to learn the total, then the rest concurrently.
-        first = await http.get(INVOICES_PATH, params={"offset": 0, "limit": page_size})
-        first.raise_for_status()
-        total = orjson.loads(first.content)["total"]
-        received = {"bytes": len(first.content), "pages": 1, "records": min(page_size, total)}
-        offsets = iter(range(page_size, total, page_size))
-
-        async def worker() -> None:
-            for offset in offsets:  # one shared iterator: each worker takes the next page
-                response = await http.get(
-                    INVOICES_PATH, params={"offset": offset, "limit": page_size}
-                )
-                response.raise_for_status()
-                received["bytes"] += len(response.content)
-                received["pages"] += 1
-                received["records"] += min(page_size, total - offset)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
+    got = await bare_pages(url, {"X-API-Key": api_key}, INVOICES_PATH, page_size, concurrency)
     return {
         "side": "bare",
-        **received,
-        "seconds": seconds,
-        "requests": received["pages"],
+        **got,
+        "requests": got["pages"],
         "retries": 0,
-        "cpu_seconds": cpu,
         "peak_rss_mb": peak_rss_mb(),
     }
 

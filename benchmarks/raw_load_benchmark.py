@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from benchmarks import common
-from benchmarks.common import README, REPO, SandboxProcess
+from benchmarks.common import README, REPO, SandboxProcess, bare_pages
 
 if TYPE_CHECKING:
     from integration_platform.specs.models import SourceSpec
@@ -263,46 +263,18 @@ def dlt_run(url: str, workdir: Path, file_format: str | None) -> dict[str, Any]:
 
 
 async def bare_run(url: str) -> dict[str, Any]:
-    """The ceiling our side could reach: the engine's transport (`build_transport`, what
-    `SourceClient` sends through) under a plain httpx client, the same offset/limit pages with
-    the spec's concurrency, the first page alone to learn the total (as the engine does);
-    bodies counted, not parsed, landed or loaded."""
-    import httpx
-    import orjson
-
-    from integration_platform.http.transport import build_transport
-
-    concurrency = billing_spec(url, None).concurrency
-    async with httpx.AsyncClient(
-        base_url=url,
-        headers={"X-API-Key": api_key()},
-        transport=build_transport(concurrency),
-        timeout=httpx.Timeout(30.0),
-    ) as http:
-        started, cpu_started = time.perf_counter(), cpu_seconds()
-        first = await http.get(INVOICES_PATH, params={"offset": 0, "limit": PAGE_SIZE})
-        first.raise_for_status()
-        total = int(orjson.loads(first.content)["total"])
-        got = {"records": min(PAGE_SIZE, total), "pages": 1, "bytes": len(first.content)}
-        offsets = iter(range(PAGE_SIZE, total, PAGE_SIZE))
-
-        async def worker() -> None:
-            for offset in offsets:  # one shared iterator: each worker takes the next page
-                response = await http.get(
-                    INVOICES_PATH, params={"offset": offset, "limit": PAGE_SIZE}
-                )
-                response.raise_for_status()
-                got["records"] += min(PAGE_SIZE, total - offset)
-                got["pages"] += 1
-                got["bytes"] += len(response.content)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
+    """The ceiling our side could reach (common.bare_pages): the engine's transport, the same
+    pages with the spec's concurrency; bodies counted, not parsed, landed or loaded."""
+    got = await bare_pages(
+        url,
+        {"X-API-Key": api_key()},
+        INVOICES_PATH,
+        PAGE_SIZE,
+        billing_spec(url, None).concurrency,
+    )
     return {
         "side": "bare",
         **got,
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds() - cpu_started,
         "rows_in_table": got["records"],  # nothing is loaded: the records fetched
         "peak_rss_mb": peak_rss_mb(),
     }
